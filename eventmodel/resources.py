@@ -1,0 +1,42 @@
+"""Resource names, attribute keys and local defaults: the one place every part of the workbench reads them.
+
+The topic and subscription names are the assessment's; the dead-letter names follow the same pattern.
+"""
+
+from __future__ import annotations
+
+# Pub/Sub
+TOPIC = "backend-events-topic"
+SUBSCRIPTION = "backend-events-topic-sub"
+DEAD_LETTER_TOPIC = "backend-events-dead-letter"
+DEAD_LETTER_SUBSCRIPTION = "backend-events-dead-letter-sub"
+
+# Project used when none is given (--project, PUBSUB_PROJECT_ID, GOOGLE_CLOUD_PROJECT): emulators accept any id.
+DEFAULT_PROJECT = "workbench-local"
+PROJECT_ENV_VARS = ("PUBSUB_PROJECT_ID", "GOOGLE_CLOUD_PROJECT")
+
+# BigQuery
+DATASET = "events"
+
+# Message attributes set by the workbench's publisher. Production producers set none of them: consumers
+# treat them as hints (event_type comes from the payload; without event_id the Pub/Sub message_id is the id).
+ATTR_EVENT_TYPE = "event_type"
+ATTR_EVENT_ID = "event_id"
+ATTR_RUN_ID = "run_id"
+ATTR_SCHEMA_VERSION = "schema_version"
+
+# Attributes the pipeline adds to a dead-lettered message (the original attributes are kept beside them).
+ATTR_DLQ_REASON = "dlq_reason"
+ATTR_DLQ_DETAIL = "dlq_detail"
+ATTR_DLQ_SOURCE_MESSAGE_ID = "dlq_source_message_id"
+ATTR_DLQ_STAGE = "dlq_stage"
+
+# Loopback ports of the embedded local stack (the official emulators' customary ports where there is one).
+LOCAL_HOST = "127.0.0.1"
+PUBSUB_EMULATOR_PORT = 8085
+BIGQUERY_EMULATOR_PORT = 9050
+GCS_EMULATOR_PORT = 9023
+
+# Where runs (manifests) and local-stack state live; WORKBENCH_HOME overrides.
+HOME_ENV_VAR = "WORKBENCH_HOME"
+DEFAULT_HOME = ".workbench"

@@ -1,0 +1,73 @@
+"""`workbench`: the command line. One command per module in this package; each is a thin click function
+over library code. Commands are imported lazily so that `workbench --help` never pays for Beam or gRPC.
+
+To add a command: write workbench/cli/<name>.py exposing a click command or group, and add one line to
+COMMANDS below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from workbench.errors import WorkbenchError
+
+# command name -> "module:attribute"; one line per command.
+COMMANDS: dict[str, str] = {
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            if args and args[0] not in COMMANDS:
+                close = _closest(args[0], COMMANDS)
+                hint = f" Did you mean `workbench {close}`?" if close else ""
+                raise click.UsageError(f"No such command '{args[0]}'.{hint}", ctx) from exc
+            raise
+
+
+def _closest(word: str, choices) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(word, list(choices), n=1)
+    return found[0] if found else None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="event-workbench")
+def cli() -> None:
+    """Event Workbench: load and correctness testing for Pub/Sub -> Beam -> GCS + BigQuery."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: WorkbenchError becomes a two-line message and exit status 2."""
+    from workbench import terminal
+
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        terminal.error("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except WorkbenchError as exc:
+        terminal.error(exc.message, exc.fix)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

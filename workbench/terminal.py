@@ -1,0 +1,44 @@
+"""The terminal facade: every command prints through these few functions, so style lives in one place.
+
+Progress and live views go to stderr so that `--to -` can stream data on stdout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def info(message: str) -> None:
+    console.print(message)
+
+
+def success(message: str) -> None:
+    console.print(f"[green]✔[/green] {message}")
+
+
+def warning(message: str) -> None:
+    console.print(f"[yellow]![/yellow] {message}")
+
+
+def error(message: str, fix: str | None = None) -> None:
+    console.print(f"[red]✘ error:[/red] {message}")
+    if fix:
+        console.print(f"  [bold]fix:[/bold] {fix}")
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
+    """Build a table with right-aligned numeric columns; the caller prints it (to `out` or `console`)."""
+    rows = [list(r) for r in rows]
+    t = Table(title=title, title_justify="left")
+    for i, name in enumerate(columns):
+        numeric = bool(rows) and all(isinstance(r[i], int | float) for r in rows)
+        t.add_column(name, justify="right" if numeric else "left")
+    for r in rows:
+        t.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in r))
+    return t
