@@ -15,8 +15,7 @@ import click
 from workbench.errors import WorkbenchError
 
 # command name -> "module:attribute"; one line per command.
-COMMANDS: dict[str, str] = {
-}
+COMMANDS: dict[str, str] = {}
 
 
 class LazyGroup(click.Group):
