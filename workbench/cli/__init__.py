@@ -15,7 +15,10 @@ import click
 from workbench.errors import WorkbenchError
 
 # command name -> "module:attribute"; one line per command.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "publish": "workbench.cli.publish:publish",
+    "runs": "workbench.cli.runs:runs",
+}
 
 
 class LazyGroup(click.Group):

@@ -1,0 +1,146 @@
+"""Run manifests: what one publish run sent, kept where `workbench reconcile` finds it by run id.
+
+Layout, under $WORKBENCH_HOME/runs/<run_id>/ (WORKBENCH_HOME defaults to ./.workbench):
+    manifest.json       config, status (running | completed | interrupted | failed), totals and counts;
+                        rewritten atomically about once a second, so it is consistent at any moment
+    events-<W>.csv      one line per message worker W handed to its sink, appended when the outcome is known:
+                        event_id, expected destination, event type, reason code, malformed kind, event time,
+                        duplicate flag, outcome (published | failed), Pub/Sub message id
+
+The event lists are streamed to disk, never held in memory, so a run of millions of events keeps a flat
+memory profile. The truth about malformed events (reason, kind) lives here and never in the message.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from eventmodel.resources import DEFAULT_HOME, HOME_ENV_VAR
+
+EVENT_COLUMNS = (
+    "event_id",
+    "expected",
+    "event_type",
+    "reason",
+    "kind",
+    "event_time",
+    "duplicate",
+    "outcome",
+    "message_id",
+)
+PUBLISHED = "published"
+FAILED = "failed"
+
+
+def workbench_home() -> Path:
+    return Path(os.environ.get(HOME_ENV_VAR) or DEFAULT_HOME)
+
+
+def runs_root() -> Path:
+    return workbench_home() / "runs"
+
+
+def run_dir(run_id: str) -> Path:
+    return runs_root() / run_id
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable by start time, unique across machines: 20261127-141502-3f9a."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+class EventLog:
+    """The events-<worker>.csv of one worker. record() is called from sink callbacks, hence the lock."""
+
+    def __init__(self, directory: Path, worker: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"events-{worker}.csv"
+        self._file = self.path.open("w", newline="", buffering=1 << 16)
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(EVENT_COLUMNS)
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+
+    def record(self, message: Any, outcome: str, message_id: str | None) -> None:
+        row = (
+            message.event_id,
+            message.expected,
+            message.event_type,
+            message.reason or "",
+            message.kind or "",
+            message.event_time or "",
+            "1" if message.duplicate else "",
+            outcome,
+            message_id or "",
+        )
+        with self._lock:
+            self._writer.writerow(row)
+            counts = self.counts
+            counts[outcome] += 1
+            if outcome == PUBLISHED:
+                counts[f"expected:{message.expected}"] += 1
+                counts[f"type:{message.event_type}"] += 1
+                if message.kind:
+                    counts[f"kind:{message.kind}"] += 1
+                if message.duplicate:
+                    counts["duplicates"] += 1
+
+    def snapshot_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def write_manifest(run_id: str, manifest: dict[str, Any]) -> Path:
+    """Replace manifest.json atomically: a reader never sees half a file, even after a crash."""
+    directory = run_dir(run_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "manifest.json"
+    temporary = directory / "manifest.json.tmp"
+    temporary.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    os.replace(temporary, target)
+    return target
+
+
+def read_manifest(run_id: str) -> dict[str, Any]:
+    path = run_dir(run_id) / "manifest.json"
+    if not path.exists():
+        from workbench.errors import WorkbenchError
+
+        raise WorkbenchError(f"no run {run_id!r} under {runs_root()}", "list the runs with `workbench runs`")
+    return orjson.loads(path.read_bytes())
+
+
+def iter_events(run_id: str) -> Iterator[dict[str, str]]:
+    """Every recorded message of a run, worker by worker, streamed from disk."""
+    for path in sorted(run_dir(run_id).glob("events-*.csv")):
+        with path.open(newline="") as f:
+            yield from csv.DictReader(f)
+
+
+def list_runs() -> list[dict[str, Any]]:
+    """Every run's manifest, newest first. A run directory without a readable manifest is skipped."""
+    root = runs_root()
+    if not root.is_dir():
+        return []
+    manifests = []
+    for path in sorted(root.glob("*/manifest.json"), reverse=True):
+        try:
+            manifests.append(orjson.loads(path.read_bytes()))
+        except (OSError, orjson.JSONDecodeError):
+            continue
+    return manifests

@@ -1,0 +1,109 @@
+"""The live view and the end-of-run summary of `workbench publish`."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from rich.console import Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+from generator.publisher import Publisher, PublishResult
+from generator.sinks import FileTarget
+from workbench import terminal
+
+
+def describe_target(target) -> str:
+    if isinstance(target, FileTarget):
+        return "standard output" if target.path == "-" else target.path
+    where = f"emulator {target.emulator_host}" if target.emulator_host else "Google Cloud"
+    return f"projects/{target.project}/topics/{target.topic} ({where})"
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:,.1f} ms"
+
+
+class LiveView:
+    """Feeds a rich Live display from Publisher progress callbacks, four times a second."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self._recent: deque[tuple[float, int]] = deque(maxlen=8)  # (time, sent): rate over the last ~2 s
+        self._live = Live(self._render(), console=terminal.console, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> LiveView:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._live.__exit__(*exc)
+
+    def update(self, publisher: Publisher) -> None:
+        self._recent.append((time.monotonic(), publisher.totals().sent))
+        self._live.update(self._render())
+
+    def _render(self) -> Group:
+        plan = self.publisher.plan
+        totals = self.publisher.totals()
+        elapsed = self.publisher.elapsed()
+        if len(self._recent) >= 2 and self._recent[-1][0] > self._recent[0][0]:
+            (t0, s0), (t1, s1) = self._recent[0], self._recent[-1]
+            recent_rate = (s1 - s0) / (t1 - t0)
+        else:
+            recent_rate = 0.0
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold")
+        grid.add_column(justify="right")
+        grid.add_column(style="bold")
+        grid.add_column(justify="right")
+        grid.add_row("run", plan.run_id, "to", describe_target(plan.target))
+        grid.add_row("target rate", f"{totals.target_rate:,.0f}/s", "achieved", f"{recent_rate:,.0f}/s")
+        grid.add_row("elapsed", f"{elapsed:,.1f} s", "average", f"{totals.sent / elapsed if elapsed else 0:,.0f}/s")
+        grid.add_row("sent", f"{totals.sent:,}", "published", f"{totals.published:,}")
+        grid.add_row("failed", f"{totals.failed:,}", "in flight", f"{totals.in_flight:,}")
+        grid.add_row("latency p50", _ms(totals.latency.percentile(50)), "p99", _ms(totals.latency.percentile(99)))
+        if self.publisher.stopping:
+            grid.add_row("[yellow]stopping[/yellow]", "draining in-flight messages", "", "")
+        parts: list = [grid]
+        if plan.count or plan.duration:
+            done = totals.sent / plan.count if plan.count else elapsed / plan.duration
+            parts.append(ProgressBar(total=1.0, completed=min(done, 1.0), width=60))
+        return Group(*parts)
+
+
+def summary(result: PublishResult) -> list[Table]:
+    totals = result.totals
+    status_style = {"completed": "green", "interrupted": "yellow"}.get(result.status, "red")
+    overview = terminal.table(
+        f"run {result.run_id}: [{status_style}]{result.status}[/{status_style}]",
+        ["sent", "published", "failed", "seconds", "msg/s", "p50", "p99"],
+        [
+            [
+                totals.sent,
+                totals.published,
+                totals.failed,
+                round(result.elapsed, 1),
+                round(result.achieved_rate, 1),
+                _ms(totals.latency.percentile(50)),
+                _ms(totals.latency.percentile(99)),
+            ]
+        ],
+    )
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for key, value in result.counts.items():
+        group, _, name = key.partition(":")
+        if name:
+            groups.setdefault(group, []).append((name, value))
+    headings = {"expected": "expected destination", "type": "event type", "kind": "malformed kind"}
+    rows = [
+        [headings.get(group, group), name, value]
+        for group in ("expected", "type", "kind")
+        for name, value in groups.get(group, [])
+    ]
+    if result.counts.get("duplicates"):
+        rows.append(["duplicates", "same event_id re-sent", result.counts["duplicates"]])
+    breakdown = terminal.table(None, ["of published", "value", "messages"], rows)
+    return [overview, breakdown]
