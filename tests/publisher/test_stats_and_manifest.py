@@ -1,0 +1,91 @@
+"""Latency percentiles in constant memory, snapshot merging, and the streamed run manifest."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from generator.manifest import EventLog, iter_events, list_runs, new_run_id, read_manifest, run_dir, write_manifest
+from generator.stats import LatencyHistogram, RunTotals, WorkerSnapshot
+from workbench.errors import WorkbenchError
+
+
+def test_percentiles_are_within_the_bucket_width():
+    rng = random.Random(3)
+    samples = sorted(rng.lognormvariate(-4, 1.2) for _ in range(50_000))
+    histogram = LatencyHistogram()
+    for s in samples:
+        histogram.record(s)
+    for q in (50, 90, 99, 99.9):
+        true = samples[int(len(samples) * q / 100) - 1]
+        assert histogram.percentile(q) == pytest.approx(true, rel=0.03)
+
+
+def test_empty_histogram_has_no_percentile():
+    assert LatencyHistogram().percentile(50) is None
+
+
+def test_snapshots_merge_by_adding():
+    a, b = LatencyHistogram(), LatencyHistogram()
+    for x in (0.001, 0.002, 0.003):
+        a.record(x)
+    b.record(0.5)
+    totals = RunTotals.merge(
+        [
+            WorkerSnapshot(worker=0, sent=10, published=8, failed=1, latency=a.sparse()),
+            WorkerSnapshot(worker=1, sent=5, published=5, latency=b.sparse(), error="boom"),
+        ]
+    )
+    assert (totals.sent, totals.published, totals.failed, totals.in_flight) == (15, 13, 1, 1)
+    assert totals.latency.total == 4
+    assert totals.latency.percentile(100) == pytest.approx(0.5, rel=0.03)
+    assert totals.errors == ["worker 1: boom"]
+
+
+@dataclass
+class Message:
+    event_id: str
+    expected: str
+    event_type: str
+    reason: str | None = None
+    kind: str | None = None
+    event_time: str | None = None
+    duplicate: bool = False
+
+
+def test_event_log_streams_rows_and_counts(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    run_id = new_run_id()
+    log = EventLog(run_dir(run_id), worker=0)
+    log.record(Message("e1", "order", "order", event_time="2025-02-08T13:09:01.000Z"), "published", "m1")
+    log.record(Message("e2", "dead_letter", "inventory", "BAD_UUID", "bad_uuid"), "published", "m2")
+    log.record(Message("e1", "order", "order", duplicate=True), "published", "m3")
+    log.record(Message("e3", "user_activity", "user_activity"), "failed", None)
+    log.close()
+    rows = list(iter_events(run_id))
+    assert [r["event_id"] for r in rows] == ["e1", "e2", "e1", "e3"]
+    assert rows[1]["reason"] == "BAD_UUID" and rows[1]["kind"] == "bad_uuid"
+    assert rows[2]["duplicate"] == "1" and rows[3]["outcome"] == "failed"
+    assert log.counts["expected:order"] == 2
+    assert log.counts["kind:bad_uuid"] == 1
+    assert log.counts["duplicates"] == 1
+    assert log.counts["failed"] == 1 and "expected:user_activity" not in log.counts
+
+
+def test_manifest_is_replaced_atomically_and_listed_newest_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    write_manifest("20250101-000000-aaaa", {"run_id": "20250101-000000-aaaa", "status": "completed"})
+    write_manifest("20250102-000000-bbbb", {"run_id": "20250102-000000-bbbb", "status": "running"})
+    write_manifest("20250102-000000-bbbb", {"run_id": "20250102-000000-bbbb", "status": "interrupted"})
+    assert [m["run_id"] for m in list_runs()] == ["20250102-000000-bbbb", "20250101-000000-aaaa"]
+    assert read_manifest("20250102-000000-bbbb")["status"] == "interrupted"
+    assert not list(tmp_path.glob("runs/*/manifest.json.tmp"))
+
+
+def test_unknown_run_says_how_to_list_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    with pytest.raises(WorkbenchError) as raised:
+        read_manifest("nope")
+    assert "workbench runs" in raised.value.fix
