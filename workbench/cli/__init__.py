@@ -18,6 +18,10 @@ from workbench.errors import WorkbenchError
 COMMANDS: dict[str, str] = {
     "publish": "workbench.cli.publish:publish",
     "runs": "workbench.cli.runs:runs",
+    "up": "workbench.cli.stack:up",
+    "down": "workbench.cli.stack:down",
+    "status": "workbench.cli.stack:status",
+    "env": "workbench.cli.stack:env",
 }
 
 

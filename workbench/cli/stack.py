@@ -1,0 +1,82 @@
+"""`workbench up | down | status | env`: the embedded local stack (no cloud account, no Docker)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import click
+
+from eventmodel import resources as names
+from workbench import terminal
+
+
+@click.command()
+@click.option("--gcs", "with_gcs", is_flag=True, help="Also start the GCS emulator (for gs:// output roots).")
+@click.option("--no-bigquery", is_flag=True, help="Leave out the BigQuery emulator.")
+@click.option("--project", default=names.DEFAULT_PROJECT, show_default=True)
+@click.option("--pubsub-port", type=int, default=names.PUBSUB_EMULATOR_PORT, show_default=True)
+@click.option("--bigquery-port", type=int, default=names.BIGQUERY_EMULATOR_PORT, show_default=True)
+@click.option("--gcs-port", type=int, default=names.GCS_EMULATOR_PORT, show_default=True)
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Keep Pub/Sub state across restarts."
+)
+def up(with_gcs, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, data_dir):
+    """Start the local emulators in the background and create the topics and subscriptions.
+
+    Idempotent: what already runs is left alone. Point other tools at it with: eval "$(workbench env)".
+    """
+    from workbench.localstack import stack
+
+    config = stack.StackConfig(
+        project=project,
+        pubsub_port=pubsub_port,
+        bigquery_port=bigquery_port,
+        gcs_port=gcs_port,
+        with_gcs=with_gcs,
+        with_bigquery=not no_bigquery,
+        data_dir=data_dir,
+    )
+    with terminal.console.status("starting the local stack") as spinner:
+        stack.up(config, on_step=lambda message: (spinner.update(message), terminal.info(message)))
+    terminal.success('local stack up; point your shell at it with: eval "$(workbench env)"')
+
+
+@click.command()
+def down():
+    """Stop the services `workbench up` started (by pid; nothing else is touched)."""
+    from workbench.localstack import stack
+
+    stopped = stack.down(on_step=terminal.info)
+    terminal.success(f"stopped {len(stopped)} service(s)" if stopped else "nothing was running")
+
+
+@click.command()
+def status():
+    """Show what the local stack runs, where, and since when."""
+    from workbench.localstack import stack
+
+    rows = stack.status()
+    if not rows:
+        terminal.info("the local stack is not running; start it with `workbench up`")
+        return
+    terminal.out.print(
+        terminal.table(
+            "local stack",
+            ["service", "state", "pid", "endpoint", "started (UTC)", "log"],
+            [[r["service"], r["state"], r["pid"] or "-", r["endpoint"], r["started_at"][:19], r["log"]] for r in rows],
+        )
+    )
+
+
+@click.command()
+def env():
+    """Print export lines for the running services: eval "$(workbench env)"."""
+    from workbench.localstack import stack
+
+    exports = stack.env_exports()
+    if not exports:
+        terminal.warning("the local stack is not running; start it with `workbench up`")
+        return
+    for key, value in sorted(exports.items()):
+        terminal.out.print(f"export {key}={shlex.quote(value)}", markup=False)

@@ -1,0 +1,111 @@
+"""The services of the embedded local stack: how each is started, probed and advertised.
+
+Every service listens on loopback only. The exports are the environment contract shared with
+docker-compose.yml: any Google client library pointed by them reaches the local stack unchanged.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eventmodel.resources import BIGQUERY_EMULATOR_PORT, GCS_EMULATOR_PORT, PUBSUB_EMULATOR_PORT
+
+BIGQUERY_GRPC_OFFSET = 10  # bqemulator's Storage Read/Write gRPC port sits beside its REST port (9050 -> 9060)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    argv: list[str]
+    probe: Callable[[str, int], bool]  # one quick readiness check (host, port) -> ready
+    exports: dict[str, str]
+    env: dict[str, str] = field(default_factory=dict)
+    ports: tuple[int, ...] = ()  # every port it binds (for the port-in-use check)
+
+
+def _executable(name: str) -> str:
+    """A console script of this virtualenv, or one on PATH."""
+    beside = Path(sys.executable).with_name(name)
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # loopback only
+            return 200 <= response.status < 300
+    except OSError:
+        return False
+
+
+def _pubsub_ready(host: str, port: int) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def pubsub(host: str, project: str, port: int = PUBSUB_EMULATOR_PORT, data_dir: Path | None = None) -> Service:
+    argv = [sys.executable, "-m", "emulator.pubsub", "--host", host, "--port", str(port)]
+    if data_dir is not None:
+        argv += ["--data-dir", str(data_dir)]
+    return Service(
+        "pubsub",
+        port,
+        argv,
+        _pubsub_ready,
+        {"PUBSUB_EMULATOR_HOST": f"{host}:{port}", "PUBSUB_PROJECT_ID": project},
+        ports=(port,),
+    )
+
+
+def bigquery(host: str, project: str, port: int = BIGQUERY_EMULATOR_PORT) -> Service:
+    grpc_port = port + BIGQUERY_GRPC_OFFSET
+    argv = [
+        _executable("bqemulator"), "start",
+        "--rest-host", host, "--rest-port", str(port),
+        "--grpc-host", host, "--grpc-port", str(grpc_port),
+        "--project", project, "--log-level", "warning",
+    ]  # fmt: skip
+    return Service(
+        "bigquery",
+        port,
+        argv,
+        lambda h, p: _http_ok(f"http://{h}:{p}/bigquery/v2/projects/{project}/datasets"),
+        {"BIGQUERY_EMULATOR_HOST": f"http://{host}:{port}", "GOOGLE_CLOUD_PROJECT": project},
+        # Offline fix (architecture.md): never try to download DuckDB's avro/format extensions at start.
+        env={"BQEMU_ENABLE_FORMAT_EXTENSIONS": "false"},
+        ports=(port, grpc_port),
+    )
+
+
+def gcs(host: str, port: int = GCS_EMULATOR_PORT, bucket: str = "workbench-local") -> Service:
+    argv = [
+        _executable("gcp-storage-emulator"), "start",
+        "--host", host, "--port", str(port), "--in-memory", "--quiet", "--default-bucket", bucket,
+    ]  # fmt: skip
+    return Service(
+        "gcs",
+        port,
+        argv,
+        lambda h, p: _http_ok(f"http://{h}:{p}/storage/v1/b/{bucket}"),
+        {"STORAGE_EMULATOR_HOST": f"http://{host}:{port}"},
+        ports=(port,),
+    )

@@ -1,0 +1,220 @@
+"""The embedded local stack: `workbench up`, `down`, `status` and `env` as library calls.
+
+State lives in $WORKBENCH_HOME/stack/state.json (what runs, by pid and command line) with one log per
+service beside it. `up` is idempotent: a healthy service is left alone, a dead one is restarted, and the
+Pub/Sub resources are created only when missing. `down` stops exactly what `up` started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from eventmodel import resources as names
+from generator.manifest import workbench_home
+from workbench.errors import WorkbenchError
+from workbench.localstack import processes
+from workbench.localstack.services import Service, bigquery, gcs, port_in_use, pubsub
+
+START_TIMEOUT_S = 60.0
+# Generous deadlines for the pipeline's subscription: a DirectRunner bundle may hold messages for a while.
+ACK_DEADLINE_S = 60
+MAX_DELIVERY_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    host: str = names.LOCAL_HOST
+    project: str = names.DEFAULT_PROJECT
+    pubsub_port: int = names.PUBSUB_EMULATOR_PORT
+    bigquery_port: int = names.BIGQUERY_EMULATOR_PORT
+    gcs_port: int = names.GCS_EMULATOR_PORT
+    with_gcs: bool = False
+    with_bigquery: bool = True
+    data_dir: Path | None = None  # durable Pub/Sub state
+
+    def services(self) -> list[Service]:
+        chosen = [pubsub(self.host, self.project, self.pubsub_port, self.data_dir)]
+        if self.with_bigquery:
+            chosen.append(bigquery(self.host, self.project, self.bigquery_port))
+        if self.with_gcs:
+            chosen.append(gcs(self.host, self.gcs_port))
+        return chosen
+
+
+def stack_dir() -> Path:
+    return workbench_home() / "stack"
+
+
+def _state_path() -> Path:
+    return stack_dir() / "state.json"
+
+
+def read_state() -> dict[str, Any]:
+    try:
+        return orjson.loads(_state_path().read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return {"services": {}}
+
+
+def _write_state(state: dict[str, Any]) -> None:
+    path = _state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_bytes(orjson.dumps(state, option=orjson.OPT_INDENT_2))
+    os.replace(temporary, path)
+
+
+def _running(entry: dict[str, Any]) -> bool:
+    return processes.is_ours(entry["pid"], entry["argv"])
+
+
+def up(config: StackConfig, on_step: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Start what is not running, wait until every service answers, create the resources. Idempotent."""
+    state = read_state()
+    state["project"] = config.project
+    for service in config.services():
+        entry = state["services"].get(service.name)
+        if entry and _running(entry) and entry["argv"] == service.argv and service.probe(config.host, service.port):
+            on_step(f"{service.name} already running (pid {entry['pid']})")
+            continue
+        if entry and _running(entry):  # running with other settings: restart it with these
+            processes.stop(entry["pid"], entry["argv"])
+        busy = [p for p in service.ports if port_in_use(config.host, p)]
+        if busy:
+            raise WorkbenchError(
+                f"port {busy[0]} on {config.host} is in use by another process, so {service.name} cannot start",
+                f"stop that process, or choose another port: workbench up --{service.name}-port N",
+            )
+        log = stack_dir() / "logs" / f"{service.name}.log"
+        on_step(f"starting {service.name} on {config.host}:{service.port}")
+        pid = processes.start_detached(service.argv, log, service.env)
+        state["services"][service.name] = {
+            "pid": pid,
+            "argv": service.argv,
+            "host": config.host,
+            "port": service.port,
+            "exports": service.exports,
+            "log": str(log),
+            "started_at": datetime.now(UTC).isoformat(),
+        }
+        _write_state(state)
+        _wait_ready(service, config.host, pid, log)
+        on_step(f"{service.name} ready (pid {pid})")
+    # Forget services that this configuration no longer includes but that are not running either.
+    wanted = {s.name for s in config.services()}
+    for name in [n for n, e in state["services"].items() if n not in wanted and not _running(e)]:
+        del state["services"][name]
+    _write_state(state)
+    create_pubsub_resources(f"{config.host}:{config.pubsub_port}", config.project)
+    on_step(f"topics {names.TOPIC}, {names.DEAD_LETTER_TOPIC} and their subscriptions ready")
+    return state
+
+
+def _wait_ready(service: Service, host: str, pid: int, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if processes.command_line(pid) is None:
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            raise WorkbenchError(
+                f"{service.name} exited during start. Last lines of {log}:\n{tail}",
+                "fix the cause above, then run `workbench up` again",
+            )
+        if service.probe(host, service.port):
+            return
+        time.sleep(0.2)
+    raise WorkbenchError(
+        f"{service.name} did not become ready within {START_TIMEOUT_S:g}s (log: {log})",
+        "read the log, then `workbench down` and `workbench up` again",
+    )
+
+
+def create_pubsub_resources(emulator_host: str, project: str) -> None:
+    """The topic, the pipeline's subscription with its dead-letter policy, and the dead-letter pair."""
+    from google.api_core import exceptions
+    from google.cloud import pubsub_v1
+
+    os.environ["PUBSUB_EMULATOR_HOST"] = emulator_host
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    topic = publisher.topic_path(project, names.TOPIC)
+    dead_letter_topic = publisher.topic_path(project, names.DEAD_LETTER_TOPIC)
+    try:
+        for path in (topic, dead_letter_topic):
+            with contextlib.suppress(exceptions.AlreadyExists):
+                publisher.create_topic(request={"name": path}, timeout=10)
+        for name, source, extra in (
+            (
+                names.SUBSCRIPTION,
+                topic,
+                {
+                    "dead_letter_policy": {
+                        "dead_letter_topic": dead_letter_topic,
+                        "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
+                    }
+                },
+            ),
+            (names.DEAD_LETTER_SUBSCRIPTION, dead_letter_topic, {}),
+        ):
+            request = {
+                "name": subscriber.subscription_path(project, name),
+                "topic": source,
+                "ack_deadline_seconds": ACK_DEADLINE_S,
+                **extra,
+            }
+            with contextlib.suppress(exceptions.AlreadyExists):
+                subscriber.create_subscription(request=request, timeout=10)
+    finally:
+        subscriber.close()
+
+
+def down(on_step: Callable[[str], None] = lambda _: None) -> list[str]:
+    """Stop every service `up` started (by pid and command line, nothing else); returns their names."""
+    state = read_state()
+    stopped = []
+    for name, entry in list(state["services"].items()):
+        if processes.stop(entry["pid"], entry["argv"]):
+            stopped.append(name)
+            on_step(f"stopped {name} (pid {entry['pid']})")
+        else:
+            on_step(f"{name} was not running")
+        del state["services"][name]
+    _write_state(state)
+    return stopped
+
+
+def status() -> list[dict[str, Any]]:
+    """One row per known service: running or not, where, since when, and whether it answers."""
+    state = read_state()
+    rows = []
+    for name, entry in state["services"].items():
+        running = _running(entry)
+        rows.append(
+            {
+                "service": name,
+                "state": "running" if running else "stopped",
+                "pid": entry["pid"] if running else None,
+                "endpoint": f"{entry['host']}:{entry['port']}",
+                "started_at": entry["started_at"],
+                "log": entry["log"],
+            }
+        )
+    return rows
+
+
+def env_exports() -> dict[str, str]:
+    """The variables that point client libraries at the running services (like `gcloud ... env-init`)."""
+    state = read_state()
+    exports: dict[str, str] = {}
+    for entry in state["services"].values():
+        if _running(entry):
+            exports.update(entry["exports"])
+    return exports
