@@ -5,7 +5,8 @@ Layout, under $WORKBENCH_HOME/runs/<run_id>/ (WORKBENCH_HOME defaults to ./.work
                         rewritten atomically about once a second, so it is consistent at any moment
     events-<W>.csv      one line per message worker W handed to its sink, appended when the outcome is known:
                         event_id, expected destination, event type, reason code, malformed kind, event time,
-                        duplicate flag, outcome (published | failed), Pub/Sub message id
+                        duplicate flag, outcome (published | failed), Pub/Sub message id, and a digest of
+                        the payload bytes (payload_digest) so sinks can prove they hold the bytes sent
 
 The event lists are streamed to disk, never held in memory, so a run of millions of events keeps a flat
 memory profile. The truth about malformed events (reason, kind) lives here and never in the message.
@@ -14,6 +15,7 @@ memory profile. The truth about malformed events (reason, kind) lives here and n
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import secrets
 import threading
@@ -37,9 +39,15 @@ EVENT_COLUMNS = (
     "duplicate",
     "outcome",
     "message_id",
+    "payload_digest",
 )
 PUBLISHED = "published"
 FAILED = "failed"
+
+
+def payload_digest(data: bytes) -> str:
+    """A short, fast fingerprint of a payload (BLAKE2b, 64 bits): enough to tell any two events apart."""
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 def workbench_home() -> Path:
@@ -83,6 +91,7 @@ class EventLog:
             "1" if message.duplicate else "",
             outcome,
             message_id or "",
+            payload_digest(message.data),
         )
         with self._lock:
             self._writer.writerow(row)

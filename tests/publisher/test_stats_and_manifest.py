@@ -7,7 +7,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from generator.manifest import EventLog, iter_events, list_runs, new_run_id, read_manifest, run_dir, write_manifest
+from generator.manifest import (
+    EventLog,
+    iter_events,
+    list_runs,
+    new_run_id,
+    payload_digest,
+    read_manifest,
+    run_dir,
+    write_manifest,
+)
 from generator.stats import LatencyHistogram, RunTotals, WorkerSnapshot
 from workbench.errors import WorkbenchError
 
@@ -53,6 +62,7 @@ class Message:
     kind: str | None = None
     event_time: str | None = None
     duplicate: bool = False
+    data: bytes = b"{}"
 
 
 def test_event_log_streams_rows_and_counts(tmp_path, monkeypatch):
@@ -68,6 +78,7 @@ def test_event_log_streams_rows_and_counts(tmp_path, monkeypatch):
     assert [r["event_id"] for r in rows] == ["e1", "e2", "e1", "e3"]
     assert rows[1]["reason"] == "BAD_UUID" and rows[1]["kind"] == "bad_uuid"
     assert rows[2]["duplicate"] == "1" and rows[3]["outcome"] == "failed"
+    assert rows[0]["payload_digest"] == payload_digest(b"{}") and len(rows[0]["payload_digest"]) == 16
     assert log.counts["expected:order"] == 2
     assert log.counts["kind:bad_uuid"] == 1
     assert log.counts["duplicates"] == 1
