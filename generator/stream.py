@@ -1,0 +1,272 @@
+"""The event stream: configuration in, an endless sequence of messages ready to publish out.
+
+    >>> stream = EventStream(GeneratorConfig(seed=7, malformed_rate=0.05), run_id="run-1")
+    >>> batch = stream.take(1000)
+    >>> batch[0].data, batch[0].attributes  # doctest: +SKIP
+    (b'{"event_type":"user_activity",...}', {'event_id': '...', 'run_id': 'run-1', 'schema_version': '1', ...})
+
+Each message is one of:
+- a valid event: `data` is exactly the event JSON of the assessment's schema (orjson), `expected` its type;
+- a duplicate: an earlier valid message sent again, same bytes and same event_id (`duplicate=True`);
+- a malformed message: bytes from the catalogue in generator/malformed.py, `expected` "dead_letter" and
+  `reason` the code the validator must return. The classification lives only in this object (for the run
+  manifest), never in `data` or `attributes`.
+
+Worker i of n draws from its own random substream (same universe, disjoint event ids), so a multi-process
+publisher stays deterministic for a given seed. The clock is injectable for deterministic tests.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from eventmodel.resources import ATTR_EVENT_ID, ATTR_EVENT_TYPE, ATTR_RUN_ID, ATTR_SCHEMA_VERSION
+from eventmodel.schema import EVENT_TIME_FIELD, EVENT_TYPES, INVENTORY, ORDER, SCHEMA_VERSION, USER_ACTIVITY
+from generator.factories import InventoryFeed, OrderBook, SessionPool
+from generator.ids import TimestampFormatter, uuid4_str
+from generator.malformed import CATALOGUE, MalformedKind
+from generator.timeline import Timeline
+from generator.universe import build_universe
+
+DEAD_LETTER = "dead_letter"  # OutgoingMessage.expected of a malformed message
+DUPLICATE_WINDOW = 512  # a duplicate re-sends one of the last this-many valid messages: "a little later"
+
+
+def _default_type_weights() -> dict[str, float]:
+    return {ORDER: 0.3, INVENTORY: 0.3, USER_ACTIVITY: 0.4}
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    seed: int = 0
+    malformed_rate: float = 0.0  # share of messages that are malformed, 0..1
+    malformed_weights: Mapping[str, float] | None = None  # per catalogue kind name; None = equal weights
+    type_weights: Mapping[str, float] = field(default_factory=_default_type_weights)
+    duplicate_rate: float = 0.0  # share of messages that re-send an earlier valid event exactly
+    late_rate: float = 0.0  # share of events lagging now by 0.1-1 x max_lateness_s
+    max_lateness_s: float = 600.0
+    out_of_order_rate: float = 0.0  # share of events a few seconds earlier than those sent before them
+    history: tuple[datetime, datetime] | None = None  # timestamps spread over [start, end) instead of now
+    # The entity universe (built once per seed) and the concurrency of the simulated shop.
+    customers: int = 2_000
+    products: int = 500
+    warehouses: int = 12
+    users: int = 3_000
+    open_orders: int = 200
+    open_sessions: int = 100
+
+    def validate(self) -> None:
+        """Raise ValueError naming the fix for the first bad value."""
+        if type(self.seed) is not int:
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        for name in ("malformed_rate", "duplicate_rate", "late_rate", "out_of_order_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a share between 0 and 1 (e.g. 0.05 for 5%), got {value!r}")
+        if self.malformed_rate + self.duplicate_rate > 1.0:
+            raise ValueError(
+                f"malformed_rate + duplicate_rate must not exceed 1, got {self.malformed_rate} + "
+                f"{self.duplicate_rate}: lower one of them"
+            )
+        if self.late_rate + self.out_of_order_rate > 1.0:
+            raise ValueError(
+                f"late_rate + out_of_order_rate must not exceed 1, got {self.late_rate} + "
+                f"{self.out_of_order_rate}: lower one of them"
+            )
+        if not isinstance(self.max_lateness_s, int | float) or not self.max_lateness_s > 0:
+            raise ValueError(f"max_lateness_s must be a positive number of seconds, got {self.max_lateness_s!r}")
+        _check_weights("type_weights", self.type_weights, EVENT_TYPES)
+        if self.malformed_weights is not None:
+            _check_weights("malformed_weights", self.malformed_weights, tuple(CATALOGUE))
+        if self.history is not None:
+            if len(self.history) != 2 or not all(isinstance(t, datetime) for t in self.history):
+                raise ValueError("history must be a pair of datetimes (start, end)")
+            start, end = self.history
+            if start.tzinfo is None or end.tzinfo is None:
+                raise ValueError("history datetimes must be timezone-aware: use datetime(..., tzinfo=UTC)")
+            if not start < end:
+                raise ValueError(f"history start {start.isoformat()} must be before end {end.isoformat()}")
+        for name in ("customers", "products", "warehouses", "users", "open_orders", "open_sessions"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if self.products < max(OrderBook.LINE_COUNTS):
+            raise ValueError(f"products must be at least {max(OrderBook.LINE_COUNTS)} (the largest order's lines)")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, for run manifests."""
+        data = asdict(self)
+        data["type_weights"] = dict(self.type_weights)
+        if self.malformed_weights is not None:
+            data["malformed_weights"] = dict(self.malformed_weights)
+        if self.history is not None:
+            data["history"] = [t.isoformat() for t in self.history]
+        return data
+
+
+def _check_weights(name: str, weights: Mapping[str, float], known: tuple[str, ...]) -> None:
+    unknown = sorted(set(weights) - set(known))
+    if unknown:
+        raise ValueError(f"{name}: unknown name(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    bad = {k: v for k, v in weights.items() if not isinstance(v, int | float) or v < 0}
+    if bad:
+        raise ValueError(f"{name}: weights must be numbers >= 0, got {bad}")
+    if not sum(weights.values()) > 0:
+        raise ValueError(f"{name}: at least one weight must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    data: bytes  # the payload, exactly the event JSON (orjson) or the malformed bytes
+    attributes: dict[str, str]  # event_id, run_id, schema_version; event_type when the producer claims one
+    event_id: str  # uuid; a duplicate carries the same event_id as its original
+    expected: str  # where it must end: an event type name (valid) or "dead_letter"
+    reason: str | None  # the reason code the validator must give (dead_letter only)
+    kind: str | None  # malformed catalogue kind name (dead_letter only)
+    event_type: str  # the true type of the underlying event
+    event_time: str | None  # the event's own timestamp string (valid events), for GCS minute folders
+    duplicate: bool  # True for a re-send of an earlier event_id
+
+
+class _WeightedChoice:
+    """rng-driven choice by weight with one random() and a bisect: random.choices costs ~5x more."""
+
+    __slots__ = ("_cum", "_items", "_total")
+
+    def __init__(self, weights: Mapping[str, float]) -> None:
+        self._items = tuple(k for k, w in weights.items() if w > 0)
+        self._cum = []
+        total = 0.0
+        for k in self._items:
+            total += weights[k]
+            self._cum.append(total)
+        self._total = total
+
+    def __call__(self, rng: random.Random) -> str:
+        return self._items[min(bisect.bisect_right(self._cum, rng.random() * self._total), len(self._items) - 1)]
+
+
+class EventStream:
+    def __init__(
+        self,
+        config: GeneratorConfig,
+        run_id: str,
+        worker: int = 0,
+        workers: int = 1,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        config.validate()
+        if not 0 <= worker < workers:
+            raise ValueError(f"worker must be in 0..{workers - 1} for {workers} workers, got {worker}")
+        self.config = config
+        self.run_id = run_id
+        self.universe = build_universe(config.seed, config.customers, config.products, config.warehouses, config.users)
+        # A substream per worker: the string seed is hashed with SHA-512, stable across processes and runs.
+        rng = self._rng = random.Random(f"events:{config.seed}:worker:{worker}")
+        timeline = Timeline(
+            rng, clock, config.history, config.late_rate, config.max_lateness_s, config.out_of_order_rate
+        )
+        fmt = TimestampFormatter()
+        feed = InventoryFeed(self.universe, rng, timeline, fmt)
+        self._factories = {
+            ORDER: OrderBook(self.universe, rng, timeline, fmt, feed, config.open_orders),
+            INVENTORY: feed,
+            USER_ACTIVITY: SessionPool(self.universe, rng, timeline, fmt, config.open_sessions),
+        }
+        self._next_of = {t: f.next_event for t, f in self._factories.items()}
+        self._pick_type = _WeightedChoice(config.type_weights)
+        weights = config.malformed_weights
+        self._pick_kind = _WeightedChoice(weights if weights is not None else dict.fromkeys(CATALOGUE, 1.0))
+        self._malformed = config.malformed_rate
+        self._resend = config.malformed_rate + config.duplicate_rate
+        self._kind_types = {name: self._type_chooser(kind) for name, kind in CATALOGUE.items()}
+        self._recent: list[OutgoingMessage] = []
+        self._recent_at = 0
+
+    def take(self, n: int) -> list[OutgoingMessage]:
+        """The next n messages."""
+        produce = self._produce
+        return [produce() for _ in range(n)]
+
+    def __iter__(self) -> Iterator[OutgoingMessage]:
+        produce = self._produce
+        while True:
+            yield produce()
+
+    def _produce(self) -> OutgoingMessage:
+        r = self._rng.random()
+        if r < self._resend:
+            if r < self._malformed:
+                return self._malformed_message()
+            if self._recent:
+                return self._duplicate()
+        return self._valid()
+
+    def _valid(self) -> OutgoingMessage:
+        rng = self._rng
+        event_type = self._pick_type(rng)
+        event = self._next_of[event_type]()
+        event_id = uuid4_str(rng)
+        message = OutgoingMessage(
+            orjson.dumps(event),
+            {
+                ATTR_EVENT_ID: event_id,
+                ATTR_RUN_ID: self.run_id,
+                ATTR_SCHEMA_VERSION: SCHEMA_VERSION,
+                ATTR_EVENT_TYPE: event_type,
+            },
+            event_id,
+            event_type,
+            None,
+            None,
+            event_type,
+            event[EVENT_TIME_FIELD[event_type]],
+            False,
+        )
+        recent = self._recent
+        if len(recent) < DUPLICATE_WINDOW:
+            recent.append(message)
+        else:
+            recent[self._recent_at] = message
+            self._recent_at = (self._recent_at + 1) % DUPLICATE_WINDOW
+        return message
+
+    def _duplicate(self) -> OutgoingMessage:
+        original = self._rng.choice(self._recent)
+        return OutgoingMessage(
+            original.data,
+            dict(original.attributes),
+            original.event_id,
+            original.expected,
+            None,
+            None,
+            original.event_type,
+            original.event_time,
+            True,
+        )
+
+    def _malformed_message(self) -> OutgoingMessage:
+        rng = self._rng
+        kind: MalformedKind = CATALOGUE[self._pick_kind(rng)]
+        event_type = self._kind_types[kind.name](rng)
+        data = kind.build(rng, self._factories[event_type].sample_event())
+        event_id = uuid4_str(rng)
+        attributes = {ATTR_EVENT_ID: event_id, ATTR_RUN_ID: self.run_id, ATTR_SCHEMA_VERSION: SCHEMA_VERSION}
+        if kind.claims_type:
+            attributes[ATTR_EVENT_TYPE] = event_type
+        return OutgoingMessage(data, attributes, event_id, DEAD_LETTER, kind.reason, kind.name, event_type, None, False)
+
+    def _type_chooser(self, kind: MalformedKind) -> _WeightedChoice:
+        """Which type of event a kind corrupts: by type_weights among the types it applies to (all equal when
+        type_weights leaves them all out)."""
+        weights = self.config.type_weights
+        chosen = {t: weights.get(t, 0) for t in kind.event_types if weights.get(t, 0) > 0}
+        return _WeightedChoice(chosen or dict.fromkeys(kind.event_types, 1.0))
