@@ -41,6 +41,16 @@ def command_line(pid: int) -> list[str] | None:
     return raw.rstrip(b"\0").decode(errors="replace").split("\0")
 
 
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie. Unlike command_line(), never fooled by the brief moment during
+    exec() when /proc/PID/cmdline reads empty."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
 def is_ours(pid: int, argv: list[str]) -> bool:
     """True when pid runs the command line we started it with (the interpreter path may be resolved)."""
     running = command_line(pid)

@@ -30,10 +30,11 @@ class Service:
     ports: tuple[int, ...] = ()  # every port it binds (for the port-in-use check)
 
 
-def _executable(name: str) -> str:
-    """A console script of this virtualenv, or one on PATH."""
+def _console_script(name: str) -> list[str]:
+    """Run a console script of this virtualenv through its interpreter, so that /proc/PID/cmdline reads exactly
+    as started ([python, script, args]) and `down` can recognise the process as ours."""
     beside = Path(sys.executable).with_name(name)
-    return str(beside) if beside.exists() else (shutil.which(name) or name)
+    return [sys.executable, str(beside if beside.exists() else (shutil.which(name) or name))]
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -79,7 +80,7 @@ def pubsub(host: str, project: str, port: int = PUBSUB_EMULATOR_PORT, data_dir: 
 def bigquery(host: str, project: str, port: int = BIGQUERY_EMULATOR_PORT) -> Service:
     grpc_port = port + BIGQUERY_GRPC_OFFSET
     argv = [
-        _executable("bqemulator"), "start",
+        *_console_script("bqemulator"), "start",
         "--rest-host", host, "--rest-port", str(port),
         "--grpc-host", host, "--grpc-port", str(grpc_port),
         "--project", project, "--log-level", "warning",
@@ -98,7 +99,7 @@ def bigquery(host: str, project: str, port: int = BIGQUERY_EMULATOR_PORT) -> Ser
 
 def gcs(host: str, port: int = GCS_EMULATOR_PORT, bucket: str = "workbench-local") -> Service:
     argv = [
-        _executable("gcp-storage-emulator"), "start",
+        *_console_script("gcp-storage-emulator"), "start",
         "--host", host, "--port", str(port), "--in-memory", "--quiet", "--default-bucket", bucket,
     ]  # fmt: skip
     return Service(

@@ -122,7 +122,7 @@ def up(config: StackConfig, on_step: Callable[[str], None] = lambda _: None) -> 
 def _wait_ready(service: Service, host: str, pid: int, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        if processes.command_line(pid) is None:
+        if not processes.alive(pid):
             tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
             raise WorkbenchError(
                 f"{service.name} exited during start. Last lines of {log}:\n{tail}",

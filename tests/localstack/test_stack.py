@@ -1,0 +1,140 @@
+"""`workbench up/down/status/env` against real emulator processes on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from eventmodel import resources as names
+from workbench.cli import cli
+from workbench.errors import WorkbenchError
+from workbench.localstack import processes, stack
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    yield tmp_path
+    stack.down()  # whatever a test left running
+
+
+def config(**overrides) -> stack.StackConfig:
+    ports = {"pubsub_port": free_port(), "bigquery_port": free_port(), "gcs_port": free_port()}
+    return stack.StackConfig(**{**ports, **overrides})
+
+
+def pids() -> dict[str, int]:
+    return {name: entry["pid"] for name, entry in stack.read_state()["services"].items()}
+
+
+def test_up_starts_everything_creates_resources_and_is_idempotent(home, monkeypatch):
+    cfg = config(with_gcs=True)
+    stack.up(cfg)
+    first = pids()
+    assert set(first) == {"pubsub", "bigquery", "gcs"}
+    assert all(row["state"] == "running" for row in stack.status())
+
+    exports = stack.env_exports()
+    assert exports["PUBSUB_EMULATOR_HOST"] == f"127.0.0.1:{cfg.pubsub_port}"
+    assert exports["BIGQUERY_EMULATOR_HOST"] == f"http://127.0.0.1:{cfg.bigquery_port}"
+    assert exports["STORAGE_EMULATOR_HOST"] == f"http://127.0.0.1:{cfg.gcs_port}"
+
+    from google.cloud import pubsub_v1
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", exports["PUBSUB_EMULATOR_HOST"])
+    subscriber = pubsub_v1.SubscriberClient()
+    sub = subscriber.get_subscription(subscription=f"projects/{cfg.project}/subscriptions/{names.SUBSCRIPTION}")
+    assert sub.topic.endswith(f"/topics/{names.TOPIC}")
+    assert sub.dead_letter_policy.dead_letter_topic.endswith(f"/topics/{names.DEAD_LETTER_TOPIC}")
+    assert sub.dead_letter_policy.max_delivery_attempts == stack.MAX_DELIVERY_ATTEMPTS
+    subscriber.get_subscription(subscription=f"projects/{cfg.project}/subscriptions/{names.DEAD_LETTER_SUBSCRIPTION}")
+    subscriber.close()
+
+    stack.up(cfg)  # again: nothing restarts, nothing fails on existing resources
+    assert pids() == first
+
+    stopped = stack.down()
+    assert sorted(stopped) == ["bigquery", "gcs", "pubsub"]
+    assert all(processes.command_line(pid) is None for pid in first.values())
+    assert stack.env_exports() == {}
+
+
+def test_a_dead_service_is_restarted_by_up(home):
+    cfg = config(with_bigquery=False)
+    stack.up(cfg)
+    old = pids()["pubsub"]
+    os.killpg(old, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while processes.command_line(old) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stack.status()[0]["state"] == "stopped"
+    stack.up(cfg)
+    assert pids()["pubsub"] != old
+    assert stack.status()[0]["state"] == "running"
+
+
+def test_a_port_in_use_is_a_clear_error(home):
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        with pytest.raises(WorkbenchError) as raised:
+            stack.up(config(with_bigquery=False, pubsub_port=port))
+    assert f"port {port}" in raised.value.message
+    assert "--pubsub-port" in raised.value.fix
+
+
+def test_down_never_signals_a_process_it_did_not_start(home):
+    import subprocess
+    import sys
+
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        state = {
+            "services": {
+                "pubsub": {
+                    "pid": stranger.pid,
+                    "argv": ["python", "-m", "emulator.pubsub"],
+                    "host": "127.0.0.1",
+                    "port": 1,
+                    "exports": {},
+                    "log": "",
+                    "started_at": "",
+                }
+            }
+        }
+        stack._write_state(state)
+        assert stack.down() == []
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_cli_env_prints_exports_and_status_shows_the_table(home):
+    cfg = config(with_bigquery=False)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["up", "--no-bigquery", "--pubsub-port", str(cfg.pubsub_port)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["env"])
+    assert f"export PUBSUB_EMULATOR_HOST=127.0.0.1:{cfg.pubsub_port}" in result.output
+    assert f"export PUBSUB_PROJECT_ID={names.DEFAULT_PROJECT}" in result.output
+    result = runner.invoke(cli, ["status"])
+    assert "pubsub" in result.output and "running" in result.output
+    result = runner.invoke(cli, ["down"])
+    assert result.exit_code == 0
+    assert stack.env_exports() == {}
