@@ -89,10 +89,15 @@ def _faker(seed: int) -> Faker:
     return fake
 
 
+def _clean(text: str) -> str:
+    # Some locales' formats leave a trailing space ("... Puerta 5 ") or a line break.
+    return " ".join(text.split())
+
+
 def _customers(fake: Faker, rng: random.Random, n: int) -> tuple[Customer, ...]:
     locales = rng.choices(LOCALES, weights=[w for _, _, w in LOCALES], k=n)
     return tuple(
-        Customer(uuid4_str(rng), (fake[code].street_address(), fake[code].city(), country))
+        Customer(uuid4_str(rng), (_clean(fake[code].street_address()), _clean(fake[code].city()), country))
         for code, country, _ in locales
     )
 
