@@ -80,7 +80,9 @@ class PublishResult:
 
     @property
     def achieved_rate(self) -> float:
-        return self.totals.sent / self.elapsed if self.elapsed > 0 else 0.0
+        """Messages per second over the time the workers were pacing (start-up excluded)."""
+        active = self.totals.active_s or self.elapsed
+        return self.totals.sent / active if active > 0 else 0.0
 
 
 def run_worker(plan: PublishPlan, worker: int, reports: Any, stop: Any, clock: Callable[[], float] = time.time) -> None:
@@ -90,17 +92,22 @@ def run_worker(plan: PublishPlan, worker: int, reports: Any, stop: Any, clock: C
     log = EventLog(run_dir(plan.run_id), worker)
     lock = threading.Lock()
 
-    def on_done(message: Any, outcome: str, message_id: str | None, seconds: float) -> None:
+    def on_done(message: Any, outcome: str, message_id: str | None, seconds: float | None) -> None:
         log.record(message, outcome, message_id)
         with lock:
             if outcome == "published":
                 snapshot.published += 1
-                latency.record(seconds)
+                if seconds is not None:
+                    latency.record(seconds)
             else:
                 snapshot.failed += 1
 
+    started: float | None = None
+
     def report(finished: bool = False) -> None:
         with lock:
+            if started is not None:
+                snapshot.active_s = time.monotonic() - started
             snapshot.latency = latency.sparse()
             snapshot.finished = finished
             snapshot.counts = log.snapshot_counts()
@@ -228,6 +235,7 @@ class Publisher:
                 "started_at": self._started_at.isoformat().replace("+00:00", "Z"),
                 "finished_at": None if status == "running" else datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                 "elapsed_s": round(self.elapsed(), 3),
+            "active_s": round(totals.active_s, 3),
                 "target": target,
                 "plan": {
                     "rate": plan.rate,

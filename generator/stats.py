@@ -76,6 +76,7 @@ class WorkerSnapshot:
     failed: int = 0  # the sink gave up after its retries
     target: float = 0.0  # messages this worker should have sent by now
     target_rate: float = 0.0
+    active_s: float = 0.0  # seconds since this worker started pacing (after building its universe)
     latency: dict[int, int] = field(default_factory=dict)
     finished: bool = False
     error: str | None = None
@@ -95,6 +96,7 @@ class RunTotals:
     failed: int = 0
     target: float = 0.0
     target_rate: float = 0.0
+    active_s: float = 0.0  # the longest-running worker's pacing time: what rates are measured against
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     errors: list[str] = field(default_factory=list)
 
@@ -111,6 +113,7 @@ class RunTotals:
             totals.failed += s.failed
             totals.target += s.target
             totals.target_rate += s.target_rate
+            totals.active_s = max(totals.active_s, s.active_s)
             totals.latency.merge(LatencyHistogram.from_sparse(s.latency))
             if s.error:
                 totals.errors.append(f"worker {s.worker}: {s.error}")

@@ -61,7 +61,8 @@ class LiveView:
         grid.add_column(justify="right")
         grid.add_row("run", plan.run_id, "to", describe_target(plan.target))
         grid.add_row("target rate", f"{totals.target_rate:,.0f}/s", "achieved", f"{recent_rate:,.0f}/s")
-        grid.add_row("elapsed", f"{elapsed:,.1f} s", "average", f"{totals.sent / elapsed if elapsed else 0:,.0f}/s")
+        active = totals.active_s
+        grid.add_row("elapsed", f"{elapsed:,.1f} s", "average", f"{totals.sent / active if active else 0:,.0f}/s")
         grid.add_row("sent", f"{totals.sent:,}", "published", f"{totals.published:,}")
         grid.add_row("failed", f"{totals.failed:,}", "in flight", f"{totals.in_flight:,}")
         grid.add_row("latency p50", _ms(totals.latency.percentile(50)), "p99", _ms(totals.latency.percentile(99)))
@@ -69,7 +70,7 @@ class LiveView:
             grid.add_row("[yellow]stopping[/yellow]", "draining in-flight messages", "", "")
         parts: list = [grid]
         if plan.count or plan.duration:
-            done = totals.sent / plan.count if plan.count else elapsed / plan.duration
+            done = totals.sent / plan.count if plan.count else totals.active_s / plan.duration
             parts.append(ProgressBar(total=1.0, completed=min(done, 1.0), width=60))
         return Group(*parts)
 
@@ -85,7 +86,7 @@ def summary(result: PublishResult) -> list[Table]:
                 totals.sent,
                 totals.published,
                 totals.failed,
-                round(result.elapsed, 1),
+                round(result.totals.active_s or result.elapsed, 1),
                 round(result.achieved_rate, 1),
                 _ms(totals.latency.percentile(50)),
                 _ms(totals.latency.percentile(99)),
