@@ -22,10 +22,15 @@ pytestmark = pytest.mark.integration
 PROJECT = "p"
 
 
-def pull_all(subscription: str, expected: int, timeout: float = 60.0) -> list:
+def pull_all(subscription: str, emulator_host: str, expected: int, timeout: float = 60.0) -> list:
+    import grpc
     from google.cloud import pubsub_v1
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
-    subscriber = pubsub_v1.SubscriberClient()
+    # With PUBSUB_EMULATOR_HOST the client's channel keeps gRPC's 4 MiB receive limit, and the catalogue's
+    # oversize payloads are 1 MB each: lift the limit as the client does for real Pub/Sub.
+    channel = grpc.insecure_channel(emulator_host, options=[("grpc.max_receive_message_length", -1)])
+    subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
     received = []
     deadline = time.monotonic() + timeout
     try:
@@ -66,7 +71,7 @@ def test_everything_published_arrives_with_its_attributes_and_bytes(backend, tmp
     assert counts["expected:dead_letter"] == sum(r["expected"] == "dead_letter" for r in rows) > 0
     assert counts["duplicates"] == sum(r["duplicate"] == "1" for r in rows) > 0
 
-    messages = pull_all(f"projects/{project}/subscriptions/{names.SUBSCRIPTION}", expected=3000)
+    messages = pull_all(f"projects/{project}/subscriptions/{names.SUBSCRIPTION}", backend.target, expected=3000)
     assert len(messages) == 3000
 
     by_message_id = {r["message_id"]: r for r in rows}
