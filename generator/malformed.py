@@ -571,3 +571,19 @@ KINDS: tuple[MalformedKind, ...] = (
 )
 # fmt: on
 CATALOGUE: dict[str, MalformedKind] = {k.name: k for k in KINDS}
+
+
+def markdown_table() -> str:
+    """The catalogue as the Markdown table docs/generator.md holds (a test keeps the two equal)."""
+    lines = [
+        "| kind | reason code | what the producer got wrong | underlying event types |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| `{k.name}` | `{k.reason}` | {k.description.replace('|', '/')} | {', '.join(k.event_types)} |" for k in KINDS
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m generator.malformed: print the table for docs/generator.md
+    print(markdown_table(), end="")

@@ -101,3 +101,12 @@ def test_kinds_respect_the_type_mix():
     for m in stream(seed=8, malformed_rate=1.0, type_weights={"order": 1.0}).take(2_000):
         kind = CATALOGUE[m.kind]
         assert m.event_type == "order" if "order" in kind.event_types else m.event_type in kind.event_types
+
+
+def test_docs_hold_the_catalogue_table():
+    from pathlib import Path
+
+    from generator.malformed import markdown_table
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "generator.md"
+    assert markdown_table() in doc.read_text(), "run: python -m generator.malformed, paste into docs/generator.md"
