@@ -14,22 +14,26 @@ console = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
 
+# Messages are soft-wrapped: never broken mid-sentence when stderr is a pipe or a log file (rich assumes 80
+# columns there), so they stay greppable.
+
+
 def info(message: str) -> None:
-    console.print(message)
+    console.print(message, soft_wrap=True)
 
 
 def success(message: str) -> None:
-    console.print(f"[green]✔[/green] {message}")
+    console.print(f"[green]✔[/green] {message}", soft_wrap=True)
 
 
 def warning(message: str) -> None:
-    console.print(f"[yellow]![/yellow] {message}")
+    console.print(f"[yellow]![/yellow] {message}", soft_wrap=True)
 
 
 def error(message: str, fix: str | None = None) -> None:
-    console.print(f"[red]✘ error:[/red] {message}")
+    console.print(f"[red]✘ error:[/red] {message}", soft_wrap=True)
     if fix:
-        console.print(f"  [bold]fix:[/bold] {fix}")
+        console.print(f"  [bold]fix:[/bold] {fix}", soft_wrap=True)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 from datetime import UTC, datetime
 
 import click
@@ -143,7 +145,7 @@ def publish(
     try:
         plan.check()
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(_as_flags(str(exc))) from None
     if run_dir(plan.run_id).exists():
         raise WorkbenchError(f"run {plan.run_id!r} already exists", "choose another --run-id, or leave it out")
     if isinstance(target, PubSubTarget):
@@ -167,3 +169,25 @@ def publish(
         )
     if result.totals.failed:
         terminal.warning(f"{result.totals.failed:,} messages failed after retries (recorded as failed)")
+    if result.status == "interrupted":
+        terminal.warning("interrupted: everything sent before the stop is published and in the manifest")
+        sys.exit(130)
+
+
+# GeneratorConfig speaks in field names; users typed flags.
+_FLAGS = {
+    "malformed_weights": "--malformed-kinds",
+    "malformed_rate": "--malformed-rate",
+    "duplicate_rate": "--duplicate-rate",
+    "out_of_order_rate": "--out-of-order-rate",
+    "late_rate": "--late-rate",
+    "max_lateness_s": "--max-lateness",
+    "history": "--history",
+    "seed": "--seed",
+}
+
+
+def _as_flags(message: str) -> str:
+    for field_name, flag in _FLAGS.items():
+        message = re.sub(rf"(?<![\w-]){field_name}\b", flag, message)
+    return message

@@ -1,0 +1,202 @@
+"""`workbench publish` and `workbench runs` as a user meets them: output, files, manifests and error messages."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from generator.manifest import iter_events, list_runs, payload_digest
+from workbench.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    return tmp_path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_publish_to_a_file_writes_every_message_and_a_manifest(home):
+    target = home / "events.jsonl"
+    result = invoke(
+        "publish",
+        "--rate",
+        "5000",
+        "--count",
+        "500",
+        "--malformed-rate",
+        "0.1",
+        "--seed",
+        "3",
+        "--to",
+        str(target),
+        "--run-id",
+        "file-run",
+    )
+    assert result.exit_code == 0, result.output
+    lines = read_lines(target)
+    assert len(lines) == 500
+    rows = list(iter_events("file-run"))
+    assert [r["event_id"] for r in rows] == [line["attributes"]["event_id"] for line in lines]
+    assert all(
+        payload_digest(base64.b64decode(line["data"])) == row["payload_digest"]
+        for line, row in zip(lines, rows, strict=True)
+    )
+    assert {line["attributes"]["run_id"] for line in lines} == {"file-run"}
+    runs = list_runs()
+    assert runs[0]["run_id"] == "file-run" and runs[0]["status"] == "completed"
+    assert runs[0]["totals"]["published"] == 500
+    assert runs[0]["counts"]["expected:dead_letter"] == sum(r["expected"] == "dead_letter" for r in rows) > 0
+
+
+def test_same_seed_same_events_apart_from_time(home):
+    for name in ("a", "b"):
+        invoke(
+            "publish",
+            "--rate",
+            "5000",
+            "--count",
+            "200",
+            "--seed",
+            "9",
+            "--to",
+            str(home / f"{name}.jsonl"),
+            "--run-id",
+            name,
+        )
+    first, second = read_lines(home / "a.jsonl"), read_lines(home / "b.jsonl")
+    assert [x["attributes"]["event_id"] for x in first] == [x["attributes"]["event_id"] for x in second]
+
+
+def test_to_stdout_streams_json_lines(home):
+    result = CliRunner().invoke(cli, ["publish", "--count", "20", "--rate", "1000", "--to", "-"])
+    assert result.exit_code == 0
+    data_lines = [line for line in result.stdout.splitlines() if line.startswith('{"data"')]
+    assert len(data_lines) == 20
+
+
+def test_runs_lists_nothing_yet_with_a_hint(home):
+    result = invoke("runs")
+    assert "no runs yet" in result.output and "workbench publish" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--rate", "0"], "--rate must be greater than 0"),
+        (["--rate", "-5"], "--rate must be greater than 0"),
+        (["--malformed-rate", "1.5"], "--malformed-rate must be a share between 0 and 1"),
+        (["--duplicate-rate", "-0.1"], "--duplicate-rate must be a share between 0 and 1"),
+        (["--profile", "zigzag"], "unknown --profile 'zigzag'. Write one of: constant | ramp"),
+        (["--profile", "ramp:soon"], "'soon' is not a duration"),
+        (["--duration", "ten"], "'ten' is not a duration"),
+        (["--count", "0"], "--count must be a positive number"),
+        (["--malformed-kinds", "nope=1"], "--malformed-kinds: unknown name(s) nope; known:"),
+        (["--malformed-kinds", "bad_uuid=x"], "write KIND=WEIGHT pairs"),
+        (["--history", "yesterday"], "write START..END in ISO form"),
+        (["--workers", "2"], "--workers applies to Pub/Sub"),
+    ],
+)
+def test_bad_flags_say_what_to_write_instead(home, args, says):
+    result = CliRunner().invoke(cli, ["publish", *args, "--to", str(home / "x.jsonl")])
+    assert result.exit_code == 2
+    assert says in result.output
+
+
+def _main(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "NO_GCE_CHECK": "true"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("to", "says", "fix"),
+    [
+        ("{home}/missing/dir/events.jsonl", "does not exist", "mkdir -p"),
+        ("{home}", "is a directory", "name a file inside it"),
+        ("/proc/version", "cannot be written", "--to -"),
+    ],
+)
+def test_unwritable_to_path_names_the_fix(home, to, says, fix):
+    result = _main("publish", "--count", "5", "--to", to.format(home=home))
+    assert result.returncode == 2
+    assert says in result.stderr and fix in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_emulator_fails_fast_with_how_to_start_it(home):
+    started = time.monotonic()
+    result = _main("publish", "--count", "5", "--emulator", f"127.0.0.1:{free_port()}")
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2
+    assert "no Pub/Sub emulator is listening" in result.stderr
+    assert "workbench up" in result.stderr
+
+
+def test_ctrl_c_stops_cleanly_with_a_consistent_manifest(home):
+    target = home / "events.jsonl"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workbench.cli",
+            "publish",
+            "--rate",
+            "300",
+            "--duration",
+            "60s",
+            "--to",
+            str(target),
+            "--run-id",
+            "stopped",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while (not target.exists() or target.stat().st_size < 20_000) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    manifest = list_runs()[0]
+    assert manifest["status"] == "interrupted"
+    written = len(target.read_bytes().splitlines())
+    assert manifest["totals"]["published"] == written == len(list(iter_events("stopped"))) > 0
