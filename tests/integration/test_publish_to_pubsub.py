@@ -94,3 +94,41 @@ def test_everything_published_arrives_with_its_attributes_and_bytes(backend, tmp
         else:
             assert isinstance(verdict, Accepted) and verdict.event_type == row["expected"]
             assert attributes[names.ATTR_EVENT_TYPE] == row["expected"]
+
+
+def test_several_worker_processes_share_the_rate_and_the_count(workbench_emulator, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", workbench_emulator.target)
+    project = "p-workers"
+    create_pubsub_resources(workbench_emulator.target, project)
+    plan = PublishPlan(
+        run_id="workers",
+        target=PubSubTarget(project, names.TOPIC, workbench_emulator.target),
+        rate=3000,
+        count=4001,
+        workers=2,
+        generator=GeneratorConfig(seed=5),
+    )
+    result = publish(plan)
+    assert result.status == "completed", result.totals.errors
+    assert result.totals.published == 4001
+    assert sorted(p.name for p in (tmp_path / "runs" / "workers").glob("events-*.csv")) == [
+        "events-0.csv",
+        "events-1.csv",
+    ]
+    rows = list(iter_events("workers"))
+    assert len(rows) == 4001 and len({r["event_id"] for r in rows}) == 4001
+    messages = pull_all(f"projects/{project}/subscriptions/{names.SUBSCRIPTION}", workbench_emulator.target, 4001)
+    assert sorted(m.attributes[names.ATTR_EVENT_ID] for m in messages) == sorted(r["event_id"] for r in rows)
+
+
+def test_a_missing_topic_is_a_clear_error_naming_the_fix(workbench_emulator):
+    from generator.sinks import check_pubsub
+    from workbench.errors import WorkbenchError
+
+    started = time.monotonic()
+    with pytest.raises(WorkbenchError) as raised:
+        check_pubsub(PubSubTarget("p-empty", names.TOPIC, workbench_emulator.target))
+    assert time.monotonic() - started < 10
+    assert "does not exist" in raised.value.message
+    assert "workbench up" in raised.value.fix
