@@ -86,7 +86,16 @@ def _faker(seed: int) -> Faker:
         fake[code].seed_instance(seed * 131 + i)
         fake[code].add_provider(CommerceProvider)
         fake[code].add_provider(DeviceProvider)
+    _stable_order(fake)
     return fake
+
+
+def _stable_order(fake: Faker) -> None:
+    # Faker's it_IT builds its city list from a set, so its order, and the city a seed draws, changed with
+    # PYTHONHASHSEED: the same seed gave different universes in different processes. Sorting fixes the order.
+    for provider in fake["it_IT"].providers:
+        if isinstance(getattr(provider, "cities", None), list):
+            provider.cities = sorted(provider.cities)
 
 
 def _clean(text: str) -> str:

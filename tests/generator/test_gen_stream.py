@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import orjson
@@ -131,3 +134,27 @@ def test_default_config_is_valid_and_serialisable():
     data = orjson.loads(orjson.dumps(config.as_dict()))
     assert data["type_weights"] == {"order": 0.3, "inventory": 0.3, "user_activity": 0.4}
     assert data["history"] == ["2025-01-01T00:00:00+00:00", "2025-01-02T00:00:00+00:00"]
+
+
+def test_same_seed_gives_the_same_bytes_in_every_process():
+    # String hashing is randomised per process (PYTHONHASHSEED): nothing may depend on set order.
+    script = (
+        "import hashlib\n"
+        "from generator.stream import EventStream, GeneratorConfig\n"
+        "config = GeneratorConfig(seed=5, malformed_rate=0.2, duplicate_rate=0.05, late_rate=0.1)\n"
+        "h = hashlib.sha256()\n"
+        "for m in EventStream(config, 'r', clock=lambda: 1.7e9).take(5000):\n"
+        "    h.update(m.data)\n"
+        "print(h.hexdigest())\n"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for hash_seed in (1, 2)
+    }
+    assert len(digests) == 1
