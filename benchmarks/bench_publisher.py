@@ -144,10 +144,13 @@ def memory(counts: list[int]) -> list[list]:
     rows = []
     for count in counts:
         with tempfile.TemporaryDirectory() as home:
+            # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child forked from this (large)
+            # benchmark process would report the parent's peak instead of its own.
             code = (
-                "import resource, sys; from workbench.cli import main\n"
+                "import sys\nfrom workbench.cli import main\n"
                 "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+                "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+                "print(hwm, file=sys.stderr)"
             )
             started = time.perf_counter()
             completed = subprocess.run(
