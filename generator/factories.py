@@ -10,6 +10,9 @@ Three factories keep the state that makes the streams realistic:
 - SessionPool: open user sessions running login -> view_product* -> add_to_cart/remove_from_cart* -> logout
   under one session_id, with the user's own platform, user agent and IP.
 
+Events share nested objects (items, address, metadata) with the factories' state: encode them, don't mutate
+them (sample_event() gives a fresh event that is the caller's to spoil).
+
 Field names, enums and ranges come from eventmodel.schema; the names are unpacked by position, so a field
 added to or removed from the schema fails here at import rather than producing events the validator rejects.
 """
@@ -92,7 +95,10 @@ class OrderBook:
     QUANTITIES = (1, 1, 1, 1, 1, 1, 2, 2, 3, 4)
     # History mode gap to the next status, (min, max) ms: minutes to process, hours to ship, days to deliver.
     STATUS_GAPS_MS = ((MINUTE_MS, 30 * MINUTE_MS), (2 * HOUR_MS, 48 * HOUR_MS), (DAY_MS, 5 * DAY_MS))
+    assert len(STATUS_GAPS_MS) == len(ORDER_STATUSES) - 1, "one gap per status change"
     RETURN_SHARE = 0.05  # delivered orders with one line sent back
+    NEW_ORDER_SHARE = 0.3  # while the pool has room; otherwise open orders advance
+    LAST_STAGE = len(ORDER_STATUSES) - 1
 
     def __init__(
         self,
@@ -135,7 +141,7 @@ class OrderBook:
     def next_event(self) -> Event:
         rng = self._rng
         pool = self._open
-        if not pool or (len(pool) < self._target and rng.random() < 0.3):
+        if not pool or (len(pool) < self._target and rng.random() < self.NEW_ORDER_SHARE):
             lag = self._timeline.lag()
             order = _OpenOrder(self._new_base(), rng.choice(self._u.warehouses).warehouse_id, lag, 0)
             order.last = self._timeline.first(lag)
@@ -146,7 +152,7 @@ class OrderBook:
             order.stage += 1
             low, high = self.STATUS_GAPS_MS[order.stage - 1]
             order.last = self._timeline.after(order.last, order.lag, rng.randint(low, high))
-            if order.stage == 3:  # delivered: the order's life is over
+            if order.stage == self.LAST_STAGE:  # delivered: the order's life is over
                 pool[i] = pool[-1]
                 pool.pop()
         event = dict(order.base)
