@@ -158,3 +158,13 @@ def test_same_seed_gives_the_same_bytes_in_every_process():
         for hash_seed in (1, 2)
     }
     assert len(digests) == 1
+
+
+def test_the_generator_imports_no_beam():
+    script = (
+        "import sys\n"
+        "import generator.stream, generator.malformed, generator.factories, generator.universe\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'apache_beam'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
