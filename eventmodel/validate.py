@@ -53,9 +53,12 @@ class _Invalid(Exception):
 
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-# RFC 3339: date, 'T', time, optional 1-6 fraction digits, and a zone (Z or +hh:mm). A timestamp without a
-# zone is ambiguous and rejected rather than guessed.
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
+# RFC 3339: date, 'T', time, optional fraction, and a zone (Z or +hh:mm); 't' and 'z' may be lower case (RFC 3339
+# 5.6). Up to 9 fraction digits, as Java's Instant and Go write them; BigQuery keeps microseconds, so the parsed
+# time is truncated to them. A timestamp without a zone is ambiguous and rejected rather than guessed.
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})")
+# BigQuery INT64: a larger integer is valid JSON but can never be stored.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _DEFAULT_TYPE_LIST = ", ".join(EVENT_TYPES)
 
 Check = Callable[[Any, str], Any]
@@ -66,8 +69,8 @@ def parse_timestamp(text: str) -> datetime | None:
     if type(text) is not str or not _TIMESTAMP.fullmatch(text):
         return None
     try:
-        return datetime.fromisoformat(text).astimezone(UTC)
-    except ValueError:  # passes the pattern but is no real time: 2025-02-30, 25:00
+        return datetime.fromisoformat(text.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):  # no real time (2025-02-30, 25:00), or beyond year 1..9999 once in UTC
         return None
 
 
@@ -130,7 +133,12 @@ def _compile_field(field: Field) -> Check:
         def check(value: Any, path: str) -> Any:
             # bool is an int subclass in Python but a different JSON type: exact type test on purpose.
             if type(value) not in allowed:
+                if kind == "integer" and type(value) is float and value.is_integer() and abs(value) >= 2**63:
+                    # orjson reads integers beyond 64 bits as floats: the producer meant a (too large) integer.
+                    raise _Invalid(R.OUT_OF_RANGE, f"{path} {value:.0f} does not fit a 64-bit integer")
                 raise wrong_type(value, path, expected)
+            if type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
+                raise _Invalid(R.OUT_OF_RANGE, f"{path} {value} does not fit a 64-bit integer")
             if lo is not None and value < lo:
                 if value < 0 <= lo:
                     raise _Invalid(R.NEGATIVE_VALUE, f"{path} must not be negative, got {value}")

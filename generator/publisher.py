@@ -235,7 +235,7 @@ class Publisher:
                 "started_at": self._started_at.isoformat().replace("+00:00", "Z"),
                 "finished_at": None if status == "running" else datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                 "elapsed_s": round(self.elapsed(), 3),
-            "active_s": round(totals.active_s, 3),
+                "active_s": round(totals.active_s, 3),
                 "target": target,
                 "plan": {
                     "rate": plan.rate,

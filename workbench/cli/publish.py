@@ -37,7 +37,7 @@ def _weights(ctx, param, value: str | None) -> dict[str, float] | None:
         try:
             weights[name.strip()] = float(weight) if sep else 1.0
         except ValueError:
-            raise click.BadParameter(f"{part!r}: write KIND=WEIGHT pairs, e.g. bad_uuid=2,not_json=1") from None
+            raise click.BadParameter(f"{part!r}: write KIND=WEIGHT pairs, e.g. legacy_id=2,python_repr=1") from None
     return weights
 
 
@@ -67,7 +67,7 @@ def _history(ctx, param, value: str | None) -> tuple[datetime, datetime] | None:
 @click.option("--duration", callback=_duration, help="Stop after this long (90s, 5m, 1h).")
 @click.option("--count", type=int, help="Stop after this many messages.")
 @click.option("--malformed-rate", type=float, default=0.0, show_default=True, help="Share of malformed messages, 0..1.")
-@click.option("--malformed-kinds", callback=_weights, help="Weights per malformed kind: bad_uuid=2,not_json=1.")
+@click.option("--malformed-kinds", callback=_weights, help="Weights per malformed kind: legacy_id=2,python_repr=1.")
 @click.option("--duplicate-rate", type=float, default=0.0, show_default=True, help="Share of exact re-sends, 0..1.")
 @click.option("--late-rate", type=float, default=0.0, show_default=True, help="Share of late events, 0..1.")
 @click.option("--max-lateness", callback=_duration, default="10m", show_default=True, help="How late a late event is.")
