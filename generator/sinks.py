@@ -14,8 +14,6 @@ import base64
 import os
 import socket
 import sys
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,21 +22,19 @@ from typing import IO, Any
 import orjson
 
 from eventmodel.resources import PROJECT_ENV_VARS
-from generator.manifest import FAILED, PUBLISHED
+from generator.manifest import PUBLISHED
 from workbench.errors import WorkbenchError
 
 # (message, outcome, message_id, latency in seconds or None where there is no round trip to time)
 OnDone = Callable[[Any, str, str | None, float | None], None]
 
-# Client batching tuned on this machine class (architecture.md): ~27k msg/s from one process against a fast
-# emulator, versus ~19k with the defaults. 1,000 messages is Pub/Sub's per-request maximum; 5 MB stays well
-# under its 10 MB request limit; 50 ms bounds the added latency at low rates.
+# Batching: 1,000 messages is Pub/Sub's per-request maximum; 5 MB stays well under its 10 MB request limit;
+# 50 ms bounds the latency batching adds at low rates.
 BATCH_MAX_MESSAGES = 1000
 BATCH_MAX_BYTES = 5 * 1024 * 1024
 BATCH_MAX_LATENCY_S = 0.05
 # Flow control: block the producer instead of buffering without bound when the topic cannot keep up.
 FLOW_MAX_MESSAGES = 20_000
-FLOW_MAX_BYTES = 64 * 1024 * 1024
 PREFLIGHT_TIMEOUT_S = 5.0
 
 
@@ -105,60 +101,37 @@ def open_for_append(path: str) -> IO[bytes]:
 
 
 class PubSubSink:
-    """google-cloud-pubsub's PublisherClient with tuned batching, blocking flow control and its own retries.
+    """Publishes through generator.batch_publisher (raw protobuf batches, retries, flow control).
 
-    The client retries transient errors (UNAVAILABLE, DEADLINE_EXCEEDED, ...) with backoff for up to its
-    default publish timeout; a message whose future still fails is reported as failed, never dropped silently.
+    Transient errors (UNAVAILABLE, DEADLINE_EXCEEDED, ...) are retried with backoff up to the batch deadline;
+    a message that still fails is reported as failed and recorded so, never dropped silently.
     """
 
     def __init__(self, target: PubSubTarget, on_done: OnDone) -> None:
-        from google.cloud import pubsub_v1
-        from google.cloud.pubsub_v1 import types
+        from generator.batch_publisher import BatchPublisher, BatchSettings, open_channel
 
-        if target.emulator_host:
-            os.environ["PUBSUB_EMULATOR_HOST"] = target.emulator_host
-        self._client = pubsub_v1.PublisherClient(
-            batch_settings=types.BatchSettings(
-                max_messages=BATCH_MAX_MESSAGES, max_bytes=BATCH_MAX_BYTES, max_latency=BATCH_MAX_LATENCY_S
-            ),
-            publisher_options=types.PublisherOptions(
-                flow_control=types.PublishFlowControl(
-                    message_limit=FLOW_MAX_MESSAGES,
-                    byte_limit=FLOW_MAX_BYTES,
-                    limit_exceeded_behavior=types.LimitExceededBehavior.BLOCK,
-                )
+        self._channel = open_channel(target.emulator_host)
+        self._publisher = BatchPublisher(
+            self._channel,
+            f"projects/{target.project}/topics/{target.topic}",
+            on_done,
+            BatchSettings(
+                max_messages=BATCH_MAX_MESSAGES,
+                max_bytes=BATCH_MAX_BYTES,
+                max_latency_s=BATCH_MAX_LATENCY_S,
+                max_outstanding_messages=FLOW_MAX_MESSAGES,
             ),
         )
-        self._topic = self._client.topic_path(target.project, target.topic)
-        self._on_done = on_done
-        self._outstanding = 0
-        self._idle = threading.Condition()
 
     def send(self, message: Any) -> None:
-        started = time.perf_counter()
-        with self._idle:
-            self._outstanding += 1
-        future = self._client.publish(self._topic, message.data, **message.attributes)
-        future.add_done_callback(lambda f: self._done(f, message, started))
-
-    def _done(self, future: Any, message: Any, started: float) -> None:
-        latency = time.perf_counter() - started
-        try:
-            message_id = future.result()
-        except Exception:  # the client already retried what is retryable: this one is lost to the topic
-            self._on_done(message, FAILED, None, latency)
-        else:
-            self._on_done(message, PUBLISHED, message_id, latency)
-        with self._idle:
-            self._outstanding -= 1
-            if not self._outstanding:
-                self._idle.notify_all()
+        self._publisher.send(message)
 
     def close(self, timeout: float) -> None:
         """Flush every batch and wait (up to timeout) until each message has an outcome."""
-        self._client.stop()
-        with self._idle:
-            self._idle.wait_for(lambda: not self._outstanding, timeout=timeout)
+        try:
+            self._publisher.close(timeout)
+        finally:
+            self._channel.close()
 
 
 def make_sink(target: FileTarget | PubSubTarget, on_done: OnDone) -> FileSink | PubSubSink:
