@@ -1,0 +1,1 @@
+"""Local emulators of Google Cloud services that the workbench runs without a cloud account."""
