@@ -1,0 +1,246 @@
+"""Apply the BigQuery data model (ddl/*.sql) to the local emulator or to real BigQuery.
+
+The files run in name order; every statement is idempotent (CREATE ... IF NOT EXISTS, CREATE OR REPLACE VIEW),
+so applying twice is safe. `${project}`, `${dataset}` and `${location}` in the files are filled in here.
+
+    >>> plan = apply_ddl(project="p", dataset="events", dry_run=True)
+    >>> plan.statements[0].file
+    '00_datasets.sql'
+
+Library use: `apply_ddl(...)`; the CLI is `workbench bq apply` (workbench/cli/bq.py).
+
+The emulator (bqemulator 1.4.0) cannot run every statement BigQuery can. Statements it is known not to support
+are listed in EMULATOR_GAPS with the reason; against the emulator they are skipped and reported, never silently.
+Any other failure stops the apply with a WorkbenchError.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eventmodel.resources import DATASET, DEFAULT_PROJECT, LOCAL_HOST
+from workbench.errors import WorkbenchError
+
+DDL_DIR = Path(__file__).resolve().parent.parent / "ddl"
+DEFAULT_LOCATION = "US"
+
+# Statement kinds bqemulator 1.4.0 rejects although BigQuery accepts them: (pattern, why). Matched against the
+# statement text with comments removed. Only these are ever skipped, and only against the emulator.
+EMULATOR_GAPS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"^\s*ALTER\s+(SCHEMA|DATASET)\b", re.I),
+        "bqemulator's parser has no ALTER SCHEMA (dataset options are set at CREATE SCHEMA)",
+    ),
+    (
+        re.compile(
+            r"^\s*CREATE\s+(OR\s+REPLACE\s+)?SNAPSHOT\s+TABLE\b.*\b(IF\s+NOT\s+EXISTS|FOR\s+SYSTEM_TIME|OPTIONS)\b",
+            re.I | re.S,
+        ),
+        "bqemulator only knows `CREATE SNAPSHOT TABLE a CLONE b` without IF NOT EXISTS, FOR SYSTEM_TIME or OPTIONS",
+    ),
+    (
+        re.compile(r"^\s*LOAD\s+DATA\b", re.I),
+        "bqemulator has no LOAD DATA statement (load jobs through the API work)",
+    ),
+    (
+        re.compile(r"^\s*(DECLARE|EXECUTE\s+IMMEDIATE)\b.*\bSNAPSHOT\s+TABLE\b", re.I | re.S),
+        "scripted snapshot creation (EXECUTE IMMEDIATE ... CREATE SNAPSHOT TABLE ... OPTIONS) is beyond bqemulator",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    file: str
+    index: int  # 1-based position within its file
+    sql: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.file}#{self.index}"
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    target: str  # "emulator http://127.0.0.1:9050" or "BigQuery project p"
+    statements: list[Statement]
+    applied: list[Statement] = field(default_factory=list)
+    skipped: list[tuple[Statement, str]] = field(default_factory=list)  # (statement, why)
+    dry_run: bool = False
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a SQL script on top-level semicolons, keeping each statement's text (comments included) as written.
+
+    Quotes ('', "", ``, triple quotes) and comments (--, #, /* */) are skipped over, so a semicolon inside them
+    does not split. Statements that are only comments are dropped.
+    """
+    statements: list[str] = []
+    start = i = 0
+    n = len(sql)
+    while i < n:
+        c = sql[i]
+        if sql.startswith(("--", "#"), i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif c in "'\"`":
+            quote = sql[i : i + 3] if sql[i : i + 3] in ("'''", '"""') else c
+            i += len(quote)
+            while i < n and not sql.startswith(quote, i):
+                i += 2 if sql[i] == "\\" else 1
+            i += len(quote)
+        elif c == ";":
+            statements.append(sql[start:i])
+            start = i = i + 1
+        else:
+            i += 1
+    statements.append(sql[start:])
+    return [s.strip() for s in statements if strip_comments(s).strip()]
+
+
+def strip_comments(sql: str) -> str:
+    """The statement without -- / # / /* */ comments (quotes respected); used to classify statements."""
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        if sql.startswith(("--", "#"), i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif sql[i] in "'\"`":
+            quote = sql[i : i + 3] if sql[i : i + 3] in ("'''", '"""') else sql[i]
+            j = i + len(quote)
+            while j < n and not sql.startswith(quote, j):
+                j += 2 if sql[j] == "\\" else 1
+            j += len(quote)
+            out.append(sql[i:j])
+            i = j
+        else:
+            out.append(sql[i])
+            i += 1
+    return "".join(out)
+
+
+def render(sql: str, **values: str) -> str:
+    """Fill ${name} placeholders; a placeholder without a value is an error, not an empty string."""
+    try:
+        return string.Template(sql).substitute(values)
+    except KeyError as exc:
+        raise WorkbenchError(
+            f"the DDL uses ${{{exc.args[0]}}} but no value was given for it", "pass it to render()/apply_ddl()"
+        ) from None
+
+
+def load_statements(
+    *, project: str, dataset: str = DATASET, location: str = DEFAULT_LOCATION, ddl_dir: Path = DDL_DIR
+) -> list[Statement]:
+    """Every statement of ddl_dir/*.sql (not sub-folders: ddl/ops holds run-books, not schema), in apply order."""
+    files = sorted(ddl_dir.glob("*.sql"))
+    if not files:
+        raise WorkbenchError(f"no DDL files in {ddl_dir}", "run from a checkout of the repository")
+    for name, value in (("project", project), ("dataset", dataset)):
+        if not re.fullmatch(r"[A-Za-z0-9_\-.:]+", value or ""):
+            raise WorkbenchError(f"{name} {value!r} is not a valid BigQuery {name} id", f"pass a valid --{name}")
+    statements = []
+    for path in files:
+        text = render(path.read_text(encoding="utf-8"), project=project, dataset=dataset, location=location)
+        statements += [Statement(path.name, i, sql) for i, sql in enumerate(split_statements(text), 1)]
+    return statements
+
+
+def emulator_gap(sql: str) -> str | None:
+    """Why bqemulator cannot run this statement, or None when it can."""
+    text = strip_comments(sql)
+    for pattern, why in EMULATOR_GAPS:
+        if pattern.search(text):
+            return why
+    return None
+
+
+def make_client(project: str, emulator: str | None, location: str = DEFAULT_LOCATION):
+    """A google-cloud-bigquery client for the emulator at HOST:PORT (anonymous) or for BigQuery (ADC)."""
+    from google.cloud import bigquery
+
+    if emulator:
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+
+        # Local mode never asks Google for credentials: no metadata-server probe.
+        os.environ.setdefault("NO_GCE_CHECK", "true")
+        endpoint = emulator if "://" in emulator else f"http://{emulator}"
+        return bigquery.Client(
+            project=project,
+            location=location,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=endpoint),
+        )
+    try:
+        return bigquery.Client(project=project, location=location)
+    except Exception as exc:  # google.auth.exceptions.DefaultCredentialsError and friends
+        raise WorkbenchError(
+            f"cannot reach BigQuery for project {project}: {exc}",
+            "run `gcloud auth application-default login`, or pass --emulator HOST:PORT for the local emulator",
+        ) from None
+
+
+def apply_ddl(
+    *,
+    project: str = DEFAULT_PROJECT,
+    dataset: str = DATASET,
+    location: str = DEFAULT_LOCATION,
+    emulator: str | None = f"{LOCAL_HOST}:9050",
+    dry_run: bool = False,
+    ddl_dir: Path = DDL_DIR,
+    progress: Callable[[Statement, str], None] | None = None,
+) -> ApplyResult:
+    """Apply ddl_dir/*.sql to the emulator at `emulator` (HOST:PORT) or, with emulator=None, to BigQuery.
+
+    dry_run returns the rendered statements without connecting. `progress(statement, outcome)` is called after
+    each statement with outcome "applied" or "skipped: <why>".
+    """
+    statements = load_statements(project=project, dataset=dataset, location=location, ddl_dir=ddl_dir)
+    target = f"emulator http://{emulator}" if emulator else f"BigQuery project {project} ({location})"
+    result = ApplyResult(target=target, statements=statements, dry_run=dry_run)
+    if dry_run:
+        return result
+    client = make_client(project, emulator, location)
+    from google.api_core.exceptions import GoogleAPICallError
+    from google.api_core.retry import Retry
+
+    # DDL errors are not transient: fail fast instead of the client's default multi-minute retry (the emulator
+    # answers some bad requests with HTTP 500, which the default policy retries).
+    retry = Retry(initial=0.5, maximum=2.0, deadline=10.0) if emulator else None
+    for statement in statements:
+        why = emulator_gap(statement.sql) if emulator else None
+        if why:
+            result.skipped.append((statement, why))
+            if progress:
+                progress(statement, f"skipped: {why}")
+            continue
+        try:
+            kwargs = {"job_retry": None, "retry": retry} if retry else {}
+            client.query(statement.sql, **kwargs).result(timeout=120)
+        except GoogleAPICallError as exc:
+            raise WorkbenchError(
+                f"{statement.label} failed on {target}: {getattr(exc, 'message', exc)}",
+                f"fix the statement in ddl/{statement.file}, or check that the target is reachable",
+            ) from None
+        except (OSError, ConnectionError) as exc:
+            raise WorkbenchError(
+                f"cannot reach {target}: {exc}",
+                "start the local stack (`workbench up`) or pass --emulator HOST:PORT of a running emulator",
+            ) from None
+        result.applied.append(statement)
+        if progress:
+            progress(statement, "applied")
+    return result
