@@ -1,5 +1,5 @@
 -- The event dataset and its snapshot dataset.
--- Placeholders ${project}, ${dataset} and ${location} are filled by `workbench bq apply` (workbench/bq_apply.py).
+-- The project, dataset and location placeholders are filled in by `workbench bq apply` (workbench/bq_apply.py).
 
 -- max_time_travel_hours = 168 (the maximum, 7 days): time travel only stores bytes that were changed or
 -- deleted, and these tables are append-only (streaming inserts, backfill MERGEs that only insert), so the

@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eventmodel.resources import DATASET, DEFAULT_PROJECT, LOCAL_HOST
+from eventmodel.resources import BIGQUERY_EMULATOR_PORT, DATASET, DEFAULT_PROJECT, LOCAL_HOST
+from eventmodel.schema import SCHEMA_VERSION
 from workbench.errors import WorkbenchError
 
 DDL_DIR = Path(__file__).resolve().parent.parent / "ddl"
 DEFAULT_LOCATION = "US"
+DEFAULT_EMULATOR = f"{LOCAL_HOST}:{BIGQUERY_EMULATOR_PORT}"
 
 # Statement kinds bqemulator 1.4.0 rejects although BigQuery accepts them: (pattern, why). Matched against the
 # statement text with comments removed. Only these are ever skipped, and only against the emulator.
@@ -137,8 +140,30 @@ def render(sql: str, **values: str) -> str:
         return string.Template(sql).substitute(values)
     except KeyError as exc:
         raise WorkbenchError(
-            f"the DDL uses ${{{exc.args[0]}}} but no value was given for it", "pass it to render()/apply_ddl()"
+            f"the SQL uses ${{{exc.args[0]}}} but no value was given for it",
+            f"give it one (CLI: --set {exc.args[0]}=VALUE; library: render_file(..., {exc.args[0]}=...))",
         ) from None
+
+
+def placeholders(project: str, dataset: str = DATASET, location: str = DEFAULT_LOCATION) -> dict[str, str]:
+    """The values every DDL file may use, checked: ids go into backquoted names, so they must be plain ids."""
+    if not re.fullmatch(
+        r"[A-Za-z0-9_\-.:]+", project or ""
+    ):  # emulators take any id; real ones are checked by BigQuery
+        raise WorkbenchError(f"project {project!r} is not a valid Google Cloud project id", "pass a valid --project")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,1000}", dataset or ""):
+        raise WorkbenchError(
+            f"dataset {dataset!r} is not a valid BigQuery dataset id (letters, digits, underscores)",
+            "pass a valid --dataset",
+        )
+    return {"project": project, "dataset": dataset, "location": location, "schema_version": SCHEMA_VERSION}
+
+
+def render_file(
+    path: Path, *, project: str, dataset: str = DATASET, location: str = DEFAULT_LOCATION, **extra: str
+) -> str:
+    """One DDL or run-book file with its placeholders filled (ddl/ops files may need more, e.g. history_uri)."""
+    return render(path.read_text(encoding="utf-8"), **placeholders(project, dataset, location), **extra)
 
 
 def load_statements(
@@ -148,12 +173,9 @@ def load_statements(
     files = sorted(ddl_dir.glob("*.sql"))
     if not files:
         raise WorkbenchError(f"no DDL files in {ddl_dir}", "run from a checkout of the repository")
-    for name, value in (("project", project), ("dataset", dataset)):
-        if not re.fullmatch(r"[A-Za-z0-9_\-.:]+", value or ""):
-            raise WorkbenchError(f"{name} {value!r} is not a valid BigQuery {name} id", f"pass a valid --{name}")
     statements = []
     for path in files:
-        text = render(path.read_text(encoding="utf-8"), project=project, dataset=dataset, location=location)
+        text = render_file(path, project=project, dataset=dataset, location=location)
         statements += [Statement(path.name, i, sql) for i, sql in enumerate(split_statements(text), 1)]
     return statements
 
@@ -193,12 +215,28 @@ def make_client(project: str, emulator: str | None, location: str = DEFAULT_LOCA
         ) from None
 
 
+def _check_reachable(emulator: str) -> None:
+    """Fail in a moment, not after the client's retries, when nothing listens at the emulator address."""
+    address = emulator.split("://", 1)[-1].rstrip("/")
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise WorkbenchError(f"--emulator {emulator!r} is not HOST:PORT", f"e.g. --emulator {DEFAULT_EMULATOR}")
+    try:
+        socket.create_connection((host.strip("[]") or LOCAL_HOST, int(port)), timeout=2).close()
+    except OSError as exc:
+        raise WorkbenchError(
+            f"no BigQuery emulator answers at {address}: {exc.strerror or exc}",
+            "start the local stack (`workbench up`), or pass --emulator HOST:PORT of a running emulator, "
+            "or --bigquery to apply to BigQuery",
+        ) from None
+
+
 def apply_ddl(
     *,
     project: str = DEFAULT_PROJECT,
     dataset: str = DATASET,
     location: str = DEFAULT_LOCATION,
-    emulator: str | None = f"{LOCAL_HOST}:9050",
+    emulator: str | None = DEFAULT_EMULATOR,
     dry_run: bool = False,
     ddl_dir: Path = DDL_DIR,
     progress: Callable[[Statement, str], None] | None = None,
@@ -213,6 +251,8 @@ def apply_ddl(
     result = ApplyResult(target=target, statements=statements, dry_run=dry_run)
     if dry_run:
         return result
+    if emulator:
+        _check_reachable(emulator)
     client = make_client(project, emulator, location)
     from google.api_core.exceptions import GoogleAPICallError
     from google.api_core.retry import Retry
