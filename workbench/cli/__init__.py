@@ -16,6 +16,7 @@ from workbench.errors import WorkbenchError
 
 # command name -> "module:attribute"; one line per command.
 COMMANDS: dict[str, str] = {
+    "bq": "workbench.cli.bq:bq",
     "publish": "workbench.cli.publish:publish",
     "runs": "workbench.cli.runs:runs",
     "up": "workbench.cli.stack:up",
