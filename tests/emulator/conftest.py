@@ -99,9 +99,14 @@ def start_workbench_emulator(*args: str, port: int | None = None) -> EmulatorPro
         stderr=subprocess.PIPE,
     )
     emulator = EmulatorProcess("workbench", f"127.0.0.1:{port}", process, list(args))
-    try:
-        from emulator.pubsub.server import wait_healthy
+    # The process prints "listening on ..." once serving, or an error and exits.
+    line = process.stdout.readline().decode()
+    if not line.startswith("listening on"):
+        emulator.stop()
+        raise RuntimeError(f"emulator did not start: {line}{process.stderr.read().decode()}")
+    from emulator.pubsub.server import wait_healthy
 
+    try:
         wait_healthy(emulator.target, timeout=30)
     except Exception:
         emulator.stop()
@@ -242,6 +247,21 @@ def _clients(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Iter
     yield PubSub(emulator, publisher, subscriber)
     publisher.stop()
     subscriber.close()
+
+
+@pytest.fixture
+def connect(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[EmulatorProcess], PubSub]]:
+    """Open clients on any emulator (e.g. one from fresh_emulator); all are closed after the test."""
+    opened: list[Iterator[PubSub]] = []
+
+    def factory(emulator: EmulatorProcess) -> PubSub:
+        clients = _clients(emulator, monkeypatch)
+        opened.append(clients)
+        return next(clients)
+
+    yield factory
+    for clients in opened:
+        next(clients, None)
 
 
 @pytest.fixture

@@ -1,0 +1,196 @@
+"""Features of this emulator beyond the official one, through real processes: fault injection set at start
+and changed while running (admin client), durability across kill -9, health, and start-up errors."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+
+import grpc
+import pytest
+from google.api_core import exceptions
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from emulator.pubsub.admin import AdminClient
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(120),
+    pytest.mark.filterwarnings("ignore:The \"api\" property:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:The return_immediately flag is deprecated:DeprecationWarning"),
+]
+
+
+def test_health_service_reports_serving(workbench_emulator):
+    with grpc.insecure_channel(workbench_emulator.target) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_faults_set_at_start_are_deterministic(fresh_emulator, connect):
+    """Same seed, same flags: the same messages are duplicated."""
+    duplicated = []
+    for _ in range(2):
+        emulator = fresh_emulator("--seed", "42", "--duplicate-rate", "0.3")
+        pubsub = connect(emulator)
+        topic = "projects/p/topics/dups"
+        pubsub.publisher.create_topic(name=topic)
+        sub = "projects/p/subscriptions/dups"
+        pubsub.subscriber.create_subscription(name=sub, topic=topic)
+        pubsub.publish(topic, *[b"%d" % i for i in range(50)])
+        seen: list[bytes] = []
+        for _ in range(100):
+            response = pubsub.subscriber.pull(
+                request={"subscription": sub, "max_messages": 1, "return_immediately": True}, timeout=5)
+            if not response.received_messages:
+                break
+            seen.extend(m.message.data for m in response.received_messages)
+            pubsub.subscriber.acknowledge(request={"subscription": sub,
+                                                   "ack_ids": [m.ack_id for m in response.received_messages]})
+        with AdminClient(emulator.target) as admin:
+            count = admin.faults()["counts"]["duplicate"]
+        assert len(seen) == 50 + count
+        assert count > 0
+        duplicated.append(sorted(d for d in set(seen) if seen.count(d) > 1))
+        emulator.stop()
+    assert duplicated[0] == duplicated[1]
+
+
+def test_publish_failures_are_retried_by_the_client(workbench_pubsub):
+    topic = workbench_pubsub.topic()
+    sub = workbench_pubsub.subscription(topic)
+    with AdminClient(workbench_pubsub.emulator.target) as admin:
+        admin.set_faults(topic=topic, publish_failure_rate=0.5, seed=3)
+        try:
+            # One request per message, so that the seeded decisions hit several requests.
+            ids = [workbench_pubsub.publish(topic, b"%d" % i)[0] for i in range(20)]
+            failures = admin.faults()["counts_by_resource"].get(topic, {}).get("publish_failure", 0)
+        finally:
+            admin.clear_faults()
+    assert len(set(ids)) == 20
+    assert failures > 0
+    assert len(workbench_pubsub.pull(sub, 20)) == 20
+
+
+def test_publish_failure_is_unavailable(workbench_pubsub):
+    topic = workbench_pubsub.topic()
+    with AdminClient(workbench_pubsub.emulator.target) as admin:
+        admin.set_faults(topic=topic, publish_failure_rate=1.0)
+        try:
+            with pytest.raises(exceptions.ServiceUnavailable):
+                workbench_pubsub.publisher.api.publish(topic=topic, messages=[{"data": b"x"}], retry=None)
+        finally:
+            admin.clear_faults(topic)
+
+
+def test_lost_acks_force_redelivery_through_subscribe(workbench_pubsub):
+    topic = workbench_pubsub.topic()
+    sub = workbench_pubsub.subscription(topic)
+    workbench_pubsub.publish(topic, *[b"%d" % i for i in range(20)])
+    with AdminClient(workbench_pubsub.emulator.target) as admin:
+        admin.set_faults(subscription=sub, lost_ack_rate=1.0)
+        [first] = workbench_pubsub.pull(sub, 1, ack=True)
+        admin.clear_faults(sub)
+        lost = admin.faults()["counts_by_resource"][sub]["lost_ack"]
+    assert lost == 1
+    # The "acked" message is still leased; a nack of its ack id brings it back.
+    workbench_pubsub.subscriber.modify_ack_deadline(
+        request={"subscription": sub, "ack_ids": [first.ack_id], "ack_deadline_seconds": 0})
+    again = workbench_pubsub.pull(sub, 20)
+    assert first.message.message_id in {m.message.message_id for m in again}
+
+
+def test_delay_set_while_running(workbench_pubsub):
+    topic = workbench_pubsub.topic()
+    sub = workbench_pubsub.subscription(topic)
+    with AdminClient(workbench_pubsub.emulator.target) as admin:
+        admin.set_faults(subscription=sub, delay_ms=800, jitter_ms=100)
+        try:
+            started = time.monotonic()
+            workbench_pubsub.publish(topic, b"slow")
+            [message] = workbench_pubsub.pull(sub, 1)
+            waited = time.monotonic() - started
+        finally:
+            admin.clear_faults(sub)
+        assert admin.faults()["counts_by_resource"][sub]["delay"] == 1
+    assert message.message.data == b"slow"
+    assert waited >= 0.8
+
+
+def test_admin_refuses_unknown_settings(workbench_emulator):
+    with AdminClient(workbench_emulator.target) as admin, pytest.raises(grpc.RpcError) as raised:
+        admin.set_faults(explode_rate=1.0)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_stats_report_backlog(workbench_pubsub):
+    topic = workbench_pubsub.topic()
+    sub = workbench_pubsub.subscription(topic)
+    workbench_pubsub.publish(topic, b"a", b"b")
+    with AdminClient(workbench_pubsub.emulator.target) as admin:
+        stats = admin.stats()
+    assert stats["topics"][topic]["published"] == 2
+    assert stats["subscriptions"][sub]["backlog"] == 2
+
+
+def test_kill_9_loses_nothing_confirmed(fresh_emulator, connect, tmp_path):
+    emulator = fresh_emulator("--data-dir", str(tmp_path))
+    pubsub = connect(emulator)
+    topic, sub = "projects/p/topics/durable", "projects/p/subscriptions/durable"
+    pubsub.publisher.create_topic(name=topic)
+    pubsub.subscriber.create_subscription(name=sub, topic=topic)
+    ids = pubsub.publish(topic, *[b"%d" % i for i in range(100)])
+    acked = pubsub.pull(sub, 30)  # acked through unary Acknowledge, confirmed to the client
+    emulator.stop(signal.SIGKILL)
+
+    port = int(emulator.target.rsplit(":", 1)[1])
+    restarted = fresh_emulator("--data-dir", str(tmp_path), port=port)
+    pubsub = connect(restarted)
+    assert pubsub.subscriber.get_subscription(subscription=sub).topic == topic
+    rest = pubsub.pull(sub, 70, timeout=10)
+    assert len(acked) == 30
+    assert {m.message.message_id for m in rest} == set(ids) - {m.message.message_id for m in acked}
+    # Message ids keep increasing after the restart.
+    [new_id] = pubsub.publish(topic, b"after")
+    assert int(new_id) > max(int(i) for i in ids)
+
+
+def test_port_in_use_is_a_clear_error():
+    from emulator.pubsub.server import start
+    from workbench.errors import WorkbenchError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(WorkbenchError) as raised:
+            start("127.0.0.1", port)
+    assert "already in use" in raised.value.message
+    assert raised.value.fix
+
+
+def test_unwritable_data_dir_is_a_clear_error(tmp_path):
+    from emulator.pubsub.server import start
+    from workbench.errors import WorkbenchError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(WorkbenchError) as raised:
+        start("127.0.0.1", 0, data_dir=blocker / "data")
+    assert "not writable" in raised.value.message
+
+
+def test_start_in_process_picks_a_free_port():
+    from emulator.pubsub.server import start, wait_healthy
+
+    handle = start("127.0.0.1", 0)
+    try:
+        assert handle.port > 0
+        wait_healthy(handle.target, timeout=5)
+    finally:
+        handle.stop()
+    done = threading.Event()
+    threading.Thread(target=lambda: (handle.stop(), done.set())).start()
+    assert done.wait(5)  # a second stop is a no-op
