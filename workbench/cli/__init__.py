@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "down": "workbench.cli.stack:down",
     "status": "workbench.cli.stack:status",
     "env": "workbench.cli.stack:env",
+    "emulator": "workbench.cli.emulator:emulator",
 }
 
 
