@@ -1,0 +1,159 @@
+"""Local-mode glue for Beam's DirectRunner: its Pub/Sub read, and credentials. Used only on the local stack.
+
+Why each override exists (architecture.md, measured):
+- The DirectRunner's Pub/Sub read (`_PubSubReadEvaluator`) pulls at most 10 messages per bundle with a 30 s
+  long-poll: ~130 msg/s. Here a bundle pulls up to `pull_size` messages with a short poll, through a channel
+  without gRPC's 4 MiB receive limit (the emulator client keeps it; oversize messages would fail every pull).
+- A streaming DirectRunner never ends on its own. The reader here ends the input when asked (`request_stop`,
+  e.g. on Ctrl-C) or when nothing arrived for `idle_seconds`: it then stops pulling and releases its watermark,
+  the watermark reaches the end of the global window, every drain timer fires (buffered files are written,
+  rows flushed) and `wait_until_finish()` returns. That is a drain, not a cancel.
+- Without credentials Beam retries the credential lookup for ~18 s and google-auth probes the GCE metadata
+  server; the emulators need none, so local mode is anonymous and never probes.
+
+The evaluator still acks a pull before its bundle is processed, as Beam's does (the DirectRunner retries
+nothing anyway): locally, delivery is at-most-once if the process dies mid-bundle. On Dataflow the runner's
+own Pub/Sub source acks after the bundle commits; none of this module is used there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+DEFAULT_PULL_SIZE = 1000  # the emulator's (and Pub/Sub's) cap per pull
+PULL_TIMEOUT_S = 2.0  # short: an idle reader checks the stop flag at least this often
+
+
+@dataclass
+class ReadControl:
+    """Shared between the reader (in the runner's threads) and whoever runs the pipeline."""
+
+    pull_size: int = DEFAULT_PULL_SIZE
+    idle_seconds: float | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    started_at: float = field(default_factory=time.monotonic)
+    last_message_at: float | None = None
+    messages: int = 0
+    stop_reason: str | None = None
+
+    def request_stop(self, reason: str = "requested") -> None:
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.stop.set()
+
+    def idle_for(self) -> float:
+        return time.monotonic() - (self.last_message_at or self.started_at)
+
+
+_control: ReadControl | None = None
+_clients: dict[str, object] = {}
+_lock = threading.Lock()
+
+
+def _subscriber(emulator_host: str | None):
+    key = emulator_host or ""
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            from google.cloud import pubsub_v1
+
+            if emulator_host:
+                import grpc
+                from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+                channel = grpc.insecure_channel(emulator_host, options=[("grpc.max_receive_message_length", -1)])
+                client = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
+            else:
+                client = pubsub_v1.SubscriberClient()
+            _clients[key] = client
+        return client
+
+
+def _pull(evaluator, control: ReadControl) -> list:
+    from apache_beam.io.gcp.pubsub import PubsubMessage
+    from apache_beam.utils.timestamp import Timestamp
+    from google.api_core import exceptions
+
+    client = _subscriber(os.environ.get("PUBSUB_EMULATOR_HOST"))
+    try:
+        response = client.pull(
+            request={"subscription": evaluator._sub_name, "max_messages": control.pull_size},
+            timeout=PULL_TIMEOUT_S,
+        )
+    except (exceptions.DeadlineExceeded, exceptions.ServiceUnavailable):
+        return []
+    received = response.received_messages
+    if not received:
+        return []
+    client.acknowledge(request={"subscription": evaluator._sub_name, "ack_ids": [m.ack_id for m in received]})
+    results = []
+    for item in received:
+        message = PubsubMessage._from_message(item.message)
+        # Element timestamp = publish time, as Beam's reader sets it (the read's watermark is the wall clock).
+        results.append((Timestamp.from_utc_datetime(item.message.publish_time), message))
+    control.messages += len(results)
+    control.last_message_at = time.monotonic()
+    return results
+
+
+def _finish_bundle(evaluator):
+    from apache_beam import pvalue
+    from apache_beam.runners.direct.util import TransformResult
+    from apache_beam.transforms.window import GlobalWindows
+    from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
+
+    control = _control
+    if control is None or control.stop.is_set():
+        # No unprocessed bundle and no hold: this source is done; the watermark goes to +inf (drain).
+        return TransformResult(evaluator, [], [], None, {None: MAX_TIMESTAMP})
+    data = _pull(evaluator, control)
+    if not data and control.idle_seconds is not None and control.idle_for() >= control.idle_seconds:
+        control.request_stop(f"no message for {control.idle_seconds:g} s")
+    bundles = []
+    if data:
+        output = next(iter(evaluator._outputs))
+        bundle = evaluator._evaluation_context.create_bundle(output)
+        with_attributes = evaluator.source.with_attributes
+        for timestamp, message in data:
+            bundle.output(GlobalWindows.windowed_value(message if with_attributes else message.data, timestamp))
+        bundles.append(bundle)
+    applied = evaluator._applied_ptransform
+    input_pvalue = applied.inputs[0] if applied.inputs else pvalue.PBegin(applied.transform.pipeline)
+    unprocessed = evaluator._evaluation_context.create_bundle(input_pvalue)
+    return TransformResult(evaluator, bundles, [unprocessed], None, {None: Timestamp.of(time.time())})
+
+
+@contextlib.contextmanager
+def direct_pubsub_reader(control: ReadControl) -> Iterator[ReadControl]:
+    """Within this block, the DirectRunner reads Pub/Sub through `control` (pull size, idle stop, stop flag)."""
+    global _control
+    from apache_beam.runners.direct.transform_evaluator import _PubSubReadEvaluator
+
+    original = _PubSubReadEvaluator.finish_bundle
+    _control = control
+    _PubSubReadEvaluator.finish_bundle = _finish_bundle
+    try:
+        yield control
+    finally:
+        _PubSubReadEvaluator.finish_bundle = original
+        _control = None
+        with _lock:
+            for client in _clients.values():
+                with contextlib.suppress(Exception):
+                    client.close()
+            _clients.clear()
+
+
+def use_anonymous_credentials() -> None:
+    """Local mode: no credential lookup (Beam's ~18 s retry) and no GCE metadata probe."""
+    os.environ["NO_GCE_CHECK"] = "true"
+    from apache_beam.internal.gcp import auth
+
+    with auth._Credentials._credentials_lock:
+        auth._Credentials._credentials = None  # None = anonymous for Beam's GCS and apitools clients
+        auth._Credentials._credentials_init = True

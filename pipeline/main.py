@@ -1,0 +1,85 @@
+"""The streaming pipeline: Pub/Sub -> validate -> dedup -> GCS files + BigQuery rows, dead letters beside.
+
+    python -m pipeline.main --runner DirectRunner --streaming --project workbench-local ...   # see docs/pipeline.md
+    python -m pipeline.main --runner DataflowRunner --project P --region R --temp_location gs://B/tmp \\
+        --output_root gs://B/output --streaming
+
+`build_pipeline` lays the transforms onto a Pipeline and returns nothing else; `run` parses arguments, builds,
+and starts. Local runs with the live view and --stop-when-idle go through `workbench run-pipeline`
+(workbench/cli/pipeline.py), which calls pipeline.runner; Dataflow (and the Flex Template launcher) calls `run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
+
+from pipeline.bigquery_emulator import bigquery_client
+from pipeline.options import EventPipelineOptions, resource_path
+from pipeline.sinks import WriteDeadLetters, WriteEventRows
+from pipeline.transforms import DeduplicateByEventId, ParseAndValidate, ReadEvents, WriteEventFiles
+
+
+def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
+    """Lay the whole graph onto `pipeline`; returns its main PCollections by name (for tests and views)."""
+    app = options.view_as(EventPipelineOptions)
+    project = options.view_as(GoogleCloudOptions).project
+    subscription = resource_path("subscriptions", app.subscription, project)
+    dead_letter_topic = resource_path("topics", app.dead_letter_topic, project) if app.dead_letter_topic else None
+    bigquery_project = app.bigquery_project or project
+    test_client = bigquery_client(app.bigquery_emulator_host, bigquery_project)
+
+    messages = pipeline | "ReadEvents" >> ReadEvents(subscription)
+    valid, invalid = messages | "ParseAndValidate" >> ParseAndValidate()
+    unique = valid | "DeduplicateByEventId" >> DeduplicateByEventId(app.dedup_ttl_seconds)
+    files, file_failures = unique | "WriteEventFiles" >> WriteEventFiles(
+        app.output_root, app.file_flush_seconds, app.file_max_lines
+    )
+    failures = [invalid, file_failures]
+    if app.dataset:
+        row_failures = unique | "WriteEventRows" >> WriteEventRows(
+            bigquery_project, app.dataset, app.bigquery_method, test_client, app.bigquery_max_retries
+        )
+        failures.append(row_failures)
+    dead_letters = tuple(failures) | "AllDeadLetters" >> beam.Flatten()
+    dead_letters | "WriteDeadLetters" >> WriteDeadLetters(
+        dead_letter_topic,
+        bigquery_project,
+        app.dataset or None,
+        test_client,
+        app.bigquery_max_retries,
+    )
+    return {"messages": messages, "valid": unique, "files": files, "dead_letters": dead_letters}
+
+
+def make_options(argv: Sequence[str] | None) -> PipelineOptions:
+    options = PipelineOptions(argv)
+    options.view_as(StandardOptions).streaming = True  # an unbounded Pub/Sub source: always streaming
+    return options
+
+
+def run(argv: Sequence[str] | None = None) -> beam.runners.runner.PipelineResult:
+    """Parse the command line, build the pipeline and start it (Dataflow returns once the job is submitted)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wait", action="store_true", help="Block until the job ends.")
+    known, pipeline_args = parser.parse_known_args(argv)
+    options = make_options(pipeline_args)
+    if options.view_as(StandardOptions).runner is None:
+        # Unnamed, Beam first tries to download the Prism runner (fails offline): always name it.
+        options.view_as(StandardOptions).runner = "DirectRunner"
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, options)
+    result = pipeline.run()
+    if known.wait:
+        result.wait_until_finish()
+    return result
+
+
+if __name__ == "__main__":
+    logging.getLogger().setLevel(logging.INFO)
+    run()

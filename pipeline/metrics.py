@@ -1,0 +1,50 @@
+"""Beam metric names, declared once: the transforms update them, the live view and the tests query them.
+
+All live in one namespace. Counters are cumulative; the lag gauges hold the latest flush's worst lag (ms from
+Pub/Sub publish to the sink write), so a view polling them sees lag now, not an average over the run.
+
+    result.metrics().query(MetricsFilter().with_namespace(NAMESPACE).with_name(READ))
+"""
+
+from __future__ import annotations
+
+from apache_beam.metrics import Metrics
+
+NAMESPACE = "event_workbench"
+
+READ = "read"
+DUPLICATES = "duplicates_dropped"
+GCS_FILES = "gcs_files_written"
+GCS_LINES = "gcs_lines_written"
+BIGQUERY_ROWS = "bigquery_rows_written"
+BIGQUERY_FAILED = "bigquery_rows_failed"
+DEAD_LETTERS = "dead_letters"
+DEAD_LETTER_ROWS_FAILED = "dead_letter_rows_failed"
+GCS_LAG_MS = "gcs_lag_ms"
+BIGQUERY_LAG_MS = "bigquery_lag_ms"
+
+
+def valid(event_type: str) -> str:
+    """Accepted events of one type."""
+    return f"valid_{event_type}"
+
+
+def gcs_lines(event_type: str) -> str:
+    return f"{GCS_LINES}_{event_type}"
+
+
+def bigquery_rows(table: str) -> str:
+    return f"{BIGQUERY_ROWS}_{table}"
+
+
+def dead_letter(reason: str) -> str:
+    """Dead letters of one reason code."""
+    return f"{DEAD_LETTERS}_{reason}"
+
+
+def counter(name: str):
+    return Metrics.counter(NAMESPACE, name)
+
+
+def gauge(name: str):
+    return Metrics.gauge(NAMESPACE, name)

@@ -1,0 +1,76 @@
+"""The pipeline's own options (beside Beam's): where to read, where to write, and the sinks' tuning.
+
+Flag names use Beam's underscore style so that the same names work on the command line, in Dataflow job
+parameters and in the Flex Template metadata (pipeline/flex_template/metadata.json).
+"""
+
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from eventmodel.resources import DATASET, DEAD_LETTER_TOPIC, SUBSCRIPTION
+from pipeline.sinks import METHODS, STREAMING_INSERTS
+
+DEFAULT_OUTPUT_ROOT = "./output"
+
+
+class EventPipelineOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--subscription",
+            default=SUBSCRIPTION,
+            help="Pub/Sub subscription to read: a name in --project, or projects/P/subscriptions/S.",
+        )
+        parser.add_argument(
+            "--dead_letter_topic",
+            default=DEAD_LETTER_TOPIC,
+            help="Topic for dead letters: a name in --project, or projects/P/topics/T; empty to disable.",
+        )
+        parser.add_argument(
+            "--output_root",
+            default=DEFAULT_OUTPUT_ROOT,
+            help="Root of the event files: a local directory or gs://bucket/prefix.",
+        )
+        parser.add_argument(
+            "--dataset", default=DATASET, help="BigQuery dataset of the event tables; empty to disable BigQuery."
+        )
+        parser.add_argument("--bigquery_project", default=None, help="Project of the dataset (default: --project).")
+        parser.add_argument(
+            "--bigquery_method",
+            default=STREAMING_INSERTS,
+            choices=METHODS,
+            help="STREAMING_INSERTS (local and Dataflow) or STORAGE_WRITE_API (Dataflow: needs a Java expansion).",
+        )
+        parser.add_argument(
+            "--bigquery_emulator_host",
+            default=None,
+            help="http://HOST:PORT of a local BigQuery emulator; unset for BigQuery itself.",
+        )
+        parser.add_argument(
+            "--bigquery_max_retries", type=int, default=5, help="Insert retries before a row is dead-lettered."
+        )
+        parser.add_argument(
+            "--file_flush_seconds",
+            type=float,
+            default=5.0,
+            help="A minute's buffered events are written at most this long after the first arrived.",
+        )
+        parser.add_argument(
+            "--file_max_lines", type=int, default=5000, help="Write a file as soon as this many events are buffered."
+        )
+        parser.add_argument(
+            "--dedup_ttl_seconds",
+            type=float,
+            default=600.0,
+            help="How long an event id is remembered to drop duplicates (bounds the dedup state).",
+        )
+
+
+def resource_path(kind: str, name: str, project: str | None) -> str:
+    """projects/P/<kind>/<name> for a short name; a full path is returned as given."""
+    if name.startswith("projects/"):
+        return name
+    if not project:
+        raise ValueError(f"{kind} {name!r} is a short name: give --project, or the full projects/P/{kind}/... path")
+    return f"projects/{project}/{kind}/{name}"

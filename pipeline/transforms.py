@@ -1,0 +1,459 @@
+"""The pipeline's composite transforms, one responsibility each, in the order the data flows:
+
+    ReadEvents -> ParseAndValidate -> DeduplicateByEventId -> WriteEventFiles
+                        |                                  -> WriteEventRows
+                        +-- dead letters (every stage) ---> WriteDeadLetters
+
+Every composite that can fail for a single message returns `(main, dead_letters)`: a failure is a tagged
+output and a counter, never a log line and never an exception that stops the pipeline. The decisions are
+pure functions in pipeline.core; this module is the Beam shell around them.
+
+Nothing here uses event-time windows: everything lives in the global window, so events that arrive late
+or carry historical timestamps are never dropped behind the watermark. Bounded state comes from timers:
+the dedup set forgets an id after a processing-time TTL, the file writer flushes on a processing-time
+timer or a size limit, and an end-of-window (drain) timer flushes whatever is left when the input ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.coders import BooleanCoder, BytesCoder, VarIntCoder
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.gcp.pubsub import PubsubMessage
+from apache_beam.transforms.combiners import CountCombineFn
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    BagStateSpec,
+    CombiningValueStateSpec,
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from eventmodel import reasons as R
+from eventmodel.validate import Accepted, validate
+from pipeline import core
+from pipeline import metrics as M
+from pipeline.core import DeadLetter, ValidEvent
+
+_LOG = logging.getLogger(__name__)
+
+DEAD_LETTER = "dead_letter"  # the tag of every dead-letter output
+
+Clock = Callable[[], float]
+
+
+def _publish_time(message: PubsubMessage) -> datetime | None:
+    moment = getattr(message, "publish_time", None)
+    if moment is None:
+        return None
+    if isinstance(moment, datetime):
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if isinstance(moment, Timestamp):
+        return moment.to_utc_datetime(has_tz=True)
+    return None
+
+
+# --------------------------------------------------------------------------------------------------- read
+
+
+class ReadEvents(beam.PTransform):
+    """Pub/Sub messages (with attributes, message id and publish time) from a named subscription.
+
+    The named subscription, never `topic=`: a topic read creates a temporary subscription and misses what was
+    published before the pipeline started.
+    """
+
+    def __init__(self, subscription: str) -> None:
+        super().__init__()
+        self.subscription = subscription
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (
+            pbegin
+            | "ReadFromPubSub" >> beam.io.ReadFromPubSub(subscription=self.subscription, with_attributes=True)
+            | "CountRead" >> beam.Map(_count_read)
+        )
+
+
+_READ = M.counter(M.READ)
+
+
+def _count_read(message: PubsubMessage) -> PubsubMessage:
+    _READ.inc()
+    return message
+
+
+# ----------------------------------------------------------------------------------------- parse/validate
+
+
+class ParseEventFn(beam.DoFn):
+    """PubsubMessage -> ValidEvent, or a DeadLetter with the validator's reason code and the original bytes."""
+
+    def setup(self) -> None:
+        self._valid = {}
+        self._reasons = {}
+
+    def process(self, message: PubsubMessage) -> Iterator[Any]:
+        data = message.data if message.data is not None else b""
+        attributes = dict(message.attributes or {})
+        message_id = message.message_id or ""
+        publish_time = _publish_time(message)
+        event_id = core.event_id_of(attributes, message_id)
+        try:
+            verdict = validate(data)
+            if isinstance(verdict, Accepted):
+                self._count(self._valid, verdict.event_type, M.valid)
+                yield ValidEvent(
+                    verdict.event_type,
+                    verdict.event,
+                    verdict.event_time,
+                    event_id,
+                    message_id,
+                    publish_time,
+                    attributes,
+                    data,
+                )
+                return
+            reason, detail = verdict.reason, verdict.detail
+        except Exception as exc:  # validate() never raises; anything else here is a poison message
+            reason, detail = R.PROCESSING_ERROR, f"parse stage failed: {core.describe_exception(exc)}"
+        yield pvalue.TaggedOutput(
+            DEAD_LETTER,
+            DeadLetter(
+                bytes(data), attributes, reason, detail, core.STAGE_VALIDATE, message_id, event_id, publish_time
+            ),
+        )
+
+    @staticmethod
+    def _count(cache: dict, key: str, name: Callable[[str], str]) -> None:
+        counter = cache.get(key)
+        if counter is None:
+            counter = cache[key] = M.counter(name(key))
+        counter.inc()
+
+
+class ParseAndValidate(beam.PTransform):
+    """Messages -> (valid events, dead letters). The validator decides; attributes are hints only."""
+
+    def expand(self, messages: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        results = messages | "Validate" >> beam.ParDo(ParseEventFn()).with_outputs(DEAD_LETTER, main="valid")
+        return results.valid, results[DEAD_LETTER]
+
+
+# ------------------------------------------------------------------------------------------------- dedup
+
+
+# State and timer specs live at module level so that the DoFn parameters below can name them as defaults.
+_SEEN = ReadModifyWriteStateSpec("seen", BooleanCoder())
+_EXPIRY = TimerSpec("expiry", TimeDomain.REAL_TIME)
+_SEEN_STATE = beam.DoFn.StateParam(_SEEN)
+_EXPIRY_TIMER = beam.DoFn.TimerParam(_EXPIRY)
+
+
+class DropRepeatedIdsFn(beam.DoFn):
+    """Keyed by event id: lets the first copy through and drops the rest until the id expires.
+
+    State per id is one flag and one processing-time timer, cleared after `ttl_seconds`: memory is bounded by
+    the ids seen within the TTL, which must cover the longest redelivery or re-publish gap to deduplicate.
+    """
+
+    def __init__(self, ttl_seconds: float, clock: Clock = time.time) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
+
+    def setup(self) -> None:
+        self._duplicates = M.counter(M.DUPLICATES)
+
+    def process(
+        self,
+        element: tuple[str, ValidEvent],
+        seen=_SEEN_STATE,
+        expiry=_EXPIRY_TIMER,
+    ) -> Iterator[ValidEvent]:
+        if seen.read():
+            self._duplicates.inc()
+            return
+        seen.write(True)
+        expiry.set(Timestamp.of(self.clock()) + Duration.of(self.ttl_seconds))
+        yield element[1]
+
+    @on_timer(_EXPIRY)
+    def expire(self, seen=_SEEN_STATE) -> None:
+        seen.clear()
+
+
+class DeduplicateByEventId(beam.PTransform):
+    """Valid events -> the same events with every event id at most once (within the TTL)."""
+
+    def __init__(self, ttl_seconds: float = 600.0, clock: Clock = time.time) -> None:
+        super().__init__()
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
+
+    def expand(self, events: beam.PCollection) -> beam.PCollection:
+        return (
+            events
+            | "KeyByEventId" >> beam.Map(lambda e: (e.event_id, e)).with_output_types(tuple[str, Any])
+            | "DropRepeatedIds" >> beam.ParDo(DropRepeatedIdsFn(self.ttl_seconds, self.clock))
+        )
+
+
+# ------------------------------------------------------------------------------------------------- files
+
+
+def _format_line(event: ValidEvent) -> Iterator[Any]:
+    try:
+        key = f"{event.event_type}/{core.minute_key(event.event_time)}"
+        stamp = int(event.publish_time.timestamp() * 1_000_000) if event.publish_time else 0
+        yield key, (core.file_line(event), stamp)
+    except Exception as exc:  # an accepted event that cannot be formatted is a poison message, not a crash
+        yield pvalue.TaggedOutput(
+            DEAD_LETTER,
+            core.dead_letter_from_event(
+                event,
+                R.PROCESSING_ERROR,
+                f"format stage failed: {core.describe_exception(exc)}",
+                core.STAGE_FORMAT_LINE,
+            ),
+        )
+
+
+class _OldestPublishTime(beam.CombineFn):
+    """The smallest positive publish time in microseconds (0 means unknown and is ignored); int accumulator."""
+
+    def create_accumulator(self) -> int:
+        return 0
+
+    def add_input(self, accumulator: int, value: int) -> int:
+        return value if value and (not accumulator or value < accumulator) else accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[int]) -> int:
+        positive = [a for a in accumulators if a]
+        return min(positive) if positive else 0
+
+    def extract_output(self, accumulator: int) -> int:
+        return accumulator
+
+
+_LINES = BagStateSpec("lines", BytesCoder())
+_COUNT = CombiningValueStateSpec("count", VarIntCoder(), CountCombineFn())
+_OLDEST = CombiningValueStateSpec("oldest_publish_us", VarIntCoder(), _OldestPublishTime())
+_NEXT_SEQUENCE = ReadModifyWriteStateSpec("next_sequence", VarIntCoder())
+_FLUSH = TimerSpec("flush", TimeDomain.REAL_TIME)
+_DRAIN = TimerSpec("drain", TimeDomain.WATERMARK)
+_FORGET = TimerSpec("forget", TimeDomain.REAL_TIME)
+_LINES_STATE = beam.DoFn.StateParam(_LINES)
+_COUNT_STATE = beam.DoFn.StateParam(_COUNT)
+_OLDEST_STATE = beam.DoFn.StateParam(_OLDEST)
+_NEXT_SEQUENCE_STATE = beam.DoFn.StateParam(_NEXT_SEQUENCE)
+_FLUSH_TIMER = beam.DoFn.TimerParam(_FLUSH)
+_DRAIN_TIMER = beam.DoFn.TimerParam(_DRAIN)
+_FORGET_TIMER = beam.DoFn.TimerParam(_FORGET)
+
+
+class BufferAndWriteFilesFn(beam.DoFn):
+    """Keyed by "<type>/<YYYYMMDDHHmm>": buffers lines and writes them as one new file per flush.
+
+    A flush happens when `max_lines` are buffered, when the processing-time flush timer fires (`flush_seconds`
+    after the first buffered line), or when the input ends (drain timer at the end of the global window).
+    NNNN comes from a per-key counter in state; the first flush of a key (and the first after the key's state
+    expired) starts after the highest sequence already in the folder, and every write checks that its name is
+    free, so no write replaces another: not across panes or flushes, not across restarts, and a retried bundle
+    writes a new name instead of over a file a failed attempt left. Beam processes one key on one worker at a
+    time, so parallel workers never share a counter.
+
+    Local paths are written to a hidden temporary name and renamed, so readers never see half a file; GCS
+    objects appear atomically when their upload completes. A write that keeps failing turns every buffered
+    line into a GCS_WRITE_FAILED dead letter.
+    """
+
+    def __init__(
+        self,
+        output_root: str,
+        flush_seconds: float = 5.0,
+        max_lines: int = 5000,
+        forget_after_seconds: float = 3600.0,
+        clock: Clock = time.time,
+        write_attempts: int = 3,
+    ) -> None:
+        self.output_root = output_root
+        self.flush_seconds = flush_seconds
+        self.max_lines = max_lines
+        self.forget_after_seconds = forget_after_seconds
+        self.clock = clock
+        self.write_attempts = write_attempts
+
+    def setup(self) -> None:
+        self._files = M.counter(M.GCS_FILES)
+        self._lines = {}
+        self._lag = M.gauge(M.GCS_LAG_MS)
+        self._local = FileSystems.get_scheme(self.output_root) in (None, "file")
+
+    def process(
+        self,
+        element: tuple[str, tuple[bytes, int]],
+        lines=_LINES_STATE,
+        count=_COUNT_STATE,
+        oldest=_OLDEST_STATE,
+        next_sequence=_NEXT_SEQUENCE_STATE,
+        flush=_FLUSH_TIMER,
+        drain=_DRAIN_TIMER,
+        forget=_FORGET_TIMER,
+    ) -> Iterator[Any]:
+        key, (line, publish_us) = element
+        lines.add(line)
+        count.add(line)
+        if publish_us:
+            oldest.add(publish_us)
+        buffered = count.read()
+        if buffered == 1:
+            flush.set(Timestamp.of(self.clock() + self.flush_seconds))
+            drain.set(GlobalWindow().max_timestamp())
+        if buffered >= self.max_lines:
+            yield from self._flush(key, lines, count, oldest, next_sequence, forget)
+
+    @on_timer(_FLUSH)
+    def on_flush(
+        self,
+        key=beam.DoFn.KeyParam,
+        lines=_LINES_STATE,
+        count=_COUNT_STATE,
+        oldest=_OLDEST_STATE,
+        next_sequence=_NEXT_SEQUENCE_STATE,
+        forget=_FORGET_TIMER,
+    ) -> Iterator[Any]:
+        yield from self._flush(key, lines, count, oldest, next_sequence, forget)
+
+    @on_timer(_DRAIN)
+    def on_drain(
+        self,
+        key=beam.DoFn.KeyParam,
+        lines=_LINES_STATE,
+        count=_COUNT_STATE,
+        oldest=_OLDEST_STATE,
+        next_sequence=_NEXT_SEQUENCE_STATE,
+        forget=_FORGET_TIMER,
+    ) -> Iterator[Any]:
+        yield from self._flush(key, lines, count, oldest, next_sequence, forget)
+
+    @on_timer(_FORGET)
+    def on_forget(self, count=_COUNT_STATE, next_sequence=_NEXT_SEQUENCE_STATE) -> None:
+        # A minute that has been quiet for a while: drop its counter (bounded state). If more events of that minute
+        # come later, the next flush finds the free sequence from the folder again.
+        if not count.read():
+            next_sequence.clear()
+
+    def _flush(self, key: str, lines, count, oldest, next_sequence, forget) -> Iterator[Any]:
+        buffered = list(lines.read())
+        oldest_us = oldest.read()
+        lines.clear()
+        count.clear()
+        oldest.clear()
+        if not buffered:
+            return
+        event_type, minute = key.split("/", 1)
+        sequence = next_sequence.read()
+        if sequence is None:
+            sequence = self._first_free_sequence(event_type, minute)
+        body = b"".join(buffered)
+        error: Exception | None = None
+        for attempt in range(self.write_attempts):
+            path = core.file_path(self.output_root, event_type, minute, sequence)
+            try:
+                while FileSystems.exists(path):  # a name taken by an earlier run or a failed attempt
+                    sequence += 1
+                    path = core.file_path(self.output_root, event_type, minute, sequence)
+                self._write(path, body)
+                error = None
+                break
+            except Exception as exc:
+                error = exc
+                _LOG.warning("write of %s failed (attempt %d): %s", path, attempt + 1, exc)
+                time.sleep(min(2.0, 0.2 * 2**attempt))
+        next_sequence.write(sequence + 1)
+        forget.set(Timestamp.of(self.clock() + self.forget_after_seconds))
+        if error is not None:
+            detail = f"writing {path} failed {self.write_attempts} times: {core.describe_exception(error)}"
+            for line in buffered:
+                yield pvalue.TaggedOutput(
+                    DEAD_LETTER, core.dead_letter_from_line(line, R.GCS_WRITE_FAILED, detail, core.STAGE_GCS)
+                )
+            return
+        self._files.inc()
+        counter = self._lines.get(event_type)
+        if counter is None:
+            counter = self._lines[event_type] = M.counter(M.gcs_lines(event_type))
+        counter.inc(len(buffered))
+        if oldest_us:
+            self._lag.set(int(time.time() * 1000 - oldest_us / 1000))
+        yield path, len(buffered)
+
+    def _first_free_sequence(self, event_type: str, minute: str) -> int:
+        folder = core.minute_folder(self.output_root, event_type, minute)
+        pattern = f"{folder}/{event_type}_{minute}*.json"
+        try:
+            found = FileSystems.match([pattern])[0].metadata_list
+        except Exception:  # no folder yet (local) or nothing matched
+            return 0
+        taken = [core.sequence_of(m.path, event_type, minute) for m in found]
+        taken = [s for s in taken if s is not None]
+        return max(taken) + 1 if taken else 0
+
+    def _write(self, path: str, body: bytes) -> None:
+        if not self._local:
+            with FileSystems.create(path, mime_type="application/json") as handle:
+                handle.write(body)
+            return
+        folder, name = path.rsplit("/", 1)
+        temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        with FileSystems.create(temporary, mime_type="application/json") as handle:
+            handle.write(body)
+        try:
+            FileSystems.rename([temporary], [path])
+        except Exception:
+            FileSystems.delete([temporary])
+            raise
+
+
+class WriteEventFiles(beam.PTransform):
+    """Valid events -> JSON-lines files under <root>/<type>/YYYY/MM/DD/HH/mm/ named by the event's own minute.
+
+    Returns (written files as (path, line count), dead letters).
+    """
+
+    def __init__(
+        self,
+        output_root: str,
+        flush_seconds: float = 5.0,
+        max_lines: int = 5000,
+        clock: Clock = time.time,
+    ) -> None:
+        super().__init__()
+        self.output_root = output_root.rstrip("/") or "/"
+        self.flush_seconds = flush_seconds
+        self.max_lines = max_lines
+        self.clock = clock
+
+    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        lines = events | "FormatLines" >> beam.ParDo(_format_line).with_outputs(DEAD_LETTER, main="lines")
+        written = (
+            lines.lines
+            | "TypeKeys" >> beam.Map(lambda kv: kv).with_output_types(tuple[str, Any])
+            | "BufferAndWrite"
+            >> beam.ParDo(
+                BufferAndWriteFilesFn(self.output_root, self.flush_seconds, self.max_lines, clock=self.clock)
+            ).with_outputs(DEAD_LETTER, main="files")
+        )
+        dead = (lines[DEAD_LETTER], written[DEAD_LETTER]) | "FileDeadLetters" >> beam.Flatten()
+        return written.files, dead
