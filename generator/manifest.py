@@ -102,6 +102,7 @@ class EventLog:
                 counts[f"type:{message.event_type}"] += 1
                 if message.kind:
                     counts[f"kind:{message.kind}"] += 1
+                    counts[f"reason:{message.reason}"] += 1
                 if message.duplicate:
                     counts["duplicates"] += 1
 

@@ -93,18 +93,24 @@ def summary(result: PublishResult) -> list[Table]:
             ]
         ],
     )
-    groups: dict[str, list[tuple[str, int]]] = {}
-    for key, value in result.counts.items():
-        group, _, name = key.partition(":")
-        if name:
-            groups.setdefault(group, []).append((name, value))
-    headings = {"expected": "expected destination", "type": "event type", "kind": "malformed kind"}
-    rows = [
-        [headings.get(group, group), name, value]
-        for group in ("expected", "type", "kind")
-        for name, value in groups.get(group, [])
-    ]
-    if result.counts.get("duplicates"):
-        rows.append(["duplicates", "same event_id re-sent", result.counts["duplicates"]])
-    breakdown = terminal.table(None, ["of published", "value", "messages"], rows)
-    return [overview, breakdown]
+    counts = result.counts
+    destinations = ["order", "inventory", "user_activity", "dead_letter"]
+    where = terminal.table(
+        "published, by expected destination",
+        [*destinations, "duplicates"],
+        [[*(counts.get(f"expected:{d}", 0) for d in destinations), counts.get("duplicates", 0)]],
+    )
+    reasons = sorted(
+        ((key.partition(":")[2], value) for key, value in counts.items() if key.startswith("reason:")),
+        key=lambda item: (-item[1], item[0]),
+    )
+    tables = [overview, where]
+    if reasons:
+        tables.append(
+            terminal.table(
+                "malformed, by expected reason code",
+                ["reason", "messages"],
+                reasons,
+            )
+        )
+    return tables
