@@ -23,7 +23,7 @@ def frozen_clock() -> float:
     return NOW.timestamp()
 
 
-def test_clock() -> float:
+def stream_clock() -> float:
     """The DoFns' clock under TestStream: the DirectRunner's test clock starts at 0 and only moves when the
     TestStream advances processing time, so timers set relative to 0 fire exactly when a test advances."""
     return 0.0

@@ -110,7 +110,9 @@ def test_file_line_holds_the_event_and_what_reconcile_needs():
 
 
 def test_dead_letter_attributes_keep_the_originals_and_add_the_reason():
-    letter = core.DeadLetter(b"\xff", {"run_id": "r", "event_id": "e"}, R.INVALID_UTF8, "bad", "validate", "m1", "e", None)
+    letter = core.DeadLetter(
+        b"\xff", {"run_id": "r", "event_id": "e"}, R.INVALID_UTF8, "bad", "validate", "m1", "e", None
+    )
     attributes = core.dead_letter_attributes(letter)
     assert attributes == {
         "run_id": "r",

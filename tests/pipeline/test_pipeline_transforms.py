@@ -1,0 +1,349 @@
+"""Transform tests for every composite, on the DirectRunner in streaming mode (beam.Create / TestStream).
+
+Bounded inputs use assert_that; where timers and panes matter (TestStream), the files on disk are the assertion,
+and other outputs leave the runner through a file side channel (pipeline_support.collect).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import collections
+import os
+from datetime import UTC, datetime, timedelta
+
+import apache_beam as beam
+import orjson
+import pytest
+from apache_beam.io.gcp.pubsub import PubsubMessage
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.test_stream import TestStream as BeamTestStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.utils.timestamp import Timestamp
+from pipeline_support import (
+    NOW,
+    as_pubsub,
+    collect,
+    files_under,
+    generated,
+    lines_of,
+    stream_clock,
+    streaming_options,
+)
+
+from eventmodel import reasons as R
+from eventmodel.resources import ATTR_EVENT_ID
+from eventmodel.schema import EVENT_TIME_FIELD, MAX_PAYLOAD_BYTES
+from generator.malformed import CATALOGUE
+from generator.stream import DEAD_LETTER
+from pipeline import core
+from pipeline import metrics as M
+from pipeline.sinks import WriteDeadLetters, WriteEventRows, to_pubsub_message
+from pipeline.transforms import DeduplicateByEventId, ParseAndValidate, WriteEventFiles
+
+
+def streaming_pipeline() -> BeamTestPipeline:
+    return BeamTestPipeline(options=streaming_options(), blocking=True)
+
+
+def counter_value(result, name: str) -> int:
+    found = result.metrics().query(MetricsFilter().with_namespace(M.NAMESPACE).with_name(name))["counters"]
+    return sum(c.committed for c in found)
+
+
+# ------------------------------------------------------------------------------------------ ParseAndValidate
+
+
+def malformed_of_every_kind() -> list:
+    # Equal weights but oversize_batch (1 MB each) rarer; the seed makes coverage deterministic, asserted below.
+    weights = {name: 1.0 for name in CATALOGUE}
+    weights["oversize_batch"] = 0.1
+    return generated(1500, seed=5, malformed_rate=1.0, malformed_weights=weights)
+
+
+def test_every_malformed_kind_ends_in_the_dead_letter_with_its_reason_and_original_bytes():
+    messages = malformed_of_every_kind()
+    assert {m.kind for m in messages} == set(CATALOGUE), "the sample covers the whole catalogue"
+    pubsub = as_pubsub(messages)
+    expected = [(m.reason, m.data, f"m{i}", dict(m.attributes)) for i, m in enumerate(messages)]
+
+    with streaming_pipeline() as p:
+        valid, dead = p | beam.Create(pubsub) | ParseAndValidate()
+        assert_that(valid, equal_to([]), label="NothingValid")
+        assert_that(
+            dead | beam.Map(lambda d: (d.reason, d.data, d.source_message_id, d.attributes)),
+            equal_to(expected),
+            label="DeadLetters",
+        )
+        assert_that(dead | "Stage" >> beam.Map(lambda d: d.stage), equal_to(["validate"] * len(messages)), "Stages")
+
+
+def test_valid_events_carry_their_ids_metadata_and_original_bytes():
+    messages = generated(300, seed=2)
+    pubsub = as_pubsub(messages)
+    expected = [(m.event_id, f"m{i}", m.expected, m.data) for i, m in enumerate(messages)]
+    with streaming_pipeline() as p:
+        valid, dead = p | beam.Create(pubsub) | ParseAndValidate()
+        assert_that(dead, equal_to([]), label="NoDeadLetters")
+        assert_that(valid | beam.Map(lambda e: (e.event_id, e.message_id, e.event_type, e.data)), equal_to(expected))
+
+
+def test_without_attributes_the_message_id_is_the_event_id():
+    message = generated(1, seed=3)[0]
+    bare = PubsubMessage(message.data, {}, message_id="only-id", publish_time=NOW)
+    with streaming_pipeline() as p:
+        valid, _ = p | beam.Create([bare]) | ParseAndValidate()
+        assert_that(valid | beam.Map(lambda e: (e.event_id, e.attributes)), equal_to([("only-id", {})]))
+
+
+def test_validation_counts_per_type_and_dead_letters_per_reason():
+    messages = generated(400, seed=4, malformed_rate=0.2)
+    p = BeamTestPipeline(options=streaming_options())
+    _, dead = p | beam.Create(as_pubsub(messages)) | ParseAndValidate()
+    _ = dead | WriteDeadLetters(topic=None)
+    result = p.run()
+    result.wait_until_finish()
+    per_type = collections.Counter(m.expected for m in messages if m.expected != DEAD_LETTER)
+    per_reason = collections.Counter(m.reason for m in messages if m.expected == DEAD_LETTER)
+    for event_type, n in per_type.items():
+        assert counter_value(result, M.valid(event_type)) == n
+    for reason, n in per_reason.items():
+        assert counter_value(result, M.dead_letter(reason)) == n
+    assert counter_value(result, M.DEAD_LETTERS) == sum(per_reason.values())
+
+
+# --------------------------------------------------------------------------------------------------- dedup
+
+
+def test_duplicates_pass_once_whether_identified_by_attribute_or_message_id():
+    messages = generated(600, seed=6, duplicate_rate=0.25)
+    assert sum(m.duplicate for m in messages) > 100
+    pubsub = as_pubsub(messages)
+    # The same message redelivered by Pub/Sub: same message id, no event_id attribute.
+    bare = PubsubMessage(messages[0].data, {}, message_id="redelivered", publish_time=NOW)
+    unique_ids = {m.event_id for m in messages} | {"redelivered"}
+    with streaming_pipeline() as p:
+        valid, _ = p | beam.Create([*pubsub, bare, bare, bare]) | ParseAndValidate()
+        unique = valid | DeduplicateByEventId(ttl_seconds=600)
+        assert_that(unique | beam.Map(lambda e: e.event_id), equal_to(sorted(unique_ids)))
+
+
+def test_an_id_is_forgotten_after_its_ttl_so_dedup_state_stays_bounded(tmp_path):
+    message = generated(1, seed=7)[0]
+    first, again = as_pubsub([message, message])
+    out = tmp_path / "passed.txt"
+    stream = (
+        BeamTestStream()
+        .add_elements([first, again])  # the second copy inside the TTL: dropped
+        .advance_processing_time(120)  # TTL 60 s has passed: the id's state was cleared
+        .add_elements([again])
+        .advance_watermark_to_infinity()
+    )
+    with BeamTestPipeline(options=streaming_options()) as p:
+        valid, _ = p | stream | ParseAndValidate()
+        unique = valid | DeduplicateByEventId(ttl_seconds=60, clock=stream_clock)
+        collect(unique | beam.Map(lambda e: e.event_id), str(out), "Passed")
+    assert [ast.literal_eval(line) for line in out.read_text().split()] == [message.event_id, message.event_id]
+
+
+# --------------------------------------------------------------------------------------------------- files
+
+
+def _event_at(moment: datetime, message_id: str, seed: int = 8, event_id: str | None = None) -> PubsubMessage:
+    """A valid inventory event with its own timestamp set to `moment`."""
+    message = next(m for m in generated(20, seed=seed) if m.expected == "inventory")
+    event = orjson.loads(message.data)
+    event[EVENT_TIME_FIELD["inventory"]] = moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    attributes = {**message.attributes, ATTR_EVENT_ID: event_id or f"id-{message_id}"}
+    return PubsubMessage(orjson.dumps(event), attributes, message_id=message_id, publish_time=NOW)
+
+
+def run_files(root: str, elements, flush_seconds: float = 5.0, max_lines: int = 5000) -> None:
+    with BeamTestPipeline(options=streaming_options()) as p:
+        valid, _ = p | elements | ParseAndValidate()
+        _ = valid | WriteEventFiles(root, flush_seconds, max_lines, clock=stream_clock)
+
+
+def test_files_follow_the_assessment_tree_and_hold_json_lines(tmp_path):
+    root = str(tmp_path / "output")
+    moment = datetime(2025, 2, 8, 13, 9, 41, tzinfo=UTC)
+    run_files(root, beam.Create([_event_at(moment, "a"), _event_at(moment, "b")]))
+    assert files_under(root) == [f"{root}/inventory/2025/02/08/13/09/inventory_2025020813090000.json"]
+    lines = lines_of(files_under(root))
+    assert sorted(line["message_id"] for line in lines) == ["a", "b"]
+    assert {line["event"]["timestamp"] for line in lines} == {"2025-02-08T13:09:41.000Z"}
+    assert not [name for name in os.listdir(os.path.dirname(files_under(root)[0])) if name.endswith(".tmp")]
+
+
+def test_late_and_historical_events_land_in_their_own_minute_folders(tmp_path):
+    root = str(tmp_path / "output")
+    moments = {
+        "now": datetime(2025, 2, 8, 13, 9, 5, tzinfo=UTC),
+        "late": datetime(2025, 2, 8, 12, 51, 59, tzinfo=UTC),
+        "history": datetime(2019, 12, 31, 23, 59, 59, tzinfo=UTC),
+    }
+    stream = (
+        BeamTestStream()
+        .add_elements([_event_at(moments["now"], "now")])
+        # The watermark passes every event time above: nothing behind it may be dropped.
+        .advance_watermark_to(Timestamp.of(NOW.timestamp() + 3600))
+        .add_elements([_event_at(moments["late"], "late"), _event_at(moments["history"], "history")])
+        .advance_processing_time(10)
+        .advance_watermark_to_infinity()
+    )
+    run_files(root, stream)
+    relative = [os.path.relpath(path, root) for path in files_under(root)]
+    assert relative == [
+        "inventory/2019/12/31/23/59/inventory_2019123123590000.json",
+        "inventory/2025/02/08/12/51/inventory_2025020812510000.json",
+        "inventory/2025/02/08/13/09/inventory_2025020813090000.json",
+    ]
+    assert sorted(line["message_id"] for line in lines_of(files_under(root))) == ["history", "late", "now"]
+
+
+def test_many_flushes_of_one_minute_never_overwrite_and_keep_every_line(tmp_path):
+    root = str(tmp_path / "output")
+    moment = datetime(2025, 2, 8, 13, 9, 30, tzinfo=UTC)
+    batches = [[_event_at(moment + timedelta(microseconds=i), f"b{b}-{i}") for i in range(7)] for b in range(4)]
+    stream = BeamTestStream()
+    for batch in batches:  # each batch is flushed by size (3 lines) and then by the timer (the rest)
+        stream = stream.add_elements(batch).advance_processing_time(6)
+    run_files(root, stream.advance_watermark_to_infinity(), flush_seconds=5, max_lines=3)
+    paths = files_under(root)
+    names = [os.path.basename(p) for p in paths]
+    assert len(names) == len(set(names)) >= 4 * 3
+    assert {core.sequence_of(n, "inventory", "202502081309") for n in names} == set(range(len(names)))
+    assert sorted(line["message_id"] for line in lines_of(paths)) == sorted(
+        f"b{b}-{i}" for b in range(4) for i in range(7)
+    )
+
+
+def test_a_second_run_continues_after_the_files_already_in_the_folder(tmp_path):
+    root = str(tmp_path / "output")
+    moment = datetime(2025, 2, 8, 13, 9, 30, tzinfo=UTC)
+    run_files(root, beam.Create([_event_at(moment, "first")]))
+    run_files(root, beam.Create([_event_at(moment, "second")]))  # a restart: no state, same minute
+    names = [os.path.basename(p) for p in files_under(root)]
+    assert names == ["inventory_2025020813090000.json", "inventory_2025020813090001.json"]
+    assert [line["message_id"] for line in lines_of(files_under(root))] == ["first", "second"]
+
+
+def test_a_write_that_keeps_failing_dead_letters_every_buffered_event(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the output root should be")
+    moment = datetime(2025, 2, 8, 13, 9, 30, tzinfo=UTC)
+    events = [_event_at(moment, "x"), _event_at(moment, "y")]
+    seen = tmp_path / "dead.txt"
+    with streaming_pipeline() as p:
+        valid, _ = p | beam.Create(events) | ParseAndValidate()
+        _, dead = valid | WriteEventFiles(str(blocker), clock=stream_clock)
+        # Drain-timer output comes after assert_that's end-of-window check on this runner: a side channel instead.
+        collect(dead | beam.Map(lambda d: (d.reason, d.stage, d.source_message_id, d.data)), str(seen), "Seen")
+    got = sorted(ast.literal_eval(line) for line in seen.read_text().splitlines())
+    assert got == [(R.GCS_WRITE_FAILED, core.STAGE_GCS, e.message_id, e.data) for e in events]
+
+
+def test_an_event_that_cannot_be_formatted_is_a_processing_error_not_a_crash(tmp_path):
+    good = _event_at(datetime(2025, 2, 8, 13, 9, 30, tzinfo=UTC), "good")
+    with streaming_pipeline() as p:
+        valid, _ = p | beam.Create([good]) | ParseAndValidate()
+        poisoned = valid | beam.Map(lambda e: e._replace(event_time=None) if e.message_id == "poison" else e)
+        extra = (p | "Poison" >> beam.Create([good]) | "ParsePoison" >> ParseAndValidate())[
+            0
+        ] | "MarkPoison" >> beam.Map(lambda e: e._replace(message_id="poison", event_time=None))
+        both = (poisoned, extra) | beam.Flatten()
+        _, dead = both | WriteEventFiles(str(tmp_path / "out"), clock=stream_clock)
+        assert_that(
+            dead | beam.Map(lambda d: (d.reason, d.stage, d.source_message_id, d.data)),
+            equal_to([(R.PROCESSING_ERROR, core.STAGE_FORMAT_LINE, "poison", good.data)]),
+        )
+    assert [line["message_id"] for line in lines_of(files_under(str(tmp_path / "out")))] == ["good"]
+
+
+# ---------------------------------------------------------------------------------------------- BigQuery
+
+
+class RecordingClient:
+    """A stand-in for BigQuery's insertAll: records every call in a file, rejects rows of run 'reject'."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def insert_rows_json(self, table, json_rows, row_ids=None, **kwargs):
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(repr((table, json_rows, row_ids)) + "\n")
+        return [
+            {"index": i, "errors": [{"reason": "invalid", "message": "no such field: nope"}]}
+            for i, row in enumerate(json_rows)
+            if row.get("run_id") == "reject"
+        ]
+
+
+def test_rows_go_to_their_tables_with_event_ids_as_insert_ids_and_rejects_become_dead_letters(tmp_path):
+    calls = tmp_path / "calls.txt"
+    messages = generated(60, seed=9)
+    pubsub = as_pubsub(messages)
+    rejected = pubsub[5]
+    rejected.attributes["run_id"] = "reject"
+    with streaming_pipeline() as p:
+        valid, _ = p | beam.Create(pubsub) | ParseAndValidate()
+        dead = valid | WriteEventRows("proj", "events", test_client=RecordingClient(str(calls)), max_retries=0)
+        assert_that(
+            dead | beam.Map(lambda d: (d.reason, d.stage, d.source_message_id, d.data, d.attributes["run_id"])),
+            equal_to([(R.BIGQUERY_INSERT_FAILED, core.STAGE_BIGQUERY, "m5", rejected.data, "reject")]),
+        )
+    inserted = collections.defaultdict(list)
+    for line in calls.read_text().splitlines():
+        table, rows, row_ids = ast.literal_eval(line)
+        assert row_ids == [row["event_id"] for row in rows], "insert id = event_id"
+        inserted[table] += rows
+    expected_tables = {"order": "proj.events.orders", "inventory": "proj.events.inventory"}
+    expected_tables["user_activity"] = "proj.events.user_activity"
+    by_table = collections.Counter(expected_tables[m.expected] for m in messages)
+    assert {t: len(rows) for t, rows in inserted.items()} == dict(by_table)
+    assert {row["message_id"] for rows in inserted.values() for row in rows} == {f"m{i}" for i in range(60)}
+
+
+def test_a_row_the_model_cannot_build_is_a_processing_error_with_its_bytes(tmp_path):
+    message = next(m for m in generated(30, seed=10) if m.expected == "order")
+    event = orjson.loads(message.data)
+    # Valid JSON number, but beyond BigQuery NUMERIC's 29 integer digits: the row builder refuses it.
+    event["items"] = [{**event["items"][0], "quantity": 1, "price": 1e30}]
+    event["total_amount"] = 1e30
+    data = orjson.dumps(event)
+    poison = PubsubMessage(data, dict(message.attributes), message_id="poison", publish_time=NOW)
+    with streaming_pipeline() as p:
+        valid, invalid = p | beam.Create([poison]) | ParseAndValidate()
+        assert_that(invalid, equal_to([]), label="AcceptedByTheValidator")
+        dead = valid | WriteEventRows("proj", "events", test_client=RecordingClient(str(tmp_path / "c.txt")))
+        assert_that(
+            dead | beam.Map(lambda d: (d.reason, d.stage, d.data)),
+            equal_to([(R.PROCESSING_ERROR, core.STAGE_BUILD_ROW, data)]),
+        )
+
+
+def test_dead_letter_rows_and_messages_keep_the_original_bytes(tmp_path):
+    calls = tmp_path / "calls.txt"
+    messages = [m for m in generated(200, seed=11, malformed_rate=0.5) if m.expected == DEAD_LETTER][:20]
+    pubsub = as_pubsub(messages)
+    with streaming_pipeline() as p:
+        _, dead = p | beam.Create(pubsub) | ParseAndValidate()
+        counted = dead | WriteDeadLetters(None, "proj", "events", test_client=RecordingClient(str(calls)))
+        assert_that(
+            counted | beam.Map(to_pubsub_message) | beam.Map(lambda m: (m.data, m.attributes["dlq_reason"])),
+            equal_to([(m.data, m.reason) for m in messages]),
+        )
+    rows = [row for line in calls.read_text().splitlines() for row in ast.literal_eval(line)[1]]
+    # The table keeps up to MAX_PAYLOAD_BYTES of an oversize body (the topic copy is whole): the model's rule.
+    assert sorted(base64.b64decode(row["payload"]) for row in rows) == sorted(
+        m.data[:MAX_PAYLOAD_BYTES] for m in messages
+    )
+    assert {row["reason"] for row in rows} == {m.reason for m in messages}
+    assert {row["stage"] for row in rows} == {"validate"}
+
+
+@pytest.mark.parametrize("method", ["NOPE"])
+def test_an_unknown_bigquery_method_is_refused(method):
+    with pytest.raises(ValueError, match="STREAMING_INSERTS"):
+        WriteEventRows("p", "d", method=method)
