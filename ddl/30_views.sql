@@ -94,8 +94,9 @@ GROUP BY product_id, warehouse_id;
 -- Activity is read from one day before to one day after the range so that sessions crossing midnight at
 -- either edge are complete; this assumes a session lasts less than a day.
 -- (No OPTIONS (description) here: bqemulator rejects OPTIONS on table functions, and the comment says it.)
+-- (The body is parenthesised only so that sqlglot, which checks this DDL, parses a WITH inside a table function.)
 CREATE OR REPLACE TABLE FUNCTION `${project}.${dataset}.user_sessions_between`(start_date DATE, end_date DATE)
-AS
+AS (
 WITH activity AS (
   SELECT *
   FROM `${project}.${dataset}.user_activity`
@@ -120,7 +121,8 @@ sessions AS (
 )
 SELECT *
 FROM sessions
-WHERE DATE(session_start) BETWEEN start_date AND end_date;
+WHERE DATE(session_start) BETWEEN start_date AND end_date
+);
 
 -- The last 30 days of sessions (today included), for dashboards and ad hoc questions; older ranges go through
 -- user_sessions_between. The bound lives in the view, so no query through it can scan the whole table.

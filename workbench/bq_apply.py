@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from workbench.errors import WorkbenchError
 DDL_DIR = Path(__file__).resolve().parent.parent / "ddl"
 DEFAULT_LOCATION = "US"
 DEFAULT_EMULATOR = f"{LOCAL_HOST}:{BIGQUERY_EMULATOR_PORT}"
+_PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
 # Statement kinds bqemulator 1.4.0 rejects although BigQuery accepts them: (pattern, why). Matched against the
 # statement text with comments removed. Only these are ever skipped, and only against the emulator.
@@ -135,14 +135,21 @@ def strip_comments(sql: str) -> str:
 
 
 def render(sql: str, **values: str) -> str:
-    """Fill ${name} placeholders; a placeholder without a value is an error, not an empty string."""
-    try:
-        return string.Template(sql).substitute(values)
-    except KeyError as exc:
-        raise WorkbenchError(
-            f"the SQL uses ${{{exc.args[0]}}} but no value was given for it",
-            f"give it one (CLI: --set {exc.args[0]}=VALUE; library: render_file(..., {exc.args[0]}=...))",
-        ) from None
+    """Fill ${name} placeholders; a placeholder without a value is an error, not an empty string.
+
+    Only the braced form is a placeholder, so shell snippets in comments ($(...), $VAR) pass through untouched.
+    """
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise WorkbenchError(
+                f"the SQL uses ${{{name}}} but no value was given for it",
+                f"give it one (CLI: --set {name}=VALUE; library: render_file(..., {name}=...))",
+            )
+        return values[name]
+
+    return _PLACEHOLDER.sub(fill, sql)
 
 
 def placeholders(project: str, dataset: str = DATASET, location: str = DEFAULT_LOCATION) -> dict[str, str]:

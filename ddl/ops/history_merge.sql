@@ -5,10 +5,12 @@
 -- export and the stream overlap at their boundary), so deduplication is on each event's natural key, not on
 -- event_id: order (order_id, status, order_date), inventory (inventory_id), user activity (user_id,
 -- session_id, activity_type, timestamp). Only events whose key is not in the live table yet are inserted;
--- duplicates inside the history itself collapse to one. A history row gets a deterministic event_id (a hash
--- of its key, prefixed "s3:") so reruns and views see one stable id, message_id and publish_time stay NULL,
--- and run_id names the backfill.
+-- duplicates inside the history itself collapse to one. A history row gets a deterministic event_id (the
+-- SHA-256 of its key, 64 hex digits: it cannot collide with a UUID or a Pub/Sub message id) so reruns and
+-- views see one stable id; message_id and publish_time stay NULL, and run_id names the backfill.
 --
+-- The key is hashed as TO_JSON_STRING(STRUCT(...)) in the USING subquery: bqemulator cannot run a MERGE whose
+-- source uses CONCAT (or ||), and the JSON form is unambiguous where "a|b" joins are not.
 -- Cost: each MERGE restricts the live table to the landed history's time range with constants (script
 -- variables), so BigQuery prunes the live table's partitions to that range instead of scanning all of it.
 DECLARE backfill_run STRING DEFAULT CONCAT("s3-backfill-", FORMAT_TIMESTAMP("%Y%m%dT%H%M%S", CURRENT_TIMESTAMP()));
@@ -21,61 +23,64 @@ DECLARE activity_to TIMESTAMP DEFAULT (SELECT MAX(timestamp) FROM `${project}.${
 
 MERGE `${project}.${dataset}.orders` AS live
 USING (
-  SELECT *
+  SELECT
+    *,
+    TO_HEX(SHA256(TO_JSON_STRING(STRUCT(order_id, status, order_date)))) AS landed_event_id
   FROM `${project}.${dataset}.history_orders`
   WHERE order_id IS NOT NULL AND status IS NOT NULL AND order_date IS NOT NULL
   QUALIFY ROW_NUMBER() OVER (PARTITION BY order_id, status, order_date ORDER BY customer_id) = 1
-) AS history
+) AS landed
 ON live.order_date BETWEEN orders_from AND orders_to
-  AND live.order_id = history.order_id
-  AND live.status = history.status
-  AND live.order_date = history.order_date
+  AND live.order_id = landed.order_id
+  AND live.status = landed.status
+  AND live.order_date = landed.order_date
 WHEN NOT MATCHED THEN
   INSERT (event_type, order_id, customer_id, order_date, status, items, shipping_address, total_amount,
           event_id, message_id, publish_time, ingest_time, run_id, schema_version)
-  VALUES (history.event_type, history.order_id, history.customer_id, history.order_date, history.status,
-          history.items, history.shipping_address, history.total_amount,
-          CONCAT("s3:", TO_HEX(SHA256(CONCAT(history.order_id, "|", history.status, "|", CAST(history.order_date AS STRING))))),
+  VALUES (landed.event_type, landed.order_id, landed.customer_id, landed.order_date, landed.status,
+          landed.items, landed.shipping_address, landed.total_amount,
+          landed.landed_event_id,
           NULL, NULL, CURRENT_TIMESTAMP(), backfill_run, "${schema_version}");
 
 MERGE `${project}.${dataset}.inventory` AS live
 USING (
-  SELECT *
+  SELECT *, TO_HEX(SHA256(TO_JSON_STRING(STRUCT(inventory_id)))) AS landed_event_id
   FROM `${project}.${dataset}.history_inventory`
   WHERE inventory_id IS NOT NULL AND timestamp IS NOT NULL
   QUALIFY ROW_NUMBER() OVER (PARTITION BY inventory_id ORDER BY timestamp) = 1
-) AS history
+) AS landed
 ON live.timestamp BETWEEN inventory_from AND inventory_to
-  AND live.inventory_id = history.inventory_id
+  AND live.inventory_id = landed.inventory_id
 WHEN NOT MATCHED THEN
   INSERT (event_type, inventory_id, product_id, warehouse_id, quantity_change, reason, timestamp,
           event_id, message_id, publish_time, ingest_time, run_id, schema_version)
-  VALUES (history.event_type, history.inventory_id, history.product_id, history.warehouse_id,
-          history.quantity_change, history.reason, history.timestamp,
-          CONCAT("s3:", TO_HEX(SHA256(history.inventory_id))),
+  VALUES (landed.event_type, landed.inventory_id, landed.product_id, landed.warehouse_id,
+          landed.quantity_change, landed.reason, landed.timestamp,
+          landed.landed_event_id,
           NULL, NULL, CURRENT_TIMESTAMP(), backfill_run, "${schema_version}");
 
 MERGE `${project}.${dataset}.user_activity` AS live
 USING (
-  SELECT *
+  SELECT
+    *,
+    TO_HEX(SHA256(TO_JSON_STRING(STRUCT(user_id, metadata.session_id, activity_type, timestamp)))) AS landed_event_id
   FROM `${project}.${dataset}.history_user_activity`
   WHERE user_id IS NOT NULL AND activity_type IS NOT NULL AND timestamp IS NOT NULL
   QUALIFY ROW_NUMBER() OVER (
     PARTITION BY user_id, metadata.session_id, activity_type, timestamp ORDER BY ip_address
   ) = 1
-) AS history
+) AS landed
 ON live.timestamp BETWEEN activity_from AND activity_to
-  AND live.user_id = history.user_id
-  AND live.metadata.session_id = history.metadata.session_id
-  AND live.activity_type = history.activity_type
-  AND live.timestamp = history.timestamp
+  AND live.user_id = landed.user_id
+  AND live.metadata.session_id = landed.metadata.session_id
+  AND live.activity_type = landed.activity_type
+  AND live.timestamp = landed.timestamp
 WHEN NOT MATCHED THEN
   INSERT (event_type, user_id, activity_type, ip_address, user_agent, timestamp, metadata,
           event_id, message_id, publish_time, ingest_time, run_id, schema_version)
-  VALUES (history.event_type, history.user_id, history.activity_type, history.ip_address, history.user_agent,
-          history.timestamp, history.metadata,
-          CONCAT("s3:", TO_HEX(SHA256(CONCAT(history.user_id, "|", history.metadata.session_id, "|",
-                                             history.activity_type, "|", CAST(history.timestamp AS STRING))))),
+  VALUES (landed.event_type, landed.user_id, landed.activity_type, landed.ip_address, landed.user_agent,
+          landed.timestamp, landed.metadata,
+          landed.landed_event_id,
           NULL, NULL, CURRENT_TIMESTAMP(), backfill_run, "${schema_version}");
 
 TRUNCATE TABLE `${project}.${dataset}.history_orders`;

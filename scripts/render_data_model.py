@@ -1,0 +1,327 @@
+"""Render the data-model diagram from the DDL itself: docs/data-model.svg and the Mermaid block in docs/data-model.md.
+
+The picture is computed from ddl/*.sql (parsed with sqlglot's BigQuery dialect), never drawn by hand, so it
+cannot drift from the tables; tests/ddl/test_render.py re-renders and compares with what is committed.
+No network, no browser: the SVG is written directly.
+
+    .venv/bin/python scripts/render_data_model.py           # rewrite both
+    .venv/bin/python scripts/render_data_model.py --check   # exit 1 when the committed files are stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from workbench.bq_apply import load_statements  # noqa: E402
+
+SVG_PATH = ROOT / "docs" / "data-model.svg"
+DOC_PATH = ROOT / "docs" / "data-model.md"
+BEGIN = "<!-- BEGIN GENERATED: scripts/render_data_model.py -->"
+END = "<!-- END GENERATED -->"
+
+
+@dataclass
+class Column:
+    name: str
+    type: str  # BigQuery type text, e.g. STRING, ARRAY<STRUCT<...>>
+    required: bool
+    fields: list[Column] = field(default_factory=list)  # members of a STRUCT (or ARRAY<STRUCT>)
+
+
+@dataclass
+class Table:
+    name: str
+    kind: str  # "table", "view", "table function"
+    columns: list[Column] = field(default_factory=list)
+    partition: str | None = None  # e.g. DATE(order_date)
+    cluster: list[str] = field(default_factory=list)
+    options: dict[str, str] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)  # tables/views it reads (views, CTAS)
+
+
+def _columns(defs: list[exp.Expression]) -> list[Column]:
+    out = []
+    for d in defs:
+        if not isinstance(d, exp.ColumnDef):
+            continue
+        kind: exp.DataType = d.args["kind"]
+        required = any(isinstance(c.args.get("kind"), exp.NotNullColumnConstraint) for c in d.constraints)
+        struct = kind
+        if kind.this == exp.DataType.Type.ARRAY and kind.expressions:
+            struct = kind.expressions[0]
+        members = _columns(struct.expressions) if struct.this == exp.DataType.Type.STRUCT else []
+        out.append(Column(d.name, kind.sql("bigquery"), required, members))
+    return out
+
+
+def _option_value(value: exp.Expression) -> str:
+    return value.this if isinstance(value, exp.Literal) and value.is_string else value.sql("bigquery")
+
+
+def parse_model(project: str = "project", dataset: str = "dataset") -> dict[str, Table]:
+    """Every table, view and table function the DDL creates in the dataset, by name, in DDL order."""
+    model: dict[str, Table] = {}
+    for statement in load_statements(project=project, dataset=dataset):
+        tree = sqlglot.parse_one(statement.sql, read="bigquery")
+        if not isinstance(tree, exp.Create) or tree.kind == "SCHEMA":
+            continue
+        target = tree.this.this if isinstance(tree.this, exp.Schema | exp.UserDefinedFunction) else tree.this
+        name = target.name
+        kind = {"VIEW": "view", "FUNCTION": "table function"}.get(tree.kind, "table")
+        table = Table(name, kind)
+        if isinstance(tree.this, exp.Schema):
+            table.columns = _columns(tree.this.expressions)
+        for prop in tree.args.get("properties").expressions if tree.args.get("properties") else []:
+            if isinstance(prop, exp.PartitionedByProperty):
+                table.partition = prop.this.sql("bigquery")
+            elif isinstance(prop, exp.ClusterProperty):
+                table.cluster = [e.sql("bigquery") for e in prop.expressions]
+            elif isinstance(prop, exp.Property) and prop.args.get("value") is not None:
+                table.options[prop.name] = _option_value(prop.args["value"])
+        query = tree.expression
+        if query is not None:
+            ctes = {cte.alias for cte in query.find_all(exp.CTE)}
+            seen = []
+            for ref in query.find_all(exp.Table):
+                # A table function call parses as Table(Anonymous(`project.dataset.fn`)): take the last part.
+                ref_name = ref.this.name.split(".")[-1] if isinstance(ref.this, exp.Anonymous) else ref.name
+                if ref_name and ref_name not in ctes and ref_name not in seen and ref_name != name:
+                    seen.append(ref_name)
+            table.sources = seen
+        model[name] = table
+    return model
+
+
+# --- Mermaid ---------------------------------------------------------------------------------------------
+
+
+def _mermaid_type(column: Column) -> str:
+    # Mermaid attribute types are single words: ARRAY<STRUCT<...>> becomes ARRAY_STRUCT.
+    return column.type.split("<")[0] + ("_STRUCT" if column.type.startswith("ARRAY<STRUCT") else "")
+
+
+def _markers(table: Table, column: Column) -> str:
+    notes = []
+    if table.partition and column.name in table.partition:
+        notes.append("partition by day")
+    if column.name in table.cluster:
+        notes.append(f"cluster {table.cluster.index(column.name) + 1}")
+    if column.required:
+        notes.append("required")
+    if column.fields:
+        notes.append(", ".join(f.name for f in column.fields))
+    return f' "{"; ".join(notes)}"' if notes else ""
+
+
+def shared_keys(model: dict[str, Table]) -> list[tuple[str, str, str]]:
+    """(table, table, key) for *_id columns two event tables share (top level or inside a STRUCT)."""
+    ids: dict[str, list[str]] = {}
+    for table in model.values():
+        if table.kind != "table" or table.name.startswith("history_"):
+            continue
+        names = {c.name for c in table.columns} | {f.name for c in table.columns for f in c.fields}
+        for key in sorted(n for n in names if n.endswith("_id") and n not in ("event_id", "message_id", "run_id")):
+            ids.setdefault(key, []).append(table.name)
+    return [(ts[0], other, key) for key, ts in ids.items() for other in ts[1:]]
+
+
+def mermaid(model: dict[str, Table]) -> str:
+    lines = ["erDiagram"]
+    for table in model.values():
+        if table.kind != "table":
+            lines.append(f"    {table.name} {{")
+            for source in table.sources:
+                lines.append(f'        reads {source} "{table.kind}"')
+            lines.append("    }")
+            continue
+        lines.append(f"    {table.name} {{")
+        for column in table.columns:
+            lines.append(f"        {_mermaid_type(column)} {column.name}{_markers(table, column)}")
+        lines.append("    }")
+    for a, b, key in shared_keys(model):
+        lines.append(f'    {a} }}o--o{{ {b} : "{key}"')
+    for table in model.values():
+        for source in table.sources:
+            if source in model:
+                label = "lands into (MERGE)" if table.name.startswith("history_") else "derived from"
+                if table.name.startswith("history_"):
+                    lines.append(f'    {table.name} |o--o{{ {source} : "{label}"')
+                else:
+                    lines.append(f'    {source} ||--o{{ {table.name} : "{label}"')
+    return "\n".join(lines) + "\n"
+
+
+# --- SVG -------------------------------------------------------------------------------------------------
+
+CHAR_W = 7.0  # monospace 12px
+ROW_H = 17
+HEAD_H = 24
+PAD = 8
+GAP_X = 28
+GAP_Y = 60
+
+
+@dataclass
+class Box:
+    table: Table
+    x: float
+    y: float
+    w: float
+    h: float
+    rows: list[tuple[str, str, str]]  # (name, type, note)
+
+
+def _rows(table: Table) -> list[tuple[str, str, str]]:
+    if table.kind != "table":
+        return [("reads", ", ".join(table.sources), "")]
+    if not table.columns:  # CREATE TABLE ... AS SELECT: the columns are those of what it selects from
+        return [("event columns of", ", ".join(table.sources), "")]
+    rows = []
+    for column in table.columns:
+        note = []
+        if table.partition and column.name in table.partition:
+            note.append("P")
+        if column.name in table.cluster:
+            note.append(f"C{table.cluster.index(column.name) + 1}")
+        if column.required:
+            note.append("NN")
+        short = (
+            column.type
+            if len(column.type) <= 16
+            else column.type.split("<")[0] + ("<STRUCT>" if "STRUCT" in column.type[6:] else "<>")
+        )
+        rows.append((column.name, short, " ".join(note)))
+        for member in column.fields:
+            rows.append(("  ." + member.name, member.type, ""))
+    return rows
+
+
+def _layout(model: dict[str, Table]) -> tuple[list[Box], float, float]:
+    tiers = [
+        [t for t in model.values() if t.kind == "table" and not t.name.startswith("history_")],
+        [t for t in model.values() if t.kind != "table"],
+        [t for t in model.values() if t.name.startswith("history_")],
+    ]
+    boxes: list[Box] = []
+    y = 70.0
+    width = 0.0
+    for tier in tiers:
+        x = 20.0
+        tallest = 0.0
+        for table in tier:
+            rows = _rows(table)
+            text = max([len(table.name) + 14] + [len(n) + len(t) + len(k) + 4 for n, t, k in rows])
+            w = text * CHAR_W + 2 * PAD
+            h = HEAD_H + len(rows) * ROW_H + PAD
+            boxes.append(Box(table, x, y, w, h, rows))
+            x += w + GAP_X
+            tallest = max(tallest, h)
+        width = max(width, x)
+        y += tallest + GAP_Y
+    return boxes, width, y
+
+
+def svg(model: dict[str, Table]) -> str:
+    boxes, width, height = _layout(model)
+    at = {b.table.name: b for b in boxes}
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height + 40:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height + 40:.0f}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" '
+        'font-size="12">',
+        "<defs><marker id='arrow' viewBox='0 0 10 10' refX='10' refY='5' markerWidth='7' markerHeight='7' "
+        "orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' fill='#555'/></marker></defs>",
+        f'<rect width="{width:.0f}" height="{height + 40:.0f}" fill="white"/>',
+        '<text x="20" y="28" font-size="16" font-weight="bold">Event Workbench BigQuery data model</text>',
+        '<text x="20" y="48" fill="#555">generated from ddl/*.sql by scripts/render_data_model.py · '
+        "P partition (day) · C1.. cluster order · NN required · dashed: view / table function</text>",
+    ]
+    # Edges first, so boxes draw over them: a view (or landing table) to each table it reads.
+    for box in boxes:
+        for source in box.table.sources:
+            if source not in at:
+                continue
+            src = at[source]
+            x1, y1 = box.x + box.w / 2, box.y
+            x2, y2 = src.x + src.w / 2, src.y + src.h
+            if src.y > box.y:  # history landing tables sit below the views: point up into the table instead
+                x1, y1, x2, y2 = box.x + box.w / 2, box.y, src.x + src.w / 2, src.y + src.h
+            out.append(
+                f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" stroke="#888" '
+                'stroke-width="1.2" marker-end="url(#arrow)"/>'
+            )
+    for box in boxes:
+        table = box.table
+        view = table.kind != "table"
+        fill = "#eef5ff" if not view else "#f4fbef"
+        if table.name.startswith("history_"):
+            fill = "#fff7e6"
+        if table.name == "dead_letters":
+            fill = "#fdeeee"
+        dash = ' stroke-dasharray="5,3"' if view else ""
+        out.append(
+            f'<rect x="{box.x:.0f}" y="{box.y:.0f}" width="{box.w:.0f}" height="{box.h:.0f}" rx="4" '
+            f'fill="{fill}" stroke="#335"{dash}/>'
+        )
+        out.append(
+            f'<text x="{box.x + PAD:.0f}" y="{box.y + 16:.0f}" font-weight="bold">{escape(table.name)}'
+            f'<tspan font-weight="normal" fill="#666"> {escape(table.kind)}</tspan></text>'
+        )
+        out.append(
+            f'<line x1="{box.x:.0f}" y1="{box.y + HEAD_H - 4:.0f}" x2="{box.x + box.w:.0f}" '
+            f'y2="{box.y + HEAD_H - 4:.0f}" stroke="#335"/>'
+        )
+        subtitle = []
+        if table.partition:
+            subtitle.append(f"PARTITION BY {table.partition}")
+        for i, (name, type_, note) in enumerate(box.rows):
+            y = box.y + HEAD_H + 9 + i * ROW_H
+            colour = "#777" if name.startswith("  .") else "#000"
+            out.append(
+                f'<text x="{box.x + PAD:.0f}" y="{y:.0f}" fill="{colour}">{escape(name)} '
+                f'<tspan fill="#336">{escape(type_)}</tspan> <tspan fill="#a33">{escape(note)}</tspan></text>'
+            )
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def markdown_block(model: dict[str, Table]) -> str:
+    return f"{BEGIN}\n```mermaid\n{mermaid(model)}```\n{END}"
+
+
+def updated_doc(text: str, model: dict[str, Table]) -> str:
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < 0:
+        raise SystemExit(f"{DOC_PATH} has no {BEGIN} ... {END} block to fill")
+    return text[:start] + markdown_block(model) + text[end + len(END) :]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check that the committed files are current")
+    args = parser.parse_args(argv)
+    model = parse_model()
+    want_svg = svg(model)
+    want_doc = updated_doc(DOC_PATH.read_text(encoding="utf-8"), model)
+    if args.check:
+        stale = [p for p, want in ((SVG_PATH, want_svg), (DOC_PATH, want_doc)) if p.read_text(encoding="utf-8") != want]
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is stale: run scripts/render_data_model.py", file=sys.stderr)
+        return 1 if stale else 0
+    SVG_PATH.write_text(want_svg, encoding="utf-8")
+    DOC_PATH.write_text(want_doc, encoding="utf-8")
+    print(f"wrote {SVG_PATH.relative_to(ROOT)} and the diagram block of {DOC_PATH.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
