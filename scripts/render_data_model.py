@@ -44,6 +44,7 @@ class Table:
     kind: str  # "table", "view", "table function"
     columns: list[Column] = field(default_factory=list)
     partition: str | None = None  # e.g. DATE(order_date)
+    partition_column: str | None = None  # e.g. order_date
     cluster: list[str] = field(default_factory=list)
     options: dict[str, str] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)  # tables/views it reads (views, CTAS)
@@ -84,6 +85,8 @@ def parse_model(project: str = "project", dataset: str = "dataset") -> dict[str,
         for prop in tree.args.get("properties").expressions if tree.args.get("properties") else []:
             if isinstance(prop, exp.PartitionedByProperty):
                 table.partition = prop.this.sql("bigquery")
+                column = prop.this.find(exp.Column)
+                table.partition_column = column.name if column else None
             elif isinstance(prop, exp.ClusterProperty):
                 table.cluster = [e.sql("bigquery") for e in prop.expressions]
             elif isinstance(prop, exp.Property) and prop.args.get("value") is not None:
@@ -112,7 +115,7 @@ def _mermaid_type(column: Column) -> str:
 
 def _markers(table: Table, column: Column) -> str:
     notes = []
-    if table.partition and column.name in table.partition:
+    if column.name == table.partition_column:
         notes.append("partition by day")
     if column.name in table.cluster:
         notes.append(f"cluster {table.cluster.index(column.name) + 1}")
@@ -189,7 +192,7 @@ def _rows(table: Table) -> list[tuple[str, str, str]]:
     rows = []
     for column in table.columns:
         note = []
-        if table.partition and column.name in table.partition:
+        if column.name == table.partition_column:
             note.append("P")
         if column.name in table.cluster:
             note.append(f"C{table.cluster.index(column.name) + 1}")
