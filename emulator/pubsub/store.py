@@ -620,10 +620,12 @@ class Store:
             sub.cond.notify_all()
 
     def _drop(self, sub: SubscriptionState, d: Delivery) -> None:
+        """Remove a message without an ack (retention, dead letter); journaled like an ack."""
         d.done = True
         if d.out:
             self._release(sub, d)
         sub.messages.pop(d.msg.seq, None)
+        self._log("ack", _encode_ack(sub.name, [d.msg.seq]))
 
     def acknowledge(self, name: str, ack_ids: Iterable[str]) -> None:
         with self.lock:
@@ -891,6 +893,8 @@ class Store:
                     d = sub.messages.pop(seq, None)
                     if d is not None:
                         d.done = True
+                        if sub.retain_acked:
+                            sub.acked_retained.append(d.msg)
         elif kind == "seek":
             name, when = _decode_seek(payload)
             sub = self.subscriptions.get(name)

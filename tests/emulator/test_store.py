@@ -246,3 +246,25 @@ def test_journal_replay_restores_unacked_messages(tmp_path):
     assert datas(pull(second)) == [b"kept"]
     assert int(publish(second, b"later")[0]) > int(ids[-1])
     journal.close()
+
+
+def test_journal_replay_keeps_dead_lettered_messages_out_of_the_source(tmp_path):
+    first = Store()
+    journal, _ = open_journal(tmp_path, first.replay, first.snapshot_records)
+    first.journal = journal
+    first.create_topic(TopicPb(name=TOPIC))
+    first.create_topic(TopicPb(name="projects/p/topics/dead"))
+    first.create_subscription(SubscriptionPb(name="projects/p/subscriptions/dead", topic="projects/p/topics/dead"))
+    first.create_subscription(SubscriptionPb(name=SUB, topic=TOPIC, dead_letter_policy={
+        "dead_letter_topic": "projects/p/topics/dead", "max_delivery_attempts": 5}))
+    publish(first, b"poison")
+    for _ in range(5):
+        [r] = pull(first)
+        first.modify_ack_deadline(SUB, [r.ack_id], 0)
+    journal.close()
+
+    second = Store()
+    journal, _ = open_journal(tmp_path, second.replay, second.snapshot_records)
+    assert pull(second) == []
+    assert datas(pull(second, sub="projects/p/subscriptions/dead")) == [b"poison"]
+    journal.close()
