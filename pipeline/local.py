@@ -8,6 +8,10 @@ Why each override exists (architecture.md, measured):
   e.g. on Ctrl-C) or when nothing arrived for `idle_seconds`: it then stops pulling and releases its watermark,
   the watermark reaches the end of the global window, every drain timer fires (buffered files are written,
   rows flushed) and `wait_until_finish()` returns. That is a drain, not a cancel.
+- The DirectRunner loses metric updates: its per-thread state sampler caches each step's scoped states with
+  the MetricsContainer of the step's first bundle, while every later bundle commits a fresh, empty container
+  (measured: a counter reports the first bundle only). Locally each (thread, step) gets one container, reset
+  at every bundle start, so each commit carries exactly that bundle's updates and the counters add up.
 - Without credentials Beam retries the credential lookup for ~18 s and google-auth probes the GCE metadata
   server; the emulators need none, so local mode is anonymous and never probes.
 
@@ -128,19 +132,40 @@ def _finish_bundle(evaluator):
     return TransformResult(evaluator, bundles, [unprocessed], None, {None: Timestamp.of(time.time())})
 
 
+_containers: dict[tuple[int, str], object] = {}
+
+
+def _bundle_metrics_container(step_name: str):
+    """The executor's per-bundle container: the same object per (thread, step), emptied for each bundle."""
+    from apache_beam.metrics.execution import MetricsContainer
+
+    key = (threading.get_ident(), step_name)
+    container = _containers.get(key)
+    if container is None:
+        container = _containers[key] = MetricsContainer(step_name)
+    else:
+        container.reset()
+    return container
+
+
 @contextlib.contextmanager
-def direct_pubsub_reader(control: ReadControl) -> Iterator[ReadControl]:
-    """Within this block, the DirectRunner reads Pub/Sub through `control` (pull size, idle stop, stop flag)."""
+def local_direct_runner(control: ReadControl) -> Iterator[ReadControl]:
+    """Within this block the DirectRunner reads Pub/Sub through `control` (pull size, idle stop, stop flag) and
+    counts every bundle's metrics."""
     global _control
+    from apache_beam.runners.direct import executor
     from apache_beam.runners.direct.transform_evaluator import _PubSubReadEvaluator
 
-    original = _PubSubReadEvaluator.finish_bundle
+    original_finish, original_container = _PubSubReadEvaluator.finish_bundle, executor.MetricsContainer
     _control = control
     _PubSubReadEvaluator.finish_bundle = _finish_bundle
+    executor.MetricsContainer = _bundle_metrics_container
     try:
         yield control
     finally:
-        _PubSubReadEvaluator.finish_bundle = original
+        _PubSubReadEvaluator.finish_bundle = original_finish
+        executor.MetricsContainer = original_container
+        _containers.clear()
         _control = None
         with _lock:
             for client in _clients.values():
