@@ -166,12 +166,16 @@ def mermaid(model: dict[str, Table]) -> str:
 
 # --- SVG -------------------------------------------------------------------------------------------------
 
-CHAR_W = 7.0  # monospace 12px
+CHAR_W = 7.3  # DejaVu Sans Mono at 12px is 7.2 px a character; a little slack for other monospace fonts
 ROW_H = 17
 HEAD_H = 24
 PAD = 8
 GAP_X = 28
 GAP_Y = 60
+LEGEND = (
+    "generated from ddl/*.sql by scripts/render_data_model.py · P partition (day) · C1.. cluster order · "
+    "NN required · dashed: view / table function"
+)
 
 
 @dataclass
@@ -188,7 +192,7 @@ def _rows(table: Table) -> list[tuple[str, str, str]]:
     if table.kind != "table":
         return [("reads", ", ".join(table.sources), "")]
     if not table.columns:  # CREATE TABLE ... AS SELECT: the columns are those of what it selects from
-        return [("event columns of", ", ".join(table.sources), "")]
+        return [("event columns of", ", ".join(table.sources), ""), ("merged into", ", ".join(table.sources), "")]
     rows = []
     for column in table.columns:
         note = []
@@ -209,55 +213,83 @@ def _rows(table: Table) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _is_landing(table: Table) -> bool:
+    # A table created from another table's columns (CTAS), i.e. the history landing tables.
+    return table.kind == "table" and not table.columns and bool(table.sources)
+
+
+def _tiers(model: dict[str, Table]) -> list[list[Table]]:
+    """Rows of the picture in data-flow order: landing tables, tables, then views by how far they derive."""
+    depth: dict[str, int] = {}
+
+    def depth_of(table: Table) -> int:
+        if table.name not in depth:
+            depth[table.name] = (
+                0
+                if table.kind == "table"
+                else 1 + max((depth_of(model[s]) for s in table.sources if s in model), default=0)
+            )
+        return depth[table.name]
+
+    landing = [t for t in model.values() if _is_landing(t)]
+    rest = [t for t in model.values() if not _is_landing(t)]
+    levels = sorted({depth_of(t) for t in rest})
+    return [landing] + [[t for t in rest if depth_of(t) == level] for level in levels]
+
+
 def _layout(model: dict[str, Table]) -> tuple[list[Box], float, float]:
-    tiers = [
-        [t for t in model.values() if t.kind == "table" and not t.name.startswith("history_")],
-        [t for t in model.values() if t.kind != "table"],
-        [t for t in model.values() if t.name.startswith("history_")],
-    ]
-    boxes: list[Box] = []
+    boxes: dict[str, Box] = {}
     y = 70.0
     width = 0.0
-    for tier in tiers:
+    for tier in _tiers(model):
+        # Place each box near what it reads (or, for landing tables, what they feed), left to right.
+        def anchor(table: Table) -> float:
+            xs = [boxes[s].x for s in table.sources if s in boxes]
+            return min(xs) if xs else float("inf")
+
+        if tier and all(_is_landing(t) for t in tier):
+            order = {t.name: i for i, t in enumerate(model.values())}
+            tier = sorted(tier, key=lambda t: order[t.sources[0]] if t.sources else 0)
+        else:
+            tier = sorted(tier, key=anchor)
         x = 20.0
         tallest = 0.0
         for table in tier:
             rows = _rows(table)
-            text = max([len(table.name) + 14] + [len(n) + len(t) + len(k) + 4 for n, t, k in rows])
+            text = max([len(table.name) + len(table.kind) + 2] + [len(n) + len(t) + len(k) + 3 for n, t, k in rows])
             w = text * CHAR_W + 2 * PAD
             h = HEAD_H + len(rows) * ROW_H + PAD
-            boxes.append(Box(table, x, y, w, h, rows))
+            boxes[table.name] = Box(table, x, y, w, h, rows)
             x += w + GAP_X
             tallest = max(tallest, h)
         width = max(width, x)
         y += tallest + GAP_Y
-    return boxes, width, y
+    return list(boxes.values()), max(width, len(LEGEND) * CHAR_W + 40), y - GAP_Y + 20
 
 
 def svg(model: dict[str, Table]) -> str:
     boxes, width, height = _layout(model)
     at = {b.table.name: b for b in boxes}
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height + 40:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height + 40:.0f}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" '
         'font-size="12">',
         "<defs><marker id='arrow' viewBox='0 0 10 10' refX='10' refY='5' markerWidth='7' markerHeight='7' "
         "orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' fill='#555'/></marker></defs>",
-        f'<rect width="{width:.0f}" height="{height + 40:.0f}" fill="white"/>',
+        f'<rect width="{width:.0f}" height="{height:.0f}" fill="white"/>',
         '<text x="20" y="28" font-size="16" font-weight="bold">Event Workbench BigQuery data model</text>',
-        '<text x="20" y="48" fill="#555">generated from ddl/*.sql by scripts/render_data_model.py · '
-        "P partition (day) · C1.. cluster order · NN required · dashed: view / table function</text>",
+        f'<text x="20" y="48" fill="#555">{escape(LEGEND)}</text>',
     ]
-    # Edges first, so boxes draw over them: a view (or landing table) to each table it reads.
+    # Edges first, so boxes draw over them, in the direction data flows: from a table to the views that read it,
+    # and from a landing table (drawn above) into the live table it is merged into.
     for box in boxes:
         for source in box.table.sources:
             if source not in at:
                 continue
             src = at[source]
-            x1, y1 = box.x + box.w / 2, box.y
-            x2, y2 = src.x + src.w / 2, src.y + src.h
-            if src.y > box.y:  # history landing tables sit below the views: point up into the table instead
-                x1, y1, x2, y2 = box.x + box.w / 2, box.y, src.x + src.w / 2, src.y + src.h
+            upstream, downstream = (box, src) if _is_landing(box.table) else (src, box)
+            x1, y1 = upstream.x + upstream.w / 2, upstream.y + upstream.h
+            x2, y2 = downstream.x + downstream.w / 2, downstream.y
             out.append(
                 f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" stroke="#888" '
                 'stroke-width="1.2" marker-end="url(#arrow)"/>'

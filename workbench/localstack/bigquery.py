@@ -59,7 +59,7 @@ class BigQueryEmulator:
 
         return make_client(self.project, self.host_port, location)
 
-    def log_tail(self, lines: int = 20) -> str:
+    def log_tail(self, lines: int = 12) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
