@@ -87,3 +87,14 @@ def test_any_other_failure_stops_the_apply(bq_emulator, tmp_path):
     (tmp_path / "00_bad.sql").write_text("CREATE TABLE `${project}.${dataset}.t` (x NOT_A_TYPE);\n")
     with pytest.raises(WorkbenchError, match=r"00_bad\.sql#1 failed"):
         apply_ddl(project=PROJECT, dataset="bad", emulator=bq_emulator.host_port, ddl_dir=tmp_path)
+
+
+def test_real_bigquery_without_credentials_says_how_to_log_in(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "true")  # no metadata server probe: fail at once
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bq", "apply", "--bigquery", "--project", "my-proj"])
+    assert exit_info.value.code == 2
+    assert "gcloud auth application-default login" in capsys.readouterr().err
