@@ -218,3 +218,51 @@ def test_emulator_gaps_only_match_what_they_describe():
     for _label, sql in STATEMENTS[: len(STATEMENTS)]:
         if "ddl/ops" not in _label:
             assert emulator_gap(sql) is None, f"{_label}: the applied DDL should run on the emulator as written"
+
+
+def _event_id_windows(sql: str) -> list[list[str]]:
+    """The PARTITION BY column lists of every window in a statement that partitions by event_id."""
+    windows = []
+    for window in sqlglot.parse_one(sql, read="bigquery").find_all(exp.Window):
+        keys = [c.name for c in window.args.get("partition_by") or [] if isinstance(c, exp.Column)]
+        if R.EVENT_ID in keys:
+            windows.append(keys)
+    return windows
+
+
+def test_every_view_reads_each_event_id_once(model):
+    """A view either deduplicates by event_id itself or reads only views that do; raw tables never leak through."""
+    views_sql = {}
+    for _label, sql in STATEMENTS:
+        tree = sqlglot.parse_one(sql, read="bigquery") if "ddl/30_views.sql" in _label else None
+        if isinstance(tree, exp.Create) and tree.kind in ("VIEW", "FUNCTION"):
+            target = tree.this.this if isinstance(tree.this, exp.UserDefinedFunction) else tree.this
+            views_sql[target.name] = sql
+    assert {n for n, t in model.items() if t.kind != "table"} == set(views_sql)
+
+    deduped: set[str] = set()
+    for name, table in model.items():  # DDL order: a view's sources are defined before it
+        if table.kind == "table":
+            continue
+        if _event_id_windows(views_sql[name]):
+            deduped.add(name)
+        else:
+            assert table.sources and set(table.sources) <= deduped, f"{name} reads {table.sources} without dedup"
+    assert deduped  # the check found the dedup windows at all
+
+
+def test_dedup_windows_also_key_on_the_event_time(model):
+    """Duplicates share their event time, so keying the window on it too keeps the result and lets a time filter
+    on the view reach the table's partitions (docs/data-model.md)."""
+    time_field = {R.TABLES[t]: f for t, f in S.EVENT_TIME_FIELD.items()}
+    checked = 0
+    for _label, sql in STATEMENTS:
+        if "ddl/30_views.sql" not in _label:
+            continue
+        for keys in _event_id_windows(sql):
+            tree = sqlglot.parse_one(sql, read="bigquery")
+            tables = {t.name for t in tree.find_all(exp.Table)} & set(time_field)
+            assert len(tables) == 1, _label
+            assert keys == [R.EVENT_ID, time_field[tables.pop()]], _label
+            checked += 1
+    assert checked == 3  # orders_deduped, inventory_deduped, user_sessions_between
