@@ -25,7 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jitter-ms", type=float, default=0.0)
     parser.add_argument("--publish-failure-rate", type=float, default=0.0)
     parser.add_argument("--lost-ack-rate", type=float, default=0.0)
-    parser.add_argument("--workers", type=int, default=64, help="gRPC worker threads")
+    parser.add_argument("--workers", type=int, default=128, help="gRPC worker threads (each open stream holds one)")
     return parser.parse_args(argv)
 
 

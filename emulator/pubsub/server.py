@@ -30,7 +30,7 @@ from workbench.errors import WorkbenchError
 
 SWEEP_INTERVAL = 0.1
 # Every StreamingPull and every waiting Pull holds a worker thread for its whole life.
-DEFAULT_WORKERS = 64
+DEFAULT_WORKERS = 128
 
 SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),  # without this a second emulator would silently share the port

@@ -197,3 +197,29 @@ def test_start_in_process_picks_a_free_port():
     done = threading.Event()
     threading.Thread(target=lambda: (handle.stop(), done.set())).start()
     assert done.wait(5)  # a second stop is a no-op
+
+
+def test_module_entry_point_reports_the_port_it_picked():
+    """`python -m emulator.pubsub --port 0` (how launchers start it) prints the port it actually bound."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from emulator.pubsub.server import wait_healthy
+
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen([sys.executable, "-m", "emulator.pubsub", "--port", "0"], cwd=root,
+                               env=dict(os.environ, PYTHONPATH=str(root)), stdout=subprocess.PIPE)
+    try:
+        line = process.stdout.readline().decode().strip()
+        assert line.startswith("listening on 127.0.0.1:")
+        port = int(line.rsplit(":", 1)[1])
+        assert port > 0
+        wait_healthy(f"127.0.0.1:{port}", timeout=10)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
