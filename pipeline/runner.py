@@ -14,6 +14,7 @@ Preflight problems raise PreflightError(message, fix); the CLI shows them as the
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import uuid
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions, TestOptions
 
 from eventmodel import rows
 from pipeline import metrics as M
@@ -79,6 +80,7 @@ class RunSummary:
     state: str
     progress: Progress | None
     job: str | None = None  # Dataflow job id or dry-run note
+    translated: Any = None  # with --dry_run=True: the Dataflow Job Beam built (job.proto, job.proto_pipeline)
 
 
 def progress_of(result: Any, started: float, control: ReadControl | None = None) -> Progress:
@@ -153,12 +155,20 @@ def _check_pubsub(emulator: str, subscription: str, dead_letter_topic: str | Non
     from google.api_core import exceptions
     from google.cloud import pubsub_v1
 
+    host, _, port = emulator.rpartition(":")
+    try:  # a closed port is known in milliseconds; the clients would retry UNAVAILABLE for most of a minute
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=3).close()
+    except (OSError, ValueError) as exc:
+        raise PreflightError(
+            f"no Pub/Sub emulator answers at {emulator} ({exc})",
+            "start the local stack with `workbench up`, or point PUBSUB_EMULATOR_HOST / --emulator at a running one",
+        ) from None
     subscriber = pubsub_v1.SubscriberClient()
     publisher = pubsub_v1.PublisherClient()
     try:
-        subscriber.get_subscription(request={"subscription": subscription}, timeout=5)
+        subscriber.get_subscription(request={"subscription": subscription}, timeout=5, retry=None)
         if dead_letter_topic:
-            publisher.get_topic(request={"topic": dead_letter_topic}, timeout=5)
+            publisher.get_topic(request={"topic": dead_letter_topic}, timeout=5, retry=None)
     except exceptions.NotFound as exc:
         missing = "subscription" if "ubscription" in str(exc) else "dead-letter topic"
         name = subscription if missing == "subscription" else dead_letter_topic
@@ -306,9 +316,11 @@ def _submit(options: PipelineOptions) -> RunSummary:
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, options)
     result = pipeline.run()
-    job = getattr(result, "job_id", None)
-    job_id = job() if callable(job) else job
-    return RunSummary(DATAFLOW, str(getattr(result, "state", "SUBMITTED")), None, job_id)
+    translated = getattr(result, "job", None)
+    if options.view_as(TestOptions).dry_run:
+        names = len(translated.proto_pipeline.components.transforms) if translated is not None else 0
+        return RunSummary(DATAFLOW, "DRY_RUN", None, f"dry run: {names} transforms translated", translated)
+    return RunSummary(DATAFLOW, str(result.state), None, result.job_id())
 
 
 def _value(result: Any) -> Any:

@@ -1,0 +1,255 @@
+"""The pipeline end to end on the real local stack, checked against the publisher's run manifest.
+
+A run with malformed events, duplicates and late events is published to this project's Pub/Sub emulator, the
+pipeline runs (DirectRunner, local reader) until idle, and then every sink is read back: the files and their
+paths, the BigQuery rows (bqemulator), the dead-letter topic and the dead-letter table. Also here: the checks
+that make wrong options fail fast, and the Dataflow dry run (offline translation of the streaming job).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+
+import orjson
+import pytest
+from pipeline_support import files_under
+
+from eventmodel import resources as names
+from eventmodel import rows
+from eventmodel.validate import parse_timestamp
+from generator.manifest import iter_events, payload_digest
+from generator.publisher import PublishPlan, publish
+from generator.sinks import PubSubTarget
+from generator.stream import DEAD_LETTER, GeneratorConfig
+from pipeline import core
+from pipeline.runner import LocalSettings, PreflightError, run
+
+pytestmark = pytest.mark.integration
+
+
+def pull_all(subscription: str, emulator_host: str, expected: int, timeout: float = 30.0) -> list:
+    """Pull and ack until `expected` messages came or `timeout` passed (no 4 MiB limit: 1 MB dead letters)."""
+    import grpc
+    from google.api_core import exceptions
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+    channel = grpc.insecure_channel(emulator_host, options=[("grpc.max_receive_message_length", -1)])
+    subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
+    received: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(received) < expected and time.monotonic() < deadline:
+            try:
+                response = subscriber.pull(request={"subscription": subscription, "max_messages": 1000}, timeout=5)
+            except exceptions.DeadlineExceeded:
+                continue
+            if response.received_messages:
+                received += [m.message for m in response.received_messages]
+                subscriber.acknowledge(
+                    request={"subscription": subscription, "ack_ids": [m.ack_id for m in response.received_messages]}
+                )
+    finally:
+        subscriber.close()
+    return received
+
+
+def pipeline_args(stack, output_root: str) -> list[str]:
+    return [
+        "--project",
+        stack.project,
+        "--output_root",
+        output_root,
+        "--dataset",
+        stack.dataset,
+        "--bigquery_emulator_host",
+        stack.bigquery,
+        "--file_flush_seconds",
+        "1",
+    ]
+
+
+def test_a_published_run_reaches_every_sink_as_the_manifest_says(stack, tmp_path, bq_emulator):
+    run_id = "it-pipeline"
+    plan = PublishPlan(
+        run_id=run_id,
+        target=PubSubTarget(stack.project, names.TOPIC, stack.pubsub),
+        rate=3000,
+        count=2500,
+        generator=GeneratorConfig(seed=21, malformed_rate=0.08, duplicate_rate=0.06, late_rate=0.1),
+    )
+    assert publish(plan).status == "completed"
+    # Two messages as production producers send them: no attributes at all (the message id identifies them).
+    bare = [m for m in _valid_bodies(seed=22, count=2)]
+    bare_ids = _publish_bare(stack, bare)
+
+    output_root = str(tmp_path / "output")
+    summary = run(pipeline_args(stack, output_root), LocalSettings(stop_when_idle=3))
+    assert summary.state == "DONE"
+
+    sent = list(iter_events(run_id))
+    valid = {r["event_id"]: r for r in sent if r["expected"] != DEAD_LETTER}
+    dead = {r["event_id"]: r for r in sent if r["expected"] == DEAD_LETTER}
+    assert sum(r["duplicate"] == "1" for r in sent) > 50 and len(dead) > 100
+    progress = summary.progress
+    assert progress.read == len(sent) + len(bare)
+    assert progress.dead_lettered == len(dead)
+    assert progress.duplicates == len(sent) - len(valid) - len(dead)
+
+    # Files: every valid event exactly once, in the folder of its own minute, with the bytes that were sent.
+    lines = []
+    for path in files_under(output_root):
+        with open(path, "rb") as handle:
+            for raw in handle:
+                line = orjson.loads(raw)
+                lines.append(line)
+                event = line["event"]
+                event_type = event["event_type"]
+                moment = parse_timestamp(event[_time_field(event_type)])
+                folder = core.minute_folder(output_root, event_type, core.minute_key(moment))
+                assert os.path.dirname(path) == folder, (path, event)
+                assert core.sequence_of(path, event_type, core.minute_key(moment)) is not None
+    file_ids = collections.Counter(line["event_id"] for line in lines)
+    assert file_ids == collections.Counter({**dict.fromkeys(valid, 1), **dict.fromkeys(bare_ids, 1)})
+    for line in lines:
+        if line["event_id"] in valid:
+            assert payload_digest(orjson.dumps(line["event"])) == valid[line["event_id"]]["payload_digest"]
+            assert line["attributes"]["run_id"] == run_id
+
+    # BigQuery: one row per valid event in its type's table; dead letters in theirs.
+    client = bq_emulator.client()
+    for event_type, table in rows.TABLES.items():
+        found = [
+            r["event_id"]
+            for r in client.query(f"SELECT event_id FROM `{stack.project}.{stack.dataset}.{table}`").result()
+        ]
+        want = [i for i, r in valid.items() if r["expected"] == event_type]
+        want += [i for i, (t, _) in bare_ids.items() if t == event_type]
+        assert sorted(found) == sorted(want), table
+    dead_rows = list(
+        client.query(
+            f"SELECT event_id, reason, stage FROM `{stack.project}.{stack.dataset}.{rows.DEAD_LETTER_TABLE}`"
+        ).result()
+    )
+    assert sorted((r["event_id"], r["reason"]) for r in dead_rows) == sorted((i, r["reason"]) for i, r in dead.items())
+
+    # The dead-letter topic: original bytes, original attributes, reason, source message id, stage.
+    subscription = f"projects/{stack.project}/subscriptions/{names.DEAD_LETTER_SUBSCRIPTION}"
+    letters = pull_all(subscription, stack.pubsub, expected=len(dead))
+    assert len(letters) == len(dead)
+    for letter in letters:
+        attributes = dict(letter.attributes)
+        row = dead[attributes[names.ATTR_EVENT_ID]]
+        assert attributes[names.ATTR_DLQ_REASON] == row["reason"]
+        assert attributes[names.ATTR_DLQ_SOURCE_MESSAGE_ID] == row["message_id"]
+        assert attributes[names.ATTR_DLQ_STAGE] == core.STAGE_VALIDATE
+        assert attributes[names.ATTR_DLQ_DETAIL]
+        assert attributes[names.ATTR_RUN_ID] == run_id
+        assert payload_digest(letter.data) == row["payload_digest"]
+
+
+def _time_field(event_type: str) -> str:
+    from eventmodel.schema import EVENT_TIME_FIELD
+
+    return EVENT_TIME_FIELD[event_type]
+
+
+def _valid_bodies(seed: int, count: int) -> list:
+    from pipeline_support import generated
+
+    return [m for m in generated(50, seed=seed) if m.expected != DEAD_LETTER][:count]
+
+
+def _publish_bare(stack, messages) -> dict[str, tuple[str, str]]:
+    """Publish bodies without attributes; returns message id -> (event type, body digest)."""
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    topic = f"projects/{stack.project}/topics/{names.TOPIC}"
+    try:
+        ids = [publisher.publish(topic, m.data).result(timeout=10) for m in messages]
+    finally:
+        publisher.stop()
+    return {i: (m.expected, payload_digest(m.data)) for i, m in zip(ids, messages, strict=True)}
+
+
+def test_a_missing_subscription_fails_fast_naming_the_fix(stack, tmp_path):
+    started = time.monotonic()
+    with pytest.raises(PreflightError) as raised:
+        run([*pipeline_args(stack, str(tmp_path / "o")), "--subscription", "no-such-sub"])
+    assert time.monotonic() - started < 15
+    assert "no-such-sub" in raised.value.message and "does not exist" in raised.value.message
+    assert "workbench up" in raised.value.fix
+
+
+def test_an_unreachable_emulator_fails_fast(stack, tmp_path, monkeypatch):
+    from conftest import free_port
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    with pytest.raises(PreflightError) as raised:
+        run(pipeline_args(stack, str(tmp_path / "o")))
+    assert time.monotonic() - started < 15
+    assert "no Pub/Sub emulator answers" in raised.value.message
+    assert "workbench up" in raised.value.fix
+
+
+def test_an_unwritable_output_root_fails_fast(stack, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(PreflightError) as raised:
+        run(pipeline_args(stack, str(blocker / "output")))
+    assert "--output-root" in raised.value.message and "--output-root" in raised.value.fix
+
+
+def test_missing_tables_fail_fast_naming_the_ddl_command(stack, tmp_path):
+    args = pipeline_args(stack, str(tmp_path / "o"))
+    args[args.index("--dataset") + 1] = "never_applied"
+    with pytest.raises(PreflightError) as raised:
+        run(args)
+    assert "does not exist" in raised.value.message and "bq apply" in raised.value.fix
+
+
+def test_the_dataflow_job_builds_and_translates_offline(monkeypatch):
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    started = time.monotonic()
+    summary = run(
+        [
+            "--runner",
+            "DataflowRunner",
+            "--project",
+            "my-project",
+            "--region",
+            "europe-west1",
+            "--temp_location",
+            "gs://my-bucket/tmp",
+            "--output_root",
+            "gs://my-bucket/output",
+            "--dry_run=True",
+            "--no_auth",
+        ]
+    )
+    assert time.monotonic() - started < 30
+    assert summary.state == "DRY_RUN"
+    job = summary.translated
+    assert job.proto.type == 2, "JOB_TYPE_STREAMING"
+    top_level = {t.unique_name for t in job.proto_pipeline.components.transforms.values() if "/" not in t.unique_name}
+    assert {
+        "ReadEvents",
+        "ParseAndValidate",
+        "DeduplicateByEventId",
+        "WriteEventFiles",
+        "WriteEventRows",
+        "WriteDeadLetters",
+    } <= top_level
+    transforms = " ".join(t.spec.urn for t in job.proto_pipeline.components.transforms.values())
+    assert "pubsub" in transforms.lower(), "the read is Dataflow's native Pub/Sub source"
+
+
+def test_dataflow_without_region_or_temp_location_is_refused_before_building():
+    with pytest.raises(PreflightError) as raised:
+        run(["--runner", "DataflowRunner", "--project", "my-project"])
+    assert "--region" in raised.value.message and "--temp_location" in raised.value.message
