@@ -232,3 +232,25 @@ def test_history_backfill_lands_once_beside_streamed_events(bq_client, dataset):
     for table in R.HISTORY_TABLES.values():
         [left] = query(bq_client, f"SELECT COUNT(*) AS n FROM `{PROJECT}.{dataset}.{table}`")
         assert left["n"] == 0, table
+
+
+def test_time_travel_and_snapshots(bq_client, dataset):
+    """FOR SYSTEM_TIME AS OF and a snapshot/clone, as ddl/ops/time_travel.sql uses them (simple forms the
+    emulator runs; the scheduled IF NOT EXISTS ... OPTIONS form is BigQuery-only)."""
+    import time
+
+    insert(bq_client, dataset, "orders", [row(order(uid("tt-1"), "pending", T0), "tt-1")])
+    time.sleep(1.1)  # the emulator's clock resolution for its write snapshots
+    before = datetime.now(UTC)
+    time.sleep(1.1)
+    insert(bq_client, dataset, "orders", [row(order(uid("tt-2"), "pending", T0), "tt-2")])
+    table = f"`{PROJECT}.{dataset}.orders`"
+    [then] = query(
+        bq_client, f"SELECT COUNT(*) AS n FROM {table} FOR SYSTEM_TIME AS OF TIMESTAMP '{before.isoformat()}'"
+    )
+    [now] = query(bq_client, f"SELECT COUNT(*) AS n FROM {table}")
+    assert (then["n"], now["n"]) == (1, 2)
+    query(bq_client, f"CREATE SNAPSHOT TABLE `{PROJECT}.{dataset}_snapshots.orders_today` CLONE {table}")
+    insert(bq_client, dataset, "orders", [row(order(uid("tt-3"), "pending", T0), "tt-3")])
+    [kept] = query(bq_client, f"SELECT COUNT(*) AS n FROM `{PROJECT}.{dataset}_snapshots.orders_today`")
+    assert kept["n"] == 2  # the snapshot does not see later writes
