@@ -1,7 +1,7 @@
 -- Views. Pub/Sub delivers at least once and Dataflow retries bundles, so a table may hold the same event twice;
 -- every view below reads each event_id once. Duplicates of one event share its event time, so the event-time
 -- column is part of each dedup window's PARTITION BY: it changes nothing about which rows are kept, and it
--- lets BigQuery apply a caller's filter on that column before the window (partition pruning through the view).
+-- lets BigQuery apply a caller's filter on that column before the window, so a time filter on a view still prunes.
 -- Ties keep the copy ingested first.
 
 CREATE OR REPLACE VIEW `${project}.${dataset}.orders_deduped`
@@ -93,7 +93,7 @@ GROUP BY product_id, warehouse_id;
 -- plain view because user_activity requires a partition filter: the dates become one before any work is done.
 -- Activity is read from one day before to one day after the range so that sessions crossing midnight at
 -- either edge are complete; this assumes a session lasts less than a day.
--- (No OPTIONS (description) here: bqemulator rejects OPTIONS on table functions, and the comment says it.)
+-- (No OPTIONS (description = ...) here: bqemulator rejects OPTIONS on table functions; this comment is its description.)
 -- (The body is parenthesised only so that sqlglot, which checks this DDL, parses a WITH inside a table function.)
 CREATE OR REPLACE TABLE FUNCTION `${project}.${dataset}.user_sessions_between`(start_date DATE, end_date DATE)
 AS (
