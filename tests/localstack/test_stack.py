@@ -64,6 +64,17 @@ def test_up_starts_everything_creates_resources_and_is_idempotent(home, monkeypa
     subscriber.get_subscription(subscription=f"projects/{cfg.project}/subscriptions/{names.DEAD_LETTER_SUBSCRIPTION}")
     subscriber.close()
 
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    client = bigquery.Client(
+        project=cfg.project,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": exports["BIGQUERY_EMULATOR_HOST"]},
+    )
+    tables = {t.table_id for t in client.list_tables(f"{cfg.project}.{names.DATASET}")}
+    assert {"orders", "inventory", "user_activity", "dead_letters"} <= tables
+
     stack.up(cfg)  # again: nothing restarts, nothing fails on existing resources
     assert pids() == first
 

@@ -116,6 +116,14 @@ def up(config: StackConfig, on_step: Callable[[str], None] = lambda _: None) -> 
     _write_state(state)
     create_pubsub_resources(f"{config.host}:{config.pubsub_port}", config.project)
     on_step(f"topics {names.TOPIC}, {names.DEAD_LETTER_TOPIC} and their subscriptions ready")
+    if config.with_bigquery:
+        from workbench.bq_apply import apply_ddl
+
+        applied = apply_ddl(project=config.project, emulator=f"{config.host}:{config.bigquery_port}")
+        on_step(
+            f"BigQuery dataset {names.DATASET}: {len(applied.applied)} DDL statements applied"
+            + (f", {len(applied.skipped)} the emulator cannot run skipped" if applied.skipped else "")
+        )
     return state
 
 
