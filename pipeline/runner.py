@@ -14,6 +14,7 @@ Preflight problems raise PreflightError(message, fix); the CLI shows them as the
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -265,36 +266,50 @@ def run(
 
 
 def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progress) -> RunSummary:
+    """Wait for the pipeline while reporting progress; the first Ctrl-C drains, a second one cancels.
+
+    Waiting happens on an Event set by a helper thread, and Ctrl-C is taken by a SIGINT handler: a
+    KeyboardInterrupt that lands inside Thread.join() can leave the thread looking finished while it still
+    runs, which would end the wait before the drain.
+    """
     started = control.started_at
     outcome: dict[str, Any] = {}
+    done = threading.Event()
+    force = threading.Event()
 
     def wait() -> None:
         try:
             outcome["state"] = result.wait_until_finish()
         except BaseException as exc:  # surfaced in the caller's thread below
             outcome["error"] = exc
+        finally:
+            done.set()
+
+    def interrupted(signum: int, frame: object) -> None:
+        if control.stop.is_set():
+            force.set()
+        else:
+            control.request_stop("interrupted (Ctrl-C): draining; press Ctrl-C again to stop at once")
 
     waiter = threading.Thread(target=wait, name="pipeline-wait", daemon=True)
     waiter.start()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, interrupted)
     stop_at: float | None = None
     try:
-        while waiter.is_alive():
-            try:
-                waiter.join(settings.poll_seconds)
-                if on_progress is not None:
-                    on_progress(progress_of(result, started, control))
-                if control.stop.is_set() and stop_at is None:
-                    stop_at = time.monotonic()
-                if stop_at is not None and time.monotonic() - stop_at > DRAIN_TIMEOUT_S:
-                    result.cancel()
-                    break
-            except KeyboardInterrupt:
-                if control.stop.is_set():  # a second Ctrl-C: stop now, without waiting for the drain
-                    result.cancel()
-                    break
-                control.request_stop("interrupted (Ctrl-C): draining; press Ctrl-C again to stop at once")
+        while not done.wait(settings.poll_seconds):
+            if on_progress is not None:
+                on_progress(progress_of(result, started, control))
+            if control.stop.is_set() and stop_at is None:
+                stop_at = time.monotonic()
+            if force.is_set() or (stop_at is not None and time.monotonic() - stop_at > DRAIN_TIMEOUT_S):
+                result.cancel()
+                break
     finally:
-        waiter.join(5)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    done.wait(5)
     if "error" in outcome:
         raise outcome["error"]
     final = progress_of(result, started, control)

@@ -1,0 +1,170 @@
+"""`workbench run-pipeline` as a user meets it: the local run until idle, Ctrl-C, errors with their fix, Dataflow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from pipeline_support import files_under, generated, lines_of
+
+from eventmodel import resources as names
+from workbench.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def no_stack(tmp_path, monkeypatch):
+    """No emulator anywhere: not in the environment, not in the stack's state."""
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
+    for name in ("PUBSUB_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_command_is_registered_with_its_help():
+    result = invoke("run-pipeline", "--help")
+    assert result.exit_code == 0
+    assert "--stop-when-idle" in result.output and "DataflowRunner" in result.output
+
+
+def test_without_a_local_stack_it_says_to_start_one(no_stack):
+    with pytest.raises(SystemExit) as exited:
+        from workbench.cli import main
+
+        main(["run-pipeline", "--stop-when-idle", "1"])
+    assert exited.value.code == 2
+
+
+def test_errors_name_the_fix(no_stack, capsys):
+    from workbench.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run-pipeline"])
+    err = capsys.readouterr().err
+    assert "no Pub/Sub emulator is known" in err and "workbench up" in err
+
+    with pytest.raises(SystemExit):
+        main(["run-pipeline", "--emulator", "127.0.0.1:1", "--dataset", "", "--output-root", "gs://b/x"])
+    err = capsys.readouterr().err
+    assert "GCS emulator" in err and "workbench up --gcs" in err
+
+
+def test_bad_values_are_usage_errors(no_stack):
+    assert invoke("run-pipeline", "--stop-when-idle", "0").exit_code == 2
+    assert invoke("run-pipeline", "--pull-size", "5000").exit_code == 2
+
+
+@pytest.mark.integration
+def test_a_local_run_until_idle_prints_what_it_wrote(stack, tmp_path):
+    _publish(stack, count=300, malformed_rate=0.1)
+    output = tmp_path / "output"
+    result = invoke(
+        "run-pipeline",
+        "--project", stack.project,
+        "--output-root", str(output),
+        "--dataset", stack.dataset,
+        "--bigquery-emulator", stack.bigquery_host_port,
+        "--stop-when-idle", "2",
+        "--flush-seconds", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "pipeline stopped (no message for 2 s)" in result.output
+    assert "dead letters by reason" in result.output
+    assert len(lines_of(files_under(str(output)))) > 200
+
+
+@pytest.mark.integration
+def test_ctrl_c_drains_writes_everything_and_exits_130(stack, tmp_path):
+    count = _publish(stack, count=400)
+    output = tmp_path / "output"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WORKBENCH_HOME": str(tmp_path / "home")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workbench.cli",
+            "run-pipeline",
+            "--project",
+            stack.project,
+            "--output-root",
+            str(output),
+            "--dataset",
+            "",
+            "--emulator",
+            stack.pubsub,
+            "--flush-seconds",
+            "60",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        # Wait until everything was read (the files are not flushed yet: 60 s buffers), then interrupt.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and _acked(stack) < count:
+            time.sleep(0.5)
+        assert _acked(stack) == count
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 130, err.decode()[-2000:]
+    assert len(lines_of(files_under(str(output)))) == count, "the drain wrote every buffered event"
+
+
+def _publish(stack, count: int, malformed_rate: float = 0.0) -> int:
+    """Publish `count` generated messages (no duplicates); returns how many."""
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    topic = f"projects/{stack.project}/topics/{names.TOPIC}"
+    try:
+        messages = generated(count, seed=31, malformed_rate=malformed_rate)
+        for future in [publisher.publish(topic, m.data, **m.attributes) for m in messages]:
+            future.result(timeout=30)
+    finally:
+        publisher.stop()
+    assert len({m.event_id for m in messages}) == len(messages), "no duplicates in this sample"
+    return len(messages)
+
+
+def _acked(stack) -> int:
+    """How many messages the pipeline's subscription has acked (the emulator's admin counters)."""
+    from emulator.pubsub.admin import AdminClient
+
+    with AdminClient(stack.pubsub) as admin:
+        stats = admin.stats()["subscriptions"]
+    return stats[f"projects/{stack.project}/subscriptions/{names.SUBSCRIPTION}"]["acked"]
+
+
+def test_dataflow_dry_run_through_the_cli(no_stack, monkeypatch):
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    result = invoke(
+        "run-pipeline", "--runner", "DataflowRunner", "--project", "my-project", "--region", "europe-west1",
+        "--temp-location", "gs://my-bucket/tmp", "--output-root", "gs://my-bucket/output", "--dry-run", "--no_auth",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "dry run" in result.output and "transforms translated" in result.output
+
+
+def test_dataflow_without_a_temp_location_names_the_flag(no_stack):
+    from workbench.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["run-pipeline", "--runner", "DataflowRunner", "--project", "my-project", "--region", "r"])
+    assert exited.value.code == 2

@@ -1,0 +1,183 @@
+"""`workbench run-pipeline`: the streaming pipeline on the local stack (default) or on Dataflow.
+
+Local mode is the DirectRunner, named explicitly, against the emulators `workbench up` started (found through
+--emulator / --bigquery-emulator, the environment, or the stack's state), with anonymous credentials. It runs
+until Ctrl-C or, with --stop-when-idle, until nothing arrived for that long; both drain (buffered files and rows
+are written) before it exits. Dataflow mode submits the same pipeline: see docs/pipeline.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from eventmodel.resources import DATASET, DEAD_LETTER_TOPIC, DEFAULT_PROJECT, SUBSCRIPTION
+from workbench import terminal
+from workbench.errors import WorkbenchError
+
+PUBSUB_ENV = "PUBSUB_EMULATOR_HOST"
+BIGQUERY_ENV = "BIGQUERY_EMULATOR_HOST"
+STORAGE_ENV = "STORAGE_EMULATOR_HOST"
+
+
+def _stack_exports() -> dict[str, str]:
+    from workbench.localstack.stack import env_exports
+
+    try:
+        return env_exports()
+    except Exception:  # no state yet: nothing was started
+        return {}
+
+
+def _resolve_local(emulator: str | None, bigquery_emulator: str | None) -> dict[str, str | None]:
+    """Where the local emulators are: the flag, else the environment, else what `workbench up` started."""
+    exports = _stack_exports()
+    pubsub = emulator or os.environ.get(PUBSUB_ENV) or exports.get(PUBSUB_ENV)
+    bigquery = bigquery_emulator or os.environ.get(BIGQUERY_ENV) or exports.get(BIGQUERY_ENV)
+    storage = os.environ.get(STORAGE_ENV) or exports.get(STORAGE_ENV)
+    if bigquery and "://" not in bigquery:
+        bigquery = f"http://{bigquery}"
+    return {"pubsub": pubsub, "bigquery": bigquery, "storage": storage}
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--runner",
+    type=click.Choice(["DirectRunner", "DataflowRunner"]),
+    default="DirectRunner",
+    show_default=True,
+    help="DirectRunner on the local stack, or DataflowRunner on Google Cloud.",
+)
+@click.option("--project", help="GCP project (else PUBSUB_PROJECT_ID, GOOGLE_CLOUD_PROJECT, or the local default).")
+@click.option("--region", help="Dataflow region (DataflowRunner).")
+@click.option("--temp-location", help="gs://BUCKET/tmp for Dataflow's staging and temp files (DataflowRunner).")
+@click.option("--subscription", default=SUBSCRIPTION, show_default=True, help="Subscription to read.")
+@click.option("--dead-letter-topic", default=DEAD_LETTER_TOPIC, show_default=True)
+@click.option("--output-root", default="./output", show_default=True, help="Local directory or gs://bucket/prefix.")
+@click.option("--dataset", default=DATASET, show_default=True, help="BigQuery dataset; '' to run without BigQuery.")
+@click.option(
+    "--bigquery-method",
+    type=click.Choice(["STREAMING_INSERTS", "STORAGE_WRITE_API"]),
+    default="STREAMING_INSERTS",
+    show_default=True,
+    help="STORAGE_WRITE_API needs Dataflow (a Java expansion service).",
+)
+@click.option("--emulator", metavar="HOST:PORT", help=f"Pub/Sub emulator (else ${PUBSUB_ENV} or the local stack).")
+@click.option(
+    "--bigquery-emulator", metavar="HOST:PORT", help=f"BigQuery emulator (else ${BIGQUERY_ENV} or the local stack)."
+)
+@click.option("--stop-when-idle", type=float, metavar="SECONDS", help="Drain and exit after this long without input.")
+@click.option("--pull-size", type=int, default=1000, show_default=True, help="Messages per local Pub/Sub pull.")
+@click.option("--flush-seconds", type=float, default=5.0, show_default=True, help="Longest a file buffer waits.")
+@click.option("--dedup-ttl", type=float, default=600.0, show_default=True, help="Seconds an event id is remembered.")
+@click.option("--dry-run", is_flag=True, help="DataflowRunner: build and translate the job, submit nothing.")
+@click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
+def run_pipeline(
+    runner,
+    project,
+    region,
+    temp_location,
+    subscription,
+    dead_letter_topic,
+    output_root,
+    dataset,
+    bigquery_method,
+    emulator,
+    bigquery_emulator,
+    stop_when_idle,
+    pull_size,
+    flush_seconds,
+    dedup_ttl,
+    dry_run,
+    beam_args,
+):
+    """Run the streaming pipeline: Pub/Sub -> validate -> dedup -> files + BigQuery, dead letters beside.
+
+    Any further --flag is handed to Beam (e.g. --max_num_workers 5 for Dataflow).
+
+    \b
+    workbench run-pipeline                                  # local stack, until Ctrl-C
+    workbench run-pipeline --stop-when-idle 10 --output-root ./output
+    workbench run-pipeline --runner DataflowRunner --project P --region europe-west1 \\
+        --temp-location gs://B/tmp --output-root gs://B/output
+    """
+    from generator.sinks import resolve_project
+    from pipeline.runner import LocalSettings, PreflightError, run
+
+    if stop_when_idle is not None and stop_when_idle <= 0:
+        raise click.BadParameter("must be more than 0 seconds", param_hint="--stop-when-idle")
+    if pull_size < 1 or pull_size > 1000:
+        raise click.BadParameter("must be between 1 and 1000 (Pub/Sub's limit per pull)", param_hint="--pull-size")
+    project = resolve_project(project, DEFAULT_PROJECT)
+    args = [
+        "--runner", runner, "--project", project, "--subscription", subscription,
+        "--dead_letter_topic", dead_letter_topic, "--output_root", output_root, "--dataset", dataset,
+        "--bigquery_method", bigquery_method, "--file_flush_seconds", str(flush_seconds),
+        "--dedup_ttl_seconds", str(dedup_ttl),
+    ]  # fmt: skip
+    if runner == "DataflowRunner":
+        for flag, value in (("--region", region), ("--temp_location", temp_location)):
+            if value:
+                args += [flag, value]
+        if dry_run:
+            args.append("--dry_run=True")
+        args += list(beam_args)
+        try:
+            result = run(args)
+        except PreflightError as exc:
+            raise WorkbenchError(exc.message, exc.fix.replace("--temp_location", "--temp-location")) from None
+        terminal.success(f"Dataflow: {result.job or result.state}")
+        return
+
+    local = _resolve_local(emulator, bigquery_emulator)
+    if not local["pubsub"]:
+        raise WorkbenchError(
+            "no Pub/Sub emulator is known: the local run reads from the local stack",
+            "start it with `workbench up` (or pass --emulator HOST:PORT, or set PUBSUB_EMULATOR_HOST)",
+        )
+    if dataset and not local["bigquery"]:
+        raise WorkbenchError(
+            "no BigQuery emulator is known for --dataset " + dataset,
+            "start the local stack with BigQuery (`workbench up`), pass --bigquery-emulator, or --dataset ''",
+        )
+    if output_root.startswith("gs://") and not local["storage"]:
+        raise WorkbenchError(
+            f"--output-root {output_root} needs the GCS emulator in local mode",
+            "start it with `workbench up --gcs` (or write to a local directory)",
+        )
+    os.environ[PUBSUB_ENV] = local["pubsub"]
+    os.environ.setdefault("NO_GCE_CHECK", "true")
+    if local["storage"]:
+        os.environ[STORAGE_ENV] = local["storage"]
+    if dataset:
+        args += ["--bigquery_emulator_host", local["bigquery"]]
+    args += list(beam_args)
+    # Beam's own warnings (coders, unparsed flags) would scroll the live view away; errors still show.
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+
+    from workbench.pipeline_view import PipelineView, summary
+
+    settings = LocalSettings(stop_when_idle=stop_when_idle, pull_size=pull_size)
+    source = f"projects/{project}/subscriptions/{subscription} (emulator {local['pubsub']})"
+    sinks = output_root + (f", BigQuery {project}.{dataset}" if dataset else "")
+    terminal.info("running the pipeline on the DirectRunner; Ctrl-C drains and stops")
+    try:
+        with PipelineView(source, sinks) as view:
+            result = run(args, settings, on_progress=view.update)
+    except PreflightError as exc:
+        raise WorkbenchError(exc.message, exc.fix) from None
+    for table in summary(result.progress):
+        terminal.console.print(table)
+    reason = settings.control.stop_reason or result.state
+    if result.state != "DONE":
+        raise WorkbenchError(
+            f"the pipeline stopped before its drain finished ({result.state}): buffered events may not be written",
+            "let the drain finish (one Ctrl-C, then wait); the dead-letter topic and the sinks show what arrived",
+        )
+    if reason.startswith("interrupted"):
+        terminal.warning("interrupted: drained, everything read was written")
+        sys.exit(130)
+    terminal.success(f"pipeline stopped ({reason}); everything read was written")
