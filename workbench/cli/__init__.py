@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "down": "workbench.cli.stack:down",
     "status": "workbench.cli.stack:status",
     "env": "workbench.cli.stack:env",
+    "run-pipeline": "workbench.cli.pipeline:run_pipeline",
     "emulator": "workbench.cli.emulator:emulator",
 }
 
