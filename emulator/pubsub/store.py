@@ -589,7 +589,11 @@ class Store:
             self._dead_letter(sub, d)
             return
         if sub.ordered and d.msg.ordering_key:
-            # It is still the head of its key queue; the key became free in _release.
+            # It stays in its key queue. As the real service does, the later messages of the key that are
+            # still leased come back too, so the key is redelivered in order from this message on.
+            for other in sub.key_queues.get(d.msg.ordering_key, ()):
+                if other.out and other.msg.seq > d.msg.seq:
+                    self._release(sub, other)
             if sub.min_backoff is not None:
                 d.available_at = now_wall + self._backoff(sub, d)
             return

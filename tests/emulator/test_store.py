@@ -111,6 +111,15 @@ def test_ordering_key_holds_later_messages_and_keeps_order():
     assert datas(pull(store)) == [b"k1", b"k2", b"k3"]
 
 
+def test_nack_in_an_ordered_batch_redelivers_the_rest_of_the_key_in_order():
+    store = make_store(enable_message_ordering=True)
+    publish(store, b"k1", b"k2", b"k3", key="k")
+    first, second, _ = pull(store)
+    store.acknowledge(SUB, [first.ack_id])
+    store.modify_ack_deadline(SUB, [second.ack_id], 0)
+    assert datas(pull(store)) == [b"k2", b"k3"]
+
+
 def test_ordering_is_per_key():
     store = make_store(enable_message_ordering=True)
     publish(store, b"a1", key="a")
