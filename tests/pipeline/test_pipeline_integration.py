@@ -253,3 +253,34 @@ def test_dataflow_without_region_or_temp_location_is_refused_before_building():
     with pytest.raises(PreflightError) as raised:
         run(["--runner", "DataflowRunner", "--project", "my-project"])
     assert "--region" in raised.value.message and "--temp_location" in raised.value.message
+
+
+def test_gcs_files_follow_the_tree_and_a_second_run_never_overwrites(gcs_emulator):
+    import apache_beam as beam
+    from apache_beam.io.filesystems import FileSystems
+    from pipeline_support import as_pubsub, generated, stream_clock, streaming_options
+
+    from pipeline.runner import check_output_root
+    from pipeline.transforms import ParseAndValidate, WriteEventFiles
+
+    root = f"{gcs_emulator}/output"
+    check_output_root(root)  # the probe object is written and removed
+    messages = generated(120, seed=41)
+    for first in (0, 60):  # two runs (no shared state) over events of the same minutes
+        with beam.Pipeline(options=streaming_options()) as p:
+            valid, _ = p | beam.Create(as_pubsub(messages[first : first + 60], start=first)) | ParseAndValidate()
+            _ = valid | WriteEventFiles(root, clock=stream_clock)
+    found = sorted(m.path for m in FileSystems.match([f"{root}/**"])[0].metadata_list)
+    assert found, "files were written"
+    per_minute = collections.defaultdict(list)
+    for path in found:
+        relative = path[len(root) + 1 :]
+        event_type, year, month, day, hour, minute, name = relative.split("/")
+        stamp = f"{year}{month}{day}{hour}{minute}"
+        per_minute[(event_type, stamp)].append(core.sequence_of(name, event_type, stamp))
+    assert all(sorted(seqs) == [0, 1] for seqs in per_minute.values()), per_minute
+    lines = []
+    for path in found:
+        with FileSystems.open(path) as handle:
+            lines += [orjson.loads(line) for line in handle.read().splitlines()]
+    assert sorted(line["message_id"] for line in lines) == sorted(f"m{i}" for i in range(120))
