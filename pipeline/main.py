@@ -63,7 +63,7 @@ def make_options(argv: Sequence[str] | None) -> PipelineOptions:
     return options
 
 
-def run(argv: Sequence[str] | None = None) -> beam.runners.runner.PipelineResult:
+def run(argv: Sequence[str] | None = None, default_runner: str = "DirectRunner") -> beam.runners.runner.PipelineResult:
     """Parse the command line, build the pipeline and start it (Dataflow returns once the job is submitted)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wait", action="store_true", help="Block until the job ends.")
@@ -71,7 +71,7 @@ def run(argv: Sequence[str] | None = None) -> beam.runners.runner.PipelineResult
     options = make_options(pipeline_args)
     if options.view_as(StandardOptions).runner is None:
         # Unnamed, Beam first tries to download the Prism runner (fails offline): always name it.
-        options.view_as(StandardOptions).runner = "DirectRunner"
+        options.view_as(StandardOptions).runner = default_runner
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, options)
     result = pipeline.run()

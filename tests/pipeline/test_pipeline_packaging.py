@@ -1,0 +1,99 @@
+"""What ships to Dataflow: the import closure of the pipeline, the Flex Template files, and their versions."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import apache_beam
+import pytest
+import setuptools
+
+from pipeline.options import EventPipelineOptions
+
+ROOT = Path(__file__).resolve().parents[2]
+FLEX = ROOT / "pipeline" / "flex_template"
+FORBIDDEN = ("faker", "locust", "rich", "click", "workbench", "generator")
+
+
+def test_the_pipeline_imports_nothing_workers_do_not_have():
+    code = (
+        "import sys, pipeline.main, pipeline.runner, pipeline.local;"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r});"
+        "print(','.join(bad))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == ""
+
+
+def metadata() -> dict:
+    return json.loads((FLEX / "metadata.json").read_text())
+
+
+def test_every_template_parameter_is_a_pipeline_option():
+    known = set(EventPipelineOptions([]).get_all_options())
+    names = [p["name"] for p in metadata()["parameters"]]
+    assert len(names) == len(set(names))
+    assert set(names) <= known, set(names) - known
+    ours = {k for k in EventPipelineOptions([]).view_as(EventPipelineOptions)._visible_option_list()}
+    assert ours - set(names) <= {"bigquery_emulator_host"}, "every option but the local-only one is a parameter"
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "bad"),
+    [
+        ("output_root", ["gs://my-bucket/output", "gs://b-1/x/y"], ["./output", "s3://b/x", "gs://"]),
+        ("subscription", ["backend-events-topic-sub", "projects/p/subscriptions/backend-events-topic-sub"], ["a"]),
+        ("bigquery_method", ["STREAMING_INSERTS", "STORAGE_WRITE_API"], ["FILE_LOADS"]),
+        ("file_flush_seconds", ["5", "0.5"], ["-1", "five"]),
+    ],
+)
+def test_parameter_regexes_accept_what_the_pipeline_takes(name, good, bad):
+    (parameter,) = [p for p in metadata()["parameters"] if p["name"] == name]
+    patterns = [re.compile(r) for r in parameter["regexes"]]
+    for value in good:
+        assert all(p.search(value) for p in patterns), value
+    for value in bad:
+        assert not all(p.search(value) for p in patterns), value
+
+
+def test_the_template_is_streaming_and_its_modes_are_consistent():
+    data = metadata()
+    assert data["streaming"] is True
+    if "defaultStreamingMode" in data:  # only valid when both modes are supported
+        assert data["supportsAtLeastOnce"] and data["supportsExactlyOnce"]
+
+
+def test_dockerfile_copies_what_exists_and_runs_the_flex_entry_point():
+    text = (FLEX / "Dockerfile").read_text()
+    for line in text.splitlines():
+        if line.startswith("COPY") and "--from" not in line:
+            *sources, _destination = line.split()[1:]
+            for source in sources:
+                assert (ROOT / source).exists(), source
+    assert 'FLEX_TEMPLATE_PYTHON_PY_FILE="${WORKDIR}/main.py"' in text
+    assert "COPY pipeline/flex_template/setup.py pipeline/flex_template/main.py ./" in text
+
+
+def test_beam_is_the_same_version_everywhere():
+    version = apache_beam.__version__
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert f"apache-beam[gcp]=={version}" in pyproject["project"]["dependencies"]
+    assert f"apache-beam[gcp]=={version}" in (FLEX / "setup.py").read_text()
+    assert f"beam_python3.11_sdk:{version}" in (FLEX / "Dockerfile").read_text()
+
+
+def test_the_worker_package_holds_only_the_event_model_and_the_pipeline():
+    found = setuptools.find_packages(where=str(ROOT), include=["eventmodel", "eventmodel.*", "pipeline", "pipeline.*"])
+    assert sorted(found) == ["eventmodel", "pipeline"]
+    assert 'include=["eventmodel", "eventmodel.*", "pipeline", "pipeline.*"]' in (FLEX / "setup.py").read_text()
+
+
+def test_the_flex_entry_point_defaults_to_dataflow():
+    text = (FLEX / "main.py").read_text()
+    assert 'run(default_runner="DataflowRunner")' in text
