@@ -6,7 +6,8 @@ Measures, each emulator in its own process on a loopback port:
 - publish ingest with prebuilt 1,000-message PublishRequests (raw gRPC, two concurrent senders);
 - publish through google-cloud-pubsub's batching PublisherClient (1000 messages / 5 MB / 50 ms batches);
 - delivery through SubscriberClient.subscribe() of a preloaded backlog, every message acked;
-- resident memory of the emulator per million retained 1 KB messages (RSS growth while holding a backlog).
+- resident memory of the emulator per million retained 1 KB messages (RSS growth while holding a backlog);
+- with --durable, the same for this emulator with --data-dir (journal with fsync'd group commits).
 Every loop is bounded by a message count and a time limit. Figures go to docs/benchmarks-pubsub-emulator.md.
 """
 
@@ -21,8 +22,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,9 +92,10 @@ def wait_ready(target: str, process: subprocess.Popen, timeout: float = 60.0) ->
     raise TimeoutError(f"emulator at {target} not ready")
 
 
-def start_ours() -> Emulator:
+def start_ours(data_dir: str | None = None) -> Emulator:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "emulator.pubsub", "--port", str(port)], cwd=ROOT,
+    extra = ["--data-dir", data_dir] if data_dir else []
+    process = subprocess.Popen([sys.executable, "-m", "emulator.pubsub", "--port", str(port), *extra], cwd=ROOT,
                                env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL)
     emulator = Emulator("workbench", f"127.0.0.1:{port}", process, group=False)
     wait_ready(emulator.target, process)
@@ -288,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="time limit per measurement")
     parser.add_argument("--memory-messages", type=int, default=200_000, help="retained messages for RSS")
     parser.add_argument("--skip-official", action="store_true")
+    parser.add_argument("--durable", action="store_true", help="also measure this emulator with --data-dir")
     args = parser.parse_args(argv)
     os.environ.setdefault("NO_GCE_CHECK", "true")
 
@@ -299,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         console = Console(width=130)  # keep the table readable when the output goes to a file
     console.print(f"machine: {machine()}")
     results: dict[str, dict[str, float]] = {}
-    starters = [("workbench", start_ours)]
+    starters: list[tuple[str, Callable[[], Emulator]]] = [("workbench", start_ours)]
+    scratch = tempfile.TemporaryDirectory(prefix="pubsub-bench-") if args.durable else None
+    if scratch is not None:
+        starters.append(("workbench --data-dir", lambda: start_ours(scratch.name)))
     if not args.skip_official and shutil.which("gcloud") and shutil.which("java"):
         starters.append(("official", start_official))
     elif not args.skip_official:
@@ -311,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = run(emulator, args.messages, args.seconds, args.memory_messages)
         finally:
             emulator.stop()
+    if scratch is not None:
+        scratch.cleanup()
 
     rows = [
         ("publish ingest, prebuilt 1,000-message requests (msg/s)", "publish_prebuilt"),
