@@ -277,3 +277,23 @@ def test_journal_replay_keeps_dead_lettered_messages_out_of_the_source(tmp_path)
     assert pull(second) == []
     assert datas(pull(second, sub="projects/p/subscriptions/dead")) == [b"poison"]
     journal.close()
+
+
+def test_journal_ignores_a_torn_last_record(tmp_path):
+    """A crash in the middle of a write leaves a partial record: replay keeps everything before it."""
+    first = Store()
+    journal, _ = open_journal(tmp_path, first.replay, first.snapshot_records)
+    first.journal = journal
+    first.create_topic(TopicPb(name=TOPIC))
+    first.create_subscription(SubscriptionPb(name=SUB, topic=TOPIC))
+    publish(first, b"whole")
+    journal.close()
+    with open(journal.path, "ab") as torn:
+        torn.write(b"\x05\xff\xff\x00\x00partial")  # a publish header announcing more bytes than follow
+
+    second = Store()
+    journal, _ = open_journal(tmp_path, second.replay, second.snapshot_records)
+    second.journal = journal
+    assert datas(pull(second)) == [b"whole"]
+    publish(second, b"after")  # the compacted journal is appendable again
+    journal.close()
