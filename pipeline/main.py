@@ -36,7 +36,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
 
     messages = pipeline | "ReadEvents" >> ReadEvents(subscription)
     valid, invalid = messages | "ParseAndValidate" >> ParseAndValidate()
-    unique = valid | "DeduplicateByEventId" >> DeduplicateByEventId(app.dedup_ttl_seconds)
+    unique = valid | "DeduplicateByEventId" >> DeduplicateByEventId(app.dedup_ttl_seconds, app.dedup_shards)
     files, file_failures = unique | "WriteEventFiles" >> WriteEventFiles(
         app.output_root, app.file_flush_seconds, app.file_max_lines
     )

@@ -65,6 +65,12 @@ class EventPipelineOptions(PipelineOptions):
             default=600.0,
             help="How long an event id is remembered to drop duplicates (bounds the dedup state).",
         )
+        parser.add_argument(
+            "--dedup_shards",
+            type=int,
+            default=16,
+            help="Keys the dedup state is spread over: its parallelism on Dataflow (each shard runs serially).",
+        )
 
 
 def resource_path(kind: str, name: str, project: str | None) -> str:

@@ -19,13 +19,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
-from apache_beam.coders import BooleanCoder, BytesCoder, VarIntCoder
+from apache_beam.coders import BytesCoder, FastPrimitivesCoder, StrUtf8Coder, VarIntCoder
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.transforms.combiners import CountCombineFn
@@ -38,7 +39,7 @@ from apache_beam.transforms.userstate import (
     on_timer,
 )
 from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.timestamp import Timestamp
 
 from eventmodel import reasons as R
 from eventmodel.validate import Accepted, validate
@@ -154,57 +155,110 @@ class ParseAndValidate(beam.PTransform):
 # ------------------------------------------------------------------------------------------------- dedup
 
 
-# State and timer specs live at module level so that the DoFn parameters below can name them as defaults.
-_SEEN = ReadModifyWriteStateSpec("seen", BooleanCoder())
-_EXPIRY = TimerSpec("expiry", TimeDomain.REAL_TIME)
-_SEEN_STATE = beam.DoFn.StateParam(_SEEN)
-_EXPIRY_TIMER = beam.DoFn.TimerParam(_EXPIRY)
+# State specs live at module level so that the DoFn parameters below can name them as defaults.
+DEDUP_SLOTS = 4  # the window is a ring of this many time slots per shard
+_SLOTS = tuple(BagStateSpec(f"ids_{i}", StrUtf8Coder()) for i in range(DEDUP_SLOTS))
+_RING = ReadModifyWriteStateSpec("ring", FastPrimitivesCoder())  # (version token, epoch of each slot)
+_SLOT_STATES = tuple(beam.DoFn.StateParam(spec) for spec in _SLOTS)
+_RING_STATE = beam.DoFn.StateParam(_RING)
 
 
 class DropRepeatedIdsFn(beam.DoFn):
-    """Keyed by event id: lets the first copy through and drops the rest until the id expires.
+    """Keyed by a shard of the event id: lets the first copy of an id through and drops the rest.
 
-    State per id is one flag and one processing-time timer, cleared after `ttl_seconds`: memory is bounded by
-    the ids seen within the TTL, which must cover the longest redelivery or re-publish gap to deduplicate.
+    Each shard remembers ids in a ring of DEDUP_SLOTS time slots of ttl / (DEDUP_SLOTS - 1) seconds of publish
+    time (a bag of ids per slot, appended to, never rewritten); a slot is cleared when the ring moves past it.
+    An id is so remembered for at least `ttl_seconds` and at most ttl * DEDUP_SLOTS / (DEDUP_SLOTS - 1): state is
+    bounded by the ids published within that window, with no timer per id. A message published before the
+    window (a very old redelivery) cannot be judged and is let through (counted), never dropped.
+
+    Why shards and not one key per id (Beam's DeduplicatePerKey pattern): the DirectRunner scans every key it has
+    ever seen on each scheduling round and never forgets one, so per-id keys make a local run slower by the
+    minute. A fixed number of shards costs the same on every runner and keeps the step parallel on Dataflow.
+    Within a bundle a shard's ids are read once into a set; the set is reused across bundles only while the
+    ring's version token shows no one else changed the state.
     """
 
     def __init__(self, ttl_seconds: float, clock: Clock = time.time) -> None:
-        self.ttl_seconds = ttl_seconds
+        self.slot_seconds = ttl_seconds / (DEDUP_SLOTS - 1)
         self.clock = clock
 
     def setup(self) -> None:
         self._duplicates = M.counter(M.DUPLICATES)
+        self._too_old = M.counter(M.DEDUP_TOO_OLD)
+        self._cache: dict[str, tuple[str, list[set[str]]]] = {}
 
     def process(
         self,
         element: tuple[str, ValidEvent],
-        seen=_SEEN_STATE,
-        expiry=_EXPIRY_TIMER,
+        ring=_RING_STATE,
+        slot0=_SLOT_STATES[0],
+        slot1=_SLOT_STATES[1],
+        slot2=_SLOT_STATES[2],
+        slot3=_SLOT_STATES[3],
     ) -> Iterator[ValidEvent]:
-        if seen.read():
+        key, event = element
+        slots = (slot0, slot1, slot2, slot3)
+        published = event.publish_time.timestamp() if event.publish_time else self.clock()
+        epoch = int(published // self.slot_seconds)
+        token, epochs = ring.read() or ("", (-1,) * DEDUP_SLOTS)
+        cached = self._cache.get(key)
+        if token and cached is not None and cached[0] == token:
+            seen = cached[1]
+        else:
+            seen = [set(slot.read()) if epochs[i] != -1 else set() for i, slot in enumerate(slots)]
+        epochs = list(epochs)
+        current = max(*epochs, epoch)
+        changed = False
+        for i in range(DEDUP_SLOTS):
+            if epochs[i] != -1 and epochs[i] <= current - DEDUP_SLOTS:  # the ring moved past this slot
+                slots[i].clear()
+                seen[i] = set()
+                epochs[i] = -1
+                changed = True
+        keep = True
+        if epoch <= current - DEDUP_SLOTS:
+            self._too_old.inc()
+        elif any(event.event_id in ids for ids in seen):
             self._duplicates.inc()
-            return
-        seen.write(True)
-        expiry.set(Timestamp.of(self.clock()) + Duration.of(self.ttl_seconds))
-        yield element[1]
+            keep = False
+        else:
+            slot = epoch % DEDUP_SLOTS
+            if epochs[slot] != epoch:  # a free slot (expired ones were cleared above)
+                slots[slot].clear()
+                seen[slot] = set()
+                epochs[slot] = epoch
+            slots[slot].add(event.event_id)
+            seen[slot].add(event.event_id)
+            changed = True
+        if changed:
+            token = uuid.uuid4().hex
+            ring.write((token, tuple(epochs)))
+        self._cache[key] = (token, seen)
+        if keep:
+            yield event
 
-    @on_timer(_EXPIRY)
-    def expire(self, seen=_SEEN_STATE) -> None:
-        seen.clear()
+
+def _shard_of(event: ValidEvent, shards: int) -> tuple[str, ValidEvent]:
+    # crc32, not hash(): the same id must land on the same shard in every process and on every worker.
+    return str(zlib.crc32(event.event_id.encode("utf-8")) % shards), event
 
 
 class DeduplicateByEventId(beam.PTransform):
-    """Valid events -> the same events with every event id at most once (within the TTL)."""
+    """Valid events -> the same events with every event id at most once within the dedup window."""
 
-    def __init__(self, ttl_seconds: float = 600.0, clock: Clock = time.time) -> None:
+    def __init__(self, ttl_seconds: float = 600.0, shards: int = 16, clock: Clock = time.time) -> None:
         super().__init__()
+        if ttl_seconds <= 0 or shards < 1:
+            raise ValueError("ttl_seconds must be > 0 and shards >= 1")
         self.ttl_seconds = ttl_seconds
+        self.shards = shards
         self.clock = clock
 
     def expand(self, events: beam.PCollection) -> beam.PCollection:
         return (
             events
-            | "KeyByEventId" >> beam.Map(lambda e: (e.event_id, e)).with_output_types(tuple[str, Any])
+            | "KeyByIdShard" >> beam.Map(_shard_of, self.shards).with_output_types(tuple[str, Any])
             | "DropRepeatedIds" >> beam.ParDo(DropRepeatedIdsFn(self.ttl_seconds, self.clock))
         )
 
