@@ -43,6 +43,9 @@ EMPTY = empty_pb2.Empty()
 # an empty response after a while too; clients such as Beam's DirectRunner simply pull again).
 PULL_WAIT_SECONDS = 5.0
 MAX_PULL_MESSAGES = 1000
+# StreamingPullResponse.subscription_properties (field 4) with message_ordering_enabled (field 2) = true, as
+# the real service sends it; exactly_once_delivery_enabled stays false because delivery is at-least-once.
+ORDERED_PROPERTIES = b"\x22\x02\x10\x01"
 STREAM_BATCH = 1000
 
 
@@ -144,13 +147,13 @@ class SubscriberService:
                          name="streaming-pull-reader").start()
         while True:
             try:
-                received, _ = self.store.pull(name, STREAM_BATCH, wait=1.0, stream=stream)
+                received, sub = self.store.pull(name, STREAM_BATCH, wait=1.0, stream=stream)
             except PubSubError as exc:
                 context.abort(exc.code, exc.message)
             if stream.closed or self.store.stopped:
                 return
             if received:
-                yield pull_response(received)
+                yield pull_response(received) + (ORDERED_PROPERTIES if sub.ordered else b"")
 
     def _apply(self, name: str, stream: Stream, request: Any) -> None:
         modacks = list(zip(request.modify_deadline_ack_ids, request.modify_deadline_seconds, strict=False))
