@@ -58,7 +58,7 @@ class EmulatorHandle:
 
     @property
     def target(self) -> str:
-        return f"{self.host}:{self.port}"
+        return address(self.host, self.port)
 
     def stop(self, grace: float = 1.0) -> None:
         """Stop serving; open streams end, pending journal writes are flushed."""
@@ -80,6 +80,11 @@ class EmulatorHandle:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until stop() or request_stop() was called (True) or the timeout passed (False)."""
         return self._stop_requested.wait(timeout)
+
+
+def address(host: str, port: int) -> str:
+    """host:port as gRPC and PUBSUB_EMULATOR_HOST expect it (IPv6 literals in brackets)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 def _check_port(host: str, port: int) -> None:
@@ -142,7 +147,7 @@ def start(host: str = "127.0.0.1", port: int = 8085, data_dir: str | Path | None
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        bound = server.add_insecure_port(address(host, port))
     except RuntimeError:
         bound = 0
     if not bound:

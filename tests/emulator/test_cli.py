@@ -27,15 +27,16 @@ def free_port() -> int:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("view", ["--live", "--no-live"])
-def test_runs_in_foreground_and_stops_on_sigterm(view):
+@pytest.mark.parametrize(("view", "stop_signal"), [("--live", signal.SIGTERM), ("--no-live", signal.SIGTERM),
+                                                   ("--live", signal.SIGINT)])
+def test_runs_in_foreground_and_stops_cleanly(view, stop_signal):
     port = free_port()
     process = subprocess.Popen([*WORKBENCH, "emulator", "pubsub", "--port", str(port), view, "--seed", "3"],
                                cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_healthy(f"127.0.0.1:{port}", timeout=30)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop_signal)  # SIGINT is what Ctrl-C sends
         _, err = process.communicate(timeout=20)
     finally:
         if process.poll() is None:

@@ -223,3 +223,10 @@ def test_module_entry_point_reports_the_port_it_picked():
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_ipv6_loopback_address_is_bracketed():
+    from emulator.pubsub.server import address
+
+    assert address("::1", 8085) == "[::1]:8085"
+    assert address("127.0.0.1", 8085) == "127.0.0.1:8085"
