@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jitter-ms", type=float, default=0.0)
     parser.add_argument("--publish-failure-rate", type=float, default=0.0)
     parser.add_argument("--lost-ack-rate", type=float, default=0.0)
+    parser.add_argument("--fault", action="append", default=[], metavar="RESOURCE,KEY=VALUE[,...]",
+                        help="fault settings for one topic or subscription, e.g. "
+                             "projects/p/subscriptions/s,lost_ack_rate=0.1 (repeatable)")
     parser.add_argument("--workers", type=int, default=128, help="gRPC worker threads (each open stream holds one)")
     return parser.parse_args(argv)
 
@@ -40,12 +43,14 @@ def fault_settings(args: argparse.Namespace) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from emulator.pubsub.faults import parse_override
     from emulator.pubsub.server import start
 
     args = parse_args(argv)
     try:
+        overrides = dict(parse_override(text) for text in args.fault)
         handle = start(args.host, args.port, data_dir=args.data_dir, seed=args.seed,
-                       faults=fault_settings(args), workers=args.workers)
+                       faults=fault_settings(args), workers=args.workers, fault_overrides=overrides)
     except (WorkbenchError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

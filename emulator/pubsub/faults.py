@@ -51,6 +51,29 @@ class FaultConfig:
         return replace(base or cls(), **{k: float(v) for k, v in values.items()})
 
 
+def parse_override(text: str) -> tuple[str, dict[str, float]]:
+    """Parse a command-line override `RESOURCE,key=value[,key=value...]` (resource ids contain no commas).
+
+    >>> parse_override("projects/p/subscriptions/s,lost_ack_rate=0.1,delay_ms=50")
+    ('projects/p/subscriptions/s', {'lost_ack_rate': 0.1, 'delay_ms': 50.0})
+    """
+    resource, *pairs = text.split(",")
+    if not resource.startswith("projects/") or not pairs:
+        raise ValueError(f"fault override {text!r}: expected RESOURCE,key=value[,key=value...] "
+                         "with RESOURCE a full topic or subscription name")
+    values: dict[str, float] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"fault override {text!r}: {pair!r} is not key=value")
+        try:
+            values[key.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"fault override {text!r}: {value!r} is not a number") from None
+    FaultConfig.from_dict(values)  # refuse unknown keys and bad ranges now, not at the first message
+    return resource, values
+
+
 class FaultInjector:
     """Thread-safe holder of the fault settings, the seeded random streams and the counters."""
 

@@ -121,13 +121,17 @@ def _check_data_dir(data_dir: Path) -> None:
 
 
 def start(host: str = "127.0.0.1", port: int = 8085, data_dir: str | Path | None = None, seed: int = 0,
-          faults: dict[str, Any] | None = None, workers: int = DEFAULT_WORKERS) -> EmulatorHandle:
+          faults: dict[str, Any] | None = None, workers: int = DEFAULT_WORKERS,
+          fault_overrides: dict[str, dict[str, Any]] | None = None) -> EmulatorHandle:
     """Start the emulator in this process and return once it accepts connections.
 
+    `faults` are the global fault settings, `fault_overrides` per topic or subscription name.
     Raises WorkbenchError when the port is taken or the data directory is not writable.
     """
     _check_port(host, port)
     injector = FaultInjector(seed, FaultConfig.from_dict(faults or {}))
+    for resource, values in (fault_overrides or {}).items():
+        injector.configure(values, resource)
     store = Store(injector)
     journal = None
     if data_dir is not None:

@@ -230,3 +230,25 @@ def test_ipv6_loopback_address_is_bracketed():
 
     assert address("::1", 8085) == "[::1]:8085"
     assert address("127.0.0.1", 8085) == "127.0.0.1:8085"
+
+
+def test_per_resource_fault_flag_at_start(fresh_emulator):
+    emulator = fresh_emulator("--fault", "projects/p/subscriptions/flaky,lost_ack_rate=0.25,delay_ms=10")
+    with AdminClient(emulator.target) as admin:
+        report = admin.faults()
+    assert report["overrides"]["projects/p/subscriptions/flaky"]["lost_ack_rate"] == 0.25
+    assert report["overrides"]["projects/p/subscriptions/flaky"]["delay_ms"] == 10
+    assert report["global"]["lost_ack_rate"] == 0
+
+
+def test_bad_fault_flag_is_refused_at_start():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-m", "emulator.pubsub", "--port", "0", "--fault", "nonsense"],
+                            cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, timeout=30)
+    assert result.returncode == 2
+    assert b"RESOURCE,key=value" in result.stderr

@@ -33,17 +33,26 @@ def emulator() -> None:
               help="Probability a Publish fails with UNAVAILABLE (clients retry).")
 @click.option("--lost-ack-rate", default=0.0, type=click.FloatRange(0, 1),
               help="Probability an ack is dropped (the message is redelivered).")
+@click.option("--fault", "overrides", multiple=True, metavar="RESOURCE,KEY=VALUE[,...]",
+              help="Fault settings for one topic or subscription, e.g. "
+                   "projects/p/subscriptions/s,lost_ack_rate=0.1 (repeatable).")
 @click.option("--live/--no-live", default=True, show_default=True, help="Show the live view of topics and rates.")
 def pubsub(host: str, port: int, data_dir: str | None, seed: int, duplicate_rate: float, delay_ms: float,
-           jitter_ms: float, publish_failure_rate: float, lost_ack_rate: float, live: bool) -> None:
+           jitter_ms: float, publish_failure_rate: float, lost_ack_rate: float, overrides: tuple[str, ...],
+           live: bool) -> None:
     """Run the Pub/Sub emulator (google.pubsub.v1 over gRPC) in the foreground."""
+    from emulator.pubsub.faults import parse_override
     from emulator.pubsub.live import run_live
     from emulator.pubsub.server import start
     from workbench import terminal
 
     faults = {"duplicate_rate": duplicate_rate, "delay_ms": delay_ms, "jitter_ms": jitter_ms,
               "publish_failure_rate": publish_failure_rate, "lost_ack_rate": lost_ack_rate}
-    handle = start(host, port, data_dir=data_dir, seed=seed, faults=faults)
+    try:
+        fault_overrides = dict(parse_override(text) for text in overrides)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+    handle = start(host, port, data_dir=data_dir, seed=seed, faults=faults, fault_overrides=fault_overrides)
     previous = signal.signal(signal.SIGTERM, lambda *_: handle.request_stop())
     terminal.success(f"Pub/Sub emulator listening on {handle.target}: "
                      f"export PUBSUB_EMULATOR_HOST={handle.target}")
