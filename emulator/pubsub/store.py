@@ -129,6 +129,7 @@ class SubscriptionState:
         self.ready_key_set: set[str] = set()
         self.acked_retained: deque[Message] = deque()
         self.waiters = 0
+        self.outstanding = 0  # leased messages
         self.deleted = False
         self.delivered = 0
         self.acked = 0
@@ -498,6 +499,7 @@ class Store:
             d.attempts += 1
             d.gen += 1
             d.out = True
+            sub.outstanding += 1
             d.stream = stream
             if stream is not None:
                 stream.out_messages += 1
@@ -565,6 +567,7 @@ class Store:
         """End a lease (ack, nack, expiry): free the stream's flow control and the ordering key."""
         d.out = False
         d.lease = 0
+        sub.outstanding -= 1
         stream = d.stream
         if stream is not None:
             stream.out_messages -= 1
@@ -825,9 +828,7 @@ class Store:
                 "topics": {name: {"published": t.published, "subscriptions": len(t.subscriptions)}
                            for name, t in self.topics.items()},
                 "subscriptions": {
-                    name: {"topic": s.topic, "backlog": len(s.messages),
-                           "outstanding": sum(1 for d in s.messages.values() if d.out) if len(s.messages) < 100_000
-                           else -1,
+                    name: {"topic": s.topic, "backlog": len(s.messages), "outstanding": s.outstanding,
                            "delivered": s.delivered, "acked": s.acked, "dead_lettered": s.dead_lettered}
                     for name, s in self.subscriptions.items()},
             }

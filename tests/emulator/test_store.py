@@ -53,10 +53,12 @@ def test_ack_removes_and_nack_redelivers():
     store = make_store()
     publish(store, b"a", b"b")
     first, second = pull(store)
+    assert store.stats()["subscriptions"][SUB]["outstanding"] == 2
     store.acknowledge(SUB, [first.ack_id])
     store.modify_ack_deadline(SUB, [second.ack_id], 0)
     assert datas(pull(store)) == [b"b"]
     assert pull(store) == []
+    assert store.stats()["subscriptions"][SUB]["outstanding"] == 1
 
 
 def test_stale_modack_is_ignored():
