@@ -81,8 +81,8 @@ class Delivery:
         self.stream: Stream | None = None
         self.available_at = available_at
 
-    def ack_id(self) -> bytes:
-        return b"%d-%d" % (self.msg.seq, self.gen)
+    def ack_id(self, subscription_number: int) -> bytes:
+        return b"%d-%d-%d" % (self.msg.seq, self.gen, subscription_number)
 
 
 class Stream:
@@ -112,8 +112,9 @@ class TopicState:
 
 
 class SubscriptionState:
-    def __init__(self, pb: Any, cond: threading.Condition) -> None:
+    def __init__(self, pb: Any, cond: threading.Condition, number: int) -> None:
         self.pb = pb
+        self.number = number  # part of every ack id, so an ack id is only valid on this subscription
         self.name: str = pb.name
         self.topic: str = pb.topic
         self.cond = cond
@@ -178,6 +179,7 @@ class Store:
         self.journal = journal
         self._seq = itertools.count(1)
         self._lease_token = itertools.count(1)
+        self._sub_numbers = itertools.count(1)
         self.stopped = False
 
     # ------------------------------------------------------------------------------------------------ topics
@@ -260,7 +262,7 @@ class Store:
             topic = self.topics.get(pb.topic)
             if topic is None:
                 raise not_found("Topic")
-            sub = SubscriptionState(stored, threading.Condition(self.lock))
+            sub = SubscriptionState(stored, threading.Condition(self.lock), next(self._sub_numbers))
             self.subscriptions[pb.name] = sub
             topic.subscriptions.append(sub)
             ticket = self._log("sub_put", stored.SerializeToString())
@@ -478,7 +480,7 @@ class Store:
         # Injected duplicates go out first: a second copy of a message delivered earlier.
         while sub.duplicates and len(out) < limit_n:
             d = sub.duplicates.popleft()
-            out.append(received_message(d.ack_id(), d.msg.data, d.attempts if with_attempt else 0))
+            out.append(received_message(d.ack_id(sub.number), d.msg.data, d.attempts if with_attempt else 0))
 
         if sub.delayed:
             while sub.delayed and sub.delayed[0][0] <= wall:
@@ -505,7 +507,7 @@ class Store:
                 stream.out_messages += 1
                 stream.out_bytes += d.msg.size
             leased.append(d)
-            out.append(received_message(d.ack_id(), d.msg.data, d.attempts if with_attempt else 0))
+            out.append(received_message(d.ack_id(sub.number), d.msg.data, d.attempts if with_attempt else 0))
             size += d.msg.size
             if injecting and faults.duplicate(sub.name):
                 sub.duplicates.append(d)
@@ -646,7 +648,7 @@ class Store:
         injecting = faults.any_active
         acked = []
         for ack_id in ack_ids:
-            seq = _ack_seq(ack_id)
+            seq = _ack_seq(ack_id, sub.number)
             d = messages.get(seq)
             if d is None:
                 continue
@@ -677,7 +679,7 @@ class Store:
         wall = time.time()
         extended = []
         for ack_id in ack_ids:
-            seq, gen = _ack_seq_gen(ack_id)
+            seq, gen = _ack_seq_gen(ack_id, sub.number)
             d = messages.get(seq)
             if d is None or not d.out or d.gen != gen:
                 continue  # stale or unknown ack id: ignored, like the real service
@@ -867,7 +869,7 @@ class Store:
                 existing.pb = pb
                 existing.configure()
             else:
-                sub = SubscriptionState(pb, threading.Condition(self.lock))
+                sub = SubscriptionState(pb, threading.Condition(self.lock), next(self._sub_numbers))
                 self.subscriptions[pb.name] = sub
                 topic = self.topics.get(pb.topic)
                 if topic is not None:
@@ -922,20 +924,22 @@ class Store:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _ack_seq(ack_id: str) -> int:
-    head, _, _ = ack_id.partition("-")
-    try:
-        return int(head)
-    except ValueError:
-        raise invalid_argument(f"Invalid ack id (ack_id={ack_id})") from None
+def _ack_seq(ack_id: str, subscription_number: int) -> int:
+    """The message number an ack id refers to; -1 when it belongs to another subscription."""
+    return _ack_seq_gen(ack_id, subscription_number)[0]
 
 
-def _ack_seq_gen(ack_id: str) -> tuple[int, int]:
-    head, _, tail = ack_id.partition("-")
+def _ack_seq_gen(ack_id: str, subscription_number: int) -> tuple[int, int]:
+    """(message number, delivery number) of an ack id `{seq}-{gen}-{subscription}`; (-1, -1) when it belongs
+    to another subscription (ack ids are only valid on the subscription that handed them out)."""
+    parts = ack_id.split("-")
     try:
-        return int(head), int(tail)
+        seq, gen, number = (int(part) for part in parts)
     except ValueError:
         raise invalid_argument(f"Invalid ack id (ack_id={ack_id})") from None
+    if number != subscription_number:
+        return -1, -1
+    return seq, gen
 
 
 def _apply_mask(target: Any, source: Any, paths: list[str], immutable: set[str]) -> None:

@@ -536,3 +536,18 @@ def test_nack_in_ordered_key_redelivers_the_rest_of_the_key(pubsub):
         return
     again = pubsub.pull(sub, 2, timeout=8)
     assert [m.message.data for m in again] == [b"k2", b"k3"]
+
+
+def test_ack_id_of_another_subscription_does_not_ack(pubsub):
+    topic = pubsub.topic()
+    first, second = pubsub.subscription(topic), pubsub.subscription(topic)
+    pubsub.publish(topic, b"shared")
+    [from_first] = pubsub.pull(first, 1, ack=False)
+    [from_second] = pubsub.pull(second, 1, ack=False)
+    try:
+        pubsub.subscriber.acknowledge(request={"subscription": second, "ack_ids": [from_first.ack_id]})
+    except exceptions.InvalidArgument:
+        pass  # refusing it is fine too; what matters is that nothing on `second` was acked
+    pubsub.subscriber.modify_ack_deadline(
+        request={"subscription": second, "ack_ids": [from_second.ack_id], "ack_deadline_seconds": 0})
+    assert [m.message.data for m in pubsub.pull(second, 1)] == [b"shared"]
