@@ -4,7 +4,7 @@ Every state change the store makes is appended as a record `[kind:1][length:4][p
 confirms something to the client (publish, unary acknowledge, create/update/delete, seek) wait until their
 record is fsynced, so a kill -9 loses nothing the client was told about. At start-up the journal is replayed
 (a torn last record from a crash is cut off) and rewritten compactly: topics, subscriptions and unacked
-messages only.
+messages only. While running, the store rewrites it the same way once it is mostly dead records.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ KINDS = ("topic_put", "topic_del", "sub_put", "sub_del", "publish", "ack", "seek
 _CODE = {kind: i + 1 for i, kind in enumerate(KINDS)}
 _HEADER = struct.Struct("<BI")
 JOURNAL_FILE = "pubsub.journal"
+# Online compaction is considered once the journal passes this size, and runs when at most half of it is live.
+COMPACT_MIN_BYTES = 64 * 1024 * 1024
 
 
 def read_records(path: Path) -> Iterator[tuple[str, bytes]]:
@@ -37,12 +39,19 @@ def read_records(path: Path) -> Iterator[tuple[str, bytes]]:
 
 
 class Journal:
-    """Appends records from any thread; a writer thread writes and fsyncs them in batches."""
+    """Appends records from any thread; a writer thread writes and fsyncs them in batches.
+
+    `rewrite` replaces the file with a snapshot while running (online compaction), so a long-running
+    durable emulator does not grow its journal without bound.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file = open(path, "ab")  # noqa: SIM115 - held open for the server's lifetime, closed in close()
-        self._lock = threading.Lock()
+        self.size = path.stat().st_size
+        self.next_compaction = COMPACT_MIN_BYTES
+        self._lock = threading.Lock()  # guards the buffer and counters
+        self._io = threading.Lock()  # guards the file: one writer or one rewrite at a time
         self._cond = threading.Condition(self._lock)
         self._buffer: list[bytes] = []
         self._appended = 0
@@ -76,20 +85,41 @@ class Journal:
                     self._cond.wait()
                 if not self._buffer and self._closed:
                     return
-                chunk, self._buffer = self._buffer, []
-                target = self._appended
-            try:
-                self._file.write(b"".join(chunk))
-                self._file.flush()
-                os.fsync(self._file.fileno())
-            except OSError as exc:
+            with self._io:
+                # Taken under the file lock, so a rewrite never races a chunk that is half on its way.
                 with self._lock:
-                    self._error = exc
-                    self._cond.notify_all()
-                return
+                    chunk, self._buffer = self._buffer, []
+                    target = self._appended
+                try:
+                    if chunk:
+                        data = b"".join(chunk)
+                        self._file.write(data)
+                        self._file.flush()
+                        os.fsync(self._file.fileno())
+                        self.size += len(data)
+                except OSError as exc:
+                    with self._lock:
+                        self._error = exc
+                        self._cond.notify_all()
+                    return
+            self._mark_synced(target)
+
+    def _mark_synced(self, target: int) -> None:
+        with self._lock:
+            self._synced = max(self._synced, target)
+            self._cond.notify_all()
+
+    def rewrite(self, top: int, records: list[tuple[str, bytes]]) -> None:
+        """Replace the journal with a snapshot of the state. The caller holds the store lock, so the snapshot
+        reflects every record appended so far: those still buffered are dropped instead of written."""
+        with self._io:
             with self._lock:
-                self._synced = target
-                self._cond.notify_all()
+                self._buffer = []
+                target = self._appended
+            self._file.close()
+            self.size = _write_snapshot(self.path, top, records)
+            self._file = open(self.path, "ab")  # noqa: SIM115 - replaces the handle closed above
+        self._mark_synced(target)
 
     def close(self) -> None:
         with self._lock:
@@ -97,6 +127,24 @@ class Journal:
             self._cond.notify_all()
         self._thread.join(timeout=10)
         self._file.close()
+
+
+def _write_snapshot(path: Path, top: int, records: list[tuple[str, bytes]]) -> int:
+    """Write records to a temporary file, fsync it and move it over `path`; returns its size."""
+    compacted = path.with_name(path.name + ".compact")
+    size = 0
+    with open(compacted, "wb") as out:
+        # The highest message number, so that ids stay unique even when every message was acked.
+        for kind, payload in [("seq", top.to_bytes(8, "little")), *records]:
+            header = _HEADER.pack(_CODE[kind], len(payload))
+            out.write(header)
+            out.write(payload)
+            size += len(header) + len(payload)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(compacted, path)
+    _fsync_dir(path.parent)
+    return size
 
 
 def open_journal(data_dir: Path, replay: Callable[[str, bytes], int],
@@ -110,17 +158,7 @@ def open_journal(data_dir: Path, replay: Callable[[str, bytes], int],
     top = 0
     for kind, payload in read_records(path):
         top = max(top, replay(kind, payload))
-    compacted = data_dir / (JOURNAL_FILE + ".compact")
-    with open(compacted, "wb") as out:
-        # The highest message number, so that ids stay unique even when every message was acked.
-        out.write(_HEADER.pack(_CODE["seq"], 8) + top.to_bytes(8, "little"))
-        for kind, payload in snapshot():
-            out.write(_HEADER.pack(_CODE[kind], len(payload)))
-            out.write(payload)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(compacted, path)
-    _fsync_dir(data_dir)
+    _write_snapshot(path, top, snapshot())
     return Journal(path), top
 
 

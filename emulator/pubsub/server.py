@@ -167,6 +167,7 @@ def start(host: str = "127.0.0.1", port: int = 8085, data_dir: str | Path | None
     def sweep() -> None:
         while not handle._stop.wait(SWEEP_INTERVAL):
             store.sweep()
+            store.maybe_compact()
 
     handle._sweeper = threading.Thread(target=sweep, name="pubsub-sweeper", daemon=True)
     handle._sweeper.start()

@@ -843,6 +843,24 @@ class Store:
         if ticket and self.journal is not None:
             self.journal.wait(ticket)
 
+    def maybe_compact(self) -> bool:
+        """Rewrite the journal as a snapshot when it has grown past its threshold and at most half of it is
+        live state; returns True when it did. Called by the server's upkeep thread."""
+        journal = self.journal
+        if journal is None or journal.size < journal.next_compaction:
+            return False
+        with self.lock:
+            records = self.snapshot_records()
+            live = sum(len(payload) for _, payload in records)
+            if live * 2 > journal.size:
+                journal.next_compaction = journal.size * 2  # mostly live: look again when it doubled
+                return False
+            top = next(self._seq) - 1
+            self._seq = itertools.count(top + 1)
+            journal.rewrite(top, records)
+            journal.next_compaction = max(journal.next_compaction, live * 4)
+        return True
+
     def restore_seq(self, last_seq: int) -> None:
         self._seq = itertools.count(last_seq + 1)
 

@@ -299,3 +299,43 @@ def test_journal_ignores_a_torn_last_record(tmp_path):
     assert datas(pull(second)) == [b"whole"]
     publish(second, b"after")  # the compacted journal is appendable again
     journal.close()
+
+
+def test_online_compaction_keeps_only_live_state(tmp_path):
+    store = Store()
+    journal, _ = open_journal(tmp_path, store.replay, store.snapshot_records)
+    store.journal = journal
+    journal.next_compaction = 50_000  # small threshold so the test stays small
+    store.create_topic(TopicPb(name=TOPIC))
+    store.create_subscription(SubscriptionPb(name=SUB, topic=TOPIC))
+    for _ in range(10):
+        publish(store, *[b"x" * 1000] * 10)
+        store.acknowledge(SUB, [r.ack_id for r in pull(store)])
+    publish(store, b"kept")
+    journal.wait(journal._appended)
+    grown = journal.size
+    assert grown > 100_000
+    assert store.maybe_compact()
+    assert journal.size < 2_000
+    [last_id] = publish(store, b"after compaction")
+    journal.close()
+
+    restored = Store()
+    journal, top = open_journal(tmp_path, restored.replay, restored.snapshot_records)
+    assert datas(pull(restored)) == [b"kept", b"after compaction"]
+    assert top == int(last_id)
+    journal.close()
+
+
+def test_compaction_waits_while_most_of_the_journal_is_live(tmp_path):
+    store = Store()
+    journal, _ = open_journal(tmp_path, store.replay, store.snapshot_records)
+    store.journal = journal
+    journal.next_compaction = 10_000
+    store.create_topic(TopicPb(name=TOPIC))
+    store.create_subscription(SubscriptionPb(name=SUB, topic=TOPIC))
+    publish(store, *[b"x" * 1000] * 20)  # nothing acked: all live
+    journal.wait(journal._appended)
+    assert not store.maybe_compact()
+    assert journal.next_compaction == journal.size * 2
+    journal.close()
