@@ -15,7 +15,8 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-KINDS = ("topic_put", "topic_del", "sub_put", "sub_del", "publish", "ack", "seek", "deliver", "seq")
+# Append only: a record's code is its position here.
+KINDS = ("topic_put", "topic_del", "sub_put", "sub_del", "publish", "ack", "seek", "deliver", "seq", "reset")
 _CODE = {kind: i + 1 for i, kind in enumerate(KINDS)}
 _HEADER = struct.Struct("<BI")
 JOURNAL_FILE = "pubsub.journal"

@@ -43,3 +43,8 @@ def project_name(name: str) -> str:
     if len(parts) != 2 or parts[0] != "projects" or not _PROJECT.fullmatch(parts[1]):
         raise invalid_argument(f"Invalid [projects] name: (name={name})")
     return parts[1]
+
+
+def snapshot_name(name: str) -> tuple[str, str]:
+    """Validate a full snapshot name; returns (project, snapshot id) or raises INVALID_ARGUMENT."""
+    return _check(name, "snapshots", "snapshots")

@@ -95,9 +95,11 @@ class PublisherService:
         return response
 
     def list_topic_snapshots(self, request: Any, context: grpc.ServicerContext) -> Any:
-        # Snapshots are not supported, so every topic has none (the topic must still exist).
-        self.store.get_topic(request.topic)
-        return ListTopicSnapshotsResponsePb()
+        snapshots, token = page(self.store.list_topic_snapshots(request.topic), request.page_size,
+                                request.page_token)
+        response = ListTopicSnapshotsResponsePb(next_page_token=token)
+        response.snapshots.extend(snapshots)
+        return response
 
     def delete_topic(self, request: Any, context: grpc.ServicerContext) -> Any:
         names.topic_name(request.topic)

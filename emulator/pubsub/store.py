@@ -27,10 +27,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.pubsub_v1.types import PubsubMessage, Subscription, Topic
+import grpc
+from google.pubsub_v1.types import PubsubMessage, Snapshot, Subscription, Topic
 
 from emulator.pubsub import names
-from emulator.pubsub.errors import already_exists, invalid_argument, not_found
+from emulator.pubsub.errors import PubSubError, already_exists, invalid_argument, not_found
 from emulator.pubsub.faults import FaultInjector
 from emulator.pubsub.filters import Predicate, compile_filter
 from emulator.pubsub.wire import received_message
@@ -38,6 +39,7 @@ from emulator.pubsub.wire import received_message
 TopicPb = Topic.pb()
 SubscriptionPb = Subscription.pb()
 PubsubMessagePb = PubsubMessage.pb()
+SnapshotPb = Snapshot.pb()
 
 MAX_PUBLISH_MESSAGES = 1000
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
@@ -48,6 +50,7 @@ DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
 DEFAULT_MAX_DELIVERY_ATTEMPTS = 5
 DEFAULT_MIN_BACKOFF = 10.0
 DEFAULT_MAX_BACKOFF = 600.0
+SNAPSHOT_LIFETIME = 7 * 24 * 3600.0  # the official emulator sets expire_time to creation + 7 days
 
 
 class Message:
@@ -105,9 +108,20 @@ class Stream:
 
 
 @dataclass
+class SnapshotState:
+    """A subscription's unacked messages at creation, plus every message published to the topic since."""
+
+    pb: Any
+    expire_at: float
+    unacked: dict[int, Message] = field(default_factory=dict)
+    after: dict[int, Message] = field(default_factory=dict)
+
+
+@dataclass
 class TopicState:
     pb: Any
     subscriptions: list[SubscriptionState] = field(default_factory=list)
+    snapshots: list[SnapshotState] = field(default_factory=list)
     published: int = 0
 
 
@@ -175,6 +189,7 @@ class Store:
         self.lock = threading.Lock()
         self.topics: dict[str, TopicState] = {}
         self.subscriptions: dict[str, SubscriptionState] = {}
+        self.snapshots: dict[str, SnapshotState] = {}
         self.faults = faults or FaultInjector()
         self.journal = journal
         self._seq = itertools.count(1)
@@ -387,6 +402,8 @@ class Store:
             topic.published += len(stored)
             for sub in subs:
                 self._enqueue(sub, stored, now)
+            for snapshot in topic.snapshots:
+                snapshot.after.update((msg.seq, msg) for msg in stored)
             ticket = self._log("publish", _encode_publish(topic_name, stored))
         self._wait(ticket)
         return ids
@@ -763,20 +780,23 @@ class Store:
     def _seek(self, sub: SubscriptionState, when: float) -> None:
         keep: dict[int, Message] = {}
         for d in sub.messages.values():
-            if d.out:
-                self._release(sub, d)
-            d.done = True
             if d.msg.publish_time >= when:
                 keep[d.msg.seq] = d.msg
-            elif sub.retain_acked:
-                sub.acked_retained.append(d.msg)
-        retained = deque()
         for msg in sub.acked_retained:
             if msg.publish_time >= when:
                 keep[msg.seq] = msg
-            else:
-                retained.append(msg)
-        sub.acked_retained = deque(sorted(retained, key=lambda m: m.seq))
+        self._reset(sub, keep)
+
+    def _reset(self, sub: SubscriptionState, keep: dict[int, Message]) -> None:
+        """Make exactly `keep` the unacked messages (fresh, undelivered); the rest count as acked."""
+        for d in sub.messages.values():
+            if d.out:
+                self._release(sub, d)
+            d.done = True
+            if sub.retain_acked and d.msg.seq not in keep:
+                sub.acked_retained.append(d.msg)
+        sub.acked_retained = deque(sorted((m for m in sub.acked_retained if m.seq not in keep),
+                                          key=lambda m: m.seq))
         sub.messages.clear()
         sub.ready.clear()
         sub.redeliver.clear()
@@ -795,7 +815,93 @@ class Store:
                 self._key_append(sub, d)
             else:
                 sub.ready.append(d)
-        sub.cond.notify_all()
+        if sub.waiters:
+            sub.cond.notify_all()
+
+    # -------------------------------------------------------------------------------------------- snapshots
+    def create_snapshot(self, name: str, subscription: str, labels: dict[str, str]) -> Any:
+        names.snapshot_name(name)
+        with self.lock:
+            sub = self._subscription(subscription)
+            if name in self.snapshots:
+                raise already_exists("Snapshot")
+            topic = self.topics.get(sub.topic)
+            if topic is None:
+                raise PubSubError(grpc.StatusCode.FAILED_PRECONDITION,
+                                  "The subscription's topic was deleted; a snapshot needs a topic")
+            now = time.time()
+            pb = SnapshotPb(name=name, topic=sub.topic, labels=labels)
+            pb.expire_time.FromNanoseconds(int((now + SNAPSHOT_LIFETIME) * 1e9))
+            snapshot = SnapshotState(pb, now + SNAPSHOT_LIFETIME,
+                                     unacked={seq: d.msg for seq, d in sub.messages.items()})
+            self.snapshots[name] = snapshot
+            topic.snapshots.append(snapshot)
+            return pb
+
+    def get_snapshot(self, name: str) -> Any:
+        return self._snapshot(name).pb
+
+    def _snapshot(self, name: str) -> SnapshotState:
+        names.snapshot_name(name)
+        snapshot = self.snapshots.get(name)
+        if snapshot is None:
+            raise PubSubError(grpc.StatusCode.NOT_FOUND, "Snapshot does not exist")
+        return snapshot
+
+    def list_snapshots(self, project: str) -> list[Any]:
+        names.project_name(project)
+        prefix = project + "/snapshots/"
+        with self.lock:
+            return [s.pb for name, s in sorted(self.snapshots.items()) if name.startswith(prefix)]
+
+    def list_topic_snapshots(self, topic_name: str) -> list[str]:
+        names.topic_name(topic_name)
+        with self.lock:
+            topic = self.topics.get(topic_name)
+            if topic is None:
+                raise not_found("Topic")
+            return sorted(s.pb.name for s in topic.snapshots)
+
+    def update_snapshot(self, pb: Any, paths: Iterable[str]) -> Any:
+        paths = list(paths)
+        if not paths:
+            raise invalid_argument("No update_mask provided or update_mask is empty")
+        with self.lock:
+            snapshot = self._snapshot(pb.name)
+            updated = SnapshotPb()
+            updated.CopyFrom(snapshot.pb)
+            _apply_mask(updated, pb, paths, immutable={"name", "topic"})
+            snapshot.pb = updated
+            snapshot.expire_at = updated.expire_time.seconds + updated.expire_time.nanos / 1e9
+            return updated
+
+    def delete_snapshot(self, name: str) -> None:
+        with self.lock:
+            snapshot = self._snapshot(name)
+            self._forget_snapshot(snapshot)
+
+    def _forget_snapshot(self, snapshot: SnapshotState) -> None:
+        self.snapshots.pop(snapshot.pb.name, None)
+        topic = self.topics.get(snapshot.pb.topic)
+        if topic is not None and snapshot in topic.snapshots:
+            topic.snapshots.remove(snapshot)
+
+    def seek_to_snapshot(self, name: str, snapshot_name: str) -> None:
+        """The snapshot's messages (unacked at its creation, or published since) become the unacked ones."""
+        with self.lock:
+            sub = self._subscription(name)
+            snapshot = self._snapshot(snapshot_name)
+            if snapshot.pb.topic != sub.topic:
+                raise PubSubError(grpc.StatusCode.FAILED_PRECONDITION,
+                                  "The snapshot's topic is not the subscription's topic")
+            keep = dict(snapshot.unacked)
+            keep.update(snapshot.after)
+            if sub.filter is not None:
+                keep = {seq: m for seq, m in keep.items() if sub.filter(m.attributes or _attributes(m))}
+            self._reset(sub, keep)
+            # Snapshots are not journaled, so the outcome is: the exact set of unacked messages.
+            ticket = self._log("reset", _encode_publish(sub.name, [keep[seq] for seq in sorted(keep)]))
+        self._wait(ticket)
 
     # -------------------------------------------------------------------------------------------- upkeep
     def sweep(self) -> None:
@@ -804,6 +910,8 @@ class Store:
         now = time.monotonic()
         wall = time.time()
         with self.lock:
+            for snapshot in [s for s in self.snapshots.values() if s.expire_at <= wall]:
+                self._forget_snapshot(snapshot)
             for sub in self.subscriptions.values():
                 self._expire(sub, now)
                 if sub.acked_retained:
@@ -920,6 +1028,11 @@ class Store:
                         d.done = True
                         if sub.retain_acked:
                             sub.acked_retained.append(d.msg)
+        elif kind == "reset":
+            target, stored = _decode_publish(payload)
+            sub = self.subscriptions.get(target)
+            if sub is not None:
+                self._reset(sub, {msg.seq: msg for msg in stored})
         elif kind == "seek":
             name, when = _decode_seek(payload)
             sub = self.subscriptions.get(name)
@@ -958,6 +1071,12 @@ def _ack_seq_gen(ack_id: str, subscription_number: int) -> tuple[int, int]:
     if number != subscription_number:
         return -1, -1
     return seq, gen
+
+
+def _attributes(msg: Message) -> dict[str, str]:
+    """A message's attributes, parsed from its bytes when they were not kept at publish."""
+    msg.attributes = dict(PubsubMessagePb.FromString(msg.data).attributes)
+    return msg.attributes
 
 
 def _apply_mask(target: Any, source: Any, paths: list[str], immutable: set[str]) -> None:

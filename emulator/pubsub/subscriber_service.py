@@ -14,8 +14,13 @@ import grpc
 from google.protobuf import empty_pb2
 from google.pubsub_v1.types import (
     AcknowledgeRequest,
+    CreateSnapshotRequest,
+    DeleteSnapshotRequest,
     DeleteSubscriptionRequest,
+    GetSnapshotRequest,
     GetSubscriptionRequest,
+    ListSnapshotsRequest,
+    ListSnapshotsResponse,
     ListSubscriptionsRequest,
     ListSubscriptionsResponse,
     ModifyAckDeadlineRequest,
@@ -24,6 +29,7 @@ from google.pubsub_v1.types import (
     SeekResponse,
     StreamingPullRequest,
     Subscription,
+    UpdateSnapshotRequest,
     UpdateSubscriptionRequest,
 )
 
@@ -36,6 +42,7 @@ SERVICE = "google.pubsub.v1.Subscriber"
 
 StreamingPullRequestPb = StreamingPullRequest.pb()
 ListSubscriptionsResponsePb = ListSubscriptionsResponse.pb()
+ListSnapshotsResponsePb = ListSnapshotsResponse.pb()
 SeekResponsePb = SeekResponse.pb()
 EMPTY = empty_pb2.Empty()
 
@@ -69,6 +76,11 @@ class SubscriberService:
                 response_serializer=raw,
             ),
             "Seek": unary(self.seek, SeekRequest.pb()),
+            "CreateSnapshot": unary(self.create_snapshot, CreateSnapshotRequest.pb()),
+            "GetSnapshot": unary(self.get_snapshot, GetSnapshotRequest.pb()),
+            "ListSnapshots": unary(self.list_snapshots, ListSnapshotsRequest.pb()),
+            "UpdateSnapshot": unary(self.update_snapshot, UpdateSnapshotRequest.pb()),
+            "DeleteSnapshot": unary(self.delete_snapshot, DeleteSnapshotRequest.pb()),
         })
 
     # ------------------------------------------------------------------------------------- administration
@@ -120,9 +132,31 @@ class SubscriberService:
         if request.HasField("time"):
             self.store.seek_to_time(request.subscription, request.time.seconds + request.time.nanos / 1e9)
             return SeekResponsePb()
-        self.store.get_subscription(request.subscription)
-        # Snapshots cannot be created here, so none exists (the official emulator answers the same).
-        raise PubSubError(grpc.StatusCode.NOT_FOUND, "Snapshot does not exist")
+        if request.snapshot:
+            self.store.seek_to_snapshot(request.subscription, request.snapshot)
+            return SeekResponsePb()
+        raise invalid_argument("Seek needs a time or a snapshot")
+
+    # ------------------------------------------------------------------------------------------ snapshots
+    def create_snapshot(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.store.create_snapshot(request.name, request.subscription, dict(request.labels))
+
+    def get_snapshot(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.store.get_snapshot(request.snapshot)
+
+    def list_snapshots(self, request: Any, context: grpc.ServicerContext) -> Any:
+        snapshots, token = page(self.store.list_snapshots(request.project), request.page_size,
+                                request.page_token)
+        response = ListSnapshotsResponsePb(next_page_token=token)
+        response.snapshots.extend(snapshots)
+        return response
+
+    def update_snapshot(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.store.update_snapshot(request.snapshot, request.update_mask.paths)
+
+    def delete_snapshot(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.store.delete_snapshot(request.snapshot)
+        return EMPTY
 
     def streaming_pull(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[bytes]:
         try:

@@ -551,3 +551,57 @@ def test_ack_id_of_another_subscription_does_not_ack(pubsub):
     pubsub.subscriber.modify_ack_deadline(
         request={"subscription": second, "ack_ids": [from_second.ack_id], "ack_deadline_seconds": 0})
     assert [m.message.data for m in pubsub.pull(second, 1)] == [b"shared"]
+
+
+
+# ---------------------------------------------------------------------------------------------- snapshots
+def test_snapshot_lifecycle_and_seek(pubsub):
+    topic = pubsub.topic()
+    sub = pubsub.subscription(topic)
+    snapshot = f"projects/{pubsub.project}/snapshots/snap-{sub.rsplit('-', 1)[1]}"
+    pubsub.publish(topic, b"before")
+    created = pubsub.subscriber.create_snapshot(name=snapshot, subscription=sub)
+    assert created.name == snapshot
+    assert created.topic == topic
+    assert created.expire_time > datetime.now(UTC) + timedelta(days=6)
+    pubsub.publish(topic, b"after")
+    assert sorted(m.message.data for m in pubsub.pull(sub, 2)) == [b"after", b"before"]
+    # Seeking back brings both: unacked at snapshot time, and published since.
+    pubsub.subscriber.seek(request={"subscription": sub, "snapshot": snapshot})
+    assert sorted(m.message.data for m in pubsub.pull(sub, 2)) == [b"after", b"before"]
+    assert snapshot in [s.name for s in pubsub.subscriber.list_snapshots(project=f"projects/{pubsub.project}")]
+    assert list(pubsub.publisher.list_topic_snapshots(topic=topic)) == [snapshot]
+    with pytest.raises(exceptions.AlreadyExists):
+        pubsub.subscriber.create_snapshot(name=snapshot, subscription=sub)
+    pubsub.subscriber.delete_snapshot(snapshot=snapshot)
+    with pytest.raises(exceptions.NotFound):
+        pubsub.subscriber.get_snapshot(snapshot=snapshot)
+
+
+def test_snapshot_excludes_messages_acked_before_it(pubsub):
+    topic = pubsub.topic()
+    sub = pubsub.subscription(topic)
+    snapshot = f"projects/{pubsub.project}/snapshots/snap-{sub.rsplit('-', 1)[1]}"
+    pubsub.publish(topic, b"acked")
+    assert len(pubsub.pull(sub, 1)) == 1
+    pubsub.publish(topic, b"pending")
+    pubsub.subscriber.create_snapshot(name=snapshot, subscription=sub)
+    assert len(pubsub.pull(sub, 1)) == 1
+    pubsub.subscriber.seek(request={"subscription": sub, "snapshot": snapshot})
+    assert [m.message.data for m in pubsub.pull(sub, 1)] == [b"pending"]
+    assert pubsub.pull_nothing(sub) == []
+
+
+def test_snapshot_of_missing_subscription_is_not_found(pubsub):
+    with pytest.raises(exceptions.NotFound):
+        pubsub.subscriber.create_snapshot(name=f"projects/{pubsub.project}/snapshots/nosub",
+                                          subscription=pubsub.subscription_path())
+
+
+def test_seek_to_snapshot_of_another_topic_is_refused(pubsub):
+    first_topic, second_topic = pubsub.topic(), pubsub.topic()
+    first, second = pubsub.subscription(first_topic), pubsub.subscription(second_topic)
+    snapshot = f"projects/{pubsub.project}/snapshots/snap-{first.rsplit('-', 1)[1]}"
+    pubsub.subscriber.create_snapshot(name=snapshot, subscription=first)
+    with pytest.raises(exceptions.FailedPrecondition):
+        pubsub.subscriber.seek(request={"subscription": second, "snapshot": snapshot})

@@ -339,3 +339,54 @@ def test_compaction_waits_while_most_of_the_journal_is_live(tmp_path):
     assert not store.maybe_compact()
     assert journal.next_compaction == journal.size * 2
     journal.close()
+
+
+def test_snapshot_expires_and_seek_applies_the_filter():
+    store = make_store(filter='attributes.kind = "keep"')
+    store.create_subscription(SubscriptionPb(name="projects/p/subscriptions/all", topic=TOPIC))
+    store.create_snapshot("projects/p/snapshots/snap", "projects/p/subscriptions/all", {})
+    publish(store, b"yes", kind="keep")
+    publish(store, b"no", kind="drop")
+    assert datas(pull(store)) == [b"yes"]
+    store.seek_to_snapshot(SUB, "projects/p/snapshots/snap")
+    assert datas(pull(store)) == [b"yes"]  # the snapshot holds both; the filter still applies
+    store.snapshots["projects/p/snapshots/snap"].expire_at = time.time() - 1
+    store.sweep()
+    assert store.list_topic_snapshots(TOPIC) == []
+    with pytest.raises(PubSubError) as missing:
+        store.get_snapshot("projects/p/snapshots/snap")
+    assert missing.value.code.name == "NOT_FOUND"
+
+
+def test_seek_to_snapshot_survives_a_restart(tmp_path):
+    first = Store()
+    journal, _ = open_journal(tmp_path, first.replay, first.snapshot_records)
+    first.journal = journal
+    first.create_topic(TopicPb(name=TOPIC))
+    first.create_subscription(SubscriptionPb(name=SUB, topic=TOPIC))
+    publish(first, b"a")
+    first.create_snapshot("projects/p/snapshots/snap", SUB, {})
+    first.acknowledge(SUB, [r.ack_id for r in pull(first)])
+    first.seek_to_snapshot(SUB, "projects/p/snapshots/snap")
+    journal.close()
+
+    second = Store()
+    journal, _ = open_journal(tmp_path, second.replay, second.snapshot_records)
+    assert datas(pull(second)) == [b"a"]
+    journal.close()
+
+
+def test_seek_to_time_survives_a_restart(tmp_path):
+    first = Store()
+    journal, _ = open_journal(tmp_path, first.replay, first.snapshot_records)
+    first.journal = journal
+    first.create_topic(TopicPb(name=TOPIC))
+    first.create_subscription(SubscriptionPb(name=SUB, topic=TOPIC))
+    publish(first, b"a")
+    first.seek_to_time(SUB, time.time() + 1)  # acks everything published before
+    journal.close()
+
+    second = Store()
+    journal, _ = open_journal(tmp_path, second.replay, second.snapshot_records)
+    assert pull(second) == []
+    journal.close()
