@@ -14,10 +14,12 @@ forever).
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import apache_beam as beam
@@ -26,6 +28,7 @@ from apache_beam import pvalue
 from apache_beam.io.gcp.bigquery import BigQueryDisposition, BigQueryWriteFn, WriteToBigQuery
 from apache_beam.io.gcp.bigquery_tools import RetryStrategy
 from apache_beam.io.gcp.pubsub import PubsubMessage, WriteToPubSub
+from apache_beam.utils.timestamp import Timestamp
 
 from eventmodel import reasons as R
 from eventmodel import rows
@@ -223,43 +226,112 @@ class WriteEventRows(beam.PTransform):
             ).with_outputs(DEAD_LETTER, main="unused")
             failed = inserted[DEAD_LETTER]
         else:
-            failed = built.rows | "StorageWrite" >> _StorageWrite(self.max_retries)
+            failed = built.rows | "StorageWrite" >> _StorageWrite(self.project, self.dataset)
         return (built[DEAD_LETTER], failed) | "RowDeadLetters" >> beam.Flatten()
 
 
-class _StorageWrite(beam.PTransform):
-    """STORAGE_WRITE_API via WriteToBigQuery (a Java expansion service: Dataflow, not offline)."""
+def fetch_table_schema(project: str, dataset: str, table: str, client: Any = None) -> dict[str, Any]:
+    """A table's schema as BigQuery has it ({"fields": [{"name", "type", "mode", "fields"?}, ...]}).
 
-    def __init__(self, max_retries: int) -> None:
+    STORAGE_WRITE_API needs the schema at construction time to turn rows into Beam Rows; reading it from the
+    table (made from ddl/) keeps one source of truth. Called where the job is built, with its credentials.
+    """
+    if client is None:
+        from google.cloud import bigquery
+
+        client = bigquery.Client(project=project)
+    found = client.get_table(f"{project}.{dataset}.{table}")
+
+    def field(f: Any) -> dict[str, Any]:
+        described = {"name": f.name, "type": f.field_type, "mode": f.mode or "NULLABLE"}
+        if f.fields:
+            described["fields"] = [field(sub) for sub in f.fields]
+        return described
+
+    return {"fields": [field(f) for f in found.schema]}
+
+
+def to_storage_row(row: dict[str, Any], fields: list[dict[str, Any]]) -> dict[str, Any]:
+    """An insertAll row (eventmodel.rows: TIMESTAMP and NUMERIC as text, BYTES as base64) in the Python types
+    Beam's Storage Write conversion expects (Timestamp, Decimal, bytes), following the table's schema."""
+    converted: dict[str, Any] = {}
+    for field in fields:
+        value = row.get(field["name"])
+        if value is None:
+            converted[field["name"]] = [] if field.get("mode") == "REPEATED" else None
+        elif field.get("mode") == "REPEATED":
+            converted[field["name"]] = [_storage_value(item, field) for item in value]
+        else:
+            converted[field["name"]] = _storage_value(value, field)
+    return converted
+
+
+def _storage_value(value: Any, field: dict[str, Any]) -> Any:
+    kind = field["type"].upper()
+    if kind in ("RECORD", "STRUCT"):
+        return to_storage_row(value, field["fields"])
+    if kind == "TIMESTAMP":
+        return Timestamp.from_rfc3339(value) if isinstance(value, str) else value
+    if kind in ("NUMERIC", "BIGNUMERIC"):
+        return Decimal(str(value))
+    if kind in ("INT64", "INTEGER"):
+        return int(value)
+    if kind in ("FLOAT", "FLOAT64"):
+        return float(value)
+    if kind == "BYTES":
+        return base64.b64decode(value) if isinstance(value, str) else value
+    return value
+
+
+class _StorageWrite(beam.PTransform):
+    """STORAGE_WRITE_API through WriteToBigQuery, one write per event table with the table's own schema.
+
+    Beam runs it through a Java expansion service, so it is built and run on Dataflow (or with Java), never by the
+    offline tests; to_storage_row and fetch_table_schema are tested on their own.
+    """
+
+    def __init__(self, project: str, dataset: str, schema_client: Any = None) -> None:
         super().__init__()
-        self.max_retries = max_retries
+        self.project = project
+        self.dataset = dataset
+        self.schema_client = schema_client
 
     def expand(self, keyed_rows: beam.PCollection) -> beam.PCollection:
-        result = (
-            keyed_rows
-            | "RowWithTable" >> beam.Map(lambda kv: {**kv[1][0], "_table": kv[0]})
-            | "WriteToBigQuery"
-            >> WriteToBigQuery(
-                table=lambda row: row.pop("_table"),
-                method=WriteToBigQuery.Method.STORAGE_WRITE_API,
-                create_disposition=BigQueryDisposition.CREATE_NEVER,
-                write_disposition=BigQueryDisposition.WRITE_APPEND,
+        failures = []
+        for table in rows.TABLES.values():
+            spec = table_spec(self.project, self.dataset, table)
+            schema = fetch_table_schema(self.project, self.dataset, table, self.schema_client)
+            result = (
+                keyed_rows
+                | f"Only{table}" >> beam.Filter(lambda kv, spec=spec: kv[0] == spec)
+                | f"StorageRows{table}"
+                >> beam.Map(lambda kv, fields=schema["fields"]: to_storage_row(kv[1][0], fields))
+                | f"StorageWrite{table}"
+                >> WriteToBigQuery(
+                    table=spec,
+                    schema=schema,
+                    method=WriteToBigQuery.Method.STORAGE_WRITE_API,
+                    create_disposition=BigQueryDisposition.CREATE_NEVER,
+                    write_disposition=BigQueryDisposition.WRITE_APPEND,
+                )
             )
-        )
-        return result.failed_rows_with_errors | "FailedRowsToDeadLetters" >> beam.Map(_storage_failure)
+            failures.append(result.failed_rows_with_errors | f"FailedRows{table}" >> beam.Map(_storage_failure))
+        return tuple(failures) | "StorageWriteFailures" >> beam.Flatten()
 
 
 def _storage_failure(failure: Any) -> DeadLetter:
-    # Storage Write returns the row, not the message: the row (which holds the event) becomes the body.
-    destination, row, errors = failure[0], failure[1], failure[2] if len(failure) > 2 else ""
+    # Storage Write hands back the row, not the message: the row (which holds the event) becomes the body.
+    destination, row = failure[0], failure[1]
+    errors = failure[2] if len(failure) > 2 else ""
+    record = row._asdict() if hasattr(row, "_asdict") else dict(row)
     return DeadLetter(
-        orjson.dumps(row, default=str),
+        orjson.dumps(record, default=str),
         {},
         R.BIGQUERY_INSERT_FAILED,
         f"{destination}: {errors}"[:900],
         core.STAGE_BIGQUERY,
-        row.get(rows.MESSAGE_ID) or "",
-        row.get(rows.EVENT_ID) or "",
+        str(record.get(rows.MESSAGE_ID) or ""),
+        str(record.get(rows.EVENT_ID) or ""),
         None,
     )
 

@@ -335,9 +335,9 @@ class BufferAndWriteFilesFn(beam.DoFn):
     def __init__(
         self,
         output_root: str,
-        flush_seconds: float = 5.0,
+        flush_seconds: float | None = 5.0,
         max_lines: int = 5000,
-        forget_after_seconds: float = 3600.0,
+        forget_after_seconds: float | None = 3600.0,
         clock: Clock = time.time,
         write_attempts: int = 3,
     ) -> None:
@@ -372,7 +372,8 @@ class BufferAndWriteFilesFn(beam.DoFn):
             oldest.add(publish_us)
         buffered = count.read()
         if buffered == 1:
-            flush.set(Timestamp.of(self.clock() + self.flush_seconds))
+            if self.flush_seconds:  # None: batch use (history backfills, benchmarks), size and drain flushes only
+                flush.set(Timestamp.of(self.clock() + self.flush_seconds))
             drain.set(GlobalWindow().max_timestamp())
         if buffered >= self.max_lines:
             yield from self._flush(key, lines, count, oldest, next_sequence, forget)
@@ -436,7 +437,8 @@ class BufferAndWriteFilesFn(beam.DoFn):
                 _LOG.warning("write of %s failed (attempt %d): %s", path, attempt + 1, exc)
                 time.sleep(min(2.0, 0.2 * 2**attempt))
         next_sequence.write(sequence + 1)
-        forget.set(Timestamp.of(self.clock() + self.forget_after_seconds))
+        if self.forget_after_seconds:
+            forget.set(Timestamp.of(self.clock() + self.forget_after_seconds))
         if error is not None:
             detail = f"writing {path} failed {self.write_attempts} times: {core.describe_exception(error)}"
             for line in buffered:
@@ -489,11 +491,13 @@ class WriteEventFiles(beam.PTransform):
     def __init__(
         self,
         output_root: str,
-        flush_seconds: float = 5.0,
+        flush_seconds: float | None = 5.0,
         max_lines: int = 5000,
         clock: Clock = time.time,
+        forget_after_seconds: float | None = 3600.0,
     ) -> None:
         super().__init__()
+        self.forget_after_seconds = forget_after_seconds
         self.output_root = output_root.rstrip("/") or "/"
         self.flush_seconds = flush_seconds
         self.max_lines = max_lines
@@ -506,7 +510,9 @@ class WriteEventFiles(beam.PTransform):
             | "TypeKeys" >> beam.Map(lambda kv: kv).with_output_types(tuple[str, Any])
             | "BufferAndWrite"
             >> beam.ParDo(
-                BufferAndWriteFilesFn(self.output_root, self.flush_seconds, self.max_lines, clock=self.clock)
+                BufferAndWriteFilesFn(
+                    self.output_root, self.flush_seconds, self.max_lines, self.forget_after_seconds, self.clock
+                )
             ).with_outputs(DEAD_LETTER, main="files")
         )
         dead = (lines[DEAD_LETTER], written[DEAD_LETTER]) | "FileDeadLetters" >> beam.Flatten()

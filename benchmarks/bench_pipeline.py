@@ -1,0 +1,373 @@
+"""Pipeline benchmarks: the transform chain alone, and the local stack end to end.
+
+    .venv/bin/python benchmarks/bench_pipeline.py                 # chain + end to end (~5 minutes)
+    .venv/bin/python benchmarks/bench_pipeline.py --chain-only    # the transform chain only (~1 minute)
+    .venv/bin/python benchmarks/bench_pipeline.py --soak          # adds 10 minutes at 500 events/s
+
+1. Transform chain on the FnApiRunner (batch): ParseAndValidate -> DeduplicateByEventId -> WriteEventFiles (local
+   directory, size/drain flushes) + BigQuery row building + dead-letter building, no network. Its events/s are
+   printed beside the raw validator's speed over the same messages in the same run (validate() in a loop), and
+   as a ratio of the two. Messages are pre-generated into a pickle file that a DoFn loads in setup(), so neither
+   the generator nor Beam's Create (which bz2-compresses its values at construction) is timed.
+2. End to end on the local stack: this project's Pub/Sub emulator and bqemulator as subprocesses, the pipeline as
+   `workbench run-pipeline` (DirectRunner) in its own process, the publisher in this one.
+   - at 500 events/s for 60 s: p50/p95 lag from Pub/Sub publish to the BigQuery row, measured two ways: the row's
+     own ingest_time - publish_time (built just before the insert), and when a 1 s poll of the tables first saw
+     the row (an upper bound: poll period and query time included); peak RSS of the pipeline process;
+   - steps of 1,000 / 1,500 / 2,000 / 2,500 events/s for 30 s each: how long after the publisher stopped the last
+     row arrived (drain) and the p95 build lag; a rate is sustainable when the pipeline keeps up (drain within 10 s
+     and p95 lag under 5 s);
+   - --soak: 10 minutes at 500 events/s, lag and memory per minute.
+Figures go to the terminal; docs/benchmarks-pipeline.md records them with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from _machine import describe  # benchmarks/ is the script's folder, hence on sys.path
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+console = Console()
+PROJECT = "bench-pipeline"
+
+
+# ------------------------------------------------------------------------------------------ 1. the chain
+
+
+def _messages(count: int, seed: int) -> list:
+    from apache_beam.io.gcp.pubsub import PubsubMessage
+
+    from generator.stream import EventStream, GeneratorConfig
+
+    stream = EventStream(GeneratorConfig(seed=seed, malformed_rate=0.05, duplicate_rate=0.02), run_id="bench")
+    now = datetime.now(UTC)
+    # oversize_batch bodies (1 MB) would turn this into a memcpy benchmark; the catalogue's other kinds stay.
+    return [
+        PubsubMessage(m.data, m.attributes, message_id=str(i), publish_time=now)
+        for i, m in enumerate(stream.take(count))
+        if len(m.data) < 100_000
+    ]
+
+
+def bench_chain(count: int) -> dict[str, float]:
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from eventmodel.validate import validate
+    from pipeline.sinks import BuildDeadLetterRowFn, BuildEventRowFn, to_pubsub_message
+    from pipeline.transforms import DeduplicateByEventId, ParseAndValidate, WriteEventFiles
+
+    messages = _messages(count, seed=7)
+    bodies = [m.data for m in messages]
+    started = time.perf_counter()
+    for body in bodies:
+        validate(body)
+    validator_rate = len(bodies) / (time.perf_counter() - started)
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-chain-"))
+    source = folder / "messages.pickle"
+    source.write_bytes(pickle.dumps(messages, protocol=pickle.HIGHEST_PROTOCOL))
+
+    class Emit(beam.DoFn):
+        def __init__(self, path: str) -> None:
+            self.path = path
+
+        def setup(self) -> None:
+            with open(self.path, "rb") as handle:
+                self.messages = pickle.load(handle)
+
+        def process(self, _):
+            yield from self.messages
+
+    def run_chain(path: str) -> float:
+        output = folder / f"out-{time.monotonic_ns()}"
+        started = time.perf_counter()
+        with beam.Pipeline(runner=FnApiRunner()) as p:
+            messages_ = p | beam.Create([None]) | "Emit" >> beam.ParDo(Emit(path))
+            valid, dead = messages_ | ParseAndValidate()
+            unique = valid | DeduplicateByEventId()
+            _ = unique | WriteEventFiles(str(output), flush_seconds=None, forget_after_seconds=None)
+            _ = unique | "Rows" >> beam.ParDo(BuildEventRowFn("bench", "events"))
+            _ = dead | "DeadLetterMessages" >> beam.Map(to_pubsub_message)
+            _ = dead | "DeadLetterRows" >> beam.ParDo(BuildDeadLetterRowFn("bench", "events"))
+        return time.perf_counter() - started
+
+    empty = folder / "empty.pickle"
+    empty.write_bytes(pickle.dumps(messages[:10]))
+    baseline = min(run_chain(str(empty)) for _ in range(2))  # pipeline start-up and teardown, no data to speak of
+    elapsed = run_chain(str(source))
+    chain_rate = len(messages) / (elapsed - baseline)
+    return {
+        "events": len(messages),
+        "validator_rate": validator_rate,
+        "chain_rate": chain_rate,
+        "chain_elapsed": elapsed,
+        "startup": baseline,
+        "ratio": chain_rate / validator_rate,
+    }
+
+
+# ---------------------------------------------------------------------------------------- 2. end to end
+
+
+class Stack:
+    """Pub/Sub emulator and bqemulator subprocesses on free ports, with the resources and the model applied."""
+
+    def __init__(self) -> None:
+        from workbench.bq_apply import apply_ddl
+        from workbench.localstack.bigquery import start_bigquery_emulator
+        from workbench.localstack.stack import create_pubsub_resources
+
+        os.environ["NO_GCE_CHECK"] = "true"
+        self.pubsub_process = subprocess.Popen(
+            [sys.executable, "-m", "emulator.pubsub", "--host", "127.0.0.1", "--port", "0"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        line = self.pubsub_process.stdout.readline()
+        if not line.startswith("listening on "):
+            self.pubsub_process.kill()
+            raise RuntimeError(f"the Pub/Sub emulator did not start: {line!r}")
+        self.pubsub = line.split()[-1]
+        os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub
+        self.bq = start_bigquery_emulator(project=PROJECT)
+        self.datasets = 0
+        create_pubsub_resources(self.pubsub, PROJECT)
+        self._apply = apply_ddl
+
+    def fresh_dataset(self) -> str:
+        self.datasets += 1
+        name = f"events_{self.datasets}"
+        self._apply(project=PROJECT, dataset=name, emulator=self.bq.host_port)
+        return name
+
+    def stop(self) -> None:
+        self.bq.stop()
+        self.pubsub_process.terminate()
+        try:
+            self.pubsub_process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.pubsub_process.kill()
+            self.pubsub_process.wait(10)
+
+
+def _rss_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of a process in MB, from /proc."""
+    values = {}
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    key, amount, _unit = line.split()
+                    values[key] = int(amount) / 1024
+    except OSError:
+        pass
+    return values.get("VmRSS:", 0.0), values.get("VmHWM:", 0.0)
+
+
+class Poller(threading.Thread):
+    """Every second: rows that appeared in the event tables since the last poll, with when they were first seen."""
+
+    def __init__(self, client, dataset: str) -> None:
+        super().__init__(daemon=True)
+        self.client = client
+        self.dataset = dataset
+        self.seen: dict[str, float] = {}  # event_id -> seen - publish (s)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from eventmodel.rows import TABLES
+
+        while not self.stop.wait(1.0):
+            for table in TABLES.values():
+                sql = (
+                    f"SELECT event_id, publish_time FROM `{PROJECT}.{self.dataset}.{table}` "
+                    "WHERE publish_time > TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 90 SECOND)"
+                )
+                try:
+                    rows = list(self.client.query(sql).result(timeout=20))
+                except Exception:
+                    continue
+                now = time.time()
+                for row in rows:
+                    if row["event_id"] not in self.seen:
+                        self.seen[row["event_id"]] = now - row["publish_time"].timestamp()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def run_step(stack: Stack, rate: float, seconds: float, poll: bool, sample_every: float = 1.0) -> dict:
+    """Publish at `rate` for `seconds` through a fresh pipeline process; measure lag, drain and memory."""
+    from generator.manifest import new_run_id
+    from generator.publisher import PublishPlan, publish
+    from generator.sinks import PubSubTarget
+    from generator.stream import GeneratorConfig
+
+    dataset = stack.fresh_dataset()
+    output = tempfile.mkdtemp(prefix="bench-e2e-")
+    home = tempfile.mkdtemp(prefix="bench-home-")
+    log = open(Path(home) / "pipeline.log", "w")  # noqa: SIM115 - closed below
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WORKBENCH_HOME": home}
+    pipeline = subprocess.Popen(
+        [
+            sys.executable, "-m", "workbench.cli", "run-pipeline", "--project", PROJECT,
+            "--emulator", stack.pubsub, "--bigquery-emulator", stack.bq.host_port, "--dataset", dataset,
+            "--output-root", output, "--stop-when-idle", "8", "--flush-seconds", "2",
+        ],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    samples: list[tuple[float, float]] = []
+    peak = 0.0
+    stop_sampling = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        started = time.monotonic()
+        while not stop_sampling.wait(sample_every):
+            rss, hwm = _rss_mb(pipeline.pid)
+            peak = max(peak, hwm)
+            samples.append((time.monotonic() - started, rss))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    client = stack.bq.client()
+    poller = Poller(client, dataset) if poll else None
+    time.sleep(6)  # the pipeline process starts (imports, preflight, graph) before the clock starts
+    if poller:
+        poller.start()
+    plan = PublishPlan(
+        run_id=new_run_id(),
+        target=PubSubTarget(PROJECT, "backend-events-topic", stack.pubsub),
+        rate=rate,
+        duration=seconds,
+        generator=GeneratorConfig(seed=int(rate), malformed_rate=0.02, duplicate_rate=0.01),
+    )
+    os.environ["WORKBENCH_HOME"] = home
+    result = publish(plan)
+    published_at = time.time()
+    try:
+        pipeline.wait(timeout=seconds + 180)
+    except subprocess.TimeoutExpired:
+        pipeline.terminate()
+        pipeline.wait(30)
+    stop_sampling.set()
+    if poller:
+        time.sleep(1.5)
+        poller.stop.set()
+        poller.join(30)
+    log.close()
+    build_lags, last_ingest = [], published_at
+    for table in ("orders", "inventory", "user_activity"):
+        rows = client.query(f"SELECT publish_time, ingest_time FROM `{PROJECT}.{dataset}.{table}`").result(timeout=120)
+        for row in rows:
+            build_lags.append(row["ingest_time"].timestamp() - row["publish_time"].timestamp())
+            last_ingest = max(last_ingest, row["ingest_time"].timestamp())
+    seen = list(poller.seen.values()) if poller else []
+    return {
+        "rate": rate,
+        "achieved": result.achieved_rate,
+        "published": result.totals.published,
+        "rows": len(build_lags),
+        "build_p50": _percentile(build_lags, 50),
+        "build_p95": _percentile(build_lags, 95),
+        "build_max": max(build_lags, default=float("nan")),
+        "seen_p50": _percentile(seen, 50),
+        "seen_p95": _percentile(seen, 95),
+        "seen_count": len(seen),
+        "drain_s": last_ingest - published_at,
+        "peak_rss_mb": peak,
+        "rss_samples": samples,
+        "exit": pipeline.returncode,
+    }
+
+
+# --------------------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chain-only", action="store_true")
+    parser.add_argument("--chain-events", type=int, default=60_000)
+    parser.add_argument("--soak", action="store_true", help="also 10 minutes at 500 events/s")
+    parser.add_argument("--rates", default="1000,1500,2000,2500", help="steps of the sustainable-rate search")
+    args = parser.parse_args()
+    console.print(f"[bold]machine[/bold]: {describe()}")
+
+    chain = bench_chain(args.chain_events)
+    table = Table(title="transform chain on the FnApiRunner (batch)")
+    for column in ("events", "validator alone", "chain", "chain / validator", "pipeline start-up"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{chain['events']:,}",
+        f"{chain['validator_rate']:,.0f}/s",
+        f"{chain['chain_rate']:,.0f}/s",
+        f"{chain['ratio']:.3f}",
+        f"{chain['startup']:.1f} s",
+    )
+    console.print(table)
+    if args.chain_only:
+        return
+
+    stack = Stack()
+    try:
+        lag = run_step(stack, 500, 60, poll=True)
+        table = Table(title="end to end at 500 events/s for 60 s (publish -> BigQuery row)")
+        for column in ("published", "rows", "build lag p50", "p95", "max", "seen lag p50", "p95", "peak RSS"):
+            table.add_column(column, justify="right")
+        table.add_row(
+            f"{lag['published']:,}", f"{lag['rows']:,}", f"{lag['build_p50']:.2f} s", f"{lag['build_p95']:.2f} s",
+            f"{lag['build_max']:.2f} s", f"{lag['seen_p50']:.2f} s", f"{lag['seen_p95']:.2f} s",
+            f"{lag['peak_rss_mb']:.0f} MB",
+        )  # fmt: skip
+        console.print(table)
+
+        table = Table(title="sustainable rate: 30 s steps")
+        for column in ("target", "achieved", "rows", "build lag p95", "max", "drain after publish", "peak RSS", ""):
+            table.add_column(column, justify="right")
+        for rate in [float(r) for r in args.rates.split(",")]:
+            step = run_step(stack, rate, 30, poll=False)
+            keeps_up = step["drain_s"] <= 10 and step["build_p95"] < 5
+            table.add_row(
+                f"{rate:,.0f}/s", f"{step['achieved']:,.0f}/s", f"{step['rows']:,}", f"{step['build_p95']:.2f} s",
+                f"{step['build_max']:.2f} s", f"{step['drain_s']:.1f} s", f"{step['peak_rss_mb']:.0f} MB",
+                "keeps up" if keeps_up else "falls behind",
+            )  # fmt: skip
+        console.print(table)
+
+        if args.soak:
+            soak = run_step(stack, 500, 600, poll=False, sample_every=5.0)
+            table = Table(title="soak: 10 minutes at 500 events/s")
+            for column in ("minute", "RSS"):
+                table.add_column(column, justify="right")
+            for minute in range(11):
+                near = [rss for t, rss in soak["rss_samples"] if minute * 60 <= t < minute * 60 + 60]
+                if near:
+                    table.add_row(str(minute), f"{statistics.mean(near):.0f} MB")
+            console.print(table)
+            console.print(
+                f"soak: {soak['rows']:,} rows, build lag p95 {soak['build_p95']:.2f} s (max {soak['build_max']:.2f} s),"
+                f" drain {soak['drain_s']:.1f} s, peak RSS {soak['peak_rss_mb']:.0f} MB"
+            )
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
