@@ -43,8 +43,10 @@ SnapshotPb = Snapshot.pb()
 
 MAX_PUBLISH_MESSAGES = 1000
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
-MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # below gRPC's default 4 MiB client limit is not needed by google clients,
-# but other clients (grpcurl, plain stubs) keep the default; a bigger batch gains nothing measurable.
+# Pull/StreamingPull responses stay under gRPC's default 4 MiB receive limit, which google-cloud-pubsub keeps on
+# its emulator channel (PUBSUB_EMULATOR_HOST) and Beam's reader inherits; 64 KiB is left for ack ids and framing.
+# Only a single message larger than that goes out alone, above it. A bigger batch gains nothing measurable.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024 - 64 * 1024
 DEFAULT_ACK_DEADLINE = 10
 DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
 DEFAULT_MAX_DELIVERY_ATTEMPTS = 5
@@ -58,8 +60,9 @@ class Message:
 
     __slots__ = ("attributes", "data", "ordering_key", "publish_time", "seq", "size")
 
-    def __init__(self, seq: int, data: bytes, ordering_key: str, publish_time: float,
-                 attributes: dict[str, str] | None) -> None:
+    def __init__(
+        self, seq: int, data: bytes, ordering_key: str, publish_time: float, attributes: dict[str, str] | None
+    ) -> None:
         self.seq = seq
         self.data = data
         self.size = len(data)
@@ -157,8 +160,11 @@ class SubscriptionState:
         self.filter: Predicate | None = compile_filter(pb.filter)
         self.ordered = bool(pb.enable_message_ordering)
         retention = pb.message_retention_duration
-        self.retention = float(retention.seconds + retention.nanos / 1e9) if pb.HasField(
-            "message_retention_duration") else float(DEFAULT_RETENTION_SECONDS)
+        self.retention = (
+            float(retention.seconds + retention.nanos / 1e9)
+            if pb.HasField("message_retention_duration")
+            else float(DEFAULT_RETENTION_SECONDS)
+        )
         self.retain_acked = bool(pb.retain_acked_messages)
         if pb.HasField("dead_letter_policy") and pb.dead_letter_policy.dead_letter_topic:
             self.dead_letter_topic: str | None = pb.dead_letter_policy.dead_letter_topic
@@ -170,9 +176,14 @@ class SubscriptionState:
             rp = pb.retry_policy
             self.min_backoff: float | None = (
                 rp.minimum_backoff.seconds + rp.minimum_backoff.nanos / 1e9
-                if rp.HasField("minimum_backoff") else DEFAULT_MIN_BACKOFF)
-            self.max_backoff = (rp.maximum_backoff.seconds + rp.maximum_backoff.nanos / 1e9
-                                if rp.HasField("maximum_backoff") else DEFAULT_MAX_BACKOFF)
+                if rp.HasField("minimum_backoff")
+                else DEFAULT_MIN_BACKOFF
+            )
+            self.max_backoff = (
+                rp.maximum_backoff.seconds + rp.maximum_backoff.nanos / 1e9
+                if rp.HasField("maximum_backoff")
+                else DEFAULT_MAX_BACKOFF
+            )
         else:
             self.min_backoff = None
             self.max_backoff = 0.0
@@ -289,7 +300,8 @@ class Store:
             pb.ack_deadline_seconds = DEFAULT_ACK_DEADLINE
         if not 10 <= pb.ack_deadline_seconds <= 600:
             raise invalid_argument(
-                f"Invalid ack_deadline_seconds: {pb.ack_deadline_seconds}; it must be between 10 and 600")
+                f"Invalid ack_deadline_seconds: {pb.ack_deadline_seconds}; it must be between 10 and 600"
+            )
         if pb.HasField("message_retention_duration"):
             self._check_retention(pb.message_retention_duration)
         else:
@@ -306,8 +318,11 @@ class Store:
         if pb.HasField("retry_policy"):
             rp = pb.retry_policy
             low = rp.minimum_backoff.seconds + rp.minimum_backoff.nanos / 1e9
-            high = (rp.maximum_backoff.seconds + rp.maximum_backoff.nanos / 1e9
-                    if rp.HasField("maximum_backoff") else DEFAULT_MAX_BACKOFF)
+            high = (
+                rp.maximum_backoff.seconds + rp.maximum_backoff.nanos / 1e9
+                if rp.HasField("maximum_backoff")
+                else DEFAULT_MAX_BACKOFF
+            )
             if not (0 <= low <= 600 and 0 <= high <= 600 and low <= high):
                 raise invalid_argument("Invalid retry_policy: backoffs must be within 0-600 s and minimum <= maximum")
 
@@ -371,7 +386,8 @@ class Store:
         if len(messages) > MAX_PUBLISH_MESSAGES:
             raise invalid_argument(
                 f"The value for message_count is too large. You passed {len(messages)} in the request, "
-                f"but the maximum value is {MAX_PUBLISH_MESSAGES}.")
+                f"but the maximum value is {MAX_PUBLISH_MESSAGES}."
+            )
         for m in messages:
             if not m.data and not m.attributes:
                 raise invalid_argument("Some messages contain no data and no attributes; at least one is required")
@@ -396,8 +412,7 @@ class Store:
                 ts.seconds = seconds
                 ts.nanos = nanos
                 data = m.SerializeToString()
-                stored.append(Message(seq, data, m.ordering_key, now,
-                                      dict(m.attributes) if need_attributes else None))
+                stored.append(Message(seq, data, m.ordering_key, now, dict(m.attributes) if need_attributes else None))
                 ids.append(message_id)
             topic.published += len(stored)
             for sub in subs:
@@ -410,8 +425,9 @@ class Store:
 
     def _enqueue(self, sub: SubscriptionState, stored: list[Message], now: float) -> None:
         faults = self.faults
-        delaying = faults.any_active and faults.config_for(sub.name).delay_ms + faults.config_for(
-            sub.name).jitter_ms > 0
+        delaying = (
+            faults.any_active and faults.config_for(sub.name).delay_ms + faults.config_for(sub.name).jitter_ms > 0
+        )
         predicate = sub.filter
         messages = sub.messages
         for msg in stored:
@@ -441,8 +457,9 @@ class Store:
             sub.ready_keys.append(key)
 
     # ------------------------------------------------------------------------------------------------ pull
-    def pull(self, name: str, max_messages: int, wait: float, stream: Stream | None = None
-             ) -> tuple[list[bytes], SubscriptionState]:
+    def pull(
+        self, name: str, max_messages: int, wait: float, stream: Stream | None = None
+    ) -> tuple[list[bytes], SubscriptionState]:
         """Lease up to max_messages (within the stream's flow control); waits up to `wait` s for the first.
 
         Returns serialized ReceivedMessages. Raises NOT_FOUND once the subscription is gone.
@@ -457,9 +474,10 @@ class Store:
                     return [], sub
                 now = time.monotonic()
                 self._expire(sub, now)
+                # limit_b is the stream's flow-control room: soft, a response may pass it by one message as
+                # the service's does. MAX_RESPONSE_BYTES, applied in _take, is hard.
                 limit_n, limit_b = stream.room() if stream is not None else (max_messages, MAX_RESPONSE_BYTES)
                 limit_n = min(limit_n, max_messages)
-                limit_b = min(limit_b, MAX_RESPONSE_BYTES)
                 if limit_n > 0 and limit_b > 0:
                     out = self._take(sub, limit_n, limit_b, stream, now)
                     if out:
@@ -483,8 +501,9 @@ class Store:
             soonest = min(soonest, sub.delayed[0][0] - time.time())
         return max(soonest, 0.005)
 
-    def _take(self, sub: SubscriptionState, limit_n: int, limit_b: int, stream: Stream | None,
-              now: float) -> list[bytes]:
+    def _take(
+        self, sub: SubscriptionState, limit_n: int, limit_b: int, stream: Stream | None, now: float
+    ) -> list[bytes]:
         out: list[bytes] = []
         leased: list[Delivery] = []
         size = 0
@@ -531,11 +550,13 @@ class Store:
             return True
 
         for queue in (sub.redeliver, sub.ready):
-            while queue and len(out) < limit_n and size < limit_b:
-                d = queue.popleft()
-                if d.done:
-                    continue
-                deliver(d)
+            while queue and len(out) < limit_n:
+                d = queue[0]
+                if size >= limit_b or (not d.done and out and size + d.msg.size > MAX_RESPONSE_BYTES):
+                    break  # flow control is used up, or the response would pass its hard size limit
+                queue.popleft()
+                if not d.done:
+                    deliver(d)
 
         # Ordered keys: deliver a run of each free key's queue, in publish order.
         if sub.ready_keys:
@@ -556,7 +577,8 @@ class Store:
                     keys.append(key)  # looked at again on a later pull; the wait wakes at least once a second
                     continue
                 for d in list(queue):
-                    if len(out) >= limit_n or size >= limit_b or d.available_at > wall:
+                    too_big = out and size + d.msg.size > MAX_RESPONSE_BYTES
+                    if len(out) >= limit_n or size >= limit_b or too_big or d.available_at > wall:
                         break
                     if d.done:
                         continue
@@ -712,8 +734,9 @@ class Store:
         elif sub.waiters:
             sub.cond.notify_all()
 
-    def stream_requests(self, name: str, stream: Stream, ack_ids: Iterable[str],
-                        modacks: Iterable[tuple[str, int]]) -> None:
+    def stream_requests(
+        self, name: str, stream: Stream, ack_ids: Iterable[str], modacks: Iterable[tuple[str, int]]
+    ) -> None:
         """Acks and modacks received on a StreamingPull stream (no reply, so no durability wait)."""
         with self.lock:
             sub = self.subscriptions.get(name)
@@ -756,8 +779,8 @@ class Store:
         # Millisecond RFC 3339, as the official emulator writes it.
         published = original.publish_time
         copy.attributes["CloudPubSubDeadLetterSourceTopicPublishTime"] = (
-            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(published.seconds))
-            + f".{published.nanos // 1_000_000:03d}Z")
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(published.seconds)) + f".{published.nanos // 1_000_000:03d}Z"
+        )
         now = time.time()
         seq = next(self._seq)
         copy.message_id = str(seq)
@@ -795,8 +818,7 @@ class Store:
             d.done = True
             if sub.retain_acked and d.msg.seq not in keep:
                 sub.acked_retained.append(d.msg)
-        sub.acked_retained = deque(sorted((m for m in sub.acked_retained if m.seq not in keep),
-                                          key=lambda m: m.seq))
+        sub.acked_retained = deque(sorted((m for m in sub.acked_retained if m.seq not in keep), key=lambda m: m.seq))
         sub.messages.clear()
         sub.ready.clear()
         sub.redeliver.clear()
@@ -827,13 +849,16 @@ class Store:
                 raise already_exists("Snapshot")
             topic = self.topics.get(sub.topic)
             if topic is None:
-                raise PubSubError(grpc.StatusCode.FAILED_PRECONDITION,
-                                  "The subscription's topic was deleted; a snapshot needs a topic")
+                raise PubSubError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "The subscription's topic was deleted; a snapshot needs a topic",
+                )
             now = time.time()
             pb = SnapshotPb(name=name, topic=sub.topic, labels=labels)
             pb.expire_time.FromNanoseconds(int((now + SNAPSHOT_LIFETIME) * 1e9))
-            snapshot = SnapshotState(pb, now + SNAPSHOT_LIFETIME,
-                                     unacked={seq: d.msg for seq, d in sub.messages.items()})
+            snapshot = SnapshotState(
+                pb, now + SNAPSHOT_LIFETIME, unacked={seq: d.msg for seq, d in sub.messages.items()}
+            )
             self.snapshots[name] = snapshot
             topic.snapshots.append(snapshot)
             return pb
@@ -892,8 +917,9 @@ class Store:
             sub = self._subscription(name)
             snapshot = self._snapshot(snapshot_name)
             if snapshot.pb.topic != sub.topic:
-                raise PubSubError(grpc.StatusCode.FAILED_PRECONDITION,
-                                  "The snapshot's topic is not the subscription's topic")
+                raise PubSubError(
+                    grpc.StatusCode.FAILED_PRECONDITION, "The snapshot's topic is not the subscription's topic"
+                )
             keep = dict(snapshot.unacked)
             keep.update(snapshot.after)
             if sub.filter is not None:
@@ -935,12 +961,21 @@ class Store:
         """Counters for the live view and the admin call."""
         with self.lock:
             return {
-                "topics": {name: {"published": t.published, "subscriptions": len(t.subscriptions)}
-                           for name, t in self.topics.items()},
+                "topics": {
+                    name: {"published": t.published, "subscriptions": len(t.subscriptions)}
+                    for name, t in self.topics.items()
+                },
                 "subscriptions": {
-                    name: {"topic": s.topic, "backlog": len(s.messages), "outstanding": s.outstanding,
-                           "delivered": s.delivered, "acked": s.acked, "dead_lettered": s.dead_lettered}
-                    for name, s in self.subscriptions.items()},
+                    name: {
+                        "topic": s.topic,
+                        "backlog": len(s.messages),
+                        "outstanding": s.outstanding,
+                        "delivered": s.delivered,
+                        "acked": s.acked,
+                        "dead_lettered": s.dead_lettered,
+                    }
+                    for name, s in self.subscriptions.items()
+                },
             }
 
     # ------------------------------------------------------------------------------------------ durability
@@ -1049,7 +1084,7 @@ class Store:
             records.append(("sub_put", sub.pb.SerializeToString()))
             pending = sorted(sub.messages)
             for start in range(0, len(pending), 1000):
-                chunk = [sub.messages[seq].msg for seq in pending[start:start + 1000]]
+                chunk = [sub.messages[seq].msg for seq in pending[start : start + 1000]]
                 records.append(("deliver", _encode_publish(sub.name, chunk)))
         return records
 
@@ -1114,16 +1149,23 @@ def _encode_publish(target: str, stored: list[Message]) -> bytes:
 
 def _decode_publish(payload: bytes) -> tuple[str, list[Message]]:
     n = int.from_bytes(payload[:2], "little")
-    target = payload[2:2 + n].decode()
+    target = payload[2 : 2 + n].decode()
     pos = 2 + n
     stored = []
     while pos < len(payload):
-        size = int.from_bytes(payload[pos:pos + 4], "little")
-        data = payload[pos + 4:pos + 4 + size]
+        size = int.from_bytes(payload[pos : pos + 4], "little")
+        data = payload[pos + 4 : pos + 4 + size]
         pos += 4 + size
         pb = PubsubMessagePb.FromString(data)
-        stored.append(Message(int(pb.message_id), data, pb.ordering_key,
-                              pb.publish_time.seconds + pb.publish_time.nanos / 1e9, dict(pb.attributes)))
+        stored.append(
+            Message(
+                int(pb.message_id),
+                data,
+                pb.ordering_key,
+                pb.publish_time.seconds + pb.publish_time.nanos / 1e9,
+                dict(pb.attributes),
+            )
+        )
     return target, stored
 
 
@@ -1134,9 +1176,9 @@ def _encode_ack(name: str, seqs: list[int]) -> bytes:
 
 def _decode_ack(payload: bytes) -> tuple[str, list[int]]:
     n = int.from_bytes(payload[:2], "little")
-    name = payload[2:2 + n].decode()
-    body = payload[2 + n:]
-    return name, [int.from_bytes(body[i:i + 8], "little") for i in range(0, len(body), 8)]
+    name = payload[2 : 2 + n].decode()
+    body = payload[2 + n :]
+    return name, [int.from_bytes(body[i : i + 8], "little") for i in range(0, len(body), 8)]
 
 
 def _encode_seek(name: str, when: float) -> bytes:
@@ -1146,5 +1188,4 @@ def _encode_seek(name: str, when: float) -> bytes:
 
 def _decode_seek(payload: bytes) -> tuple[str, float]:
     n = int.from_bytes(payload[:2], "little")
-    return payload[2:2 + n].decode(), float(payload[2 + n:].decode())
-
+    return payload[2 : 2 + n].decode(), float(payload[2 + n :].decode())
