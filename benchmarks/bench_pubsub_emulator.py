@@ -249,6 +249,8 @@ def run(emulator: Emulator, messages: int, seconds: float, memory_messages: int)
     results: dict[str, float] = {}
     topic = f"projects/{PROJECT}/topics/ingest"
     publisher.create_topic(name=topic)
+    # A subscription makes both emulators keep (and fan out) what they ingest, as in real use.
+    subscriber.create_subscription(name=f"projects/{PROJECT}/subscriptions/ingest", topic=topic)
     request = prebuilt_request(topic)
     results["publish_prebuilt"] = raw_publish(emulator.target, request, messages, seconds)
     results["publish_client"] = client_publish(topic, messages, seconds)

@@ -44,9 +44,10 @@ def fault_settings(args: argparse.Namespace) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     from emulator.pubsub.faults import parse_override
-    from emulator.pubsub.server import start
+    from emulator.pubsub.server import start, tune_gc
 
     args = parse_args(argv)
+    tune_gc()
     try:
         overrides = dict(parse_override(text) for text in args.fault)
         handle = start(args.host, args.port, data_dir=args.data_dir, seed=args.seed,

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import socket
 import threading
@@ -80,6 +81,17 @@ class EmulatorHandle:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until stop() or request_stop() was called (True) or the timeout passed (False)."""
         return self._stop_requested.wait(timeout)
+
+
+def tune_gc() -> None:
+    """For a process that runs the emulator: fewer, cheaper garbage collections.
+
+    A backlog is hundreds of thousands of small long-lived objects; with the default thresholds the cyclic
+    collector walks them over and over (measured: 25-40 % of the emulator's CPU while a backlog grows).
+    Called by the process entry points, not by start(), because it changes the whole process.
+    """
+    gc.freeze()  # everything imported so far is permanent: never scanned again
+    gc.set_threshold(100_000, 50, 100)
 
 
 def address(host: str, port: int) -> str:

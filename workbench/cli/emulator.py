@@ -43,7 +43,7 @@ def pubsub(host: str, port: int, data_dir: str | None, seed: int, duplicate_rate
     """Run the Pub/Sub emulator (google.pubsub.v1 over gRPC) in the foreground."""
     from emulator.pubsub.faults import parse_override
     from emulator.pubsub.live import run_live
-    from emulator.pubsub.server import start
+    from emulator.pubsub.server import start, tune_gc
     from workbench import terminal
 
     faults = {"duplicate_rate": duplicate_rate, "delay_ms": delay_ms, "jitter_ms": jitter_ms,
@@ -52,6 +52,7 @@ def pubsub(host: str, port: int, data_dir: str | None, seed: int, duplicate_rate
         fault_overrides = dict(parse_override(text) for text in overrides)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
+    tune_gc()
     handle = start(host, port, data_dir=data_dir, seed=seed, faults=faults, fault_overrides=fault_overrides)
     previous = signal.signal(signal.SIGTERM, lambda *_: handle.request_stop())
     terminal.success(f"Pub/Sub emulator listening on {handle.target}: "
