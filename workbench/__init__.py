@@ -1,5 +1,5 @@
 """Event Workbench: the CLI and the control of the embedded local stack.
 
-Library code lives in eventmodel/, generator/, pipeline/, emulator/ and loadtest/; this package is the thin
+Library code lives in eventmodel/, generator/, pipeline/ and emulator/; this package is the thin
 shell users meet (`workbench ...`).
 """
