@@ -14,6 +14,7 @@ NAMESPACE = "event_workbench"
 
 READ = "read"
 DUPLICATES = "duplicates_dropped"
+DEDUP_ERRORS = "dedup_errors"  # events let through because the dedup step failed on them
 DEDUP_TOO_OLD = "dedup_older_than_window"  # let through: published before the dedup window
 GCS_FILES = "gcs_files_written"
 GCS_LINES = "gcs_lines_written"

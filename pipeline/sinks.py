@@ -138,19 +138,32 @@ class InsertRowsFn(BigQueryWriteFn):
         return size, None
 
     def _flush_batch(self, destination):
-        buffered = self._rows_buffer[destination]
+        # Eager, like Beam's: process() appends the next row to the buffer right after calling this, so a lazy
+        # generator would flush that row too and unbalance Beam's buffered-row count.
+        return list(self._flush_and_route(destination))
+
+    def _flush_and_route(self, destination: str) -> Iterator[Any]:
+        buffered = list(self._rows_buffer[destination])
         sources = {id(entry[0]): entry[2] for entry, _window in buffered}
         oldest = min((s.publish_time for s in sources.values() if s.publish_time), default=None)
         total = len(buffered)
-        failed = 0
-        for output in super()._flush_batch(destination):
-            if output.tag != BigQueryWriteFn.FAILED_ROWS_WITH_ERRORS:
-                continue  # FAILED_ROWS repeats the same rows without the errors
-            windowed = output.value
-            _table, row, errors = windowed.value
-            failed += 1
-            source = sources[id(row)]
-            detail = f"{destination}: {_describe_errors(errors)}"
+        failed = []  # (windowed value, source, detail)
+        try:
+            outputs = list(super()._flush_batch(destination))
+        except Exception as exc:
+            # The insert raised instead of returning row errors (service unreachable after the client's retries):
+            # the whole batch is a sink failure. Beam left it buffered; take it out so it is not sent again.
+            self._forget_buffer(destination)
+            detail = f"{destination}: insert failed: {type(exc).__name__}: {exc}"[:900]
+            failed = [(window, entry[2], detail) for entry, window in buffered]
+        else:
+            for output in outputs:
+                if output.tag != BigQueryWriteFn.FAILED_ROWS_WITH_ERRORS:
+                    continue  # FAILED_ROWS repeats the same rows without the errors
+                windowed = output.value
+                _table, row, errors = windowed.value
+                failed.append((windowed, sources[id(row)], f"{destination}: {_describe_errors(errors)}"))
+        for windowed, source, detail in failed:
             yield pvalue.TaggedOutput(
                 DEAD_LETTER,
                 windowed.with_value(
@@ -170,11 +183,16 @@ class InsertRowsFn(BigQueryWriteFn):
         counter = self._written.get(table)
         if counter is None:
             counter = self._written[table] = M.counter(M.bigquery_rows(table))
-        counter.inc(total - failed)
+        counter.inc(total - len(failed))
         if failed:
-            self._failed.inc(failed)
-        if oldest is not None and total > failed:
+            self._failed.inc(len(failed))
+        if oldest is not None and total > len(failed):
             self._lag.set(int((time.time() - oldest.timestamp()) * 1000))
+
+    def _forget_buffer(self, destination: str) -> None:
+        rows_ = self._rows_buffer.pop(destination, [])
+        self._total_buffered_rows -= len(rows_)
+        self._destination_buffer_byte_size.pop(destination, None)
 
 
 def _describe_errors(errors: Any) -> str:

@@ -401,3 +401,64 @@ def test_the_direct_runner_counts_only_first_bundles_unless_patched():
     # If this starts failing on the unpatched side, Beam fixed it and pipeline.local.per_bundle_metrics can go.
     assert _probe_count(patched=False) == 10
     assert _probe_count(patched=True) == 15
+
+
+class UnreachableClient:
+    """insertAll that raises. Beam's insert retries any exception with backoff for ~75 s before letting it out;
+    a PermanentException skips that wait, and what follows is the same."""
+
+    def insert_rows_json(self, table, json_rows, row_ids=None, **kwargs):
+        from apache_beam.utils.retry import PermanentException
+
+        raise PermanentException("gave up after retries: connection refused")
+
+
+def test_an_insert_that_raises_dead_letters_the_batch_and_the_pipeline_goes_on():
+    messages = [m for m in generated(40, seed=13) if m.expected != DEAD_LETTER]
+    pubsub = as_pubsub(messages)
+    with streaming_pipeline() as p:
+        valid, _ = p | beam.Create(pubsub) | ParseAndValidate()
+        dead = valid | WriteEventRows("proj", "events", test_client=UnreachableClient(), max_retries=0)
+        assert_that(
+            dead | beam.Map(lambda d: (d.reason, d.data, "connection refused" in d.detail)),
+            equal_to([(R.BIGQUERY_INSERT_FAILED, m.data, True) for m in messages]),
+        )
+
+
+def test_batches_flushed_mid_bundle_insert_every_row_once(tmp_path):
+    calls = tmp_path / "calls.txt"
+    messages = generated(1400, seed=14)
+    with streaming_pipeline() as p:
+        valid, _ = p | beam.Create(as_pubsub(messages)) | ParseAndValidate()
+        dead = valid | WriteEventRows("proj", "events", test_client=RecordingClient(str(calls)), max_retries=0)
+        assert_that(dead, equal_to([]))
+    batches = [ast.literal_eval(line) for line in calls.read_text().splitlines()]
+    assert max(len(rows) for _, rows, _ in batches) <= 500, "insertAll requests stay within the batch size"
+    inserted = [row["message_id"] for _, rows, _ in batches for row in rows]
+    assert sorted(inserted) == sorted(f"m{i}" for i in range(1400))
+
+
+class ExplodingId(str):
+    """An event id whose encoding fails: a stand-in for any fault inside the dedup step."""
+
+    def encode(self, *args, **kwargs):
+        raise RuntimeError("poison")
+
+    def __hash__(self):
+        raise RuntimeError("poison")
+
+
+def test_dedup_fails_open_an_event_it_cannot_judge_passes_and_is_counted(tmp_path):
+    from pipeline.transforms import DropRepeatedIdsFn
+
+    out = tmp_path / "passed.txt"
+    event = core.ValidEvent("inventory", {}, NOW, "plain-id", "m1", NOW, {}, b"{}")
+    poison = event._replace(event_id=ExplodingId("boom"), message_id="m2")
+    p = BeamTestPipeline(options=streaming_options())
+    passed = p | beam.Create([("0", event), ("0", poison)]) | beam.ParDo(DropRepeatedIdsFn(60))
+    collect(passed | beam.Map(lambda e: e.message_id), str(out), "Passed")
+    with per_bundle_metrics():
+        result = p.run()
+        result.wait_until_finish()
+    assert sorted(ast.literal_eval(line) for line in out.read_text().split()) == ["m1", "m2"]
+    assert counter_value(result, M.DEDUP_ERRORS) == 1
