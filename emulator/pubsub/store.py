@@ -993,11 +993,12 @@ class Store:
         if journal is None or journal.size < journal.next_compaction:
             return False
         with self.lock:
-            records = self.snapshot_records()
-            live = sum(len(payload) for _, payload in records)
+            # Estimate the live size without building the snapshot: that would copy every unacked message.
+            live = sum(d.msg.size + 8 for sub in self.subscriptions.values() for d in sub.messages.values())
             if live * 2 > journal.size:
                 journal.next_compaction = journal.size * 2  # mostly live: look again when it doubled
                 return False
+            records = self.snapshot_records()
             top = next(self._seq) - 1
             self._seq = itertools.count(top + 1)
             journal.rewrite(top, records)
