@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -91,19 +92,23 @@ class EmulatorProcess:
 def start_workbench_emulator(*args: str, port: int | None = None) -> EmulatorProcess:
     port = port or free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emulator.pubsub", "--host", "127.0.0.1", "--port", str(port), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    emulator = EmulatorProcess("workbench", f"127.0.0.1:{port}", process, list(args))
-    # The process prints "listening on ..." once serving, or an error and exits.
-    line = process.stdout.readline().decode()
-    if not line.startswith("listening on"):
-        emulator.stop()
-        raise RuntimeError(f"emulator did not start: {line}{process.stderr.read().decode()}")
+    # stderr goes to a file, not a pipe: nobody reads a pipe during the session, and a full one would block it.
+    # (The child keeps its own descriptor of the log after this block closes ours.)
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "emulator.pubsub", "--host", "127.0.0.1", "--port", str(port), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        emulator = EmulatorProcess("workbench", f"127.0.0.1:{port}", process, list(args))
+        # The process prints "listening on ..." once serving, or an error and exits.
+        line = process.stdout.readline().decode()
+        if not line.startswith("listening on"):
+            emulator.stop()
+            log.seek(0)
+            raise RuntimeError(f"emulator did not start: {line}{log.read().decode()}")
     from emulator.pubsub.server import wait_healthy
 
     try:
