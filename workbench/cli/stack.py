@@ -21,7 +21,12 @@ from workbench import terminal
 @click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Keep Pub/Sub state across restarts."
 )
-def up(with_gcs, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, data_dir):
+@click.option(
+    "--bigquery-time-travel",
+    is_flag=True,
+    help="Keep the BigQuery emulator's per-write table copies (FOR SYSTEM_TIME AS OF); memory grows with writes.",
+)
+def up(with_gcs, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, data_dir, bigquery_time_travel):
     """Start the local emulators in the background and create the topics and subscriptions.
 
     Idempotent: what already runs is left alone. Point other tools at it with: eval "$(workbench env)".
@@ -35,6 +40,7 @@ def up(with_gcs, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, dat
         gcs_port=gcs_port,
         with_gcs=with_gcs,
         with_bigquery=not no_bigquery,
+        bigquery_time_travel=bigquery_time_travel,
         data_dir=data_dir,
     )
     with terminal.console.status("starting the local stack") as spinner:

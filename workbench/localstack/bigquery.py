@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,6 +44,7 @@ class BigQueryEmulator:
     project: str
     process: subprocess.Popen
     log_path: Path
+    workdir: Path | None = None  # the process's cwd, holding DuckDB's spill files; removed by stop()
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -82,6 +84,8 @@ class BigQueryEmulator:
                 self.process.wait(timeout)
         with contextlib.suppress(OSError):
             self.log_path.unlink()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> BigQueryEmulator:
         return self
@@ -115,6 +119,7 @@ def start_bigquery_emulator(
     port: int | None = None,
     host: str = LOCAL_HOST,
     timeout: float = STARTUP_TIMEOUT_S,
+    time_travel: bool = True,
 ) -> BigQueryEmulator:
     """Start bqemulator on host:port (a free port when None) and return once it answers; WorkbenchError if not.
 
@@ -131,7 +136,8 @@ def start_bigquery_emulator(
                 f"{port + BIGQUERY_GRPC_OFFSET} (gRPC)",
                 "stop what uses it (`workbench down` if it is the local stack) or choose another port",
             )
-    service = bigquery(host, project, port)
+    service = bigquery(host, project, port, time_travel)
+    workdir = Path(tempfile.mkdtemp(prefix="bqemulator-"))  # DuckDB spills into ./.tmp of the process's cwd
     log = tempfile.NamedTemporaryFile(prefix="bqemulator-", suffix=".log", delete=False)  # noqa: SIM115
     with log:
         process = subprocess.Popen(
@@ -141,8 +147,9 @@ def start_bigquery_emulator(
             stderr=subprocess.STDOUT,
             env={**os.environ, **service.env, **_EXTRA_ENV},
             start_new_session=True,
+            cwd=workdir,
         )
-    emulator = BigQueryEmulator(host, port, project, process, Path(log.name))
+    emulator = BigQueryEmulator(host, port, project, process, Path(log.name), workdir)
     deadline = time.monotonic() + timeout
     try:
         while True:

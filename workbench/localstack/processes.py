@@ -15,8 +15,11 @@ import time
 from pathlib import Path
 
 
-def start_detached(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> int:
+def start_detached(argv: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+    """Start argv in its own session, output to log_path, in cwd (where it may leave scratch files)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if cwd is not None:
+        cwd.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             argv,
@@ -26,6 +29,7 @@ def start_detached(argv: list[str], log_path: Path, env: dict[str, str] | None =
             start_new_session=True,
             env={**os.environ, **(env or {})},
             close_fds=True,
+            cwd=cwd,
         )
     return process.pid
 

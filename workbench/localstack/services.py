@@ -77,10 +77,13 @@ def pubsub(host: str, project: str, port: int = PUBSUB_EMULATOR_PORT, data_dir: 
     )
 
 
-def bigquery(host: str, project: str, port: int = BIGQUERY_EMULATOR_PORT) -> Service:
+def bigquery(host: str, project: str, port: int = BIGQUERY_EMULATOR_PORT, time_travel: bool = True) -> Service:
+    """bqemulator through workbench.localstack.bigquery_main; time_travel=False skips its per-write table copies
+    (see that module: they make memory grow with every write under streaming load)."""
     grpc_port = port + BIGQUERY_GRPC_OFFSET
     argv = [
-        *_console_script("bqemulator"), "start",
+        sys.executable, "-m", "workbench.localstack.bigquery_main", *([] if time_travel else ["--no-time-travel"]),
+        "start",
         "--rest-host", host, "--rest-port", str(port),
         "--grpc-host", host, "--grpc-port", str(grpc_port),
         "--project", project, "--log-level", "warning",

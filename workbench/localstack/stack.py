@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,12 +40,14 @@ class StackConfig:
     gcs_port: int = names.GCS_EMULATOR_PORT
     with_gcs: bool = False
     with_bigquery: bool = True
+    # bqemulator's time travel copies a table on every write: off by default for the long runs a stack serves.
+    bigquery_time_travel: bool = False
     data_dir: Path | None = None  # durable Pub/Sub state
 
     def services(self) -> list[Service]:
         chosen = [pubsub(self.host, self.project, self.pubsub_port, self.data_dir)]
         if self.with_bigquery:
-            chosen.append(bigquery(self.host, self.project, self.bigquery_port))
+            chosen.append(bigquery(self.host, self.project, self.bigquery_port, self.bigquery_time_travel))
         if self.with_gcs:
             chosen.append(gcs(self.host, self.gcs_port))
         return chosen
@@ -73,6 +76,11 @@ def _write_state(state: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+def _workdir(service: str) -> Path:
+    """Where a service runs: its scratch files (DuckDB spills into ./.tmp) stay out of the user's folder."""
+    return stack_dir() / "work" / service
+
+
 def _running(entry: dict[str, Any]) -> bool:
     return processes.is_ours(entry["pid"], entry["argv"])
 
@@ -96,7 +104,7 @@ def up(config: StackConfig, on_step: Callable[[str], None] = lambda _: None) -> 
             )
         log = stack_dir() / "logs" / f"{service.name}.log"
         on_step(f"starting {service.name} on {config.host}:{service.port}")
-        pid = processes.start_detached(service.argv, log, service.env)
+        pid = processes.start_detached(service.argv, log, service.env, cwd=_workdir(service.name))
         state["services"][service.name] = {
             "pid": pid,
             "argv": service.argv,
@@ -195,6 +203,7 @@ def down(on_step: Callable[[str], None] = lambda _: None) -> list[str]:
         else:
             on_step(f"{name} was not running")
         del state["services"][name]
+        shutil.rmtree(_workdir(name), ignore_errors=True)
     _write_state(state)
     return stopped
 
