@@ -576,7 +576,9 @@ class Store:
                 if queue[0].available_at > wall:
                     keys.append(key)  # looked at again on a later pull; the wait wakes at least once a second
                     continue
-                for d in list(queue):
+                # A bounded copy: a hot key may queue far more than one response can carry, and delivering
+                # (dead letter) may append to queues.
+                for d in list(itertools.islice(queue, 0, limit_n - len(out) + 64)):
                     too_big = out and size + d.msg.size > MAX_RESPONSE_BYTES
                     if len(out) >= limit_n or size >= limit_b or too_big or d.available_at > wall:
                         break

@@ -274,7 +274,10 @@ def test_streaming_flow_control_limits_outstanding(pubsub):
     flow = pubsub_v1.types.FlowControl(max_messages=5)
     future = pubsub.subscriber.subscribe(sub, callback, flow_control=flow)
     try:
-        time.sleep(3)
+        deadline = time.monotonic() + 15
+        while len(held) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # would more arrive?
         with lock:
             assert len(held) == 5
             for message in held:
@@ -516,7 +519,7 @@ def test_retry_policy_delays_redelivery(pubsub):
     assert second.message.message_id == first.message.message_id
     if pubsub.official:
         # The official emulator ignores the retry policy and redelivers at once (documented difference).
-        assert time.monotonic() - nacked < 2.5
+        assert time.monotonic() - nacked < 2.9
         return
     assert time.monotonic() - nacked >= 2.5
 

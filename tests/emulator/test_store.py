@@ -390,3 +390,18 @@ def test_seek_to_time_survives_a_restart(tmp_path):
     journal, _ = open_journal(tmp_path, second.replay, second.snapshot_records)
     assert pull(second) == []
     journal.close()
+
+
+def test_hot_ordering_key_drains_in_order_in_bounded_batches():
+    store = make_store(enable_message_ordering=True)
+    for start in range(0, 3000, 1000):
+        publish(store, *[b"%d" % i for i in range(start, start + 1000)], key="hot")
+    seen: list[bytes] = []
+    for _ in range(40):
+        batch = pull(store, 100)
+        if not batch:
+            break
+        assert len(batch) <= 100
+        seen.extend(datas(batch))
+        store.acknowledge(SUB, [r.ack_id for r in batch])
+    assert seen == [b"%d" % i for i in range(3000)]
