@@ -1,171 +1,18 @@
-"""Fixtures for the Pub/Sub emulator tests: emulator processes on free loopback ports, and clients bound to them.
-
-`backend` is parametrized over this project's emulator and, when gcloud and java are installed, the official
-Java emulator, so the conformance suite runs the same assertions against both. Every process started here is
-stopped by its own pid (or its own process group, for gcloud, which starts java as a child).
+"""Clients for the Pub/Sub emulator tests, bound to the emulator processes of tests/conftest.py (`backend`,
+`workbench_emulator`, `official_emulator`): unique resource names, publish/pull helpers, and private emulators
+started with flags for one test.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-import grpc
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-PROJECT = "p"
-OFFICIAL_START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_grpc_ready(target: str, process: subprocess.Popen, timeout: float) -> None:
-    """Wait until a ListTopics call succeeds (works for both emulators; the official one has no health service)."""
-    from google.pubsub_v1.types import ListTopicsRequest, ListTopicsResponse
-
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as channel:
-        call = channel.unary_unary(
-            "/google.pubsub.v1.Publisher/ListTopics",
-            request_serializer=ListTopicsRequest.serialize,
-            response_deserializer=ListTopicsResponse.deserialize,
-        )
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"emulator process exited early with status {process.returncode}")
-            try:
-                call(ListTopicsRequest(project=f"projects/{PROJECT}"), timeout=1.0)
-                return
-            except grpc.RpcError:
-                time.sleep(0.2)
-    raise TimeoutError(f"emulator at {target} not ready after {timeout:.0f} s")
-
-
-@dataclass
-class EmulatorProcess:
-    """A running emulator subprocess."""
-
-    kind: str  # "workbench" or "official"
-    target: str
-    process: subprocess.Popen
-    args: list[str] = field(default_factory=list)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is not None:
-            return
-        if self.kind == "official":
-            # gcloud runs java as a child in the session we created: stop that whole group, and only it.
-            os.killpg(self.process.pid, sig)
-        else:
-            self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            if self.kind == "official":
-                os.killpg(self.process.pid, signal.SIGKILL)
-            else:
-                self.process.kill()
-            self.process.wait(timeout=10)
-        if self.kind == "official":
-            # java may outlive gcloud; its group id is gcloud's pid.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-
-
-def start_workbench_emulator(*args: str, port: int | None = None) -> EmulatorProcess:
-    port = port or free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    # stderr goes to a file, not a pipe: nobody reads a pipe during the session, and a full one would block it.
-    # (The child keeps its own descriptor of the log after this block closes ours.)
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "emulator.pubsub", "--host", "127.0.0.1", "--port", str(port), *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-        emulator = EmulatorProcess("workbench", f"127.0.0.1:{port}", process, list(args))
-        # The process prints "listening on ..." once serving, or an error and exits.
-        line = process.stdout.readline().decode()
-        if not line.startswith("listening on"):
-            emulator.stop()
-            log.seek(0)
-            raise RuntimeError(f"emulator did not start: {line}{log.read().decode()}")
-    from emulator.pubsub.server import wait_healthy
-
-    try:
-        wait_healthy(emulator.target, timeout=30)
-    except Exception:
-        emulator.stop()
-        raise
-    return emulator
-
-
-def official_emulator_missing() -> str | None:
-    if not shutil.which("gcloud"):
-        return "gcloud is not installed"
-    if not shutil.which("java"):
-        return "java is not installed (the official emulator needs it)"
-    return None
-
-
-def start_official_emulator() -> EmulatorProcess:
-    port = free_port()
-    process = subprocess.Popen(
-        ["gcloud", "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{port}", f"--project={PROJECT}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    emulator = EmulatorProcess("official", f"127.0.0.1:{port}", process)
-    try:
-        _wait_grpc_ready(emulator.target, process, OFFICIAL_START_TIMEOUT)
-    except Exception:
-        emulator.stop()
-        raise
-    return emulator
-
-
-@pytest.fixture(scope="session")
-def workbench_emulator() -> Iterator[EmulatorProcess]:
-    emulator = start_workbench_emulator()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture(scope="session")
-def official_emulator() -> Iterator[EmulatorProcess]:
-    reason = official_emulator_missing()
-    if reason:
-        pytest.skip(f"official emulator unavailable: {reason}")
-    emulator = start_official_emulator()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture(params=["workbench", "official"])
-def backend(request: pytest.FixtureRequest) -> EmulatorProcess:
-    """The emulator a conformance test runs against."""
-    return request.getfixturevalue(f"{request.param}_emulator")
-
+from emulator_processes import PROJECT, EmulatorProcess, start_workbench_emulator
 
 _names = itertools.count(1)
 
