@@ -14,6 +14,7 @@ from eventmodel import resources as names
 from workbench.cli import cli
 from workbench.errors import WorkbenchError
 from workbench.localstack import processes, stack
+from workbench.localstack.services import port_in_use
 
 pytestmark = pytest.mark.integration
 
@@ -89,8 +90,8 @@ def test_a_dead_service_is_restarted_by_up(home):
     stack.up(cfg)
     old = pids()["pubsub"]
     os.killpg(old, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while processes.command_line(old) is not None and time.monotonic() < deadline:
+    deadline = time.monotonic() + 10
+    while (processes.alive(old) or port_in_use("127.0.0.1", cfg.pubsub_port)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert stack.status()[0]["state"] == "stopped"
     stack.up(cfg)
