@@ -5,13 +5,15 @@
                         +-- dead letters (every stage) ---> WriteDeadLetters
 
 Every composite that can fail for a single message returns `(main, dead_letters)`: a failure is a tagged
-output and a counter, never a log line and never an exception that stops the pipeline. The decisions are
-pure functions in pipeline.core; this module is the Beam shell around them.
+output and a counter, never a log line and never an exception that stops the pipeline. (Deduplication cannot
+lose an event: when it fails on one, it lets it through and counts it.) The decisions are pure functions in
+pipeline.core; this module is the Beam shell around them.
 
 Nothing here uses event-time windows: everything lives in the global window, so events that arrive late
-or carry historical timestamps are never dropped behind the watermark. Bounded state comes from timers:
-the dedup set forgets an id after a processing-time TTL, the file writer flushes on a processing-time
-timer or a size limit, and an end-of-window (drain) timer flushes whatever is left when the input ends.
+or carry historical timestamps are never dropped behind the watermark. State stays bounded by design: the
+dedup ring forgets ids once publish time has moved a TTL past them; the file writer empties its buffer on a
+processing-time timer or a size limit, forgets a quiet minute's counter after an hour, and an end-of-window
+(drain) timer flushes whatever is left when the input ends.
 """
 
 from __future__ import annotations
