@@ -185,7 +185,7 @@ def test_a_missing_subscription_fails_fast_naming_the_fix(stack, tmp_path):
 
 
 def test_an_unreachable_emulator_fails_fast(stack, tmp_path, monkeypatch):
-    from conftest import free_port
+    from pipeline_support import free_port
 
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
     started = time.monotonic()
