@@ -155,12 +155,16 @@ def _wait_ready(service: Service, host: str, pid: int, log: Path) -> None:
 
 def create_pubsub_resources(emulator_host: str, project: str) -> None:
     """The topic, the pipeline's subscription with its dead-letter policy, and the dead-letter pair."""
+    import grpc
     from google.api_core import exceptions
     from google.cloud import pubsub_v1
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
-    os.environ["PUBSUB_EMULATOR_HOST"] = emulator_host
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
+    # Clients on an explicit loopback channel: the caller's PUBSUB_EMULATOR_HOST is neither needed nor changed.
+    channel = grpc.insecure_channel(emulator_host)
+    publisher = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=channel))
+    subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
     topic = publisher.topic_path(project, names.TOPIC)
     dead_letter_topic = publisher.topic_path(project, names.DEAD_LETTER_TOPIC)
     try:
@@ -189,7 +193,7 @@ def create_pubsub_resources(emulator_host: str, project: str) -> None:
             with contextlib.suppress(exceptions.AlreadyExists):
                 subscriber.create_subscription(request=request, timeout=10)
     finally:
-        subscriber.close()
+        channel.close()
 
 
 def down(on_step: Callable[[str], None] = lambda _: None) -> list[str]:
