@@ -143,7 +143,8 @@ class Stack:
             raise RuntimeError(f"the Pub/Sub emulator did not start: {line!r}")
         self.pubsub = line.split()[-1]
         os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub
-        self.bq = start_bigquery_emulator(project=PROJECT)
+        # Without per-write time-travel copies, as `workbench up` runs it (workbench/localstack/bigquery_main.py).
+        self.bq = start_bigquery_emulator(project=PROJECT, time_travel=False)
         self.datasets = 0
         create_pubsub_resources(self.pubsub, PROJECT)
         self._apply = apply_ddl
