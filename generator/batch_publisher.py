@@ -51,7 +51,8 @@ class BatchSettings:
     max_messages: int = 1000
     max_bytes: int = 5 * 1024 * 1024
     max_latency_s: float = 0.05
-    max_outstanding_messages: int = 20_000  # flow control: send() blocks beyond this
+    max_outstanding_messages: int = 20_000  # flow control: send() blocks beyond this many unconfirmed messages
+    max_outstanding_bytes: int = 64 * 1024 * 1024  # ... or this many unconfirmed bytes (1 MB payloads exist)
     request_timeout_s: float = 60.0
     retry_deadline_s: float = 120.0  # give up on a batch this long after its first attempt
     initial_backoff_s: float = 0.1
@@ -101,6 +102,7 @@ class BatchPublisher:
         self._lock = threading.Condition()
         self._batch = _Batch()
         self._outstanding = 0
+        self._outstanding_bytes = 0
         self._retries: list[tuple[float, _Batch]] = []
         self._closed = False
         self._random = random.Random()
@@ -113,7 +115,15 @@ class BatchPublisher:
         size = pb.ByteSize() + 8
         settings = self._settings
         with self._lock:
-            while self._outstanding >= settings.max_outstanding_messages and not self._closed:
+            # One message always fits when nothing is outstanding, so a message larger than the budget still goes.
+            while (
+                not self._closed
+                and self._outstanding
+                and (
+                    self._outstanding >= settings.max_outstanding_messages
+                    or self._outstanding_bytes + size > settings.max_outstanding_bytes
+                )
+            ):
                 self._lock.wait(0.1)
             batch = self._batch
             if batch.items and (len(batch.items) >= settings.max_messages or batch.bytes + size > settings.max_bytes):
@@ -125,6 +135,7 @@ class BatchPublisher:
             batch.pbs.append(pb)
             batch.bytes += size
             self._outstanding += 1
+            self._outstanding_bytes += size
 
     def close(self, timeout: float) -> None:
         """Flush what is queued and wait until every message has an outcome (or timeout)."""
@@ -141,7 +152,7 @@ class BatchPublisher:
         for _, batch in abandoned:
             for message, sent_at in batch.items:
                 self._on_done(message, "failed", None, now - sent_at)
-            self._settle(len(batch.items))
+            self._settle(batch)
 
     # Internals: called with self._lock held unless said otherwise.
 
@@ -164,7 +175,7 @@ class BatchPublisher:
             now = time.perf_counter()
             for (message, sent_at), message_id in zip(batch.items, ids, strict=True):
                 self._on_done(message, "published", message_id, now - sent_at)
-            self._settle(len(batch.items))
+            self._settle(batch)
             return
         code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
         if code in RETRYABLE and time.monotonic() < batch.deadline:
@@ -176,11 +187,12 @@ class BatchPublisher:
         now = time.perf_counter()
         for message, sent_at in batch.items:
             self._on_done(message, "failed", None, now - sent_at)
-        self._settle(len(batch.items))
+        self._settle(batch)
 
-    def _settle(self, count: int) -> None:
+    def _settle(self, batch: _Batch) -> None:
         with self._lock:
-            self._outstanding -= count
+            self._outstanding -= len(batch.items)
+            self._outstanding_bytes -= batch.bytes - REQUEST_OVERHEAD_BYTES
             self._lock.notify_all()
 
     def _tick(self) -> None:

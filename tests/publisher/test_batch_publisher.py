@@ -105,3 +105,22 @@ def test_a_missing_topic_fails_at_once_without_retrying(emulator_with):
     emulator = emulator_with()
     outcomes = publish_all(emulator.target, "projects/bench/topics/nowhere", 10, BatchSettings(retry_deadline_s=30))
     assert [o for _, o, _ in outcomes.rows] == ["failed"] * 10
+
+
+def test_flow_control_bounds_unconfirmed_bytes(emulator_with):
+    emulator = emulator_with(delay_ms=0)
+    topic = "projects/bench/topics/large"
+    create_topic(emulator.target, topic)
+    outcomes = Outcomes()
+    channel = open_channel(emulator.target)
+    budget = 3 * 1024 * 1024
+    publisher = BatchPublisher(channel, topic, outcomes, BatchSettings(max_messages=2, max_outstanding_bytes=budget))
+    peak = 0
+    for i in range(24):
+        publisher.send(Message(bytes([65 + i % 26]) * 1_000_000))
+        peak = max(peak, publisher._outstanding_bytes)
+    publisher.close(timeout=60)
+    channel.close()
+    assert {o for _, o, _ in outcomes.rows} == {"published"} and len(outcomes.rows) == 24
+    assert peak <= budget
+    assert publisher._outstanding_bytes == 0
