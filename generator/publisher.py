@@ -244,7 +244,7 @@ class Publisher:
                     "duration_s": plan.duration,
                     "workers": plan.workers,
                 },
-                "generator": _jsonable(asdict(plan.generator)),
+                "generator": plan.generator.as_dict(),
                 "config": self._config,
                 "totals": {
                     "sent": totals.sent,
@@ -314,13 +314,3 @@ def run_with_sigint(publisher: Publisher, on_progress: Callable[[Publisher], Non
         if in_main_thread:
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGINT, previous)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value

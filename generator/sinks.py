@@ -142,15 +142,20 @@ def check_pubsub(target: PubSubTarget, timeout: float = PREFLIGHT_TIMEOUT_S) -> 
     """Fail fast, with the fix, when the emulator is down, the topic is missing or credentials are absent."""
     if target.emulator_host:
         _check_listening(target.emulator_host, timeout)
-        os.environ["PUBSUB_EMULATOR_HOST"] = target.emulator_host
     from google.api_core import exceptions
     from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import pubsub_v1
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+
+    from generator.batch_publisher import open_channel
 
     topic_path = f"projects/{target.project}/topics/{target.topic}"
     where = f"the emulator at {target.emulator_host}" if target.emulator_host else f"project {target.project}"
+    channel = None
     try:
-        client = pubsub_v1.PublisherClient()
+        # The same channel the sink will use: an emulator is reached without touching PUBSUB_EMULATOR_HOST.
+        channel = open_channel(target.emulator_host)
+        client = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=channel))
         client.get_topic(request={"topic": topic_path}, retry=None, timeout=timeout)
     except DefaultCredentialsError:
         raise WorkbenchError(
@@ -173,6 +178,9 @@ def check_pubsub(target: PubSubTarget, timeout: float = PREFLIGHT_TIMEOUT_S) -> 
         raise WorkbenchError(
             f"Pub/Sub at {where} did not answer within {timeout:g}s ({type(exc).__name__})", _START_HINT
         ) from None
+    finally:
+        if channel is not None:
+            channel.close()
 
 
 _START_HINT = (
