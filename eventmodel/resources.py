@@ -10,6 +10,9 @@ TOPIC = "backend-events-topic"
 SUBSCRIPTION = "backend-events-topic-sub"
 DEAD_LETTER_TOPIC = "backend-events-dead-letter"
 DEAD_LETTER_SUBSCRIPTION = "backend-events-dead-letter-sub"
+# Reconcile's own subscription on the dead-letter topic: it retains acked messages so that every reconcile can
+# seek back and read the same dead letters without taking them from another reader.
+DEAD_LETTER_RECONCILE_SUBSCRIPTION = "backend-events-dead-letter-reconcile"
 
 # Project used when none is given (--project, PUBSUB_PROJECT_ID, GOOGLE_CLOUD_PROJECT): emulators accept any id.
 DEFAULT_PROJECT = "workbench-local"

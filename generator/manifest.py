@@ -5,8 +5,13 @@ Layout, under $WORKBENCH_HOME/runs/<run_id>/ (WORKBENCH_HOME defaults to ./.work
                         rewritten atomically about once a second, so it is consistent at any moment
     events-<W>.csv      one line per message worker W handed to its sink, appended when the outcome is known:
                         event_id, expected destination, event type, reason code, malformed kind, event time,
-                        duplicate flag, outcome (published | failed), Pub/Sub message id, and a digest of
-                        the payload bytes (payload_digest) so sinks can prove they hold the bytes sent
+                        duplicate flag, outcome (published | failed), Pub/Sub message id, the MD5 of the
+                        payload bytes (payload_digest: a dead letter must hold exactly these bytes) and, for
+                        valid events, the digest of the event's canonical form (canonical_digest,
+                        eventmodel.canonical: an event sink must hold exactly this event)
+
+MD5 because both reconcile engines compute it natively (BigQuery MD5, DuckDB md5), so reconcile compares
+digests inside the engine. `manifest_version` in manifest.json says which columns a run has.
 
 The event lists are streamed to disk, never held in memory, so a run of millions of events keeps a flat
 memory profile. The truth about malformed events (reason, kind) lives here and never in the message.
@@ -40,14 +45,17 @@ EVENT_COLUMNS = (
     "outcome",
     "message_id",
     "payload_digest",
+    "canonical_digest",
 )
+# 2: payload_digest is MD5 (was BLAKE2b-64) and canonical_digest exists; reconcile needs 2 or later.
+MANIFEST_VERSION = 2
 PUBLISHED = "published"
 FAILED = "failed"
 
 
 def payload_digest(data: bytes) -> str:
-    """A short, fast fingerprint of a payload (BLAKE2b, 64 bits): enough to tell any two events apart."""
-    return hashlib.blake2b(data, digest_size=8).hexdigest()
+    """The payload's MD5 hex: what BigQuery's TO_HEX(MD5(payload)) and DuckDB's md5(payload) give back."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def workbench_home() -> Path:
@@ -92,6 +100,7 @@ class EventLog:
             outcome,
             message_id or "",
             payload_digest(message.data),
+            message.canonical_digest or "",
         )
         with self._lock:
             self._writer.writerow(row)

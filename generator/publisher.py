@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from generator.manifest import EventLog, run_dir, write_manifest
+from generator.manifest import MANIFEST_VERSION, EventLog, run_dir, write_manifest
 from generator.rate import parse_profile, scaled
 from generator.sinks import FileTarget, PubSubTarget, make_sink
 from generator.stats import LatencyHistogram, RunTotals, WorkerSnapshot
@@ -163,10 +163,9 @@ def _process_worker(plan: PublishPlan, worker: int, reports: Any, stop: Any) -> 
 class Publisher:
     """Runs a plan's workers and merges their reports. `publish()` below is the one-call form."""
 
-    def __init__(self, plan: PublishPlan, config_for_manifest: dict[str, Any] | None = None) -> None:
+    def __init__(self, plan: PublishPlan) -> None:
         plan.check()
         self.plan = plan
-        self._config = config_for_manifest or {}
         self._snapshots: dict[int, WorkerSnapshot] = {}
         self._started_at = datetime.now(UTC)
         self._started = time.monotonic()
@@ -231,6 +230,7 @@ class Publisher:
             plan.run_id,
             {
                 "run_id": plan.run_id,
+                "manifest_version": MANIFEST_VERSION,
                 "status": status,
                 "started_at": self._started_at.isoformat().replace("+00:00", "Z"),
                 "finished_at": None if status == "running" else datetime.now(UTC).isoformat().replace("+00:00", "Z"),
@@ -245,7 +245,6 @@ class Publisher:
                     "workers": plan.workers,
                 },
                 "generator": plan.generator.as_dict(),
-                "config": self._config,
                 "totals": {
                     "sent": totals.sent,
                     "published": totals.published,
@@ -290,10 +289,9 @@ class Publisher:
 def publish(
     plan: PublishPlan,
     on_progress: Callable[[Publisher], None] | None = None,
-    config_for_manifest: dict[str, Any] | None = None,
 ) -> PublishResult:
     """Run a plan to its end; see run_with_sigint for Ctrl-C."""
-    return run_with_sigint(Publisher(plan, config_for_manifest), on_progress)
+    return run_with_sigint(Publisher(plan), on_progress)
 
 
 def run_with_sigint(publisher: Publisher, on_progress: Callable[[Publisher], None] | None = None) -> PublishResult:

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from eventmodel.canonical import canonical_digest
 from eventmodel.resources import ATTR_EVENT_ID, ATTR_EVENT_TYPE, ATTR_RUN_ID, ATTR_SCHEMA_VERSION
 from eventmodel.schema import EVENT_TIME_FIELD, EVENT_TYPES, INVENTORY, ORDER, SCHEMA_VERSION, USER_ACTIVITY
 from generator.factories import InventoryFeed, OrderBook, SessionPool
@@ -134,6 +135,7 @@ class OutgoingMessage:
     event_type: str  # the true type of the underlying event
     event_time: str | None  # the event's own timestamp string (valid events), for GCS minute folders
     duplicate: bool  # True for a re-send of an earlier event_id
+    canonical_digest: str | None = None  # eventmodel.canonical digest of the event (valid events only)
 
 
 class _WeightedChoice:
@@ -230,6 +232,7 @@ class EventStream:
             event_type,
             event[EVENT_TIME_FIELD[event_type]],
             False,
+            canonical_digest(event_type, event),
         )
         recent = self._recent
         if len(recent) < DUPLICATE_WINDOW:
@@ -251,6 +254,7 @@ class EventStream:
             original.event_type,
             original.event_time,
             True,
+            original.canonical_digest,
         )
 
     def _malformed_message(self) -> OutgoingMessage:

@@ -37,11 +37,19 @@ def error(message: str, fix: str | None = None) -> None:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
-    """Build a table with right-aligned numeric columns; the caller prints it (to `out` or `console`)."""
+    """Build a table with right-aligned numeric columns; the caller prints it (to `out` or `console`).
+
+    The first column holds what people copy (run ids, event ids, type names): it is never wrapped or cut, so a
+    narrow terminal wraps the other columns first.
+    """
     rows = [list(r) for r in rows]
     t = Table(title=title, title_justify="left")
     for i, name in enumerate(columns):
         numeric = bool(rows) and all(isinstance(r[i], int | float) for r in rows)
+        if i == 0:
+            widest = max([len(str(name)), *(len(str(r[0])) for r in rows)])
+            t.add_column(name, justify="left", no_wrap=True, min_width=widest)
+            continue
         t.add_column(name, justify="right" if numeric else "left")
     for r in rows:
         t.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in r))

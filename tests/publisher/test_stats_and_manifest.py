@@ -63,6 +63,7 @@ class Message:
     event_time: str | None = None
     duplicate: bool = False
     data: bytes = b"{}"
+    canonical_digest: str | None = None
 
 
 def test_event_log_streams_rows_and_counts(tmp_path, monkeypatch):
@@ -78,7 +79,7 @@ def test_event_log_streams_rows_and_counts(tmp_path, monkeypatch):
     assert [r["event_id"] for r in rows] == ["e1", "e2", "e1", "e3"]
     assert rows[1]["reason"] == "BAD_UUID" and rows[1]["kind"] == "bad_uuid"
     assert rows[2]["duplicate"] == "1" and rows[3]["outcome"] == "failed"
-    assert rows[0]["payload_digest"] == payload_digest(b"{}") and len(rows[0]["payload_digest"]) == 16
+    assert rows[0]["payload_digest"] == payload_digest(b"{}") and len(rows[0]["payload_digest"]) == 32
     assert log.counts["expected:order"] == 2
     assert log.counts["kind:bad_uuid"] == 1
     assert log.counts["duplicates"] == 1

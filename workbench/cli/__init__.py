@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "env": "workbench.cli.stack:env",
     "run-pipeline": "workbench.cli.pipeline:run_pipeline",
     "emulator": "workbench.cli.emulator:emulator",
+    "reconcile": "workbench.cli.reconcile:reconcile",
+    "demo": "workbench.cli.demo:demo",
 }
 
 

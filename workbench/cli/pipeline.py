@@ -17,30 +17,7 @@ import click
 from eventmodel.resources import DATASET, DEAD_LETTER_TOPIC, DEFAULT_PROJECT, SUBSCRIPTION
 from workbench import terminal
 from workbench.errors import WorkbenchError
-
-PUBSUB_ENV = "PUBSUB_EMULATOR_HOST"
-BIGQUERY_ENV = "BIGQUERY_EMULATOR_HOST"
-STORAGE_ENV = "STORAGE_EMULATOR_HOST"
-
-
-def _stack_exports() -> dict[str, str]:
-    from workbench.localstack.stack import env_exports
-
-    try:
-        return env_exports()
-    except Exception:  # no state yet: nothing was started
-        return {}
-
-
-def _resolve_local(emulator: str | None, bigquery_emulator: str | None) -> dict[str, str | None]:
-    """Where the local emulators are: the flag, else the environment, else what `workbench up` started."""
-    exports = _stack_exports()
-    pubsub = emulator or os.environ.get(PUBSUB_ENV) or exports.get(PUBSUB_ENV)
-    bigquery = bigquery_emulator or os.environ.get(BIGQUERY_ENV) or exports.get(BIGQUERY_ENV)
-    storage = os.environ.get(STORAGE_ENV) or exports.get(STORAGE_ENV)
-    if bigquery and "://" not in bigquery:
-        bigquery = f"http://{bigquery}"
-    return {"pubsub": pubsub, "bigquery": bigquery, "storage": storage}
+from workbench.localstack.stack import BIGQUERY_ENV, PUBSUB_ENV, STORAGE_ENV, local_endpoints
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -132,7 +109,7 @@ def run_pipeline(
         terminal.success(f"Dataflow: {result.job or result.state}")
         return
 
-    local = _resolve_local(emulator, bigquery_emulator)
+    local = local_endpoints(emulator, bigquery_emulator)
     if not local["pubsub"]:
         raise WorkbenchError(
             "no Pub/Sub emulator is known: the local run reads from the local stack",

@@ -154,7 +154,8 @@ def _wait_ready(service: Service, host: str, pid: int, log: Path) -> None:
 
 
 def create_pubsub_resources(emulator_host: str, project: str) -> None:
-    """The topic, the pipeline's subscription with its dead-letter policy, and the dead-letter pair."""
+    """The topic, the pipeline's subscription with its dead-letter policy, the dead-letter topic with its
+    subscription, and reconcile's own subscription on the dead-letter topic."""
     import grpc
     from google.api_core import exceptions
     from google.cloud import pubsub_v1
@@ -192,6 +193,11 @@ def create_pubsub_resources(emulator_host: str, project: str) -> None:
             }
             with contextlib.suppress(exceptions.AlreadyExists):
                 subscriber.create_subscription(request=request, timeout=10)
+        # Reconcile's own view of the dead letters, from the start: a subscription sees only what follows it.
+        from reconcile.sources import reconcile_subscription_request
+
+        with contextlib.suppress(exceptions.AlreadyExists):
+            subscriber.create_subscription(request=reconcile_subscription_request(project), timeout=10)
     finally:
         channel.close()
 
@@ -229,6 +235,29 @@ def status() -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+PUBSUB_ENV = "PUBSUB_EMULATOR_HOST"
+BIGQUERY_ENV = "BIGQUERY_EMULATOR_HOST"
+STORAGE_ENV = "STORAGE_EMULATOR_HOST"
+
+
+def local_endpoints(pubsub: str | None = None, bigquery: str | None = None) -> dict[str, str | None]:
+    """Where the local emulators are: the argument, else the environment, else what `workbench up` started.
+
+    {"pubsub": HOST:PORT, "bigquery": http://HOST:PORT, "storage": http://HOST:PORT}; None for a service that is
+    not known (then the caller talks to real Google Cloud, or says what to start).
+    """
+    try:
+        exports = env_exports()
+    except Exception:  # no readable state yet: nothing was started
+        exports = {}
+    pubsub = pubsub or os.environ.get(PUBSUB_ENV) or exports.get(PUBSUB_ENV)
+    bigquery = bigquery or os.environ.get(BIGQUERY_ENV) or exports.get(BIGQUERY_ENV)
+    storage = os.environ.get(STORAGE_ENV) or exports.get(STORAGE_ENV)
+    if bigquery and "://" not in bigquery:
+        bigquery = f"http://{bigquery}"
+    return {"pubsub": pubsub, "bigquery": bigquery, "storage": storage}
 
 
 def env_exports() -> dict[str, str]:

@@ -1,0 +1,140 @@
+"""The canonical form of an accepted event: what "the sink holds the event unchanged" means, decided once.
+
+A sink never holds the bytes a producer sent: the GCS line re-encodes the event, BigQuery stores typed columns
+(TIMESTAMP, NUMERIC, STRUCT, ARRAY<STRUCT>; see eventmodel.rows). Two copies are the same event when their
+canonical texts are equal, and the canonical text is built from the schema (eventmodel.schema), field by field
+in schema order, through the documented type mapping:
+
+    string, uuid, enum, ip_address   the text itself
+    integer                          decimal digits (INT64)
+    number                           integer count of 1e-9 units (NUMERIC has 9 decimal places, so exact)
+    timestamp                        microseconds since the Unix epoch, UTC (BigQuery TIMESTAMP precision)
+    record                           its fields, flattened in order
+    records                          each element's fields, elements in order, joined by RECORD_SEPARATOR
+    missing / null                   NULL_MARK
+
+Fields are joined by FIELD_SEPARATOR; the digest is the MD5 hex of the UTF-8 text, because MD5 is the hash
+both reconcile engines compute natively (BigQuery TO_HEX(MD5(...)), DuckDB md5(...)).
+
+The same form has two implementations that tests hold equal on both engines:
+- canonical_digest(event_type, event): Python, from the event JSON (the publisher records it in the manifest);
+- canonical_sql(event_type): a BigQuery Standard SQL expression over a row of the event's table (the schema
+  eventmodel.rows builds), which reconcile runs inside BigQuery and, transpiled by sqlglot, inside DuckDB.
+
+    >>> canonical_text("inventory", {"event_type": "inventory", "inventory_id": "i", "product_id": "p",
+    ...     "warehouse_id": "w", "quantity_change": -3, "reason": "sale", "timestamp": "1970-01-01T00:00:01Z"})
+    'inventory\\x1fi\\x1fp\\x1fw\\x1f-3\\x1fsale\\x1f1000000'
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from eventmodel.schema import SCHEMAS, Field
+from eventmodel.validate import parse_timestamp
+
+FIELD_SEPARATOR = "\x1f"  # ASCII unit separator: never part of a valid event's text in practice
+RECORD_SEPARATOR = "\x1e"  # ASCII record separator, between the elements of a records field
+NULL_MARK = "\u2400"  # SYMBOL FOR NULL: tells a missing value from an empty string
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NANO = Decimal(10) ** 9
+
+
+def _timestamp_micros(value: Any) -> str | None:
+    moment = parse_timestamp(value) if isinstance(value, str) else value
+    if not isinstance(moment, datetime):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return str((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+
+
+def _nano_units(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    try:
+        exact = value if isinstance(value, Decimal) else Decimal(repr(value))
+        return str(int((exact * _NANO).to_integral_value()))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _value_text(field: Field, value: Any) -> list[str]:
+    if field.kind == "record":
+        record = value if isinstance(value, dict) else {}
+        return [text for sub in field.fields for text in _value_text(sub, record.get(sub.name))]
+    if field.kind == "records":
+        elements = value if isinstance(value, list) else []
+        return [
+            RECORD_SEPARATOR.join(
+                FIELD_SEPARATOR.join(text for sub in field.fields for text in _value_text(sub, (e or {}).get(sub.name)))
+                for e in elements
+            )
+        ]
+    if value is None:
+        return [NULL_MARK]
+    if field.kind == "timestamp":
+        text = _timestamp_micros(value)
+    elif field.kind == "number":
+        text = _nano_units(value)
+    elif field.kind == "integer":
+        text = str(value) if isinstance(value, int) and not isinstance(value, bool) else None
+    else:
+        text = value if isinstance(value, str) else None
+    return [NULL_MARK if text is None else text]
+
+
+def canonical_text(event_type: str, event: dict[str, Any]) -> str:
+    """The canonical text of an event of `event_type` (its JSON object as published, or as a sink returns it)."""
+    return FIELD_SEPARATOR.join(text for f in SCHEMAS[event_type] for text in _value_text(f, event.get(f.name)))
+
+
+def canonical_digest(event_type: str, event: dict[str, Any]) -> str:
+    """MD5 hex of canonical_text: equal for two copies of the same event, whatever sink holds them."""
+    return hashlib.md5(canonical_text(event_type, event).encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------- SQL
+
+_SQL_FIELD_SEPARATOR = "CHR(31)"
+_SQL_RECORD_SEPARATOR = "CHR(30)"
+_SQL_NULL_MARK = "CHR(9216)"
+
+
+def _sql_scalar(field: Field, column: str) -> str:
+    if field.kind == "timestamp":
+        text = f"CAST(UNIX_MICROS({column}) AS STRING)"
+    elif field.kind == "number":
+        text = f"CAST(CAST({column} * 1000000000 AS INT64) AS STRING)"
+    elif field.kind == "integer":
+        text = f"CAST({column} AS STRING)"
+    else:
+        text = column
+    return f"COALESCE({text}, {_SQL_NULL_MARK})"
+
+
+def _sql_parts(field: Field, column: str) -> list[str]:
+    if field.kind == "record":
+        return [part for sub in field.fields for part in _sql_parts(sub, f"{column}.{sub.name}")]
+    if field.kind == "records":
+        element = f", {_SQL_FIELD_SEPARATOR}, ".join(
+            part for sub in field.fields for part in _sql_parts(sub, f"_element.{sub.name}")
+        )
+        return [
+            f"ARRAY_TO_STRING(ARRAY(SELECT CONCAT({element}) FROM UNNEST({column}) AS _element "
+            f"WITH OFFSET AS _position ORDER BY _position), {_SQL_RECORD_SEPARATOR})"
+        ]
+    return [_sql_scalar(field, column)]
+
+
+def canonical_sql(event_type: str, prefix: str = "") -> str:
+    """BigQuery Standard SQL for canonical_digest over a row of the event's table (columns as ddl/ names them).
+
+    `prefix` qualifies the columns ("t." for `FROM orders AS t`).
+    """
+    parts = [part for f in SCHEMAS[event_type] for part in _sql_parts(f, f"{prefix}{f.name}")]
+    return f"TO_HEX(MD5(CONCAT({f', {_SQL_FIELD_SEPARATOR}, '.join(parts)})))"

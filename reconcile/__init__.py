@@ -1,0 +1,10 @@
+"""Reconcile: the proof that every event a run published arrived exactly where it belongs, once and unchanged.
+
+    >>> from reconcile.run import ReconcileTarget, reconcile      # doctest: +SKIP
+    >>> report = reconcile("latest", ReconcileTarget.local())     # doctest: +SKIP
+    >>> report.exit_code                                          # 0 matched, 1 mismatch
+
+The comparison is SQL written once for BigQuery (reconcile.queries) and run either inside BigQuery (real GCP)
+or, transpiled, inside DuckDB (the local stack); reconcile.engine holds the two engines, reconcile.sources the
+sink readers, reconcile.report the verdict. The CLI is `workbench reconcile` (workbench/cli/reconcile.py).
+"""

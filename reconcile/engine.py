@@ -1,0 +1,259 @@
+"""The engines the comparison runs on: DuckDB (local, in process) and BigQuery (real GCP, or the emulator).
+
+Both take the comparison's statements in BigQuery SQL (reconcile.queries); DuckDB runs them transpiled. Each
+engine knows how to bring the tables the comparison needs (manifest, known_runs, sink_events, dead_letters)
+into itself in bulk: DuckDB reads CSV and JSON-lines files and Arrow tables; BigQuery loads files with load
+jobs and reads its own event tables where they are.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from eventmodel.schema import SCHEMAS, Field
+from generator.manifest import EVENT_COLUMNS
+from reconcile import queries as Q
+
+# The columns of the two unified tables, with their BigQuery types (DuckDB gets the same through the
+# transpiler); reconcile.queries documents what each holds.
+SINK_EVENT_COLUMNS: dict[str, str] = {
+    "sink": "STRING",
+    "location": "STRING",
+    "event_id": "STRING",
+    "message_id": "STRING",
+    "run_id": "STRING",
+    "publish_time": "TIMESTAMP",
+    "landed_time": "TIMESTAMP",
+    "event_type": "STRING",
+    "container_type": "STRING",
+    "event_minute": "STRING",
+    "container_minute": "STRING",
+    "name_ok": "BOOL",
+    "canonical_digest": "STRING",
+}
+DEAD_LETTER_COLUMNS: dict[str, str] = {
+    "sink": "STRING",
+    "location": "STRING",
+    "event_id": "STRING",
+    "source_message_id": "STRING",
+    "run_id": "STRING",
+    "reason": "STRING",
+    "stage": "STRING",
+    "payload_digest": "STRING",
+    "payload_cut": "BOOL",
+    "publish_time": "TIMESTAMP",
+    "landed_time": "TIMESTAMP",
+}
+FILE_COLUMNS: dict[str, str] = {
+    "path": "STRING",
+    "uri": "STRING",
+    "container_type": "STRING",
+    "container_minute": "STRING",
+    "name_ok": "BOOL",
+    "updated": "TIMESTAMP",
+}
+TABLES = ("manifest", "known_runs", "files", "sink_events", "dead_letters", "event_status")
+
+
+def _create_empty(columns: dict[str, str]) -> str:
+    return ", ".join(f"{name} {kind}" for name, kind in columns.items())
+
+
+class DuckDBEngine:
+    """The local engine: one in-memory DuckDB database per reconcile (spilling to a temporary folder)."""
+
+    name = "duckdb"
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        import duckdb
+
+        self._spill = tempfile.mkdtemp(prefix="reconcile-duckdb-")
+        self.con = duckdb.connect(config={"temp_directory": self._spill})
+        # FORMAT_TIMESTAMP and friends work in UTC, as BigQuery does.
+        self.con.execute("SET TimeZone = 'UTC'")
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        if memory_limit:
+            self.con.execute(f"SET memory_limit = '{memory_limit}'")
+        self.tables = {name: name for name in TABLES}
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty sink tables, ready for a (re)load of every sink."""
+        self.con.execute(f"CREATE OR REPLACE TABLE sink_events ({self._columns(SINK_EVENT_COLUMNS)})")
+        self.con.execute(f"CREATE OR REPLACE TABLE dead_letters ({self._columns(DEAD_LETTER_COLUMNS)})")
+        self.con.execute(f"CREATE OR REPLACE TABLE files ({self._columns(FILE_COLUMNS)})")
+
+    @staticmethod
+    def _columns(columns: dict[str, str]) -> str:
+        return Q.to_duckdb(f"CREATE TABLE x ({_create_empty(columns)})").split("(", 1)[1].rsplit(")", 1)[0]
+
+    def run(self, sql: str) -> list[dict[str, Any]]:
+        cursor = self.con.execute(Q.to_duckdb(sql))
+        if cursor.description is None:
+            return []
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def load_manifest(self, csv_paths: list[Path]) -> None:
+        files = ", ".join(f"'{_quote(p)}'" for p in csv_paths)
+        types = ", ".join(f"'{c}': 'VARCHAR'" for c in EVENT_COLUMNS)
+        self.con.execute(
+            f"CREATE OR REPLACE TABLE manifest AS SELECT * FROM read_csv([{files}], header = true, "
+            f"columns = {{{types}}}, union_by_name = true)"
+        )
+
+    def load_known_runs(self, run_ids: Iterable[str]) -> None:
+        self.con.execute("CREATE OR REPLACE TABLE known_runs (run_id VARCHAR)")
+        self.con.executemany("INSERT INTO known_runs VALUES (?)", [(r,) for r in run_ids])
+
+    def load_files(self, files: list[dict[str, Any]]) -> None:
+        self._insert_rows("files", files, FILE_COLUMNS)
+
+    def load_gcs_lines(self, event_type: str, paths: list[str], scope: str) -> None:
+        """Read one type folder's JSON lines (bulk, in DuckDB) into sink_events, through queries.gcs_select."""
+        if not paths:
+            return
+        listed = ", ".join(f"'{_quote(p)}'" for p in paths)
+        event = "event"
+        typed = ",\n       ".join(
+            f"{_duck_value(f, f'json_extract({event}, {_path(f.name)})')} AS {f.name}" for f in SCHEMAS[event_type]
+        )
+        staging = f"gcs_{event_type}"
+        # Lines are read loosely (JSON for the event) and typed here with TRY_CAST: a line someone broke must
+        # show up as an altered or missing event, never stop the whole reconcile.
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {staging} AS
+SELECT filename AS path, event_id, message_id, TRY_CAST(publish_time AS TIMESTAMPTZ) AS publish_time,
+       json_extract_string(attributes, '$.run_id') AS run_id,
+       {typed}
+FROM read_json([{listed}], format = 'newline_delimited', filename = true, ignore_errors = true,
+               columns = {{'event_id': 'VARCHAR', 'message_id': 'VARCHAR', 'publish_time': 'VARCHAR',
+                           'attributes': 'JSON', 'event': 'JSON'}})"""
+        )
+        self.con.execute(
+            Q.to_duckdb(f"INSERT INTO sink_events SELECT * FROM ({Q.gcs_select(event_type, staging, 'files')}) "
+                        f"WHERE {scope}")
+        )
+        self.con.execute(f"DROP TABLE {staging}")
+
+    def load_arrow(self, table: str, arrow: Any) -> None:
+        """Append an Arrow table (rows a BigQuery SELECT returned) to sink_events or dead_letters."""
+        self.con.register("_incoming", arrow)
+        try:
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+        finally:
+            self.con.unregister("_incoming")
+
+    def load_dead_letter_rows(self, rows: list[dict[str, Any]]) -> None:
+        self._insert_rows("dead_letters", rows, DEAD_LETTER_COLUMNS)
+
+    def _insert_rows(self, table: str, rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
+        if not rows:
+            return
+        import pyarrow as pa
+
+        arrow = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows], schema=_arrow_schema(columns))
+        self.load_arrow(table, arrow)
+
+    def close(self) -> None:
+        import shutil
+
+        self.con.close()
+        shutil.rmtree(self._spill, ignore_errors=True)
+
+
+def _arrow_schema(columns: dict[str, str]):
+    import pyarrow as pa
+
+    kinds = {"STRING": pa.string(), "BOOL": pa.bool_(), "TIMESTAMP": pa.timestamp("us", tz="UTC")}
+    return pa.schema([(name, kinds[kind]) for name, kind in columns.items()])
+
+
+def _quote(path: Any) -> str:
+    return str(path).replace("'", "''")
+
+
+def _path(name: str) -> str:
+    return f"'$.\"{name}\"'"
+
+
+def _duck_value(field: Field, json_expr: str) -> str:
+    """DuckDB SQL turning a JSON value into the event table's column type (NULL where it does not fit)."""
+    text = f"json_extract_string({json_expr}, '$')"
+    if field.kind == "timestamp":
+        return f"TRY_CAST(upper({text}) AS TIMESTAMPTZ)"
+    if field.kind == "number":
+        return f"TRY_CAST({text} AS DECIMAL(38, 9))"
+    if field.kind == "integer":
+        return f"TRY_CAST({text} AS BIGINT)"
+    if field.kind == "record":
+        members = ", ".join(
+            f"{sub.name} := {_duck_value(sub, f'json_extract({json_expr}, {_path(sub.name)})')}" for sub in field.fields
+        )
+        return f"struct_pack({members})"
+    if field.kind == "records":
+        members = ", ".join(
+            f"{sub.name} := {_duck_value(sub, f'json_extract(_element, {_path(sub.name)})')}" for sub in field.fields
+        )
+        return f"list_transform(TRY_CAST({json_expr} AS JSON[]), _element -> struct_pack({members}))"
+    return text
+
+
+class BigQueryEngine:
+    """The comparison inside BigQuery (or the BigQuery emulator): scratch tables in their own dataset.
+
+    Used by the tests to prove the comparison's BigQuery SQL on the emulator; the sink loaders for real GCP
+    (external tables over the GCS tree) are not built yet, so `workbench reconcile` runs the DuckDB engine.
+    """
+
+    name = "bigquery"
+
+    def __init__(self, client: Any, project: str, dataset: str) -> None:
+        self.client = client
+        self.project = project
+        self.dataset = dataset
+        self.tables = {name: f"`{project}.{dataset}.{name}`" for name in TABLES}
+        from google.cloud import bigquery
+
+        self._bq = bigquery
+        ds = bigquery.Dataset(f"{project}.{dataset}")
+        ds.default_table_expiration_ms = 24 * 3600 * 1000  # scratch: gone a day later even if never cleaned
+        client.create_dataset(ds, exists_ok=True)
+
+    def run(self, sql: str) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.client.query(sql).result()]
+
+    def load_rows(self, name: str, rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
+        """Replace table `name` with rows (a load job from newline-delimited JSON, not streaming inserts)."""
+        import io
+
+        import orjson
+
+        bq = self._bq
+        schema = [bq.SchemaField(c, "BOOLEAN" if k == "BOOL" else k) for c, k in columns.items()]
+        body = b"".join(orjson.dumps({c: _json_value(r.get(c)) for c in columns}) + b"\n" for r in rows)
+        config = bq.LoadJobConfig(
+            schema=schema,
+            source_format=bq.SourceFormat.NEWLINE_DELIMITED_JSON,
+            write_disposition=bq.WriteDisposition.WRITE_TRUNCATE,
+        )
+        table = f"{self.project}.{self.dataset}.{name}"
+        self.client.load_table_from_file(io.BytesIO(body), table, job_config=config).result()
+
+    def drop(self) -> None:
+        self.client.delete_dataset(f"{self.project}.{self.dataset}", delete_contents=True, not_found_ok=True)
+
+
+def _json_value(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def default_threads() -> int:
+    return max(1, os.cpu_count() or 1)

@@ -1,0 +1,273 @@
+"""The comparison, written once in BigQuery Standard SQL and run on either engine.
+
+On real GCP the statements run inside BigQuery, next to the data; locally sqlglot transpiles them to DuckDB
+(to_duckdb below), which reads the manifest CSVs, the GCS lines and the rows fetched from the emulator. Every
+statement names its tables as `{t[name]}`; the engine fills in where each table lives.
+
+The tables an engine provides before the comparison runs:
+
+    manifest        the run's events-*.csv, every column STRING (generator/manifest.py EVENT_COLUMNS)
+    known_runs      run_id of every run with a manifest (to tell another run's events from a foreign producer's)
+    sink_events     one row per copy of an event in an event sink: the GCS files and the BigQuery event tables
+                    (sink, location, event_id, message_id, run_id, publish_time, landed_time, event_type,
+                    container_type, event_minute, container_minute, name_ok, canonical_digest)
+    dead_letters    one row per copy of a dead letter: the dead_letters table and the dead-letter topic
+                    (sink, location, event_id, source_message_id, run_id, reason, stage, payload_digest,
+                    payload_cut, publish_time, landed_time); payload_cut: the table keeps only the first
+                    MAX_PAYLOAD_BYTES of an oversize payload, so its bytes are compared through the topic
+
+sink_events and dead_letters are built per source by the SELECTs below (gcs_select, bigquery_select, ...),
+so each source's own columns and types never leak into the comparison.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from eventmodel import rows
+from eventmodel.canonical import canonical_sql
+from eventmodel.schema import EVENT_TIME_FIELD
+
+# Sink names: the columns of the report and the values of sink_events.sink / dead_letters.sink.
+GCS = "gcs"
+BIGQUERY = "bigquery"
+DEAD_LETTER_TABLE = "dead_letter_table"
+DEAD_LETTER_TOPIC = "dead_letter_topic"
+EVENT_SINKS = (GCS, BIGQUERY)
+DEAD_LETTER_SINKS = (DEAD_LETTER_TABLE, DEAD_LETTER_TOPIC)
+SINKS = EVENT_SINKS + DEAD_LETTER_SINKS
+
+DEAD_LETTER = "dead_letter"  # manifest `expected` of a malformed event
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
+def literal(text: str) -> str:
+    """A safe SQL string literal for a run id (the only value spliced into statements)."""
+    if not _RUN_ID.fullmatch(text):
+        raise ValueError(f"not a run id: {text!r}")
+    return f"'{text}'"
+
+
+@functools.lru_cache(maxsize=256)
+def to_duckdb(sql: str) -> str:
+    """The DuckDB form of a BigQuery statement (sqlglot); cached, the statements are few and fixed."""
+    import sqlglot
+
+    return sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
+
+
+# ------------------------------------------------------------------------------------- per-source SELECTs
+
+
+def gcs_select(event_type: str, source: str, files: str) -> str:
+    """sink_events rows from a typed table of one type folder's lines (the event table's columns, plus path,
+    event_id, message_id, run_id, publish_time) joined with the file listing (path, folder type and minute)."""
+    time_field = EVENT_TIME_FIELD[event_type]
+    return f"""
+SELECT '{GCS}' AS sink, l.path AS location, l.event_id, l.message_id, l.run_id, l.publish_time,
+       f.updated AS landed_time, l.event_type, f.container_type,
+       FORMAT_TIMESTAMP('%Y%m%d%H%M', l.{time_field}) AS event_minute, f.container_minute, f.name_ok,
+       {canonical_sql(event_type, "l.")} AS canonical_digest
+FROM {source} AS l JOIN {files} AS f ON f.path = l.path"""
+
+
+def bigquery_select(event_type: str, table: str, scope: str) -> str:
+    """sink_events rows from an event table of the ddl/ model, limited by `scope` (a condition on its rows)."""
+    time_field = EVENT_TIME_FIELD[event_type]
+    return f"""
+SELECT '{BIGQUERY}' AS sink, '{rows.table_of(event_type)}' AS location, event_id, message_id, run_id,
+       publish_time, ingest_time AS landed_time, event_type, '{event_type}' AS container_type,
+       FORMAT_TIMESTAMP('%Y%m%d%H%M', {time_field}) AS event_minute, CAST(NULL AS STRING) AS container_minute,
+       TRUE AS name_ok, {canonical_sql(event_type)} AS canonical_digest
+FROM {table} WHERE {scope}"""
+
+
+def dead_letter_table_select(table: str, scope: str) -> str:
+    return f"""
+SELECT '{DEAD_LETTER_TABLE}' AS sink, '{rows.DEAD_LETTER_TABLE}' AS location, event_id,
+       message_id AS source_message_id, run_id, reason, stage, TO_HEX(MD5(payload)) AS payload_digest,
+       -- eventmodel.rows.dead_letter_row cuts an oversize payload in this table (the topic keeps it whole)
+       LENGTH(payload) = {rows.MAX_PAYLOAD_BYTES} AND detail LIKE '%payload cut to%' AS payload_cut,
+       publish_time, ingest_time AS landed_time
+FROM {table} WHERE {scope}"""
+
+
+# ------------------------------------------------------------------------------------------ comparison
+
+# One row per event the run published, with what every sink holds of it. `problem` is the first diagnosis
+# that fails the run, in order of gravity: a malformed event accepted is the worst failure there is.
+EVENT_STATUS = """
+CREATE OR REPLACE TABLE {t[event_status]} AS
+WITH sent AS (
+  SELECT event_id, ANY_VALUE(expected) AS expected, ANY_VALUE(event_type) AS event_type,
+         ANY_VALUE(reason) AS reason, ANY_VALUE(kind) AS kind, ANY_VALUE(payload_digest) AS payload_digest,
+         ANY_VALUE(canonical_digest) AS canonical_digest, ANY_VALUE(message_id) AS message_id,
+         COUNT(*) AS copies_sent
+  FROM {t[manifest]} WHERE outcome = 'published' GROUP BY event_id
+),
+held AS (
+  SELECT s.event_id, e.sink, COUNT(*) AS copies,
+         COUNTIF(e.container_type != s.event_type OR e.event_type IS NULL OR e.event_type != s.event_type
+                 OR (e.sink = '{gcs}' AND (e.container_minute IS NULL OR e.event_minute IS NULL
+                                            OR e.container_minute != e.event_minute OR NOT e.name_ok)))
+           AS misplaced,
+         COUNTIF(e.canonical_digest IS NULL OR e.canonical_digest != s.canonical_digest) AS altered,
+         MIN(e.location) AS location
+  FROM sent AS s JOIN {t[sink_events]} AS e ON e.event_id = s.event_id
+  GROUP BY s.event_id, e.sink
+),
+lettered AS (
+  SELECT s.event_id, d.sink, COUNT(*) AS copies,
+         COUNTIF(d.reason = s.reason) AS right_reason,
+         COUNTIF(NOT d.payload_cut AND (d.payload_digest IS NULL OR d.payload_digest != s.payload_digest))
+           AS altered,
+         STRING_AGG(DISTINCT d.reason, ',' ORDER BY d.reason) AS reasons
+  FROM sent AS s JOIN {t[dead_letters]} AS d ON d.event_id = s.event_id
+  GROUP BY s.event_id, d.sink
+),
+status AS (
+  SELECT s.event_id, s.expected, s.event_type, s.reason, s.kind, s.message_id, s.copies_sent,
+         COALESCE(g.copies, 0) AS gcs_copies, COALESCE(g.misplaced, 0) AS gcs_misplaced,
+         COALESCE(g.altered, 0) AS gcs_altered, g.location AS gcs_location,
+         COALESCE(b.copies, 0) AS bigquery_copies, COALESCE(b.misplaced, 0) AS bigquery_misplaced,
+         COALESCE(b.altered, 0) AS bigquery_altered, b.location AS bigquery_location,
+         COALESCE(dt.copies, 0) AS dlt_copies, COALESCE(dt.right_reason, 0) AS dlt_right_reason,
+         COALESCE(dt.altered, 0) AS dlt_altered, dt.reasons AS dlt_reasons,
+         COALESCE(dq.copies, 0) AS dlq_copies, COALESCE(dq.right_reason, 0) AS dlq_right_reason,
+         COALESCE(dq.altered, 0) AS dlq_altered, dq.reasons AS dlq_reasons
+  FROM sent AS s
+  LEFT JOIN held AS g ON g.event_id = s.event_id AND g.sink = '{gcs}'
+  LEFT JOIN held AS b ON b.event_id = s.event_id AND b.sink = '{bigquery}'
+  LEFT JOIN lettered AS dt ON dt.event_id = s.event_id AND dt.sink = '{dead_letter_table}'
+  LEFT JOIN lettered AS dq ON dq.event_id = s.event_id AND dq.sink = '{dead_letter_topic}'
+)
+SELECT *,
+  CASE
+    WHEN expected = '{dead_letter}' THEN
+      CASE
+        WHEN gcs_copies + bigquery_copies > 0 THEN 'accepted'
+        WHEN dlt_copies = 0 AND dlq_copies = 0 THEN 'missing'
+        WHEN {check_table} AND dlt_copies = 0 THEN 'missing_in_dead_letter_table'
+        WHEN {check_topic} AND dlq_copies = 0 THEN 'missing_in_dead_letter_topic'
+        WHEN ({check_table} AND dlt_right_reason = 0) OR ({check_topic} AND dlq_right_reason = 0) THEN 'other_reason'
+        WHEN dlt_altered + dlq_altered > 0 THEN 'altered'
+        ELSE NULL
+      END
+    ELSE
+      CASE
+        WHEN gcs_copies = 0 AND bigquery_copies = 0 THEN 'missing'
+        WHEN {check_gcs} AND gcs_copies = 0 THEN 'missing_in_gcs'
+        WHEN {check_bigquery} AND bigquery_copies = 0 THEN 'missing_in_bigquery'
+        WHEN gcs_misplaced + bigquery_misplaced > 0 THEN 'misplaced'
+        WHEN gcs_altered + bigquery_altered > 0 THEN 'altered'
+        WHEN gcs_copies > 1 THEN 'duplicated'
+        ELSE NULL
+      END
+  END AS problem
+FROM status"""
+
+# Per event type (valid events) and per malformed kind: the report's two tables, from event_status.
+BY_TYPE = """
+SELECT event_type, COUNT(*) AS expected,
+       COUNTIF(gcs_copies > 0) AS in_gcs, COUNTIF(bigquery_copies > 0) AS in_bigquery,
+       COUNTIF(COALESCE(problem, '') IN ('missing', 'missing_in_gcs', 'missing_in_bigquery')) AS missing,
+       COUNTIF(gcs_copies > 1) AS gcs_duplicated, COUNTIF(bigquery_copies > 1) AS bigquery_raw_duplicated,
+       COUNTIF(gcs_misplaced + bigquery_misplaced > 0) AS misplaced,
+       COUNTIF(gcs_altered + bigquery_altered > 0) AS altered,
+       COUNTIF(dlt_copies + dlq_copies > 0) AS dead_lettered,
+       COUNTIF(problem IS NULL) AS ok
+FROM {t[event_status]} WHERE expected != '{dead_letter}'
+GROUP BY event_type ORDER BY event_type"""
+
+BY_KIND = """
+SELECT kind, ANY_VALUE(reason) AS reason, COUNT(*) AS sent,
+       COUNTIF(COALESCE(problem, '') = 'accepted') AS accepted,
+       COUNTIF(dlt_right_reason > 0 OR dlq_right_reason > 0) AS expected_reason,
+       COUNTIF(COALESCE(problem, '') = 'other_reason') AS other_reason,
+       STRING_AGG(DISTINCT IF(COALESCE(problem, '') = 'other_reason', COALESCE(dlt_reasons, dlq_reasons), NULL), ',')
+         AS other_codes,
+       COUNTIF(COALESCE(problem, '') IN ('missing', 'missing_in_dead_letter_table', 'missing_in_dead_letter_topic'))
+         AS missing,
+       COUNTIF(dlt_altered + dlq_altered > 0) AS bytes_altered,
+       COUNTIF(problem IS NULL) AS ok
+FROM {t[event_status]} WHERE expected = '{dead_letter}'
+GROUP BY kind ORDER BY accepted DESC, kind"""
+
+PROBLEMS = """
+SELECT problem, event_id, expected, event_type, kind, reason, message_id, gcs_copies, bigquery_copies,
+       dlt_copies, dlq_copies, COALESCE(dlt_reasons, dlq_reasons) AS dead_letter_reasons,
+       gcs_location, bigquery_location
+FROM {t[event_status]} WHERE problem IS NOT NULL
+ORDER BY CASE problem WHEN 'accepted' THEN 0 ELSE 1 END, problem, event_id"""
+
+RAW_DUPLICATES = """
+SELECT event_id, event_type, bigquery_copies FROM {t[event_status]}
+WHERE bigquery_copies > 1 ORDER BY event_id"""
+
+# Rows of this run that the manifest does not know; and rows of no known run (a foreign producer).
+UNEXPECTED = """
+SELECT e.sink, e.event_id, e.message_id, e.event_type, e.location FROM {t[sink_events]} AS e
+WHERE e.run_id = {run_id} AND e.event_id NOT IN (SELECT event_id FROM {t[manifest]})
+UNION ALL
+SELECT d.sink, d.event_id, d.source_message_id AS message_id, CAST(NULL AS STRING) AS event_type, d.location
+FROM {t[dead_letters]} AS d
+WHERE d.run_id = {run_id} AND d.event_id NOT IN (SELECT event_id FROM {t[manifest]})
+ORDER BY sink, event_id"""
+
+FOREIGN = """
+SELECT e.sink, e.message_id, e.event_id, e.event_type, e.run_id, e.location FROM {t[sink_events]} AS e
+WHERE e.run_id IS NULL OR e.run_id NOT IN (SELECT run_id FROM {t[known_runs]})
+UNION ALL
+SELECT d.sink, d.source_message_id AS message_id, d.event_id, CAST(NULL AS STRING) AS event_type, d.run_id,
+       d.location
+FROM {t[dead_letters]} AS d
+WHERE d.run_id IS NULL OR d.run_id NOT IN (SELECT run_id FROM {t[known_runs]})
+ORDER BY sink, message_id"""
+
+# Publish -> landed in the sink, from the sinks' own metadata (ingest_time, the object's update time).
+LATENCY = """
+WITH lags AS (
+  SELECT sink, TIMESTAMP_DIFF(landed_time, publish_time, MILLISECOND) AS ms FROM {t[sink_events]}
+  WHERE run_id = {run_id} AND landed_time IS NOT NULL AND publish_time IS NOT NULL
+  UNION ALL
+  SELECT sink, TIMESTAMP_DIFF(landed_time, publish_time, MILLISECOND) AS ms FROM {t[dead_letters]}
+  WHERE run_id = {run_id} AND landed_time IS NOT NULL AND publish_time IS NOT NULL
+)
+SELECT sink, COUNT(*) AS n, APPROX_QUANTILES(ms, 100)[OFFSET(50)] AS p50,
+       APPROX_QUANTILES(ms, 100)[OFFSET(95)] AS p95, APPROX_QUANTILES(ms, 100)[OFFSET(99)] AS p99,
+       MAX(ms) AS max
+FROM lags GROUP BY sink ORDER BY sink"""
+
+# Histogram of the same lags for the HTML report: 1-2-5 buckets from 10 ms to 10 minutes.
+LATENCY_HISTOGRAM = """
+WITH lags AS (
+  SELECT sink, TIMESTAMP_DIFF(landed_time, publish_time, MILLISECOND) AS ms FROM {t[sink_events]}
+  WHERE run_id = {run_id} AND landed_time IS NOT NULL AND publish_time IS NOT NULL
+)
+SELECT sink, CASE {buckets} ELSE 999999999 END AS upper_ms, COUNT(*) AS n
+FROM lags GROUP BY sink, upper_ms ORDER BY sink, upper_ms"""
+
+HISTOGRAM_BUCKETS_MS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 60_000, 120_000, 600_000)
+
+
+def render(sql: str, tables: dict[str, str], run_id: str, checked: dict[str, bool]) -> str:
+    """Fill a statement's table names, run id and which sinks are checked (a sink left out is not missing)."""
+    return sql.format(
+        t=tables,
+        run_id=literal(run_id),
+        gcs=GCS,
+        bigquery=BIGQUERY,
+        dead_letter_table=DEAD_LETTER_TABLE,
+        dead_letter_topic=DEAD_LETTER_TOPIC,
+        dead_letter=DEAD_LETTER,
+        check_gcs=_bool(checked.get(GCS)),
+        check_bigquery=_bool(checked.get(BIGQUERY)),
+        check_table=_bool(checked.get(DEAD_LETTER_TABLE)),
+        check_topic=_bool(checked.get(DEAD_LETTER_TOPIC)),
+        buckets=" ".join(f"WHEN ms <= {b} THEN {b}" for b in HISTOGRAM_BUCKETS_MS),
+    )
+
+
+def _bool(value: bool | None) -> str:
+    return "TRUE" if value else "FALSE"

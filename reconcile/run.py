@@ -1,0 +1,313 @@
+"""Reconcile one run: load its manifest and every sink into the engine, run the comparison, build the report.
+
+    >>> target = ReconcileTarget.local(output_root="./output")     # doctest: +SKIP
+    >>> report = reconcile("latest", target)                       # doctest: +SKIP
+    >>> report = reconcile_waiting("latest", target, wait_s=60)    # poll until the sinks stop changing
+
+Only the run's own rows are compared: those with its run_id, plus rows of no known run published during the
+run (a foreign producer on the same topic), which are reported apart by message id.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from eventmodel import resources as names
+from eventmodel import rows
+from eventmodel.schema import EVENT_TYPES
+from generator.manifest import MANIFEST_VERSION, list_runs, run_dir, runs_root
+from reconcile import queries as Q
+from reconcile import sources
+from reconcile.engine import DuckDBEngine
+from reconcile.errors import ReconcileError
+from reconcile.report import Report
+
+# Rows published this long around the run's start and end still count as published during it (clock skew
+# between the publisher and Pub/Sub's publish_time).
+WINDOW_SLACK = timedelta(seconds=5)
+# --wait: poll this often, and stop early once nothing changed for this long (longer than the pipeline's file
+# flush interval, so a buffer about to be written is waited for).
+POLL_INTERVAL_S = 2.0
+STABLE_FOR_S = 15.0
+
+Step = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReconcileTarget:
+    """Which sinks to read and where. Emulator endpoints of None mean real Google Cloud (ADC)."""
+
+    output_root: str | None = "./output"
+    project: str = names.DEFAULT_PROJECT
+    dataset: str | None = names.DATASET
+    bigquery_emulator: str | None = None  # http://HOST:PORT
+    pubsub_emulator: str | None = None  # HOST:PORT
+    read_dead_letter_topic: bool = True
+    allow_foreign: bool = False
+
+    @classmethod
+    def local(cls, **overrides: Any) -> ReconcileTarget:
+        """The local stack's endpoints (environment, else what `workbench up` started)."""
+        from workbench.localstack.stack import local_endpoints
+
+        found = local_endpoints()
+        base = cls(bigquery_emulator=found["bigquery"], pubsub_emulator=found["pubsub"])
+        return replace(base, **overrides)
+
+    def checked(self) -> dict[str, bool]:
+        return {
+            Q.GCS: bool(self.output_root),
+            Q.BIGQUERY: bool(self.dataset),
+            Q.DEAD_LETTER_TABLE: bool(self.dataset),
+            Q.DEAD_LETTER_TOPIC: self.read_dead_letter_topic,
+        }
+
+
+def resolve_run(run_id: str) -> dict[str, Any]:
+    """The manifest of run_id ("latest": the newest run), checked to be reconcilable."""
+    if run_id == "latest":
+        found = [m for m in list_runs() if m.get("target", {}).get("kind") == "pubsub"]
+        if not found:
+            raise ReconcileError(
+                f"no publish run to Pub/Sub under {runs_root()}",
+                "publish one first (`workbench publish --count 1000`), or set WORKBENCH_HOME to where runs are",
+            )
+        manifest = found[0]
+    else:
+        path = run_dir(run_id) / "manifest.json"
+        if not path.exists():
+            raise ReconcileError(f"no run {run_id!r} under {runs_root()}", "list the runs with `workbench runs`")
+        import orjson
+
+        manifest = orjson.loads(path.read_bytes())
+    rid = manifest.get("run_id", run_id)
+    status = manifest.get("status")
+    if manifest.get("target", {}).get("kind") != "pubsub":
+        raise ReconcileError(
+            f"run {rid} was written to a file, not published to Pub/Sub: no sink holds it",
+            "reconcile a run published to Pub/Sub (`workbench runs` shows where each went)",
+        )
+    if (manifest.get("manifest_version") or 1) < MANIFEST_VERSION:
+        raise ReconcileError(
+            f"run {rid} was recorded by an older workbench (manifest version {manifest.get('manifest_version', 1)}"
+            f", reconcile needs {MANIFEST_VERSION}: MD5 and canonical digests)",
+            "publish the run again with this version",
+        )
+    if status == "running":
+        raise ReconcileError(
+            f"run {rid} is still publishing (its manifest says running)",
+            "wait for the publish to end, or pass --wait SECONDS to wait for it",
+        )
+    if status != "completed":
+        raise ReconcileError(
+            f"run {rid} ended {status}: its manifest does not say what every message became",
+            "publish a complete run (a Ctrl-C'd publish is marked interrupted)",
+        )
+    return manifest
+
+
+def _window(manifest: dict[str, Any]) -> tuple[str, str]:
+    start = _parse(manifest["started_at"]) - WINDOW_SLACK
+    end = _parse(manifest.get("finished_at") or manifest["started_at"]) + WINDOW_SLACK
+    return start.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), end.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _scope(run_id: str, window: tuple[str, str], known: list[str]) -> str:
+    known_list = ", ".join(Q.literal(r) for r in known) or "''"
+    start, end = window
+    return (
+        f"(run_id = {Q.literal(run_id)} OR ((run_id IS NULL OR run_id NOT IN ({known_list})) "
+        f"AND publish_time BETWEEN TIMESTAMP('{start}') AND TIMESTAMP('{end}')))"
+    )
+
+
+def _reachable(endpoint: str) -> bool:
+    address = endpoint.split("://", 1)[-1].rstrip("/")
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or names.LOCAL_HOST, int(port)), timeout=2).close()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: None, engine: Any = None) -> Report:
+    """One reconcile of a finished run against every sink `target` names. ReconcileError when impossible."""
+    began = time.monotonic()
+    manifest = resolve_run(run_id)
+    run_id = manifest["run_id"]
+    csvs = sorted(run_dir(run_id).glob("events-*.csv"))
+    if not csvs:
+        raise ReconcileError(f"run {run_id} has no events-*.csv beside its manifest", "publish the run again")
+    known = sorted({m["run_id"] for m in list_runs() if m.get("run_id")} | {run_id})
+    window = _window(manifest)
+    scope = _scope(run_id, window, known)
+    own_engine = engine is None
+    engine = engine or DuckDBEngine()
+    notes: list[str] = []
+    try:
+        engine.load_manifest(csvs)
+        engine.load_known_runs(known)
+        sizes: dict[str, int] = {}
+        if target.output_root:
+            sizes["files"] = _load_gcs(engine, target.output_root, scope, on_step)
+        if target.dataset:
+            _load_bigquery(engine, target, scope, on_step)
+        if target.read_dead_letter_topic:
+            since = _parse(window[0]) - timedelta(minutes=1)
+            letters = sources.read_dead_letter_topic(target.project, target.pubsub_emulator, since, on_step)
+            engine.load_dead_letter_rows([r for r in letters if _in_scope(r, run_id, known)])
+        on_step("comparing")
+        checked = target.checked()
+        render = lambda sql: Q.render(sql, engine.tables, run_id, checked)  # noqa: E731
+        engine.run(render(Q.EVENT_STATUS))
+        for table, name in (("sink_events", "sink"), ("dead_letters", "sink")):
+            for row in engine.run(f"SELECT {name}, COUNT(*) AS n FROM {engine.tables[table]} GROUP BY {name}"):
+                sizes[row[name]] = int(row["n"])
+        report = Report(
+            run_id=run_id,
+            run={k: manifest.get(k) for k in ("status", "started_at", "finished_at", "target", "totals", "plan")},
+            checked=checked,
+            by_type=engine.run(render(Q.BY_TYPE)),
+            by_kind=engine.run(render(Q.BY_KIND)),
+            problems=engine.run(render(Q.PROBLEMS)),
+            raw_duplicates=engine.run(render(Q.RAW_DUPLICATES)),
+            unexpected=engine.run(render(Q.UNEXPECTED)),
+            foreign=engine.run(render(Q.FOREIGN)),
+            latency=engine.run(render(Q.LATENCY)),
+            histogram=engine.run(render(Q.LATENCY_HISTOGRAM)),
+            sizes=sizes,
+            allow_foreign=target.allow_foreign,
+            engine=engine.name,
+            notes=notes,
+        )
+    finally:
+        if own_engine:
+            engine.close()
+    report.elapsed_s = round(time.monotonic() - began, 3)
+    return report
+
+
+def _in_scope(letter: dict[str, Any], run_id: str, known: list[str]) -> bool:
+    # The topic copy has no source publish time: any dead letter of this run, or of no known run, counts.
+    return letter["run_id"] == run_id or letter["run_id"] is None or letter["run_id"] not in known
+
+
+def _load_gcs(engine: Any, root: str, scope: str, on_step: Step) -> int:
+    if "://" not in root and not Path(root).is_dir():
+        raise ReconcileError(
+            f"the output root {root} does not exist",
+            "pass the --output-root the pipeline wrote to (run-pipeline's default is ./output)",
+        )
+    if root.startswith("gs://") and sources.storage_emulator():
+        from pipeline.local import use_anonymous_credentials
+
+        use_anonymous_credentials()
+    on_step(f"listing {root}")
+    files = sources.list_event_files(root)
+    with sources.local_copies(files) as local:
+        engine.load_files(
+            [
+                {
+                    "path": local[f.uri],
+                    "uri": f.uri,
+                    "container_type": f.container_type,
+                    "container_minute": f.container_minute,
+                    "name_ok": f.name_ok,
+                    "updated": f.updated,
+                }
+                for f in files
+            ]
+        )
+        for event_type in EVENT_TYPES:
+            paths = [local[f.uri] for f in files if f.container_type == event_type]
+            on_step(f"reading {len(paths):,} {event_type} files")
+            engine.load_gcs_lines(event_type, paths, scope)
+    return len(files)
+
+
+def _load_bigquery(engine: Any, target: ReconcileTarget, scope: str, on_step: Step) -> None:
+    from google.api_core.exceptions import GoogleAPICallError, NotFound
+
+    from workbench.bq_apply import make_client
+
+    if target.bigquery_emulator and not _reachable(target.bigquery_emulator):
+        raise ReconcileError(
+            f"no BigQuery emulator answers at {target.bigquery_emulator}",
+            "start the local stack (`workbench up`), or pass --no-bigquery to reconcile without BigQuery",
+        )
+    client = make_client(target.project, target.bigquery_emulator)
+    prefix = f"`{target.project}.{target.dataset}"
+    statements = [
+        ("sink_events", Q.bigquery_select(t, f"{prefix}.{rows.table_of(t)}`", scope), rows.table_of(t))
+        for t in EVENT_TYPES
+    ]
+    statements.append(
+        (
+            "dead_letters",
+            Q.dead_letter_table_select(f"{prefix}.{rows.DEAD_LETTER_TABLE}`", scope),
+            rows.DEAD_LETTER_TABLE,
+        )
+    )
+    for table, sql, source in statements:
+        on_step(f"reading BigQuery {target.dataset}.{source}")
+        try:
+            arrow = client.query(sql).result().to_arrow(create_bqstorage_client=False)
+        except NotFound as exc:
+            raise ReconcileError(
+                f"BigQuery table {target.project}.{target.dataset}.{source} not found: {exc.message}",
+                "apply the model (`workbench bq apply`), or name the dataset the pipeline wrote to with --dataset",
+            ) from None
+        except GoogleAPICallError as exc:
+            raise ReconcileError(
+                f"cannot read {target.dataset}.{source} from BigQuery: {exc.message}",
+                "check the emulator (`workbench status`) or your BigQuery roles (docs/reconcile.md)",
+            ) from None
+        if arrow.num_rows:
+            engine.load_arrow(table, arrow)
+
+
+def reconcile_waiting(
+    run_id: str,
+    target: ReconcileTarget,
+    wait_s: float,
+    on_poll: Callable[[Report | None, float, str], None] = lambda *_: None,
+    on_step: Step = lambda _: None,
+) -> Report:
+    """Reconcile, and again every POLL_INTERVAL_S until it matches, nothing changed for STABLE_FOR_S, or
+    wait_s ran out; then return the last report. A run still publishing is waited for too."""
+    deadline = time.monotonic() + wait_s
+    while True:  # the publish first
+        try:
+            resolve_run(run_id)
+            break
+        except ReconcileError as exc:
+            if "still publishing" not in exc.message or time.monotonic() >= deadline:
+                raise
+            on_poll(None, deadline - time.monotonic(), "waiting for the publish to finish")
+            time.sleep(POLL_INTERVAL_S)
+    last: tuple | None = None
+    stable_since = time.monotonic()
+    while True:
+        report = reconcile(run_id, target, on_step)
+        remaining = deadline - time.monotonic()
+        on_poll(report, remaining, "polling")
+        if report.matched or remaining <= 0:
+            return report
+        signature = (tuple(sorted(report.sizes.items())), tuple(sorted(report.problem_counts.items())))
+        if signature != last:
+            last, stable_since = signature, time.monotonic()
+        elif time.monotonic() - stable_since >= STABLE_FOR_S:
+            report.notes.append(f"the sinks did not change for {STABLE_FOR_S:g} s: stopped waiting")
+            return report
+        time.sleep(min(POLL_INTERVAL_S, max(0.0, remaining)))

@@ -1,0 +1,169 @@
+"""`workbench demo`: the whole loop on the embedded local stack, ending in reconcile's verdict.
+
+    stack up (if it is not) -> pipeline in the background -> publish a run -> pipeline drains and stops
+    -> reconcile (exit status = reconcile's) -> stop what the demo started
+
+A stack that was already up stays up, so the run can be inspected and reconciled again. With chaos, the Pub/Sub
+emulator disturbs the run (seeded): duplicate deliveries, publish UNAVAILABLE, lost acks and delivery jitter on
+the pipeline's topic and subscription; reconcile must still find nothing lost, nothing altered and no
+duplicate in the GCS files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eventmodel import resources as names
+from generator.manifest import new_run_id, workbench_home
+from workbench.errors import WorkbenchError
+
+# Chaos on the pipeline's own topic and subscription (never the dead-letter ones, which reconcile reads).
+CHAOS_SUBSCRIPTION = {"duplicate_rate": 0.02, "lost_ack_rate": 0.02, "delay_ms": 20.0, "jitter_ms": 50.0}
+CHAOS_TOPIC = {"publish_failure_rate": 0.02}
+# A lost ack comes back after the subscription's ack deadline (workbench.localstack.stack.ACK_DEADLINE_S, 60 s):
+# under chaos the pipeline waits past it so that redeliveries reach it (and its dedup) before it stops.
+IDLE_S = 8.0
+CHAOS_IDLE_S = 75.0
+PIPELINE_START_TIMEOUT_S = 120.0
+DRAIN_TIMEOUT_S = 600.0
+
+
+@dataclass
+class DemoOptions:
+    rate: float = 500.0
+    count: int | None = 5000
+    duration: str | None = None
+    malformed_rate: float = 0.05
+    duplicate_rate: float = 0.01
+    seed: int = 1
+    chaos: bool = False
+    output_root: str = "./output"
+    extra_publish_args: list[str] = field(default_factory=list)
+
+
+def _stack_running() -> bool:
+    from workbench.localstack.stack import status
+
+    rows = {r["service"]: r["state"] for r in status()}
+    return rows.get("pubsub") == "running" and rows.get("bigquery") == "running"
+
+
+@contextlib.contextmanager
+def local_stack(on_step: Callable[[str], None]) -> Iterator[bool]:
+    """The local stack for the demo; yields True when the demo started it (and stops it afterwards)."""
+    from workbench.localstack import stack
+
+    if _stack_running():
+        on_step("local stack already up: it stays up after the demo")
+        stack.up(stack.StackConfig(project=stack.read_state().get("project", names.DEFAULT_PROJECT)), on_step)
+        yield False
+        return
+    stack.up(stack.StackConfig(), on_step)
+    try:
+        yield True
+    finally:
+        stack.down(on_step)
+
+
+@contextlib.contextmanager
+def chaos(emulator: str, project: str, seed: int, on_step: Callable[[str], None]) -> Iterator[None]:
+    from emulator.pubsub.admin import AdminClient
+
+    admin = AdminClient(emulator)
+    subscription = f"projects/{project}/subscriptions/{names.SUBSCRIPTION}"
+    topic = f"projects/{project}/topics/{names.TOPIC}"
+    admin.set_faults(subscription=subscription, seed=seed, **CHAOS_SUBSCRIPTION)
+    admin.set_faults(topic=topic, seed=seed, **CHAOS_TOPIC)
+    on_step(f"chaos on (seed {seed}): {CHAOS_SUBSCRIPTION} on the subscription, {CHAOS_TOPIC} on the topic")
+    try:
+        yield
+    finally:
+        injected = admin.faults().get("counts", {})
+        admin.clear_faults(subscription)
+        admin.clear_faults(topic)
+        admin.channel.close()
+        on_step(f"chaos off; faults injected: {injected}")
+
+
+def start_pipeline(output_root: str, idle_s: float, log: Path) -> subprocess.Popen:
+    """`workbench run-pipeline` in the background, stopping once idle for idle_s (its output goes to log)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "workbench.cli", "run-pipeline", "--stop-when-idle", str(idle_s),
+            "--output-root", output_root]  # fmt: skip
+    with log.open("wb") as sink:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                env={**os.environ, "COLUMNS": "120"}, start_new_session=True)  # fmt: skip
+
+
+def wait_until_reading(process: subprocess.Popen, log: Path, timeout: float = PIPELINE_START_TIMEOUT_S) -> None:
+    """Until the pipeline's live view has drawn (it is pulling), or it died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise WorkbenchError(
+                f"the pipeline exited while starting (status {process.returncode}); its output: {log}",
+                "read the log; `workbench run-pipeline` alone shows the same error",
+            )
+        if log.exists() and b"DirectRunner" in log.read_bytes():
+            return
+        time.sleep(0.25)
+    raise WorkbenchError(f"the pipeline did not start within {timeout:g} s (log: {log})", "read the log")
+
+
+def wait_for_drain(process: subprocess.Popen, log: Path, timeout: float = DRAIN_TIMEOUT_S) -> None:
+    try:
+        code = process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the pipeline drains what it read, then exits
+        code = process.wait(60)
+    if code != 0:
+        raise WorkbenchError(f"the pipeline ended with status {code}; its output: {log}", "read the log")
+
+
+def run_demo(options: DemoOptions, on_step: Callable[[str], None]) -> int:
+    """The loop; returns reconcile's exit status (0 matched, 1 mismatch)."""
+    from workbench.cli.publish import publish
+    from workbench.cli.reconcile import run_reconcile
+    from workbench.localstack.stack import local_endpoints
+
+    run_id = new_run_id()
+    log = workbench_home() / "demo" / f"pipeline-{run_id}.log"
+    with local_stack(on_step):
+        endpoints = local_endpoints()
+        os.environ.update(
+            {"PUBSUB_EMULATOR_HOST": endpoints["pubsub"], "BIGQUERY_EMULATOR_HOST": endpoints["bigquery"]}
+        )
+        from workbench.localstack.stack import read_state
+
+        project = read_state().get("project", names.DEFAULT_PROJECT)
+        disturb = chaos(endpoints["pubsub"], project, options.seed, on_step) if options.chaos else None
+        with disturb or contextlib.nullcontext():
+            pipeline = start_pipeline(options.output_root, CHAOS_IDLE_S if options.chaos else IDLE_S, log)
+            try:
+                on_step(f"pipeline starting in the background (log: {log})")
+                wait_until_reading(pipeline, log)
+                args = ["--rate", str(options.rate), "--malformed-rate", str(options.malformed_rate),
+                        "--duplicate-rate", str(options.duplicate_rate), "--seed", str(options.seed),
+                        "--run-id", run_id, "--project", project]  # fmt: skip
+                if options.duration:
+                    args += ["--duration", options.duration]
+                elif options.count:
+                    args += ["--count", str(options.count)]
+                publish.main(args=args + options.extra_publish_args, standalone_mode=False)
+                on_step("published; waiting for the pipeline to drain and stop")
+                wait_for_drain(pipeline, log)
+            finally:
+                if pipeline.poll() is None:
+                    os.killpg(pipeline.pid, signal.SIGTERM)
+                    pipeline.wait(30)
+        on_step("reconciling")
+        report = run_reconcile(run_id, output_root=options.output_root, project=project, wait_s=30)
+    return report.exit_code

@@ -1,0 +1,170 @@
+"""The terminal face of a reconcile: the verdict, the per-type and per-kind tables, latency, a sample of ids,
+and, while `--wait` polls, a live line of what is still missing."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from rich.console import Group
+from rich.live import Live
+from rich.text import Text
+
+from reconcile.report import PROBLEM_LABELS, SAMPLE, Report
+from workbench import terminal
+
+
+def _n(value: Any) -> int:
+    return int(value or 0)
+
+
+def type_table(report: Report):
+    columns = ["type", "expected", "in GCS", "in BigQuery", "missing", "GCS dup", "BQ raw dup", "misplaced",
+               "altered", "dead-lettered", "ok"]  # fmt: skip
+    keys = ["expected", "in_gcs", "in_bigquery", "missing", "gcs_duplicated", "bigquery_raw_duplicated", "misplaced",
+            "altered", "dead_lettered", "ok"]  # fmt: skip
+    return terminal.table(
+        "valid events, per type", columns, [[r["event_type"], *(_n(r[k]) for k in keys)] for r in report.by_type]
+    )
+
+
+def kind_table(report: Report):
+    rows = [
+        [
+            r["kind"],
+            r["reason"],
+            _n(r["sent"]),
+            _n(r["accepted"]),
+            _n(r["expected_reason"]),
+            _n(r["other_reason"]) and f"{_n(r['other_reason'])} ({r['other_codes']})",
+            _n(r["missing"]),
+            _n(r["bytes_altered"]),
+        ]
+        for r in report.by_kind
+        if _n(r["ok"]) != _n(r["sent"])
+    ]
+    clean = sum(1 for r in report.by_kind if _n(r["ok"]) == _n(r["sent"]))
+    sent = sum(_n(r["sent"]) for r in report.by_kind)
+    title = f"malformed events: {sent:,} sent over {len(report.by_kind)} kinds, {clean} kinds all dead-lettered right"
+    columns = ["kind", "expected reason", "sent", "ACCEPTED", "right reason", "other reason", "missing",
+               "bytes altered"]  # fmt: skip
+    return terminal.table(title, columns, rows) if rows else Text(title)
+
+
+def latency_table(report: Report):
+    return terminal.table(
+        "publish -> sink latency (ms, from the sinks' own metadata)",
+        ["sink", "events", "p50", "p95", "p99", "max"],
+        [[r["sink"], _n(r["n"]), _n(r["p50"]), _n(r["p95"]), _n(r["p99"]), _n(r["max"])] for r in report.latency],
+    )
+
+
+def problem_sample(report: Report) -> list[Any]:
+    by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in report.problems:
+        by_problem[p["problem"]].append(p)
+    parts: list[Any] = []
+    for problem in PROBLEM_LABELS:
+        found = by_problem.get(problem)
+        if not found:
+            continue
+        rows = [
+            [
+                p["event_id"],
+                p["kind"] or p["event_type"],
+                _n(p["gcs_copies"]),
+                _n(p["bigquery_copies"]),
+                _n(p["dlt_copies"]) + _n(p["dlq_copies"]),
+                p["dead_letter_reasons"] or "",
+                p["gcs_location"] or p["bigquery_location"] or f"published as message {p['message_id']}",
+            ]
+            for p in found[:SAMPLE]
+        ]
+        more = f" (first {SAMPLE} shown)" if len(found) > SAMPLE else ""
+        parts.append(
+            terminal.table(
+                f"[red]{len(found):,} {PROBLEM_LABELS[problem]}[/red]{more}",
+                ["event_id", "type / kind", "GCS", "BQ", "dead letters", "reasons", "last seen"],
+                rows,
+            )
+        )
+    for title, found in (("unexpected: this run's id, never sent", report.unexpected),
+                         ("foreign: no manifest knows them", report.foreign)):  # fmt: skip
+        if found:
+            parts.append(
+                terminal.table(
+                    f"[red]{len(found):,} {title}[/red]",
+                    ["sink", "message_id", "event_id", "type", "where"],
+                    [
+                        [r["sink"], r["message_id"], r["event_id"], r["event_type"] or "", r["location"]]
+                        for r in found[:SAMPLE]
+                    ],
+                )
+            )
+    return parts
+
+
+def show(report: Report, output_root: str | None, dataset: str | None) -> None:
+    """Print the whole report to the terminal (stdout), verdict last so it is what stays on screen."""
+    out = terminal.out
+    out.print(type_table(report))
+    out.print(kind_table(report))
+    if report.latency:
+        out.print(latency_table(report))
+    for part in problem_sample(report):
+        out.print(part)
+    if report.raw_duplicates:
+        terminal.warning(
+            f"{len(report.raw_duplicates):,} events have more than one row in the raw BigQuery tables (streaming "
+            "inserts deduplicate best-effort); the *_deduped views show each once"
+        )
+    for note in report.notes:
+        terminal.warning(note)
+    sizes = ", ".join(f"{k} {v:,}" for k, v in report.sizes.items())
+    terminal.info(f"read: {sizes} in {report.elapsed_s:.1f} s ({report.engine})")
+    look = []
+    if output_root:
+        look.append(f"files:   find {output_root} -name '*.json' | head")
+    if dataset:
+        look.append(f"rows:    SELECT * FROM {dataset}.orders_deduped WHERE run_id = '{report.run_id}' LIMIT 10")
+        look.append(
+            f"letters: SELECT reason, COUNT(*) FROM {dataset}.dead_letters WHERE run_id = '{report.run_id}' "
+            "GROUP BY reason"
+        )
+        look.append('(queries: any BigQuery client; on the local stack after eval "$(workbench env)")')
+    look.append(f"again:   workbench reconcile {report.run_id} --json report.json --html report.html")
+    terminal.info("look further:\n  " + "\n  ".join(look))
+    if report.matched:
+        terminal.success(report.headline())
+    else:
+        terminal.error(report.headline())
+
+
+class WaitView:
+    """A live line while --wait polls: what is still missing per sink, and the time left."""
+
+    def __init__(self) -> None:
+        self._live = Live(Text("reconciling..."), console=terminal.console, refresh_per_second=4, transient=True)
+
+    def __enter__(self) -> WaitView:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.__exit__(*exc)
+
+    def step(self, message: str) -> None:
+        self._live.update(Text(message))
+
+    def poll(self, report: Report | None, remaining: float, what: str) -> None:
+        if report is None:
+            self._live.update(Text(f"{what}; {max(0, remaining):.0f} s left"))
+            return
+        counts = report.problem_counts
+        missing = ", ".join(f"{PROBLEM_LABELS.get(k, k)}: {v:,}" for k, v in counts.most_common()) or "nothing"
+        self._live.update(
+            Group(
+                Text(f"{report.run_id}: still wrong: {missing}"),
+                Text(f"sinks hold {report.sizes}; {max(0, remaining):.0f} s left", style="dim"),
+            )
+        )
