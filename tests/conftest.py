@@ -36,6 +36,16 @@ def official_emulator() -> Iterator[EmulatorProcess]:
     emulator.stop()
 
 
+@pytest.fixture(scope="session")
+def bigquery_emulator():
+    """bqemulator on free loopback ports for the session (stopped by its pid); any project id works on it."""
+    from workbench.localstack.bigquery import start_bigquery_emulator
+
+    emulator = start_bigquery_emulator(project="workbench-tests")
+    yield emulator
+    emulator.stop()
+
+
 @pytest.fixture(params=["workbench", "official"])
 def backend(request: pytest.FixtureRequest) -> EmulatorProcess:
     """The emulator a conformance test runs against."""

@@ -1,0 +1,348 @@
+"""Reconcile on the real local stack: a clean run matches, and every way of breaking it is caught and named.
+
+One run (malformed events, duplicates, two attribute-less "foreign" messages) is published to this project's
+Pub/Sub emulator and drained by the pipeline into a GCS tree on disk, the BigQuery emulator and the dead-letter
+topic. Each test then breaks one thing (on a copy of the tree, or in a table it restores afterwards) and
+checks that `reconcile` exits 1 and names the event.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+
+from eventmodel import resources as names
+from eventmodel import rows
+from generator.manifest import iter_events
+from generator.publisher import PublishPlan, publish
+from generator.sinks import PubSubTarget
+from generator.stream import DEAD_LETTER, GeneratorConfig
+from reconcile.errors import ReconcileError
+from reconcile.run import ReconcileTarget, reconcile
+from workbench.cli import main
+
+pytestmark = pytest.mark.integration
+
+PROJECT = "reconcile-it"
+RUN = "reconcile-it-run"
+
+
+class Stack:
+    def __init__(self, pubsub: str, bigquery, home: Path, output: Path) -> None:
+        self.pubsub = pubsub
+        self.bigquery = bigquery
+        self.home = home
+        self.output = output
+        self.client = bigquery.client()
+
+    def target(self, output: Path | None = None, **overrides) -> ReconcileTarget:
+        base = ReconcileTarget(
+            output_root=str(output or self.output),
+            project=PROJECT,
+            dataset=names.DATASET,
+            bigquery_emulator=self.bigquery.endpoint,
+            pubsub_emulator=self.pubsub,
+            allow_foreign=True,
+        )
+        return ReconcileTarget(**{**base.__dict__, **overrides})
+
+    def table(self, name: str) -> str:
+        return f"`{PROJECT}.{names.DATASET}.{name}`"
+
+    def sql(self, statement: str) -> list:
+        return list(self.client.query(statement).result())
+
+    def run_pipeline(self) -> None:
+        from pipeline.runner import LocalSettings, run
+
+        args = ["--project", PROJECT, "--output_root", str(self.output), "--dataset", names.DATASET,
+                "--bigquery_emulator_host", self.bigquery.endpoint, "--file_flush_seconds", "1"]  # fmt: skip
+        assert run(args, LocalSettings(stop_when_idle=3)).state == "DONE"
+
+
+def publish_bare(stack: Stack, bodies: list[bytes], attributes: dict[str, str] | None = None) -> list[str]:
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    topic = f"projects/{PROJECT}/topics/{names.TOPIC}"
+    try:
+        return [publisher.publish(topic, body, **(attributes or {})).result(timeout=10) for body in bodies]
+    finally:
+        publisher.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(workbench_emulator, bigquery_emulator, tmp_path_factory):
+    from workbench.bq_apply import apply_ddl
+    from workbench.localstack.stack import create_pubsub_resources
+
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PUBSUB_EMULATOR_HOST", workbench_emulator.target)
+        env.setenv("NO_GCE_CHECK", "true")
+        env.setenv("WORKBENCH_HOME", str(home))
+        create_pubsub_resources(workbench_emulator.target, PROJECT)
+        apply_ddl(project=PROJECT, emulator=bigquery_emulator.host_port)
+        it = Stack(workbench_emulator.target, bigquery_emulator, home, tmp_path_factory.mktemp("tree") / "output")
+        plan = PublishPlan(
+            run_id=RUN,
+            target=PubSubTarget(PROJECT, names.TOPIC, workbench_emulator.target),
+            rate=3000,
+            count=1500,
+            generator=GeneratorConfig(seed=31, malformed_rate=0.08, duplicate_rate=0.03, late_rate=0.05),
+        )
+        assert publish(plan).status == "completed"
+        # Production producers set no attributes: two such events during the run are foreign to every manifest.
+        valid = [orjson.loads(b) for b in _valid_bodies(2)]
+        it.foreign_ids = publish_bare(it, [orjson.dumps(v) for v in valid])
+        it.run_pipeline()
+        yield it
+
+
+def _valid_bodies(count: int) -> list[bytes]:
+    from generator.stream import EventStream
+
+    stream = EventStream(GeneratorConfig(seed=99), run_id="bare")
+    return [m.data for m in stream.take(20) if m.expected != DEAD_LETTER][:count]
+
+
+def sent_rows() -> list[dict]:
+    return list(iter_events(RUN))
+
+
+def copy_tree(stack: Stack, tmp_path: Path) -> Path:
+    copy = tmp_path / "output"
+    shutil.copytree(stack.output, copy)
+    return copy
+
+
+def files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.json"))
+
+
+def problems_of(report) -> dict[str, str]:
+    return {p["event_id"]: p["problem"] for p in report.problems}
+
+
+def ids_in(path: Path) -> list[str]:
+    return [orjson.loads(line)["event_id"] for line in path.read_bytes().splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------------------------ clean
+
+
+def test_a_clean_run_reconciles_and_twice_gives_the_same_answer(stack):
+    first = reconcile(RUN, stack.target())
+    assert first.exit_code == 0, first.headline()
+    sent = sent_rows()
+    unique_valid = {r["event_id"] for r in sent if r["expected"] != DEAD_LETTER}
+    unique_dead = {r["event_id"] for r in sent if r["expected"] == DEAD_LETTER}
+    assert sum(r["expected"] for r in first.by_type) == len(unique_valid)
+    assert sum(r["in_gcs"] for r in first.by_type) == len(unique_valid)
+    assert sum(r["sent"] for r in first.by_kind) == len(unique_dead) > 80
+    assert first.sizes["dead_letter_topic"] >= len(unique_dead)
+    assert {r["sink"] for r in first.latency} >= {"gcs", "bigquery", "dead_letter_table"}
+    second = reconcile(RUN, stack.target())
+    assert second.exit_code == 0
+    assert (second.by_type, second.by_kind, second.sizes) == (first.by_type, first.by_kind, first.sizes)
+
+
+def test_foreign_events_are_reported_by_message_id_and_fail_unless_allowed(stack):
+    report = reconcile(RUN, stack.target(allow_foreign=False))
+    assert report.exit_code == 1
+    assert sorted({r["message_id"] for r in report.foreign}) == sorted(stack.foreign_ids)
+    assert not report.problems and not report.unexpected
+
+
+# ---------------------------------------------------------------------------------------------- breakage
+
+
+def test_a_deleted_file_is_missing_from_gcs(stack, tmp_path):
+    tree = copy_tree(stack, tmp_path)
+    victim = files(tree)[0]
+    gone = set(ids_in(victim))
+    victim.unlink()
+    report = reconcile(RUN, stack.target(tree))
+    assert report.exit_code == 1
+    assert problems_of(report) == dict.fromkeys(gone & set(_own_ids()), "missing_in_gcs")
+
+
+def test_a_duplicated_line_is_duplicated(stack, tmp_path):
+    tree = copy_tree(stack, tmp_path)
+    victim = files(tree)[0]
+    first_line = victim.read_bytes().splitlines(keepends=True)[0]
+    victim.write_bytes(victim.read_bytes() + first_line)
+    report = reconcile(RUN, stack.target(tree))
+    assert report.exit_code == 1
+    assert problems_of(report) == {orjson.loads(first_line)["event_id"]: "duplicated"}
+
+
+def test_one_changed_field_is_altered(stack, tmp_path):
+    tree = copy_tree(stack, tmp_path)
+    victim = next(p for p in files(tree) if "/order/" in str(p))
+    lines = victim.read_bytes().splitlines(keepends=True)
+    line = orjson.loads(lines[0])
+    line["event"]["items"][0]["quantity"] += 1
+    lines[0] = orjson.dumps(line) + b"\n"
+    victim.write_bytes(b"".join(lines))
+    report = reconcile(RUN, stack.target(tree))
+    assert report.exit_code == 1
+    assert problems_of(report) == {line["event_id"]: "altered"}
+    assert report.problems[0]["gcs_location"] == str(victim)
+
+
+@pytest.mark.parametrize("renamed", [False, True], ids=["name-of-old-minute", "renamed-to-fit-the-folder"])
+def test_a_file_moved_to_another_minute_is_misplaced(stack, tmp_path, renamed):
+    """Caught by the file name (it names the old minute) and, renamed to fit, by the events' own time."""
+    tree = copy_tree(stack, tmp_path)
+    victim = files(tree)[0]
+    moved_ids = set(ids_in(victim))
+    minute = victim.parent
+    new_minute = f"{(int(minute.name) + 1) % 60:02d}"
+    other = minute.parent / new_minute
+    other.mkdir(exist_ok=True)
+    name = victim.name
+    if renamed:  # <type>_<YYYYMMDDHH><mm><NNNN>.json: the mm moves with the folder, a fresh sequence
+        stamp = name.rsplit("_", 1)[1]
+        name = f"{name.rsplit('_', 1)[0]}_{stamp[:10]}{new_minute}9999.json"
+    victim.rename(other / name)
+    report = reconcile(RUN, stack.target(tree))
+    assert report.exit_code == 1
+    assert problems_of(report) == dict.fromkeys(moved_ids & set(_own_ids()), "misplaced")
+
+
+def test_a_file_in_another_type_folder_is_misplaced(stack, tmp_path):
+    tree = copy_tree(stack, tmp_path)
+    victim = next(p for p in files(tree) if "/inventory/" in str(p))
+    moved_ids = set(ids_in(victim))
+    target = Path(str(victim.parent).replace("/inventory/", "/order/"))
+    target.mkdir(parents=True, exist_ok=True)
+    victim.rename(target / victim.name)
+    report = reconcile(RUN, stack.target(tree))
+    assert report.exit_code == 1
+    assert set(problems_of(report).values()) == {"misplaced"}
+    assert set(problems_of(report)) == moved_ids & set(_own_ids())
+
+
+def _own_ids() -> list[str]:
+    return [r["event_id"] for r in sent_rows()]
+
+
+def _delete_and_restore(stack: Stack, table: str, event_id: str):
+    backup = f"{table}_backup_{uuid.uuid4().hex[:8]}"
+    stack.sql(f"CREATE TABLE {stack.table(backup)} AS SELECT * FROM {stack.table(table)} WHERE event_id = '{event_id}'")
+    stack.sql(f"DELETE FROM {stack.table(table)} WHERE event_id = '{event_id}'")
+
+    def restore() -> None:
+        stack.sql(f"INSERT INTO {stack.table(table)} SELECT * FROM {stack.table(backup)}")
+        stack.sql(f"DROP TABLE {stack.table(backup)}")
+
+    return restore
+
+
+def test_a_deleted_bigquery_row_is_missing_from_bigquery(stack):
+    victim = next(r["event_id"] for r in sent_rows() if r["expected"] == "order")
+    restore = _delete_and_restore(stack, rows.table_of("order"), victim)
+    try:
+        report = reconcile(RUN, stack.target())
+    finally:
+        restore()
+    assert report.exit_code == 1
+    assert problems_of(report) == {victim: "missing_in_bigquery"}
+    assert report.problems[0]["gcs_location"]  # where it was last seen
+
+
+def test_a_dropped_dead_letter_is_missing_from_the_dead_letter_table(stack):
+    victim = next(r for r in sent_rows() if r["expected"] == DEAD_LETTER)
+    restore = _delete_and_restore(stack, rows.DEAD_LETTER_TABLE, victim["event_id"])
+    try:
+        report = reconcile(RUN, stack.target())
+    finally:
+        restore()
+    assert report.exit_code == 1
+    assert problems_of(report) == {victim["event_id"]: "missing_in_dead_letter_table"}
+    kind = next(k for k in report.by_kind if k["kind"] == victim["kind"])
+    assert kind["missing"] == 1
+
+
+# --------------------------------------------------------------------------------------- exit statuses
+
+
+def test_the_cli_exits_0_and_writes_the_reports(stack, tmp_path, monkeypatch, capsys):
+    _point_cli_at(stack, monkeypatch)
+    json_path, html_path = tmp_path / "r.json", tmp_path / "r.html"
+    with pytest.raises(SystemExit) as exit_:
+        main(["reconcile", RUN, "--output-root", str(stack.output), "--project", PROJECT, "--allow-foreign",
+              "--json", str(json_path), "--html", str(html_path)])  # fmt: skip
+    assert exit_.value.code == 0
+    report = orjson.loads(json_path.read_bytes())
+    assert report["verdict"] == "matched" and report["exit_code"] == 0
+    assert "<svg" in html_path.read_text()
+    assert "all" in capsys.readouterr().err
+
+
+def test_the_cli_exits_1_naming_the_event(stack, tmp_path, monkeypatch, capsys):
+    _point_cli_at(stack, monkeypatch)
+    tree = copy_tree(stack, tmp_path)
+    victim = files(tree)[-1]
+    lines = victim.read_bytes().splitlines(keepends=True)
+    victim.write_bytes(b"".join(lines[1:]))
+    with pytest.raises(SystemExit) as exit_:
+        main(["reconcile", RUN, "--output-root", str(tree), "--project", PROJECT, "--allow-foreign"])
+    assert exit_.value.code == 1
+    printed = capsys.readouterr()
+    assert orjson.loads(lines[0])["event_id"] in printed.out
+    assert "MISMATCH" in printed.err
+
+
+def test_the_cli_exits_2_when_it_cannot_reconcile(stack, monkeypatch, capsys):
+    _point_cli_at(stack, monkeypatch)
+    with pytest.raises(SystemExit) as exit_:
+        main(["reconcile", "no-such-run", "--project", PROJECT])
+    assert exit_.value.code == 2
+    assert "workbench runs" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["reconcile", RUN, "--project", PROJECT, "--output-root", "/nonexistent/tree"])
+    assert exit_.value.code == 2
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens on port 9
+    with pytest.raises(SystemExit) as exit_:
+        main(["reconcile", RUN, "--project", PROJECT, "--output-root", str(stack.output)])
+    assert exit_.value.code == 2
+    assert "no BigQuery emulator answers" in capsys.readouterr().err
+
+
+def test_a_running_or_interrupted_manifest_cannot_be_reconciled(stack, tmp_path, monkeypatch):
+    from generator.manifest import run_dir, write_manifest
+
+    manifest = orjson.loads((run_dir(RUN) / "manifest.json").read_bytes())
+    for status, words in (("running", "still publishing"), ("interrupted", "ended interrupted")):
+        run_id = f"{RUN}-{status}"
+        write_manifest(run_id, {**manifest, "run_id": run_id, "status": status})
+        shutil.copy(run_dir(RUN) / "events-0.csv", run_dir(run_id) / "events-0.csv")
+        with pytest.raises(ReconcileError, match=words):
+            reconcile(run_id, stack.target())
+        shutil.rmtree(run_dir(run_id))
+
+
+def _point_cli_at(stack: Stack, monkeypatch) -> None:
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", stack.pubsub)
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", stack.bigquery.endpoint)
+    monkeypatch.setenv("WORKBENCH_HOME", str(stack.home))
+
+
+# ------------------------------------------------------------------------- last: the run is changed for good
+
+
+def test_an_event_no_manifest_knows_is_unexpected(stack):
+    stray = orjson.loads(_valid_bodies(3)[2])
+    event_id = str(uuid.uuid4())
+    publish_bare(stack, [orjson.dumps(stray)], {"event_id": event_id, "run_id": RUN, "event_type": stray["event_type"]})
+    stack.run_pipeline()
+    report = reconcile(RUN, stack.target())
+    assert report.exit_code == 1
+    assert {(r["sink"], r["event_id"]) for r in report.unexpected} == {("gcs", event_id), ("bigquery", event_id)}
+    assert not report.problems
