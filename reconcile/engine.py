@@ -8,7 +8,7 @@ jobs and reads its own event tables where they are.
 
 from __future__ import annotations
 
-import os
+import secrets
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -114,7 +114,7 @@ class DuckDBEngine:
     def load_files(self, files: list[dict[str, Any]]) -> None:
         self._insert_rows("files", files, FILE_COLUMNS)
 
-    def load_gcs_lines(self, event_type: str, paths: list[str], scope: str) -> None:
+    def load_gcs_lines(self, event_type: str, paths: list[str], scope: str, root: str | None = None) -> None:
         """Read one type folder's JSON lines (bulk, in DuckDB) into sink_events, through queries.gcs_select."""
         if not paths:
             return
@@ -140,6 +140,12 @@ FROM read_json([{listed}], format = 'newline_delimited', filename = true, ignore
                         f"WHERE {scope}")
         )
         self.con.execute(f"DROP TABLE {staging}")
+
+    def load_select(self, table: str, sql: str, client: Any) -> None:
+        """Rows of a SELECT over BigQuery's tables (run by BigQuery, only the narrow result comes back)."""
+        arrow = client.query(sql).result().to_arrow(create_bqstorage_client=False)
+        if arrow.num_rows:
+            self.load_arrow(table, arrow)
 
     def load_arrow(self, table: str, arrow: Any) -> None:
         """Append an Arrow table (rows a BigQuery SELECT returned) to sink_events or dead_letters."""
@@ -204,49 +210,156 @@ def _duck_value(field: Field, json_expr: str) -> str:
     return text
 
 
-class BigQueryEngine:
-    """The comparison inside BigQuery (or the BigQuery emulator): scratch tables in their own dataset.
+# Reading each GCS line whole as one STRING column: CSV with a delimiter and no quote character that a JSON
+# line never holds (JSON escapes control characters), so BigQuery parses nothing and a broken line stays a
+# row (SAFE.PARSE_JSON makes it NULL), exactly as DuckDB reads lines loosely and types them with TRY_CAST.
+LINE_DELIMITER = "\x01"
 
-    Used by the tests to prove the comparison's BigQuery SQL on the emulator; the sink loaders for real GCP
-    (external tables over the GCS tree) are not built yet, so `workbench reconcile` runs the DuckDB engine.
+
+def _bq_value(field: Field, json_expr: str, path: str) -> str:
+    """BigQuery SQL turning the JSON value at `path` of `json_expr` into the event table's column type."""
+    text = f"JSON_VALUE({json_expr}, '{path}')"
+    if field.kind == "timestamp":
+        return f"SAFE.TIMESTAMP(UPPER({text}))"
+    if field.kind == "number":
+        return f"SAFE_CAST({text} AS NUMERIC)"
+    if field.kind == "integer":
+        return f"SAFE_CAST({text} AS INT64)"
+    if field.kind == "record":
+        members = ", ".join(f"{_bq_value(sub, json_expr, f'{path}.{sub.name}')} AS {sub.name}" for sub in field.fields)
+        return f"STRUCT({members})"
+    if field.kind == "records":
+        members = ", ".join(f"{_bq_value(sub, '_element', f'$.{sub.name}')} AS {sub.name}" for sub in field.fields)
+        return (
+            f"ARRAY(SELECT AS STRUCT {members} FROM UNNEST(JSON_QUERY_ARRAY({json_expr}, '{path}')) AS _element "
+            "WITH OFFSET AS _position ORDER BY _position)"
+        )
+    return text
+
+
+def bigquery_typed_lines(event_type: str, lines: str) -> str:
+    """BigQuery SQL: a (path, line) source of one type folder as the typed table queries.gcs_select reads."""
+    typed = ",\n       ".join(
+        f"{_bq_value(f, 'doc', f'$.event.{f.name}')} AS {f.name}" for f in SCHEMAS[event_type]
+    )
+    return f"""(
+SELECT path, JSON_VALUE(doc, '$.event_id') AS event_id, JSON_VALUE(doc, '$.message_id') AS message_id,
+       SAFE.TIMESTAMP(JSON_VALUE(doc, '$.publish_time')) AS publish_time,
+       JSON_VALUE(doc, '$.attributes.run_id') AS run_id,
+       {typed}
+FROM (SELECT path, SAFE.PARSE_JSON(line) AS doc FROM {lines}))"""
+
+
+class BigQueryEngine:
+    """The comparison inside BigQuery, next to the data: scratch tables in a dataset of their own.
+
+    The manifest, the file listing and the dead-letter topic's messages are loaded with load jobs; the event
+    tables and dead_letters are read where they are (INSERT ... SELECT, nothing leaves BigQuery); the GCS tree
+    is read through one external table per type folder (gs:// roots on real BigQuery) or, on the emulator,
+    which has no external tables, from lines loaded with a load job. The scratch dataset expires its tables
+    after a day and is dropped by close().
     """
 
     name = "bigquery"
 
-    def __init__(self, client: Any, project: str, dataset: str) -> None:
-        self.client = client
-        self.project = project
-        self.dataset = dataset
-        self.tables = {name: f"`{project}.{dataset}.{name}`" for name in TABLES}
+    def __init__(self, client: Any, project: str, dataset: str, external: bool = False, location: str | None = None):
         from google.cloud import bigquery
 
         self._bq = bigquery
+        self.client = client
+        self.project = project
+        self.dataset = dataset
+        self.external = external  # read gs:// through external tables (real BigQuery only)
+        # One scratch dataset, table names of this reconcile's own: two reconciles never share a table.
+        self._suffix = secrets.token_hex(4)
+        self._names = {name: f"{name}_{self._suffix}" for name in (*TABLES, *(f"gcs_lines_{t}" for t in SCHEMAS))}
+        self.tables = {name: f"`{project}.{dataset}.{self._names[name]}`" for name in TABLES}
         ds = bigquery.Dataset(f"{project}.{dataset}")
         ds.default_table_expiration_ms = 24 * 3600 * 1000  # scratch: gone a day later even if never cleaned
+        if location:
+            ds.location = location
         client.create_dataset(ds, exists_ok=True)
+        self.reset()
+
+    def reset(self) -> None:
+        for name, columns in (("sink_events", SINK_EVENT_COLUMNS), ("dead_letters", DEAD_LETTER_COLUMNS),
+                              ("files", FILE_COLUMNS)):  # fmt: skip
+            self.run(f"CREATE OR REPLACE TABLE {self.tables[name]} ({_create_empty(columns)})")
 
     def run(self, sql: str) -> list[dict[str, Any]]:
         return [dict(row) for row in self.client.query(sql).result()]
 
-    def load_rows(self, name: str, rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
-        """Replace table `name` with rows (a load job from newline-delimited JSON, not streaming inserts)."""
+    def _load(self, name: str, body: bytes, columns: dict[str, str], source_format: str, append: bool, **extra):
         import io
 
-        import orjson
-
         bq = self._bq
-        schema = [bq.SchemaField(c, "BOOLEAN" if k == "BOOL" else k) for c, k in columns.items()]
-        body = b"".join(orjson.dumps({c: _json_value(r.get(c)) for c in columns}) + b"\n" for r in rows)
         config = bq.LoadJobConfig(
-            schema=schema,
-            source_format=bq.SourceFormat.NEWLINE_DELIMITED_JSON,
-            write_disposition=bq.WriteDisposition.WRITE_TRUNCATE,
+            schema=[bq.SchemaField(c, "BOOLEAN" if k == "BOOL" else k) for c, k in columns.items()],
+            source_format=source_format,
+            write_disposition=bq.WriteDisposition.WRITE_APPEND if append else bq.WriteDisposition.WRITE_TRUNCATE,
+            **extra,
         )
-        table = f"{self.project}.{self.dataset}.{name}"
+        table = f"{self.project}.{self.dataset}.{self._names.get(name, name)}"
         self.client.load_table_from_file(io.BytesIO(body), table, job_config=config).result()
 
-    def drop(self) -> None:
-        self.client.delete_dataset(f"{self.project}.{self.dataset}", delete_contents=True, not_found_ok=True)
+    def load_rows(self, name: str, rows: list[dict[str, Any]], columns: dict[str, str], append: bool = False) -> None:
+        """Replace (or append to) table `name` with rows, by a load job of newline-delimited JSON."""
+        import orjson
+
+        body = b"".join(orjson.dumps({c: _json_value(r.get(c)) for c in columns}) + b"\n" for r in rows)
+        self._load(name, body, columns, self._bq.SourceFormat.NEWLINE_DELIMITED_JSON, append)
+
+    def load_manifest(self, csv_paths: list[Path]) -> None:
+        columns = dict.fromkeys(EVENT_COLUMNS, "STRING")
+        for i, path in enumerate(csv_paths):
+            self._load("manifest", Path(path).read_bytes(), columns, self._bq.SourceFormat.CSV, append=i > 0,
+                       skip_leading_rows=1, allow_quoted_newlines=True)  # fmt: skip
+
+    def load_known_runs(self, run_ids: Iterable[str]) -> None:
+        self.load_rows("known_runs", [{"run_id": r} for r in run_ids], {"run_id": "STRING"})
+
+    def load_files(self, files: list[dict[str, Any]]) -> None:
+        self.load_rows("files", files, FILE_COLUMNS)
+
+    def load_gcs_lines(self, event_type: str, paths: list[str], scope: str, root: str | None = None) -> None:
+        """One type folder into sink_events: an external table over root/<type>/* (real BigQuery, gs://), or the
+        lines of the local copies `paths` loaded as (path, line) rows."""
+        lines = f"{self.project}.{self.dataset}.{self._names[f'gcs_lines_{event_type}']}"
+        if self.external:
+            if not paths:
+                return
+            self.run(
+                f"CREATE OR REPLACE EXTERNAL TABLE `{lines}_external` (line STRING) OPTIONS (format = 'CSV', "
+                f"uris = ['{root.rstrip('/')}/{event_type}/*.json'], field_delimiter = '{LINE_DELIMITER}', "
+                "quote = '', allow_jagged_rows = TRUE)"
+            )
+            source = f"(SELECT _FILE_NAME AS path, line FROM `{lines}_external`)"
+        else:
+            rows = [{"path": p, "line": raw.decode("utf-8", "replace")}
+                    for p in paths for raw in Path(p).read_bytes().splitlines() if raw.strip()]  # fmt: skip
+            if not rows:
+                return
+            self.load_rows(f"gcs_lines_{event_type}", rows, {"path": "STRING", "line": "STRING"})
+            source = f"`{lines}`"
+        typed = bigquery_typed_lines(event_type, source)
+        self.run(
+            f"INSERT INTO {self.tables['sink_events']} SELECT * FROM "
+            f"({Q.gcs_select(event_type, typed, self.tables['files'])}) WHERE {scope}"
+        )
+
+    def load_select(self, table: str, sql: str, client: Any = None) -> None:
+        """Rows of a SELECT over BigQuery's own tables into sink_events or dead_letters, inside BigQuery."""
+        self.run(f"INSERT INTO {self.tables[table]} {sql}")
+
+    def load_dead_letter_rows(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.load_rows("dead_letters", rows, DEAD_LETTER_COLUMNS, append=True)
+
+    def close(self) -> None:
+        """Drop this reconcile's scratch tables (the dataset stays for the next one)."""
+        for name in self._names.values():
+            for table in (name, f"{name}_external"):
+                self.client.delete_table(f"{self.project}.{self.dataset}.{table}", not_found_ok=True)
 
 
 def _json_value(value: Any) -> Any:
@@ -254,6 +367,3 @@ def _json_value(value: Any) -> Any:
         return value.isoformat()
     return value
 
-
-def default_threads() -> int:
-    return max(1, os.cpu_count() or 1)

@@ -10,6 +10,7 @@ run (a foreign producer on the same topic), which are reported apart by message 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -50,6 +51,10 @@ class ReconcileTarget:
     pubsub_emulator: str | None = None  # HOST:PORT
     read_dead_letter_topic: bool = True
     allow_foreign: bool = False
+    # Where the comparison runs: "duckdb" (in this process), "bigquery" (inside BigQuery, scratch tables in
+    # scratch_dataset), or "auto": BigQuery when reconciling real BigQuery, DuckDB on the local stack.
+    engine: str = "auto"
+    scratch_dataset: str = f"{names.DATASET}_reconcile"
 
     @classmethod
     def local(cls, **overrides: Any) -> ReconcileTarget:
@@ -59,6 +64,19 @@ class ReconcileTarget:
         found = local_endpoints()
         base = cls(bigquery_emulator=found["bigquery"], pubsub_emulator=found["pubsub"])
         return replace(base, **overrides)
+
+    def engine_name(self) -> str:
+        if self.engine != "auto":
+            return self.engine
+        return "bigquery" if self.dataset and not self.bigquery_emulator else "duckdb"
+
+    def make_engine(self) -> Any:
+        if self.engine_name() == "duckdb":
+            return DuckDBEngine()
+        from reconcile.engine import BigQueryEngine
+
+        external = bool(self.output_root and self.output_root.startswith("gs://") and not self.bigquery_emulator)
+        return BigQueryEngine(_bigquery_client(self), self.project, self.scratch_dataset, external=external)
 
     def checked(self) -> dict[str, bool]:
         return {
@@ -153,7 +171,7 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
     window = _window(manifest)
     scope = _scope(run_id, window, known)
     own_engine = engine is None
-    engine = engine or DuckDBEngine()
+    engine = engine or target.make_engine()
     notes: list[str] = []
     try:
         engine.load_manifest(csvs)
@@ -215,7 +233,9 @@ def _load_gcs(engine: Any, root: str, scope: str, on_step: Step) -> int:
         use_anonymous_credentials()
     on_step(f"listing {root}")
     files = sources.list_event_files(root)
-    with sources.local_copies(files) as local:
+    # An engine that reads the tree where it lies (BigQuery's external tables) needs no local copies.
+    where = contextlib.nullcontext({f.uri: f.uri for f in files}) if getattr(engine, "external", False) else None
+    with where or sources.local_copies(files) as local:
         engine.load_files(
             [
                 {
@@ -232,21 +252,14 @@ def _load_gcs(engine: Any, root: str, scope: str, on_step: Step) -> int:
         for event_type in EVENT_TYPES:
             paths = [local[f.uri] for f in files if f.container_type == event_type]
             on_step(f"reading {len(paths):,} {event_type} files")
-            engine.load_gcs_lines(event_type, paths, scope)
+            engine.load_gcs_lines(event_type, paths, scope, root)
     return len(files)
 
 
 def _load_bigquery(engine: Any, target: ReconcileTarget, scope: str, on_step: Step) -> None:
     from google.api_core.exceptions import GoogleAPICallError, NotFound
 
-    from workbench.bq_apply import make_client
-
-    if target.bigquery_emulator and not _reachable(target.bigquery_emulator):
-        raise ReconcileError(
-            f"no BigQuery emulator answers at {target.bigquery_emulator}",
-            "start the local stack (`workbench up`), or pass --no-bigquery to reconcile without BigQuery",
-        )
-    client = make_client(target.project, target.bigquery_emulator)
+    client = _bigquery_client(target)
     prefix = f"`{target.project}.{target.dataset}"
     statements = [
         ("sink_events", Q.bigquery_select(t, f"{prefix}.{rows.table_of(t)}`", scope), rows.table_of(t))
@@ -262,7 +275,7 @@ def _load_bigquery(engine: Any, target: ReconcileTarget, scope: str, on_step: St
     for table, sql, source in statements:
         on_step(f"reading BigQuery {target.dataset}.{source}")
         try:
-            arrow = client.query(sql).result().to_arrow(create_bqstorage_client=False)
+            engine.load_select(table, sql, client)
         except NotFound as exc:
             raise ReconcileError(
                 f"BigQuery table {target.project}.{target.dataset}.{source} not found: {exc.message}",
@@ -273,8 +286,17 @@ def _load_bigquery(engine: Any, target: ReconcileTarget, scope: str, on_step: St
                 f"cannot read {target.dataset}.{source} from BigQuery: {exc.message}",
                 "check the emulator (`workbench status`) or your BigQuery roles (docs/reconcile.md)",
             ) from None
-        if arrow.num_rows:
-            engine.load_arrow(table, arrow)
+
+
+def _bigquery_client(target: ReconcileTarget) -> Any:
+    from workbench.bq_apply import make_client
+
+    if target.bigquery_emulator and not _reachable(target.bigquery_emulator):
+        raise ReconcileError(
+            f"no BigQuery emulator answers at {target.bigquery_emulator}",
+            "start the local stack (`workbench up`), or pass --no-bigquery to reconcile without BigQuery",
+        )
+    return make_client(target.project, target.bigquery_emulator)
 
 
 def reconcile_waiting(

@@ -47,6 +47,8 @@ class DemoOptions:
     chaos: bool = False
     output_root: str = "./output"
     extra_publish_args: list[str] = field(default_factory=list)
+    pubsub_port: int = names.PUBSUB_EMULATOR_PORT  # used when the demo starts the stack
+    bigquery_port: int = names.BIGQUERY_EMULATOR_PORT
 
 
 def _stack_running() -> bool:
@@ -57,16 +59,24 @@ def _stack_running() -> bool:
 
 
 @contextlib.contextmanager
-def local_stack(on_step: Callable[[str], None]) -> Iterator[bool]:
+def local_stack(options: DemoOptions, on_step: Callable[[str], None]) -> Iterator[bool]:
     """The local stack for the demo; yields True when the demo started it (and stops it afterwards)."""
     from workbench.localstack import stack
 
     if _stack_running():
         on_step("local stack already up: it stays up after the demo")
-        stack.up(stack.StackConfig(project=stack.read_state().get("project", names.DEFAULT_PROJECT)), on_step)
+        running = {name: entry["port"] for name, entry in stack.read_state()["services"].items()}
+        config = stack.StackConfig(
+            project=stack.read_state().get("project", names.DEFAULT_PROJECT),
+            pubsub_port=running["pubsub"],
+            bigquery_port=running["bigquery"],
+            with_gcs="gcs" in running,
+            gcs_port=running.get("gcs", names.GCS_EMULATOR_PORT),
+        )
+        stack.up(config, on_step)  # idempotent: creates what is missing (topics, reconcile's subscription, DDL)
         yield False
         return
-    stack.up(stack.StackConfig(), on_step)
+    stack.up(stack.StackConfig(pubsub_port=options.pubsub_port, bigquery_port=options.bigquery_port), on_step)
     try:
         yield True
     finally:
@@ -136,7 +146,7 @@ def run_demo(options: DemoOptions, on_step: Callable[[str], None]) -> int:
 
     run_id = new_run_id()
     log = workbench_home() / "demo" / f"pipeline-{run_id}.log"
-    with local_stack(on_step):
+    with local_stack(options, on_step):
         endpoints = local_endpoints()
         os.environ.update(
             {"PUBSUB_EMULATOR_HOST": endpoints["pubsub"], "BIGQUERY_EMULATOR_HOST": endpoints["bigquery"]}

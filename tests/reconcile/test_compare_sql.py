@@ -146,7 +146,7 @@ def test_the_comparison_on_the_bigquery_emulator(bigquery_emulator):
         engine.load_rows("dead_letters", DEAD_LETTERS, DEAD_LETTER_COLUMNS)
         check(compare(engine))
     finally:
-        engine.drop()
+        engine.close()
 
 
 def test_a_sink_left_out_is_not_missing(tmp_path):

@@ -151,6 +151,28 @@ def test_a_clean_run_reconciles_and_twice_gives_the_same_answer(stack):
     assert (second.by_type, second.by_kind, second.sizes) == (first.by_type, first.by_kind, first.sizes)
 
 
+def test_the_comparison_inside_bigquery_gives_the_same_verdicts(stack, tmp_path):
+    """The BigQuery engine (scratch tables on the emulator; the event tables read where they are)."""
+    local = reconcile(RUN, stack.target(engine="duckdb"))
+    inside = reconcile(RUN, stack.target(engine="bigquery"))
+    assert inside.engine == "bigquery" and inside.exit_code == 0, inside.headline()
+    ints = lambda rows_: [{k: (int(v or 0) if k not in ("event_type", "kind", "reason", "other_codes") else v)  # noqa: E731
+                           for k, v in r.items()} for r in rows_]  # fmt: skip
+    assert ints(inside.by_type) == ints(local.by_type)
+    assert sorted(ints(inside.by_kind), key=str) == sorted(ints(local.by_kind), key=str)
+    assert sorted(r["message_id"] for r in inside.foreign) == sorted(r["message_id"] for r in local.foreign)
+    tree = copy_tree(stack, tmp_path)
+    victim = next(p for p in files(tree) if "/user_activity/" in str(p))
+    lines = victim.read_bytes().splitlines(keepends=True)
+    line = orjson.loads(lines[-1])
+    line["event"]["metadata"]["platform"] = "tablet" if line["event"]["metadata"]["platform"] != "tablet" else "web"
+    victim.write_bytes(b"".join([*lines[:-1], orjson.dumps(line) + b"\n", b"{not json\n"]))
+    broken = reconcile(RUN, stack.target(tree, engine="bigquery"))
+    assert problems_of(broken) == {line["event_id"]: "altered"}
+    left = stack.sql(f"SELECT table_name FROM `{PROJECT}.{names.DATASET}_reconcile.INFORMATION_SCHEMA.TABLES`")
+    assert not left  # every scratch table dropped
+
+
 def test_foreign_events_are_reported_by_message_id_and_fail_unless_allowed(stack):
     report = reconcile(RUN, stack.target(allow_foreign=False))
     assert report.exit_code == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from eventmodel import resources as names
 from workbench import terminal
 
 
@@ -16,8 +17,13 @@ from workbench import terminal
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the events and of the chaos.")
 @click.option("--chaos", is_flag=True, help="Duplicate deliveries, publish UNAVAILABLE, lost acks, jitter (seeded).")
 @click.option("--output-root", default="./output", show_default=True, help="Where the pipeline writes the GCS tree.")
+@click.option("--pubsub-port", type=int, default=names.PUBSUB_EMULATOR_PORT, show_default=True,
+              help="Pub/Sub emulator port, when the demo starts the stack.")
+@click.option("--bigquery-port", type=int, default=names.BIGQUERY_EMULATOR_PORT, show_default=True,
+              help="BigQuery emulator port, when the demo starts the stack.")
 @click.argument("publish_args", nargs=-1, type=click.UNPROCESSED)
-def demo(rate, count, duration, malformed_rate, duplicate_rate, seed, chaos, output_root, publish_args):
+def demo(rate, count, duration, malformed_rate, duplicate_rate, seed, chaos, output_root, pubsub_port, bigquery_port,
+         publish_args):  # fmt: skip
     """Stack up, pipeline in the background, publish a run, drain, reconcile; exit status is reconcile's.
 
     Further options go to `workbench publish` (e.g. --late-rate 0.05). A stack that was already up stays up.
@@ -31,5 +37,5 @@ def demo(rate, count, duration, malformed_rate, duplicate_rate, seed, chaos, out
     if rate <= 0:
         raise click.BadParameter("must be more than 0", param_hint="--rate")
     options = DemoOptions(rate, None if duration else count, duration, malformed_rate, duplicate_rate, seed, chaos,
-                          output_root, list(publish_args))  # fmt: skip
+                          output_root, list(publish_args), pubsub_port, bigquery_port)  # fmt: skip
     raise SystemExit(run_demo(options, on_step=terminal.info))
