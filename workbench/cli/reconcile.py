@@ -24,12 +24,21 @@ from workbench.errors import WorkbenchError
 @click.option("--no-dead-letter-topic", is_flag=True, help="Do not read the dead-letter topic.")
 @click.option("--project", help="GCP project (else PUBSUB_PROJECT_ID, GOOGLE_CLOUD_PROJECT, or the local default).")
 @click.option("--allow-foreign", is_flag=True, help="Events of no known run (other producers) do not fail the run.")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "duckdb", "bigquery"]),
+    default="auto",
+    show_default=True,
+    help="Where the comparison runs: auto = inside BigQuery for real BigQuery, DuckDB on the local stack.",
+)
+@click.option("--scratch-dataset", default=f"{DATASET}_reconcile", show_default=True,
+              help="BigQuery engine: the dataset for reconcile's own tables (dropped after each reconcile).")
 @click.option("--wait", "wait_s", type=float, metavar="SECONDS", help="Poll until the sinks settle or time runs out.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the full report.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a visual report.")
 def reconcile(
-    run_id, output_root, no_gcs, dataset, no_bigquery, no_dead_letter_topic, project, allow_foreign, wait_s,
-    json_path, html_path,
+    run_id, output_root, no_gcs, dataset, no_bigquery, no_dead_letter_topic, project, allow_foreign, engine,
+    scratch_dataset, wait_s, json_path, html_path,
 ):  # fmt: skip
     """Compare what RUN_ID (default: the latest run) published with what every sink holds.
 
@@ -47,6 +56,8 @@ def reconcile(
         read_dead_letter_topic=not no_dead_letter_topic,
         project=project,
         allow_foreign=allow_foreign,
+        engine=engine,
+        scratch_dataset=scratch_dataset,
         wait_s=wait_s,
         json_path=json_path,
         html_path=html_path,
@@ -62,6 +73,8 @@ def run_reconcile(
     read_dead_letter_topic: bool = True,
     project: str | None = None,
     allow_foreign: bool = False,
+    engine: str = "auto",
+    scratch_dataset: str = f"{DATASET}_reconcile",
     wait_s: float | None = None,
     json_path: Path | None = None,
     html_path: Path | None = None,
@@ -82,6 +95,8 @@ def run_reconcile(
         dataset=dataset or None,
         read_dead_letter_topic=read_dead_letter_topic,
         allow_foreign=allow_foreign,
+        engine=engine,
+        scratch_dataset=scratch_dataset,
     )
     try:
         with WaitView() as view:
