@@ -263,6 +263,7 @@ class BigQueryEngine:
     name = "bigquery"
 
     def __init__(self, client: Any, project: str, dataset: str, external: bool = False, location: str | None = None):
+        from google.api_core.exceptions import NotFound
         from google.cloud import bigquery
 
         self._bq = bigquery
@@ -278,7 +279,10 @@ class BigQueryEngine:
         ds.default_table_expiration_ms = 24 * 3600 * 1000  # scratch: gone a day later even if never cleaned
         if location:
             ds.location = location
-        client.create_dataset(ds, exists_ok=True)
+        try:
+            client.get_dataset(ds.reference)  # an existing one is used as it is (it fixes the location)
+        except NotFound:
+            client.create_dataset(ds, exists_ok=True)
         self.reset()
 
     def reset(self) -> None:

@@ -76,7 +76,20 @@ class ReconcileTarget:
         from reconcile.engine import BigQueryEngine
 
         external = bool(self.output_root and self.output_root.startswith("gs://") and not self.bigquery_emulator)
-        return BigQueryEngine(_bigquery_client(self), self.project, self.scratch_dataset, external=external)
+        client = _bigquery_client(self)
+        # The scratch tables join the event tables: a new scratch dataset goes where the events dataset is.
+        location = None
+        if self.dataset:
+            from google.api_core.exceptions import NotFound
+
+            try:
+                location = client.get_dataset(f"{self.project}.{self.dataset}").location
+            except NotFound:
+                raise ReconcileError(
+                    f"BigQuery dataset {self.project}.{self.dataset} not found",
+                    "apply the model (`workbench bq apply`), or name the pipeline's dataset with --dataset",
+                ) from None
+        return BigQueryEngine(client, self.project, self.scratch_dataset, external=external, location=location)
 
     def checked(self) -> dict[str, bool]:
         return {
@@ -296,7 +309,8 @@ def _bigquery_client(target: ReconcileTarget) -> Any:
             f"no BigQuery emulator answers at {target.bigquery_emulator}",
             "start the local stack (`workbench up`), or pass --no-bigquery to reconcile without BigQuery",
         )
-    return make_client(target.project, target.bigquery_emulator)
+    # No fixed location: BigQuery runs each job where the datasets it reads live (events may be in any region).
+    return make_client(target.project, target.bigquery_emulator, location=None)
 
 
 def reconcile_waiting(

@@ -196,7 +196,7 @@ def emulator_gap(sql: str) -> str | None:
     return None
 
 
-def make_client(project: str, emulator: str | None, location: str = DEFAULT_LOCATION):
+def make_client(project: str, emulator: str | None, location: str | None = DEFAULT_LOCATION):
     """A google-cloud-bigquery client for the emulator at HOST:PORT (anonymous) or for BigQuery (ADC)."""
     from google.cloud import bigquery
 
