@@ -100,6 +100,18 @@ def test_runs_lists_nothing_yet_with_a_hint(home):
     assert "no runs yet" in result.output and "workbench publish" in result.output
 
 
+def test_runs_never_cuts_a_run_id_on_a_narrow_terminal(home):
+    """The run id is what people copy: a 40-column terminal wraps the other columns, never the id."""
+    out = home / "e.jsonl"
+    assert invoke("publish", "--count", "5", "--to", str(out), "--run-id", "20261201-081344-fd45-narrow").exit_code == 0
+    listed = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "runs"], capture_output=True, text=True, timeout=60, cwd=ROOT,
+        env={**os.environ, "COLUMNS": "40", "NO_GCE_CHECK": "true"},
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert "20261201-081344-fd45-narrow" in listed.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [

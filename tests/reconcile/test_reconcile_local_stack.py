@@ -291,6 +291,37 @@ def test_a_dropped_dead_letter_is_missing_from_the_dead_letter_table(stack):
     assert kind["missing"] == 1
 
 
+def test_wait_polls_until_the_sinks_catch_up(stack, tmp_path):
+    """--wait: a file that lands while reconcile waits turns the verdict to matched, seen by a later poll."""
+    import threading
+
+    from reconcile.run import reconcile_waiting
+
+    tree = copy_tree(stack, tmp_path)
+    victim = files(tree)[0]
+    body = victim.read_bytes()
+    victim.unlink()
+    threading.Timer(4.0, victim.write_bytes, args=(body,)).start()
+    polls = []
+    report = reconcile_waiting(RUN, stack.target(tree), wait_s=60, on_poll=lambda r, left, what: polls.append(r))
+    assert report.exit_code == 0
+    assert polls[0].exit_code == 1 and len(polls) >= 2
+
+
+def test_wait_stops_once_nothing_changes(stack, tmp_path, monkeypatch):
+    import time
+
+    from reconcile import run as run_module
+
+    monkeypatch.setattr(run_module, "STABLE_FOR_S", 3.0)
+    tree = copy_tree(stack, tmp_path)
+    files(tree)[0].unlink()
+    began = time.monotonic()
+    report = run_module.reconcile_waiting(RUN, stack.target(tree), wait_s=120)
+    assert report.exit_code == 1 and time.monotonic() - began < 60
+    assert "did not change" in report.notes[-1]
+
+
 # --------------------------------------------------------------------------------------- exit statuses
 
 
