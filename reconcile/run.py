@@ -176,6 +176,7 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
     """One reconcile of a finished run against every sink `target` names. ReconcileError when impossible."""
     began = time.monotonic()
     manifest = resolve_run(run_id)
+    _check_local_stack(target)
     run_id = manifest["run_id"]
     csvs = sorted(run_dir(run_id).glob("events-*.csv"))
     if not csvs:
@@ -299,6 +300,22 @@ def _load_bigquery(engine: Any, target: ReconcileTarget, scope: str, on_step: St
                 f"cannot read {target.dataset}.{source} from BigQuery: {exc.message}",
                 "check the emulator (`workbench status`) or your BigQuery roles (docs/reconcile.md)",
             ) from None
+
+
+def _check_local_stack(target: ReconcileTarget) -> None:
+    """The local project with no emulator known means a local stack that is down, not real Google Cloud."""
+    if target.project != names.DEFAULT_PROJECT:
+        return
+    down = [name for name, wanted, known in (
+        ("BigQuery", target.dataset, target.bigquery_emulator),
+        ("Pub/Sub", target.read_dead_letter_topic, target.pubsub_emulator),
+    ) if wanted and not known]  # fmt: skip
+    if down:
+        raise ReconcileError(
+            f"no {' or '.join(down)} emulator is known for the local project {names.DEFAULT_PROJECT}: "
+            "the local stack is not running",
+            "start it with `workbench up` (or point at real GCP with --project P)",
+        )
 
 
 def _bigquery_client(target: ReconcileTarget) -> Any:

@@ -361,6 +361,13 @@ def test_the_cli_exits_2_when_it_cannot_reconcile(stack, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["reconcile", RUN, "--project", PROJECT, "--output-root", "/nonexistent/tree"])
     assert exit_.value.code == 2
+    for name in ("PUBSUB_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST"):  # the local project, and no stack up
+        monkeypatch.delenv(name)
+    with pytest.raises(SystemExit) as exit_:
+        main(["reconcile", RUN, "--output-root", str(stack.output)])
+    assert exit_.value.code == 2
+    assert "the local stack is not running" in capsys.readouterr().err
+    _point_cli_at(stack, monkeypatch)
     monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens on port 9
     with pytest.raises(SystemExit) as exit_:
         main(["reconcile", RUN, "--project", PROJECT, "--output-root", str(stack.output)])
