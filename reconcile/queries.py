@@ -60,15 +60,16 @@ def to_duckdb(sql: str) -> str:
 # ------------------------------------------------------------------------------------- per-source SELECTs
 
 
-def gcs_select(event_type: str, source: str, files: str) -> str:
+def gcs_select(event_type: str, source: str, files: str, arrays: str = "subquery") -> str:
     """sink_events rows from a typed table of one type folder's lines (the event table's columns, plus path,
-    event_id, message_id, run_id, publish_time) joined with the file listing (path, folder type and minute)."""
+    event_id, message_id, run_id, publish_time) joined with the file listing (path, folder type and minute).
+    `arrays`: how the canonical digest spells array fields (eventmodel.canonical.canonical_sql)."""
     time_field = EVENT_TIME_FIELD[event_type]
     return f"""
 SELECT '{GCS}' AS sink, l.path AS location, l.event_id, l.message_id, l.run_id, l.publish_time,
        f.updated AS landed_time, l.event_type, f.container_type,
        FORMAT_TIMESTAMP('%Y%m%d%H%M', l.{time_field}) AS event_minute, f.container_minute, f.name_ok,
-       {canonical_sql(event_type, "l.")} AS canonical_digest
+       {canonical_sql(event_type, "l.", arrays)} AS canonical_digest
 FROM {source} AS l JOIN {files} AS f ON f.path = l.path"""
 
 
