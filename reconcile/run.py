@@ -198,7 +198,9 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
         if target.read_dead_letter_topic:
             since = _parse(window[0]) - timedelta(minutes=1)
             letters = sources.read_dead_letter_topic(target.project, target.pubsub_emulator, since, on_step)
-            engine.load_dead_letter_rows([r for r in letters if _in_scope(r, run_id, known)])
+            # The topic copy has no source publish time to place a foreign dead letter in the run's window: only
+            # this run's are taken from it (foreign dead letters are found through the table's copy).
+            engine.load_dead_letter_rows([r for r in letters if r["run_id"] == run_id])
         on_step("comparing")
         checked = target.checked()
         render = lambda sql: Q.render(sql, engine.tables, run_id, checked)  # noqa: E731
@@ -229,10 +231,6 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
     report.elapsed_s = round(time.monotonic() - began, 3)
     return report
 
-
-def _in_scope(letter: dict[str, Any], run_id: str, known: list[str]) -> bool:
-    # The topic copy has no source publish time: any dead letter of this run, or of no known run, counts.
-    return letter["run_id"] == run_id or letter["run_id"] is None or letter["run_id"] not in known
 
 
 def _load_gcs(engine: Any, root: str, scope: str, on_step: Step) -> int:
