@@ -146,7 +146,7 @@ def run_demo(options: DemoOptions, on_step: Callable[[str], None]) -> int:
 
     run_id = new_run_id()
     log = workbench_home() / "demo" / f"pipeline-{run_id}.log"
-    with local_stack(options, on_step):
+    with local_stack(options, on_step) as started:
         endpoints = local_endpoints()
         os.environ.update(
             {"PUBSUB_EMULATOR_HOST": endpoints["pubsub"], "BIGQUERY_EMULATOR_HOST": endpoints["bigquery"]}
@@ -176,4 +176,10 @@ def run_demo(options: DemoOptions, on_step: Callable[[str], None]) -> int:
                     pipeline.wait(30)
         on_step("reconciling")
         report = run_reconcile(run_id, output_root=options.output_root, project=project, wait_s=30)
+        if started:
+            on_step(
+                "the demo started the local stack and stops it now: its BigQuery rows and Pub/Sub messages go with "
+                f"it (the files stay in {options.output_root}). To inspect and reconcile a run afterwards, start the "
+                "stack first (`workbench up`): a stack that was already up stays up."
+            )
     return report.exit_code

@@ -19,14 +19,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def workbench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "WORKBENCH_HOME": str(tmp_path / "home"), "NO_GCE_CHECK": "true", "COLUMNS": "160"}
     for name in ("PUBSUB_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):
         env.pop(name, None)
-    pubsub_port, bigquery_port = free_port_pair(), free_port_pair()
-    argv = [sys.executable, "-m", "workbench.cli", "demo", "--pubsub-port", str(pubsub_port),
-            "--bigquery-port", str(bigquery_port), *args]  # fmt: skip
+    argv = [sys.executable, "-m", "workbench.cli", *args]
     return subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, timeout=900, check=False)
+
+
+def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    pubsub_port, bigquery_port = free_port_pair(), free_port_pair()
+    return workbench(tmp_path, "demo", "--pubsub-port", str(pubsub_port), "--bigquery-port", str(bigquery_port), *args)
 
 
 def stack_is_down(tmp_path: Path) -> bool:
@@ -41,6 +44,22 @@ def test_the_demo_ends_in_a_clean_reconcile(tmp_path):
     assert "all 2," in text and "events accounted for" in text
     assert list((tmp_path / "output").rglob("*.json"))
     assert stack_is_down(tmp_path)  # it stops the stack it started
+
+
+def test_a_stack_that_was_up_stays_up_and_the_run_reconciles_again(tmp_path):
+    pubsub_port, bigquery_port = free_port_pair(), free_port_pair()
+    up = workbench(tmp_path, "up", "--pubsub-port", str(pubsub_port), "--bigquery-port", str(bigquery_port))
+    assert up.returncode == 0, up.stderr.decode()[-2000:]
+    try:
+        done = workbench(tmp_path, "demo", "--count", "1000", "--rate", "1000")
+        assert done.returncode == 0, (done.stdout + done.stderr).decode()[-4000:]
+        assert not stack_is_down(tmp_path)
+        again = workbench(tmp_path, "reconcile", "latest", "--json", str(tmp_path / "again.json"))
+        assert again.returncode == 0, (again.stdout + again.stderr).decode()[-4000:]
+        assert orjson.loads((tmp_path / "again.json").read_bytes())["verdict"] == "matched"
+    finally:
+        workbench(tmp_path, "down")
+    assert stack_is_down(tmp_path)
 
 
 def test_the_demo_under_chaos_loses_nothing(tmp_path):
