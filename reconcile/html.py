@@ -115,6 +115,30 @@ def _bar_chart(name: str, groups: list[tuple[str, list[tuple[str, int, str]]]]) 
     return f'<svg class="chart {name}" width="{width}" height="{y}" role="img">{"".join(parts)}</svg>'
 
 
+def _stacked_chart(name: str, rows: list[tuple[str, list[tuple[str, int, str]]]]) -> str:
+    """One horizontal bar per label, its segments side by side in the given order, all rows on one scale (the
+    largest row total), so that many labels fit on a page. data-n carries each segment's count."""
+    most = max((sum(n for _, n, _ in segments) for _, segments in rows), default=0)
+    parts, y = [], 4
+    for label, segments in rows:
+        x = float(LABEL_W)
+        for series, n, colour in segments:
+            w = _width(n, most)
+            parts.append(
+                f'<rect class="bar" data-series="{_e(series)}" data-n="{n}" x="{x}" y="{y}" width="{w}" '
+                f'height="{BAR_H}" fill="{colour}"><title>{_e(label)}: {n:,} {_e(series)}</title></rect>'
+            )
+            x += w
+        # The count that matters first: failures in words when there are any, else the clean total.
+        failing = [f"{n:,} {_e(series)}" for series, n, colour in segments if n and colour != GREEN]
+        shown = ", ".join(failing) if failing else f"{sum(n for _, n, _ in segments):,}"
+        parts.append(f'<text x="{x + 4}" y="{y + BAR_H - 2}">{shown}</text>')
+        parts.append(f'<text x="{LABEL_W - 8}" y="{y + BAR_H - 2}" text-anchor="end">{_e(label)}</text>')
+        y += BAR_H + 4
+    width = LABEL_W + BAR_MAX + 200
+    return f'<svg class="chart {name}" width="{width}" height="{y}" role="img">{"".join(parts)}</svg>'
+
+
 def _banner(report: dict[str, Any]) -> str:
     verdict = "matched" if report.get("verdict") == "matched" else "mismatch"
     return f'<div class="banner {verdict}"><b>{verdict.upper()}</b>{_e(report.get("headline"))}</div>'
@@ -209,7 +233,7 @@ def _by_kind(rows: list[dict[str, Any]]) -> str:
         for r in rows
     ]
     headers = [c.replace("_", " ") for c in columns]
-    return title + legend + _bar_chart("by-kind", groups) + _table(headers, table, numeric)
+    return title + legend + _stacked_chart("by-kind", groups) + _table(headers, table, numeric)
 
 
 def _bucket_label(upper_ms: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -245,11 +246,19 @@ def test_by_kind_bars_put_accepted_first_and_red() -> None:
     assert [b["data-series"] for b in bars[:4]] == ["accepted", "missing", "other reason", "expected reason"]
     assert bars[0]["fill"] == RED and bars[4]["fill"] == RED
     assert all(b["fill"] != RED for b in bars if b["data-series"] != "accepted")
+    # One stacked bar per kind, every row on the scale of the largest row total.
     widths = {(i // 4, b["data-series"]): float(b["width"] or 0) for i, b in enumerate(bars)}
-    assert widths[(0, "expected reason")] == pytest.approx(8 / 8 * BAR_MAX)
-    assert widths[(0, "accepted")] == pytest.approx(1 / 8 * BAR_MAX, abs=0.1)
-    assert widths[(1, "expected reason")] == pytest.approx(5 / 8 * BAR_MAX, abs=0.1)
+    totals = [sum(int(b["data-n"] or 0) for b in bars[i : i + 4]) for i in range(0, len(bars), 4)]
+    most = max(totals)
+    assert widths[(0, "expected reason")] == pytest.approx(8 / most * BAR_MAX, abs=0.1)
+    assert widths[(0, "accepted")] == pytest.approx(1 / most * BAR_MAX, abs=0.1)
+    assert widths[(1, "expected reason")] == pytest.approx(5 / most * BAR_MAX, abs=0.1)
     assert widths[(1, "accepted")] == 0.0  # None
+    # Segments sit side by side: each starts where the one before it ends.
+    for i in range(0, len(bars), 4):
+        row = bars[i : i + 4]
+        for before, after in itertools.pairwise(row):
+            assert float(after["x"]) == pytest.approx(float(before["x"]) + float(before["width"] or 0), abs=0.01)
 
 
 def test_histogram_draws_one_series_per_sink_with_a_legend() -> None:
