@@ -5,13 +5,27 @@ Progress and live views go to stderr so that `--to -` can stream data on stdout.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+LOG_WIDTH = 140
+
+
+def _log_width(stream: object) -> int | None:
+    """Rich assumes 80 columns when output is not a terminal (a pipe, a CI log), and tables of counts then cut
+    their numbers to "1,…". A log has no width: give it LOG_WIDTH unless COLUMNS says otherwise."""
+    isatty = getattr(stream, "isatty", None)
+    if os.environ.get("COLUMNS") or (isatty is not None and isatty()):
+        return None
+    return LOG_WIDTH
+
+
+console = Console(stderr=True, highlight=False, width=_log_width(sys.stderr))
+out = Console(highlight=False, width=_log_width(sys.stdout))
 
 
 # Messages are soft-wrapped: never broken mid-sentence when stderr is a pipe or a log file (rich assumes 80
