@@ -104,16 +104,8 @@ class EventLog:
         )
         with self._lock:
             self._writer.writerow(row)
-            counts = self.counts
-            counts[outcome] += 1
-            if outcome == PUBLISHED:
-                counts[f"expected:{message.expected}"] += 1
-                counts[f"type:{message.event_type}"] += 1
-                if message.kind:
-                    counts[f"kind:{message.kind}"] += 1
-                    counts[f"reason:{message.reason}"] += 1
-                if message.duplicate:
-                    counts["duplicates"] += 1
+            count(self.counts, outcome, message.expected, message.event_type, message.kind, message.reason,
+                  message.duplicate)  # fmt: skip
 
     def snapshot_counts(self) -> dict[str, int]:
         with self._lock:
@@ -122,6 +114,30 @@ class EventLog:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+
+def count(counts: Counter[str], outcome: str, expected: str, event_type: str, kind: str | None,
+          reason: str | None, duplicate: bool) -> None:  # fmt: skip
+    """Add one message to a manifest's counts (the keys manifest.json's "counts" holds)."""
+    counts[outcome] += 1
+    if outcome == PUBLISHED:
+        counts[f"expected:{expected}"] += 1
+        counts[f"type:{event_type}"] += 1
+        if kind:
+            counts[f"kind:{kind}"] += 1
+            counts[f"reason:{reason}"] += 1
+        if duplicate:
+            counts["duplicates"] += 1
+
+
+def tally(run_id: str) -> Counter[str]:
+    """The counts of a run from its events CSVs, for a manifest written by a process that published nothing
+    itself (the Locust master, or `workbench loadtest` after its processes ended)."""
+    counts: Counter[str] = Counter()
+    for row in iter_events(run_id):
+        count(counts, row["outcome"], row["expected"], row["event_type"], row["kind"], row["reason"],
+              row["duplicate"] == "1")  # fmt: skip
+    return counts
 
 
 def write_manifest(run_id: str, manifest: dict[str, Any]) -> Path:

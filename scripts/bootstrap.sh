@@ -19,7 +19,7 @@ if [ ! -f "$stamp" ]; then
     constraints=()
     [ -f "$root/scripts/constraints.txt" ] && constraints=(-c "$root/scripts/constraints.txt")
     if ! { "$venv/bin/python" -m pip install -q --upgrade pip \
-           && "$venv/bin/python" -m pip install -q "${constraints[@]}" -e "$root[local,dev]"; } >"$log" 2>&1; then
+           && "$venv/bin/python" -m pip install -q "${constraints[@]}" -e "$root[local,dev,loadtest]"; } >"$log" 2>&1; then
         grep -v "is ignored: it is neither a file nor a directory" "$log" | tail -30 >&2
         echo "bootstrap: package install failed (full log: $log)" >&2
         exit 1

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "emulator": "workbench.cli.emulator:emulator",
     "reconcile": "workbench.cli.reconcile:reconcile",
     "demo": "workbench.cli.demo:demo",
+    "loadtest": "workbench.cli.loadtest:loadtest",
 }
 
 

@@ -1,0 +1,41 @@
+"""The Locust load test for Pub/Sub (thin: the users, shape, options and manifest live beside it in loadtest/).
+
+    locust -f loadtest/locustfile.py --headless -u 50 -r 10 -t 60s --emulator-host 127.0.0.1:8085
+    workbench loadtest --users 50 --spawn-rate 10 --run-time 60s      # reports, manifest, optional reconcile
+
+`locust` is imported first: it patches the standard library with gevent, which must happen before grpc loads.
+"""
+
+import locust  # noqa: F401  (first: gevent's monkey patching before grpc is imported)
+from locust import events
+
+from loadtest import options as workbench_options
+from loadtest import run_manifest
+from loadtest.shapes import WorkbenchShape  # noqa: F401  (Locust picks up the shape class from this module)
+from loadtest.users import InventoryUser, OrderUser, SessionUser  # noqa: F401
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser):
+    workbench_options.add_options(parser)
+
+
+@events.init.add_listener
+def _check(environment, **_):
+    workbench_options.check(environment.parsed_options)
+
+
+@events.test_start.add_listener
+def _started(environment, **_):
+    run_manifest.write(environment, "running")
+
+
+@events.test_stop.add_listener
+def _stopped(environment, **_):
+    run_manifest.close_log(environment)
+
+
+@events.quitting.add_listener
+def _quitting(environment, **_):
+    run_manifest.close_log(environment)
+    run_manifest.write(environment, "completed")

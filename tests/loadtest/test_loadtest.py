@@ -1,0 +1,119 @@
+"""The Locust load test on the real local stack: it publishes, its failures are real failures, and its runs
+(one process, or a master and two workers) reconcile after the pipeline drains them, like a publish run.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from pathlib import Path
+
+import orjson
+import pytest
+
+from eventmodel import resources as names
+from generator.manifest import iter_events, run_dir
+from reconcile.run import ReconcileTarget, reconcile
+from workbench.loadtest_run import LoadtestOptions, run_loadtest
+from workbench.localstack.stack import create_pubsub_resources
+
+pytestmark = pytest.mark.integration
+_projects = itertools.count(1)
+
+
+@pytest.fixture
+def stack(workbench_emulator, bigquery_emulator, tmp_path, monkeypatch):
+    from workbench.bq_apply import apply_ddl
+
+    project = f"loadtest-it-{next(_projects)}"
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", workbench_emulator.target)
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    create_pubsub_resources(workbench_emulator.target, project)
+    apply_ddl(project=project, emulator=bigquery_emulator.host_port)
+    return {"project": project, "pubsub": workbench_emulator.target, "bigquery": bigquery_emulator.endpoint,
+            "output": tmp_path / "output"}  # fmt: skip
+
+
+def options(stack, **overrides) -> LoadtestOptions:
+    base = LoadtestOptions(users=4, spawn_rate=4, run_time="3s", batch_size=5, user_rate=20, project=stack["project"],
+                           emulator=stack["pubsub"], malformed_rate=0.08, duplicate_rate=0.02, seed=5)  # fmt: skip
+    return LoadtestOptions(**{**base.__dict__, **overrides})
+
+
+def aggregated(run_id: str) -> dict[str, str]:
+    with (run_dir(run_id) / "locust_stats.csv").open(newline="") as f:
+        return next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+
+
+def drain_and_reconcile(stack, run_id: str):
+    from pipeline.runner import LocalSettings, run
+
+    args = ["--project", stack["project"], "--output_root", str(stack["output"]), "--dataset", names.DATASET,
+            "--bigquery_emulator_host", stack["bigquery"], "--file_flush_seconds", "1"]  # fmt: skip
+    assert run(args, LocalSettings(stop_when_idle=3)).state == "DONE"
+    target = ReconcileTarget(output_root=str(stack["output"]), project=stack["project"],
+                             bigquery_emulator=stack["bigquery"], pubsub_emulator=stack["pubsub"])  # fmt: skip
+    return reconcile(run_id, target)
+
+
+def test_a_short_headless_run_publishes_without_failures_and_reconciles(stack):
+    run_id, code = run_loadtest(options(stack))
+    assert code == 0
+    stats = aggregated(run_id)
+    assert int(stats["Request Count"]) > 500 and int(stats["Failure Count"]) == 0
+    manifest = orjson.loads((run_dir(run_id) / "manifest.json").read_bytes())
+    # The manifest holds every confirmed message. Locust's final statistics can miss the last batch of each user:
+    # a user stopped mid-call still finishes it (loadtest.client), after Locust has closed its statistics.
+    published = manifest["totals"]["published"]
+    assert manifest["status"] == "completed"
+    assert int(stats["Request Count"]) <= published <= int(stats["Request Count"]) + 4 * 5
+    rows = list(iter_events(run_id))
+    assert {r["expected"] for r in rows} == {"order", "inventory", "user_activity", "dead_letter"}
+    assert any(r["duplicate"] == "1" for r in rows)
+    assert (run_dir(run_id) / "locust.html").exists()
+    report = drain_and_reconcile(stack, run_id)
+    assert report.exit_code == 0, report.headline()
+    assert sum(r["sent"] for r in report.by_kind) > 0
+
+
+def test_publishing_to_a_missing_topic_is_failures_with_the_grpc_error(stack):
+    run_id, code = run_loadtest(options(stack, topic="no-such-topic", run_time="2s"))
+    assert code == 1  # Locust's exit status when requests failed
+    stats = aggregated(run_id)
+    assert int(stats["Request Count"]) > 0 and stats["Failure Count"] == stats["Request Count"]
+    with (run_dir(run_id) / "locust_failures.csv").open(newline="") as f:
+        errors = {r["Error"] for r in csv.DictReader(f)}
+    assert errors and all("NOT_FOUND" in e for e in errors), errors
+    assert {r["outcome"] for r in iter_events(run_id)} == {"failed"}
+
+
+def test_a_master_and_two_workers_make_one_reconcilable_run(stack):
+    run_id, code = run_loadtest(options(stack, workers=2, users=4))
+    assert code == 0
+    assert sorted(p.name for p in run_dir(run_id).glob("events-*.csv")) == ["events-1.csv", "events-2.csv"]
+    manifest = orjson.loads((run_dir(run_id) / "manifest.json").read_bytes())
+    assert 0 < int(aggregated(run_id)["Request Count"]) <= manifest["totals"]["published"]
+    ids = [r["event_id"] for r in iter_events(run_id) if r["duplicate"] != "1"]
+    assert len(ids) == len(set(ids))  # the workers' substreams never share an event id
+    report = drain_and_reconcile(stack, run_id)
+    assert report.exit_code == 0, report.headline()
+
+
+@pytest.mark.slow
+def test_a_hundred_users_for_a_minute_never_crash(stack, tmp_path):
+    """gevent and gRPC together, as Locust runs them: 100 users for 60 s, no crash and no failure."""
+    run_id, code = run_loadtest(options(stack, users=100, spawn_rate=50, run_time="60s", user_rate=2, batch_size=5))
+    assert code == 0
+    stats = aggregated(run_id)
+    assert int(stats["Failure Count"]) == 0 and int(stats["Request Count"]) > 50_000
+    assert not Path(run_dir(run_id) / "locust_exceptions.csv").read_text().strip().splitlines()[1:]
+
+
+def test_the_shapes_mean_what_publish_profiles_mean():
+    from loadtest.profiles import users_at  # pure: importing Locust here would gevent-patch pytest
+
+    assert [users_at("steady", p, 40) for p in (0, 0.5, 0.99)] == [40, 40, 40]
+    assert [users_at("step", p, 40) for p in (0, 0.3, 0.6, 0.9)] == [10, 20, 30, 40]
+    assert [users_at("ramp", p, 41) for p in (0, 0.5, 1)] == [1, 21, 41]
+    assert [users_at("spike", p, 40) for p in (0.1, 0.45, 0.7)] == [10, 40, 10]

@@ -1,0 +1,144 @@
+"""`workbench loadtest` as a library call: Locust headless over loadtest/locustfile.py, on this machine.
+
+One local Locust process, or with workers=N one master and N worker processes on loopback, all with the same
+run id, reports (Locust's CSV and HTML) written into the run folder, and the run's manifest completed once every
+process has ended (the counts tallied from every process's events CSV), so that `workbench reconcile RUN_ID`
+checks a load test exactly as it checks a publish run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from eventmodel import resources as names
+from generator.manifest import new_run_id, run_dir, tally, write_manifest
+from workbench.errors import WorkbenchError
+from workbench.localstack.services import free_port
+
+LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadtest" / "locustfile.py"
+GRACE_S = 60.0  # beyond the run time: spawning, stopping, and the workers' last reports
+
+
+@dataclass
+class LoadtestOptions:
+    users: int = 10
+    spawn_rate: float = 10.0
+    run_time: str = "30s"
+    shape: str = "steady"
+    workers: int = 0  # 0: one local process; N: a master and N workers
+    batch_size: int = 20
+    user_rate: float = 0.0  # batches per second per user; 0 = flat out
+    malformed_rate: float = 0.05
+    duplicate_rate: float = 0.01
+    seed: int = 0
+    run_id: str | None = None
+    topic: str = names.TOPIC
+    project: str = names.DEFAULT_PROJECT
+    emulator: str | None = None  # HOST:PORT; None for real Pub/Sub (ADC)
+    extra: list[str] = field(default_factory=list)  # further Locust flags
+
+
+def _seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    total, number = 0.0, ""
+    for char in text.strip():
+        if char.isdigit() or char == ".":
+            number += char
+        elif char in units and number:
+            total, number = total + float(number) * units[char], ""
+        else:
+            raise WorkbenchError(f"--run-time {text!r} is not a duration", "write it as Locust does: 30s, 5m, 1h30m")
+    return total + (float(number) if number else 0.0)
+
+
+def locust_argv(options: LoadtestOptions, run_id: str, role: str, master_port: int | None = None) -> list[str]:
+    """The command line of one Locust process (role: local, master or worker)."""
+    common = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE),
+        "--run-id", run_id, "--topic", options.topic, "--project", options.project,
+        "--emulator-host", options.emulator or "", "--malformed-rate", str(options.malformed_rate),
+        "--duplicate-rate", str(options.duplicate_rate), "--seed", str(options.seed),
+        "--batch-size", str(options.batch_size), "--user-rate", str(options.user_rate), "--shape", options.shape,
+    ]  # fmt: skip
+    if role == "worker":
+        return [*common, "--worker", "--master-host", names.LOCAL_HOST, "--master-port", str(master_port)]
+    folder = run_dir(run_id)
+    run = ["--headless", "-u", str(options.users), "-r", str(options.spawn_rate), "-t", options.run_time,
+           "--csv", str(folder / "locust"), "--html", str(folder / "locust.html"), "--only-summary"]  # fmt: skip
+    if role == "master":
+        run += ["--master", "--master-bind-host", names.LOCAL_HOST, "--master-bind-port", str(master_port),
+                "--expect-workers", str(options.workers)]  # fmt: skip
+    return [*common, *run, *options.extra]
+
+
+def run_loadtest(options: LoadtestOptions) -> tuple[str, int]:
+    """Run the load test to its end; returns (run id, Locust's exit status: 0 clean, 1 failures seen)."""
+    if options.users < 1:
+        raise WorkbenchError(f"--users must be at least 1, got {options.users}", "e.g. --users 10")
+    if options.workers < 0:
+        raise WorkbenchError(f"--workers must be 0 or more, got {options.workers}", "0 runs one local process")
+    run_time = _seconds(options.run_time)
+    run_id = options.run_id or new_run_id()
+    if run_dir(run_id).exists():
+        raise WorkbenchError(f"run {run_id!r} already exists", "choose another --run-id, or leave it out")
+    run_dir(run_id).mkdir(parents=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    processes: list[subprocess.Popen] = []
+    try:
+        if options.workers:
+            port = free_port(names.LOCAL_HOST)
+            processes.append(subprocess.Popen(locust_argv(options, run_id, "master", port), env=env))
+            time.sleep(0.5)  # the master binds before the workers connect (they retry, this only saves a retry)
+            log = run_dir(run_id) / "workers.log"
+            with log.open("ab") as sink:
+                argv = locust_argv(options, run_id, "worker", port)
+                for _ in range(options.workers):
+                    processes.append(subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT))
+        else:
+            processes.append(subprocess.Popen(locust_argv(options, run_id, "local"), env=env))
+        deadline = time.monotonic() + run_time + GRACE_S
+        code = processes[0].wait(max(1.0, deadline - time.monotonic()))
+        for worker in processes[1:]:
+            worker.wait(max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise WorkbenchError(
+            f"Locust did not finish within {run_time + GRACE_S:g} s",
+            f"look at the output above and {run_dir(run_id)}; a worker that cannot reach its master waits forever",
+        ) from None
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(15)
+    complete_manifest(run_id)
+    return run_id, code
+
+
+def complete_manifest(run_id: str) -> None:
+    """Recount the run from every process's events CSV now that all of them are closed."""
+    path = run_dir(run_id) / "manifest.json"
+    if not path.exists():
+        raise WorkbenchError(
+            f"Locust ended without writing {path}",
+            "look at Locust's output above (a bad option, the emulator not reachable, a locustfile error)",
+        )
+    manifest = orjson.loads(path.read_bytes())
+    counts = tally(run_id)
+    manifest["counts"] = dict(counts)
+    manifest["totals"] = {
+        "sent": counts.get("published", 0) + counts.get("failed", 0),
+        "published": counts.get("published", 0),
+        "failed": counts.get("failed", 0),
+        "in_flight": 0,
+    }
+    if manifest.get("status") == "running":
+        manifest["status"] = "interrupted"  # Locust never reached its quitting hook
+    write_manifest(run_id, manifest)
