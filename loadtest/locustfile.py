@@ -23,6 +23,7 @@ def _options(parser):
 @events.init.add_listener
 def _check(environment, **_):
     workbench_options.check(environment.parsed_options)
+    run_manifest.name_run(environment)  # the master's run id reaches its workers with their first spawn message
 
 
 @events.test_start.add_listener

@@ -4,8 +4,8 @@ works after a load test exactly as after a publish.
 Every Locust process that publishes (the local runner, or each worker) writes its own events-<N>.csv into the
 run folder ($WORKBENCH_HOME/runs/<run id>/): N is 0 for a local run and worker index + 1 for a worker. The local
 runner or the master writes manifest.json: "running" when the test starts, "completed" when Locust quits, with
-counts tallied from the events CSVs. On several machines every process needs the same --run-id and the
-workers' CSVs are copied into the master's run folder before reconciling (docs/loadtest.md).
+counts tallied from the events CSVs. Workers take the master's run id from its spawn message. On several
+machines the workers' CSVs are copied into the master's run folder before reconciling (docs/loadtest.md).
 """
 
 from __future__ import annotations
@@ -41,16 +41,23 @@ def _runner_kind(environment: Any) -> str:
     return "local"
 
 
+def name_run(environment: Any) -> None:
+    """At start, on the local runner or the master: fix the run id (Locust copies the master's custom options,
+    --run-id among them, to every worker in its spawn message, so workers need no --run-id of their own)."""
+    if _runner_kind(environment) != "worker":
+        process_state(environment)
+
+
 def process_state(environment: Any) -> ProcessState:
-    """This process's run id, index and events log (created on first use)."""
+    """This process's run id, index and events log (created on first use; on a worker, by its first user)."""
     global _state
     if _state is None:
         options = environment.parsed_options
         kind = _runner_kind(environment)
         if kind == "worker" and not options.run_id:
             raise SystemExit(
-                "a Locust worker needs the run id of its master: pass the same --run-id (or WORKBENCH_RUN_ID) "
-                "to the master and every worker (`workbench loadtest --workers N` does it for you)"
+                "a Locust worker got no run id from its master: is the master running this locustfile? "
+                "(else pass the same --run-id, or WORKBENCH_RUN_ID, to the master and every worker)"
             )
         run_id = options.run_id or new_run_id()
         options.run_id = run_id

@@ -68,8 +68,9 @@ def locust_argv(options: LoadtestOptions, run_id: str, role: str, master_port: i
         "--duplicate-rate", str(options.duplicate_rate), "--seed", str(options.seed),
         "--batch-size", str(options.batch_size), "--user-rate", str(options.user_rate), "--shape", options.shape,
     ]  # fmt: skip
-    if role == "worker":
-        return [*common, "--worker", "--master-host", names.LOCAL_HOST, "--master-port", str(master_port)]
+    if role == "worker":  # everything else, the run id included, comes from the master's spawn message
+        return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-host", names.LOCAL_HOST,
+                "--master-port", str(master_port)]  # fmt: skip
     folder = run_dir(run_id)
     run = ["--headless", "-u", str(options.users), "-r", str(options.spawn_rate), "-t", options.run_time,
            "--csv", str(folder / "locust"), "--html", str(folder / "locust.html"), "--only-summary"]  # fmt: skip
