@@ -117,3 +117,22 @@ def test_the_shapes_mean_what_publish_profiles_mean():
     assert [users_at("step", p, 40) for p in (0, 0.3, 0.6, 0.9)] == [10, 20, 30, 40]
     assert [users_at("ramp", p, 41) for p in (0, 0.5, 1)] == [1, 21, 41]
     assert [users_at("spike", p, 40) for p in (0.1, 0.45, 0.7)] == [10, 40, 10]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--run-time", "ten"], "is not a duration"),
+        (["--users", "0"], "--users must be at least 1"),
+        (["--workers", "-1"], "--workers must be 0 or more"),
+    ],
+)
+def test_bad_flags_say_what_to_write_instead(tmp_path, monkeypatch, capsys, args, says):
+    from workbench.cli import main
+
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_:
+        main(["loadtest", "--emulator", "127.0.0.1:9", *args])
+    assert exit_.value.code == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nothing started, nothing recorded
