@@ -63,11 +63,10 @@ def test_a_short_headless_run_publishes_without_failures_and_reconciles(stack):
     stats = aggregated(run_id)
     assert int(stats["Request Count"]) > 500 and int(stats["Failure Count"]) == 0
     manifest = orjson.loads((run_dir(run_id) / "manifest.json").read_bytes())
-    # The manifest holds every confirmed message. Locust's final statistics can miss the last batch of each user:
-    # a user stopped mid-call still finishes it (loadtest.client), after Locust has closed its statistics.
-    published = manifest["totals"]["published"]
-    assert manifest["status"] == "completed"
-    assert int(stats["Request Count"]) <= published <= int(stats["Request Count"]) + 4 * 5
+    # The manifest holds every confirmed message. locust_stats.csv is a lower bound: Locust rewrites it once a
+    # second and not again at shutdown (2.47), and a user stopped mid-call still finishes its batch afterwards.
+    assert manifest["status"] == "completed" and manifest["totals"]["failed"] == 0
+    assert 0 < int(stats["Request Count"]) <= manifest["totals"]["published"]
     rows = list(iter_events(run_id))
     assert {r["expected"] for r in rows} == {"order", "inventory", "user_activity", "dead_letter"}
     assert any(r["duplicate"] == "1" for r in rows)

@@ -33,7 +33,8 @@ def loadtest(users, spawn_rate, run_time, shape, workers, batch_size, user_rate,
              run_id, topic, project, emulator, then_reconcile, locust_args):  # fmt: skip
     """Run the Locust load test against the local stack (or real Pub/Sub) and record a reconcilable run.
 
-    Further flags go to Locust. Reports: $WORKBENCH_HOME/runs/RUN_ID/locust.html and locust_*.csv.
+    Further flags go to Locust (the local process, or the master; workers take their settings from it).
+    Reports: $WORKBENCH_HOME/runs/RUN_ID/locust.html and locust_*.csv.
 
     \b
     workbench loadtest --users 50 --spawn-rate 10 --run-time 60s
