@@ -28,9 +28,11 @@ from workbench import terminal
 @click.option("--emulator", metavar="HOST:PORT", help="Pub/Sub emulator (else PUBSUB_EMULATOR_HOST or the stack).")
 @click.option("--reconcile", "then_reconcile", is_flag=True,
               help="Then reconcile the run (waiting up to 60 s for a pipeline that is running to drain).")  # fmt: skip
+@click.option("--output-root", default="./output", show_default=True,
+              help="--reconcile: the GCS tree the pipeline writes (a directory or gs://...).")  # fmt: skip
 @click.argument("locust_args", nargs=-1, type=click.UNPROCESSED)
 def loadtest(users, spawn_rate, run_time, shape, workers, batch_size, user_rate, malformed_rate, duplicate_rate, seed,
-             run_id, topic, project, emulator, then_reconcile, locust_args):  # fmt: skip
+             run_id, topic, project, emulator, then_reconcile, output_root, locust_args):  # fmt: skip
     """Run the Locust load test against the local stack (or real Pub/Sub) and record a reconcilable run.
 
     Further flags go to Locust (the local process, or the master; workers take their settings from it).
@@ -57,9 +59,12 @@ def loadtest(users, spawn_rate, run_time, shape, workers, batch_size, user_rate,
     if code != 0:
         terminal.warning("Locust saw failures (see the statistics above); reconcile tells what reached the sinks")
     if not then_reconcile:
-        terminal.info(f"check it end to end once the pipeline has drained: workbench reconcile {run_id} --wait 60")
+        terminal.info(
+            f"check it end to end once the pipeline has drained: workbench reconcile {run_id} --wait 60"
+            + ("" if output_root == "./output" else f" --output-root {output_root}")
+        )
         raise SystemExit(code)
     from workbench.cli.reconcile import run_reconcile
 
-    report = run_reconcile(run_id, project=options.project, wait_s=60)
+    report = run_reconcile(run_id, output_root=output_root, project=options.project, wait_s=60)
     raise SystemExit(report.exit_code)
