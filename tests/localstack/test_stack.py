@@ -150,3 +150,53 @@ def test_cli_env_prints_exports_and_status_shows_the_table(home):
     result = runner.invoke(cli, ["down"])
     assert result.exit_code == 0
     assert stack.env_exports() == {}
+
+
+def _rows(cfg: stack.StackConfig) -> list[str]:
+    from workbench.bq_apply import make_client
+
+    client = make_client(cfg.project, f"127.0.0.1:{cfg.bigquery_port}")
+    return [r["event_id"] for r in client.query(f"SELECT event_id FROM `{cfg.project}.events.dead_letters`").result()]
+
+
+def _insert(cfg: stack.StackConfig, event_id: str) -> None:
+    from eventmodel import rows
+    from workbench.bq_apply import make_client
+
+    client = make_client(cfg.project, f"127.0.0.1:{cfg.bigquery_port}")
+    row = rows.dead_letter_row(b"x", reason="NOT_JSON", detail="d", stage="validate", message_id=event_id,
+                               publish_time=None, attributes={"event_id": event_id})  # fmt: skip
+    assert not client.insert_rows_json(f"{cfg.project}.events.dead_letters", [row])
+
+
+def _kill(name: str, port: int) -> None:
+    pid = pids()[name]
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while (processes.alive(pid) or port_in_use("127.0.0.1", port)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_bigquery_keeps_its_rows_across_a_crash_and_down_up_until_reset(home):
+    cfg = config()
+    stack.up(cfg)
+    _insert(cfg, "before-crash")
+    _kill("bigquery", cfg.bigquery_port)  # kill -9: no chance to flush anything
+    stack.up(cfg)
+    assert _rows(cfg) == ["before-crash"]
+    _insert(cfg, "before-down")
+    stack.down()
+    stack.up(cfg)
+    assert sorted(_rows(cfg)) == ["before-crash", "before-down"]
+    stack.down(reset=True)
+    stack.up(cfg)
+    assert _rows(cfg) == []  # reset: the next up starts empty (the DDL applied again)
+
+
+def test_bigquery_in_memory_loses_its_rows_with_the_process(home):
+    cfg = config(bigquery_persistent=False, with_gcs=False)
+    stack.up(cfg)
+    _insert(cfg, "gone")
+    stack.down()
+    stack.up(cfg)
+    assert _rows(cfg) == []

@@ -22,11 +22,17 @@ from workbench import terminal
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Keep Pub/Sub state across restarts."
 )
 @click.option(
+    "--bigquery-in-memory",
+    is_flag=True,
+    help="Keep the BigQuery emulator's tables in memory only (lost when it stops) instead of on disk.",
+)
+@click.option(
     "--bigquery-time-travel",
     is_flag=True,
     help="Keep the BigQuery emulator's per-write table copies (FOR SYSTEM_TIME AS OF); memory grows with writes.",
 )
-def up(with_gcs, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, data_dir, bigquery_time_travel):
+def up(with_gcs, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, data_dir, bigquery_in_memory,
+       bigquery_time_travel):  # fmt: skip
     """Start the local emulators in the background and create the topics and subscriptions.
 
     Idempotent: what already runs is left alone. Point other tools at it with: eval "$(workbench env)".
@@ -42,6 +48,7 @@ def up(with_gcs, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, dat
         with_bigquery=not no_bigquery,
         bigquery_time_travel=bigquery_time_travel,
         data_dir=data_dir,
+        bigquery_persistent=not bigquery_in_memory,
     )
     with terminal.console.status("starting the local stack") as spinner:
         stack.up(config, on_step=lambda message: (spinner.update(message), terminal.info(message)))
@@ -49,11 +56,12 @@ def up(with_gcs, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, dat
 
 
 @click.command()
-def down():
-    """Stop the services `workbench up` started (by pid; nothing else is touched)."""
+@click.option("--reset", is_flag=True, help="Also delete the BigQuery emulator's kept tables: the next `up` is empty.")
+def down(reset):
+    """Stop the services `workbench up` started (by pid; nothing else is touched). Tables are kept unless --reset."""
     from workbench.localstack import stack
 
-    stopped = stack.down(on_step=terminal.info)
+    stopped = stack.down(on_step=terminal.info, reset=reset)
     terminal.success(f"stopped {len(stopped)} service(s)" if stopped else "nothing was running")
 
 

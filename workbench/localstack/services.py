@@ -84,9 +84,17 @@ def pubsub(host: str, project: str, port: int = PUBSUB_EMULATOR_PORT, data_dir: 
     )
 
 
-def bigquery(host: str, project: str, port: int = BIGQUERY_EMULATOR_PORT, time_travel: bool = True) -> Service:
+def bigquery(
+    host: str,
+    project: str,
+    port: int = BIGQUERY_EMULATOR_PORT,
+    time_travel: bool = True,
+    data_dir: Path | None = None,
+) -> Service:
     """bqemulator through workbench.localstack.bigquery_main; time_travel=False skips its per-write table copies
-    (see that module: they make memory grow with every write under streaming load)."""
+    (see that module: they make memory grow with every write under streaming load). With data_dir the tables
+    live in a DuckDB file there (bqemulator --persistent) and survive a restart, a crash or `workbench down`;
+    without it they are in memory and die with the process."""
     grpc_port = port + BIGQUERY_GRPC_OFFSET
     argv = [
         sys.executable, "-m", "workbench.localstack.bigquery_main", *([] if time_travel else ["--no-time-travel"]),
@@ -95,6 +103,8 @@ def bigquery(host: str, project: str, port: int = BIGQUERY_EMULATOR_PORT, time_t
         "--grpc-host", host, "--grpc-port", str(grpc_port),
         "--project", project, "--log-level", "warning",
     ]  # fmt: skip
+    if data_dir is not None:
+        argv += ["--persistent", "--data-dir", str(data_dir)]
     return Service(
         "bigquery",
         port,

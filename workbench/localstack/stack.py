@@ -43,11 +43,15 @@ class StackConfig:
     # bqemulator's time travel copies a table on every write: off by default for the long runs a stack serves.
     bigquery_time_travel: bool = False
     data_dir: Path | None = None  # durable Pub/Sub state
+    # The BigQuery emulator keeps its tables in a DuckDB file under $WORKBENCH_HOME/stack/data/bigquery, so that a
+    # restart, a crash or `down` + `up` loses no row (`down --reset` is the way to start empty); False: in memory.
+    bigquery_persistent: bool = True
 
     def services(self) -> list[Service]:
         chosen = [pubsub(self.host, self.project, self.pubsub_port, self.data_dir)]
         if self.with_bigquery:
-            chosen.append(bigquery(self.host, self.project, self.bigquery_port, self.bigquery_time_travel))
+            keep = bigquery_data_dir() if self.bigquery_persistent else None
+            chosen.append(bigquery(self.host, self.project, self.bigquery_port, self.bigquery_time_travel, keep))
         if self.with_gcs:
             chosen.append(gcs(self.host, self.gcs_port))
         return chosen
@@ -55,6 +59,17 @@ class StackConfig:
 
 def stack_dir() -> Path:
     return workbench_home() / "stack"
+
+
+def data_dir() -> Path:
+    """What the stack keeps across restarts (removed only by `down --reset`)."""
+    return stack_dir() / "data"
+
+
+def bigquery_data_dir() -> Path:
+    path = data_dir() / "bigquery"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _state_path() -> Path:
@@ -202,8 +217,12 @@ def create_pubsub_resources(emulator_host: str, project: str) -> None:
         channel.close()
 
 
-def down(on_step: Callable[[str], None] = lambda _: None) -> list[str]:
-    """Stop every service `up` started (by pid and command line, nothing else); returns their names."""
+def down(on_step: Callable[[str], None] = lambda _: None, reset: bool = False) -> list[str]:
+    """Stop every service `up` started (by pid and command line, nothing else); returns their names.
+
+    reset also deletes what the stack keeps across restarts (the BigQuery emulator's tables): the next `up`
+    starts empty.
+    """
     state = read_state()
     stopped = []
     for name, entry in list(state["services"].items()):
@@ -215,6 +234,9 @@ def down(on_step: Callable[[str], None] = lambda _: None) -> list[str]:
         del state["services"][name]
         shutil.rmtree(_workdir(name), ignore_errors=True)
     _write_state(state)
+    if reset and data_dir().exists():
+        shutil.rmtree(data_dir())
+        on_step(f"removed the stack's data ({data_dir()}): the next `workbench up` starts empty")
     return stopped
 
 
