@@ -178,8 +178,9 @@ def run_demo(options: DemoOptions, on_step: Callable[[str], None]) -> int:
         report = run_reconcile(run_id, output_root=options.output_root, project=project, wait_s=30)
         if started:
             on_step(
-                "the demo started the local stack and stops it now: its BigQuery rows and Pub/Sub messages go with "
-                f"it (the files stay in {options.output_root}). To inspect and reconcile a run afterwards, start the "
-                "stack first (`workbench up`): a stack that was already up stays up."
+                "the demo started the local stack and stops it now: the Pub/Sub emulator's messages (the dead-letter "
+                f"topic among them) go with it; the files in {options.output_root} and BigQuery's tables stay. To "
+                "inspect and reconcile a run again afterwards, start the stack first (`workbench up`): a stack that "
+                "was already up stays up."
             )
     return report.exit_code
