@@ -11,6 +11,7 @@ run (a foreign producer on the same topic), which are reported apart by message 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -49,6 +50,7 @@ class ReconcileTarget:
     dataset: str | None = names.DATASET
     bigquery_emulator: str | None = None  # http://HOST:PORT
     pubsub_emulator: str | None = None  # HOST:PORT
+    storage_emulator: str | None = None  # http://HOST:PORT, for a gs:// output root on the local stack
     read_dead_letter_topic: bool = True
     allow_foreign: bool = False
     # Where the comparison runs: "duckdb" (in this process), "bigquery" (inside BigQuery, scratch tables in
@@ -62,7 +64,9 @@ class ReconcileTarget:
         from workbench.localstack.stack import local_endpoints
 
         found = local_endpoints()
-        base = cls(bigquery_emulator=found["bigquery"], pubsub_emulator=found["pubsub"])
+        base = cls(
+            bigquery_emulator=found["bigquery"], pubsub_emulator=found["pubsub"], storage_emulator=found["storage"]
+        )
         return replace(base, **overrides)
 
     def engine_name(self) -> str:
@@ -192,7 +196,7 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
         engine.load_known_runs(known)
         sizes: dict[str, int] = {}
         if target.output_root:
-            sizes["files"] = _load_gcs(engine, target.output_root, scope, on_step)
+            sizes["files"] = _load_gcs(engine, target, scope, on_step)
         if target.dataset:
             _load_bigquery(engine, target, scope, on_step)
         if target.read_dead_letter_topic:
@@ -233,15 +237,18 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
 
 
 
-def _load_gcs(engine: Any, root: str, scope: str, on_step: Step) -> int:
+def _load_gcs(engine: Any, target: ReconcileTarget, scope: str, on_step: Step) -> int:
+    root = target.output_root
     if "://" not in root and not Path(root).is_dir():
         raise ReconcileError(
             f"the output root {root} does not exist",
             "pass the --output-root the pipeline wrote to (run-pipeline's default is ./output)",
         )
-    if root.startswith("gs://") and sources.storage_emulator():
+    if root.startswith("gs://") and target.storage_emulator:
         from pipeline.local import use_anonymous_credentials
 
+        # Beam's gs:// filesystem finds the GCS emulator through the environment, as the pipeline's run does.
+        os.environ["STORAGE_EMULATOR_HOST"] = target.storage_emulator
         use_anonymous_credentials()
     on_step(f"listing {root}")
     files = sources.list_event_files(root)

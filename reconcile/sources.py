@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -253,6 +252,3 @@ def _dead_letter_row(message: Any) -> dict[str, Any]:
         "landed_time": published if isinstance(published, datetime) else None,
     }
 
-
-def storage_emulator() -> str | None:
-    return os.environ.get("STORAGE_EMULATOR_HOST") or None

@@ -20,6 +20,7 @@ import orjson
 
 from eventmodel import resources as names
 from generator.manifest import new_run_id, run_dir, tally, write_manifest
+from generator.rate import parse_duration
 from workbench.errors import WorkbenchError
 from workbench.localstack.services import free_port
 
@@ -47,16 +48,10 @@ class LoadtestOptions:
 
 
 def _seconds(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
-    total, number = 0.0, ""
-    for char in text.strip():
-        if char.isdigit() or char == ".":
-            number += char
-        elif char in units and number:
-            total, number = total + float(number) * units[char], ""
-        else:
-            raise WorkbenchError(f"--run-time {text!r} is not a duration", "write it as Locust does: 30s, 5m, 1h30m")
-    return total + (float(number) if number else 0.0)
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise WorkbenchError(f"--run-time: {exc}", "e.g. --run-time 30s, 5m or 1h30m") from None
 
 
 def locust_argv(options: LoadtestOptions, run_id: str, role: str, master_port: int | None = None) -> list[str]:

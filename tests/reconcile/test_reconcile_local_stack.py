@@ -250,6 +250,28 @@ def test_a_file_in_another_type_folder_is_misplaced(stack, tmp_path):
     assert set(problems_of(report)) == moved_ids & set(_own_ids())
 
 
+def test_a_gs_tree_is_read_through_the_pipelines_filesystem(stack, gcs_emulator):
+    """The same run copied into the GCS emulator: it reconciles from gs://, and a deleted object is caught."""
+    import os
+
+    from apache_beam.io.filesystems import FileSystems
+
+    root = f"{gcs_emulator}/output"
+    for path in files(stack.output):
+        with FileSystems.create(f"{root}/{path.relative_to(stack.output)}") as sink:
+            sink.write(path.read_bytes())
+    target = stack.target(storage_emulator=os.environ["STORAGE_EMULATOR_HOST"])
+    target = ReconcileTarget(**{**target.__dict__, "output_root": root})
+    report = reconcile(RUN, target)
+    assert report.exit_code == 0, report.headline()
+    assert report.sizes["files"] == len(files(stack.output))
+    victim = files(stack.output)[0]
+    FileSystems.delete([f"{root}/{victim.relative_to(stack.output)}"])
+    broken = reconcile(RUN, target)
+    assert problems_of(broken) == dict.fromkeys(set(ids_in(victim)) & set(_own_ids()), "missing_in_gcs")
+    assert broken.problems[0]["bigquery_location"]  # still seen in BigQuery
+
+
 def _own_ids() -> list[str]:
     return [r["event_id"] for r in sent_rows()]
 
