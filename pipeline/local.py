@@ -18,9 +18,12 @@ Why each override exists (architecture.md, measured):
 - Without credentials Beam retries the credential lookup for ~18 s and google-auth probes the GCE metadata
   server; the emulators need none, so local mode is anonymous and never probes.
 
-The evaluator still acks a pull before its bundle is processed, as Beam's does (the DirectRunner retries
-nothing anyway): locally, delivery is at-most-once if the process dies mid-bundle. On Dataflow the runner's
-own Pub/Sub source acks after the bundle commits; none of this module is used there.
+- Beam's evaluator acks a pull before its bundle is processed: at-most-once if the process dies. Here nothing
+  is acked on pull: every message waits in an AckLedger (pipeline.ack_ledger) until each sink it goes to has
+  committed it (pipeline.delivery), its lease extended meanwhile; the reader pulls only while the ledger has
+  room (flow control), and "idle" means nothing arrived *and* nothing is outstanding. Pull and ack errors
+  (an emulator restarting) are waited out, never fatal. On Dataflow the runner's own Pub/Sub source acks after
+  the bundle commits; none of this module is used there.
 """
 
 from __future__ import annotations
@@ -33,8 +36,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
 
+from pipeline import delivery
+from pipeline.ack_ledger import AckLedger
+
 DEFAULT_PULL_SIZE = 1000  # the emulator's (and Pub/Sub's) cap per pull
 PULL_TIMEOUT_S = 2.0  # short: an idle reader checks the stop flag at least this often
+# Flow control: messages read but not yet committed by every sink. The file buffers hold up to
+# rate x --file_flush_seconds of them, so this caps throughput at about MAX_OUTSTANDING / flush seconds.
+DEFAULT_MAX_OUTSTANDING = 20_000
+DEFAULT_MAX_OUTSTANDING_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -43,11 +53,16 @@ class ReadControl:
 
     pull_size: int = DEFAULT_PULL_SIZE
     idle_seconds: float | None = None
+    max_outstanding: int = DEFAULT_MAX_OUTSTANDING
+    max_outstanding_bytes: int = DEFAULT_MAX_OUTSTANDING_BYTES
     stop: threading.Event = field(default_factory=threading.Event)
     started_at: float = field(default_factory=time.monotonic)
     last_message_at: float | None = None
     messages: int = 0
     stop_reason: str | None = None
+    ledger: AckLedger | None = None  # created at the first pull (it needs the subscription)
+    unacked_at_exit: int = 0  # messages left unacknowledged when the run ended (Pub/Sub redelivers them)
+    pull_error: str | None = None  # the last pull's error while Pub/Sub is unreachable, else None
 
     def request_stop(self, reason: str = "requested") -> None:
         if not self.stop.is_set():
@@ -82,24 +97,63 @@ def _subscriber(emulator_host: str | None):
         return client
 
 
+def _ledger(control: ReadControl, client, subscription: str) -> AckLedger:
+    """The run's ledger, made at the first pull: acks and lease extensions go to `subscription`."""
+    if control.ledger is None:
+        try:
+            deadline = client.get_subscription(request={"subscription": subscription}, timeout=5).ack_deadline_seconds
+        except Exception:
+            deadline = 10  # Pub/Sub's default; the first extension then comes early, never late
+        control.ledger = AckLedger(
+            lambda ids: client.acknowledge(
+                request={"subscription": subscription, "ack_ids": ids}, retry=None, timeout=10
+            ),
+            lambda ids, seconds: client.modify_ack_deadline(
+                request={"subscription": subscription, "ack_ids": ids, "ack_deadline_seconds": seconds},
+                retry=None,
+                timeout=10,
+            ),
+            ack_deadline_seconds=float(deadline or 10),
+            max_messages=control.max_outstanding,
+            max_bytes=control.max_outstanding_bytes,
+        ).start()
+        delivery.install(control.ledger)
+    return control.ledger
+
+
 def _pull(evaluator, control: ReadControl) -> list:
     from apache_beam.io.gcp.pubsub import PubsubMessage
     from apache_beam.utils.timestamp import Timestamp
     from google.api_core import exceptions
 
     client = _subscriber(os.environ.get("PUBSUB_EMULATOR_HOST"))
+    subscription = evaluator._sub_name
+    ledger = _ledger(control, client, subscription)
+    if not ledger.room():  # flow control: the sinks are behind (or down); the backlog waits in Pub/Sub
+        control.last_message_at = time.monotonic()
+        time.sleep(0.05)
+        return []
     try:
         response = client.pull(
-            request={"subscription": evaluator._sub_name, "max_messages": control.pull_size},
+            request={"subscription": subscription, "max_messages": control.pull_size},
+            retry=None,
             timeout=PULL_TIMEOUT_S,
         )
-    except (exceptions.DeadlineExceeded, exceptions.ServiceUnavailable):
+    except exceptions.DeadlineExceeded:
+        response = None
+    except (exceptions.GoogleAPICallError, exceptions.RetryError) as exc:  # Pub/Sub restarting or unreachable
+        control.pull_error = f"{type(exc).__name__}: {exc}"[:200]
+        control.last_message_at = time.monotonic()  # unreachable is not idle
+        time.sleep(0.5)
         return []
+    control.pull_error = None
     # The raw protobuf messages: proto-plus attribute access costs more than the rest of the read together.
-    received = response._pb.received_messages
+    received = type(response).pb(response).received_messages if response is not None else ()
     if not received:
+        if ledger.outstanding():  # not idle while sinks still work on what was read
+            control.last_message_at = time.monotonic()
         return []
-    client.acknowledge(request={"subscription": evaluator._sub_name, "ack_ids": [m.ack_id for m in received]})
+    ledger.received((m.message.message_id, m.ack_id, m.message.ByteSize()) for m in received)
     results = []
     for item in received:
         raw = item.message
@@ -221,6 +275,9 @@ def local_direct_runner(control: ReadControl) -> Iterator[ReadControl]:
     finally:
         _PubSubReadEvaluator.finish_bundle = original_finish
         _control = None
+        delivery.install(None)
+        if control.ledger is not None:
+            control.unacked_at_exit = control.ledger.close()
         with _lock:
             for client in _clients.values():
                 with contextlib.suppress(Exception):

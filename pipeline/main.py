@@ -19,7 +19,6 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
-from pipeline.bigquery_emulator import bigquery_client
 from pipeline.options import EventPipelineOptions, resource_path
 from pipeline.sinks import WriteDeadLetters, WriteEventRows
 from pipeline.transforms import DeduplicateByEventId, ParseAndValidate, ReadEvents, WriteEventFiles
@@ -32,27 +31,28 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     subscription = resource_path("subscriptions", app.subscription, project)
     dead_letter_topic = resource_path("topics", app.dead_letter_topic, project) if app.dead_letter_topic else None
     bigquery_project = app.bigquery_project or project
-    test_client = bigquery_client(app.bigquery_emulator_host, bigquery_project)
+    endpoint = app.bigquery_emulator_host or None
+    retry = app.sink_retry_seconds
 
     messages = pipeline | "ReadEvents" >> ReadEvents(subscription)
     valid, invalid = messages | "ParseAndValidate" >> ParseAndValidate()
-    unique = valid | "DeduplicateByEventId" >> DeduplicateByEventId(app.dedup_ttl_seconds, app.dedup_shards)
+    # Each kept event goes to the files and, with a dataset, to BigQuery: two copies that commit separately.
+    copies = 2 if app.dataset else 1
+    unique = valid | "DeduplicateByEventId" >> DeduplicateByEventId(
+        app.dedup_ttl_seconds, app.dedup_shards, copies=copies
+    )
     files, file_failures = unique | "WriteEventFiles" >> WriteEventFiles(
-        app.output_root, app.file_flush_seconds, app.file_max_lines
+        app.output_root, app.file_flush_seconds, app.file_max_lines, retry_seconds=retry
     )
     failures = [invalid, file_failures]
     if app.dataset:
         row_failures = unique | "WriteEventRows" >> WriteEventRows(
-            bigquery_project, app.dataset, app.bigquery_method, test_client, app.bigquery_max_retries
+            bigquery_project, app.dataset, app.bigquery_method, endpoint, retry
         )
         failures.append(row_failures)
     dead_letters = tuple(failures) | "AllDeadLetters" >> beam.Flatten()
     dead_letters | "WriteDeadLetters" >> WriteDeadLetters(
-        dead_letter_topic,
-        bigquery_project,
-        app.dataset or None,
-        test_client,
-        app.bigquery_max_retries,
+        dead_letter_topic, bigquery_project, app.dataset or None, endpoint, retry
     )
     return {"messages": messages, "valid": unique, "files": files, "dead_letters": dead_letters}
 

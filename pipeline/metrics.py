@@ -20,8 +20,13 @@ GCS_FILES = "gcs_files_written"
 GCS_LINES = "gcs_lines_written"
 BIGQUERY_ROWS = "bigquery_rows_written"
 BIGQUERY_FAILED = "bigquery_rows_failed"
+# Retries of a failing sink (one per backoff wait), so that an outage shows in the counters.
+BIGQUERY_RETRIES = "bigquery_retries"
+GCS_RETRIES = "gcs_retries"
+DEAD_LETTER_RETRIES = "dead_letter_retries"
 DEAD_LETTERS = "dead_letters"
-DEAD_LETTER_ROWS_FAILED = "dead_letter_rows_failed"
+DEAD_LETTER_ROWS_FAILED = "dead_letter_rows_failed"  # given up on the table (the topic copy exists)
+DEAD_LETTER_PUBLISH_FAILED = "dead_letter_publish_failed"  # given up on the topic (the table row exists)
 GCS_LAG_MS = "gcs_lag_ms"
 BIGQUERY_LAG_MS = "bigquery_lag_ms"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from eventmodel.resources import DATASET, DEAD_LETTER_TOPIC, SUBSCRIPTION
-from pipeline.sinks import METHODS, STREAMING_INSERTS
+from pipeline.sinks import DEFAULT_RETRY_SECONDS, METHODS, STREAMING_INSERTS
 
 DEFAULT_OUTPUT_ROOT = "./output"
 
@@ -48,7 +48,11 @@ class EventPipelineOptions(PipelineOptions):
             help="http://HOST:PORT of a local BigQuery emulator; unset for BigQuery itself.",
         )
         parser.add_argument(
-            "--bigquery_max_retries", type=int, default=5, help="Insert retries before a row is dead-lettered."
+            "--sink_retry_seconds",
+            type=float,
+            default=DEFAULT_RETRY_SECONDS,
+            help="How long a sink (GCS, BigQuery, the dead-letter topic) may stay unreachable before what it could "
+            "not write is dead-lettered; rows a sink rejects for their content are dead-lettered at once.",
         )
         parser.add_argument(
             "--file_flush_seconds",

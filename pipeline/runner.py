@@ -28,14 +28,22 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 
 from eventmodel import rows
 from pipeline import metrics as M
-from pipeline.local import DEFAULT_PULL_SIZE, ReadControl, local_direct_runner, use_anonymous_credentials
+from pipeline.local import (
+    DEFAULT_MAX_OUTSTANDING,
+    DEFAULT_PULL_SIZE,
+    ReadControl,
+    local_direct_runner,
+    use_anonymous_credentials,
+)
 from pipeline.main import build_pipeline, make_options
 from pipeline.options import EventPipelineOptions, resource_path
 
 DIRECT = "DirectRunner"
 DATAFLOW = "DataflowRunner"
 RUNNERS = (DIRECT, DATAFLOW)
-DRAIN_TIMEOUT_S = 120.0  # after a stop, how long the drain may take before the run is cancelled
+# After a stop, how long the drain may take before the run is cancelled, beyond the sinks' own retry limit
+# (a drain waits for a sink that is down). Cancelling loses nothing: what was not committed is not acked.
+DRAIN_MARGIN_S = 120.0
 
 
 class PreflightError(Exception):
@@ -49,6 +57,7 @@ class PreflightError(Exception):
 class LocalSettings:
     stop_when_idle: float | None = None
     pull_size: int = DEFAULT_PULL_SIZE
+    max_outstanding: int = DEFAULT_MAX_OUTSTANDING
     poll_seconds: float = 0.5
     control: ReadControl = field(default_factory=ReadControl)
 
@@ -67,6 +76,10 @@ class Progress:
     bigquery_rows: int = 0  # event tables
     dead_letter_rows: int = 0  # the dead_letters table
     bigquery_failed: int = 0
+    retries: dict[str, int] = field(default_factory=dict)  # sink -> backoff waits so far (Beam counters)
+    unacked: int = 0  # read, not yet committed by every sink (local runs)
+    acked: int = 0  # ack ids sent to Pub/Sub (local runs)
+    troubles: dict[str, str] = field(default_factory=dict)  # sink -> what is failing right now (local runs)
     gcs_lag_ms: int | None = None
     bigquery_lag_ms: int | None = None
     idle_for: float = 0.0
@@ -117,6 +130,9 @@ def progress_of(result: Any, started: float, control: ReadControl | None = None)
             progress.bigquery_rows += value
         elif name == M.BIGQUERY_FAILED:
             progress.bigquery_failed += value
+        elif name in _RETRY_COUNTERS:
+            sink = _RETRY_COUNTERS[name]
+            progress.retries[sink] = progress.retries.get(sink, 0) + value
     for gauge in found["gauges"]:
         value = _value(gauge)
         if gauge.key.metric.name == M.GCS_LAG_MS:
@@ -126,7 +142,16 @@ def progress_of(result: Any, started: float, control: ReadControl | None = None)
     if control is not None:
         progress.idle_for = control.idle_for()
         progress.stopping = control.stop_reason
+        if control.ledger is not None:
+            stats = control.ledger.snapshot()
+            progress.unacked, progress.acked = stats.outstanding, stats.acked
+            progress.troubles = stats.troubles
+        if control.pull_error:
+            progress.troubles = {**progress.troubles, "pubsub": control.pull_error}
     return progress
+
+
+_RETRY_COUNTERS = {M.GCS_RETRIES: "gcs", M.BIGQUERY_RETRIES: "bigquery", M.DEAD_LETTER_RETRIES: "dead letters"}
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -256,16 +281,18 @@ def run(
         preflight(options)
     control = settings.control
     control.pull_size = settings.pull_size
+    control.max_outstanding = settings.max_outstanding
     control.idle_seconds = settings.stop_when_idle
     control.started_at = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, options)
     with local_direct_runner(control):
         result = pipeline.run()
-        return _wait(result, control, settings, on_progress)
+        drain_timeout = options.view_as(EventPipelineOptions).sink_retry_seconds + DRAIN_MARGIN_S
+        return _wait(result, control, settings, on_progress, drain_timeout)
 
 
-def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progress) -> RunSummary:
+def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progress, drain_timeout: float) -> RunSummary:
     """Wait for the pipeline while reporting progress; the first Ctrl-C drains, a second one cancels.
 
     Waiting happens on an Event set by a helper thread, and Ctrl-C is taken by a SIGINT handler: a
@@ -303,7 +330,7 @@ def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progres
                 on_progress(progress_of(result, started, control))
             if control.stop.is_set() and stop_at is None:
                 stop_at = time.monotonic()
-            if force.is_set() or (stop_at is not None and time.monotonic() - stop_at > DRAIN_TIMEOUT_S):
+            if force.is_set() or (stop_at is not None and time.monotonic() - stop_at > drain_timeout):
                 result.cancel()
                 break
     finally:

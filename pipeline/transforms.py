@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
+import orjson
 from apache_beam import pvalue
 from apache_beam.coders import BytesCoder, FastPrimitivesCoder, StrUtf8Coder, VarIntCoder
 from apache_beam.io.filesystems import FileSystems
@@ -45,9 +46,10 @@ from apache_beam.utils.timestamp import Timestamp
 
 from eventmodel import reasons as R
 from eventmodel.validate import Accepted, validate
-from pipeline import core
+from pipeline import core, delivery
 from pipeline import metrics as M
 from pipeline.core import DeadLetter, ValidEvent
+from pipeline.retrying import RetryBudget
 
 _LOG = logging.getLogger(__name__)
 
@@ -172,9 +174,10 @@ class DropRepeatedIdsFn(beam.DoFn):
     ring's version token shows no one else changed the state.
     """
 
-    def __init__(self, ttl_seconds: float, clock: Clock = time.time) -> None:
+    def __init__(self, ttl_seconds: float, clock: Clock = time.time, copies: int = 1) -> None:
         self.slot_seconds = ttl_seconds / (DEDUP_SLOTS - 1)
         self.clock = clock
+        self.copies = copies
 
     def setup(self) -> None:
         self._duplicates = M.counter(M.DUPLICATES)
@@ -199,7 +202,11 @@ class DropRepeatedIdsFn(beam.DoFn):
             _LOG.error("dedup failed for event %s (let through): %s", event.event_id, exc)
             keep = True
         if keep:
+            # Each sink downstream commits its own copy of the event (pipeline.delivery).
+            delivery.hold(event.message_id, self.copies - 1)
             yield event
+        else:
+            delivery.release((event.message_id,))
 
     def _first_sighting(self, key: str, event: ValidEvent, ring, slots) -> bool:
         published = event.publish_time.timestamp() if event.publish_time else self.clock()
@@ -247,21 +254,26 @@ def _shard_of(event: ValidEvent, shards: int) -> tuple[str, ValidEvent]:
 
 
 class DeduplicateByEventId(beam.PTransform):
-    """Valid events -> the same events with every event id at most once within the dedup window."""
+    """Valid events -> the same events with every event id at most once within the dedup window.
 
-    def __init__(self, ttl_seconds: float = 600.0, shards: int = 16, clock: Clock = time.time) -> None:
+    `copies`: how many sinks consume the output, each committing the event on its own (the local run acks a
+    message once every copy is committed, pipeline.delivery).
+    """
+
+    def __init__(self, ttl_seconds: float = 600.0, shards: int = 16, clock: Clock = time.time, copies: int = 1) -> None:
         super().__init__()
-        if ttl_seconds <= 0 or shards < 1:
-            raise ValueError("ttl_seconds must be > 0 and shards >= 1")
+        if ttl_seconds <= 0 or shards < 1 or copies < 1:
+            raise ValueError("ttl_seconds must be > 0, shards >= 1 and copies >= 1")
         self.ttl_seconds = ttl_seconds
         self.shards = shards
         self.clock = clock
+        self.copies = copies
 
     def expand(self, events: beam.PCollection) -> beam.PCollection:
         return (
             events
             | "KeyByIdShard" >> beam.Map(_shard_of, self.shards).with_output_types(tuple[str, Any])
-            | "DropRepeatedIds" >> beam.ParDo(DropRepeatedIdsFn(self.ttl_seconds, self.clock))
+            | "DropRepeatedIds" >> beam.ParDo(DropRepeatedIdsFn(self.ttl_seconds, self.clock, self.copies))
         )
 
 
@@ -341,19 +353,20 @@ class BufferAndWriteFilesFn(beam.DoFn):
         max_lines: int = 5000,
         forget_after_seconds: float | None = 3600.0,
         clock: Clock = time.time,
-        write_attempts: int = 3,
+        retry_seconds: float = 300.0,
     ) -> None:
         self.output_root = output_root
         self.flush_seconds = flush_seconds
         self.max_lines = max_lines
         self.forget_after_seconds = forget_after_seconds
         self.clock = clock
-        self.write_attempts = write_attempts
+        self.retry_seconds = retry_seconds
 
     def setup(self) -> None:
         self._files = M.counter(M.GCS_FILES)
         self._lines = {}
         self._lag = M.gauge(M.GCS_LAG_MS)
+        self._retries = M.counter(M.GCS_RETRIES)
         self._local = FileSystems.get_scheme(self.output_root) in (None, "file")
 
     def process(
@@ -425,7 +438,8 @@ class BufferAndWriteFilesFn(beam.DoFn):
             sequence = self._first_free_sequence(event_type, minute)
         body = b"".join(buffered)
         error: Exception | None = None
-        for attempt in range(self.write_attempts):
+        budget = RetryBudget(self.retry_seconds)
+        while True:
             path = core.file_path(self.output_root, event_type, minute, sequence)
             try:
                 while FileSystems.exists(path):  # a name taken by an earlier run or a failed attempt
@@ -434,20 +448,31 @@ class BufferAndWriteFilesFn(beam.DoFn):
                 self._write(path, body)
                 error = None
                 break
-            except Exception as exc:
+            except Exception as exc:  # the store unreachable or refusing: retried within the budget
                 error = exc
-                _LOG.warning("write of %s failed (attempt %d): %s", path, attempt + 1, exc)
-                time.sleep(min(2.0, 0.2 * 2**attempt))
+                if not budget.retries:  # once per outage, not once per retry
+                    _LOG.warning("write of %s failed (retrying up to %g s): %s", path, self.retry_seconds, exc)
+                delivery.trouble(delivery.GCS, f"writing {path}: {core.describe_exception(exc)}"[:300])
+                self._retries.inc()
+                if not budget.wait():
+                    break
+        if budget.retries:
+            delivery.trouble(delivery.GCS, None)
         next_sequence.write(sequence + 1)
         if self.forget_after_seconds:
             forget.set(Timestamp.of(self.clock() + self.forget_after_seconds))
         if error is not None:
-            detail = f"writing {path} failed {self.write_attempts} times: {core.describe_exception(error)}"
+            detail = (
+                f"writing {path} failed for {budget.elapsed():.0f} s ({budget.retries} retries, limit "
+                f"{self.retry_seconds:g} s): {core.describe_exception(error)}"
+            )
             for line in buffered:
                 yield pvalue.TaggedOutput(
                     DEAD_LETTER, core.dead_letter_from_line(line, R.GCS_WRITE_FAILED, detail, core.STAGE_GCS)
                 )
             return
+        if delivery.active():
+            delivery.release(orjson.loads(line)["message_id"] for line in buffered)
         self._files.inc()
         counter = self._lines.get(event_type)
         if counter is None:
@@ -497,8 +522,10 @@ class WriteEventFiles(beam.PTransform):
         max_lines: int = 5000,
         clock: Clock = time.time,
         forget_after_seconds: float | None = 3600.0,
+        retry_seconds: float = 300.0,
     ) -> None:
         super().__init__()
+        self.retry_seconds = retry_seconds
         self.forget_after_seconds = forget_after_seconds
         self.output_root = output_root.rstrip("/") or "/"
         self.flush_seconds = flush_seconds
@@ -512,7 +539,12 @@ class WriteEventFiles(beam.PTransform):
         )
         written = lines.lines | "BufferAndWrite" >> beam.ParDo(
             BufferAndWriteFilesFn(
-                self.output_root, self.flush_seconds, self.max_lines, self.forget_after_seconds, self.clock
+                self.output_root,
+                self.flush_seconds,
+                self.max_lines,
+                self.forget_after_seconds,
+                self.clock,
+                self.retry_seconds,
             )
         ).with_outputs(DEAD_LETTER, main="files")
         dead = (lines[DEAD_LETTER], written[DEAD_LETTER]) | "FileDeadLetters" >> beam.Flatten()

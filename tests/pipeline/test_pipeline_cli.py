@@ -113,9 +113,12 @@ def test_ctrl_c_drains_writes_everything_and_exits_130(stack, tmp_path):
     try:
         # Wait until everything was read (the files are not flushed yet: 60 s buffers), then interrupt.
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and _acked(stack) < count:
+        while time.monotonic() < deadline and _subscription(stack)["outstanding"] < count:
             time.sleep(0.5)
-        assert _acked(stack) == count
+        read = _subscription(stack)
+        assert read["outstanding"] == count
+        # At-least-once: nothing is acknowledged before its file is written (a lease is not an ack).
+        assert read["acked"] == 0
         time.sleep(1)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=90)
@@ -125,6 +128,8 @@ def test_ctrl_c_drains_writes_everything_and_exits_130(stack, tmp_path):
             process.wait(10)
     assert process.returncode == 130, err.decode()[-2000:]
     assert len(lines_of(files_under(str(output)))) == count, "the drain wrote every buffered event"
+    after = _subscription(stack)
+    assert (after["acked"], after["outstanding"], after["backlog"]) == (count, 0, 0), "acked once written"
 
 
 def _publish(stack, count: int, malformed_rate: float = 0.0) -> int:
@@ -143,13 +148,14 @@ def _publish(stack, count: int, malformed_rate: float = 0.0) -> int:
     return len(messages)
 
 
-def _acked(stack) -> int:
-    """How many messages the pipeline's subscription has acked (the emulator's admin counters)."""
+def _subscription(stack) -> dict:
+    """The pipeline subscription's counters (acked, outstanding = delivered and leased, backlog): the emulator's
+    admin counters."""
     from emulator.pubsub.admin import AdminClient
 
     with AdminClient(stack.pubsub) as admin:
         stats = admin.stats()["subscriptions"]
-    return stats[f"projects/{stack.project}/subscriptions/{names.SUBSCRIPTION}"]["acked"]
+    return stats[f"projects/{stack.project}/subscriptions/{names.SUBSCRIPTION}"]
 
 
 def test_dataflow_dry_run_through_the_cli(no_stack, monkeypatch):

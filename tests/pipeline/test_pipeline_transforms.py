@@ -265,7 +265,7 @@ def test_a_write_that_keeps_failing_dead_letters_every_buffered_event(tmp_path):
     seen = tmp_path / "dead.txt"
     with streaming_pipeline() as p:
         valid, _ = p | beam.Create(events) | ParseAndValidate()
-        _, dead = valid | WriteEventFiles(str(blocker), clock=stream_clock)
+        _, dead = valid | WriteEventFiles(str(blocker), clock=stream_clock, retry_seconds=1)
         # Drain-timer output comes after assert_that's end-of-window check on this runner: a side channel instead.
         collect(dead | beam.Map(lambda d: (d.reason, d.stage, d.source_message_id, d.data)), str(seen), "Seen")
     got = sorted(ast.literal_eval(line) for line in seen.read_text().splitlines())
@@ -316,7 +316,7 @@ def test_rows_go_to_their_tables_with_event_ids_as_insert_ids_and_rejects_become
     rejected.attributes["run_id"] = "reject"
     with streaming_pipeline() as p:
         valid, _ = p | beam.Create(pubsub) | ParseAndValidate()
-        dead = valid | WriteEventRows("proj", "events", test_client=RecordingClient(str(calls)), max_retries=0)
+        dead = valid | WriteEventRows("proj", "events", client=RecordingClient(str(calls)), retry_seconds=0)
         assert_that(
             dead | beam.Map(lambda d: (d.reason, d.stage, d.source_message_id, d.data, d.attributes["run_id"])),
             equal_to([(R.BIGQUERY_INSERT_FAILED, core.STAGE_BIGQUERY, "m5", rejected.data, "reject")]),
@@ -344,7 +344,7 @@ def test_a_row_the_model_cannot_build_is_a_processing_error_with_its_bytes(tmp_p
     with streaming_pipeline() as p:
         valid, invalid = p | beam.Create([poison]) | ParseAndValidate()
         assert_that(invalid, equal_to([]), label="AcceptedByTheValidator")
-        dead = valid | WriteEventRows("proj", "events", test_client=RecordingClient(str(tmp_path / "c.txt")))
+        dead = valid | WriteEventRows("proj", "events", client=RecordingClient(str(tmp_path / "c.txt")))
         assert_that(
             dead | beam.Map(lambda d: (d.reason, d.stage, d.data)),
             equal_to([(R.PROCESSING_ERROR, core.STAGE_BUILD_ROW, data)]),
@@ -357,7 +357,7 @@ def test_dead_letter_rows_and_messages_keep_the_original_bytes(tmp_path):
     pubsub = as_pubsub(messages)
     with streaming_pipeline() as p:
         _, dead = p | beam.Create(pubsub) | ParseAndValidate()
-        counted = dead | WriteDeadLetters(None, "proj", "events", test_client=RecordingClient(str(calls)))
+        counted = dead | WriteDeadLetters(None, "proj", "events", client=RecordingClient(str(calls)))
         assert_that(
             counted | beam.Map(to_pubsub_message) | beam.Map(lambda m: (m.data, m.attributes["dlq_reason"])),
             equal_to([(m.data, m.reason) for m in messages]),
@@ -404,13 +404,10 @@ def test_the_direct_runner_counts_only_first_bundles_unless_patched():
 
 
 class UnreachableClient:
-    """insertAll that raises. Beam's insert retries any exception with backoff for ~75 s before letting it out;
-    a PermanentException skips that wait, and what follows is the same."""
+    """insertAll that raises as an unreachable BigQuery does (retry_seconds=0: the sink gives up at once)."""
 
     def insert_rows_json(self, table, json_rows, row_ids=None, **kwargs):
-        from apache_beam.utils.retry import PermanentException
-
-        raise PermanentException("gave up after retries: connection refused")
+        raise ConnectionRefusedError("connection refused")
 
 
 def test_an_insert_that_raises_dead_letters_the_batch_and_the_pipeline_goes_on():
@@ -418,7 +415,7 @@ def test_an_insert_that_raises_dead_letters_the_batch_and_the_pipeline_goes_on()
     pubsub = as_pubsub(messages)
     with streaming_pipeline() as p:
         valid, _ = p | beam.Create(pubsub) | ParseAndValidate()
-        dead = valid | WriteEventRows("proj", "events", test_client=UnreachableClient(), max_retries=0)
+        dead = valid | WriteEventRows("proj", "events", client=UnreachableClient(), retry_seconds=0)
         assert_that(
             dead | beam.Map(lambda d: (d.reason, d.data, "connection refused" in d.detail)),
             equal_to([(R.BIGQUERY_INSERT_FAILED, m.data, True) for m in messages]),
@@ -430,7 +427,7 @@ def test_batches_flushed_mid_bundle_insert_every_row_once(tmp_path):
     messages = generated(1400, seed=14)
     with streaming_pipeline() as p:
         valid, _ = p | beam.Create(as_pubsub(messages)) | ParseAndValidate()
-        dead = valid | WriteEventRows("proj", "events", test_client=RecordingClient(str(calls)), max_retries=0)
+        dead = valid | WriteEventRows("proj", "events", client=RecordingClient(str(calls)), retry_seconds=0)
         assert_that(dead, equal_to([]))
     batches = [ast.literal_eval(line) for line in calls.read_text().splitlines()]
     assert max(len(rows) for _, rows, _ in batches) <= 500, "insertAll requests stay within the batch size"
