@@ -21,13 +21,24 @@ import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from eventmodel.resources import BIGQUERY_EMULATOR_PORT, DATASET, DEFAULT_PROJECT, LOCAL_HOST
 from eventmodel.schema import SCHEMA_VERSION
 from workbench.errors import WorkbenchError
 
-DDL_DIR = Path(__file__).resolve().parent.parent / "ddl"
+
+def _ddl_dir() -> Path:
+    """The folder of the DDL: package data of `ddl`, so the same in a checkout and in an installed wheel."""
+    try:
+        return Path(str(resources.files("ddl")))
+    except ModuleNotFoundError:
+        # An editable install made before ddl/ became a package maps only the other packages: use the checkout's.
+        return Path(__file__).resolve().parent.parent / "ddl"
+
+
+DDL_DIR = _ddl_dir()
 DEFAULT_LOCATION = "US"
 DEFAULT_EMULATOR = f"{LOCAL_HOST}:{BIGQUERY_EMULATOR_PORT}"
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
@@ -179,7 +190,10 @@ def load_statements(
     """Every statement of ddl_dir/*.sql (not sub-folders: ddl/ops holds run-books, not schema), in apply order."""
     files = sorted(ddl_dir.glob("*.sql"))
     if not files:
-        raise WorkbenchError(f"no DDL files in {ddl_dir}", "run from a checkout of the repository")
+        raise WorkbenchError(
+            f"no DDL files in {ddl_dir}",
+            "reinstall the package (its wheel carries ddl/*.sql as package data), or pass the folder (ddl_dir=...)",
+        )
     statements = []
     for path in files:
         text = render_file(path, project=project, dataset=dataset, location=location)

@@ -21,6 +21,7 @@ import orjson
 from eventmodel import resources as names
 from generator.manifest import new_run_id, run_dir, tally, write_manifest
 from generator.rate import parse_duration
+from workbench import extras
 from workbench.errors import WorkbenchError
 from workbench.localstack.services import free_port
 
@@ -77,6 +78,7 @@ def locust_argv(options: LoadtestOptions, run_id: str, role: str, master_port: i
 
 def run_loadtest(options: LoadtestOptions) -> tuple[str, int]:
     """Run the load test to its end; returns (run id, Locust's exit status: 0 clean, 1 failures seen)."""
+    extras.require("loadtest", "`workbench loadtest`")
     if options.users < 1:
         raise WorkbenchError(f"--users must be at least 1, got {options.users}", "e.g. --users 10")
     if options.workers < 0:

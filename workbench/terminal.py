@@ -1,6 +1,8 @@
 """The terminal facade: every command prints through these few functions, so style lives in one place.
 
-Progress and live views go to stderr so that `--to -` can stream data on stdout.
+Progress and live views go to stderr so that `--to -` can stream data on stdout. info and success take rich
+markup; warning and error print plain text as given (they quote SQL, paths and library messages, and a bracket
+such as `[local]` must not be taken for a style).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import sys
 from collections.abc import Iterable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 LOG_WIDTH = 140
@@ -41,13 +44,13 @@ def success(message: str) -> None:
 
 
 def warning(message: str) -> None:
-    console.print(f"[yellow]![/yellow] {message}", soft_wrap=True)
+    console.print(f"[yellow]![/yellow] {escape(message)}", soft_wrap=True)
 
 
 def error(message: str, fix: str | None = None) -> None:
-    console.print(f"[red]✘ error:[/red] {message}", soft_wrap=True)
+    console.print(f"[red]✘ error:[/red] {escape(message)}", soft_wrap=True)
     if fix:
-        console.print(f"  [bold]fix:[/bold] {fix}", soft_wrap=True)
+        console.print(f"  [bold]fix:[/bold] {escape(fix)}", soft_wrap=True)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:

@@ -44,9 +44,11 @@ def loadtest(users, spawn_rate, run_time, shape, workers, batch_size, user_rate,
     """
     from generator.manifest import run_dir
     from generator.sinks import resolve_project
+    from workbench import extras
     from workbench.loadtest_run import LoadtestOptions, run_loadtest
     from workbench.localstack.stack import local_endpoints
 
+    extras.require("loadtest", "`workbench loadtest`")  # before anything is printed or started
     endpoint = local_endpoints(pubsub=emulator)["pubsub"]
     options = LoadtestOptions(users, spawn_rate, run_time, shape, workers, batch_size, user_rate, malformed_rate,
                               duplicate_rate, seed, run_id, topic, resolve_project(project, names.DEFAULT_PROJECT),

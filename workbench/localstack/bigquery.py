@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eventmodel.resources import DEFAULT_PROJECT, LOCAL_HOST
+from workbench import extras
 from workbench.errors import WorkbenchError
 from workbench.localstack.services import BIGQUERY_GRPC_OFFSET, bigquery
 
@@ -128,6 +129,7 @@ def start_bigquery_emulator(
     """
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise WorkbenchError(f"the emulator binds loopback only, not {host}", "use --host 127.0.0.1")
+    extras.require("local", "the BigQuery emulator", "bqemulator")
     port = port or free_port_pair(host)
     for taken in (port, port + BIGQUERY_GRPC_OFFSET):
         if not _free(host, taken):

@@ -28,6 +28,8 @@ class Service:
     exports: dict[str, str]
     env: dict[str, str] = field(default_factory=dict)
     ports: tuple[int, ...] = ()  # every port it binds (for the port-in-use check)
+    extra: str | None = None  # the optional install (pyproject.toml extra) that brings it, checked before a start
+    modules: tuple[str, ...] = ()  # what of that extra it needs
 
 
 def _console_script(name: str) -> list[str]:
@@ -114,6 +116,8 @@ def bigquery(
         # Offline fix (architecture.md): never try to download DuckDB's avro/format extensions at start.
         env={"BQEMU_ENABLE_FORMAT_EXTENSIONS": "false"},
         ports=(port, grpc_port),
+        extra="local",
+        modules=("bqemulator",),
     )
 
 
@@ -129,4 +133,6 @@ def gcs(host: str, port: int = GCS_EMULATOR_PORT, bucket: str = "workbench-local
         lambda h, p: _http_ok(f"http://{h}:{p}/storage/v1/b/{bucket}"),
         {"STORAGE_EMULATOR_HOST": f"http://{host}:{port}"},
         ports=(port,),
+        extra="local",
+        modules=("gcp_storage_emulator",),
     )

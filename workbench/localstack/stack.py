@@ -21,6 +21,7 @@ import orjson
 
 from eventmodel import resources as names
 from generator.manifest import workbench_home
+from workbench import extras
 from workbench.errors import WorkbenchError
 from workbench.localstack import processes
 from workbench.localstack.services import Service, bigquery, gcs, port_in_use, pubsub
@@ -101,7 +102,14 @@ def _running(entry: dict[str, Any]) -> bool:
 
 
 def up(config: StackConfig, on_step: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Start what is not running, wait until every service answers, create the resources. Idempotent."""
+    """Start what is not running, wait until every service answers, create the resources. Idempotent.
+
+    A service whose optional install is missing stops the start before anything runs (WorkbenchError naming
+    `pip install 'event-workbench[local]'`).
+    """
+    for service in config.services():
+        if service.extra:
+            extras.require(service.extra, f"the local stack's {service.name} emulator", *service.modules)
     state = read_state()
     state["project"] = config.project
     for service in config.services():
