@@ -1,8 +1,11 @@
-"""`python -m emulator.pubsub --port 8085 [--data-dir DIR] [--seed N] [--duplicate-rate P] ...`
+"""`python -m emulator.pubsub --port 8085 [--data-dir DIR] [--seed N] [--admin] [--duplicate-rate P] ...`
 
 Runs the emulator in the foreground until SIGINT or SIGTERM; prints one line `listening on HOST:PORT` on
 stdout when ready (port 0 picks a free port, so launchers read the line). This is how the local stack and the
 tests launch it; `workbench emulator pubsub` adds a live view on top of the same start().
+
+The admin service (fault injection while running) is off unless `--admin` is given; fault flags given here
+(`--duplicate-rate`, `--fault`, ...) imply it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8085)
     parser.add_argument("--data-dir", default=None, help="keep state in this directory across restarts")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault-injection decisions")
+    parser.add_argument("--admin", action="store_true",
+                        help="serve the admin service (change faults while running); fault flags imply it")
     parser.add_argument("--duplicate-rate", type=float, default=0.0)
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--jitter-ms", type=float, default=0.0)
@@ -51,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = dict(parse_override(text) for text in args.fault)
         handle = start(args.host, args.port, data_dir=args.data_dir, seed=args.seed,
-                       faults=fault_settings(args), workers=args.workers, fault_overrides=overrides)
+                       faults=fault_settings(args), workers=args.workers, fault_overrides=overrides,
+                       admin=True if args.admin else None)
     except (WorkbenchError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

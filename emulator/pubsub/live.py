@@ -68,7 +68,8 @@ def faults_line(report: dict[str, Any]) -> str:
 def render(handle: EmulatorHandle, previous: dict[str, Any] | None, elapsed: float) -> tuple[Group, dict]:
     stats = handle.store.stats()
     header = Text(f"Pub/Sub emulator on {handle.target}  (PUBSUB_EMULATOR_HOST={handle.target})  "
-                  f"{'durable: ' + str(handle.journal.path) if handle.journal else 'in memory'}  Ctrl-C stops",
+                  f"{'durable: ' + str(handle.journal.path) if handle.journal else 'in memory'}  "
+                  f"{'admin service on  ' if handle.admin else ''}Ctrl-C stops",
                   style="dim")
     body = Group(header, stats_table(stats, previous, elapsed), Text(faults_line(handle.store.faults.report())))
     return body, stats

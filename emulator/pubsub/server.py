@@ -4,6 +4,9 @@
     handle = start(port=0)            # port 0 picks a free port
     print(handle.target)              # e.g. 127.0.0.1:40123, for PUBSUB_EMULATOR_HOST
     handle.stop()
+
+Its admin service (fault injection while running) is off unless asked for: admin=True, or fault settings given
+at start.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from emulator.pubsub.admin import AdminService
+from emulator.pubsub.admin import AdminService, StatsService
 from emulator.pubsub.faults import FaultConfig, FaultInjector
 from emulator.pubsub.journal import Journal, open_journal
 from emulator.pubsub.publisher_service import PublisherService
@@ -53,6 +56,7 @@ class EmulatorHandle:
     store: Store
     server: grpc.Server
     journal: Journal | None = None
+    admin: bool = False  # the admin (fault-injection) service is served
     _stop: threading.Event = field(default_factory=threading.Event)
     _stop_requested: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
@@ -132,18 +136,29 @@ def _check_data_dir(data_dir: Path) -> None:
                              "Pass a --data-dir you can write to, or fix its permissions.")
 
 
+def admin_wanted(admin: bool | None, faults: dict[str, Any] | None,
+                 fault_overrides: dict[str, dict[str, Any]] | None) -> bool:
+    """Whether to serve the admin service: as asked, else only when faults are set at start (asking for faults is
+    asking for fault injection, and the admin service is how a test reads and changes them)."""
+    if admin is not None:
+        return admin
+    return FaultConfig.from_dict(faults or {}).active or bool(fault_overrides)
+
+
 def start(host: str = "127.0.0.1", port: int = 8085, data_dir: str | Path | None = None, seed: int = 0,
           faults: dict[str, Any] | None = None, workers: int = DEFAULT_WORKERS,
-          fault_overrides: dict[str, dict[str, Any]] | None = None) -> EmulatorHandle:
+          fault_overrides: dict[str, dict[str, Any]] | None = None, admin: bool | None = None) -> EmulatorHandle:
     """Start the emulator in this process and return once it accepts connections.
 
-    `faults` are the global fault settings, `fault_overrides` per topic or subscription name.
+    `faults` are the global fault settings, `fault_overrides` per topic or subscription name. `admin` serves the
+    admin service (fault injection while running); None: only when faults or overrides are given.
     Raises WorkbenchError when the port is taken or the data directory is not writable.
     """
     _check_port(host, port)
     injector = FaultInjector(seed, FaultConfig.from_dict(faults or {}))
     for resource, values in (fault_overrides or {}).items():
         injector.configure(values, resource)
+    admin = admin_wanted(admin, faults, fault_overrides)
     store = Store(injector)
     journal = None
     if data_dir is not None:
@@ -155,11 +170,10 @@ def start(host: str = "127.0.0.1", port: int = 8085, data_dir: str | Path | None
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pubsub-rpc"),
                          options=SERVER_OPTIONS)
-    server.add_generic_rpc_handlers((
-        PublisherService(store).handler(),
-        SubscriberService(store).handler(),
-        AdminService(store).handler(),
-    ))
+    handlers = [PublisherService(store).handler(), SubscriberService(store).handler(), StatsService(store).handler()]
+    if admin:
+        handlers.append(AdminService(store).handler())
+    server.add_generic_rpc_handlers(tuple(handlers))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:
@@ -174,7 +188,7 @@ def start(host: str = "127.0.0.1", port: int = 8085, data_dir: str | Path | None
     for service in ("", "google.pubsub.v1.Publisher", "google.pubsub.v1.Subscriber"):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
 
-    handle = EmulatorHandle(host=host, port=bound, store=store, server=server, journal=journal)
+    handle = EmulatorHandle(host=host, port=bound, store=store, server=server, journal=journal, admin=admin)
 
     def sweep() -> None:
         while not handle._stop.wait(SWEEP_INTERVAL):

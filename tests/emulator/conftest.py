@@ -1,6 +1,7 @@
 """Clients for the Pub/Sub emulator tests, bound to the emulator processes of tests/conftest.py (`backend`,
 `workbench_emulator`, `official_emulator`): unique resource names, publish/pull helpers, and private emulators
-started with flags for one test.
+started with flags for one test. Tests that change faults while the emulator runs use `admin_pubsub`, whose
+emulator serves the admin service (`--admin`); the shared one does not, as by default.
 """
 
 from __future__ import annotations
@@ -84,6 +85,19 @@ def pubsub(backend: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Iterato
 @pytest.fixture
 def workbench_pubsub(workbench_emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[PubSub]:
     yield from _clients(workbench_emulator, monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def workbench_admin_emulator() -> Iterator[EmulatorProcess]:
+    """This project's emulator with its admin (fault-injection) service on, for the session."""
+    emulator = start_workbench_emulator("--admin")
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def admin_pubsub(workbench_admin_emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[PubSub]:
+    yield from _clients(workbench_admin_emulator, monkeypatch)
 
 
 def _clients(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[PubSub]:

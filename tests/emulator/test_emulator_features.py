@@ -1,5 +1,6 @@
 """Features of this emulator beyond the official one, through real processes: fault injection set at start
-and changed while running (admin client), durability across kill -9, health, and start-up errors."""
+and changed while running (admin client, served only when asked for), durability across kill -9, health, and
+start-up errors."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from google.api_core import exceptions
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from emulator.pubsub.admin import AdminClient
+from workbench.errors import WorkbenchError
 
 pytestmark = [
     pytest.mark.integration,
@@ -59,7 +61,7 @@ def test_faults_set_at_start_are_deterministic(fresh_emulator, connect):
 
 
 def test_publish_failures_are_retried_by_the_client(fresh_emulator, connect):
-    workbench_pubsub = connect(fresh_emulator())
+    workbench_pubsub = connect(fresh_emulator("--admin"))
     # A fixed name and seed make the decisions, and so the client's retry sleeps, the same on every run.
     topic = "projects/p/topics/publish-failures"
     workbench_pubsub.publisher.create_topic(name=topic)
@@ -77,43 +79,43 @@ def test_publish_failures_are_retried_by_the_client(fresh_emulator, connect):
     assert len(workbench_pubsub.pull(sub, 20)) == 20
 
 
-def test_publish_failure_is_unavailable(workbench_pubsub):
-    topic = workbench_pubsub.topic()
-    with AdminClient(workbench_pubsub.emulator.target) as admin:
+def test_publish_failure_is_unavailable(admin_pubsub):
+    topic = admin_pubsub.topic()
+    with AdminClient(admin_pubsub.emulator.target) as admin:
         admin.set_faults(topic=topic, publish_failure_rate=1.0)
         try:
             with pytest.raises(exceptions.ServiceUnavailable):
-                workbench_pubsub.publisher.api.publish(topic=topic, messages=[{"data": b"x"}], retry=None)
+                admin_pubsub.publisher.api.publish(topic=topic, messages=[{"data": b"x"}], retry=None)
         finally:
             admin.clear_faults(topic)
 
 
-def test_lost_acks_force_redelivery_through_subscribe(workbench_pubsub):
-    topic = workbench_pubsub.topic()
-    sub = workbench_pubsub.subscription(topic)
-    workbench_pubsub.publish(topic, *[b"%d" % i for i in range(20)])
-    with AdminClient(workbench_pubsub.emulator.target) as admin:
+def test_lost_acks_force_redelivery_through_subscribe(admin_pubsub):
+    topic = admin_pubsub.topic()
+    sub = admin_pubsub.subscription(topic)
+    admin_pubsub.publish(topic, *[b"%d" % i for i in range(20)])
+    with AdminClient(admin_pubsub.emulator.target) as admin:
         admin.set_faults(subscription=sub, lost_ack_rate=1.0)
-        [first] = workbench_pubsub.pull(sub, 1, ack=True)
+        [first] = admin_pubsub.pull(sub, 1, ack=True)
         admin.clear_faults(sub)
         lost = admin.faults()["counts_by_resource"][sub]["lost_ack"]
     assert lost == 1
     # The "acked" message is still leased; a nack of its ack id brings it back.
-    workbench_pubsub.subscriber.modify_ack_deadline(
+    admin_pubsub.subscriber.modify_ack_deadline(
         request={"subscription": sub, "ack_ids": [first.ack_id], "ack_deadline_seconds": 0})
-    again = workbench_pubsub.pull(sub, 20)
+    again = admin_pubsub.pull(sub, 20)
     assert first.message.message_id in {m.message.message_id for m in again}
 
 
-def test_delay_set_while_running(workbench_pubsub):
-    topic = workbench_pubsub.topic()
-    sub = workbench_pubsub.subscription(topic)
-    with AdminClient(workbench_pubsub.emulator.target) as admin:
+def test_delay_set_while_running(admin_pubsub):
+    topic = admin_pubsub.topic()
+    sub = admin_pubsub.subscription(topic)
+    with AdminClient(admin_pubsub.emulator.target) as admin:
         admin.set_faults(subscription=sub, delay_ms=800, jitter_ms=100)
         try:
             started = time.monotonic()
-            workbench_pubsub.publish(topic, b"slow")
-            [message] = workbench_pubsub.pull(sub, 1)
+            admin_pubsub.publish(topic, b"slow")
+            [message] = admin_pubsub.pull(sub, 1)
             waited = time.monotonic() - started
         finally:
             admin.clear_faults(sub)
@@ -122,10 +124,39 @@ def test_delay_set_while_running(workbench_pubsub):
     assert waited >= 0.8
 
 
-def test_admin_refuses_unknown_settings(workbench_emulator):
-    with AdminClient(workbench_emulator.target) as admin, pytest.raises(grpc.RpcError) as raised:
+def test_admin_refuses_unknown_settings(workbench_admin_emulator):
+    with AdminClient(workbench_admin_emulator.target) as admin, pytest.raises(grpc.RpcError) as raised:
         admin.set_faults(explode_rate=1.0)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("method", ["GetFaults", "SetFaults", "ClearFaults"])
+def test_without_admin_the_admin_service_is_unimplemented(workbench_emulator, method):
+    """Off unless asked for: nothing that reaches the port can inject faults."""
+    with grpc.insecure_channel(workbench_emulator.target) as channel:
+        call = channel.unary_unary(f"/emulator.pubsub.Admin/{method}")
+        with pytest.raises(grpc.RpcError) as raised:
+            call(b'{"duplicate_rate": 1.0}', timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_the_admin_client_says_how_to_turn_the_admin_service_on(workbench_emulator):
+    with AdminClient(workbench_emulator.target) as admin:
+        with pytest.raises(WorkbenchError) as raised:
+            admin.set_faults(duplicate_rate=1.0)
+        stats = admin.stats()  # the read-only counters stay on
+    assert "--admin" in raised.value.fix and "workbench up --pubsub-admin" in raised.value.fix
+    assert "topics" in stats
+
+
+def test_fault_flags_at_start_imply_the_admin_service(fresh_emulator):
+    with AdminClient(fresh_emulator("--lost-ack-rate", "0.1").target) as admin:
+        assert admin.faults()["global"]["lost_ack_rate"] == 0.1
+
+
+def test_admin_flag_serves_it_without_faults(workbench_admin_emulator):
+    with AdminClient(workbench_admin_emulator.target) as admin:
+        assert admin.faults()["global"]["duplicate_rate"] == 0
 
 
 def test_stats_report_backlog(workbench_pubsub):

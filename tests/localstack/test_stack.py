@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -97,6 +98,22 @@ def test_a_dead_service_is_restarted_by_up(home):
     stack.up(cfg)
     assert pids()["pubsub"] != old
     assert stack.status()[0]["state"] == "running"
+
+
+def test_the_pubsub_admin_service_is_off_unless_the_stack_asks_for_it(home):
+    """Fault injection is for the chaos demo and fault tests: `workbench up` alone serves no admin service;
+    StackConfig(pubsub_admin=True) (`workbench up --pubsub-admin`) restarts the emulator with it."""
+    from emulator.pubsub.admin import AdminClient
+
+    cfg = config(with_bigquery=False)
+    stack.up(cfg)
+    target = stack.env_exports()["PUBSUB_EMULATOR_HOST"]
+    with AdminClient(target) as admin, pytest.raises(WorkbenchError, match="admin service"):
+        admin.faults()
+    stack.up(dataclasses.replace(cfg, pubsub_admin=True))
+    with AdminClient(target) as admin:
+        assert admin.set_faults(duplicate_rate=0.5)["global"]["duplicate_rate"] == 0.5
+    assert "--admin" in stack.read_state()["services"]["pubsub"]["argv"]
 
 
 def test_a_port_in_use_is_a_clear_error(home):

@@ -3,7 +3,9 @@
     workbench emulator pubsub --port 8085 --data-dir .workbench/pubsub --seed 7 --duplicate-rate 0.01
     export PUBSUB_EMULATOR_HOST=127.0.0.1:8085     # in another shell
 
-Faults can be changed while it runs with emulator.pubsub.admin.AdminClient. Ctrl-C or SIGTERM stops it cleanly.
+Faults can be changed while it runs with emulator.pubsub.admin.AdminClient when its admin service is on:
+`--admin`, or any fault flag (which implies it); without either, nothing can inject faults. Ctrl-C or SIGTERM
+stops it cleanly.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def emulator() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Keep topics, subscriptions and unacked messages here across restarts.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the fault-injection decisions.")
+@click.option("--admin", is_flag=True,
+              help="Serve the admin service, to change faults while it runs (fault flags below imply it).")
 @click.option("--duplicate-rate", default=0.0, type=click.FloatRange(0, 1),
               help="Probability a delivery is duplicated.")
 @click.option("--delay-ms", default=0.0, type=click.FloatRange(0), help="Delay before a message is deliverable.")
@@ -37,9 +41,9 @@ def emulator() -> None:
               help="Fault settings for one topic or subscription, e.g. "
                    "projects/p/subscriptions/s,lost_ack_rate=0.1 (repeatable).")
 @click.option("--live/--no-live", default=True, show_default=True, help="Show the live view of topics and rates.")
-def pubsub(host: str, port: int, data_dir: str | None, seed: int, duplicate_rate: float, delay_ms: float,
-           jitter_ms: float, publish_failure_rate: float, lost_ack_rate: float, overrides: tuple[str, ...],
-           live: bool) -> None:
+def pubsub(host: str, port: int, data_dir: str | None, seed: int, admin: bool, duplicate_rate: float,
+           delay_ms: float, jitter_ms: float, publish_failure_rate: float, lost_ack_rate: float,
+           overrides: tuple[str, ...], live: bool) -> None:
     """Run the Pub/Sub emulator (google.pubsub.v1 over gRPC) in the foreground."""
     from emulator.pubsub.faults import parse_override
     from emulator.pubsub.live import run_live
@@ -53,10 +57,13 @@ def pubsub(host: str, port: int, data_dir: str | None, seed: int, duplicate_rate
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
     tune_gc()
-    handle = start(host, port, data_dir=data_dir, seed=seed, faults=faults, fault_overrides=fault_overrides)
+    handle = start(host, port, data_dir=data_dir, seed=seed, faults=faults, fault_overrides=fault_overrides,
+                   admin=True if admin else None)
     previous = signal.signal(signal.SIGTERM, lambda *_: handle.request_stop())
     terminal.success(f"Pub/Sub emulator listening on {handle.target}: "
                      f"export PUBSUB_EMULATOR_HOST={handle.target}")
+    if handle.admin:
+        terminal.info("admin service on: faults can be changed while it runs (emulator.pubsub.admin.AdminClient)")
     try:
         if live:
             run_live(handle, terminal.console)

@@ -31,8 +31,13 @@ from workbench import terminal
     is_flag=True,
     help="Keep the BigQuery emulator's per-write table copies (FOR SYSTEM_TIME AS OF); memory grows with writes.",
 )
+@click.option(
+    "--pubsub-admin",
+    is_flag=True,
+    help="Serve the Pub/Sub emulator's admin service (fault injection while it runs, for --chaos); off by default.",
+)
 def up(with_gcs, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, data_dir, bigquery_in_memory,
-       bigquery_time_travel):  # fmt: skip
+       bigquery_time_travel, pubsub_admin):  # fmt: skip
     """Start the local emulators in the background and create the topics and subscriptions.
 
     Idempotent: what already runs is left alone. Point other tools at it with: eval "$(workbench env)".
@@ -49,6 +54,7 @@ def up(with_gcs, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, dat
         bigquery_time_travel=bigquery_time_travel,
         data_dir=data_dir,
         bigquery_persistent=not bigquery_in_memory,
+        pubsub_admin=pubsub_admin,
     )
     with terminal.console.status("starting the local stack") as spinner:
         stack.up(config, on_step=lambda message: (spinner.update(message), terminal.info(message)))

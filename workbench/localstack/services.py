@@ -72,10 +72,15 @@ def _pubsub_ready(host: str, port: int) -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def pubsub(host: str, project: str, port: int = PUBSUB_EMULATOR_PORT, data_dir: Path | None = None) -> Service:
+def pubsub(
+    host: str, project: str, port: int = PUBSUB_EMULATOR_PORT, data_dir: Path | None = None, admin: bool = False
+) -> Service:
+    """This project's emulator; admin=True also serves its fault-injection service (off unless asked for)."""
     argv = [sys.executable, "-m", "emulator.pubsub", "--host", host, "--port", str(port)]
     if data_dir is not None:
         argv += ["--data-dir", str(data_dir)]
+    if admin:
+        argv.append("--admin")
     return Service(
         "pubsub",
         port,

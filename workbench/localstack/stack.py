@@ -47,9 +47,12 @@ class StackConfig:
     # The BigQuery emulator keeps its tables in a DuckDB file under $WORKBENCH_HOME/stack/data/bigquery, so that a
     # restart, a crash or `down` + `up` loses no row (`down --reset` is the way to start empty); False: in memory.
     bigquery_persistent: bool = True
+    # The Pub/Sub emulator's admin service (fault injection at run time) is off unless asked for: the chaos demo
+    # and fault-injection tests turn it on; `workbench up --pubsub-admin` from the command line.
+    pubsub_admin: bool = False
 
     def services(self) -> list[Service]:
-        chosen = [pubsub(self.host, self.project, self.pubsub_port, self.data_dir)]
+        chosen = [pubsub(self.host, self.project, self.pubsub_port, self.data_dir, self.pubsub_admin)]
         if self.with_bigquery:
             keep = bigquery_data_dir() if self.bigquery_persistent else None
             chosen.append(bigquery(self.host, self.project, self.bigquery_port, self.bigquery_time_travel, keep))
