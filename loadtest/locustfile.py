@@ -4,6 +4,9 @@
     workbench loadtest --users 50 --spawn-rate 10 --run-time 60s      # reports, manifest, optional reconcile
 
 `locust` is imported first: it patches the standard library with gevent, which must happen before grpc loads.
+
+Locust's web UI and its master listen on every interface by default; here both default to loopback
+(--web-host / --master-bind-host, or LOCUST_WEB_HOST / LOCUST_MASTER_BIND_HOST, choose otherwise, with a warning).
 """
 
 import locust  # noqa: F401  (first: gevent's monkey patching before grpc is imported)
@@ -18,11 +21,13 @@ from loadtest.users import InventoryUser, OrderUser, SessionUser  # noqa: F401
 @events.init_command_line_parser.add_listener
 def _options(parser):
     workbench_options.add_options(parser)
+    workbench_options.listen_on_loopback(parser)
 
 
 @events.init.add_listener
 def _check(environment, **_):
     workbench_options.check(environment.parsed_options)
+    workbench_options.warn_if_exposed(environment.parsed_options)
     run_manifest.name_run(environment)  # the master's run id reaches its workers with their first spawn message
 
 

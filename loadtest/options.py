@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from eventmodel import resources as names
+from workbench import exposure
 
 SHAPES = ("steady", "step", "ramp", "spike")
 
@@ -51,3 +52,18 @@ def check(options: Any) -> None:
         raise SystemExit(f"--user-rate must be 0 or more batches per second, got {options.user_rate}")
     if not 1 <= options.batch_size <= 1000:
         raise SystemExit(f"--batch-size must be between 1 and 1000 (Pub/Sub's limit), got {options.batch_size}")
+
+
+def listen_on_loopback(parser: Any) -> None:
+    """Locust's web UI and master default to every interface; ours to loopback (its flags or LOCUST_* override)."""
+    parser.set_defaults(web_host=names.LOCAL_HOST, master_bind_host=names.LOCAL_HOST)
+
+
+def warn_if_exposed(options: Any) -> None:
+    """One warning line on stderr for each Locust server told to listen beyond loopback."""
+    if not getattr(options, "headless", False):
+        exposure.warn_if_exposed(options.web_host, "Locust's web UI", "start load tests from this machine")
+    if getattr(options, "master", False):
+        exposure.warn_if_exposed(
+            options.master_bind_host, "the Locust master", "join as a worker and be sent the load test's settings"
+        )

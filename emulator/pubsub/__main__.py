@@ -5,7 +5,7 @@ stdout when ready (port 0 picks a free port, so launchers read the line). This i
 tests launch it; `workbench emulator pubsub` adds a live view on top of the same start().
 
 The admin service (fault injection while running) is off unless `--admin` is given; fault flags given here
-(`--duplicate-rate`, `--fault`, ...) imply it.
+(`--duplicate-rate`, `--fault`, ...) imply it. A --host other than loopback prints a warning on stderr.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from workbench.errors import WorkbenchError
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m emulator.pubsub", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback unless told otherwise)")
     parser.add_argument("--port", type=int, default=8085)
     parser.add_argument("--data-dir", default=None, help="keep state in this directory across restarts")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault-injection decisions")

@@ -5,8 +5,8 @@
     print(handle.target)              # e.g. 127.0.0.1:40123, for PUBSUB_EMULATOR_HOST
     handle.stop()
 
-Its admin service (fault injection while running) is off unless asked for: admin=True, or fault settings given
-at start.
+It listens on loopback unless given another host (then it prints one warning line on stderr). Its admin service
+(fault injection while running) is off unless asked for: admin=True, or fault settings given at start.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from emulator.pubsub.publisher_service import PublisherService
 from emulator.pubsub.store import Store
 from emulator.pubsub.subscriber_service import SubscriberService
 from workbench.errors import WorkbenchError
+from workbench.exposure import warn_if_exposed
 
 SWEEP_INTERVAL = 0.1
 # Every StreamingPull and every waiting Pull holds a worker thread for its whole life.
@@ -184,6 +185,8 @@ def start(host: str = "127.0.0.1", port: int = 8085, data_dir: str | Path | None
         if journal is not None:
             journal.close()
         raise WorkbenchError(f"Cannot listen on {host}:{port}.", "Choose another --port or --host.")
+    warn_if_exposed(host, "the Pub/Sub emulator",
+                    "read and publish messages" + (" and inject faults (--admin)" if admin else ""))
     server.start()
     for service in ("", "google.pubsub.v1.Publisher", "google.pubsub.v1.Subscriber"):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)

@@ -4,8 +4,8 @@
     export PUBSUB_EMULATOR_HOST=127.0.0.1:8085     # in another shell
 
 Faults can be changed while it runs with emulator.pubsub.admin.AdminClient when its admin service is on:
-`--admin`, or any fault flag (which implies it); without either, nothing can inject faults. Ctrl-C or SIGTERM
-stops it cleanly.
+`--admin`, or any fault flag (which implies it); without either, nothing can inject faults. It listens on
+loopback unless --host says otherwise (then it warns). Ctrl-C or SIGTERM stops it cleanly.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ def emulator() -> None:
 
 
 @emulator.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep it loopback).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback prints a warning (it has no authentication).")
 @click.option("--port", default=8085, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on; 0 picks a free one.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,

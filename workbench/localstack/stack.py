@@ -23,6 +23,7 @@ from eventmodel import resources as names
 from generator.manifest import workbench_home
 from workbench import extras
 from workbench.errors import WorkbenchError
+from workbench.exposure import warn_if_exposed
 from workbench.localstack import processes
 from workbench.localstack.services import Service, bigquery, gcs, port_in_use, pubsub
 
@@ -108,11 +109,12 @@ def up(config: StackConfig, on_step: Callable[[str], None] = lambda _: None) -> 
     """Start what is not running, wait until every service answers, create the resources. Idempotent.
 
     A service whose optional install is missing stops the start before anything runs (WorkbenchError naming
-    `pip install 'event-workbench[local]'`).
+    `pip install 'event-workbench[local]'`); a host other than loopback is allowed, with a warning.
     """
     for service in config.services():
         if service.extra:
             extras.require(service.extra, f"the local stack's {service.name} emulator", *service.modules)
+    warn_if_exposed(config.host, "the local stack", "read and write its topics, tables and buckets")
     state = read_state()
     state["project"] = config.project
     for service in config.services():
