@@ -1,8 +1,9 @@
 """The terminal facade: every command prints through these few functions, so style lives in one place.
 
-Progress and live views go to stderr so that `--to -` can stream data on stdout. info and success take rich
-markup; warning and error print plain text as given (they quote SQL, paths and library messages, and a bracket
-such as `[local]` must not be taken for a style).
+Progress and live views go to stderr so that `--to -` can stream data on stdout. Every message is passed
+through workbench.redact first: a secret-looking value (a token, a key, a password) is printed as ****.
+info and success take rich markup; warning and error print plain text as given (they quote SQL, paths and
+library messages, and a bracket such as `[local]` must not be taken for a style).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from workbench.redact import redact
 
 LOG_WIDTH = 140
 
@@ -36,21 +39,21 @@ out = Console(highlight=False, width=_log_width(sys.stdout))
 
 
 def info(message: str) -> None:
-    console.print(message, soft_wrap=True)
+    console.print(redact(message), soft_wrap=True)
 
 
 def success(message: str) -> None:
-    console.print(f"[green]✔[/green] {message}", soft_wrap=True)
+    console.print(f"[green]✔[/green] {redact(message)}", soft_wrap=True)
 
 
 def warning(message: str) -> None:
-    console.print(f"[yellow]![/yellow] {escape(message)}", soft_wrap=True)
+    console.print(f"[yellow]![/yellow] {escape(redact(message))}", soft_wrap=True)
 
 
 def error(message: str, fix: str | None = None) -> None:
-    console.print(f"[red]✘ error:[/red] {escape(message)}", soft_wrap=True)
+    console.print(f"[red]✘ error:[/red] {escape(redact(message))}", soft_wrap=True)
     if fix:
-        console.print(f"  [bold]fix:[/bold] {escape(fix)}", soft_wrap=True)
+        console.print(f"  [bold]fix:[/bold] {escape(redact(fix))}", soft_wrap=True)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:

@@ -91,12 +91,21 @@ def status():
 
 @click.command()
 def env():
-    """Print export lines for the running services: eval "$(workbench env)"."""
+    """Print export lines for the running services: eval "$(workbench env)".
+
+    The stack's variables are addresses and project ids; a variable whose name or value looks secret would be
+    printed as a comment with its value masked, never in clear.
+    """
     from workbench.localstack import stack
+    from workbench.redact import masked_value
 
     exports = stack.env_exports()
     if not exports:
         terminal.warning("the local stack is not running; start it with `workbench up`")
         return
     for key, value in sorted(exports.items()):
+        shown = masked_value(key, value)
+        if shown != value:
+            terminal.out.print(f"# {key}={shown} (a secret: not printed; set it yourself)", markup=False)
+            continue
         terminal.out.print(f"export {key}={shlex.quote(value)}", markup=False)
