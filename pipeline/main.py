@@ -39,7 +39,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     # Each kept event goes to the files and, with a dataset, to BigQuery: two copies that commit separately.
     copies = 2 if app.dataset else 1
     unique = valid | "DeduplicateByEventId" >> DeduplicateByEventId(
-        app.dedup_ttl_seconds, app.dedup_shards, copies=copies
+        app.dedup_ttl_seconds, app.dedup_shards, copies=copies, journal=app.dedup_journal
     )
     files, file_failures = unique | "WriteEventFiles" >> WriteEventFiles(
         app.output_root, app.file_flush_seconds, app.file_max_lines, retry_seconds=retry

@@ -75,6 +75,11 @@ class EventPipelineOptions(PipelineOptions):
             default=16,
             help="Keys the dedup state is spread over: its parallelism on Dataflow (each shard runs serially).",
         )
+        parser.add_argument(
+            "--dedup_journal",
+            default=None,
+            help="Local runs: a file where the dedup step remembers ids across restarts (Dataflow keeps its state).",
+        )
 
 
 def resource_path(kind: str, name: str, project: str | None) -> str:

@@ -174,16 +174,31 @@ class DropRepeatedIdsFn(beam.DoFn):
     ring's version token shows no one else changed the state.
     """
 
-    def __init__(self, ttl_seconds: float, clock: Clock = time.time, copies: int = 1) -> None:
+    def __init__(
+        self, ttl_seconds: float, clock: Clock = time.time, copies: int = 1, journal: str | None = None
+    ) -> None:
+        self.ttl_seconds = ttl_seconds
         self.slot_seconds = ttl_seconds / (DEDUP_SLOTS - 1)
         self.clock = clock
         self.copies = copies
+        self.journal = journal  # local runs only: pipeline.dedup_journal
 
     def setup(self) -> None:
         self._duplicates = M.counter(M.DUPLICATES)
         self._too_old = M.counter(M.DEDUP_TOO_OLD)
         self._errors = M.counter(M.DEDUP_ERRORS)
         self._cache: dict[str, tuple[str, list[set[str]]]] = {}
+        self._journal = None
+        self._before_restart: dict[str, str] = {}
+        if self.journal:
+            from pipeline.dedup_journal import DedupJournal
+
+            self._journal = DedupJournal(self.journal, self.ttl_seconds, self.clock)
+            self._before_restart = self._journal.load()
+
+    def finish_bundle(self) -> None:
+        if self._journal is not None:  # before this bundle's events move on to the sinks
+            self._journal.flush()
 
     def process(
         self,
@@ -196,7 +211,15 @@ class DropRepeatedIdsFn(beam.DoFn):
     ) -> Iterator[ValidEvent]:
         key, event = element
         try:
-            keep = self._first_sighting(key, event, ring, (slot0, slot1, slot2, slot3))
+            earlier = self._before_restart.get(event.event_id) if self._before_restart else None
+            if earlier is not None and earlier != event.message_id:
+                self._duplicates.inc()  # let through as another message before this run was restarted
+                keep = False
+            else:
+                keep = self._first_sighting(key, event, ring, (slot0, slot1, slot2, slot3))
+                if keep and self._journal is not None:
+                    published = event.publish_time.timestamp() if event.publish_time else self.clock()
+                    self._journal.add(event.event_id, event.message_id, published)
         except Exception as exc:  # fail open: a possible duplicate is better than a lost event
             self._errors.inc()
             _LOG.error("dedup failed for event %s (let through): %s", event.event_id, exc)
@@ -257,10 +280,18 @@ class DeduplicateByEventId(beam.PTransform):
     """Valid events -> the same events with every event id at most once within the dedup window.
 
     `copies`: how many sinks consume the output, each committing the event on its own (the local run acks a
-    message once every copy is committed, pipeline.delivery).
+    message once every copy is committed, pipeline.delivery). `journal`: a file that carries the ids across a
+    restart of a local run (pipeline.dedup_journal).
     """
 
-    def __init__(self, ttl_seconds: float = 600.0, shards: int = 16, clock: Clock = time.time, copies: int = 1) -> None:
+    def __init__(
+        self,
+        ttl_seconds: float = 600.0,
+        shards: int = 16,
+        clock: Clock = time.time,
+        copies: int = 1,
+        journal: str | None = None,
+    ) -> None:
         super().__init__()
         if ttl_seconds <= 0 or shards < 1 or copies < 1:
             raise ValueError("ttl_seconds must be > 0, shards >= 1 and copies >= 1")
@@ -268,12 +299,14 @@ class DeduplicateByEventId(beam.PTransform):
         self.shards = shards
         self.clock = clock
         self.copies = copies
+        self.journal = journal  # local runs: pipeline.dedup_journal
 
     def expand(self, events: beam.PCollection) -> beam.PCollection:
         return (
             events
             | "KeyByIdShard" >> beam.Map(_shard_of, self.shards).with_output_types(tuple[str, Any])
-            | "DropRepeatedIds" >> beam.ParDo(DropRepeatedIdsFn(self.ttl_seconds, self.clock, self.copies))
+            | "DropRepeatedIds"
+            >> beam.ParDo(DropRepeatedIdsFn(self.ttl_seconds, self.clock, self.copies, self.journal))
         )
 
 

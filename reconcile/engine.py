@@ -259,9 +259,7 @@ def _bq_value(field: Field, json_expr: str, path: str) -> str:
 
 def bigquery_typed_lines(event_type: str, lines: str) -> str:
     """BigQuery SQL: a (path, line) source of one type folder as the typed table queries.gcs_select reads."""
-    typed = ",\n       ".join(
-        f"{_bq_value(f, 'doc', f'$.event.{f.name}')} AS {f.name}" for f in SCHEMAS[event_type]
-    )
+    typed = ",\n       ".join(f"{_bq_value(f, 'doc', f'$.event.{f.name}')} AS {f.name}" for f in SCHEMAS[event_type])
     return f"""(
 SELECT path, JSON_VALUE(doc, '$.event_id') AS event_id, JSON_VALUE(doc, '$.message_id') AS message_id,
        SAFE.TIMESTAMP(JSON_VALUE(doc, '$.publish_time')) AS publish_time,
@@ -390,4 +388,3 @@ def _json_value(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
-

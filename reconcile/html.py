@@ -172,6 +172,7 @@ BY_TYPE_COLUMNS = [
     "in_bigquery",
     "missing",
     "gcs_duplicated",
+    "gcs_redelivered",
     "bigquery_raw_duplicated",
     "misplaced",
     "altered",
@@ -324,7 +325,7 @@ def _notes(notes: list[str]) -> str:
 def render_html(report: dict[str, Any]) -> str:
     """The whole page, one string."""
     sinks = ["sink", "event_id", "message_id", "event_type", "location"]
-    raw_duplicates = ["event_id", "event_type", "bigquery_copies"]
+    raw_duplicates = ["event_id", "event_type", "gcs_copies", "bigquery_copies"]
     foreign_note = "allowed: foreign producers do not fail this run" if report.get("allow_foreign") else ""
     sections = [
         _banner(report),
@@ -333,7 +334,11 @@ def render_html(report: dict[str, Any]) -> str:
         _by_kind(report.get("by_kind") or []),
         _latency(report),
         _problems(report),
-        _listing("Raw BigQuery duplicates (not failing)", report.get("raw_duplicates") or [], raw_duplicates),
+        _listing(
+            "Raw duplicates: BigQuery rows, GCS redeliveries (not failing)",
+            report.get("raw_duplicates") or [],
+            raw_duplicates,
+        ),
         _listing("Unexpected (this run's id, never sent)", report.get("unexpected") or [], sinks),
         _listing("Foreign (no known run)", report.get("foreign") or [], [*sinks, "run_id"], foreign_note),
         _notes(report.get("notes") or []),

@@ -108,7 +108,7 @@ WITH sent AS (
   FROM {t[manifest]} WHERE outcome = 'published' GROUP BY event_id
 ),
 held AS (
-  SELECT s.event_id, e.sink, COUNT(*) AS copies,
+  SELECT s.event_id, e.sink, COUNT(*) AS copies, COUNT(DISTINCT e.message_id) AS messages,
          COUNTIF(e.container_type != s.event_type OR e.event_type IS NULL OR e.event_type != s.event_type
                  OR (e.sink = '{gcs}' AND (e.container_minute IS NULL OR e.event_minute IS NULL
                                             OR e.container_minute != e.event_minute OR NOT e.name_ok)))
@@ -129,7 +129,8 @@ lettered AS (
 ),
 status AS (
   SELECT s.event_id, s.expected, s.event_type, s.reason, s.kind, s.message_id, s.copies_sent,
-         COALESCE(g.copies, 0) AS gcs_copies, COALESCE(g.misplaced, 0) AS gcs_misplaced,
+         COALESCE(g.copies, 0) AS gcs_copies, COALESCE(g.messages, 0) AS gcs_messages,
+         COALESCE(g.misplaced, 0) AS gcs_misplaced,
          COALESCE(g.altered, 0) AS gcs_altered, g.location AS gcs_location,
          COALESCE(b.copies, 0) AS bigquery_copies, COALESCE(b.misplaced, 0) AS bigquery_misplaced,
          COALESCE(b.altered, 0) AS bigquery_altered, b.location AS bigquery_location,
@@ -162,7 +163,7 @@ SELECT *,
         WHEN {check_bigquery} AND bigquery_copies = 0 THEN 'missing_in_bigquery'
         WHEN gcs_misplaced + bigquery_misplaced > 0 THEN 'misplaced'
         WHEN gcs_altered + bigquery_altered > 0 THEN 'altered'
-        WHEN gcs_copies > 1 THEN 'duplicated'
+        WHEN gcs_messages > 1 THEN 'duplicated'
         ELSE NULL
       END
   END AS problem
@@ -173,7 +174,8 @@ BY_TYPE = """
 SELECT event_type, COUNT(*) AS expected,
        COUNTIF(gcs_copies > 0) AS in_gcs, COUNTIF(bigquery_copies > 0) AS in_bigquery,
        COUNTIF(COALESCE(problem, '') IN ('missing', 'missing_in_gcs', 'missing_in_bigquery')) AS missing,
-       COUNTIF(gcs_copies > 1) AS gcs_duplicated, COUNTIF(bigquery_copies > 1) AS bigquery_raw_duplicated,
+       COUNTIF(gcs_messages > 1) AS gcs_duplicated, COUNTIF(gcs_copies > gcs_messages) AS gcs_redelivered,
+       COUNTIF(bigquery_copies > 1) AS bigquery_raw_duplicated,
        COUNTIF(gcs_misplaced + bigquery_misplaced > 0) AS misplaced,
        COUNTIF(gcs_altered + bigquery_altered > 0) AS altered,
        COUNTIF(dlt_copies + dlq_copies > 0) AS dead_lettered,
@@ -202,9 +204,11 @@ SELECT problem, event_id, expected, event_type, kind, reason, message_id, gcs_co
 FROM {t[event_status]} WHERE problem IS NOT NULL
 ORDER BY CASE problem WHEN 'accepted' THEN 0 ELSE 1 END, problem, event_id"""
 
+# Copies that at-least-once delivery allows: the same message written again (a redelivery after a crash or a
+# lost ack: more GCS copies than messages), and raw BigQuery rows beyond the first (insertId dedup is best-effort).
 RAW_DUPLICATES = """
-SELECT event_id, event_type, bigquery_copies FROM {t[event_status]}
-WHERE bigquery_copies > 1 ORDER BY event_id"""
+SELECT event_id, event_type, gcs_copies, bigquery_copies FROM {t[event_status]}
+WHERE bigquery_copies > 1 OR (gcs_copies > gcs_messages AND gcs_messages = 1) ORDER BY event_id"""
 
 # Rows of this run that the manifest does not know; and rows of no known run (a foreign producer).
 UNEXPECTED = """

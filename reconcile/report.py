@@ -6,8 +6,10 @@ ReconcileError and never a Report.) What fails a run:
   GCS files, a malformed event accepted, dead-lettered with another reason, dead-letter bytes changed;
 - rows of this run that the manifest never sent (unexpected);
 - rows of no known run published during the run (foreign), unless foreign producers are allowed.
-Raw duplicates in the BigQuery tables are reported but do not fail: streaming inserts deduplicate on insertId
-best-effort only, and the *_deduped views (ddl/30_views.sql) show each event once.
+Raw duplicates are reported but do not fail: in the BigQuery tables (streaming inserts deduplicate on insertId
+best-effort only, and the *_deduped views, ddl/30_views.sql, show each event once), and in the GCS files when the
+copies are the *same* Pub/Sub message written again (at-least-once: a message redelivered after a crash or a lost
+ack, before its ack). Copies from different messages mean the dedup step failed: that is "duplicated".
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ PROBLEM_LABELS: dict[str, str] = {
     "misplaced": "misplaced (wrong type folder, minute folder, file name or table)",
     "altered": "altered (the sink's copy differs from what was published)",
     "other_reason": "dead-lettered with another reason code",
-    "duplicated": "duplicated in the GCS files",
+    "duplicated": "duplicated in the GCS files (copies from different messages: dedup let one through)",
 }
 SAMPLE = 10
 

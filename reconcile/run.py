@@ -236,7 +236,6 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
     return report
 
 
-
 def _load_gcs(engine: Any, target: ReconcileTarget, scope: str, on_step: Step) -> int:
     root = target.output_root
     if "://" not in root and not Path(root).is_dir():

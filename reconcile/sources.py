@@ -251,4 +251,3 @@ def _dead_letter_row(message: Any) -> dict[str, Any]:
         "publish_time": None,  # the source message's publish time does not travel with the dead letter
         "landed_time": published if isinstance(published, datetime) else None,
     }
-

@@ -57,6 +57,12 @@ class PipelineView:
         grid.add_row("files: lines", f"{p.gcs_lines:,}", "files written", f"{p.gcs_files:,}")
         grid.add_row("BigQuery rows", f"{p.bigquery_rows:,}", "dead-letter rows", f"{p.dead_letter_rows:,}")
         grid.add_row("lag to files", _lag(p.gcs_lag_ms), "lag to BigQuery", _lag(p.bigquery_lag_ms))
+        grid.add_row("acknowledged", f"{p.acked:,}", "in flight (unacked)", f"{p.unacked:,}")
+        if p.retries:
+            retries = ", ".join(f"{sink} {count:,}" for sink, count in sorted(p.retries.items()))
+            grid.add_row("[yellow]sink retries[/yellow]", retries, "", "")
+        for sink, detail in sorted(p.troubles.items()):
+            grid.add_row(f"[red]{sink} failing[/red]", detail, "", "")
         if p.bigquery_failed:
             grid.add_row("[red]BigQuery failed[/red]", f"{p.bigquery_failed:,}", "", "")
         grid.add_row("idle for", f"{p.idle_for:,.1f} s", "", "")

@@ -19,10 +19,10 @@ def _n(value: Any) -> int:
 
 
 def type_table(report: Report):
-    columns = ["type", "expected", "in GCS", "in BigQuery", "missing", "GCS dup", "BQ raw dup", "misplaced",
-               "altered", "dead-lettered", "ok"]  # fmt: skip
-    keys = ["expected", "in_gcs", "in_bigquery", "missing", "gcs_duplicated", "bigquery_raw_duplicated", "misplaced",
-            "altered", "dead_lettered", "ok"]  # fmt: skip
+    columns = ["type", "expected", "in GCS", "in BigQuery", "missing", "GCS dup", "GCS redelivered", "BQ raw dup",
+               "misplaced", "altered", "dead-lettered", "ok"]  # fmt: skip
+    keys = ["expected", "in_gcs", "in_bigquery", "missing", "gcs_duplicated", "gcs_redelivered",
+            "bigquery_raw_duplicated", "misplaced", "altered", "dead_lettered", "ok"]  # fmt: skip
     return terminal.table(
         "valid events, per type", columns, [[r["event_type"], *(_n(r[k]) for k in keys)] for r in report.by_type]
     )
@@ -113,10 +113,17 @@ def show(report: Report, output_root: str | None, dataset: str | None) -> None:
         out.print(latency_table(report))
     for part in problem_sample(report):
         out.print(part)
-    if report.raw_duplicates:
+    redelivered = sum(1 for r in report.raw_duplicates if _n(r.get("gcs_copies")) > 1)
+    in_bigquery = sum(1 for r in report.raw_duplicates if _n(r.get("bigquery_copies")) > 1)
+    if in_bigquery:
         terminal.warning(
-            f"{len(report.raw_duplicates):,} events have more than one row in the raw BigQuery tables (streaming "
-            "inserts deduplicate best-effort); the *_deduped views show each once"
+            f"{in_bigquery:,} events have more than one row in the raw BigQuery tables (streaming inserts "
+            "deduplicate best-effort); the *_deduped views show each once"
+        )
+    if redelivered:
+        terminal.warning(
+            f"{redelivered:,} events were written to the files more than once as the same message (at-least-once: "
+            "redelivered after a crash or a lost ack); readers deduplicate on event_id"
         )
     for note in report.notes:
         terminal.warning(note)

@@ -193,14 +193,27 @@ def test_a_deleted_file_is_missing_from_gcs(stack, tmp_path):
     assert problems_of(report) == dict.fromkeys(gone & set(_own_ids()), "missing_in_gcs")
 
 
-def test_a_duplicated_line_is_duplicated(stack, tmp_path):
+def test_a_line_copied_from_another_message_is_duplicated(stack, tmp_path):
+    tree = copy_tree(stack, tmp_path)
+    victim = files(tree)[0]
+    line = orjson.loads(victim.read_bytes().splitlines()[0])
+    copy = orjson.dumps({**line, "message_id": "republished-" + line["message_id"]}) + b"\n"
+    victim.write_bytes(victim.read_bytes() + copy)
+    report = reconcile(RUN, stack.target(tree))
+    assert report.exit_code == 1
+    assert problems_of(report) == {line["event_id"]: "duplicated"}
+
+
+def test_the_same_message_written_twice_is_a_redelivery_reported_not_failed(stack, tmp_path):
+    # At-least-once: a message redelivered after a crash is written again as itself.
     tree = copy_tree(stack, tmp_path)
     victim = files(tree)[0]
     first_line = victim.read_bytes().splitlines(keepends=True)[0]
     victim.write_bytes(victim.read_bytes() + first_line)
     report = reconcile(RUN, stack.target(tree))
-    assert report.exit_code == 1
-    assert problems_of(report) == {orjson.loads(first_line)["event_id"]: "duplicated"}
+    assert report.exit_code == 0, problems_of(report)
+    event_id = orjson.loads(first_line)["event_id"]
+    assert [(r["event_id"], r["gcs_copies"]) for r in report.raw_duplicates] == [(event_id, 2)]
 
 
 def test_one_changed_field_is_altered(stack, tmp_path):

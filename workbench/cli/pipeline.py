@@ -50,6 +50,20 @@ from workbench.localstack.stack import BIGQUERY_ENV, PUBSUB_ENV, STORAGE_ENV, lo
 @click.option("--pull-size", type=int, default=1000, show_default=True, help="Messages per local Pub/Sub pull.")
 @click.option("--flush-seconds", type=float, default=5.0, show_default=True, help="Longest a file buffer waits.")
 @click.option("--dedup-ttl", type=float, default=600.0, show_default=True, help="Seconds an event id is remembered.")
+@click.option(
+    "--sink-retry-seconds",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="How long a sink may stay unreachable (retried with backoff) before its writes are dead-lettered.",
+)
+@click.option(
+    "--max-outstanding",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="Local flow control: messages read but not yet committed by every sink (acked only once they are).",
+)
 @click.option("--dry-run", is_flag=True, help="DataflowRunner: build and translate the job, submit nothing.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def run_pipeline(
@@ -68,6 +82,8 @@ def run_pipeline(
     pull_size,
     flush_seconds,
     dedup_ttl,
+    sink_retry_seconds,
+    max_outstanding,
     dry_run,
     beam_args,
 ):
@@ -93,7 +109,7 @@ def run_pipeline(
         "--runner", runner, "--project", project, "--subscription", subscription,
         "--dead_letter_topic", dead_letter_topic, "--output_root", output_root, "--dataset", dataset,
         "--bigquery_method", bigquery_method, "--file_flush_seconds", str(flush_seconds),
-        "--dedup_ttl_seconds", str(dedup_ttl),
+        "--dedup_ttl_seconds", str(dedup_ttl), "--sink_retry_seconds", str(sink_retry_seconds),
     ]  # fmt: skip
     if runner == "DataflowRunner":
         for flag, value in (("--region", region), ("--temp_location", temp_location)):
@@ -131,13 +147,18 @@ def run_pipeline(
         os.environ[STORAGE_ENV] = local["storage"]
     if dataset:
         args += ["--bigquery_emulator_host", local["bigquery"]]
+    # The DirectRunner's state dies with the process: the dedup step's memory survives a restart in this file.
+    from generator.manifest import workbench_home
+
+    journal = workbench_home() / "pipeline" / f"dedup-{project}-{subscription.rsplit('/', 1)[-1]}.tsv"
+    args += ["--dedup_journal", str(journal)]
     args += list(beam_args)
     # Beam's own warnings (coders, unparsed flags) would scroll the live view away; errors still show.
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
 
     from workbench.pipeline_view import PipelineView, summary
 
-    settings = LocalSettings(stop_when_idle=stop_when_idle, pull_size=pull_size)
+    settings = LocalSettings(stop_when_idle=stop_when_idle, pull_size=pull_size, max_outstanding=max_outstanding)
     source = f"projects/{project}/subscriptions/{subscription} (emulator {local['pubsub']})"
     sinks = output_root + (f", BigQuery {project}.{dataset}" if dataset else "")
     terminal.info("running the pipeline on the DirectRunner; Ctrl-C drains and stops")
@@ -154,7 +175,14 @@ def run_pipeline(
             f"the pipeline stopped before its drain finished ({result.state}): buffered events may not be written",
             "let the drain finish (one Ctrl-C, then wait); the dead-letter topic and the sinks show what arrived",
         )
+    unacked = settings.control.unacked_at_exit
+    written = (
+        f"{unacked:,} messages read were not committed by every sink, so not acknowledged: Pub/Sub delivers "
+        "them again to the next run"
+        if unacked
+        else "everything read was written and acknowledged"
+    )
     if reason.startswith("interrupted"):
-        terminal.warning("interrupted: drained, everything read was written")
+        terminal.warning(f"interrupted: drained, {written}")
         sys.exit(130)
-    terminal.success(f"pipeline stopped ({reason}); everything read was written")
+    terminal.success(f"pipeline stopped ({reason}); {written}")
