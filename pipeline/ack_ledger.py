@@ -8,7 +8,7 @@ reader's flow control: it pulls only while fewer than `max_messages` (and `max_b
 backlog waits in Pub/Sub and the pipeline's memory stays flat.
 
 If the process dies, nothing it had not acknowledged is lost: Pub/Sub redelivers it once its lease runs out
-(at most `extend_to_seconds` later). What was written but not yet acknowledged is then written again; every
+(at most the subscription's ack deadline later). What was written but not yet acknowledged is then written again; every
 sink names its writes so that nothing is overwritten (see docs/pipeline.md, "Delivery guarantees").
 """
 
@@ -25,8 +25,7 @@ _LOG = logging.getLogger(__name__)
 
 ACK_BATCH = 1000  # ack ids per acknowledge / modify_ack_deadline request (well inside Pub/Sub's 512 KB limit)
 ACK_INTERVAL_S = 0.1  # how often committed messages are acknowledged
-EXTEND_TO_S = 60  # a pending message's lease is extended to this many seconds...
-EXTEND_MARGIN_S = 5.0  # ...this long before it would run out
+EXTEND_MARGIN_S = 5.0  # a pending message's lease is extended this long before it would run out (at most half)
 
 
 @dataclass
@@ -191,13 +190,15 @@ class AckLedger:
 
     def _extend_leases(self) -> None:
         now = self._clock()
-        soon = now + EXTEND_MARGIN_S
+        # Extended by the subscription's own deadline: a crashed run's messages come back that soon, not later.
+        extend_to = max(10, int(self.ack_deadline_seconds))
+        soon = now + min(EXTEND_MARGIN_S, extend_to / 2)
         with self._lock:
             expiring = [e for e in self._entries.values() if e.lease_until <= soon]
             ack_ids = [a for e in expiring for a in e.ack_ids]
             for entry in expiring:
-                entry.lease_until = now + EXTEND_TO_S
+                entry.lease_until = now + extend_to
         for start in range(0, len(ack_ids), ACK_BATCH):
             with contextlib.suppress(Exception):  # if it fails, Pub/Sub redelivers: a duplicate, never a loss
-                self._extend(ack_ids[start : start + ACK_BATCH], EXTEND_TO_S)
+                self._extend(ack_ids[start : start + ACK_BATCH], extend_to)
                 self.stats.extended += len(ack_ids[start : start + ACK_BATCH])

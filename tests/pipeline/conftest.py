@@ -79,7 +79,7 @@ class LocalStack:
 
 @pytest.fixture
 def stack(pubsub_emulator, bq_emulator, monkeypatch, tmp_path) -> LocalStack:
-    """Resources for one test: topic, subscription (with dead-letter policy), dead-letter pair, dataset."""
+    """Resources for one test: topic, subscription, dead-letter pair, dataset."""
     from workbench.bq_apply import apply_ddl
     from workbench.localstack.stack import create_pubsub_resources
 

@@ -459,3 +459,28 @@ def test_dedup_fails_open_an_event_it_cannot_judge_passes_and_is_counted(tmp_pat
         result.wait_until_finish()
     assert sorted(ast.literal_eval(line) for line in out.read_text().split()) == ["m1", "m2"]
     assert counter_value(result, M.DEDUP_ERRORS) == 1
+
+
+def _dedup_run(tmp_path, journal: str | None, events: list, name: str) -> list[str]:
+    from pipeline.transforms import DropRepeatedIdsFn
+
+    out = tmp_path / f"{name}.txt"
+    p = BeamTestPipeline(options=streaming_options())
+    passed = p | beam.Create([("0", e) for e in events]) | beam.ParDo(DropRepeatedIdsFn(600, journal=journal))
+    collect(passed | beam.Map(lambda e: e.message_id), str(out), "Passed")
+    p.run().wait_until_finish()
+    return sorted(ast.literal_eval(line) for line in out.read_text().split()) if out.exists() else []
+
+
+@pytest.mark.parametrize("journaled", [True, False], ids=["with-journal", "without"])
+def test_the_dedup_journal_carries_ids_across_a_restart_but_lets_redeliveries_through(tmp_path, journaled):
+    now = datetime.now(UTC)
+    first = core.ValidEvent("inventory", {}, now, "ev-1", "m1", now, {}, b"{}")
+    journal = str(tmp_path / "dedup.tsv") if journaled else None
+    assert _dedup_run(tmp_path, journal, [first], "before") == ["m1"]
+    # A restarted run (a new DoFn, empty state): the same message again (redelivered after the crash) and a
+    # second message with the same event id (a duplicate publish whose first copy the killed run wrote).
+    republished = first._replace(message_id="m2")
+    after = _dedup_run(tmp_path, journal, [republished, first], "after")
+    # Without the journal the fresh state takes whichever copy comes first: the other message, here.
+    assert after == (["m1"] if journaled else ["m2"])

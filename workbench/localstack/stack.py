@@ -30,7 +30,6 @@ from workbench.localstack.services import Service, bigquery, gcs, port_in_use, p
 START_TIMEOUT_S = 60.0
 # Generous deadlines for the pipeline's subscription: a DirectRunner bundle may hold messages for a while.
 ACK_DEADLINE_S = 60
-MAX_DELIVERY_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -181,9 +180,14 @@ def _wait_ready(service: Service, host: str, pid: int, log: Path) -> None:
     )
 
 
-def create_pubsub_resources(emulator_host: str, project: str) -> None:
-    """The topic, the pipeline's subscription with its dead-letter policy, the dead-letter topic with its
-    subscription, and reconcile's own subscription on the dead-letter topic."""
+def create_pubsub_resources(emulator_host: str, project: str, ack_deadline_seconds: int = ACK_DEADLINE_S) -> None:
+    """The topic, the pipeline's subscription, the dead-letter topic with its subscription, and reconcile's own
+    subscription on the dead-letter topic.
+
+    The pipeline's subscription has no Pub/Sub dead-letter policy, as in production: Pub/Sub's dead-letter topics
+    are not supported with Dataflow ("Handle message failures"), and the pipeline's own dead letter is the
+    mechanism. A policy here would move a message the pipeline is still retrying (a sink down) out of its reach.
+    """
     import grpc
     from google.api_core import exceptions
     from google.cloud import pubsub_v1
@@ -200,24 +204,11 @@ def create_pubsub_resources(emulator_host: str, project: str) -> None:
         for path in (topic, dead_letter_topic):
             with contextlib.suppress(exceptions.AlreadyExists):
                 publisher.create_topic(request={"name": path}, timeout=10)
-        for name, source, extra in (
-            (
-                names.SUBSCRIPTION,
-                topic,
-                {
-                    "dead_letter_policy": {
-                        "dead_letter_topic": dead_letter_topic,
-                        "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
-                    }
-                },
-            ),
-            (names.DEAD_LETTER_SUBSCRIPTION, dead_letter_topic, {}),
-        ):
+        for name, source in ((names.SUBSCRIPTION, topic), (names.DEAD_LETTER_SUBSCRIPTION, dead_letter_topic)):
             request = {
                 "name": subscriber.subscription_path(project, name),
                 "topic": source,
-                "ack_deadline_seconds": ACK_DEADLINE_S,
-                **extra,
+                "ack_deadline_seconds": ack_deadline_seconds,
             }
             with contextlib.suppress(exceptions.AlreadyExists):
                 subscriber.create_subscription(request=request, timeout=10)
