@@ -20,8 +20,14 @@ Beam's own counters reach the runner only when a bundle ends, which a bundle stu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Iterator
 from typing import Protocol
+
+_LOG = logging.getLogger(__name__)
+SLOW_S = 5.0  # a write without an answer for this long is reported (a client retrying an outage inside one call)
 
 GCS = "gcs"
 BIGQUERY = "bigquery"
@@ -58,6 +64,30 @@ def release(message_ids: Iterable[str]) -> None:
 def trouble(sink: str, detail: str | None) -> None:
     if _listener is not None:
         _listener.trouble(sink, detail)
+
+
+@contextlib.contextmanager
+def watch(sink: str, what: str, after_s: float = SLOW_S) -> Iterator[None]:
+    """Within this block, a write still unanswered after `after_s` is logged and reported as trouble.
+
+    Client libraries retry an unreachable service inside one call (google-cloud-storage for up to 120 s): without
+    this, an outage would be invisible until the call gives up."""
+    fired = threading.Event()
+
+    def report() -> None:
+        fired.set()
+        _LOG.warning("%s: %s has had no answer for %.0f s (the client is retrying)", sink, what, after_s)
+        trouble(sink, f"{what}: no answer for {after_s:.0f} s+ (retrying)")
+
+    timer = threading.Timer(after_s, report)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if fired.is_set():
+            trouble(sink, None)
 
 
 def active() -> bool:

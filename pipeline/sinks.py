@@ -243,7 +243,8 @@ class InsertRowsFn(beam.DoFn):
         oldest = min((e[2].publish_time for e in batch if e[2].publish_time), default=None)
         written = 0
         while pending:
-            committed, rejected, retry, error = self._inserter.attempt(table, pending)
+            with delivery.watch(delivery.BIGQUERY, f"inserting {len(pending)} rows into {table}"):
+                committed, rejected, retry, error = self._inserter.attempt(table, pending)
             if committed:
                 written += len(committed)
                 delivery.release(entry[2].message_id for entry in committed)

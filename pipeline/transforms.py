@@ -475,10 +475,11 @@ class BufferAndWriteFilesFn(beam.DoFn):
         while True:
             path = core.file_path(self.output_root, event_type, minute, sequence)
             try:
-                while FileSystems.exists(path):  # a name taken by an earlier run or a failed attempt
-                    sequence += 1
-                    path = core.file_path(self.output_root, event_type, minute, sequence)
-                self._write(path, body)
+                with delivery.watch(delivery.GCS, f"writing {path}"):
+                    while FileSystems.exists(path):  # a name taken by an earlier run or a failed attempt
+                        sequence += 1
+                        path = core.file_path(self.output_root, event_type, minute, sequence)
+                    self._write(path, body)
                 error = None
                 break
             except Exception as exc:  # the store unreachable or refusing: retried within the budget

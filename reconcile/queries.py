@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import re
 
+from eventmodel import reasons as R
 from eventmodel import rows
 from eventmodel.canonical import canonical_sql
 from eventmodel.schema import EVENT_TIME_FIELD
@@ -121,6 +122,7 @@ held AS (
 lettered AS (
   SELECT s.event_id, d.sink, COUNT(*) AS copies,
          COUNTIF(d.reason = s.reason) AS right_reason,
+         COUNTIF(d.reason = '{gcs_failed}') AS gcs_failed, COUNTIF(d.reason = '{bigquery_failed}') AS bigquery_failed,
          COUNTIF(NOT d.payload_cut AND (d.payload_digest IS NULL OR d.payload_digest != s.payload_digest))
            AS altered,
          STRING_AGG(DISTINCT d.reason, ',' ORDER BY d.reason) AS reasons
@@ -137,7 +139,9 @@ status AS (
          COALESCE(dt.copies, 0) AS dlt_copies, COALESCE(dt.right_reason, 0) AS dlt_right_reason,
          COALESCE(dt.altered, 0) AS dlt_altered, dt.reasons AS dlt_reasons,
          COALESCE(dq.copies, 0) AS dlq_copies, COALESCE(dq.right_reason, 0) AS dlq_right_reason,
-         COALESCE(dq.altered, 0) AS dlq_altered, dq.reasons AS dlq_reasons
+         COALESCE(dq.altered, 0) AS dlq_altered, dq.reasons AS dlq_reasons,
+         COALESCE(dt.gcs_failed, 0) + COALESCE(dq.gcs_failed, 0) > 0 AS gcs_gave_up,
+         COALESCE(dt.bigquery_failed, 0) + COALESCE(dq.bigquery_failed, 0) > 0 AS bigquery_gave_up
   FROM sent AS s
   LEFT JOIN held AS g ON g.event_id = s.event_id AND g.sink = '{gcs}'
   LEFT JOIN held AS b ON b.event_id = s.event_id AND b.sink = '{bigquery}'
@@ -158,9 +162,9 @@ SELECT *,
       END
     ELSE
       CASE
-        WHEN gcs_copies = 0 AND bigquery_copies = 0 THEN 'missing'
-        WHEN {check_gcs} AND gcs_copies = 0 THEN 'missing_in_gcs'
-        WHEN {check_bigquery} AND bigquery_copies = 0 THEN 'missing_in_bigquery'
+        WHEN gcs_copies = 0 AND bigquery_copies = 0 AND NOT (gcs_gave_up OR bigquery_gave_up) THEN 'missing'
+        WHEN {check_gcs} AND gcs_copies = 0 AND NOT gcs_gave_up THEN 'missing_in_gcs'
+        WHEN {check_bigquery} AND bigquery_copies = 0 AND NOT bigquery_gave_up THEN 'missing_in_bigquery'
         WHEN gcs_misplaced + bigquery_misplaced > 0 THEN 'misplaced'
         WHEN gcs_altered + bigquery_altered > 0 THEN 'altered'
         WHEN gcs_messages > 1 THEN 'duplicated'
@@ -179,6 +183,7 @@ SELECT event_type, COUNT(*) AS expected,
        COUNTIF(gcs_misplaced + bigquery_misplaced > 0) AS misplaced,
        COUNTIF(gcs_altered + bigquery_altered > 0) AS altered,
        COUNTIF(dlt_copies + dlq_copies > 0) AS dead_lettered,
+       COUNTIF((gcs_gave_up AND gcs_copies = 0) OR (bigquery_gave_up AND bigquery_copies = 0)) AS sink_gave_up,
        COUNTIF(problem IS NULL) AS ok
 FROM {t[event_status]} WHERE expected != '{dead_letter}'
 GROUP BY event_type ORDER BY event_type"""
@@ -266,6 +271,8 @@ def render(sql: str, tables: dict[str, str], run_id: str, checked: dict[str, boo
         dead_letter_table=DEAD_LETTER_TABLE,
         dead_letter_topic=DEAD_LETTER_TOPIC,
         dead_letter=DEAD_LETTER,
+        gcs_failed=R.GCS_WRITE_FAILED,
+        bigquery_failed=R.BIGQUERY_INSERT_FAILED,
         check_gcs=_bool(checked.get(GCS)),
         check_bigquery=_bool(checked.get(BIGQUERY)),
         check_table=_bool(checked.get(DEAD_LETTER_TABLE)),

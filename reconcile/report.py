@@ -10,6 +10,9 @@ Raw duplicates are reported but do not fail: in the BigQuery tables (streaming i
 best-effort only, and the *_deduped views, ddl/30_views.sql, show each event once), and in the GCS files when the
 copies are the *same* Pub/Sub message written again (at-least-once: a message redelivered after a crash or a lost
 ack, before its ack). Copies from different messages mean the dedup step failed: that is "duplicated".
+A valid event missing from a sink that dead-lettered it (BIGQUERY_INSERT_FAILED, GCS_WRITE_FAILED: the sink
+stayed down past the pipeline's retry limit) is not missing: it is where the pipeline promises to put it, with
+its original bytes, and the report counts it (by_type.sink_gave_up).
 """
 
 from __future__ import annotations

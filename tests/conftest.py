@@ -8,17 +8,16 @@ without gcloud the official half is skipped with the reason.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from emulator_processes import (
     EmulatorProcess,
     official_emulator_missing,
+    start_gcs_emulator,
     start_official_emulator,
     start_workbench_emulator,
+    stop_process,
 )
 
 
@@ -59,37 +58,12 @@ def backend(request: pytest.FixtureRequest) -> EmulatorProcess:
 def gcs_emulator(monkeypatch) -> Iterator[str]:
     """A fresh in-memory GCS emulator (it slows as objects pile up) with bucket `workbench-test`; yields the
     bucket URL and points STORAGE_EMULATOR_HOST (and Beam's gs:// filesystem) at it."""
-    import time
-    import urllib.request
-
     from pipeline.local import use_anonymous_credentials
-    from workbench.localstack.services import free_port
 
-    port = free_port()
-    script = Path(sys.executable).with_name("gcp-storage-emulator")
-    process = subprocess.Popen(
-        [sys.executable, str(script), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory",
-         "--default-bucket", "workbench-test"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    process, port = start_gcs_emulator()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/storage/v1/b/workbench-test", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the GCS emulator did not start") from None
-                time.sleep(0.2)
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
         use_anonymous_credentials()
         yield "gs://workbench-test"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)

@@ -136,3 +136,39 @@ def start_official_emulator() -> EmulatorProcess:
         emulator.stop()
         raise
     return emulator
+
+
+def start_gcs_emulator(port: int | None = None, storage: Path | None = None) -> tuple[subprocess.Popen, int]:
+    """gcp-storage-emulator with bucket `workbench-test` on a free (or the given) loopback port, once it answers.
+    In memory, or with `storage`, on disk there (objects survive a kill and restart)."""
+    import time
+    import urllib.request
+
+    from workbench.localstack.services import free_port
+
+    port = port or free_port()
+    script = Path(sys.executable).with_name("gcp-storage-emulator")
+    argv = [sys.executable, str(script), "start", "--host", "127.0.0.1", "--port", str(port),
+            "--default-bucket", "workbench-test", *([] if storage else ["--in-memory"])]  # fmt: skip
+    env = {**os.environ, **({"STORAGE_BASE": str(storage)} if storage else {})}
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                               start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/storage/v1/b/workbench-test", timeout=1).close()
+            return process, port
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("the GCS emulator did not start") from None
+            time.sleep(0.2)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

@@ -89,6 +89,14 @@ def summary(progress: Progress) -> list[Table]:
         ],
     )
     tables = [totals]
+    if progress.retries:
+        tables.append(
+            terminal.table(
+                "sink retries",
+                ("sink", "retries"),
+                sorted(progress.retries.items()),
+            )
+        )
     if progress.per_reason:
         tables.append(
             terminal.table("dead letters by reason", ("reason", "count"), sorted(progress.per_reason.items()))

@@ -125,6 +125,13 @@ def show(report: Report, output_root: str | None, dataset: str | None) -> None:
             f"{redelivered:,} events were written to the files more than once as the same message (at-least-once: "
             "redelivered after a crash or a lost ack); readers deduplicate on event_id"
         )
+    gave_up = sum(_n(r.get("sink_gave_up")) for r in report.by_type)
+    if gave_up:
+        terminal.warning(
+            f"{gave_up:,} valid events are not in a sink that stayed down past the pipeline's retry limit: that sink "
+            "dead-lettered them (BIGQUERY_INSERT_FAILED / GCS_WRITE_FAILED) with their original bytes; they are "
+            "not lost, replay them from the dead-letter topic"
+        )
     for note in report.notes:
         terminal.warning(note)
     sizes = ", ".join(f"{k} {v:,}" for k, v in report.sizes.items())

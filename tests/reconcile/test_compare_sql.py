@@ -54,7 +54,7 @@ def letters(event_id, reason):
 
 MANIFEST = [
     sent("v1"), sent("v1", duplicate="1"), sent("v2"), sent("v3", "inventory"), sent("v4"), sent("v5"),
-    sent("v6", "user_activity"), sent("v7"), sent("v8"), sent("v9"), sent("v10"),
+    sent("v6", "user_activity"), sent("v7"), sent("v8"), sent("v9"), sent("v10"), sent("v11"),
     sent("m1", "dead_letter", "NOT_JSON", "cut_off"), sent("m2", "dead_letter", "BAD_ENUM", "foreign_enum"),
     sent("m3", "dead_letter", "BAD_UUID", "braced_uuid"), sent("m4", "dead_letter", "NOT_JSON", "cut_off"),
     sent("m5", "dead_letter", "NOT_JSON", "cut_off"), sent("m6", "dead_letter", "OVERSIZE_PAYLOAD", "oversize"),
@@ -65,6 +65,7 @@ SINK_EVENTS = [
     held("v3", Q.GCS, "inventory"),
     *both("v4"), held("v4", Q.GCS, location="gcs:v4-again", message_id="m-v4-republished"),  # dedup missed it
     *both("v10"), held("v10", Q.GCS, location="gcs:v10-again"),  # the same message written again: a redelivery
+    held("v11", Q.GCS),  # BigQuery stayed down past the limit: the row went to the dead letter (below)
     held("v5", Q.GCS, container_minute="202601010001"), held("v5", Q.BIGQUERY),
     held("v6", Q.GCS, "user_activity"), held("v6", Q.BIGQUERY, "user_activity", canonical_digest="c-changed"),
     *both("v8"), held("v8", Q.BIGQUERY),
@@ -76,6 +77,8 @@ SINK_EVENTS = [
 DEAD_LETTERS = [
     *letters("m1", "NOT_JSON"), *letters("m1", "NOT_JSON"),  # a duplicate delivery dead-lettered twice: fine
     *letters("m2", "BAD_ENUM"),
+    lettered("v11", Q.DEAD_LETTER_TABLE, "BIGQUERY_INSERT_FAILED", stage="bigquery"),
+    lettered("v11", Q.DEAD_LETTER_TOPIC, "BIGQUERY_INSERT_FAILED", stage="bigquery"),
     *letters("m3", "MISSING_FIELD"),
     lettered("m4", Q.DEAD_LETTER_TABLE, "NOT_JSON", payload_digest="p-other"),
     lettered("m4", Q.DEAD_LETTER_TOPIC, "NOT_JSON"),
@@ -109,11 +112,12 @@ def compare(engine) -> dict:
 def check(result: dict) -> None:
     assert result["problems"] == EXPECTED_PROBLEMS
     assert result["first"] == "accepted"  # the worst failure is shown first
-    assert result["by_type"]["order"]["expected"] == 8  # v1 twice in the manifest counts once
+    assert result["by_type"]["order"]["expected"] == 9  # v1 twice in the manifest counts once
     assert result["by_type"]["order"]["missing"] == 2 and result["by_type"]["order"]["gcs_duplicated"] == 1
     assert result["by_type"]["order"]["misplaced"] == 2 and result["by_type"]["user_activity"]["altered"] == 1
     assert result["by_type"]["order"]["gcs_redelivered"] == 1  # v10
-    assert result["by_type"]["order"]["ok"] == 3  # v1, v8, v10 (raw BigQuery duplicates, redeliveries do not fail)
+    assert result["by_type"]["order"]["sink_gave_up"] == 1  # v11: dead-lettered by the sink, not lost
+    assert result["by_type"]["order"]["ok"] == 4  # v1, v8, v10, v11 (raw duplicates, redeliveries, sink letters)
     assert result["kinds"] == {"cut_off": (3, 1), "foreign_enum": (1, 0), "braced_uuid": (1, 0), "oversize": (1, 1)}
     assert result["raw"] == ["v10", "v8"]
     assert result["unexpected"] == [(Q.GCS, "u1")]

@@ -9,8 +9,8 @@ same definition `workbench up` uses, so the two cannot disagree; this module add
 cycle: pick free ports, start, wait until healthy (or say what failed), stop by pid.
 
 Offline fix (docs/architecture): BQEMU_ENABLE_FORMAT_EXTENSIONS=false keeps the emulator from downloading
-DuckDB's avro extension, and DuckDB's spatial extension must be installed from its PyPI wheel beforehand
-(scripts/bootstrap.sh does it); without it the emulator tries to download it and dies offline.
+DuckDB's avro extension, and DuckDB's spatial extension is installed from its PyPI wheel before the start
+(workbench/localstack/duckdb_extensions.py); without it the emulator tries to download it and dies offline.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 from eventmodel.resources import DEFAULT_PROJECT, LOCAL_HOST
 from workbench import extras
 from workbench.errors import WorkbenchError
+from workbench.localstack.duckdb_extensions import install_spatial
 from workbench.localstack.services import BIGQUERY_GRPC_OFFSET, bigquery
 
 STARTUP_TIMEOUT_S = 30.0
@@ -97,6 +98,9 @@ class BigQueryEmulator:
 
 def _free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the servers bind (SO_REUSEADDR): a port whose old connections linger in TIME_WAIT after a restart is
+        # free for them, and must be free here too.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -121,6 +125,7 @@ def start_bigquery_emulator(
     host: str = LOCAL_HOST,
     timeout: float = STARTUP_TIMEOUT_S,
     time_travel: bool = True,
+    data_dir: Path | None = None,
 ) -> BigQueryEmulator:
     """Start bqemulator on host:port (a free port when None) and return once it answers; WorkbenchError if not.
 
@@ -130,6 +135,7 @@ def start_bigquery_emulator(
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise WorkbenchError(f"the emulator binds loopback only, not {host}", "use --host 127.0.0.1")
     extras.require("local", "the BigQuery emulator", "bqemulator")
+    install_spatial()
     port = port or free_port_pair(host)
     for taken in (port, port + BIGQUERY_GRPC_OFFSET):
         if not _free(host, taken):
@@ -138,7 +144,7 @@ def start_bigquery_emulator(
                 f"{port + BIGQUERY_GRPC_OFFSET} (gRPC)",
                 "stop what uses it (`workbench down` if it is the local stack) or choose another port",
             )
-    service = bigquery(host, project, port, time_travel)
+    service = bigquery(host, project, port, time_travel, data_dir)  # data_dir: tables survive a restart
     workdir = Path(tempfile.mkdtemp(prefix="bqemulator-"))  # DuckDB spills into ./.tmp of the process's cwd
     log = tempfile.NamedTemporaryFile(prefix="bqemulator-", suffix=".log", delete=False)  # noqa: SIM115
     with log:

@@ -1,0 +1,104 @@
+"""What the failure tests share: a project of their own on the session's emulators, the pipeline as a
+subprocess (so that it can be killed), a publish run in a thread, reconcile's target."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from eventmodel import resources as names
+from generator.publisher import PublishPlan, publish
+from generator.sinks import PubSubTarget
+from generator.stream import GeneratorConfig
+from reconcile.run import ReconcileTarget
+
+ROOT = Path(__file__).resolve().parents[2]
+ACK_DEADLINE_S = 10
+RATE = 500
+FLUSH_S = 2.0
+_projects = itertools.count(1)
+
+
+class Run:
+    def __init__(self, pubsub: str, bigquery, home: Path, tmp_path: Path) -> None:
+        self.pubsub = pubsub
+        self.bigquery = bigquery
+        self.home = home
+        self.project = f"recovery-{next(_projects)}"
+        self.output = tmp_path / "output"
+        self.logs = tmp_path
+
+    def pipeline(self, name: str, *extra: str) -> subprocess.Popen:
+        argv = [sys.executable, "-m", "workbench.cli", "run-pipeline", "--project", self.project,
+                "--emulator", self.pubsub, "--bigquery-emulator", self.bigquery.host_port,
+                "--output-root", str(self.output), "--flush-seconds", str(FLUSH_S), *extra]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "WORKBENCH_HOME": str(self.home), "COLUMNS": "160"}
+        log = (self.logs / f"{name}.log").open("wb")
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def wait_reading(self, name: str, process: subprocess.Popen, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while "DirectRunner" not in self.log(name):
+            assert process.poll() is None, self.log(name)[-3000:]
+            assert time.monotonic() < deadline, "the pipeline did not start"
+            time.sleep(0.2)
+        time.sleep(3)  # past the first pull
+
+    def publish(self, run_id: str, count: int, malformed_rate: float = 0.05) -> threading.Thread:
+        plan = PublishPlan(
+            run_id=run_id,
+            target=PubSubTarget(self.project, names.TOPIC, self.pubsub),
+            rate=RATE,
+            count=count,
+            generator=GeneratorConfig(seed=17, malformed_rate=malformed_rate, duplicate_rate=0.02),
+        )
+        outcome = {}
+        thread = threading.Thread(target=lambda: outcome.setdefault("status", publish(plan).status), daemon=True)
+        thread.outcome = outcome
+        thread.start()
+        return thread
+
+    def target(self) -> ReconcileTarget:
+        return ReconcileTarget(
+            output_root=str(self.output),
+            project=self.project,
+            dataset=names.DATASET,
+            bigquery_emulator=self.bigquery.endpoint,
+            pubsub_emulator=self.pubsub,
+        )
+
+
+def prepare(pubsub: str, bigquery, tmp_path: Path, monkeypatch) -> Run:
+    """A Run with its topic, subscription (ack deadline ACK_DEADLINE_S) and tables."""
+    from workbench.bq_apply import apply_ddl
+    from workbench.localstack.stack import create_pubsub_resources
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub)
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    it = Run(pubsub, bigquery, home, tmp_path)
+    create_pubsub_resources(pubsub, it.project, ack_deadline_seconds=ACK_DEADLINE_S)
+    apply_ddl(project=it.project, emulator=bigquery.host_port)
+    return it
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*.json")}
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
