@@ -177,6 +177,24 @@ def placeholders(project: str, dataset: str = DATASET, location: str = DEFAULT_L
     return {"project": project, "dataset": dataset, "location": location, "schema_version": SCHEMA_VERSION}
 
 
+def find_sql_file(name: str | Path, ddl_dir: Path = DDL_DIR) -> Path:
+    """A DDL or run-book file: the path as given when it exists, else the packaged file of that name, so that
+    `ddl/ops/snapshots.sql`, `ops/snapshots.sql` and `snapshots` work from any folder, with or without a checkout."""
+    given = Path(name)
+    if given.is_file():
+        return given
+    relative = given.as_posix().removeprefix("./").removeprefix("ddl/")
+    relative = relative if relative.endswith(".sql") else f"{relative}.sql"
+    for candidate in (ddl_dir / relative, ddl_dir / "ops" / relative):
+        if candidate.is_file():
+            return candidate
+    known = sorted(f.relative_to(ddl_dir).as_posix() for f in ddl_dir.rglob("*.sql"))
+    raise WorkbenchError(
+        f"no SQL file {str(name)!r} here or among the packaged ones ({ddl_dir})",
+        f"give a path, or one of: {', '.join(known) or 'none (reinstall the package)'}",
+    )
+
+
 def render_file(
     path: Path, *, project: str, dataset: str = DATASET, location: str = DEFAULT_LOCATION, **extra: str
 ) -> str:

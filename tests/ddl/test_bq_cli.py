@@ -51,6 +51,20 @@ def test_render_fills_placeholders_and_asks_for_missing_ones():
     assert missing.exit_code != 0 and "history_uri" in str(missing.exception)
 
 
+@pytest.mark.parametrize("name", ["ops/snapshots.sql", "snapshots", "ddl/ops/snapshots"])
+def test_render_finds_a_packaged_run_book_from_any_folder(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ddl/ here: the installed package's copy is used
+    result = run("bq", "render", name, "--project", "p")
+    assert result.exit_code == 0, result.output
+    assert "`p.events." in result.output
+
+
+def test_render_of_an_unknown_file_lists_the_packaged_ones():
+    result = run("bq", "render", "nope.sql")
+    assert result.exit_code != 0
+    assert "ops/snapshots.sql" in result.exception.fix and "10_orders.sql" in result.exception.fix
+
+
 @pytest.mark.integration
 def test_apply_to_the_emulator(bq_emulator):
     result = run("bq", "apply", "--project", PROJECT, "--dataset", "cli_events", "--emulator", bq_emulator.host_port)

@@ -5,12 +5,12 @@ workbench bq apply --emulator 127.0.0.1:9150 --dataset events_test
 workbench bq apply --bigquery --project my-project --location EU
 workbench bq apply --dry-run               # print the statements, connect to nothing
 workbench bq render ddl/ops/snapshots.sql --project my-project    # a run-book with placeholders filled
+workbench bq render snapshots --project my-project                 # the same, from any folder (packaged copy)
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import click
 
@@ -88,16 +88,19 @@ def apply(project: str, dataset: str, location: str, emulator: str, real: bool, 
 
 
 @bq.command()
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path")
 @_project
 @_dataset
 @_location
 @click.option(
     "--set", "extra", multiple=True, metavar="NAME=VALUE", help="Another placeholder, e.g. history_uri=gs://b/h"
 )
-def render(path: Path, project: str, dataset: str, location: str, extra: tuple[str, ...]) -> None:
-    """Print a DDL or run-book file (ddl/ops/*.sql) with its ${placeholders} filled in."""
-    from workbench.bq_apply import render_file
+def render(path: str, project: str, dataset: str, location: str, extra: tuple[str, ...]) -> None:
+    """Print a DDL or run-book file (ddl/ops/*.sql) with its ${placeholders} filled in.
+
+    PATH is a file, or the name of a packaged one (ops/snapshots.sql, snapshots), found wherever it is installed.
+    """
+    from workbench.bq_apply import find_sql_file, render_file
     from workbench.errors import WorkbenchError
 
     values = {}
@@ -106,7 +109,7 @@ def render(path: Path, project: str, dataset: str, location: str, extra: tuple[s
         if not sep:
             raise WorkbenchError(f"--set {item!r} is not NAME=VALUE", "e.g. --set history_uri=gs://bucket/history")
         values[name] = value
-    click.echo(render_file(path, project=project, dataset=dataset, location=location, **values))
+    click.echo(render_file(find_sql_file(path), project=project, dataset=dataset, location=location, **values))
 
 
 def _first_line(sql: str) -> str:
