@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 import pytest
 
@@ -41,9 +42,11 @@ def test_loopback_only():
 
 
 def test_missing_offline_fix_names_the_fix(tmp_path, monkeypatch):
-    # DuckDB looks for its spatial extension under $HOME; an empty home is a machine without the offline fix,
-    # where the emulator tries to download it and exits.
+    # DuckDB looks for its spatial extension under $HOME; an empty home without duckdb-extension-spatial (which
+    # start_bigquery_emulator would copy from) is a machine without the offline fix, where the emulator tries to
+    # download it and exits.
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "duckdb_extension_spatial", None)
     with pytest.raises(WorkbenchError) as error:
         start_bigquery_emulator(timeout=30)
     assert "exited" in error.value.message and "bootstrap.sh" in error.value.fix

@@ -2,7 +2,8 @@
 every declared core dependency is imported: the dependency list says what the code needs, no more, no less.
 
 Core packages may use only `dependencies`; loadtest/ may also use the `loadtest` extra, and the BigQuery
-emulator's launcher (workbench/localstack/bigquery_main.py) the `local` extra. The imports are read from the
+emulator's launcher and offline fix (workbench/localstack/bigquery_main.py, duckdb_extensions.py) the `local`
+extra. The imports are read from the
 source (function-level imports included), so a lazy import cannot hide a missing declaration.
 """
 
@@ -23,7 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PACKAGES = ("eventmodel", "generator", "pipeline", "reconcile", "loadtest", "workbench", "emulator")
 # Files that may import from an extra, and which.
-EXTRA_USERS = {"loadtest/": "loadtest", "workbench/localstack/bigquery_main.py": "local"}
+EXTRA_USERS = {
+    "loadtest/": "loadtest",
+    "workbench/localstack/bigquery_main.py": "local",
+    "workbench/localstack/duckdb_extensions.py": "local",  # imports it inside a try: absent without the extra
+}
 # pipeline/flex_template/setup.py is the Dataflow workers' own setup script: it imports setuptools to build.
 NOT_RUNTIME = {"pipeline/flex_template/setup.py"}
 

@@ -166,8 +166,10 @@ def start_bigquery_emulator(
                 hint = "check the log above; is bqemulator installed (`bash scripts/bootstrap.sh`)?"
                 if "extension" in tail.lower() or "http" in tail.lower():
                     hint = (
-                        "it tried to download a DuckDB extension; run `bash scripts/bootstrap.sh` (installs the "
-                        "spatial extension offline) and keep BQEMU_ENABLE_FORMAT_EXTENSIONS=false"
+                        "it tried to download a DuckDB extension; install duckdb-extension-spatial, which the "
+                        "emulator's start copies into place offline (it comes with pip install "
+                        "'event-workbench[local]'; in a checkout `bash scripts/bootstrap.sh`), and keep "
+                        "BQEMU_ENABLE_FORMAT_EXTENSIONS=false"
                     )
                 raise WorkbenchError(
                     f"the BigQuery emulator exited with status {process.returncode} before it was ready:\n{tail}",

@@ -25,6 +25,7 @@ from workbench import extras
 from workbench.errors import WorkbenchError
 from workbench.exposure import warn_if_exposed
 from workbench.localstack import processes
+from workbench.localstack.duckdb_extensions import install_spatial
 from workbench.localstack.services import Service, bigquery, gcs, port_in_use, pubsub
 
 START_TIMEOUT_S = 60.0
@@ -113,6 +114,8 @@ def up(config: StackConfig, on_step: Callable[[str], None] = lambda _: None) -> 
     for service in config.services():
         if service.extra:
             extras.require(service.extra, f"the local stack's {service.name} emulator", *service.modules)
+    if config.with_bigquery:
+        install_spatial()  # the emulator's offline fix, also for an installed wheel (no bootstrap)
     warn_if_exposed(config.host, "the local stack", "read and write its topics, tables and buckets")
     state = read_state()
     state["project"] = config.project
