@@ -10,6 +10,7 @@ import ast
 import base64
 import collections
 import os
+import time
 from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
@@ -484,3 +485,68 @@ def test_the_dedup_journal_carries_ids_across_a_restart_but_lets_redeliveries_th
     after = _dedup_run(tmp_path, journal, [republished, first], "after")
     # Without the journal the fresh state takes whichever copy comes first: the other message, here.
     assert after == (["m1"] if journaled else ["m2"])
+
+
+class _Done:
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+    def result(self, timeout=None):
+        if self.error:
+            raise self.error
+        return "id"
+
+
+class FlakyPublisher:
+    """A dead-letter topic that is unreachable for the first `failures` publishes (counted in a file)."""
+
+    def __init__(self, path: str, failures: int) -> None:
+        self.path, self.failures = path, failures
+
+    def publish(self, topic, data, retry=None, timeout=None, **attributes):
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write("x")
+        attempts = len(open(self.path, encoding="utf-8").read())
+        return _Done(ConnectionError("dead-letter topic unreachable") if attempts <= self.failures else None)
+
+
+class DownClient:
+    def insert_rows_json(self, table, json_rows, row_ids=None, **kwargs):
+        raise ConnectionError("BigQuery unreachable")
+
+
+class RecordingListener:
+    def __init__(self) -> None:
+        self.released: list[str] = []
+
+    def hold(self, message_id, copies):
+        pass
+
+    def release(self, message_ids):
+        self.released.extend(message_ids)
+
+    def trouble(self, sink, detail):
+        pass
+
+
+def test_a_dead_letter_no_sink_takes_is_retried_past_the_limit_and_released_only_once_written(tmp_path):
+    from pipeline import delivery
+    from pipeline.sinks import WriteDeadLettersFn
+
+    letter = core.DeadLetter(b"not json", {"run_id": "r"}, R.NOT_JSON, "bad", core.STAGE_VALIDATE, "m1", "m1", NOW)
+    attempts = tmp_path / "attempts.txt"
+    listener = RecordingListener()
+    delivery.install(listener)
+    try:
+        fn = WriteDeadLettersFn("projects/p/topics/dl", "p", "events", retry_seconds=0.5, client=DownClient(),
+                                publisher=FlakyPublisher(str(attempts), failures=4))  # fmt: skip
+        started = time.monotonic()
+        with streaming_pipeline() as p:
+            _ = p | beam.Create([letter]) | beam.ParDo(fn)
+        elapsed = time.monotonic() - started
+    finally:
+        delivery.install(None)
+    # Both sinks down past the 0.5 s limit: no give-up (nothing took it), retried until the topic came back.
+    assert len(attempts.read_text()) == 5
+    assert elapsed > 0.5
+    assert listener.released == ["m1"], "released once, after the topic took it (the table was given up then)"
