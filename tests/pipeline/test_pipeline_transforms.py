@@ -504,9 +504,10 @@ class FlakyPublisher:
         self.path, self.failures = path, failures
 
     def publish(self, topic, data, retry=None, timeout=None, **attributes):
-        with open(self.path, "a", encoding="utf-8") as handle:
+        with open(self.path, "a+", encoding="utf-8") as handle:
             handle.write("x")
-        attempts = len(open(self.path, encoding="utf-8").read())
+            handle.seek(0)
+            attempts = len(handle.read())
         return _Done(ConnectionError("dead-letter topic unreachable") if attempts <= self.failures else None)
 
 
