@@ -56,3 +56,32 @@ def test_kill_9_mid_run_then_a_restart_loses_nothing_and_overwrites_nothing(run)
     again = report.raw_duplicates
     assert again, "the kill left written-but-unacked events (else this test proves nothing)"
     assert len(again) <= RATE * (FLUSH_S + 2), len(again)
+
+
+def test_the_pubsub_emulator_restarted_in_durable_mode_loses_nothing_confirmed(bigquery_emulator, tmp_path,
+                                                                               monkeypatch):  # fmt: skip
+    from emulator_processes import start_workbench_emulator
+
+    data = tmp_path / "pubsub-data"
+    emulator = start_workbench_emulator("--data-dir", str(data))
+    port = int(emulator.target.rsplit(":", 1)[1])
+    try:
+        run = prepare(emulator.target, bigquery_emulator, tmp_path, monkeypatch)
+        pipeline = run.pipeline("pipeline", "--stop-when-idle", str(ACK_DEADLINE_S + 8))
+        try:
+            run.wait_reading("pipeline", pipeline)
+            publisher = run.publish("pubsub-restart-run", 5000)
+            time.sleep(4)
+            emulator.process.kill()  # SIGKILL: whatever it confirmed is in its journal (fsync before the answer)
+            emulator.process.wait(10)
+            time.sleep(5)
+            emulator = start_workbench_emulator("--data-dir", str(data), port=port)
+            publisher.join(120)
+            assert publisher.outcome.get("status") == "completed", "the publisher reconnected and went on"
+            assert pipeline.wait(300) == 0, run.log("pipeline")[-4000:]
+        finally:
+            stop(pipeline)
+        report = reconcile("pubsub-restart-run", run.target())
+        assert report.exit_code == 0, (report.problems[:10], report.notes)
+    finally:
+        emulator.stop()
