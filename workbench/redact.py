@@ -2,8 +2,9 @@
 
 The workbench itself handles no secret (local mode is anonymous, real GCP uses Application Default Credentials
 that google-auth reads and never hands to us), but error messages quote what libraries say and environment
-values can be echoed. workbench.terminal passes every message through `redact`, and `workbench env` masks
-the value of any variable whose name looks secret.
+values can be echoed. workbench.terminal passes every message through `redact`, `workbench env` masks the value
+of any variable whose name looks secret, and the CLI installs `redact_logging()` so that log records of any
+library (Beam, google-auth, gRPC's Python side) are masked the same way.
 
     >>> redact("GET failed: Authorization: Bearer ya29.a0AfB_secret-token")
     'GET failed: Authorization: Bearer ****'
@@ -13,6 +14,7 @@ the value of any variable whose name looks secret.
 
 from __future__ import annotations
 
+import logging
 import re
 
 MASK = "****"
@@ -65,3 +67,24 @@ def _mask_group(match: re.Match[str]) -> str:
     whole = match.group(0)
     offset = match.start()
     return whole[: start - offset] + MASK + whole[end - offset :]
+
+
+def redact_logging() -> None:
+    """Mask secret-looking values in every log record this process creates from now on (idempotent)."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "redacts", False):
+        return
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: leave it for logging to report as it would
+            return record
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return record
+
+    factory.redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

@@ -84,3 +84,24 @@ def test_env_prints_addresses_and_masks_anything_secret(monkeypatch):
 def test_masked_value_by_name():
     assert masked_value("AWS_SECRET_ACCESS_KEY", "anything") == MASK
     assert masked_value("PUBSUB_PROJECT_ID", "workbench-local") == "workbench-local"
+
+
+def test_log_records_of_any_library_are_masked(caplog):
+    import logging
+
+    from workbench.redact import redact_logging
+
+    previous = logging.getLogRecordFactory()
+    try:
+        redact_logging()
+        redact_logging()  # idempotent: one layer
+        with caplog.at_level(logging.INFO):
+            logging.getLogger("google.auth.transport").info("headers: %s", {"authorization": "Bearer ya29.logged"})
+            logging.getLogger("apache_beam").warning("Discarding unparseable args: ['--aws_secret=abcd1234efgh']")
+            logging.getLogger("plain").info("published %d messages", 5)
+    finally:
+        logging.setLogRecordFactory(previous)
+    text = caplog.text
+    assert "ya29.logged" not in text and "abcd1234efgh" not in text
+    assert text.count(MASK) == 2
+    assert "published 5 messages" in text

@@ -67,8 +67,14 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: WorkbenchError becomes a two-line message and exit status 2."""
+    """Console-script entry point: WorkbenchError becomes a two-line message and exit status 2.
+
+    Log records of every library are masked like the terminal's messages (workbench.redact).
+    """
     from workbench import terminal
+    from workbench.redact import redact_logging
+
+    redact_logging()
 
     try:
         cli.main(args=argv, standalone_mode=False)
