@@ -5,17 +5,21 @@
 
 A stack that was already up stays up, so the run can be inspected and reconciled again. With chaos, the Pub/Sub
 emulator disturbs the run (seeded): duplicate deliveries, publish UNAVAILABLE, lost acks and delivery jitter on
-the pipeline's topic and subscription; reconcile must still find nothing lost, nothing altered and no
-duplicate in the GCS files.
+the pipeline's topic and subscription, and the pipeline itself is killed (SIGKILL, at a seeded moment of the
+publish) and started again; reconcile must still find nothing lost, nothing altered and no duplicate in the GCS
+files (what the killed run had written but not yet acknowledged comes back as the same message: a redelivery,
+reported, not a failure).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -58,6 +62,14 @@ def _stack_running() -> bool:
     return rows.get("pubsub") == "running" and rows.get("bigquery") == "running"
 
 
+def _serves_admin() -> bool:
+    """Whether the running stack's Pub/Sub emulator was started with its admin service (keep it so)."""
+    from workbench.localstack.stack import read_state
+
+    entry = read_state()["services"].get("pubsub") or {}
+    return "--admin" in entry.get("argv", [])
+
+
 @contextlib.contextmanager
 def local_stack(options: DemoOptions, on_step: Callable[[str], None]) -> Iterator[bool]:
     """The local stack for the demo; yields True when the demo started it (and stops it afterwards)."""
@@ -72,11 +84,17 @@ def local_stack(options: DemoOptions, on_step: Callable[[str], None]) -> Iterato
             bigquery_port=running["bigquery"],
             with_gcs="gcs" in running,
             gcs_port=running.get("gcs", names.GCS_EMULATOR_PORT),
+            pubsub_admin=options.chaos or _serves_admin(),
         )
+        if options.chaos and not _serves_admin():
+            on_step("chaos needs the Pub/Sub emulator's admin service: restarting it with --admin")
         stack.up(config, on_step)  # idempotent: creates what is missing (topics, reconcile's subscription, DDL)
         yield False
         return
-    stack.up(stack.StackConfig(pubsub_port=options.pubsub_port, bigquery_port=options.bigquery_port), on_step)
+    config = stack.StackConfig(
+        pubsub_port=options.pubsub_port, bigquery_port=options.bigquery_port, pubsub_admin=options.chaos
+    )
+    stack.up(config, on_step)
     try:
         yield True
     finally:
@@ -103,12 +121,12 @@ def chaos(emulator: str, project: str, seed: int, on_step: Callable[[str], None]
         on_step(f"chaos off; faults injected: {injected}")
 
 
-def start_pipeline(output_root: str, idle_s: float, log: Path) -> subprocess.Popen:
+def start_pipeline(output_root: str, idle_s: float, log: Path, append: bool = False) -> subprocess.Popen:
     """`workbench run-pipeline` in the background, stopping once idle for idle_s (its output goes to log)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "workbench.cli", "run-pipeline", "--stop-when-idle", str(idle_s),
             "--output-root", output_root]  # fmt: skip
-    with log.open("wb") as sink:
+    with log.open("ab" if append else "wb") as sink:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
                                 env={**os.environ, "COLUMNS": "120"}, start_new_session=True)  # fmt: skip
 
@@ -138,6 +156,46 @@ def wait_for_drain(process: subprocess.Popen, log: Path, timeout: float = DRAIN_
         raise WorkbenchError(f"the pipeline ended with status {code}; its output: {log}", "read the log")
 
 
+class PipelineCrash:
+    """Chaos: SIGKILL the pipeline at a seeded moment of the publish, then start it again (same settings, the log
+    appended). What the killed run read but had not acknowledged is redelivered to the new one."""
+
+    def __init__(self, options: DemoOptions, idle_s: float, log: Path, on_step: Callable[[str], None]) -> None:
+        expected_s = (options.count or 0) / options.rate if options.count else 10.0
+        self.delay_s = random.Random(options.seed).uniform(0.3, 0.6) * max(expected_s, 2.0)
+        self.options, self.idle_s, self.log, self.on_step = options, idle_s, log, on_step
+        self.current: subprocess.Popen | None = None
+        self._done = threading.Event()
+        self._timer: threading.Timer | None = None
+
+    def arm(self, pipeline: subprocess.Popen) -> PipelineCrash:
+        self.current = pipeline
+        self._timer = threading.Timer(self.delay_s, self._crash)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def _crash(self) -> None:
+        try:
+            os.killpg(self.current.pid, signal.SIGKILL)
+            self.current.wait(30)
+            self.on_step(f"chaos: killed the pipeline (SIGKILL) {self.delay_s:.1f} s into the publish; restarting it")
+            with self.log.open("ab") as sink:
+                sink.write(b"\n---- killed (SIGKILL) by demo --chaos; restarted ----\n")
+            self.current = start_pipeline(self.options.output_root, self.idle_s, self.log, append=True)
+        finally:
+            self._done.set()
+
+    def restarted(self, timeout: float = PIPELINE_START_TIMEOUT_S) -> subprocess.Popen:
+        """The pipeline after the crash (waits for the crash if the publish ended first)."""
+        self._done.wait(self.delay_s + timeout)
+        return self.current
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 def run_demo(options: DemoOptions, on_step: Callable[[str], None]) -> int:
     """The loop; returns reconcile's exit status (0 matched, 1 mismatch)."""
     from workbench.cli.publish import publish
@@ -155,11 +213,15 @@ def run_demo(options: DemoOptions, on_step: Callable[[str], None]) -> int:
 
         project = read_state().get("project", names.DEFAULT_PROJECT)
         disturb = chaos(endpoints["pubsub"], project, options.seed, on_step) if options.chaos else None
+        idle_s = CHAOS_IDLE_S if options.chaos else IDLE_S
         with disturb or contextlib.nullcontext():
-            pipeline = start_pipeline(options.output_root, CHAOS_IDLE_S if options.chaos else IDLE_S, log)
+            pipeline = start_pipeline(options.output_root, idle_s, log)
+            crash = None
             try:
                 on_step(f"pipeline starting in the background (log: {log})")
                 wait_until_reading(pipeline, log)
+                if options.chaos:
+                    crash = PipelineCrash(options, idle_s, log, on_step).arm(pipeline)
                 args = ["--rate", str(options.rate), "--malformed-rate", str(options.malformed_rate),
                         "--duplicate-rate", str(options.duplicate_rate), "--seed", str(options.seed),
                         "--run-id", run_id, "--project", project]  # fmt: skip
@@ -168,9 +230,14 @@ def run_demo(options: DemoOptions, on_step: Callable[[str], None]) -> int:
                 elif options.count:
                     args += ["--count", str(options.count)]
                 publish.main(args=args + options.extra_publish_args, standalone_mode=False)
+                if crash is not None:
+                    pipeline = crash.restarted()
                 on_step("published; waiting for the pipeline to drain and stop")
                 wait_for_drain(pipeline, log)
             finally:
+                if crash is not None:
+                    crash.cancel()
+                    pipeline = crash.current or pipeline
                 if pipeline.poll() is None:
                     os.killpg(pipeline.pid, signal.SIGTERM)
                     pipeline.wait(30)

@@ -67,4 +67,5 @@ def test_the_demo_under_chaos_loses_nothing(tmp_path):
     text = done.stdout.decode() + done.stderr.decode()
     assert done.returncode == 0, text[-4000:]
     assert "faults injected" in text and "'duplicate': 0" not in text and "'lost_ack': 0" not in text
+    assert "chaos: killed the pipeline (SIGKILL)" in text, "the pipeline was killed once and restarted"
     assert "events accounted for" in text
