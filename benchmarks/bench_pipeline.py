@@ -18,7 +18,12 @@
      the last row arrived (drain) and the p95 build lag; a rate is sustainable when the pipeline keeps up (drain
      within 10 s and p95 lag under 5 s). 30 s steps flatter the pipeline: at 1,500/s it held for 30 s and fell
      behind within 90;
-   - --soak: 10 minutes at 500 events/s, lag and memory per minute.
+   - --soak: 10 minutes at 500 events/s, lag and memory per minute;
+   - a 100,000-message backlog published before the pipeline starts: drain time and peak RSS (flow control keeps
+     what is read but not yet committed under --max-outstanding, so memory stays flat however deep the backlog).
+   Each end-to-end figure is measured in both delivery modes in the same run: at-least-once (the default: acks
+   after every sink committed) and the at-most-once baseline (`--ack-on-pull`, as Beam's own DirectRunner reader),
+   with their ratio.
 Figures go to the terminal; docs/benchmarks-pipeline.md records them with the machine.
 """
 
@@ -215,10 +220,22 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+MODES = {"at-least-once": (), "ack-on-pull": ("--ack-on-pull",)}
+
+
 def run_step(
-    stack: Stack, rate: float, seconds: float, poll: bool, sample_every: float = 1.0, extra: tuple[str, ...] = ()
+    stack: Stack,
+    rate: float,
+    seconds: float,
+    poll: bool,
+    sample_every: float = 1.0,
+    extra: tuple[str, ...] = (),
+    backlog: int = 0,
 ) -> dict:
-    """Publish at `rate` for `seconds` through a fresh pipeline process; measure lag, drain and memory."""
+    """Publish at `rate` for `seconds` through a fresh pipeline process; measure lag, drain and memory.
+
+    With `backlog`, that many messages are published (as fast as the publisher goes) before the pipeline starts,
+    and `rate`/`seconds` are ignored: the figures are then how long the backlog took and the memory it cost."""
     from generator.manifest import new_run_id
     from generator.publisher import PublishPlan, publish
     from generator.sinks import PubSubTarget
@@ -227,6 +244,19 @@ def run_step(
     dataset = stack.fresh_dataset()
     output = tempfile.mkdtemp(prefix="bench-e2e-")
     home = tempfile.mkdtemp(prefix="bench-home-")
+    os.environ["WORKBENCH_HOME"] = home
+    prefilled = None
+    if backlog:
+        prefilled = publish(
+            PublishPlan(
+                run_id=new_run_id(),
+                target=PubSubTarget(PROJECT, "backend-events-topic", stack.pubsub),
+                rate=50_000,
+                count=backlog,
+                generator=GeneratorConfig(seed=5, malformed_rate=0.02, duplicate_rate=0.01),
+            )
+        )
+    started_at = time.time()
     log = open(Path(home) / "pipeline.log", "w")  # noqa: SIM115 - closed below
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WORKBENCH_HOME": home}
     pipeline = subprocess.Popen(
@@ -256,16 +286,18 @@ def run_step(
     time.sleep(6)  # the pipeline process starts (imports, preflight, graph) before the clock starts
     if poller:
         poller.start()
-    plan = PublishPlan(
-        run_id=new_run_id(),
-        target=PubSubTarget(PROJECT, "backend-events-topic", stack.pubsub),
-        rate=rate,
-        duration=seconds,
-        generator=GeneratorConfig(seed=int(rate), malformed_rate=0.02, duplicate_rate=0.01),
-    )
-    os.environ["WORKBENCH_HOME"] = home
-    result = publish(plan)
-    published_at = time.time()
+    if prefilled is not None:
+        result, published_at = prefilled, started_at
+    else:
+        plan = PublishPlan(
+            run_id=new_run_id(),
+            target=PubSubTarget(PROJECT, "backend-events-topic", stack.pubsub),
+            rate=rate,
+            duration=seconds,
+            generator=GeneratorConfig(seed=int(rate), malformed_rate=0.02, duplicate_rate=0.01),
+        )
+        result = publish(plan)
+        published_at = time.time()
     try:
         pipeline.wait(timeout=seconds + 180)
     except subprocess.TimeoutExpired:
@@ -319,8 +351,8 @@ def _print_chain(chain: dict[str, float]) -> None:
     console.print(table)
 
 
-def _print_lag(lag: dict) -> None:
-    table = Table(title="end to end at 500 events/s for 60 s (publish -> BigQuery row)")
+def _print_lag(lag: dict, mode: str) -> None:
+    table = Table(title=f"end to end at 500 events/s for 60 s (publish -> BigQuery row), {mode}")
     for column in ("published", "rows", "build lag p50", "p95", "max", "seen lag p50", "p95", "peak RSS"):
         table.add_column(column, justify="right")
     table.add_row(
@@ -345,6 +377,8 @@ def main() -> None:
     parser.add_argument("--skip-chain", action="store_true", help="leave out the transform chain")
     parser.add_argument("--skip-lag", action="store_true", help="leave out the 500 events/s lag measurement")
     parser.add_argument("--step-seconds", type=float, default=90.0, help="length of each rate step")
+    parser.add_argument("--modes", default="at-least-once,ack-on-pull", help="delivery modes to measure")
+    parser.add_argument("--backlog", type=int, default=100_000, help="messages of the backlog measurement (0: skip)")
     args = parser.parse_args()
     console.print(f"[bold]machine[/bold]: {describe()}")
 
@@ -362,20 +396,38 @@ def main() -> None:
         finally:
             stack.stop()
 
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not args.skip_lag:
-        _print_lag(measured(500, 60, poll=True))
+        for mode in modes:
+            _print_lag(measured(500, 60, poll=True, extra=MODES[mode]), mode)
 
-    for rate in [float(r) for r in args.rates.split(",")]:
-        step = measured(rate, args.step_seconds, poll=False)
-        keeps_up = step["drain_s"] <= 10 and step["build_p95"] < 5
+    for rate in [float(r) for r in args.rates.split(",") if r.strip()]:
         table = Table(title=f"sustainable rate: {rate:,.0f}/s for {args.step_seconds:g} s")
-        for column in ("achieved", "rows", "build lag p95", "max", "drain after publish", "peak RSS", ""):
+        for column in ("mode", "achieved", "rows", "build lag p95", "max", "drain after publish", "peak RSS", ""):
             table.add_column(column, justify="right")
-        table.add_row(
-            f"{step['achieved']:,.0f}/s", f"{step['rows']:,}", f"{step['build_p95']:.2f} s",
-            f"{step['build_max']:.2f} s", f"{step['drain_s']:.1f} s", f"{step['peak_rss_mb']:.0f} MB",
-            "keeps up" if keeps_up else "falls behind",
-        )  # fmt: skip
+        for mode in modes:
+            step = measured(rate, args.step_seconds, poll=False, extra=MODES[mode])
+            keeps_up = step["drain_s"] <= 10 and step["build_p95"] < 5
+            table.add_row(
+                mode, f"{step['achieved']:,.0f}/s", f"{step['rows']:,}", f"{step['build_p95']:.2f} s",
+                f"{step['build_max']:.2f} s", f"{step['drain_s']:.1f} s", f"{step['peak_rss_mb']:.0f} MB",
+                "keeps up" if keeps_up else "falls behind",
+            )  # fmt: skip
+        console.print(table)
+
+    if args.backlog:
+        table = Table(title=f"a backlog of {args.backlog:,} messages, published before the pipeline starts")
+        for column in ("mode", "rows", "drain (from start)", "events/s", "peak RSS", "vs ack-on-pull"):
+            table.add_column(column, justify="right")
+        results = {mode: measured(0, 0, poll=False, extra=MODES[mode], backlog=args.backlog) for mode in modes}
+        base = results.get("ack-on-pull")
+        for mode, step in results.items():
+            rate = step["rows"] / step["drain_s"] if step["drain_s"] > 0 else float("nan")
+            base_rate = base["rows"] / base["drain_s"] if base and base["drain_s"] > 0 else float("nan")
+            table.add_row(
+                mode, f"{step['rows']:,}", f"{step['drain_s']:.1f} s", f"{rate:,.0f}/s",
+                f"{step['peak_rss_mb']:.0f} MB", f"{rate / base_rate:.2f}x" if base else "-",
+            )  # fmt: skip
         console.print(table)
 
     if args.soak:

@@ -63,6 +63,8 @@ class ReadControl:
     ledger: AckLedger | None = None  # created at the first pull (it needs the subscription)
     unacked_at_exit: int = 0  # messages left unacknowledged when the run ended (Pub/Sub redelivers them)
     pull_error: str | None = None  # the last pull's error while Pub/Sub is unreachable, else None
+    # At-most-once, as Beam's own DirectRunner reader: ack on pull. Only a baseline for benchmarks to compare with.
+    ack_on_pull: bool = False
 
     def request_stop(self, reason: str = "requested") -> None:
         if not self.stop.is_set():
@@ -153,7 +155,10 @@ def _pull(evaluator, control: ReadControl) -> list:
         if ledger.outstanding():  # not idle while sinks still work on what was read
             control.last_message_at = time.monotonic()
         return []
-    ledger.received((m.message.message_id, m.ack_id, m.message.ByteSize()) for m in received)
+    if control.ack_on_pull:
+        client.acknowledge(request={"subscription": subscription, "ack_ids": [m.ack_id for m in received]})
+    else:
+        ledger.received((m.message.message_id, m.ack_id, m.message.ByteSize()) for m in received)
     results = []
     for item in received:
         raw = item.message

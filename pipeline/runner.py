@@ -58,6 +58,7 @@ class LocalSettings:
     stop_when_idle: float | None = None
     pull_size: int = DEFAULT_PULL_SIZE
     max_outstanding: int = DEFAULT_MAX_OUTSTANDING
+    ack_on_pull: bool = False  # at-most-once baseline for benchmarks (pipeline.local.ReadControl)
     poll_seconds: float = 0.5
     control: ReadControl = field(default_factory=ReadControl)
 
@@ -282,6 +283,7 @@ def run(
     control = settings.control
     control.pull_size = settings.pull_size
     control.max_outstanding = settings.max_outstanding
+    control.ack_on_pull = settings.ack_on_pull
     control.idle_seconds = settings.stop_when_idle
     control.started_at = time.monotonic()
     pipeline = beam.Pipeline(options=options)

@@ -64,6 +64,12 @@ from workbench.localstack.stack import BIGQUERY_ENV, PUBSUB_ENV, STORAGE_ENV, lo
     show_default=True,
     help="Local flow control: messages read but not yet committed by every sink (acked only once they are).",
 )
+@click.option(
+    "--ack-on-pull",
+    is_flag=True,
+    hidden=True,  # a benchmark's baseline (benchmarks/bench_pipeline.py), never a way to run
+    help="At-most-once: acknowledge on pull, as Beam's DirectRunner reader does (loses what a crash held).",
+)
 @click.option("--dry-run", is_flag=True, help="DataflowRunner: build and translate the job, submit nothing.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def run_pipeline(
@@ -84,6 +90,7 @@ def run_pipeline(
     dedup_ttl,
     sink_retry_seconds,
     max_outstanding,
+    ack_on_pull,
     dry_run,
     beam_args,
 ):
@@ -158,7 +165,9 @@ def run_pipeline(
 
     from workbench.pipeline_view import PipelineView, summary
 
-    settings = LocalSettings(stop_when_idle=stop_when_idle, pull_size=pull_size, max_outstanding=max_outstanding)
+    settings = LocalSettings(
+        stop_when_idle=stop_when_idle, pull_size=pull_size, max_outstanding=max_outstanding, ack_on_pull=ack_on_pull
+    )
     source = f"projects/{project}/subscriptions/{subscription} (emulator {local['pubsub']})"
     sinks = output_root + (f", BigQuery {project}.{dataset}" if dataset else "")
     terminal.info("running the pipeline on the DirectRunner; Ctrl-C drains and stops")
