@@ -3,8 +3,10 @@
 On Dataflow the dedup state survives a worker crash (it is the runner's persisted state) and this is not used.
 The DirectRunner keeps state in memory, so a killed `workbench run-pipeline` would forget every id and let the
 second copy of an event through whenever the first one was written before the crash. Locally the dedup step
-therefore appends (event id, message id, publish time) of every event it lets through to this journal, flushed
-before the bundle's output moves on, and a restarted run loads what is younger than the dedup window.
+(pipeline.transforms.DropRepeatedIdsFn) therefore appends (event id, message id, publish time) of every event it
+lets through to this journal, handed to the operating system at every bundle end, before the bundle's output
+moves on (a killed process loses none of it; no fsync, which only a machine crash would need). A restarted run
+loads what is younger than the dedup window.
 
 A remembered id drops a later copy only when it comes in *another* message: the same message coming back is a
 redelivery of something that may not have reached every sink before the crash, and must go through again.
@@ -26,6 +28,7 @@ class DedupJournal:
         self.ttl_seconds = ttl_seconds
         self.clock = clock
         self._pending: list[str] = []
+        self._handle = None
 
     def load(self) -> dict[str, str]:
         """event id -> message id of what was let through within the window; the file is compacted to that."""
@@ -58,10 +61,14 @@ class DedupJournal:
         self._pending.append(f"{event_id}\t{message_id}\t{published:.3f}\n")
 
     def flush(self) -> None:
+        """Hand the pending lines to the operating system. A killed process loses nothing written so (no fsync:
+        that would guard against a machine crash, at a disk flush per bundle, and a local run's state is only
+        worth so much)."""
         if not self._pending:
             return
         text, self._pending = "".join(self._pending), []
-        with _lock, self.path.open("a", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with _lock:
+            if self._handle is None:
+                self._handle = self.path.open("a", encoding="utf-8")
+            self._handle.write(text)
+            self._handle.flush()

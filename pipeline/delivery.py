@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
@@ -66,27 +67,46 @@ def trouble(sink: str, detail: str | None) -> None:
         _listener.trouble(sink, detail)
 
 
+_watched: dict[int, list] = {}  # id -> [sink, what, started, reported]
+_watch_lock = threading.Lock()
+_watchdog: threading.Thread | None = None
+
+
+def _watch_loop() -> None:
+    while True:
+        time.sleep(1.0)
+        now = time.monotonic()
+        with _watch_lock:
+            late = [entry for entry in _watched.values() if not entry[3] and now - entry[2] >= SLOW_S]
+            for entry in late:
+                entry[3] = True
+        for sink, what, _started, _ in late:
+            _LOG.warning("%s: %s has had no answer for %.0f s (the client is retrying)", sink, what, SLOW_S)
+            trouble(sink, f"{what}: no answer for {SLOW_S:.0f} s+ (retrying)")
+
+
 @contextlib.contextmanager
-def watch(sink: str, what: str, after_s: float = SLOW_S) -> Iterator[None]:
-    """Within this block, a write still unanswered after `after_s` is logged and reported as trouble.
+def watch(sink: str, what: str) -> Iterator[None]:
+    """Within this block, a write still unanswered after SLOW_S is logged and reported as trouble.
 
     Client libraries retry an unreachable service inside one call (google-cloud-storage for up to 120 s): without
-    this, an outage would be invisible until the call gives up."""
-    fired = threading.Event()
-
-    def report() -> None:
-        fired.set()
-        _LOG.warning("%s: %s has had no answer for %.0f s (the client is retrying)", sink, what, after_s)
-        trouble(sink, f"{what}: no answer for {after_s:.0f} s+ (retrying)")
-
-    timer = threading.Timer(after_s, report)
-    timer.daemon = True
-    timer.start()
+    this, an outage would be invisible until the call gives up. One watchdog thread checks every second."""
+    global _watchdog
+    if _listener is None:  # nobody to tell (Dataflow): no bookkeeping
+        yield
+        return
+    entry = [sink, what, time.monotonic(), False]
+    with _watch_lock:
+        if _watchdog is None:
+            _watchdog = threading.Thread(target=_watch_loop, name="sink-watchdog", daemon=True)
+            _watchdog.start()
+        _watched[id(entry)] = entry
     try:
         yield
     finally:
-        timer.cancel()
-        if fired.is_set():
+        with _watch_lock:
+            _watched.pop(id(entry), None)
+        if entry[3]:
             trouble(sink, None)
 
 

@@ -47,7 +47,7 @@ def own_bigquery(tmp_path):
 
 
 def _outage(run: Run, own_bigquery, count: int, down_s: float, limit_s: float, malformed_rate: float):
-    pipeline = run.pipeline("pipeline", "--sink-retry-seconds", str(limit_s), "--stop-when-idle", "8")
+    pipeline = run.pipeline("pipeline", "--sink-retry-seconds", str(limit_s), "--stop-when-idle", "5")
     try:
         run.wait_reading("pipeline", pipeline)
         publisher = run.publish("outage-run", count, malformed_rate=malformed_rate)
@@ -102,7 +102,7 @@ def test_gcs_down_30_s_with_a_gs_output_root_loses_nothing(workbench_emulator, b
         use_anonymous_credentials()
         run = prepare(workbench_emulator.target, bigquery_emulator, tmp_path, monkeypatch)
         run.output = "gs://workbench-test/outage"
-        pipeline = run.pipeline("pipeline", "--sink-retry-seconds", "120", "--stop-when-idle", "8")
+        pipeline = run.pipeline("pipeline", "--sink-retry-seconds", "120", "--stop-when-idle", "5")
         try:
             run.wait_reading("pipeline", pipeline)
             publisher = run.publish("gcs-outage-run", 4000)
