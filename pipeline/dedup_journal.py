@@ -20,21 +20,32 @@ import time
 from pathlib import Path
 
 _lock = threading.Lock()
+# Per process: what each run loaded (the DirectRunner sets up many copies of a DoFn; one load, one compaction per
+# run), and one append handle per file.
+_loaded: dict[tuple[str, str], dict[str, str]] = {}
+_handles: dict[str, object] = {}
 
 
 class DedupJournal:
-    def __init__(self, path: str, ttl_seconds: float, clock=time.time) -> None:
+    """`run` names one pipeline run (every copy of the DoFn in it carries the same): the journal is loaded once
+    per run and process."""
+
+    def __init__(self, path: str, ttl_seconds: float, run: str = "", clock=time.time) -> None:
         self.path = Path(path)
         self.ttl_seconds = ttl_seconds
+        self.run = run
         self.clock = clock
         self._pending: list[str] = []
-        self._handle = None
 
     def load(self) -> dict[str, str]:
         """event id -> message id of what was let through within the window; the file is compacted to that."""
-        horizon = self.clock() - self.ttl_seconds
-        kept: dict[str, tuple[str, str]] = {}
+        key = (str(self.path), self.run)
         with _lock:
+            known = _loaded.get(key)
+            if known is not None:
+                return known
+            horizon = self.clock() - self.ttl_seconds
+            kept: dict[str, tuple[str, str]] = {}
             try:
                 lines = self.path.read_text(encoding="utf-8").splitlines()
             except FileNotFoundError:
@@ -52,8 +63,12 @@ class DedupJournal:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
             temporary.write_text("".join(f"{e}\t{m}\t{p}\n" for e, (m, p) in kept.items()), encoding="utf-8")
+            handle = _handles.pop(str(self.path), None)
+            if handle is not None:
+                handle.close()  # it points at the file the compaction replaces
             os.replace(temporary, self.path)
-        return {event_id: message_id for event_id, (message_id, _) in kept.items()}
+            known = _loaded[key] = {event_id: message_id for event_id, (message_id, _) in kept.items()}
+            return known
 
     def add(self, event_id: str, message_id: str, published: float) -> None:
         if "\t" in event_id or "\n" in event_id:  # cannot be journaled faithfully; the in-memory ring still has it
@@ -61,14 +76,13 @@ class DedupJournal:
         self._pending.append(f"{event_id}\t{message_id}\t{published:.3f}\n")
 
     def flush(self) -> None:
-        """Hand the pending lines to the operating system. A killed process loses nothing written so (no fsync:
-        that would guard against a machine crash, at a disk flush per bundle, and a local run's state is only
-        worth so much)."""
+        """Hand the pending lines to the operating system: a killed process loses none of them."""
         if not self._pending:
             return
         text, self._pending = "".join(self._pending), []
         with _lock:
-            if self._handle is None:
-                self._handle = self.path.open("a", encoding="utf-8")
-            self._handle.write(text)
-            self._handle.flush()
+            handle = _handles.get(str(self.path))
+            if handle is None:
+                handle = _handles[str(self.path)] = self.path.open("a", encoding="utf-8")
+            handle.write(text)
+            handle.flush()

@@ -177,6 +177,7 @@ class DropRepeatedIdsFn(beam.DoFn):
     def __init__(
         self, ttl_seconds: float, clock: Clock = time.time, copies: int = 1, journal: str | None = None
     ) -> None:
+        self.run = uuid.uuid4().hex  # every copy of this DoFn in one run shares the journal's one load
         self.ttl_seconds = ttl_seconds
         self.slot_seconds = ttl_seconds / (DEDUP_SLOTS - 1)
         self.clock = clock
@@ -193,7 +194,7 @@ class DropRepeatedIdsFn(beam.DoFn):
         if self.journal:
             from pipeline.dedup_journal import DedupJournal
 
-            self._journal = DedupJournal(self.journal, self.ttl_seconds, self.clock)
+            self._journal = DedupJournal(self.journal, self.ttl_seconds, self.run, self.clock)
             self._before_restart = self._journal.load()
 
     def finish_bundle(self) -> None:
