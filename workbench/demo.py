@@ -32,10 +32,10 @@ from workbench.errors import WorkbenchError
 # Chaos on the pipeline's own topic and subscription (never the dead-letter ones, which reconcile reads).
 CHAOS_SUBSCRIPTION = {"duplicate_rate": 0.02, "lost_ack_rate": 0.02, "delay_ms": 20.0, "jitter_ms": 50.0}
 CHAOS_TOPIC = {"publish_failure_rate": 0.02}
-# A lost ack comes back after the subscription's ack deadline (workbench.localstack.stack.ACK_DEADLINE_S, 60 s):
+# A lost ack comes back after the subscription's ack deadline (workbench.localstack.stack.ACK_DEADLINE_S, 20 s):
 # under chaos the pipeline waits past it so that redeliveries reach it (and its dedup) before it stops.
 IDLE_S = 8.0
-CHAOS_IDLE_S = 75.0
+CHAOS_IDLE_S = 35.0
 PIPELINE_START_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 600.0
 

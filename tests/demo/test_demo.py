@@ -1,6 +1,6 @@
 """`workbench demo` end to end, as a user runs it: its own stack on free ports, its exit status is reconcile's.
 
-Slow (a real pipeline on the DirectRunner, and under chaos a wait past the 60 s ack deadline for redeliveries).
+Slow (a real pipeline on the DirectRunner, and under chaos a wait past the 20 s ack deadline for redeliveries).
 """
 
 from __future__ import annotations

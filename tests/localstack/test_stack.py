@@ -61,8 +61,9 @@ def test_up_starts_everything_creates_resources_and_is_idempotent(home, monkeypa
     subscriber = pubsub_v1.SubscriberClient()
     sub = subscriber.get_subscription(subscription=f"projects/{cfg.project}/subscriptions/{names.SUBSCRIPTION}")
     assert sub.topic.endswith(f"/topics/{names.TOPIC}")
-    assert sub.dead_letter_policy.dead_letter_topic.endswith(f"/topics/{names.DEAD_LETTER_TOPIC}")
-    assert sub.dead_letter_policy.max_delivery_attempts == stack.MAX_DELIVERY_ATTEMPTS
+    # No Pub/Sub dead-letter policy: Dataflow supports none on the subscription it reads (the pipeline dead-letters).
+    assert not sub.dead_letter_policy.dead_letter_topic
+    assert sub.ack_deadline_seconds == stack.ACK_DEADLINE_S
     subscriber.get_subscription(subscription=f"projects/{cfg.project}/subscriptions/{names.DEAD_LETTER_SUBSCRIPTION}")
     subscriber.close()
 

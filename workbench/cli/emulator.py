@@ -61,11 +61,13 @@ def pubsub(host: str, port: int, data_dir: str | None, seed: int, admin: bool, d
     handle = start(host, port, data_dir=data_dir, seed=seed, faults=faults, fault_overrides=fault_overrides,
                    admin=True if admin else None)
     previous = signal.signal(signal.SIGTERM, lambda *_: handle.request_stop())
-    terminal.success(f"Pub/Sub emulator listening on {handle.target}: "
-                     f"export PUBSUB_EMULATOR_HOST={handle.target}")
-    if handle.admin:
-        terminal.info("admin service on: faults can be changed while it runs (emulator.pubsub.admin.AdminClient)")
+    # Everything after start() is inside the try: a Ctrl-C that lands while the banner prints must still stop the
+    # server (its gRPC threads would keep the process alive).
     try:
+        terminal.success(f"Pub/Sub emulator listening on {handle.target}: "
+                         f"export PUBSUB_EMULATOR_HOST={handle.target}")
+        if handle.admin:
+            terminal.info("admin service on: faults can be changed while it runs (emulator.pubsub.admin.AdminClient)")
         if live:
             run_live(handle, terminal.console)
         else:

@@ -29,8 +29,9 @@ from workbench.localstack.duckdb_extensions import install_spatial
 from workbench.localstack.services import Service, bigquery, gcs, port_in_use, pubsub
 
 START_TIMEOUT_S = 60.0
-# Generous deadlines for the pipeline's subscription: a DirectRunner bundle may hold messages for a while.
-ACK_DEADLINE_S = 60
+# The pipeline extends the lease of what it still works on (pipeline/ack_ledger.py), so the deadline need not cover
+# a slow bundle: it is how soon a killed run's messages, or a lost ack's, come back.
+ACK_DEADLINE_S = 20
 
 
 @dataclass(frozen=True)
