@@ -4,7 +4,7 @@ started again.
 Within the retry limit the pipeline backs off, retries, and writes everything once the sinks are back (both keep
 their data on disk, as the local stack's BigQuery does); past the limit, rows go to the dead letter as
 BIGQUERY_INSERT_FAILED and reconcile counts them as dead-lettered by the sink, not as lost. Each test owns the
-emulators it kills, and ends with reconcile's verdict.
+emulator it kills, and ends with reconcile's verdict.
 """
 
 from __future__ import annotations
@@ -75,34 +75,50 @@ def own_gcs(tmp_path, monkeypatch):
         stop_process(state["process"])
 
 
-def test_bigquery_and_gcs_down_30_s_within_the_limit_are_retried_and_lose_nothing(
-    workbench_emulator, own_bigquery, own_gcs, tmp_path, monkeypatch
-):
-    run = prepare(workbench_emulator.target, own_bigquery["emulator"], tmp_path, monkeypatch)
-    run.output = "gs://workbench-test/outage"
-    pipeline = run.pipeline("pipeline", "--sink-retry-seconds", "120", "--stop-when-idle", "5")
+def _run_through_outage(run, sinks, count: int, down_s: float, limit_s: float) -> object:
+    """Publish `count` events; 3 s in, kill every sink in `sinks` for `down_s`; return reconcile's report."""
+    pipeline = run.pipeline("pipeline", "--sink-retry-seconds", str(limit_s), "--stop-when-idle", "5")
     try:
         run.wait_reading("pipeline", pipeline)
-        publisher = run.publish("outage-run", 6000)
+        publisher = run.publish("outage-run", count)
         time.sleep(3)
-        own_bigquery["kill"]()
-        own_gcs["kill"]()
-        time.sleep(30)
-        own_gcs["restart"]()
-        own_bigquery["restart"]()
-        run.bigquery = own_bigquery["emulator"]
+        for sink in sinks:
+            sink["kill"]()
+        time.sleep(down_s)
+        for sink in sinks:
+            sink["restart"]()
         publisher.join(120)
         assert publisher.outcome.get("status") == "completed"
         assert pipeline.wait(400) == 0, run.log("pipeline")[-4000:]
     finally:
         stop(pipeline)
-    report = reconcile("outage-run", run.target())
+    return reconcile("outage-run", run.target())
+
+
+def test_bigquery_down_30_s_within_the_limit_is_retried_and_loses_nothing(
+    workbench_emulator, own_bigquery, tmp_path, monkeypatch
+):
+    run = prepare(workbench_emulator.target, own_bigquery["emulator"], tmp_path, monkeypatch)
+    restart = own_bigquery["restart"]
+    own_bigquery["restart"] = lambda: (restart(), setattr(run, "bigquery", own_bigquery["emulator"]))
+    report = _run_through_outage(run, [own_bigquery], count=6000, down_s=30, limit_s=120)
     assert report.exit_code == 0, (report.problems[:10], report.notes)
     log = run.log("pipeline")
-    assert "sink retries" in log, log[-3000:]  # the rows or the dead_letters table, whichever hit it first
-    assert "gcs: writing gs://workbench-test/outage/" in log and "no answer" in log, "the GCS outage was visible"
-    assert R.BIGQUERY_INSERT_FAILED not in log and R.GCS_WRITE_FAILED not in log, "nothing dead-lettered"
+    assert "sink retries" in log, log[-3000:]  # the event rows or the dead_letters table, whichever hit it first
+    assert R.BIGQUERY_INSERT_FAILED not in log, "nothing dead-lettered: BigQuery came back within the limit"
     assert sum(r["sink_gave_up"] or 0 for r in report.by_type) == 0
+
+
+def test_gcs_down_30_s_with_a_gs_output_root_loses_nothing(
+    workbench_emulator, bigquery_emulator, own_gcs, tmp_path, monkeypatch
+):
+    run = prepare(workbench_emulator.target, bigquery_emulator, tmp_path, monkeypatch)
+    run.output = "gs://workbench-test/outage"
+    report = _run_through_outage(run, [own_gcs], count=4000, down_s=30, limit_s=120)
+    assert report.exit_code == 0, (report.problems[:10], report.notes)
+    log = run.log("pipeline")
+    assert R.GCS_WRITE_FAILED not in log
+    assert "gcs: writing gs://workbench-test/outage/" in log and "no answer" in log, "the outage was visible"
 
 
 def test_bigquery_down_past_the_limit_dead_letters_the_rows_and_reconcile_counts_them(

@@ -11,6 +11,7 @@ loopback unless --host says otherwise (then it warns). Ctrl-C or SIGTERM stops i
 from __future__ import annotations
 
 import signal
+import threading
 
 import click
 
@@ -58,11 +59,23 @@ def pubsub(host: str, port: int, data_dir: str | None, seed: int, admin: bool, d
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
     tune_gc()
+    # Ctrl-C and SIGTERM ask the server to stop instead of raising: a KeyboardInterrupt that lands inside the live
+    # view's locks can leave one held, and the view's refresh thread (and so the process) would never end. The
+    # handlers go in before start(): a signal that comes while the server starts is kept for when it has.
+    stopping = threading.Event()
+    running: list = []
+
+    def on_signal(*_: object) -> None:
+        stopping.set()
+        for handle_ in running:
+            handle_.request_stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     handle = start(host, port, data_dir=data_dir, seed=seed, faults=faults, fault_overrides=fault_overrides,
                    admin=True if admin else None)
-    previous = signal.signal(signal.SIGTERM, lambda *_: handle.request_stop())
-    # Everything after start() is inside the try: a Ctrl-C that lands while the banner prints must still stop the
-    # server (its gRPC threads would keep the process alive).
+    running.append(handle)
+    if stopping.is_set():
+        handle.request_stop()
     try:
         terminal.success(f"Pub/Sub emulator listening on {handle.target}: "
                          f"export PUBSUB_EMULATOR_HOST={handle.target}")
@@ -77,5 +90,6 @@ def pubsub(host: str, port: int, data_dir: str | None, seed: int, admin: bool, d
         pass
     finally:
         handle.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     terminal.info("Pub/Sub emulator stopped")
