@@ -6,7 +6,8 @@
 Local (DirectRunner) runs go through pipeline.local's reader: they end when nothing arrived for
 `stop_when_idle` seconds or when `settings.control.request_stop()` is called (Ctrl-C), and in both cases drain:
 buffered files are written and rows flushed before `run` returns. Dataflow runs return once the job is
-submitted (or, with --dry_run=True, once it is translated and staged).
+submitted (or, with --dry_run=True, once the job is built and translated: Beam 2.77's DataflowRunner returns
+before it stages anything or calls the Dataflow API, docs/pipeline.md says what that proves).
 
 Preflight problems raise PreflightError(message, fix); the CLI shows them as they are.
 """
