@@ -73,7 +73,7 @@ def bench_chain(count: int) -> dict[str, float]:
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     from eventmodel.validate import validate
-    from pipeline.sinks import BuildDeadLetterRowFn, BuildEventRowFn, to_pubsub_message
+    from pipeline.sinks import BuildEventRowFn, dead_letter_table_row, to_pubsub_message
     from pipeline.transforms import DeduplicateByEventId, ParseAndValidate, WriteEventFiles
 
     messages = _messages(count, seed=7)
@@ -108,7 +108,7 @@ def bench_chain(count: int) -> dict[str, float]:
             _ = unique | WriteEventFiles(str(output), flush_seconds=None, forget_after_seconds=None)
             _ = unique | "Rows" >> beam.ParDo(BuildEventRowFn("bench", "events"))
             _ = dead | "DeadLetterMessages" >> beam.Map(to_pubsub_message)
-            _ = dead | "DeadLetterRows" >> beam.ParDo(BuildDeadLetterRowFn("bench", "events"))
+            _ = dead | "DeadLetterRows" >> beam.Map(dead_letter_table_row)
         return time.perf_counter() - started
 
     empty = folder / "empty.pickle"

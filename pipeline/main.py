@@ -52,7 +52,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         failures.append(row_failures)
     dead_letters = tuple(failures) | "AllDeadLetters" >> beam.Flatten()
     dead_letters | "WriteDeadLetters" >> WriteDeadLetters(
-        dead_letter_topic, bigquery_project, app.dataset or None, endpoint, retry
+        dead_letter_topic, bigquery_project, app.dataset or None, endpoint=endpoint, retry_seconds=retry
     )
     return {"messages": messages, "valid": unique, "files": files, "dead_letters": dead_letters}
 

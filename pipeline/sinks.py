@@ -199,13 +199,11 @@ class InsertRowsFn(beam.DoFn):
         endpoint: str | None = None,
         retry_seconds: float = DEFAULT_RETRY_SECONDS,
         client: Any = None,
-        dead_letter_reason: str = R.BIGQUERY_INSERT_FAILED,
     ) -> None:
         self.project = project
         self.endpoint = endpoint
         self.retry_seconds = retry_seconds
         self.client = client  # tests hand in their own; None builds google-cloud-bigquery's in setup()
-        self.dead_letter_reason = dead_letter_reason
 
     def setup(self) -> None:
         self._client = self.client if self.client is not None else bigquery_client(self.project, self.endpoint)
@@ -270,7 +268,7 @@ class InsertRowsFn(beam.DoFn):
                 DeadLetter(
                     source.data,
                     source.attributes,
-                    self.dead_letter_reason,
+                    R.BIGQUERY_INSERT_FAILED,
                     detail,
                     core.STAGE_BIGQUERY,
                     source.message_id,
@@ -470,33 +468,6 @@ def dead_letter_table_row(letter: DeadLetter) -> tuple[dict[str, Any], str]:
     return row, f"{letter.event_id or letter.source_message_id}:{letter.stage}:{letter.reason}"
 
 
-class BuildDeadLetterRowFn(beam.DoFn):
-    """DeadLetter -> (table id, (row, insert id, source)); a row the model cannot build is counted and logged."""
-
-    def __init__(self, project: str, dataset: str) -> None:
-        self.project = project
-        self.dataset = dataset
-
-    def setup(self) -> None:
-        self._table = table_id(self.project, self.dataset, rows.DEAD_LETTER_TABLE)
-        self._failed = M.counter(M.DEAD_LETTER_ROWS_FAILED)
-
-    def process(self, letter: DeadLetter) -> Iterator[Any]:
-        try:
-            row, insert_id = dead_letter_table_row(letter)
-        except Exception as exc:
-            self._failed.inc()
-            _LOG.error("dead-letter row for message %s failed: %s", letter.source_message_id, exc)
-            return
-        yield self._table, (row, insert_id, _Source(_as_event(letter)))
-
-
-def _as_event(letter: DeadLetter) -> ValidEvent:
-    return ValidEvent(
-        "", {}, None, letter.event_id, letter.source_message_id, letter.publish_time, letter.attributes, letter.data
-    )
-
-
 NONE, PENDING, DONE, GAVE_UP = "none", "pending", "done", "gave up"
 
 
@@ -671,33 +642,15 @@ class WriteDeadLettersFn(beam.DoFn):
 class WriteDeadLetters(beam.PTransform):
     """Dead letters -> the dead-letter topic (when given) and the dead_letters table (when a dataset is).
 
-    Counts every dead letter by reason code; returns them (counted). See WriteDeadLettersFn for failures.
+    Counts every dead letter by reason code; returns them (counted). The arguments are WriteDeadLettersFn's, which
+    says what happens on failures.
     """
 
-    def __init__(
-        self,
-        topic: str | None,
-        project: str | None = None,
-        dataset: str | None = None,
-        endpoint: str | None = None,
-        retry_seconds: float = DEFAULT_RETRY_SECONDS,
-        client: Any = None,
-        publisher: Any = None,
-    ) -> None:
+    def __init__(self, topic: str | None, project: str | None = None, dataset: str | None = None, **options: Any):
         super().__init__()
-        self.topic = topic
-        self.project = project
-        self.dataset = dataset
-        self.endpoint = endpoint
-        self.retry_seconds = retry_seconds
-        self.client = client
-        self.publisher = publisher
+        self.write = WriteDeadLettersFn(topic, project, dataset, **options)
 
     def expand(self, letters: beam.PCollection) -> beam.PCollection:
         counted = letters | "CountByReason" >> beam.Map(_count_dead_letter)
-        _ = counted | "WriteDeadLetters" >> beam.ParDo(
-            WriteDeadLettersFn(
-                self.topic, self.project, self.dataset, self.endpoint, self.retry_seconds, self.client, self.publisher
-            )
-        )
+        _ = counted | "WriteDeadLetters" >> beam.ParDo(self.write)
         return counted
