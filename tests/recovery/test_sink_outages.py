@@ -75,12 +75,12 @@ def own_gcs(tmp_path, monkeypatch):
         stop_process(state["process"])
 
 
-def _run_through_outage(run, sinks, count: int, down_s: float, limit_s: float) -> object:
+def _run_through_outage(run, sinks, count: int, down_s: float, limit_s: float, malformed_rate: float = 0.05):
     """Publish `count` events; 3 s in, kill every sink in `sinks` for `down_s`; return reconcile's report."""
     pipeline = run.pipeline("pipeline", "--sink-retry-seconds", str(limit_s), "--stop-when-idle", "5")
     try:
         run.wait_reading("pipeline", pipeline)
-        publisher = run.publish("outage-run", count)
+        publisher = run.publish("outage-run", count, malformed_rate=malformed_rate)
         time.sleep(3)
         for sink in sinks:
             sink["kill"]()
@@ -101,10 +101,12 @@ def test_bigquery_down_30_s_within_the_limit_is_retried_and_loses_nothing(
     run = prepare(workbench_emulator.target, own_bigquery["emulator"], tmp_path, monkeypatch)
     restart = own_bigquery["restart"]
     own_bigquery["restart"] = lambda: (restart(), setattr(run, "bigquery", own_bigquery["emulator"]))
-    report = _run_through_outage(run, [own_bigquery], count=6000, down_s=30, limit_s=120)
+    # Valid events only: a dead letter's table insert would meet the outage first and hold the pipeline in its
+    # own retries, and the event rows' retries would go untested.
+    report = _run_through_outage(run, [own_bigquery], count=6000, down_s=30, limit_s=120, malformed_rate=0.0)
     assert report.exit_code == 0, (report.problems[:10], report.notes)
     log = run.log("pipeline")
-    assert "sink retries" in log, log[-3000:]  # the event rows or the dead_letters table, whichever hit it first
+    assert "sink retries" in log and "bigquery" in log.split("sink retries", 1)[1][:400], log[-3000:]
     assert R.BIGQUERY_INSERT_FAILED not in log, "nothing dead-lettered: BigQuery came back within the limit"
     assert sum(r["sink_gave_up"] or 0 for r in report.by_type) == 0
 
