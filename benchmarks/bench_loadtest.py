@@ -7,7 +7,7 @@
 One emulator (this project's, a subprocess on a free loopback port) serves every measurement, each on a fresh
 topic without subscriptions: the emulator keeps nothing it ingests, so no measurement is slowed by what an
 earlier one left behind, and all of them hit the same server in the same run:
-- baseline: `workbench publish` (generator.publisher.publish, one worker, rate 1e9 for --seconds, i.e. flat out);
+- baseline: `workbench publish` (publisher.run.publish, one worker, rate 1e9 for --seconds, i.e. flat out);
 - Locust with one local process (`workbench loadtest`, workers=0);
 - Locust with a master and two worker processes (workers=2), the same total of users.
 Locust: 20 users (all spawned within a second), flat out (user rate 0), 100 messages per Publish call (the best
@@ -46,10 +46,10 @@ from rich.console import Console
 from rich.table import Table
 
 from emulator.pubsub.admin import AdminClient
-from generator.manifest import new_run_id, run_dir
-from generator.publisher import PublishPlan, publish
-from generator.sinks import PubSubTarget
 from generator.stream import GeneratorConfig
+from publisher.manifest import new_run_id, run_dir
+from publisher.run import PublishPlan, publish
+from publisher.sinks import PubSubTarget
 from workbench.loadtest_run import LoadtestOptions, run_loadtest
 
 ROOT = Path(__file__).resolve().parents[1]

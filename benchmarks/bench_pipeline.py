@@ -236,10 +236,10 @@ def run_step(
 
     With `backlog`, that many messages are published (as fast as the publisher goes) before the pipeline starts,
     and `rate`/`seconds` are ignored: the figures are then how long the backlog took and the memory it cost."""
-    from generator.manifest import new_run_id
-    from generator.publisher import PublishPlan, publish
-    from generator.sinks import PubSubTarget
     from generator.stream import GeneratorConfig
+    from publisher.manifest import new_run_id
+    from publisher.run import PublishPlan, publish
+    from publisher.sinks import PubSubTarget
 
     dataset = stack.fresh_dataset()
     output = tempfile.mkdtemp(prefix="bench-e2e-")

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_publisher.py --quick    # shorter windows, fewer events
 
 Each figure is printed beside a baseline measured in the same run:
-- throughput: the tuned PublisherClient (generator/sinks.py batching) vs the client's default batching,
+- throughput: the tuned PublisherClient (publisher/sinks.py batching) vs the client's default batching,
   both publishing the same pre-generated events from one process to this project's emulator (a subprocess);
 - rate accuracy: the publisher's integral pacing vs a naive sleep(1/rate) loop, at 500/s and 5,000/s;
 - memory: peak RSS of `workbench publish --to FILE` at 100,000 and at 1,000,000 events (flat means equal).
@@ -26,10 +26,10 @@ from _machine import describe  # benchmarks/ is the script's folder, hence on sy
 from rich.console import Console
 from rich.table import Table
 
-from generator.manifest import new_run_id
-from generator.publisher import PublishPlan, publish
-from generator.sinks import PubSubTarget
 from generator.stream import EventStream, GeneratorConfig
+from publisher.manifest import new_run_id
+from publisher.run import PublishPlan, publish
+from publisher.sinks import PubSubTarget
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,7 @@ def _client_defaults(emulator: Emulator, topic_name: str, messages: list) -> flo
 
 
 def _workbench_sink(emulator: Emulator, topic_name: str, messages: list) -> float:
-    from generator.sinks import PubSubSink
+    from publisher.sinks import PubSubSink
 
     emulator.topic(topic_name)
     done = []

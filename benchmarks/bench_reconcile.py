@@ -87,7 +87,9 @@ def generate(folder: Path, events: int, seed: int, full_rows: bool = False) -> d
     from eventmodel import rows
     from eventmodel.schema import MAX_PAYLOAD_BYTES
     from eventmodel.validate import Accepted
-    from generator.manifest import (
+    from generator.stream import DEAD_LETTER, EventStream, GeneratorConfig
+    from pipeline.core import STAGE_VALIDATE, ValidEvent, file_line, file_path, minute_key
+    from publisher.manifest import (
         MANIFEST_VERSION,
         PUBLISHED,
         EventLog,
@@ -96,9 +98,7 @@ def generate(folder: Path, events: int, seed: int, full_rows: bool = False) -> d
         run_dir,
         write_manifest,
     )
-    from generator.sinks import PubSubTarget
-    from generator.stream import DEAD_LETTER, EventStream, GeneratorConfig
-    from pipeline.core import STAGE_VALIDATE, ValidEvent, file_line, file_path, minute_key
+    from publisher.sinks import PubSubTarget
     from reconcile import queries as Q
     from reconcile.engine import DEAD_LETTER_COLUMNS, SINK_EVENT_COLUMNS
 
@@ -413,7 +413,7 @@ def baseline_child(run: dict[str, Any]) -> dict[str, Any]:
     os.environ[HOME_ENV] = run["home"]
     from eventmodel.canonical import canonical_digest
     from eventmodel.schema import EVENT_TIME_FIELD
-    from generator.manifest import run_dir, runs_root
+    from publisher.manifest import run_dir, runs_root
     from reconcile import queries as Q
     from reconcile.run import WINDOW_SLACK
     from reconcile.sources import place_of

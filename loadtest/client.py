@@ -16,13 +16,13 @@ import grpc
 import grpc.experimental.gevent
 from google.pubsub_v1.types import PublishRequest, PublishResponse, PubsubMessage
 
-from generator.batch_publisher import PUBLISH_METHOD, open_channel
-from generator.manifest import FAILED, PUBLISHED
+from publisher.manifest import FAILED, PUBLISHED
+from publisher.pubsub import PUBLISH_METHOD, open_channel
 
 # gRPC's cooperative mode for gevent: must run before the first channel of the process is created.
 grpc.experimental.gevent.init_gevent()
 
-# Raw protobuf classes (~4 µs a message), as generator.batch_publisher builds its requests.
+# Raw protobuf classes (~4 µs a message), as publisher.pubsub builds its requests.
 _MessagePb, _RequestPb, _ResponsePb = PubsubMessage.pb(), PublishRequest.pb(), PublishResponse.pb()
 REQUEST_TYPE = "publish"
 DEFAULT_TIMEOUT_S = 30.0

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from generator.manifest import MANIFEST_VERSION, EventLog, new_run_id, run_dir, tally, write_manifest
 from generator.stream import GeneratorConfig
+from publisher.manifest import MANIFEST_VERSION, EventLog, new_run_id, run_dir, tally, write_manifest
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from eventmodel.schema import SCHEMAS, Field
-from generator.manifest import EVENT_COLUMNS
+from publisher.manifest import EVENT_COLUMNS
 from reconcile import queries as Q
 
 # The columns of the two unified tables, with their BigQuery types (DuckDB gets the same through the

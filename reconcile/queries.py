@@ -6,7 +6,7 @@ statement names its tables as `{t[name]}`; the engine fills in where each table 
 
 The tables an engine provides before the comparison runs:
 
-    manifest        the run's events-*.csv, every column STRING (generator/manifest.py EVENT_COLUMNS)
+    manifest        the run's events-*.csv, every column STRING (publisher/manifest.py EVENT_COLUMNS)
     known_runs      run_id of every run with a manifest (to tell another run's events from a foreign producer's)
     sink_events     one row per copy of an event in an event sink: the GCS files and the BigQuery event tables
                     (sink, location, event_id, message_id, run_id, publish_time, landed_time, event_type,

@@ -23,7 +23,7 @@ from typing import Any
 from eventmodel import resources as names
 from eventmodel import rows
 from eventmodel.schema import EVENT_TYPES
-from generator.manifest import MANIFEST_VERSION, list_runs, run_dir, runs_root
+from publisher.manifest import MANIFEST_VERSION, list_runs, run_dir, runs_root
 from reconcile import queries as Q
 from reconcile import sources
 from reconcile.engine import DuckDBEngine

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eventmodel import resources as names
-from generator.manifest import new_run_id, workbench_home
+from publisher.manifest import new_run_id, workbench_home
 from workbench.errors import WorkbenchError
 
 # Chaos on the pipeline's own topic and subscription (never the dead-letter ones, which reconcile reads).

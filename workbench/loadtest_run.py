@@ -19,8 +19,8 @@ from pathlib import Path
 import orjson
 
 from eventmodel import resources as names
-from generator.manifest import new_run_id, run_dir, tally, write_manifest
-from generator.rate import parse_duration
+from publisher.manifest import new_run_id, run_dir, tally, write_manifest
+from publisher.rate import parse_duration
 from workbench import extras
 from workbench.errors import WorkbenchError
 from workbench.localstack.services import free_port

@@ -10,8 +10,8 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from generator.publisher import Publisher, PublishResult
-from generator.sinks import FileTarget
+from publisher.run import Publisher, PublishResult
+from publisher.sinks import FileTarget
 from workbench import terminal
 
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from generator.manifest import iter_events, list_runs, payload_digest
+from publisher.manifest import iter_events, list_runs, payload_digest
 from workbench.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]

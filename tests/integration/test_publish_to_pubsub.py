@@ -11,10 +11,10 @@ import pytest
 
 from eventmodel import resources as names
 from eventmodel.validate import Accepted, validate
-from generator.manifest import iter_events, payload_digest, read_manifest
-from generator.publisher import PublishPlan, publish
-from generator.sinks import PubSubTarget
 from generator.stream import GeneratorConfig
+from publisher.manifest import iter_events, payload_digest, read_manifest
+from publisher.run import PublishPlan, publish
+from publisher.sinks import PubSubTarget
 from workbench.localstack.stack import create_pubsub_resources
 
 pytestmark = pytest.mark.integration
@@ -123,11 +123,11 @@ def test_several_worker_processes_share_the_rate_and_the_count(workbench_emulato
 
 
 def test_a_missing_topic_is_a_clear_error_naming_the_fix(workbench_emulator):
-    from generator.sinks import check_pubsub
-    from workbench.errors import WorkbenchError
+    from publisher.errors import PublishError
+    from publisher.sinks import check_pubsub
 
     started = time.monotonic()
-    with pytest.raises(WorkbenchError) as raised:
+    with pytest.raises(PublishError) as raised:
         check_pubsub(PubSubTarget("p-empty", names.TOPIC, workbench_emulator.target))
     assert time.monotonic() - started < 10
     assert "does not exist" in raised.value.message

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from eventmodel import resources as names
-from generator.manifest import iter_events, run_dir
+from publisher.manifest import iter_events, run_dir
 from reconcile.run import ReconcileTarget, reconcile
 from workbench.loadtest_run import LoadtestOptions, run_loadtest
 from workbench.localstack.stack import create_pubsub_resources

@@ -19,12 +19,12 @@ from pipeline_support import files_under
 from eventmodel import resources as names
 from eventmodel import rows
 from eventmodel.validate import parse_timestamp
-from generator.manifest import iter_events, payload_digest
-from generator.publisher import PublishPlan, publish
-from generator.sinks import PubSubTarget
 from generator.stream import DEAD_LETTER, GeneratorConfig
 from pipeline import core
 from pipeline.runner import LocalSettings, PreflightError, run
+from publisher.manifest import iter_events, payload_digest
+from publisher.run import PublishPlan, publish
+from publisher.sinks import PubSubTarget
 
 pytestmark = pytest.mark.integration
 

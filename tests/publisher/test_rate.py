@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from generator.rate import Constant, Ramp, Spike, Step, parse_duration, parse_profile, scaled
+from publisher.rate import Constant, Ramp, Spike, Step, parse_duration, parse_profile, scaled
 
 
 def numeric_integral(profile, t, steps=20_000):

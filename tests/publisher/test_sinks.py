@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import orjson
 import pytest
 
-from generator.sinks import FileSink, FileTarget, resolve_project
-from workbench.errors import WorkbenchError
+from publisher.errors import PublishError
+from publisher.sinks import FileSink, FileTarget, resolve_project
 
 
 @pytest.mark.parametrize(
@@ -59,5 +59,5 @@ def test_file_sink_appends_to_an_existing_file(tmp_path):
 
 
 def test_file_sink_refuses_a_directory(tmp_path):
-    with pytest.raises(WorkbenchError, match="is a directory"):
+    with pytest.raises(PublishError, match="is a directory"):
         FileSink(FileTarget(str(tmp_path)), lambda *a: None)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from generator.manifest import (
+from publisher.errors import PublishError
+from publisher.manifest import (
     EventLog,
     iter_events,
     list_runs,
@@ -17,8 +18,7 @@ from generator.manifest import (
     run_dir,
     write_manifest,
 )
-from generator.stats import LatencyHistogram, RunTotals, WorkerSnapshot
-from workbench.errors import WorkbenchError
+from publisher.stats import LatencyHistogram, RunTotals, WorkerSnapshot
 
 
 def test_percentiles_are_within_the_bucket_width():
@@ -98,6 +98,6 @@ def test_manifest_is_replaced_atomically_and_listed_newest_first(tmp_path, monke
 
 def test_unknown_run_says_how_to_list_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
-    with pytest.raises(WorkbenchError) as raised:
+    with pytest.raises(PublishError) as raised:
         read_manifest("nope")
     assert "workbench runs" in raised.value.fix

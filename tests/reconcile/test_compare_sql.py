@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from generator.manifest import EVENT_COLUMNS
+from publisher.manifest import EVENT_COLUMNS
 from reconcile import queries as Q
 from reconcile.engine import DEAD_LETTER_COLUMNS, SINK_EVENT_COLUMNS, BigQueryEngine, DuckDBEngine
 

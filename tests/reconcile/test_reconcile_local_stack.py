@@ -17,10 +17,10 @@ import pytest
 
 from eventmodel import resources as names
 from eventmodel import rows
-from generator.manifest import iter_events
-from generator.publisher import PublishPlan, publish
-from generator.sinks import PubSubTarget
 from generator.stream import DEAD_LETTER, GeneratorConfig
+from publisher.manifest import iter_events
+from publisher.run import PublishPlan, publish
+from publisher.sinks import PubSubTarget
 from reconcile.errors import ReconcileError
 from reconcile.run import ReconcileTarget, reconcile
 from workbench.cli import main
@@ -411,7 +411,7 @@ def test_the_cli_exits_2_when_it_cannot_reconcile(stack, monkeypatch, capsys):
 
 
 def test_a_running_or_interrupted_manifest_cannot_be_reconciled(stack, tmp_path, monkeypatch):
-    from generator.manifest import run_dir, write_manifest
+    from publisher.manifest import run_dir, write_manifest
 
     manifest = orjson.loads((run_dir(RUN) / "manifest.json").read_bytes())
     for status, words in (("running", "still publishing"), ("interrupted", "ended interrupted")):

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from eventmodel import resources as names
-from generator.publisher import PublishPlan, publish
-from generator.sinks import PubSubTarget
 from generator.stream import GeneratorConfig
+from publisher.run import PublishPlan, publish
+from publisher.sinks import PubSubTarget
 from reconcile.run import ReconcileTarget
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -104,8 +104,8 @@ def run_pipeline(
     workbench run-pipeline --runner DataflowRunner --project P --region europe-west1 \\
         --temp-location gs://B/tmp --output-root gs://B/output
     """
-    from generator.sinks import resolve_project
     from pipeline.runner import LocalSettings, PreflightError, run
+    from publisher.sinks import resolve_project
 
     if stop_when_idle is not None and stop_when_idle <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--stop-when-idle")
@@ -155,7 +155,7 @@ def run_pipeline(
     if dataset:
         args += ["--bigquery_emulator_host", local["bigquery"]]
     # The DirectRunner's state dies with the process: the dedup step's memory survives a restart in this file.
-    from generator.manifest import workbench_home
+    from publisher.manifest import workbench_home
 
     journal = workbench_home() / "pipeline" / f"dedup-{project}-{subscription.rsplit('/', 1)[-1]}.tsv"
     args += ["--dedup_journal", str(journal)]

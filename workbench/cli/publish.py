@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 import click
 
 from eventmodel.resources import DEFAULT_PROJECT, TOPIC
-from generator.manifest import new_run_id, run_dir
-from generator.rate import PROFILE_HELP, parse_duration
-from generator.sinks import FileTarget, PubSubTarget, check_pubsub, resolve_project
+from publisher.errors import PublishError
+from publisher.manifest import new_run_id, run_dir
+from publisher.rate import PROFILE_HELP, parse_duration
+from publisher.sinks import FileTarget, PubSubTarget, check_pubsub, open_for_append, resolve_project
 from workbench import terminal
 from workbench.errors import WorkbenchError
 
@@ -113,8 +114,8 @@ def publish(
     workbench publish --rate 2000 --profile spike:20000:30s:10s --workers 2 --count 1000000
     workbench publish --count 1000 --to events.jsonl
     """
-    from generator.publisher import Publisher, PublishPlan, run_with_sigint
     from generator.stream import GeneratorConfig
+    from publisher.run import Publisher, PublishPlan, run_with_sigint
     from workbench.publish_view import LiveView, describe_target, summary
 
     if to is not None:
@@ -148,12 +149,13 @@ def publish(
         raise click.UsageError(_as_flags(str(exc))) from None
     if run_dir(plan.run_id).exists():
         raise WorkbenchError(f"run {plan.run_id!r} already exists", "choose another --run-id, or leave it out")
-    if isinstance(target, PubSubTarget):
-        check_pubsub(target)
-    elif target.path != "-":
-        from generator.sinks import open_for_append
-
-        open_for_append(target.path).close()  # unwritable paths fail here, before the run starts
+    try:
+        if isinstance(target, PubSubTarget):
+            check_pubsub(target)
+        elif target.path != "-":
+            open_for_append(target.path).close()  # unwritable paths fail here, before the run starts
+    except PublishError as exc:
+        raise WorkbenchError(exc.message, exc.fix) from None
 
     terminal.info(f"publishing run [bold]{plan.run_id}[/bold] to {describe_target(target)}")
     publisher = Publisher(plan)

@@ -83,7 +83,7 @@ def run_reconcile(
     import orjson
 
     from eventmodel.resources import DEFAULT_PROJECT
-    from generator.sinks import resolve_project
+    from publisher.sinks import resolve_project
     from reconcile.errors import ReconcileError
     from reconcile.run import ReconcileTarget, reconcile_waiting
     from reconcile.run import reconcile as reconcile_once

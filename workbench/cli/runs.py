@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from generator.manifest import list_runs, runs_root
+from publisher.manifest import list_runs, runs_root
 from workbench import terminal
 
 

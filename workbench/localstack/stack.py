@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from eventmodel import resources as names
-from generator.manifest import workbench_home
+from publisher.manifest import workbench_home
 from workbench import extras
 from workbench.errors import WorkbenchError
 from workbench.exposure import warn_if_exposed

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from generator.batch_publisher import BatchPublisher, BatchSettings, open_channel
+from publisher.pubsub import BatchPublisher, BatchSettings, open_channel
 
 pytestmark = pytest.mark.integration
 

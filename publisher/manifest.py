@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from eventmodel.resources import DEFAULT_HOME, HOME_ENV_VAR
+from publisher.errors import PublishError
 
 EVENT_COLUMNS = (
     "event_id",
@@ -154,9 +155,7 @@ def write_manifest(run_id: str, manifest: dict[str, Any]) -> Path:
 def read_manifest(run_id: str) -> dict[str, Any]:
     path = run_dir(run_id) / "manifest.json"
     if not path.exists():
-        from workbench.errors import WorkbenchError
-
-        raise WorkbenchError(f"no run {run_id!r} under {runs_root()}", "list the runs with `workbench runs`")
+        raise PublishError(f"no run {run_id!r} under {runs_root()}", "list the runs with `workbench runs`")
     return orjson.loads(path.read_bytes())
 
 

@@ -22,8 +22,8 @@ from typing import IO, Any
 import orjson
 
 from eventmodel.resources import PROJECT_ENV_VARS
-from generator.manifest import PUBLISHED
-from workbench.errors import WorkbenchError
+from publisher.errors import PublishError
+from publisher.manifest import PUBLISHED
 
 # (message, outcome, message_id, latency in seconds or None where there is no round trip to time)
 OnDone = Callable[[Any, str, str | None, float | None], None]
@@ -87,28 +87,28 @@ def open_for_append(path: str) -> IO[bytes]:
     """Open --to FILE, or explain why it cannot be written and what to do."""
     target = Path(path)
     if target.is_dir():
-        raise WorkbenchError(f"--to {path} is a directory", f"name a file inside it, e.g. --to {target / 'run.jsonl'}")
+        raise PublishError(f"--to {path} is a directory", f"name a file inside it, e.g. --to {target / 'run.jsonl'}")
     if not target.parent.exists():
-        raise WorkbenchError(
+        raise PublishError(
             f"--to {path}: the folder {target.parent} does not exist", f"create it first: mkdir -p {target.parent}"
         )
     try:
         return target.open("ab", buffering=1 << 16)
     except OSError as exc:
-        raise WorkbenchError(
+        raise PublishError(
             f"--to {path} cannot be written: {exc.strerror}", "choose a writable path, or --to - for standard output"
         ) from None
 
 
 class PubSubSink:
-    """Publishes through generator.batch_publisher (raw protobuf batches, retries, flow control).
+    """Publishes through publisher.pubsub (raw protobuf batches, retries, flow control).
 
     Transient errors (UNAVAILABLE, DEADLINE_EXCEEDED, ...) are retried with backoff up to the batch deadline;
     a message that still fails is reported as failed and recorded so, never dropped silently.
     """
 
     def __init__(self, target: PubSubTarget, on_done: OnDone) -> None:
-        from generator.batch_publisher import BatchPublisher, BatchSettings, open_channel
+        from publisher.pubsub import BatchPublisher, BatchSettings, open_channel
 
         self._channel = open_channel(target.emulator_host)
         self._publisher = BatchPublisher(
@@ -147,7 +147,7 @@ def check_pubsub(target: PubSubTarget, timeout: float = PREFLIGHT_TIMEOUT_S) -> 
     from google.cloud import pubsub_v1
     from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 
-    from generator.batch_publisher import open_channel
+    from publisher.pubsub import open_channel
 
     topic_path = f"projects/{target.project}/topics/{target.topic}"
     where = f"the emulator at {target.emulator_host}" if target.emulator_host else f"project {target.project}"
@@ -158,7 +158,7 @@ def check_pubsub(target: PubSubTarget, timeout: float = PREFLIGHT_TIMEOUT_S) -> 
         client = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=channel))
         client.get_topic(request={"topic": topic_path}, retry=None, timeout=timeout)
     except DefaultCredentialsError:
-        raise WorkbenchError(
+        raise PublishError(
             "no Google Cloud credentials found for real Pub/Sub",
             "run `gcloud auth application-default login`, or use the local stack: `workbench up` and --emulator",
         ) from None
@@ -168,14 +168,14 @@ def check_pubsub(target: PubSubTarget, timeout: float = PREFLIGHT_TIMEOUT_S) -> 
             if target.emulator_host
             else f"gcloud pubsub topics create {target.topic} --project {target.project}"
         )
-        raise WorkbenchError(f"topic {target.topic!r} does not exist in {where}", create) from None
+        raise PublishError(f"topic {target.topic!r} does not exist in {where}", create) from None
     except exceptions.PermissionDenied as exc:
-        raise WorkbenchError(
+        raise PublishError(
             f"not allowed to use topic {topic_path}: {exc.message}",
             "grant roles/pubsub.publisher (and roles/pubsub.viewer for the check) to your account",
         ) from None
     except (exceptions.DeadlineExceeded, exceptions.ServiceUnavailable, exceptions.RetryError) as exc:
-        raise WorkbenchError(
+        raise PublishError(
             f"Pub/Sub at {where} did not answer within {timeout:g}s ({type(exc).__name__})", _START_HINT
         ) from None
     finally:
@@ -192,11 +192,11 @@ _START_HINT = (
 def _check_listening(host_port: str, timeout: float) -> None:
     host, _, port = host_port.rpartition(":")
     if not host or not port.isdigit():
-        raise WorkbenchError(f"emulator address {host_port!r} is not HOST:PORT", "write e.g. --emulator 127.0.0.1:8085")
+        raise PublishError(f"emulator address {host_port!r} is not HOST:PORT", "write e.g. --emulator 127.0.0.1:8085")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=min(timeout, 2.0)):
             pass
     except OSError as exc:
-        raise WorkbenchError(
+        raise PublishError(
             f"no Pub/Sub emulator is listening at {host_port} ({exc.strerror or exc})", _START_HINT
         ) from None

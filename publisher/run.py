@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from generator.manifest import MANIFEST_VERSION, EventLog, run_dir, write_manifest
-from generator.rate import parse_profile, scaled
-from generator.sinks import FileTarget, PubSubTarget, make_sink
-from generator.stats import LatencyHistogram, RunTotals, WorkerSnapshot
 from generator.stream import EventStream, GeneratorConfig
+from publisher.manifest import MANIFEST_VERSION, EventLog, run_dir, write_manifest
+from publisher.rate import parse_profile, scaled
+from publisher.sinks import FileTarget, PubSubTarget, make_sink
+from publisher.stats import LatencyHistogram, RunTotals, WorkerSnapshot
 
 REPORT_EVERY_S = 0.25
 MANIFEST_EVERY_S = 1.0
