@@ -23,8 +23,8 @@ from typing import Any
 import grpc
 import orjson
 
+from emulator.pubsub.errors import EmulatorError
 from emulator.pubsub.store import Store
-from workbench.errors import WorkbenchError
 
 SERVICE = "emulator.pubsub.Admin"
 STATS_SERVICE = "emulator.pubsub.Stats"
@@ -90,7 +90,7 @@ class AdminService:
 class AdminClient:
     """Calls the admin and stats services of a running emulator (host:port, as in PUBSUB_EMULATOR_HOST).
 
-    A fault call to an emulator that does not serve its admin service raises WorkbenchError saying how to start
+    A fault call to an emulator that does not serve its admin service raises EmulatorError saying how to start
     it with the service on; other errors are the grpc.RpcError of the call (INVALID_ARGUMENT for bad settings).
     """
 
@@ -106,7 +106,7 @@ class AdminClient:
             return stub(body or {}, timeout=self.timeout)
         except grpc.RpcError as exc:
             if service == SERVICE and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                raise WorkbenchError(
+                raise EmulatorError(
                     f"the Pub/Sub emulator at {self.target} does not serve its admin service (fault injection is "
                     "off unless asked for)",
                     "start it with --admin (`workbench emulator pubsub --admin`, `python -m emulator.pubsub "

@@ -1,4 +1,5 @@
-"""The error the store raises for a request it refuses; the gRPC services turn it into a status code."""
+"""The emulator's two errors: PubSubError for a request it refuses (the gRPC services turn it into a status code),
+EmulatorError for an emulator that cannot start or be reached as asked (its front ends print it)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,20 @@ class PubSubError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class EmulatorError(Exception):
+    """A problem the operator can fix (a taken port, an unwritable data directory, the admin service off): what
+    went wrong and what to do instead. `python -m emulator.pubsub` prints both and exits with status 2; the
+    workbench CLI shows them as its own errors."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return self.message if not self.fix else f"{self.message}\n  fix: {self.fix}"
 
 
 def invalid_argument(message: str) -> PubSubError:

@@ -5,8 +5,9 @@
     print(handle.target)              # e.g. 127.0.0.1:40123, for PUBSUB_EMULATOR_HOST
     handle.stop()
 
-It listens on loopback unless given another host (then it prints one warning line on stderr). Its admin service
-(fault injection while running) is off unless asked for: admin=True, or fault settings given at start.
+It listens on loopback unless given another host; warning about that is its front ends' job (`exposure_risk`
+says what anyone who reaches the port could do). Its admin service (fault injection while running) is off unless
+asked for: admin=True, or fault settings given at start.
 """
 
 from __future__ import annotations
@@ -25,17 +26,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from emulator.pubsub.admin import AdminService, StatsService
+from emulator.pubsub.errors import EmulatorError
 from emulator.pubsub.faults import FaultConfig, FaultInjector
+from emulator.pubsub.flags import DEFAULT_WORKERS
 from emulator.pubsub.journal import Journal, open_journal
 from emulator.pubsub.publisher_service import PublisherService
 from emulator.pubsub.store import Store
 from emulator.pubsub.subscriber_service import SubscriberService
-from workbench.errors import WorkbenchError
-from workbench.exposure import warn_if_exposed
+from eventmodel.resources import LOCAL_HOST, PUBSUB_EMULATOR_PORT
 
 SWEEP_INTERVAL = 0.1
-# Every StreamingPull and every waiting Pull holds a worker thread for its whole life.
-DEFAULT_WORKERS = 128
 
 SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),  # without this a second emulator would silently share the port
@@ -115,11 +115,11 @@ def _check_port(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise WorkbenchError(
+                raise EmulatorError(
                     f"Port {port} on {host} is already in use.",
                     f"Stop whatever listens there (`ss -ltnp 'sport = :{port}'`) or choose another --port.",
                 ) from None
-            raise WorkbenchError(f"Cannot listen on {host}:{port}: {exc.strerror}.",
+            raise EmulatorError(f"Cannot listen on {host}:{port}: {exc.strerror}.",
                                  "Use a local address such as 127.0.0.1 and a free port.") from None
 
 
@@ -130,10 +130,10 @@ def _check_data_dir(data_dir: Path) -> None:
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as exc:
-        raise WorkbenchError(f"The data directory {data_dir} is not writable ({exc.strerror}).",
+        raise EmulatorError(f"The data directory {data_dir} is not writable ({exc.strerror}).",
                              "Pass a --data-dir you can write to, or fix its permissions.") from None
     if not os.access(data_dir, os.W_OK):
-        raise WorkbenchError(f"The data directory {data_dir} is not writable.",
+        raise EmulatorError(f"The data directory {data_dir} is not writable.",
                              "Pass a --data-dir you can write to, or fix its permissions.")
 
 
@@ -146,14 +146,14 @@ def admin_wanted(admin: bool | None, faults: dict[str, Any] | None,
     return FaultConfig.from_dict(faults or {}).active or bool(fault_overrides)
 
 
-def start(host: str = "127.0.0.1", port: int = 8085, data_dir: str | Path | None = None, seed: int = 0,
+def start(host: str = LOCAL_HOST, port: int = PUBSUB_EMULATOR_PORT, data_dir: str | Path | None = None, seed: int = 0,
           faults: dict[str, Any] | None = None, workers: int = DEFAULT_WORKERS,
           fault_overrides: dict[str, dict[str, Any]] | None = None, admin: bool | None = None) -> EmulatorHandle:
     """Start the emulator in this process and return once it accepts connections.
 
     `faults` are the global fault settings, `fault_overrides` per topic or subscription name. `admin` serves the
     admin service (fault injection while running); None: only when faults or overrides are given.
-    Raises WorkbenchError when the port is taken or the data directory is not writable.
+    Raises EmulatorError when the port is taken or the data directory is not writable.
     """
     _check_port(host, port)
     injector = FaultInjector(seed, FaultConfig.from_dict(faults or {}))
@@ -184,9 +184,7 @@ def start(host: str = "127.0.0.1", port: int = 8085, data_dir: str | Path | None
     if not bound:
         if journal is not None:
             journal.close()
-        raise WorkbenchError(f"Cannot listen on {host}:{port}.", "Choose another --port or --host.")
-    warn_if_exposed(host, "the Pub/Sub emulator",
-                    "read and publish messages" + (" and inject faults (--admin)" if admin else ""))
+        raise EmulatorError(f"Cannot listen on {host}:{port}.", "Choose another --port or --host.")
     server.start()
     for service in ("", "google.pubsub.v1.Publisher", "google.pubsub.v1.Subscriber"):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -201,6 +199,11 @@ def start(host: str = "127.0.0.1", port: int = 8085, data_dir: str | Path | None
     handle._sweeper = threading.Thread(target=sweep, name="pubsub-sweeper", daemon=True)
     handle._sweeper.start()
     return handle
+
+
+def exposure_risk(admin: bool) -> str:
+    """What anyone who can reach the emulator's port can do: the front ends' warning for a non-loopback host."""
+    return "read and publish messages" + (" and inject faults (--admin)" if admin else "")
 
 
 def wait_healthy(target: str, timeout: float = 30.0) -> None:

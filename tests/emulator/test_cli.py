@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from emulator.pubsub.live import faults_line, stats_table
 from emulator.pubsub.server import wait_healthy
+from workbench.emulator_view import faults_line, stats_table
+from workbench.localstack.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKBENCH = [sys.executable, "-c", "from workbench.cli import main; main()"]
@@ -20,10 +21,6 @@ WORKBENCH = [sys.executable, "-c", "from workbench.cli import main; main()"]
 pytestmark = pytest.mark.timeout(60)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.integration

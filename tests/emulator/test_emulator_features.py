@@ -15,7 +15,7 @@ from google.api_core import exceptions
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from emulator.pubsub.admin import AdminClient
-from workbench.errors import WorkbenchError
+from emulator.pubsub.errors import EmulatorError
 
 pytestmark = [
     pytest.mark.integration,
@@ -142,7 +142,7 @@ def test_without_admin_the_admin_service_is_unimplemented(workbench_emulator, me
 
 def test_the_admin_client_says_how_to_turn_the_admin_service_on(workbench_emulator):
     with AdminClient(workbench_emulator.target) as admin:
-        with pytest.raises(WorkbenchError) as raised:
+        with pytest.raises(EmulatorError) as raised:
             admin.set_faults(duplicate_rate=1.0)
         stats = admin.stats()  # the read-only counters stay on
     assert "--admin" in raised.value.fix and "workbench up --pubsub-admin" in raised.value.fix
@@ -193,13 +193,12 @@ def test_kill_9_loses_nothing_confirmed(fresh_emulator, connect, tmp_path):
 
 def test_port_in_use_is_a_clear_error():
     from emulator.pubsub.server import start
-    from workbench.errors import WorkbenchError
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(WorkbenchError) as raised:
+        with pytest.raises(EmulatorError) as raised:
             start("127.0.0.1", port)
     assert "already in use" in raised.value.message
     assert raised.value.fix
@@ -207,11 +206,10 @@ def test_port_in_use_is_a_clear_error():
 
 def test_unwritable_data_dir_is_a_clear_error(tmp_path):
     from emulator.pubsub.server import start
-    from workbench.errors import WorkbenchError
 
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(WorkbenchError) as raised:
+    with pytest.raises(EmulatorError) as raised:
         start("127.0.0.1", 0, data_dir=blocker / "data")
     assert "not writable" in raised.value.message
 

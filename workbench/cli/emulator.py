@@ -5,15 +5,20 @@
 
 Faults can be changed while it runs with emulator.pubsub.admin.AdminClient when its admin service is on:
 `--admin`, or any fault flag (which implies it); without either, nothing can inject faults. It listens on
-loopback unless --host says otherwise (then it warns). Ctrl-C or SIGTERM stops it cleanly.
+loopback unless --host says otherwise (then it warns). Ctrl-C or SIGTERM stops it cleanly. The flags are
+emulator.pubsub.flags, the same as `python -m emulator.pubsub`'s, plus --live/--no-live.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import click
+
+from emulator.pubsub.flags import FLAGS, Flag
 
 
 @click.group()
@@ -21,41 +26,45 @@ def emulator() -> None:
     """Local emulators of the cloud services the pipeline uses."""
 
 
-@emulator.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; anything but loopback prints a warning (it has no authentication).")
-@click.option("--port", default=8085, show_default=True, type=click.IntRange(0, 65535),
-              help="Port to listen on; 0 picks a free one.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Keep topics, subscriptions and unacked messages here across restarts.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the fault-injection decisions.")
-@click.option("--admin", is_flag=True,
-              help="Serve the admin service, to change faults while it runs (fault flags below imply it).")
-@click.option("--duplicate-rate", default=0.0, type=click.FloatRange(0, 1),
-              help="Probability a delivery is duplicated.")
-@click.option("--delay-ms", default=0.0, type=click.FloatRange(0), help="Delay before a message is deliverable.")
-@click.option("--jitter-ms", default=0.0, type=click.FloatRange(0), help="Random extra delay, up to this much.")
-@click.option("--publish-failure-rate", default=0.0, type=click.FloatRange(0, 1),
-              help="Probability a Publish fails with UNAVAILABLE (clients retry).")
-@click.option("--lost-ack-rate", default=0.0, type=click.FloatRange(0, 1),
-              help="Probability an ack is dropped (the message is redelivered).")
-@click.option("--fault", "overrides", multiple=True, metavar="RESOURCE,KEY=VALUE[,...]",
-              help="Fault settings for one topic or subscription, e.g. "
-                   "projects/p/subscriptions/s,lost_ack_rate=0.1 (repeatable).")
-@click.option("--live/--no-live", default=True, show_default=True, help="Show the live view of topics and rates.")
-def pubsub(host: str, port: int, data_dir: str | None, seed: int, admin: bool, duplicate_rate: float,
-           delay_ms: float, jitter_ms: float, publish_failure_rate: float, lost_ack_rate: float,
-           overrides: tuple[str, ...], live: bool) -> None:
-    """Run the Pub/Sub emulator (google.pubsub.v1 over gRPC) in the foreground."""
-    from emulator.pubsub.faults import parse_override
-    from emulator.pubsub.live import run_live
-    from emulator.pubsub.server import start, tune_gc
-    from workbench import terminal
+def _click_option(flag: Flag) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click option of one of the emulator's declared flags."""
+    if flag.kind is bool:
+        return click.option(flag.name, is_flag=True, help=flag.help)
+    if flag.repeatable:
+        return click.option(flag.name, multiple=True, metavar=flag.metavar, help=flag.help)
+    if flag.kind == "directory":
+        kind: Any = click.Path(file_okay=False)
+    elif flag.low is None and flag.high is None:
+        kind = flag.kind
+    elif flag.kind is int:
+        kind = click.IntRange(flag.low, flag.high)
+    else:
+        kind = click.FloatRange(flag.low, flag.high)
+    return click.option(flag.name, type=kind, default=flag.default, show_default=flag.default is not None,
+                        metavar=flag.metavar, help=flag.help)
 
-    faults = {"duplicate_rate": duplicate_rate, "delay_ms": delay_ms, "jitter_ms": jitter_ms,
-              "publish_failure_rate": publish_failure_rate, "lost_ack_rate": lost_ack_rate}
+
+def _with_emulator_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    for flag in reversed(FLAGS):  # click lists options in the order their decorators are written
+        command = _click_option(flag)(command)
+    return command
+
+
+@emulator.command()
+@_with_emulator_flags
+@click.option("--live/--no-live", default=True, show_default=True, help="Show the live view of topics and rates.")
+def pubsub(live: bool, **flag_values: Any) -> None:
+    """Run the Pub/Sub emulator (google.pubsub.v1 over gRPC) in the foreground."""
+    from emulator.pubsub.errors import EmulatorError
+    from emulator.pubsub.flags import start_arguments
+    from emulator.pubsub.server import exposure_risk, start, tune_gc
+    from eventmodel.exposure import warn_if_exposed
+    from workbench import terminal
+    from workbench.emulator_view import run_live
+    from workbench.errors import WorkbenchError
+
     try:
-        fault_overrides = dict(parse_override(text) for text in overrides)
+        arguments = start_arguments(flag_values)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
     tune_gc()
@@ -71,12 +80,17 @@ def pubsub(host: str, port: int, data_dir: str | None, seed: int, admin: bool, d
             handle_.request_stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    handle = start(host, port, data_dir=data_dir, seed=seed, faults=faults, fault_overrides=fault_overrides,
-                   admin=True if admin else None)
+    try:
+        handle = start(**arguments)
+    except EmulatorError as exc:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise WorkbenchError(exc.message, exc.fix) from None
     running.append(handle)
     if stopping.is_set():
         handle.request_stop()
     try:
+        warn_if_exposed(handle.host, "the Pub/Sub emulator", exposure_risk(handle.admin))
         terminal.success(f"Pub/Sub emulator listening on {handle.target}: "
                          f"export PUBSUB_EMULATOR_HOST={handle.target}")
         if handle.admin:

@@ -1,4 +1,4 @@
-"""The live terminal view of a running emulator: topics, subscriptions, backlog, rates and injected faults.
+"""The live terminal view of a running Pub/Sub emulator: topics, subscriptions, backlog, rates and injected faults.
 
 `stats_table` is a pure function of two stats snapshots (so it is tested without a terminal);
 `run_live` refreshes it with rich until the emulator is asked to stop.
