@@ -22,9 +22,10 @@ from google.pubsub_v1.types import (
 )
 
 from emulator.pubsub import names
+from emulator.pubsub.delivery import MAX_REQUEST_BYTES
 from emulator.pubsub.errors import PubSubError, invalid_argument
 from emulator.pubsub.rpc import page, unary
-from emulator.pubsub.store import MAX_REQUEST_BYTES, Store
+from emulator.pubsub.store import Store
 
 SERVICE = "google.pubsub.v1.Publisher"
 

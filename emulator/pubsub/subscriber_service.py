@@ -35,7 +35,8 @@ from google.pubsub_v1.types import (
 
 from emulator.pubsub.errors import PubSubError, invalid_argument
 from emulator.pubsub.rpc import page, raw, unary
-from emulator.pubsub.store import Store, Stream
+from emulator.pubsub.state import Stream
+from emulator.pubsub.store import Store
 from emulator.pubsub.wire import pull_response
 
 SERVICE = "google.pubsub.v1.Subscriber"

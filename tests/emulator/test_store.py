@@ -1,17 +1,18 @@
 """Delivery semantics of the store, in process (no gRPC): leases, nacks, ordering, backoff, dead letter,
-faults, seek, retention and the journal's replay."""
+faults, seek, retention and the journal's replay. Time is a FakeClock the tests move: nothing sleeps."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 from google.pubsub_v1.types import PubsubMessage, ReceivedMessage
 
+from emulator.pubsub.clock import Clock
 from emulator.pubsub.errors import PubSubError
 from emulator.pubsub.faults import FaultConfig, FaultInjector
 from emulator.pubsub.journal import open_journal
-from emulator.pubsub.store import Store, Stream, SubscriptionPb, TopicPb
+from emulator.pubsub.snapshots import SNAPSHOT_LIFETIME
+from emulator.pubsub.state import Stream, SubscriptionPb, TopicPb
+from emulator.pubsub.store import Store
 
 TOPIC = "projects/p/topics/topic"
 SUB = "projects/p/subscriptions/sub"
@@ -19,8 +20,31 @@ ReceivedPb = ReceivedMessage.pb()
 MessagePb = PubsubMessage.pb()
 
 
-def make_store(faults: FaultInjector | None = None, **sub_settings) -> Store:
-    store = Store(faults)
+class FakeClock:
+    """Time that moves only when a test says so (monotonic from 0, wall from a fixed epoch)."""
+
+    EPOCH = 1_700_000_000.0
+
+    def __init__(self) -> None:
+        self.elapsed = 0.0
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def wall(self) -> float:
+        return self.EPOCH + self.elapsed
+
+    def advance(self, seconds: float) -> None:
+        self.elapsed += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make_store(faults: FaultInjector | None = None, clock: FakeClock | None = None, **sub_settings) -> Store:
+    store = Store(faults, clock=Clock(clock.monotonic, clock.wall) if clock else Clock())
     store.create_topic(TopicPb(name=TOPIC))
     store.create_subscription(SubscriptionPb(name=SUB, topic=TOPIC, **sub_settings))
     return store
@@ -40,12 +64,13 @@ def datas(received) -> list[bytes]:
     return [r.message.data for r in received]
 
 
-def test_published_message_carries_id_and_publish_time():
-    store = make_store()
+def test_published_message_carries_id_and_publish_time(clock):
+    store = make_store(clock=clock)
+    clock.advance(2.5)
     [message_id] = publish(store, b"a")
     [r] = pull(store)
     assert r.message.message_id == message_id
-    assert abs(r.message.publish_time.seconds - time.time()) < 5
+    assert r.message.publish_time.seconds + r.message.publish_time.nanos / 1e9 == clock.wall()
     assert r.ack_id
 
 
@@ -72,13 +97,36 @@ def test_stale_modack_is_ignored():
     assert pull(store) == []
 
 
-def test_lease_expiry_redelivers():
-    store = make_store()
+def test_lease_expiry_redelivers(clock):
+    store = make_store(clock=clock)  # the default ack deadline: 10 s
     publish(store, b"a")
     [first] = pull(store)
-    store._expire(store.subscriptions[SUB], time.monotonic() + 11)
+    clock.advance(9.9)
+    assert pull(store) == []
+    clock.advance(0.2)
     [again] = pull(store)
     assert again.message.message_id == first.message.message_id
+
+
+def test_acked_message_stays_gone_after_its_lease_would_have_ended(clock):
+    store = make_store(clock=clock)
+    publish(store, b"a")
+    [first] = pull(store)
+    store.acknowledge(SUB, [first.ack_id])
+    clock.advance(60)
+    store.sweep()
+    assert pull(store) == []
+
+
+def test_modack_extends_the_lease_past_its_first_deadline(clock):
+    store = make_store(clock=clock)
+    publish(store, b"a")
+    [first] = pull(store)
+    store.modify_ack_deadline(SUB, [first.ack_id], 60)
+    clock.advance(30)
+    assert pull(store) == []  # the first lease (10 s) is over, the extended one is not
+    clock.advance(31)
+    assert datas(pull(store)) == [b"a"]
 
 
 def test_stream_flow_control_caps_outstanding_messages_and_bytes():
@@ -135,14 +183,20 @@ def test_ordering_is_per_key():
     assert datas(pull(store)) == [b"a2"]
 
 
-def test_retry_policy_backs_off_before_redelivery():
-    store = make_store(retry_policy={"minimum_backoff": {"nanos": 300_000_000},
-                                     "maximum_backoff": {"seconds": 1}})
+def test_retry_policy_backs_off_before_redelivery(clock):
+    store = make_store(clock=clock, retry_policy={"minimum_backoff": {"seconds": 3},
+                                                  "maximum_backoff": {"seconds": 10}})
     publish(store, b"a")
     [first] = pull(store)
     store.modify_ack_deadline(SUB, [first.ack_id], 0)
+    clock.advance(2.9)
     assert pull(store) == []
-    time.sleep(0.35)
+    clock.advance(0.2)
+    [second] = pull(store)
+    store.modify_ack_deadline(SUB, [second.ack_id], 0)
+    clock.advance(5.9)
+    assert pull(store) == []  # the backoff doubles with every attempt
+    clock.advance(0.2)
     assert datas(pull(store)) == [b"a"]
 
 
@@ -196,20 +250,21 @@ def test_lost_ack_fault_forces_redelivery():
     assert store.faults.report()["counts"]["lost_ack"] == 1
 
 
-def test_delay_fault_holds_messages_back():
-    store = make_store(FaultInjector(1, FaultConfig(delay_ms=300)))
+def test_delay_fault_holds_messages_back(clock):
+    store = make_store(FaultInjector(1, FaultConfig(delay_ms=300)), clock=clock)
     publish(store, b"a")
+    clock.advance(0.29)
     assert pull(store) == []
-    time.sleep(0.35)
+    clock.advance(0.02)
     assert datas(pull(store)) == [b"a"]
 
 
-def test_seek_to_time_with_retained_acks():
-    store = make_store(retain_acked_messages=True)
+def test_seek_to_time_with_retained_acks(clock):
+    store = make_store(clock=clock, retain_acked_messages=True)
     publish(store, b"old")
-    time.sleep(0.01)
-    middle = time.time()
-    time.sleep(0.01)
+    clock.advance(1)
+    middle = clock.wall()
+    clock.advance(1)
     publish(store, b"new")
     received = pull(store)
     store.acknowledge(SUB, [r.ack_id for r in received])
@@ -219,11 +274,13 @@ def test_seek_to_time_with_retained_acks():
     assert sorted(datas(pull(store))) == [b"new", b"old"]
 
 
-def test_retention_drops_old_messages():
-    store = make_store()
+def test_retention_drops_old_messages(clock):
+    store = make_store(clock=clock, message_retention_duration={"seconds": 600})
     publish(store, b"a")
-    store.subscriptions[SUB].retention = 0.05
-    time.sleep(0.1)
+    clock.advance(599)
+    store.sweep()
+    assert store.subscriptions[SUB].backlog == 1
+    clock.advance(2)
     store.sweep()
     assert pull(store) == []
     assert store.subscriptions[SUB].backlog == 0
@@ -341,8 +398,8 @@ def test_compaction_waits_while_most_of_the_journal_is_live(tmp_path):
     journal.close()
 
 
-def test_snapshot_expires_and_seek_applies_the_filter():
-    store = make_store(filter='attributes.kind = "keep"')
+def test_snapshot_expires_and_seek_applies_the_filter(clock):
+    store = make_store(clock=clock, filter='attributes.kind = "keep"')
     store.create_subscription(SubscriptionPb(name="projects/p/subscriptions/all", topic=TOPIC))
     store.create_snapshot("projects/p/snapshots/snap", "projects/p/subscriptions/all", {})
     publish(store, b"yes", kind="keep")
@@ -350,7 +407,10 @@ def test_snapshot_expires_and_seek_applies_the_filter():
     assert datas(pull(store)) == [b"yes"]
     store.seek_to_snapshot(SUB, "projects/p/snapshots/snap")
     assert datas(pull(store)) == [b"yes"]  # the snapshot holds both; the filter still applies
-    store.snapshots["projects/p/snapshots/snap"].expire_at = time.time() - 1
+    clock.advance(SNAPSHOT_LIFETIME - 1)
+    store.sweep()
+    assert store.list_topic_snapshots(TOPIC) == ["projects/p/snapshots/snap"]
+    clock.advance(2)
     store.sweep()
     assert store.list_topic_snapshots(TOPIC) == []
     with pytest.raises(PubSubError) as missing:
@@ -376,14 +436,14 @@ def test_seek_to_snapshot_survives_a_restart(tmp_path):
     journal.close()
 
 
-def test_seek_to_time_survives_a_restart(tmp_path):
-    first = Store()
+def test_seek_to_time_survives_a_restart(tmp_path, clock):
+    first = Store(clock=Clock(clock.monotonic, clock.wall))
     journal, _ = open_journal(tmp_path, first.replay, first.snapshot_records)
     first.journal = journal
     first.create_topic(TopicPb(name=TOPIC))
     first.create_subscription(SubscriptionPb(name=SUB, topic=TOPIC))
     publish(first, b"a")
-    first.seek_to_time(SUB, time.time() + 1)  # acks everything published before
+    first.seek_to_time(SUB, clock.wall() + 1)  # acks everything published before
     journal.close()
 
     second = Store()
@@ -405,3 +465,61 @@ def test_hot_ordering_key_drains_in_order_in_bounded_batches():
         seen.extend(datas(batch))
         store.acknowledge(SUB, [r.ack_id for r in batch])
     assert seen == [b"%d" % i for i in range(3000)]
+
+
+def _durable_state(store: Store) -> dict:
+    """What a restart must bring back: topics, subscriptions, and each subscription's unacked and retained
+    messages."""
+    return {
+        "topics": {name: topic.pb.SerializeToString() for name, topic in store.topics.items()},
+        "subscriptions": {
+            name: (sub.pb.SerializeToString(), sorted(sub.messages), sorted(m.seq for m in sub.acked_retained))
+            for name, sub in store.subscriptions.items()
+        },
+    }
+
+
+def test_replay_rebuilds_what_every_kind_of_change_left(tmp_path, clock):
+    """Live changes and their replay go through the same Store.apply: a restarted store equals the one that
+    wrote the journal."""
+    first = Store(clock=Clock(clock.monotonic, clock.wall))
+    journal, _ = open_journal(tmp_path, first.replay, first.snapshot_records)
+    first.journal = journal
+    dead, other = "projects/p/topics/dead", "projects/p/topics/other"
+    for name in (TOPIC, dead, other):
+        first.create_topic(TopicPb(name=name))
+    first.create_subscription(SubscriptionPb(name=SUB, topic=TOPIC, retain_acked_messages=True, dead_letter_policy={
+        "dead_letter_topic": dead, "max_delivery_attempts": 5}))
+    first.create_subscription(SubscriptionPb(name="projects/p/subscriptions/dead", topic=dead))
+    first.create_subscription(SubscriptionPb(name="projects/p/subscriptions/orphan", topic=other))
+    first.create_subscription(SubscriptionPb(name="projects/p/subscriptions/gone", topic=TOPIC))
+    publish(first, b"acked", b"poison")
+    acked, poison = pull(first)
+    first.acknowledge(SUB, [acked.ack_id])
+    for _ in range(4):
+        first.modify_ack_deadline(SUB, [poison.ack_id], 0)
+        [poison] = pull(first)
+    first.modify_ack_deadline(SUB, [poison.ack_id], 0)  # the fifth delivery failed too: dead-lettered
+    assert pull(first) == []
+    clock.advance(10)
+    middle = clock.wall()
+    clock.advance(10)
+    publish(first, b"later")
+    first.update_topic(TopicPb(name=TOPIC, labels={"team": "data"}), ["labels"])
+    first.update_subscription(SubscriptionPb(name=SUB, ack_deadline_seconds=30), ["ack_deadline_seconds"])
+    first.delete_subscription("projects/p/subscriptions/gone")
+    first.delete_topic(other)
+    first.seek_to_time(SUB, middle)
+    dead_sub = "projects/p/subscriptions/dead"
+    first.create_snapshot("projects/p/snapshots/snap", dead_sub, {})
+    first.acknowledge(dead_sub, [r.ack_id for r in pull(first, sub=dead_sub)])
+    first.seek_to_snapshot(dead_sub, "projects/p/snapshots/snap")
+    journal.close()
+
+    second = Store(clock=Clock(clock.monotonic, clock.wall))
+    journal, top = open_journal(tmp_path, second.replay, second.snapshot_records)
+    journal.close()
+    assert _durable_state(second) == _durable_state(first)
+    assert top == next(first._seq) - 1
+    assert second.subscriptions["projects/p/subscriptions/orphan"].topic == "_deleted-topic_"
+    assert datas(pull(second, sub=dead_sub)) == [b"poison"]
