@@ -13,7 +13,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from emulator_processes import PROJECT, EmulatorProcess, start_workbench_emulator
+
+from workbench.localstack.emulators import Emulator, start_pubsub_emulator
+
+PROJECT = "p"  # the project of every resource these tests create (the emulators accept any id)
 
 _names = itertools.count(1)
 
@@ -22,14 +25,14 @@ _names = itertools.count(1)
 class PubSub:
     """Official clients pointed at one emulator, plus unique resource names and cleanup."""
 
-    emulator: EmulatorProcess
+    emulator: Emulator
     publisher: object
     subscriber: object
     project: str = PROJECT
 
     @property
     def official(self) -> bool:
-        return self.emulator.kind == "official"
+        return self.emulator.name == "official-pubsub"
 
     def topic_path(self, prefix: str = "topic") -> str:
         return f"projects/{self.project}/topics/{prefix}-{next(_names)}-{uuid.uuid4().hex[:6]}"
@@ -73,34 +76,46 @@ class PubSub:
         return received
 
     def pull_nothing(self, subscription: str, wait: float = 1.5) -> list:
-        """Pull for `wait` seconds expecting nothing; returns whatever came (unacked)."""
+        """Pull for `wait` seconds expecting nothing; returns whatever came (unacked).
+
+        It sees only what is deliverable now: a leased message stays away for its lease (10 s at least), so a
+        check that acked messages stay acked goes through redelivered_after_nack.
+        """
         return self.pull(subscription, 1000, timeout=wait, ack=False)
+
+    def redelivered_after_nack(self, subscription: str, ack_ids: list[str], wait: float = 1.5) -> list:
+        """Nack messages that should be acked, then pull_nothing: a lost ack comes back at once, not after its
+        lease (a nack of an acked message does nothing, here as in the real service)."""
+        self.subscriber.modify_ack_deadline(
+            request={"subscription": subscription, "ack_ids": ack_ids, "ack_deadline_seconds": 0}
+        )
+        return self.pull_nothing(subscription, wait)
 
 
 @pytest.fixture
-def pubsub(backend: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[PubSub]:
+def pubsub(backend: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[PubSub]:
     yield from _clients(backend, monkeypatch)
 
 
 @pytest.fixture
-def workbench_pubsub(workbench_emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[PubSub]:
+def workbench_pubsub(workbench_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[PubSub]:
     yield from _clients(workbench_emulator, monkeypatch)
 
 
 @pytest.fixture(scope="session")
-def workbench_admin_emulator() -> Iterator[EmulatorProcess]:
+def workbench_admin_emulator() -> Iterator[Emulator]:
     """This project's emulator with its admin (fault-injection) service on, for the session."""
-    emulator = start_workbench_emulator("--admin")
+    emulator = start_pubsub_emulator(project=PROJECT, admin=True)
     yield emulator
     emulator.stop()
 
 
 @pytest.fixture
-def admin_pubsub(workbench_admin_emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[PubSub]:
+def admin_pubsub(workbench_admin_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[PubSub]:
     yield from _clients(workbench_admin_emulator, monkeypatch)
 
 
-def _clients(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[PubSub]:
+def _clients(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[PubSub]:
     from google.cloud import pubsub_v1
 
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", emulator.target)
@@ -116,11 +131,11 @@ def _clients(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 
 @pytest.fixture
-def connect(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[EmulatorProcess], PubSub]]:
+def connect(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Emulator], PubSub]]:
     """Open clients on any emulator (e.g. one from fresh_emulator); all are closed after the test."""
     opened: list[Iterator[PubSub]] = []
 
-    def factory(emulator: EmulatorProcess) -> PubSub:
+    def factory(emulator: Emulator) -> PubSub:
         clients = _clients(emulator, monkeypatch)
         opened.append(clients)
         return next(clients)
@@ -131,12 +146,12 @@ def connect(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[EmulatorProce
 
 
 @pytest.fixture
-def fresh_emulator() -> Iterator[Callable[..., EmulatorProcess]]:
+def fresh_emulator() -> Iterator[Callable[..., Emulator]]:
     """Start private emulator processes (with flags) for one test; all are stopped afterwards."""
-    started: list[EmulatorProcess] = []
+    started: list[Emulator] = []
 
-    def launch(*args: str, port: int | None = None) -> EmulatorProcess:
-        emulator = start_workbench_emulator(*args, port=port)
+    def launch(*args: str, port: int | None = None) -> Emulator:
+        emulator = start_pubsub_emulator(*args, port=port, project=PROJECT)
         started.append(emulator)
         return emulator
 

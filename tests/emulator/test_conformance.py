@@ -195,8 +195,8 @@ def test_acked_message_is_not_redelivered(pubsub):
     topic = pubsub.topic()
     sub = pubsub.subscription(topic)
     pubsub.publish(topic, b"once")
-    assert len(pubsub.pull(sub, 1)) == 1
-    assert pubsub.pull_nothing(sub) == []
+    [acked] = pubsub.pull(sub, 1)
+    assert pubsub.redelivered_after_nack(sub, [acked.ack_id]) == []
 
 
 def test_nack_redelivers(pubsub):
@@ -223,15 +223,25 @@ def test_expired_ack_deadline_redelivers(pubsub):
     assert time.monotonic() - started >= 8
 
 
-def test_modack_extends_deadline(pubsub):
+def test_modack_sets_the_deadline_and_a_later_one_extends_it(pubsub):
     topic = pubsub.topic()
     sub = pubsub.subscription(topic)
     pubsub.publish(topic, b"held")
+
+    def modack(message, seconds: int) -> None:
+        pubsub.subscriber.modify_ack_deadline(
+            request={"subscription": sub, "ack_ids": [message.ack_id], "ack_deadline_seconds": seconds}
+        )
+
     [first] = pubsub.pull(sub, 1, ack=False)
-    pubsub.subscriber.modify_ack_deadline(
-        request={"subscription": sub, "ack_ids": [first.ack_id], "ack_deadline_seconds": 60}
-    )
-    assert pubsub.pull_nothing(sub, wait=2) == []
+    modack(first, 1)  # a deadline shorter than the subscription's (10 s): back after about a second
+    started = time.monotonic()
+    [second] = pubsub.pull(sub, 1, timeout=8, ack=False)
+    assert second.message.message_id == first.message.message_id
+    assert time.monotonic() - started < 5
+    modack(second, 1)
+    modack(second, 60)  # the later modack counts: nothing comes back when the 1 s deadline passes
+    assert pubsub.pull_nothing(sub, wait=2.5) == []
 
 
 def test_subscribe_streaming_receives_everything(pubsub):
@@ -240,10 +250,12 @@ def test_subscribe_streaming_receives_everything(pubsub):
     count = 500
     pubsub.publish(topic, *[b"s%d" % i for i in range(count)])
     seen: set[bytes] = set()
+    ack_ids: list[str] = []
     done = threading.Event()
 
     def callback(message):
         seen.add(message.data)
+        ack_ids.append(message.ack_id)
         message.ack()
         if len(seen) >= count:
             done.set()
@@ -255,9 +267,9 @@ def test_subscribe_streaming_receives_everything(pubsub):
         future.cancel()
         future.result(timeout=10)
     assert len(seen) == count
-    # Everything was acked through the client's ack path (unary Acknowledge): nothing comes back.
-    time.sleep(1)
-    assert pubsub.pull_nothing(sub) == []
+    # Everything was acked through the client's ack path (unary Acknowledge; the client has sent every ack once
+    # its future is done): nothing comes back.
+    assert pubsub.redelivered_after_nack(sub, ack_ids) == []
 
 
 def test_streaming_flow_control_limits_outstanding(pubsub):
@@ -461,12 +473,12 @@ def test_acks_and_nacks_on_the_stream(pubsub):
         [again] = _receive(responses, 1)
         assert again.message.data == b"nack-me"
         requests.put(StreamingPullRequest(ack_ids=[again.ack_id]))
-        time.sleep(1)
+        time.sleep(1)  # the stream has no reply to an ack: give it time to arrive
     finally:
         requests.close()
         responses.cancel()
         channel.close()
-    assert pubsub.pull_nothing(sub) == []
+    assert pubsub.redelivered_after_nack(sub, [received[b"ack-me"].ack_id, again.ack_id]) == []
 
 
 def test_stream_max_outstanding_messages(pubsub):
