@@ -73,8 +73,11 @@ def bench_chain(count: int) -> dict[str, float]:
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     from eventmodel.validate import validate
-    from pipeline.sinks import BuildEventRowFn, dead_letter_table_row, to_pubsub_message
-    from pipeline.transforms import DeduplicateByEventId, ParseAndValidate, WriteEventFiles
+    from pipeline.bigquery import BuildEventRowFn
+    from pipeline.dead_letters import dead_letter_table_row, to_pubsub_message
+    from pipeline.dedup import DeduplicateByEventId
+    from pipeline.files import WriteEventFiles
+    from pipeline.validate import ParseAndValidate
 
     messages = _messages(count, seed=7)
     bodies = [m.data for m in messages]
@@ -134,7 +137,7 @@ class Stack:
 
     def __init__(self) -> None:
         from workbench.bq_apply import apply_ddl
-        from workbench.localstack.bigquery import start_bigquery_emulator
+        from workbench.localstack.emulators import start_bigquery_emulator
         from workbench.localstack.stack import create_pubsub_resources
 
         os.environ["NO_GCE_CHECK"] = "true"

@@ -625,7 +625,7 @@ def emulator_fetch(folder: Path, events: int, seed: int) -> dict[str, Any]:
 
     from eventmodel.rows import DEAD_LETTER_TABLE
     from workbench.bq_apply import apply_ddl
-    from workbench.localstack.bigquery import start_bigquery_emulator
+    from workbench.localstack.emulators import start_bigquery_emulator
 
     run = generate(folder, events, seed, full_rows=True)
     began = time.perf_counter()

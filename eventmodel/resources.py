@@ -38,8 +38,18 @@ ATTR_DLQ_STAGE = "dlq_stage"
 LOCAL_HOST = "127.0.0.1"
 PUBSUB_EMULATOR_PORT = 8085
 BIGQUERY_EMULATOR_PORT = 9050
+BIGQUERY_GRPC_OFFSET = 10  # bqemulator's Storage Read/Write gRPC port sits beside its REST port (9050 -> 9060)
 GCS_EMULATOR_PORT = 9023
+# The variables client libraries read to reach an emulator (PUBSUB: HOST:PORT; the other two: http://HOST:PORT).
+PUBSUB_EMULATOR_ENV = "PUBSUB_EMULATOR_HOST"
+BIGQUERY_EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
+STORAGE_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
 # Where runs (manifests) and local-stack state live; WORKBENCH_HOME overrides.
 HOME_ENV_VAR = "WORKBENCH_HOME"
 DEFAULT_HOME = ".workbench"
+
+
+def http_endpoint(host_or_url: str) -> str:
+    """An emulator's REST endpoint: HOST:PORT as users write it becomes http://HOST:PORT; a URL stays as given."""
+    return host_or_url if "://" in host_or_url else f"http://{host_or_url}"

@@ -20,6 +20,7 @@ collide with a metadata name, and `line["event"]` is the event a producer sent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -33,6 +34,8 @@ from eventmodel.resources import (
     ATTR_DLQ_STAGE,
     ATTR_EVENT_TYPE,
 )
+
+Clock = Callable[[], float]  # seconds; the DoFns take one so that tests drive their timers (TestStream)
 
 # Stage names: where in the pipeline a dead letter was decided (attribute dlq_stage, column dead_letters.stage).
 STAGE_VALIDATE = "validate"

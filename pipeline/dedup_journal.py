@@ -3,7 +3,7 @@
 On Dataflow the dedup state survives a worker crash (it is the runner's persisted state) and this is not used.
 The DirectRunner keeps state in memory, so a killed `workbench run-pipeline` would forget every id and let the
 second copy of an event through whenever the first one was written before the crash. Locally the dedup step
-(pipeline.transforms.DropRepeatedIdsFn) therefore appends (event id, message id, publish time) of every event it
+(pipeline.dedup.DropRepeatedIdsFn) therefore appends (event id, message id, publish time) of every event it
 lets through to this journal, handed to the operating system at every bundle end, before the bundle's output
 moves on (a killed process loses none of it; no fsync, which only a machine crash would need). A restarted run
 loads what is younger than the dedup window.

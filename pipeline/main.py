@@ -6,7 +6,7 @@
 
 `build_pipeline` lays the transforms onto a Pipeline and returns nothing else; `run` parses arguments, builds,
 and starts. Local runs with the live view and --stop-when-idle go through `workbench run-pipeline`
-(workbench/cli/pipeline.py), which calls pipeline.runner; Dataflow (and the Flex Template launcher) calls `run`.
+(workbench/cli/pipeline.py), which calls workbench.pipeline_run; Dataflow (and the Flex Template launcher) calls `run`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,13 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
+from pipeline.bigquery import WriteEventRows
+from pipeline.dead_letters import WriteDeadLetters
+from pipeline.dedup import DeduplicateByEventId
+from pipeline.files import WriteEventFiles
 from pipeline.options import EventPipelineOptions, resource_path
-from pipeline.sinks import WriteDeadLetters, WriteEventRows
-from pipeline.transforms import DeduplicateByEventId, ParseAndValidate, ReadEvents, WriteEventFiles
+from pipeline.read import ReadEvents
+from pipeline.validate import ParseAndValidate
 
 
 def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from eventmodel.resources import DATASET, DEAD_LETTER_TOPIC, SUBSCRIPTION
-from pipeline.sinks import DEFAULT_RETRY_SECONDS, METHODS, STREAMING_INSERTS
+from pipeline.constants import DEFAULT_RETRY_SECONDS, METHODS, STREAMING_INSERTS
 
 DEFAULT_OUTPUT_ROOT = "./output"
 

@@ -244,11 +244,11 @@ def _load_gcs(engine: Any, target: ReconcileTarget, scope: str, on_step: Step) -
             "pass the --output-root the pipeline wrote to (run-pipeline's default is ./output)",
         )
     if root.startswith("gs://") and target.storage_emulator:
-        from pipeline.local import use_anonymous_credentials
+        from workbench.localstack.clients import use_anonymous_beam_credentials
 
         # Beam's gs:// filesystem finds the GCS emulator through the environment, as the pipeline's run does.
         os.environ["STORAGE_EMULATOR_HOST"] = target.storage_emulator
-        use_anonymous_credentials()
+        use_anonymous_beam_credentials()
     on_step(f"listing {root}")
     files = sources.list_event_files(root)
     # An engine that reads the tree where it lies (BigQuery's external tables) needs no local copies.
@@ -323,7 +323,7 @@ def _check_local_stack(target: ReconcileTarget) -> None:
 
 
 def _bigquery_client(target: ReconcileTarget) -> Any:
-    from workbench.bq_apply import make_client
+    from workbench.localstack.clients import bigquery_client
 
     if target.bigquery_emulator and not _reachable(target.bigquery_emulator):
         raise ReconcileError(
@@ -331,7 +331,7 @@ def _bigquery_client(target: ReconcileTarget) -> Any:
             "start the local stack (`workbench up`), or pass --no-bigquery to reconcile without BigQuery",
         )
     # No fixed location: BigQuery runs each job where the datasets it reads live (events may be in any region).
-    return make_client(target.project, target.bigquery_emulator, location=None)
+    return bigquery_client(target.project, target.bigquery_emulator, location=None)
 
 
 def reconcile_waiting(

@@ -1,9 +1,11 @@
-"""Emulator processes shared by every test directory: this project's Pub/Sub emulator, the official one where
-gcloud and java are installed, each on a free loopback port and stopped by its own pid (or its own process
-group, for gcloud, which starts java as a child).
+"""The local services every test directory shares, one session fixture per emulator, all started through the
+workbench's own toolkit (workbench.localstack.emulators: free loopback ports, readiness, stop by process group).
 
-`backend` is parametrized over both Pub/Sub emulators so that a suite runs the same assertions against each;
-without gcloud the official half is skipped with the reason.
+- `workbench_emulator`: this project's Pub/Sub emulator; `official_emulator`: Google's, where gcloud and java are
+  installed (skipped with the reason otherwise); `backend` is parametrized over both so that a suite runs the
+  same assertions against each.
+- `bigquery_emulator`: bqemulator; any project id works on it, so each test names its own project or dataset.
+- `gcs_emulator`: a fresh in-memory GCS emulator per test (it slows as objects pile up).
 """
 
 from __future__ import annotations
@@ -11,59 +13,53 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from emulator_processes import (
-    EmulatorProcess,
-    official_emulator_missing,
+
+from workbench.localstack.emulators import (
+    Emulator,
+    official_pubsub_missing,
+    start_bigquery_emulator,
     start_gcs_emulator,
-    start_official_emulator,
-    start_workbench_emulator,
-    stop_process,
+    start_official_pubsub_emulator,
+    start_pubsub_emulator,
 )
 
-
-@pytest.fixture(scope="session")
-def workbench_emulator() -> Iterator[EmulatorProcess]:
-    emulator = start_workbench_emulator()
-    yield emulator
-    emulator.stop()
+PROJECT = "p"  # the Pub/Sub tests' project on the shared emulators
 
 
 @pytest.fixture(scope="session")
-def official_emulator() -> Iterator[EmulatorProcess]:
-    reason = official_emulator_missing()
+def workbench_emulator() -> Iterator[Emulator]:
+    with start_pubsub_emulator(project=PROJECT) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def official_emulator() -> Iterator[Emulator]:
+    reason = official_pubsub_missing()
     if reason:
         pytest.skip(f"official emulator unavailable: {reason}")
-    emulator = start_official_emulator()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture(scope="session")
-def bigquery_emulator():
-    """bqemulator on free loopback ports for the session (stopped by its pid); any project id works on it."""
-    from workbench.localstack.bigquery import start_bigquery_emulator
-
-    emulator = start_bigquery_emulator(project="workbench-tests")
-    yield emulator
-    emulator.stop()
+    with start_official_pubsub_emulator(project=PROJECT) as emulator:
+        yield emulator
 
 
 @pytest.fixture(params=["workbench", "official"])
-def backend(request: pytest.FixtureRequest) -> EmulatorProcess:
-    """The emulator a conformance test runs against."""
+def backend(request: pytest.FixtureRequest) -> Emulator:
+    """The Pub/Sub emulator a conformance test runs against."""
     return request.getfixturevalue(f"{request.param}_emulator")
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator() -> Iterator[Emulator]:
+    with start_bigquery_emulator(project="workbench-tests") as emulator:
+        yield emulator
 
 
 @pytest.fixture
 def gcs_emulator(monkeypatch) -> Iterator[str]:
-    """A fresh in-memory GCS emulator (it slows as objects pile up) with bucket `workbench-test`; yields the
-    bucket URL and points STORAGE_EMULATOR_HOST (and Beam's gs:// filesystem) at it."""
-    from pipeline.local import use_anonymous_credentials
+    """Yields the bucket URL gs://workbench-test and points STORAGE_EMULATOR_HOST (and Beam's gs:// filesystem,
+    anonymously) at a fresh emulator."""
+    from workbench.localstack.clients import use_anonymous_beam_credentials
 
-    process, port = start_gcs_emulator()
-    try:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-        use_anonymous_credentials()
+    with start_gcs_emulator(bucket="workbench-test") as emulator:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.endpoint)
+        use_anonymous_beam_credentials()
         yield "gs://workbench-test"
-    finally:
-        stop_process(process)

@@ -16,7 +16,6 @@ Any other failure stops the apply with a WorkbenchError.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from pathlib import Path
 from eventmodel.resources import BIGQUERY_EMULATOR_PORT, DATASET, DEFAULT_PROJECT, LOCAL_HOST
 from eventmodel.schema import SCHEMA_VERSION
 from workbench.errors import WorkbenchError
+from workbench.localstack.clients import bigquery_client
 
 
 def _ddl_dir() -> Path:
@@ -228,32 +228,6 @@ def emulator_gap(sql: str) -> str | None:
     return None
 
 
-def make_client(project: str, emulator: str | None, location: str | None = DEFAULT_LOCATION):
-    """A google-cloud-bigquery client for the emulator at HOST:PORT (anonymous) or for BigQuery (ADC)."""
-    from google.cloud import bigquery
-
-    if emulator:
-        from google.api_core.client_options import ClientOptions
-        from google.auth.credentials import AnonymousCredentials
-
-        # Local mode never asks Google for credentials: no metadata-server probe.
-        os.environ.setdefault("NO_GCE_CHECK", "true")
-        endpoint = emulator if "://" in emulator else f"http://{emulator}"
-        return bigquery.Client(
-            project=project,
-            location=location,
-            credentials=AnonymousCredentials(),
-            client_options=ClientOptions(api_endpoint=endpoint),
-        )
-    try:
-        return bigquery.Client(project=project, location=location)
-    except Exception as exc:  # google.auth.exceptions.DefaultCredentialsError and friends
-        raise WorkbenchError(
-            f"cannot reach BigQuery for project {project}: {exc}",
-            "run `gcloud auth application-default login`, or pass --emulator HOST:PORT for the local emulator",
-        ) from None
-
-
 def _check_reachable(emulator: str) -> None:
     """Fail in a moment, not after the client's retries, when nothing listens at the emulator address."""
     address = emulator.split("://", 1)[-1].rstrip("/")
@@ -292,7 +266,7 @@ def apply_ddl(
         return result
     if emulator:
         _check_reachable(emulator)
-    client = make_client(project, emulator, location)
+    client = bigquery_client(project, emulator, location)
     from google.api_core.exceptions import GoogleAPICallError
     from google.api_core.retry import Retry
 

@@ -23,7 +23,7 @@ from publisher.manifest import new_run_id, run_dir, tally, write_manifest
 from publisher.rate import parse_duration
 from workbench import extras
 from workbench.errors import WorkbenchError
-from workbench.localstack.services import free_port
+from workbench.localstack.ports import free_port
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadtest" / "locustfile.py"
 GRACE_S = 60.0  # beyond the run time: spawning, stopping, and the workers' last reports

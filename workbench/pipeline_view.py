@@ -9,8 +9,8 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from pipeline.runner import Progress
 from workbench import terminal
+from workbench.pipeline_run.progress import Progress
 
 
 def _lag(ms: int | None) -> str:
@@ -18,7 +18,7 @@ def _lag(ms: int | None) -> str:
 
 
 class PipelineView:
-    """A rich Live panel fed by pipeline.runner progress callbacks (about twice a second)."""
+    """A rich Live panel fed by workbench.pipeline_run progress callbacks (about twice a second)."""
 
     def __init__(self, source: str, sinks: str) -> None:
         self.source = source

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 
 from publisher.manifest import iter_events, list_runs, payload_digest
 from workbench.cli import cli
+from workbench.localstack.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,12 +159,6 @@ def test_unwritable_to_path_names_the_fix(home, to, says, fix):
     assert result.returncode == 2
     assert says in result.stderr and fix in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_unreachable_emulator_fails_fast_with_how_to_start_it(home):

@@ -1,7 +1,6 @@
-"""Fixtures for the BigQuery data-model tests: the parsed DDL, and a real bqemulator process for the session.
+"""Fixtures for the BigQuery data-model tests: the parsed DDL, and the session's bqemulator (tests/conftest.py).
 
-The emulator runs on a free loopback port and is stopped (by pid) when the session ends. Each test that writes
-gets its own freshly applied dataset, so tests never see each other's rows.
+Each test that writes gets its own freshly applied dataset, so tests never see each other's rows.
 """
 
 from __future__ import annotations
@@ -25,19 +24,15 @@ def statements():
 
 
 @pytest.fixture(scope="session")
-def bq_emulator():
-    from workbench.localstack.bigquery import start_bigquery_emulator
-
-    emulator = start_bigquery_emulator(project=PROJECT)
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
+def bq_emulator(bigquery_emulator):
+    return bigquery_emulator
 
 
 @pytest.fixture(scope="session")
-def bq_client(bq_emulator):
-    return bq_emulator.client()
+def bq_client(bigquery_emulator):
+    from workbench.localstack.clients import bigquery_client
+
+    return bigquery_client(PROJECT, bigquery_emulator.host_port)
 
 
 _datasets = itertools.count(1)

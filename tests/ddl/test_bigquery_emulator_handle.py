@@ -1,4 +1,4 @@
-"""workbench.localstack.bigquery: the emulator starts on loopback, answers, stops by pid, and says what failed."""
+"""The BigQuery emulator (workbench.localstack.emulators) starts on loopback, answers, stops, says what failed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.localstack.bigquery import start_bigquery_emulator
+from workbench.localstack.emulators import start_bigquery_emulator
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from workbench.localstack.bigquery import free_port_pair
+from workbench.localstack.ports import free_port_pair
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.localstack.services import free_port
+from workbench.localstack.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # What a source copy for the build leaves out: environments, caches, outputs.

@@ -61,7 +61,7 @@ def test_up_gcs_without_the_gcs_emulator_names_the_local_extra(capsys, home, mon
 
 def test_the_bigquery_emulator_handle_names_the_local_extra(monkeypatch):
     from workbench.errors import WorkbenchError
-    from workbench.localstack.bigquery import start_bigquery_emulator
+    from workbench.localstack.emulators import start_bigquery_emulator
 
     hide(monkeypatch, "bqemulator")
     with pytest.raises(WorkbenchError, match=r"pip install 'event-workbench\[local\]'"):

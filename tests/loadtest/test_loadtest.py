@@ -47,7 +47,7 @@ def aggregated(run_id: str) -> dict[str, str]:
 
 
 def drain_and_reconcile(stack, run_id: str):
-    from pipeline.runner import LocalSettings, run
+    from workbench.pipeline_run.run import LocalSettings, run
 
     args = ["--project", stack["project"], "--output_root", str(stack["output"]), "--dataset", names.DATASET,
             "--bigquery_emulator_host", stack["bigquery"], "--file_flush_seconds", "1"]  # fmt: skip

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from workbench.localstack.bigquery import start_bigquery_emulator
+from workbench.localstack.emulators import start_bigquery_emulator
 
 pytestmark = pytest.mark.integration
 

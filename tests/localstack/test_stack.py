@@ -15,15 +15,9 @@ from eventmodel import resources as names
 from workbench.cli import cli
 from workbench.errors import WorkbenchError
 from workbench.localstack import processes, stack
-from workbench.localstack.services import port_in_use
+from workbench.localstack.ports import free_port, port_in_use
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -105,11 +99,12 @@ def test_the_pubsub_admin_service_is_off_unless_the_stack_asks_for_it(home):
     """Fault injection is for the chaos demo and fault tests: `workbench up` alone serves no admin service;
     StackConfig(pubsub_admin=True) (`workbench up --pubsub-admin`) restarts the emulator with it."""
     from emulator.pubsub.admin import AdminClient
+    from emulator.pubsub.errors import EmulatorError
 
     cfg = config(with_bigquery=False)
     stack.up(cfg)
     target = stack.env_exports()["PUBSUB_EMULATOR_HOST"]
-    with AdminClient(target) as admin, pytest.raises(WorkbenchError, match="admin service"):
+    with AdminClient(target) as admin, pytest.raises(EmulatorError, match="admin service"):
         admin.faults()
     stack.up(dataclasses.replace(cfg, pubsub_admin=True))
     with AdminClient(target) as admin:
@@ -171,17 +166,17 @@ def test_cli_env_prints_exports_and_status_shows_the_table(home):
 
 
 def _rows(cfg: stack.StackConfig) -> list[str]:
-    from workbench.bq_apply import make_client
+    from workbench.localstack.clients import bigquery_client
 
-    client = make_client(cfg.project, f"127.0.0.1:{cfg.bigquery_port}")
+    client = bigquery_client(cfg.project, f"127.0.0.1:{cfg.bigquery_port}")
     return [r["event_id"] for r in client.query(f"SELECT event_id FROM `{cfg.project}.events.dead_letters`").result()]
 
 
 def _insert(cfg: stack.StackConfig, event_id: str) -> None:
     from eventmodel import rows
-    from workbench.bq_apply import make_client
+    from workbench.localstack.clients import bigquery_client
 
-    client = make_client(cfg.project, f"127.0.0.1:{cfg.bigquery_port}")
+    client = bigquery_client(cfg.project, f"127.0.0.1:{cfg.bigquery_port}")
     row = rows.dead_letter_row(b"x", reason="NOT_JSON", detail="d", stage="validate", message_id=event_id,
                                publish_time=None, attributes={"event_id": event_id})  # fmt: skip
     assert not client.insert_rows_json(f"{cfg.project}.events.dead_letters", [row])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import os
-import socket
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,12 +17,6 @@ from generator.stream import EventStream, GeneratorConfig, OutgoingMessage
 
 NOW = datetime(2025, 2, 8, 13, 9, 1, 123000, tzinfo=UTC)
 SMALL = {"customers": 150, "products": 60, "warehouses": 4, "users": 200}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def frozen_clock() -> float:

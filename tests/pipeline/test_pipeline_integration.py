@@ -21,10 +21,11 @@ from eventmodel import rows
 from eventmodel.validate import parse_timestamp
 from generator.stream import DEAD_LETTER, GeneratorConfig
 from pipeline import core
-from pipeline.runner import LocalSettings, PreflightError, run
 from publisher.manifest import iter_events, payload_digest
 from publisher.run import PublishPlan, publish
 from publisher.sinks import PubSubTarget
+from workbench.errors import WorkbenchError
+from workbench.pipeline_run.run import LocalSettings, run
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +72,7 @@ def pipeline_args(stack, output_root: str) -> list[str]:
     ]
 
 
-def test_a_published_run_reaches_every_sink_as_the_manifest_says(stack, tmp_path, bq_emulator):
+def test_a_published_run_reaches_every_sink_as_the_manifest_says(stack, tmp_path, bigquery_emulator):
     run_id = "it-pipeline"
     plan = PublishPlan(
         run_id=run_id,
@@ -119,7 +120,7 @@ def test_a_published_run_reaches_every_sink_as_the_manifest_says(stack, tmp_path
             assert line["attributes"]["run_id"] == run_id
 
     # BigQuery: one row per valid event in its type's table; dead letters in theirs.
-    client = bq_emulator.client()
+    client = bigquery_emulator.client()
     for event_type, table in rows.TABLES.items():
         found = [
             r["event_id"]
@@ -177,7 +178,7 @@ def _publish_bare(stack, messages) -> dict[str, tuple[str, str]]:
 
 def test_a_missing_subscription_fails_fast_naming_the_fix(stack, tmp_path):
     started = time.monotonic()
-    with pytest.raises(PreflightError) as raised:
+    with pytest.raises(WorkbenchError) as raised:
         run([*pipeline_args(stack, str(tmp_path / "o")), "--subscription", "no-such-sub"])
     assert time.monotonic() - started < 15
     assert "no-such-sub" in raised.value.message and "does not exist" in raised.value.message
@@ -185,11 +186,11 @@ def test_a_missing_subscription_fails_fast_naming_the_fix(stack, tmp_path):
 
 
 def test_an_unreachable_emulator_fails_fast(stack, tmp_path, monkeypatch):
-    from pipeline_support import free_port
+    from workbench.localstack.ports import free_port
 
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
     started = time.monotonic()
-    with pytest.raises(PreflightError) as raised:
+    with pytest.raises(WorkbenchError) as raised:
         run(pipeline_args(stack, str(tmp_path / "o")))
     assert time.monotonic() - started < 15
     assert "no Pub/Sub emulator answers" in raised.value.message
@@ -199,7 +200,7 @@ def test_an_unreachable_emulator_fails_fast(stack, tmp_path, monkeypatch):
 def test_an_unwritable_output_root_fails_fast(stack, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(PreflightError) as raised:
+    with pytest.raises(WorkbenchError) as raised:
         run(pipeline_args(stack, str(blocker / "output")))
     assert "--output-root" in raised.value.message and "--output-root" in raised.value.fix
 
@@ -207,7 +208,7 @@ def test_an_unwritable_output_root_fails_fast(stack, tmp_path):
 def test_missing_tables_fail_fast_naming_the_ddl_command(stack, tmp_path):
     args = pipeline_args(stack, str(tmp_path / "o"))
     args[args.index("--dataset") + 1] = "never_applied"
-    with pytest.raises(PreflightError) as raised:
+    with pytest.raises(WorkbenchError) as raised:
         run(args)
     assert "does not exist" in raised.value.message and "bq apply" in raised.value.fix
 
@@ -250,7 +251,7 @@ def test_the_dataflow_job_builds_and_translates_offline(monkeypatch):
 
 
 def test_dataflow_without_region_or_temp_location_is_refused_before_building():
-    with pytest.raises(PreflightError) as raised:
+    with pytest.raises(WorkbenchError) as raised:
         run(["--runner", "DataflowRunner", "--project", "my-project"])
     assert "--region" in raised.value.message and "--temp_location" in raised.value.message
 
@@ -260,8 +261,9 @@ def test_gcs_files_follow_the_tree_and_a_second_run_never_overwrites(gcs_emulato
     from apache_beam.io.filesystems import FileSystems
     from pipeline_support import as_pubsub, generated, stream_clock, streaming_options
 
-    from pipeline.runner import check_output_root
-    from pipeline.transforms import ParseAndValidate, WriteEventFiles
+    from pipeline.files import WriteEventFiles
+    from pipeline.validate import ParseAndValidate
+    from workbench.pipeline_run.preflight import check_output_root
 
     root = f"{gcs_emulator}/output"
     check_output_root(root)  # the probe object is written and removed
@@ -286,7 +288,7 @@ def test_gcs_files_follow_the_tree_and_a_second_run_never_overwrites(gcs_emulato
     assert sorted(line["message_id"] for line in lines) == sorted(f"m{i}" for i in range(120))
 
 
-def test_storage_write_rows_follow_the_table_schema(stack, bq_emulator):
+def test_storage_write_rows_follow_the_table_schema(stack, bigquery_emulator):
     """STORAGE_WRITE_API itself needs a Java expansion service (Dataflow); its inputs are checked here: the schema
     read from the table made by ddl/, and rows turned into the Python types Beam's Storage Write conversion takes."""
     from decimal import Decimal
@@ -295,9 +297,9 @@ def test_storage_write_rows_follow_the_table_schema(stack, bq_emulator):
     from pipeline_support import as_pubsub, generated
 
     from eventmodel.validate import validate
-    from pipeline.sinks import fetch_table_schema, to_storage_row
+    from pipeline.bigquery import fetch_table_schema, to_storage_row
 
-    client = bq_emulator.client()
+    client = bigquery_emulator.client()
     schema = fetch_table_schema(stack.project, stack.dataset, "orders", client=client)
     names_ = [f["name"] for f in schema["fields"]]
     assert names_[:2] == ["event_type", "order_id"] and "ingest_time" in names_

@@ -40,9 +40,12 @@ from generator.malformed import CATALOGUE
 from generator.stream import DEAD_LETTER
 from pipeline import core
 from pipeline import metrics as M
-from pipeline.local import per_bundle_metrics
-from pipeline.sinks import WriteDeadLetters, WriteEventRows, to_pubsub_message
-from pipeline.transforms import DeduplicateByEventId, ParseAndValidate, WriteEventFiles
+from pipeline.bigquery import WriteEventRows
+from pipeline.dead_letters import WriteDeadLetters, to_pubsub_message
+from pipeline.dedup import DeduplicateByEventId
+from pipeline.files import WriteEventFiles
+from pipeline.validate import ParseAndValidate
+from workbench.pipeline_run.direct_runner import per_bundle_metrics
 
 
 def streaming_pipeline() -> BeamTestPipeline:
@@ -165,7 +168,7 @@ def test_the_dedup_window_is_bounded_and_counted_in_publish_time(tmp_path):
 
 
 def test_dedup_keys_are_a_fixed_set_of_shards():
-    from pipeline.transforms import _shard_of
+    from pipeline.dedup import _shard_of
 
     messages = generated(500, seed=12)
     event = PubsubMessage(messages[0].data, {}, message_id="x", publish_time=NOW)
@@ -399,7 +402,7 @@ def _probe_count(patched: bool) -> int:
 
 def test_the_direct_runner_counts_only_first_bundles_unless_patched():
     # Beam 2.77's DirectRunner: the state sampler caches the first bundle's MetricsContainer per thread and step.
-    # If this starts failing on the unpatched side, Beam fixed it and pipeline.local.per_bundle_metrics can go.
+    # If this starts failing on the unpatched side, Beam fixed it and direct_runner.per_bundle_metrics can go.
     assert _probe_count(patched=False) == 10
     assert _probe_count(patched=True) == 15
 
@@ -447,7 +450,7 @@ class ExplodingId(str):
 
 
 def test_dedup_fails_open_an_event_it_cannot_judge_passes_and_is_counted(tmp_path):
-    from pipeline.transforms import DropRepeatedIdsFn
+    from pipeline.dedup import DropRepeatedIdsFn
 
     out = tmp_path / "passed.txt"
     event = core.ValidEvent("inventory", {}, NOW, "plain-id", "m1", NOW, {}, b"{}")
@@ -463,7 +466,7 @@ def test_dedup_fails_open_an_event_it_cannot_judge_passes_and_is_counted(tmp_pat
 
 
 def _dedup_run(tmp_path, journal: str | None, events: list, name: str) -> list[str]:
-    from pipeline.transforms import DropRepeatedIdsFn
+    from pipeline.dedup import DropRepeatedIdsFn
 
     out = tmp_path / f"{name}.txt"
     p = BeamTestPipeline(options=streaming_options())
@@ -532,7 +535,7 @@ class RecordingListener:
 
 def test_a_dead_letter_no_sink_takes_is_retried_past_the_limit_and_released_only_once_written(tmp_path):
     from pipeline import delivery
-    from pipeline.sinks import WriteDeadLettersFn
+    from pipeline.dead_letters import WriteDeadLettersFn
 
     letter = core.DeadLetter(b"not json", {"run_id": "r"}, R.NOT_JSON, "bad", core.STAGE_VALIDATE, "m1", "m1", NOW)
     attempts = tmp_path / "attempts.txt"

@@ -61,11 +61,11 @@ def test_kill_9_mid_run_then_a_restart_loses_nothing_and_overwrites_nothing(run)
 
 def test_the_pubsub_emulator_restarted_in_durable_mode_loses_nothing_confirmed(bigquery_emulator, tmp_path,
                                                                                monkeypatch):  # fmt: skip
-    from emulator_processes import start_workbench_emulator
+    from workbench.localstack.emulators import start_pubsub_emulator
 
     data = tmp_path / "pubsub-data"
-    emulator = start_workbench_emulator("--data-dir", str(data))
-    port = int(emulator.target.rsplit(":", 1)[1])
+    emulator = start_pubsub_emulator(data_dir=data)
+    port = emulator.port
     try:
         run = prepare(emulator.target, bigquery_emulator, tmp_path, monkeypatch)
         pipeline = run.pipeline("pipeline", "--stop-when-idle", "5")  # a restart drops the leases: redelivered at once
@@ -73,10 +73,9 @@ def test_the_pubsub_emulator_restarted_in_durable_mode_loses_nothing_confirmed(b
             run.wait_reading("pipeline", pipeline)
             publisher = run.publish("pubsub-restart-run", 5000)
             time.sleep(4)
-            emulator.process.kill()  # SIGKILL: whatever it confirmed is in its journal (fsync before the answer)
-            emulator.process.wait(10)
+            emulator.kill()  # SIGKILL: whatever it confirmed is in its journal (fsync before the answer)
             time.sleep(5)
-            emulator = start_workbench_emulator("--data-dir", str(data), port=port)
+            emulator = start_pubsub_emulator(port=port, data_dir=data)
             publisher.join(120)
             assert publisher.outcome.get("status") == "completed", "the publisher reconnected and went on"
             assert pipeline.wait(300) == 0, run.log("pipeline")[-4000:]

@@ -9,8 +9,6 @@ emulator it kills, and ends with reconcile's verdict.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
 import pytest
@@ -25,16 +23,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture
 def own_bigquery(tmp_path):
     """A BigQuery emulator with its tables on disk, and a way to kill it and bring it back on the same port."""
-    from workbench.localstack.bigquery import start_bigquery_emulator
+    from workbench.localstack.emulators import start_bigquery_emulator
 
     data = tmp_path / "bigquery-data"
     data.mkdir()
     state = {"emulator": start_bigquery_emulator(project="outage", time_travel=False, data_dir=data)}
 
     def kill() -> None:
-        process = state["emulator"].process
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+        state["emulator"].kill()
 
     def restart() -> None:
         port = state["emulator"].port
@@ -50,29 +46,27 @@ def own_bigquery(tmp_path):
 @pytest.fixture
 def own_gcs(tmp_path, monkeypatch):
     """A GCS emulator with its objects on disk (they survive the kill), pointed at by STORAGE_EMULATOR_HOST."""
-    from emulator_processes import start_gcs_emulator, stop_process
-
-    from pipeline.local import use_anonymous_credentials
+    from workbench.localstack.clients import use_anonymous_beam_credentials
+    from workbench.localstack.emulators import start_gcs_emulator
 
     storage = tmp_path / "gcs-data"
     storage.mkdir()
-    process, port = start_gcs_emulator(storage=storage)
-    state = {"process": process}
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    use_anonymous_credentials()
+    state = {"emulator": start_gcs_emulator(bucket="workbench-test", data_dir=storage)}
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", state["emulator"].endpoint)
+    use_anonymous_beam_credentials()
 
     def kill() -> None:
-        os.killpg(state["process"].pid, signal.SIGKILL)
-        state["process"].wait(10)
+        state["emulator"].kill()
 
     def restart() -> None:
-        state["process"], _ = start_gcs_emulator(port=port, storage=storage)
+        port = state["emulator"].port
+        state["emulator"] = start_gcs_emulator(port=port, bucket="workbench-test", data_dir=storage)
 
     state["kill"], state["restart"] = kill, restart
     try:
         yield state
     finally:
-        stop_process(state["process"])
+        state["emulator"].stop()
 
 
 def _run_through_outage(run, sinks, count: int, down_s: float, limit_s: float, malformed_rate: float = 0.05):

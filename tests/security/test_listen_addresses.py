@@ -41,7 +41,7 @@ def test_the_warning_is_one_line_naming_the_address_and_the_fix():
 def _emulator_stderr(*argv: str, host: str = "127.0.0.1") -> str:
     """Start an emulator process on `host`, wait until it serves, stop it; its stderr."""
     from emulator.pubsub.server import wait_healthy
-    from workbench.localstack.services import free_port
+    from workbench.localstack.ports import free_port
 
     port = free_port()
     process = subprocess.Popen([sys.executable, *argv, "--host", host, "--port", str(port)], cwd=ROOT, env=ENV,

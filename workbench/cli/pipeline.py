@@ -104,8 +104,8 @@ def run_pipeline(
     workbench run-pipeline --runner DataflowRunner --project P --region europe-west1 \\
         --temp-location gs://B/tmp --output-root gs://B/output
     """
-    from pipeline.runner import LocalSettings, PreflightError, run
     from publisher.sinks import resolve_project
+    from workbench.pipeline_run.run import LocalSettings, run
 
     if stop_when_idle is not None and stop_when_idle <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--stop-when-idle")
@@ -127,8 +127,8 @@ def run_pipeline(
         args += list(beam_args)
         try:
             result = run(args)
-        except PreflightError as exc:
-            raise WorkbenchError(exc.message, exc.fix.replace("--temp_location", "--temp-location")) from None
+        except WorkbenchError as exc:  # the library names Beam's flags; this command spells them with dashes
+            raise WorkbenchError(exc.message.replace("--temp_location", "--temp-location"), exc.fix) from None
         terminal.success(f"Dataflow: {result.job or result.state}")
         return
 
@@ -171,11 +171,8 @@ def run_pipeline(
     source = f"projects/{project}/subscriptions/{subscription} (emulator {local['pubsub']})"
     sinks = output_root + (f", BigQuery {project}.{dataset}" if dataset else "")
     terminal.info("running the pipeline on the DirectRunner; Ctrl-C drains and stops")
-    try:
-        with PipelineView(source, sinks) as view:
-            result = run(args, settings, on_progress=view.update)
-    except PreflightError as exc:
-        raise WorkbenchError(exc.message, exc.fix) from None
+    with PipelineView(source, sinks) as view:
+        result = run(args, settings, on_progress=view.update)
     for table in summary(result.progress):
         terminal.console.print(table)
     reason = settings.control.stop_reason or result.state

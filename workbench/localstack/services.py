@@ -7,16 +7,13 @@ docker-compose.yml: any Google client library pointed by them reaches the local 
 from __future__ import annotations
 
 import shutil
-import socket
 import sys
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eventmodel.resources import BIGQUERY_EMULATOR_PORT, GCS_EMULATOR_PORT, PUBSUB_EMULATOR_PORT
-
-BIGQUERY_GRPC_OFFSET = 10  # bqemulator's Storage Read/Write gRPC port sits beside its REST port (9050 -> 9060)
+from eventmodel.resources import BIGQUERY_EMULATOR_PORT, BIGQUERY_GRPC_OFFSET, GCS_EMULATOR_PORT, PUBSUB_EMULATOR_PORT
 
 
 @dataclass(frozen=True)
@@ -37,19 +34,6 @@ def _console_script(name: str) -> list[str]:
     as started ([python, script, args]) and `down` can recognise the process as ours."""
     beside = Path(sys.executable).with_name(name)
     return [sys.executable, str(beside if beside.exists() else (shutil.which(name) or name))]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
 
 
 def _http_ok(url: str) -> bool:
@@ -73,10 +57,16 @@ def _pubsub_ready(host: str, port: int) -> bool:
 
 
 def pubsub(
-    host: str, project: str, port: int = PUBSUB_EMULATOR_PORT, data_dir: Path | None = None, admin: bool = False
+    host: str,
+    project: str,
+    port: int = PUBSUB_EMULATOR_PORT,
+    data_dir: Path | None = None,
+    admin: bool = False,
+    flags: tuple[str, ...] = (),
 ) -> Service:
-    """This project's emulator; admin=True also serves its fault-injection service (off unless asked for)."""
-    argv = [sys.executable, "-m", "emulator.pubsub", "--host", host, "--port", str(port)]
+    """This project's emulator; admin=True also serves its fault-injection service (off unless asked for);
+    flags: further flags of `python -m emulator.pubsub` (fault injection, --seed)."""
+    argv = [sys.executable, "-m", "emulator.pubsub", "--host", host, "--port", str(port), *flags]
     if data_dir is not None:
         argv += ["--data-dir", str(data_dir)]
     if admin:
@@ -118,18 +108,23 @@ def bigquery(
         argv,
         lambda h, p: _http_ok(f"http://{h}:{p}/bigquery/v2/projects/{project}/datasets"),
         {"BIGQUERY_EMULATOR_HOST": f"http://{host}:{port}", "GOOGLE_CLOUD_PROJECT": project},
-        # Offline fix (architecture.md): never try to download DuckDB's avro/format extensions at start.
-        env={"BQEMU_ENABLE_FORMAT_EXTENSIONS": "false"},
+        # Offline fix (../shared/design/architecture.md): never try to download DuckDB's avro/format extensions at
+        # start; no GCE metadata probe, no telemetry.
+        env={"BQEMU_ENABLE_FORMAT_EXTENSIONS": "false", "NO_GCE_CHECK": "true", "BQEMU_METRICS_ENABLED": "false"},
         ports=(port, grpc_port),
         extra="local",
         modules=("bqemulator",),
     )
 
 
-def gcs(host: str, port: int = GCS_EMULATOR_PORT, bucket: str = "workbench-local") -> Service:
+def gcs(
+    host: str, port: int = GCS_EMULATOR_PORT, bucket: str = "workbench-local", data_dir: Path | None = None
+) -> Service:
+    """gcp-storage-emulator with `bucket`: in memory, or with data_dir its objects on disk there (STORAGE_BASE)."""
     argv = [
         *_console_script("gcp-storage-emulator"), "start",
-        "--host", host, "--port", str(port), "--in-memory", "--quiet", "--default-bucket", bucket,
+        "--host", host, "--port", str(port), "--quiet", "--default-bucket", bucket,
+        *([] if data_dir is not None else ["--in-memory"]),
     ]  # fmt: skip
     return Service(
         "gcs",
@@ -137,7 +132,39 @@ def gcs(host: str, port: int = GCS_EMULATOR_PORT, bucket: str = "workbench-local
         argv,
         lambda h, p: _http_ok(f"http://{h}:{p}/storage/v1/b/{bucket}"),
         {"STORAGE_EMULATOR_HOST": f"http://{host}:{port}"},
+        env={"STORAGE_BASE": str(data_dir)} if data_dir is not None else {},
         ports=(port,),
         extra="local",
         modules=("gcp_storage_emulator",),
+    )
+
+
+def _pubsub_answers(host: str, port: int) -> bool:
+    """A ListTopics call succeeds: the readiness of Google's emulator, which serves no health service."""
+    import grpc
+    from google.pubsub_v1.types import ListTopicsRequest, ListTopicsResponse
+
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        call = channel.unary_unary(
+            "/google.pubsub.v1.Publisher/ListTopics",
+            request_serializer=ListTopicsRequest.serialize,
+            response_deserializer=ListTopicsResponse.deserialize,
+        )
+        try:
+            call(ListTopicsRequest(project="projects/probe"), timeout=1.0)
+        except grpc.RpcError:
+            return False
+    return True
+
+
+def official_pubsub(host: str, project: str, port: int) -> Service:
+    """Google's Pub/Sub emulator through gcloud (which runs it in a JVM): the reference the tests and benchmarks
+    compare this project's emulator against, where gcloud and java are installed."""
+    return Service(
+        "official-pubsub",
+        port,
+        ["gcloud", "beta", "emulators", "pubsub", "start", f"--host-port={host}:{port}", f"--project={project}"],
+        _pubsub_answers,
+        {"PUBSUB_EMULATOR_HOST": f"{host}:{port}", "PUBSUB_PROJECT_ID": project},
+        ports=(port,),
     )

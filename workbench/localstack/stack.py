@@ -26,7 +26,8 @@ from workbench.errors import WorkbenchError
 from workbench.exposure import warn_if_exposed
 from workbench.localstack import processes
 from workbench.localstack.duckdb_extensions import install_spatial
-from workbench.localstack.services import Service, bigquery, gcs, port_in_use, pubsub
+from workbench.localstack.ports import port_in_use
+from workbench.localstack.services import Service, bigquery, gcs, pubsub
 
 START_TIMEOUT_S = 60.0
 # The pipeline extends the lease of what it still works on (pipeline/ack_ledger.py), so the deadline need not cover
@@ -192,16 +193,13 @@ def create_pubsub_resources(emulator_host: str, project: str, ack_deadline_secon
     are not supported with Dataflow ("Handle message failures"), and the pipeline's own dead letter is the
     mechanism. A policy here would move a message the pipeline is still retrying (a sink down) out of its reach.
     """
-    import grpc
     from google.api_core import exceptions
-    from google.cloud import pubsub_v1
-    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
-    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+    from workbench.localstack.clients import publisher_client, subscriber_client
 
     # Clients on an explicit loopback channel: the caller's PUBSUB_EMULATOR_HOST is neither needed nor changed.
-    channel = grpc.insecure_channel(emulator_host)
-    publisher = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=channel))
-    subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
+    publisher = publisher_client(emulator_host)
+    subscriber = subscriber_client(emulator_host)
     topic = publisher.topic_path(project, names.TOPIC)
     dead_letter_topic = publisher.topic_path(project, names.DEAD_LETTER_TOPIC)
     try:
@@ -222,7 +220,8 @@ def create_pubsub_resources(emulator_host: str, project: str, ack_deadline_secon
         with contextlib.suppress(exceptions.AlreadyExists):
             subscriber.create_subscription(request=reconcile_subscription_request(project), timeout=10)
     finally:
-        channel.close()
+        publisher.transport.close()
+        subscriber.close()
 
 
 def down(on_step: Callable[[str], None] = lambda _: None, reset: bool = False) -> list[str]:
@@ -267,9 +266,9 @@ def status() -> list[dict[str, Any]]:
     return rows
 
 
-PUBSUB_ENV = "PUBSUB_EMULATOR_HOST"
-BIGQUERY_ENV = "BIGQUERY_EMULATOR_HOST"
-STORAGE_ENV = "STORAGE_EMULATOR_HOST"
+PUBSUB_ENV = names.PUBSUB_EMULATOR_ENV
+BIGQUERY_ENV = names.BIGQUERY_EMULATOR_ENV
+STORAGE_ENV = names.STORAGE_EMULATOR_ENV
 
 
 def local_endpoints(pubsub: str | None = None, bigquery: str | None = None) -> dict[str, str | None]:
@@ -285,9 +284,7 @@ def local_endpoints(pubsub: str | None = None, bigquery: str | None = None) -> d
     pubsub = pubsub or os.environ.get(PUBSUB_ENV) or exports.get(PUBSUB_ENV)
     bigquery = bigquery or os.environ.get(BIGQUERY_ENV) or exports.get(BIGQUERY_ENV)
     storage = os.environ.get(STORAGE_ENV) or exports.get(STORAGE_ENV)
-    if bigquery and "://" not in bigquery:
-        bigquery = f"http://{bigquery}"
-    return {"pubsub": pubsub, "bigquery": bigquery, "storage": storage}
+    return {"pubsub": pubsub, "bigquery": names.http_endpoint(bigquery) if bigquery else None, "storage": storage}
 
 
 def env_exports() -> dict[str, str]:

@@ -1,6 +1,9 @@
 """Local-mode glue for Beam's DirectRunner: its Pub/Sub read, and credentials. Used only on the local stack.
 
-Why each override exists (architecture.md, measured):
+Each override replaces a private hook of Beam 2.77's DirectRunner; tests/pipeline_run/test_beam_private_hooks.py
+fails when Beam moves one.
+
+Why each override exists (measured; ../shared/design/architecture.md has the figures):
 - The DirectRunner's Pub/Sub read (`_PubSubReadEvaluator`) pulls at most 10 messages per bundle with a 30 s
   long-poll: ~130 msg/s. Here a bundle pulls up to `pull_size` messages with a short poll, through a channel
   without gRPC's 4 MiB receive limit (the emulator client keeps it; oversize messages would fail every pull).
@@ -15,12 +18,9 @@ Why each override exists (architecture.md, measured):
 - The DirectRunner introspects a stateful DoFn's signature (`userstate.get_dofn_specs`) for every bundle of every
   key, ~1.5 ms each; with per-key bundles that was a third of the local run's time. Locally the answer is cached
   per DoFn class (the specs are the class's method defaults, the same for every bundle).
-- Without credentials Beam retries the credential lookup for ~18 s and google-auth probes the GCE metadata
-  server; the emulators need none, so local mode is anonymous and never probes.
-
 - Beam's evaluator acks a pull before its bundle is processed: at-most-once if the process dies. Here nothing
-  is acked on pull: every message waits in an AckLedger (pipeline.ack_ledger) until each sink it goes to has
-  committed it (pipeline.delivery), its lease extended meanwhile; the reader pulls only while the ledger has
+  is acked on pull: every message waits in an AckLedger (ack_ledger.py) until each sink it goes to has committed
+  it (pipeline.delivery), its lease extended meanwhile; the reader pulls only while the ledger has
   room (flow control), and "idle" means nothing arrived *and* nothing is outstanding. Pull and ack errors
   (an emulator restarting) are waited out, never fatal. On Dataflow the runner's own Pub/Sub source acks after
   the bundle commits; none of this module is used there.
@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from datetime import UTC
 
 from pipeline import delivery
-from pipeline.ack_ledger import AckLedger
+from workbench.localstack.clients import subscriber_client
+from workbench.pipeline_run.ack_ledger import AckLedger
 
 DEFAULT_PULL_SIZE = 1000  # the emulator's (and Pub/Sub's) cap per pull
 PULL_TIMEOUT_S = 2.0  # short: an idle reader checks the stop flag at least this often
@@ -81,21 +82,12 @@ _lock = threading.Lock()
 
 
 def _subscriber(emulator_host: str | None):
+    """One client per emulator (or real Pub/Sub) for the run, closed when it ends."""
     key = emulator_host or ""
     with _lock:
         client = _clients.get(key)
         if client is None:
-            from google.cloud import pubsub_v1
-
-            if emulator_host:
-                import grpc
-                from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
-
-                channel = grpc.insecure_channel(emulator_host, options=[("grpc.max_receive_message_length", -1)])
-                client = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
-            else:
-                client = pubsub_v1.SubscriberClient()
-            _clients[key] = client
+            client = _clients[key] = subscriber_client(emulator_host)
         return client
 
 
@@ -288,13 +280,3 @@ def local_direct_runner(control: ReadControl) -> Iterator[ReadControl]:
                 with contextlib.suppress(Exception):
                     client.close()
             _clients.clear()
-
-
-def use_anonymous_credentials() -> None:
-    """Local mode: no credential lookup (Beam's ~18 s retry) and no GCE metadata probe."""
-    os.environ["NO_GCE_CHECK"] = "true"
-    from apache_beam.internal.gcp import auth
-
-    with auth._Credentials._credentials_lock:
-        auth._Credentials._credentials = None  # None = anonymous for Beam's GCS and apitools clients
-        auth._Credentials._credentials_init = True

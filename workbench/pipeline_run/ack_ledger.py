@@ -1,6 +1,7 @@
 """The local run's at-least-once bookkeeping: a message is acknowledged only once every sink has committed it.
 
-Used by pipeline.local's reader on the DirectRunner (never on Dataflow, whose runner acks after its own commit).
+Used by the DirectRunner's reader (workbench.pipeline_run.direct_runner); never on Dataflow, whose runner acks
+after its own commit.
 The reader calls `received` for each pull; the sinks, through pipeline.delivery, `hold` extra copies and `release`
 what they committed. A message whose count reaches zero is acknowledged (batched, from one background thread);
 until then its lease is extended, so Pub/Sub does not redeliver what is still being worked on. `room()` is the

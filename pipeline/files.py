@@ -1,0 +1,312 @@
+"""Files: each event as one JSON line in its type's minute folder (pipeline.core names them), never overwritten.
+
+The writer buffers per (type, minute) and empties the buffer on a processing-time timer or a size limit, forgets
+a quiet minute's counter after an hour, and an end-of-window (drain) timer flushes whatever is left when the
+input ends. A write that fails is retried (pipeline.retrying); past the limit its events are dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+import orjson
+from apache_beam import pvalue
+from apache_beam.coders import BytesCoder, VarIntCoder
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.combiners import CountCombineFn
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    BagStateSpec,
+    CombiningValueStateSpec,
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import Timestamp
+
+from eventmodel import reasons as R
+from pipeline import core, delivery
+from pipeline import metrics as M
+from pipeline.constants import DEAD_LETTER
+from pipeline.core import Clock, ValidEvent
+from pipeline.retrying import RetryBudget
+
+_LOG = logging.getLogger(__name__)
+
+
+def _format_line(event: ValidEvent) -> Iterator[Any]:
+    try:
+        key = f"{event.event_type}/{core.minute_key(event.event_time)}"
+        stamp = int(event.publish_time.timestamp() * 1_000_000) if event.publish_time else 0
+        yield key, (core.file_line(event), stamp)
+    except Exception as exc:  # an accepted event that cannot be formatted is a poison message, not a crash
+        yield pvalue.TaggedOutput(
+            DEAD_LETTER,
+            core.dead_letter_from_event(
+                event,
+                R.PROCESSING_ERROR,
+                f"format stage failed: {core.describe_exception(exc)}",
+                core.STAGE_FORMAT_LINE,
+            ),
+        )
+
+
+class _OldestPublishTime(beam.CombineFn):
+    """The smallest positive publish time in microseconds (0 means unknown and is ignored); int accumulator."""
+
+    def create_accumulator(self) -> int:
+        return 0
+
+    def add_input(self, accumulator: int, value: int) -> int:
+        return value if value and (not accumulator or value < accumulator) else accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[int]) -> int:
+        positive = [a for a in accumulators if a]
+        return min(positive) if positive else 0
+
+    def extract_output(self, accumulator: int) -> int:
+        return accumulator
+
+
+_LINES = BagStateSpec("lines", BytesCoder())
+_COUNT = CombiningValueStateSpec("count", VarIntCoder(), CountCombineFn())
+_OLDEST = CombiningValueStateSpec("oldest_publish_us", VarIntCoder(), _OldestPublishTime())
+_NEXT_SEQUENCE = ReadModifyWriteStateSpec("next_sequence", VarIntCoder())
+_FLUSH = TimerSpec("flush", TimeDomain.REAL_TIME)
+_DRAIN = TimerSpec("drain", TimeDomain.WATERMARK)
+_FORGET = TimerSpec("forget", TimeDomain.REAL_TIME)
+_LINES_STATE = beam.DoFn.StateParam(_LINES)
+_COUNT_STATE = beam.DoFn.StateParam(_COUNT)
+_OLDEST_STATE = beam.DoFn.StateParam(_OLDEST)
+_NEXT_SEQUENCE_STATE = beam.DoFn.StateParam(_NEXT_SEQUENCE)
+_FLUSH_TIMER = beam.DoFn.TimerParam(_FLUSH)
+_DRAIN_TIMER = beam.DoFn.TimerParam(_DRAIN)
+_FORGET_TIMER = beam.DoFn.TimerParam(_FORGET)
+
+
+class BufferAndWriteFilesFn(beam.DoFn):
+    """Keyed by "<type>/<YYYYMMDDHHmm>": buffers lines and writes them as one new file per flush.
+
+    A flush happens when `max_lines` are buffered, when the processing-time flush timer fires (`flush_seconds`
+    after the first buffered line), or when the input ends (drain timer at the end of the global window).
+    NNNN comes from a per-key counter in state; the first flush of a key (and the first after the key's state
+    expired) starts after the highest sequence already in the folder, and every write checks that its name is
+    free, so no write replaces another: not across panes or flushes, not across restarts, and a retried bundle
+    writes a new name instead of over a file a failed attempt left. Beam processes one key on one worker at a
+    time, so parallel workers never share a counter.
+
+    Local paths are written to a hidden temporary name and renamed, so readers never see half a file; GCS
+    objects appear atomically when their upload completes. A write that keeps failing turns every buffered
+    line into a GCS_WRITE_FAILED dead letter.
+    """
+
+    def __init__(
+        self,
+        output_root: str,
+        flush_seconds: float | None = 5.0,
+        max_lines: int = 5000,
+        forget_after_seconds: float | None = 3600.0,
+        clock: Clock = time.time,
+        retry_seconds: float = 300.0,
+    ) -> None:
+        self.output_root = output_root
+        self.flush_seconds = flush_seconds
+        self.max_lines = max_lines
+        self.forget_after_seconds = forget_after_seconds
+        self.clock = clock
+        self.retry_seconds = retry_seconds
+
+    def setup(self) -> None:
+        self._files = M.counter(M.GCS_FILES)
+        self._lines = {}
+        self._lag = M.gauge(M.GCS_LAG_MS)
+        self._retries = M.counter(M.GCS_RETRIES)
+        self._local = FileSystems.get_scheme(self.output_root) in (None, "file")
+
+    def process(
+        self,
+        element: tuple[str, tuple[bytes, int]],
+        lines=_LINES_STATE,
+        count=_COUNT_STATE,
+        oldest=_OLDEST_STATE,
+        next_sequence=_NEXT_SEQUENCE_STATE,
+        flush=_FLUSH_TIMER,
+        drain=_DRAIN_TIMER,
+        forget=_FORGET_TIMER,
+    ) -> Iterator[Any]:
+        key, (line, publish_us) = element
+        lines.add(line)
+        count.add(line)
+        if publish_us:
+            oldest.add(publish_us)
+        buffered = count.read()
+        if buffered == 1:
+            if self.flush_seconds:  # None: batch use (history backfills, benchmarks), size and drain flushes only
+                flush.set(Timestamp.of(self.clock() + self.flush_seconds))
+            drain.set(GlobalWindow().max_timestamp())
+        if buffered >= self.max_lines:
+            yield from self._flush(key, lines, count, oldest, next_sequence, forget)
+
+    @on_timer(_FLUSH)
+    def on_flush(
+        self,
+        key=beam.DoFn.KeyParam,
+        lines=_LINES_STATE,
+        count=_COUNT_STATE,
+        oldest=_OLDEST_STATE,
+        next_sequence=_NEXT_SEQUENCE_STATE,
+        forget=_FORGET_TIMER,
+    ) -> Iterator[Any]:
+        yield from self._flush(key, lines, count, oldest, next_sequence, forget)
+
+    @on_timer(_DRAIN)
+    def on_drain(
+        self,
+        key=beam.DoFn.KeyParam,
+        lines=_LINES_STATE,
+        count=_COUNT_STATE,
+        oldest=_OLDEST_STATE,
+        next_sequence=_NEXT_SEQUENCE_STATE,
+        forget=_FORGET_TIMER,
+    ) -> Iterator[Any]:
+        yield from self._flush(key, lines, count, oldest, next_sequence, forget)
+
+    @on_timer(_FORGET)
+    def on_forget(self, count=_COUNT_STATE, next_sequence=_NEXT_SEQUENCE_STATE) -> None:
+        # A minute that has been quiet for a while: drop its counter (bounded state). If more events of that minute
+        # come later, the next flush finds the free sequence from the folder again.
+        if not count.read():
+            next_sequence.clear()
+
+    def _flush(self, key: str, lines, count, oldest, next_sequence, forget) -> Iterator[Any]:
+        buffered = list(lines.read())
+        oldest_us = oldest.read()
+        lines.clear()
+        count.clear()
+        oldest.clear()
+        if not buffered:
+            return
+        event_type, minute = key.split("/", 1)
+        sequence = next_sequence.read()
+        if sequence is None:
+            sequence = self._first_free_sequence(event_type, minute)
+        body = b"".join(buffered)
+        error: Exception | None = None
+        budget = RetryBudget(self.retry_seconds)
+        while True:
+            path = core.file_path(self.output_root, event_type, minute, sequence)
+            try:
+                with delivery.watch(delivery.GCS, f"writing {path}"):
+                    while FileSystems.exists(path):  # a name taken by an earlier run or a failed attempt
+                        sequence += 1
+                        path = core.file_path(self.output_root, event_type, minute, sequence)
+                    self._write(path, body)
+                error = None
+                break
+            except Exception as exc:  # the store unreachable or refusing: retried within the budget
+                error = exc
+                if not budget.retries:  # once per outage, not once per retry
+                    _LOG.warning("write of %s failed (retrying up to %g s): %s", path, self.retry_seconds, exc)
+                delivery.trouble(delivery.GCS, f"writing {path}: {core.describe_exception(exc)}"[:300])
+                self._retries.inc()
+                if not budget.wait():
+                    break
+        if budget.retries:
+            delivery.trouble(delivery.GCS, None)
+        next_sequence.write(sequence + 1)
+        if self.forget_after_seconds:
+            forget.set(Timestamp.of(self.clock() + self.forget_after_seconds))
+        if error is not None:
+            detail = (
+                f"writing {path} failed for {budget.elapsed():.0f} s ({budget.retries} retries, limit "
+                f"{self.retry_seconds:g} s): {core.describe_exception(error)}"
+            )
+            for line in buffered:
+                yield pvalue.TaggedOutput(
+                    DEAD_LETTER, core.dead_letter_from_line(line, R.GCS_WRITE_FAILED, detail, core.STAGE_GCS)
+                )
+            return
+        if delivery.active():
+            delivery.release(orjson.loads(line)["message_id"] for line in buffered)
+        self._files.inc()
+        counter = self._lines.get(event_type)
+        if counter is None:
+            counter = self._lines[event_type] = M.counter(M.gcs_lines(event_type))
+        counter.inc(len(buffered))
+        if oldest_us:
+            self._lag.set(int(time.time() * 1000 - oldest_us / 1000))
+        yield path, len(buffered)
+
+    def _first_free_sequence(self, event_type: str, minute: str) -> int:
+        folder = core.minute_folder(self.output_root, event_type, minute)
+        pattern = f"{folder}/{event_type}_{minute}*.json"
+        try:
+            found = FileSystems.match([pattern])[0].metadata_list
+        except Exception:  # no folder yet (local) or nothing matched
+            return 0
+        taken = [core.sequence_of(m.path, event_type, minute) for m in found]
+        taken = [s for s in taken if s is not None]
+        return max(taken) + 1 if taken else 0
+
+    def _write(self, path: str, body: bytes) -> None:
+        if not self._local:
+            with FileSystems.create(path, mime_type="application/json") as handle:
+                handle.write(body)
+            return
+        folder, name = path.rsplit("/", 1)
+        temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        with FileSystems.create(temporary, mime_type="application/json") as handle:
+            handle.write(body)
+        try:
+            FileSystems.rename([temporary], [path])
+        except Exception:
+            FileSystems.delete([temporary])
+            raise
+
+
+class WriteEventFiles(beam.PTransform):
+    """Valid events -> JSON-lines files under <root>/<type>/YYYY/MM/DD/HH/mm/ named by the event's own minute.
+
+    Returns (written files as (path, line count), dead letters).
+    """
+
+    def __init__(
+        self,
+        output_root: str,
+        flush_seconds: float | None = 5.0,
+        max_lines: int = 5000,
+        clock: Clock = time.time,
+        forget_after_seconds: float | None = 3600.0,
+        retry_seconds: float = 300.0,
+    ) -> None:
+        super().__init__()
+        self.retry_seconds = retry_seconds
+        self.forget_after_seconds = forget_after_seconds
+        self.output_root = output_root.rstrip("/") or "/"
+        self.flush_seconds = flush_seconds
+        self.max_lines = max_lines
+        self.clock = clock
+
+    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        # Typed string keys give the stateful step a deterministic key coder.
+        lines = events | "FormatLines" >> beam.ParDo(_format_line).with_output_types(tuple[str, Any]).with_outputs(
+            DEAD_LETTER, main="lines"
+        )
+        written = lines.lines | "BufferAndWrite" >> beam.ParDo(
+            BufferAndWriteFilesFn(
+                self.output_root,
+                self.flush_seconds,
+                self.max_lines,
+                self.forget_after_seconds,
+                self.clock,
+                self.retry_seconds,
+            )
+        ).with_outputs(DEAD_LETTER, main="files")
+        dead = (lines[DEAD_LETTER], written[DEAD_LETTER]) | "FileDeadLetters" >> beam.Flatten()
+        return written.files, dead

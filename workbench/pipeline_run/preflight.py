@@ -1,0 +1,111 @@
+"""Checks that fail in seconds, with the fix, before a run that could not work starts.
+
+Local checks only: the emulators answer, the subscription, dead-letter topic and tables exist, the output root
+is writable. Real GCP resources are checked by Dataflow at submission.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+
+from eventmodel import rows
+from pipeline.options import EventPipelineOptions, resource_path
+from workbench.errors import WorkbenchError
+from workbench.localstack.clients import bigquery_client, publisher_client, subscriber_client
+
+
+def preflight(options: PipelineOptions) -> None:
+    """Fail in seconds, with the fix, when the run could not work: resources missing, emulators down, root
+    unwritable. Local checks only (real GCP resources are checked by Dataflow at submission)."""
+    app = options.view_as(EventPipelineOptions)
+    project = options.view_as(GoogleCloudOptions).project
+    if not project:
+        raise WorkbenchError("no project given", "pass --project (locally any id works, e.g. workbench-local)")
+    try:
+        subscription = resource_path("subscriptions", app.subscription, project)
+    except ValueError as exc:
+        raise WorkbenchError(str(exc), "pass --project or a full subscription path") from None
+    emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
+    if emulator:
+        _check_pubsub(emulator, subscription, resource_path("topics", app.dead_letter_topic, project)
+                      if app.dead_letter_topic else None)  # fmt: skip
+    check_output_root(app.output_root)
+    if app.dataset and app.bigquery_emulator_host:
+        _check_bigquery(app.bigquery_emulator_host, app.bigquery_project or project, app.dataset)
+
+
+def _check_pubsub(emulator: str, subscription: str, dead_letter_topic: str | None) -> None:
+    from google.api_core import exceptions
+
+    host, _, port = emulator.rpartition(":")
+    try:  # a closed port is known in milliseconds; the clients would retry UNAVAILABLE for most of a minute
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=3).close()
+    except (OSError, ValueError) as exc:
+        raise WorkbenchError(
+            f"no Pub/Sub emulator answers at {emulator} ({exc})",
+            "start the local stack with `workbench up`, or point PUBSUB_EMULATOR_HOST / --emulator at a running one",
+        ) from None
+    subscriber = subscriber_client(emulator)
+    publisher = publisher_client(emulator)
+    try:
+        subscriber.get_subscription(request={"subscription": subscription}, timeout=5, retry=None)
+        if dead_letter_topic:
+            publisher.get_topic(request={"topic": dead_letter_topic}, timeout=5, retry=None)
+    except exceptions.NotFound as exc:
+        missing = "subscription" if "ubscription" in str(exc) else "dead-letter topic"
+        name = subscription if missing == "subscription" else dead_letter_topic
+        raise WorkbenchError(
+            f"the {missing} {name} does not exist on the Pub/Sub emulator at {emulator}",
+            "run `workbench up` (it creates the topic, subscription and dead-letter topic), or pass the right "
+            "--project / --subscription",
+        ) from None
+    except (exceptions.DeadlineExceeded, exceptions.ServiceUnavailable, exceptions.RetryError) as exc:
+        raise WorkbenchError(
+            f"no Pub/Sub emulator answers at {emulator} ({type(exc).__name__})",
+            "start the local stack with `workbench up`, or point PUBSUB_EMULATOR_HOST / --emulator at a running one",
+        ) from None
+    finally:
+        subscriber.close()
+        publisher.stop()
+
+
+def check_output_root(root: str) -> None:
+    """Write and delete a probe file under the root: an unwritable root fails now, not at the first flush."""
+    from apache_beam.io.filesystems import FileSystems
+
+    probe = f"{root.rstrip('/')}/.workbench-probe-{uuid.uuid4().hex}"
+    try:
+        with FileSystems.create(probe) as handle:
+            handle.write(b"probe")
+        FileSystems.delete([probe])
+    except Exception as exc:
+        raise WorkbenchError(
+            f"cannot write under --output-root {root}: {type(exc).__name__}: {exc}",
+            "choose a directory you can write to (or gs://bucket/prefix with access), e.g. --output-root ./output",
+        ) from None
+
+
+def _check_bigquery(endpoint: str, project: str, dataset: str) -> None:
+    from google.api_core import exceptions
+
+    client = bigquery_client(project, endpoint, location=None)
+    tables = [*rows.TABLES.values(), rows.DEAD_LETTER_TABLE]
+    try:
+        for table in tables:
+            client.get_table(f"{project}.{dataset}.{table}", timeout=5, retry=None)
+    except exceptions.NotFound:
+        raise WorkbenchError(
+            f"table {project}.{dataset}.{table} does not exist on the BigQuery emulator at {endpoint}",
+            f"create the model first: `workbench bq apply --project {project} --dataset {dataset}`",
+        ) from None
+    except Exception as exc:
+        raise WorkbenchError(
+            f"no BigQuery emulator answers at {endpoint}: {type(exc).__name__}",
+            "start the local stack with `workbench up`, or pass --dataset '' to run without BigQuery",
+        ) from None
+    finally:
+        client.close()

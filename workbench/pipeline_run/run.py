@@ -1,0 +1,177 @@
+"""Run the pipeline: locally on the DirectRunner until idle or stopped, then drained; or submitted to Dataflow.
+
+    settings = LocalSettings(stop_when_idle=30)
+    summary = run(["--project", "workbench-local", "--output_root", "./output"], settings, on_progress=print)
+
+Local (DirectRunner) runs go through workbench.pipeline_run.direct_runner's reader: they end when nothing arrived for
+`stop_when_idle` seconds or when `settings.control.request_stop()` is called (Ctrl-C), and in both cases drain:
+buffered files are written and rows flushed before `run` returns. Dataflow runs return once the job is
+submitted (or, with --dry_run=True, once the job is built and translated: Beam 2.77's DataflowRunner returns
+before it stages anything or calls the Dataflow API, docs/pipeline.md says what that proves).
+
+Problems a user can fix (preflight, a wrong runner, Dataflow settings missing) raise WorkbenchError.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions, TestOptions
+
+from pipeline.main import build_pipeline, make_options
+from pipeline.options import EventPipelineOptions
+from workbench.errors import WorkbenchError
+from workbench.localstack.clients import use_anonymous_beam_credentials
+from workbench.pipeline_run.direct_runner import (
+    DEFAULT_MAX_OUTSTANDING,
+    DEFAULT_PULL_SIZE,
+    ReadControl,
+    local_direct_runner,
+)
+from workbench.pipeline_run.preflight import preflight
+from workbench.pipeline_run.progress import Progress, progress_of
+
+DIRECT = "DirectRunner"
+DATAFLOW = "DataflowRunner"
+RUNNERS = (DIRECT, DATAFLOW)
+# After a stop, how long the drain may take before the run is cancelled, beyond the sinks' own retry limit
+# (a drain waits for a sink that is down). Cancelling loses nothing: what was not committed is not acked.
+DRAIN_MARGIN_S = 120.0
+
+
+@dataclass
+class LocalSettings:
+    stop_when_idle: float | None = None
+    pull_size: int = DEFAULT_PULL_SIZE
+    max_outstanding: int = DEFAULT_MAX_OUTSTANDING
+    ack_on_pull: bool = False  # at-most-once baseline for benchmarks (direct_runner.ReadControl)
+    poll_seconds: float = 0.5
+    control: ReadControl = field(default_factory=ReadControl)
+
+
+@dataclass
+class RunSummary:
+    runner: str
+    state: str
+    progress: Progress | None
+    job: str | None = None  # Dataflow job id or dry-run note
+    translated: Any = None  # with --dry_run=True: the Dataflow Job Beam built (job.proto, job.proto_pipeline)
+
+
+# --------------------------------------------------------------------------------------------------- run
+
+
+def run(
+    argv: Sequence[str],
+    settings: LocalSettings | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    check: bool = True,
+) -> RunSummary:
+    """Build and run the pipeline. DirectRunner: until idle or stopped, then drain. DataflowRunner: submit."""
+    options = make_options(argv)
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = DIRECT  # never let Beam look for Prism
+    if standard.runner not in RUNNERS:
+        raise WorkbenchError(f"runner {standard.runner!r} is not supported", f"use one of {', '.join(RUNNERS)}")
+    if standard.runner == DATAFLOW:
+        return _submit(options)
+    settings = settings or LocalSettings()
+    if os.environ.get("PUBSUB_EMULATOR_HOST") or options.view_as(EventPipelineOptions).bigquery_emulator_host:
+        use_anonymous_beam_credentials()
+    if check:
+        preflight(options)
+    control = settings.control
+    control.pull_size = settings.pull_size
+    control.max_outstanding = settings.max_outstanding
+    control.ack_on_pull = settings.ack_on_pull
+    control.idle_seconds = settings.stop_when_idle
+    control.started_at = time.monotonic()
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, options)
+    with local_direct_runner(control):
+        result = pipeline.run()
+        drain_timeout = options.view_as(EventPipelineOptions).sink_retry_seconds + DRAIN_MARGIN_S
+        return _wait(result, control, settings, on_progress, drain_timeout)
+
+
+def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progress, drain_timeout: float) -> RunSummary:
+    """Wait for the pipeline while reporting progress; the first Ctrl-C drains, a second one cancels.
+
+    Waiting happens on an Event set by a helper thread, and Ctrl-C is taken by a SIGINT handler: a
+    KeyboardInterrupt that lands inside Thread.join() can leave the thread looking finished while it still
+    runs, which would end the wait before the drain.
+    """
+    started = control.started_at
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+    force = threading.Event()
+
+    def wait() -> None:
+        try:
+            outcome["state"] = result.wait_until_finish()
+        except BaseException as exc:  # surfaced in the caller's thread below
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    def interrupted(signum: int, frame: object) -> None:
+        if control.stop.is_set():
+            force.set()
+        else:
+            control.request_stop("interrupted (Ctrl-C): draining; press Ctrl-C again to stop at once")
+
+    waiter = threading.Thread(target=wait, name="pipeline-wait", daemon=True)
+    waiter.start()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, interrupted)
+    stop_at: float | None = None
+    try:
+        while not done.wait(settings.poll_seconds):
+            if on_progress is not None:
+                on_progress(progress_of(result, started, control))
+            if control.stop.is_set() and stop_at is None:
+                stop_at = time.monotonic()
+            if force.is_set() or (stop_at is not None and time.monotonic() - stop_at > drain_timeout):
+                result.cancel()
+                break
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    done.wait(5)
+    if "error" in outcome:
+        raise outcome["error"]
+    final = progress_of(result, started, control)
+    if on_progress is not None:
+        on_progress(final)
+    state = str(outcome.get("state", "CANCELLED"))
+    return RunSummary(DIRECT, state, final)
+
+
+def _submit(options: PipelineOptions) -> RunSummary:
+    cloud = options.view_as(GoogleCloudOptions)
+    missing = [flag for flag, value in (("--project", cloud.project), ("--region", cloud.region)) if not value]
+    if not cloud.temp_location and not cloud.staging_location:
+        missing.append("--temp_location gs://BUCKET/tmp")
+    if missing:
+        raise WorkbenchError(
+            f"Dataflow needs {', '.join(missing)}", "pass them (see docs/pipeline.md, section Dataflow runbook)"
+        )
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, options)
+    result = pipeline.run()
+    translated = getattr(result, "job", None)
+    if options.view_as(TestOptions).dry_run:
+        names = len(translated.proto_pipeline.components.transforms) if translated is not None else 0
+        return RunSummary(DATAFLOW, "DRY_RUN", None, f"dry run: {names} transforms translated", translated)
+    return RunSummary(DATAFLOW, str(result.state), None, result.job_id())
+
+
