@@ -1,6 +1,6 @@
 """Local-mode glue for Beam's DirectRunner: its Pub/Sub read, and credentials. Used only on the local stack.
 
-Each override replaces a private hook of Beam 2.77's DirectRunner; tests/pipeline_run/test_beam_private_hooks.py
+Each override replaces a private hook of Beam 2.77's DirectRunner; tests/pipeline/test_beam_private_hooks.py
 fails when Beam moves one.
 
 Why each override exists (measured; ../shared/design/architecture.md has the figures):
