@@ -136,11 +136,10 @@ def output_to(path: Path) -> Iterator[None]:
 
 
 def start_emulator():
-    """This project's Pub/Sub emulator on a free loopback port, as the tests start it (tests/emulator_processes.py)."""
-    sys.path.insert(0, str(ROOT / "tests"))  # tests/ is no package (and site-packages holds an unrelated `tests`)
-    from emulator_processes import start_workbench_emulator
+    """This project's Pub/Sub emulator on a free loopback port (its read-only stats service is always on)."""
+    from workbench.localstack.emulators import start_pubsub_emulator
 
-    return start_workbench_emulator()
+    return start_pubsub_emulator()
 
 
 def new_topic(emulator_target: str, name: str) -> str:

@@ -137,19 +137,12 @@ class Stack:
 
     def __init__(self) -> None:
         from workbench.bq_apply import apply_ddl
-        from workbench.localstack.emulators import start_bigquery_emulator
+        from workbench.localstack.emulators import start_bigquery_emulator, start_pubsub_emulator
         from workbench.localstack.stack import create_pubsub_resources
 
         os.environ["NO_GCE_CHECK"] = "true"
-        self.pubsub_process = subprocess.Popen(
-            [sys.executable, "-m", "emulator.pubsub", "--host", "127.0.0.1", "--port", "0"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-        line = self.pubsub_process.stdout.readline()
-        if not line.startswith("listening on "):
-            self.pubsub_process.kill()
-            raise RuntimeError(f"the Pub/Sub emulator did not start: {line!r}")
-        self.pubsub = line.split()[-1]
+        self.pubsub_emulator = start_pubsub_emulator(project=PROJECT)
+        self.pubsub = self.pubsub_emulator.target
         os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub
         # Without per-write time-travel copies, as `workbench up` runs it (workbench/localstack/bigquery_main.py).
         self.bq = start_bigquery_emulator(project=PROJECT, time_travel=False)
@@ -165,12 +158,7 @@ class Stack:
 
     def stop(self) -> None:
         self.bq.stop()
-        self.pubsub_process.terminate()
-        try:
-            self.pubsub_process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.pubsub_process.kill()
-            self.pubsub_process.wait(10)
+        self.pubsub_emulator.stop()
 
 
 def _rss_mb(pid: int) -> tuple[float, float]:

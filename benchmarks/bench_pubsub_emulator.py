@@ -17,9 +17,6 @@ import argparse
 import contextlib
 import os
 import platform
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,93 +24,37 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+
+from workbench.localstack.emulators import (
+    Emulator,
+    official_pubsub_missing,
+    start_official_pubsub_emulator,
+    start_pubsub_emulator,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "bench"
 PAYLOAD = b"x" * 1024
 
 
-@dataclass
-class Emulator:
-    name: str
-    target: str
-    process: subprocess.Popen
-    group: bool  # gcloud starts java as a child: stop the whole (own) process group
-
-    @property
-    def server_pid(self) -> int:
-        """The process holding the state: java for the official emulator, python for ours."""
-        if not self.group:
-            return self.process.pid
-        out = subprocess.run(["pgrep", "-g", str(self.process.pid), "java"], capture_output=True, text=True)
-        return int(out.stdout.split()[0]) if out.stdout.split() else self.process.pid
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            if self.group:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            else:
-                self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        if self.group:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_ready(target: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
-    from google.pubsub_v1.types import ListTopicsRequest, ListTopicsResponse
-
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as channel:
-        call = channel.unary_unary("/google.pubsub.v1.Publisher/ListTopics",
-                                   request_serializer=ListTopicsRequest.serialize,
-                                   response_deserializer=ListTopicsResponse.deserialize)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"emulator exited with status {process.returncode}")
-            try:
-                call(ListTopicsRequest(project=f"projects/{PROJECT}"), timeout=1.0)
-                return
-            except grpc.RpcError:
-                time.sleep(0.2)
-    raise TimeoutError(f"emulator at {target} not ready")
+def server_pid(emulator: Emulator) -> int:
+    """The process holding the state: python for ours; for the official one, the java that gcloud started in its
+    session (its group id is gcloud's pid)."""
+    if emulator.name != "official-pubsub":
+        return emulator.process.pid
+    out = subprocess.run(["pgrep", "-g", str(emulator.process.pid), "java"], capture_output=True, text=True)
+    return int(out.stdout.split()[0]) if out.stdout.split() else emulator.process.pid
 
 
 def start_ours(data_dir: str | None = None) -> Emulator:
-    port = free_port()
-    extra = ["--data-dir", data_dir] if data_dir else []
-    process = subprocess.Popen([sys.executable, "-m", "emulator.pubsub", "--port", str(port), *extra], cwd=ROOT,
-                               env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL)
-    emulator = Emulator("workbench", f"127.0.0.1:{port}", process, group=False)
-    wait_ready(emulator.target, process)
-    return emulator
+    return start_pubsub_emulator(project=PROJECT, data_dir=Path(data_dir) if data_dir else None)
 
 
 def start_official() -> Emulator:
-    port = free_port()
-    process = subprocess.Popen(
-        ["gcloud", "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{port}", f"--project={PROJECT}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    emulator = Emulator("official", f"127.0.0.1:{port}", process, group=True)
-    try:
-        wait_ready(emulator.target, process)
-    except Exception:
-        emulator.stop()
-        raise
-    return emulator
+    return start_official_pubsub_emulator(project=PROJECT)
 
 
 def rss_bytes(pid: int) -> int:
@@ -268,7 +209,7 @@ def run(emulator: Emulator, messages: int, seconds: float, memory_messages: int)
     memory_topic = f"projects/{PROJECT}/topics/memory"
     publisher.create_topic(name=memory_topic)
     subscriber.create_subscription(name=f"projects/{PROJECT}/subscriptions/memory", topic=memory_topic)
-    pid = emulator.server_pid
+    pid = server_pid(emulator)
     before = rss_bytes(pid)
     raw_publish(emulator.target, prebuilt_request(memory_topic), memory_messages, seconds * 5)
     time.sleep(1)
@@ -310,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = tempfile.TemporaryDirectory(prefix="pubsub-bench-") if args.durable else None
     if scratch is not None:
         starters.append(("workbench --data-dir", lambda: start_ours(scratch.name)))
-    if not args.skip_official and shutil.which("gcloud") and shutil.which("java"):
+    if not args.skip_official and official_pubsub_missing() is None:
         starters.append(("official", start_official))
     elif not args.skip_official:
         console.print("official emulator not measured: gcloud or java is not installed")
