@@ -11,7 +11,7 @@ their own (a Ctrl-C in the terminal does not reach them, and stopping the sessio
 they started, such as gcloud's java), wait until the probe answers (or say what failed, with the log's last
 lines), stop.
 
-Offline fix (../shared/design/architecture.md, "bqemulator"): DuckDB's spatial extension is installed from its
+Offline fix: DuckDB's spatial extension is installed from its
 PyPI wheel before bqemulator starts (workbench/localstack/duckdb_extensions.py); without it the emulator tries
 to download it and dies offline.
 """

@@ -108,8 +108,8 @@ def bigquery(
         argv,
         lambda h, p: _http_ok(f"http://{h}:{p}/bigquery/v2/projects/{project}/datasets"),
         {"BIGQUERY_EMULATOR_HOST": f"http://{host}:{port}", "GOOGLE_CLOUD_PROJECT": project},
-        # Offline fix (../shared/design/architecture.md): never try to download DuckDB's avro/format extensions at
-        # start; no GCE metadata probe, no telemetry.
+        # Offline fix: never try to download DuckDB's avro/format extensions at start (the emulator dies offline);
+        # no GCE metadata probe, no telemetry.
         env={"BQEMU_ENABLE_FORMAT_EXTENSIONS": "false", "NO_GCE_CHECK": "true", "BQEMU_METRICS_ENABLED": "false"},
         ports=(port, grpc_port),
         extra="local",

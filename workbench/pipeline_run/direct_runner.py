@@ -3,7 +3,7 @@
 Each override replaces a private hook of Beam 2.77's DirectRunner; tests/pipeline/test_beam_private_hooks.py
 fails when Beam moves one.
 
-Why each override exists (measured; ../shared/design/architecture.md has the figures):
+Why each override exists (each measured on this project's machines):
 - The DirectRunner's Pub/Sub read (`_PubSubReadEvaluator`) pulls at most 10 messages per bundle with a 30 s
   long-poll: ~130 msg/s. Here a bundle pulls up to `pull_size` messages with a short poll, through a channel
   without gRPC's 4 MiB receive limit (the emulator client keeps it; oversize messages would fail every pull).
