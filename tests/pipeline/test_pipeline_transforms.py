@@ -158,7 +158,7 @@ def test_the_dedup_window_is_bounded_and_counted_in_publish_time(tmp_path):
     valid, _ = p | stream.advance_watermark_to_infinity() | ParseAndValidate()
     unique = valid | DeduplicateByEventId(ttl_seconds=60, shards=4)
     collect(unique | beam.Map(lambda e: e.message_id), str(out), "Passed")
-    with per_bundle_metrics():  # the DirectRunner alone would count the first bundle only (workbench/pipeline_run/direct_runner.py)
+    with per_bundle_metrics():  # alone the DirectRunner counts the first bundle only
         result = p.run()
         result.wait_until_finish()
     passed = [ast.literal_eval(line) for line in out.read_text().split()]

@@ -30,8 +30,8 @@ from workbench.localstack.ports import port_in_use
 from workbench.localstack.services import Service, bigquery, gcs, pubsub
 
 START_TIMEOUT_S = 60.0
-# The pipeline extends the lease of what it still works on (workbench/pipeline_run/ack_ledger.py), so the deadline need not cover
-# a slow bundle: it is how soon a killed run's messages, or a lost ack's, come back.
+# The pipeline extends the lease of what it still works on (workbench/pipeline_run/ack_ledger.py), so the
+# deadline need not cover a slow bundle: it is how soon a killed run's messages, or a lost ack's, come back.
 ACK_DEADLINE_S = 20
 
 
