@@ -136,18 +136,6 @@ def local_copies(files: list[EventFile]) -> Iterator[dict[str, str]]:
 # ------------------------------------------------------------------------------------------ dead-letter topic
 
 
-def _subscriber(emulator: str | None):
-    from google.cloud import pubsub_v1
-
-    if emulator:
-        import grpc
-        from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
-
-        channel = grpc.insecure_channel(emulator)
-        return pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel)), channel
-    return pubsub_v1.SubscriberClient(), None
-
-
 def ensure_reconcile_subscription(subscriber: Any, project: str) -> bool:
     """Create reconcile's own subscription on the dead-letter topic when missing; True when it already existed.
 
@@ -190,7 +178,9 @@ def read_dead_letter_topic(
     from google.api_core import exceptions
     from google.protobuf import timestamp_pb2
 
-    subscriber, channel = _subscriber(emulator)
+    from workbench.localstack.clients import subscriber_client
+
+    subscriber = subscriber_client(emulator)
     try:
         try:
             existed = ensure_reconcile_subscription(subscriber, project)
@@ -230,8 +220,7 @@ def read_dead_letter_topic(
             "check the Pub/Sub emulator (`workbench status`) or your roles on the project (docs/reconcile.md)",
         ) from None
     finally:
-        if channel is not None:
-            channel.close()
+        subscriber.close()
 
 
 def _dead_letter_row(message: Any) -> dict[str, Any]:
