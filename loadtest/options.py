@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from eventmodel import exposure
 from eventmodel import resources as names
-from workbench import exposure
 
 SHAPES = ("steady", "step", "ramp", "spike")
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from workbench.exposure import is_loopback, warn_if_exposed
+from eventmodel.exposure import is_loopback, warn_if_exposed
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "NO_GCE_CHECK": "true"}

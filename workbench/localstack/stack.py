@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 
 from eventmodel import resources as names
+from eventmodel.exposure import warn_if_exposed
 from publisher.manifest import workbench_home
 from workbench import extras
 from workbench.errors import WorkbenchError
-from workbench.exposure import warn_if_exposed
 from workbench.localstack import processes
 from workbench.localstack.duckdb_extensions import install_spatial
 from workbench.localstack.ports import port_in_use
