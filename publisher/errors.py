@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
+from eventmodel.errors import FixableError
 
-class PublishError(Exception):
+
+class PublishError(FixableError):
     """A problem the user can fix: no emulator listening, a missing topic, an unwritable --to file, no such run."""
-
-    def __init__(self, message: str, fix: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fix = fix

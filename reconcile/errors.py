@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
+from eventmodel.errors import FixableError
 
-class ReconcileError(Exception):
+
+class ReconcileError(FixableError):
     """No verdict is possible: no such run, a sink unreachable, a manifest still running or interrupted."""
-
-    def __init__(self, message: str, fix: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fix = fix

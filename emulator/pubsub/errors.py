@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import grpc
 
+from eventmodel.errors import FixableError
+
 
 class PubSubError(Exception):
     """A refused request: the gRPC status code and the message the client sees."""
@@ -15,19 +17,10 @@ class PubSubError(Exception):
         self.message = message
 
 
-class EmulatorError(Exception):
+class EmulatorError(FixableError):
     """A problem the operator can fix (a taken port, an unwritable data directory, the admin service off): what
     went wrong and what to do instead. `python -m emulator.pubsub` prints both and exits with status 2; the
     workbench CLI shows them as its own errors."""
-
-    def __init__(self, message: str, fix: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fix = fix
-
-    def __str__(self) -> str:
-        return self.message if not self.fix else f"{self.message}\n  fix: {self.fix}"
-
 
 def invalid_argument(message: str) -> PubSubError:
     return PubSubError(grpc.StatusCode.INVALID_ARGUMENT, message)

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from workbench.errors import WorkbenchError
+from eventmodel.errors import FixableError
 
 # command name -> "module:attribute"; one line per command.
 COMMANDS: dict[str, str] = {
@@ -66,22 +66,6 @@ def cli() -> None:
     """Event Workbench: load and correctness testing for Pub/Sub -> Beam -> GCS + BigQuery."""
 
 
-# The libraries raise their own errors (each with .message and .fix); the CLI shows them as it shows its own.
-# Looked up in sys.modules rather than imported: such an error can only come from a module that was loaded, and
-# `workbench --help` stays free of gRPC's import time.
-LIBRARY_ERRORS = {"emulator.pubsub.errors": "EmulatorError", "publisher.errors": "PublishError"}
-
-
-def _user_error(exc: BaseException) -> bool:
-    if isinstance(exc, WorkbenchError):
-        return True
-    for module, name in LIBRARY_ERRORS.items():
-        loaded = sys.modules.get(module)
-        if loaded is not None and isinstance(exc, getattr(loaded, name)):
-            return True
-    return False
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: a user error (WorkbenchError, or a library's own) becomes a two-line message
     and exit status 2.
@@ -103,8 +87,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:
-        if not _user_error(exc):
-            raise
+    except FixableError as exc:  # the CLI's own WorkbenchError, or a library's error of the same shape
         terminal.error(exc.message, exc.fix)
         sys.exit(2)
