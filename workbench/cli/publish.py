@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import click
 
 from eventmodel.resources import DEFAULT_PROJECT, TOPIC
-from publisher.errors import PublishError
 from publisher.manifest import new_run_id, run_dir
 from publisher.rate import PROFILE_HELP, parse_duration
 from publisher.sinks import FileTarget, PubSubTarget, check_pubsub, open_for_append, resolve_project
@@ -149,13 +148,11 @@ def publish(
         raise click.UsageError(_as_flags(str(exc))) from None
     if run_dir(plan.run_id).exists():
         raise WorkbenchError(f"run {plan.run_id!r} already exists", "choose another --run-id, or leave it out")
-    try:
-        if isinstance(target, PubSubTarget):
-            check_pubsub(target)
-        elif target.path != "-":
-            open_for_append(target.path).close()  # unwritable paths fail here, before the run starts
-    except PublishError as exc:
-        raise WorkbenchError(exc.message, exc.fix) from None
+    # The preflight's PublishError reaches the user as it is: main() shows every FixableError with its fix.
+    if isinstance(target, PubSubTarget):
+        check_pubsub(target)
+    elif target.path != "-":
+        open_for_append(target.path).close()  # unwritable paths fail here, before the run starts
 
     terminal.info(f"publishing run [bold]{plan.run_id}[/bold] to {describe_target(target)}")
     publisher = Publisher(plan)
