@@ -5,6 +5,9 @@ The topic and subscription names are the assessment's; the dead-letter names fol
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 # Pub/Sub
 TOPIC = "backend-events-topic"
 SUBSCRIPTION = "backend-events-topic-sub"
@@ -48,6 +51,11 @@ STORAGE_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 # Where runs (manifests) and local-stack state live; WORKBENCH_HOME overrides.
 HOME_ENV_VAR = "WORKBENCH_HOME"
 DEFAULT_HOME = ".workbench"
+
+
+def workbench_home() -> Path:
+    """Where runs and the local stack's state live: $WORKBENCH_HOME, else ./.workbench."""
+    return Path(os.environ.get(HOME_ENV_VAR) or DEFAULT_HOME)
 
 
 def http_endpoint(host_or_url: str) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from eventmodel.resources import DEFAULT_HOME, HOME_ENV_VAR
+from eventmodel.resources import workbench_home
 from publisher.errors import PublishError
 
 EVENT_COLUMNS = (
@@ -57,10 +57,6 @@ FAILED = "failed"
 def payload_digest(data: bytes) -> str:
     """The payload's MD5 hex: what BigQuery's TO_HEX(MD5(payload)) and DuckDB's md5(payload) give back."""
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def workbench_home() -> Path:
-    return Path(os.environ.get(HOME_ENV_VAR) or DEFAULT_HOME)
 
 
 def runs_root() -> Path:

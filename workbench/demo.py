@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eventmodel import resources as names
-from publisher.manifest import new_run_id, workbench_home
+from eventmodel.resources import workbench_home
+from publisher.manifest import new_run_id
 from workbench.errors import WorkbenchError
 
 # Chaos on the pipeline's own topic and subscription (never the dead-letter ones, which reconcile reads).

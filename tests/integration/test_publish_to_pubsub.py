@@ -49,10 +49,10 @@ def pull_all(subscription: str, emulator_host: str, expected: int, timeout: floa
 def test_everything_published_arrives_with_its_attributes_and_bytes(backend, tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", backend.target)
-    project = f"{PROJECT}-{backend.kind}"
+    project = f"{PROJECT}-{backend.name}"
     create_pubsub_resources(backend.target, project)
     plan = PublishPlan(
-        run_id=f"it-{backend.kind}",
+        run_id=f"it-{backend.name}",
         target=PubSubTarget(project, names.TOPIC, backend.target),
         rate=4000,
         count=3000,

@@ -155,7 +155,7 @@ def run_pipeline(
     if dataset:
         args += ["--bigquery_emulator_host", local["bigquery"]]
     # The DirectRunner's state dies with the process: the dedup step's memory survives a restart in this file.
-    from publisher.manifest import workbench_home
+    from eventmodel.resources import workbench_home
 
     journal = workbench_home() / "pipeline" / f"dedup-{project}-{subscription.rsplit('/', 1)[-1]}.tsv"
     args += ["--dedup_journal", str(journal)]

@@ -21,7 +21,7 @@ import orjson
 
 from eventmodel import resources as names
 from eventmodel.exposure import warn_if_exposed
-from publisher.manifest import workbench_home
+from eventmodel.resources import workbench_home
 from workbench import extras
 from workbench.errors import WorkbenchError
 from workbench.localstack import processes
