@@ -61,3 +61,13 @@ def workbench_home() -> Path:
 def http_endpoint(host_or_url: str) -> str:
     """An emulator's REST endpoint: HOST:PORT as users write it becomes http://HOST:PORT; a URL stays as given."""
     return host_or_url if "://" in host_or_url else f"http://{host_or_url}"
+
+
+def resolve_project(explicit: str | None, default: str = DEFAULT_PROJECT) -> str:
+    """--project, else PUBSUB_PROJECT_ID or GOOGLE_CLOUD_PROJECT, else the local default."""
+    if explicit:
+        return explicit
+    for name in PROJECT_ENV_VARS:
+        if os.environ.get(name):
+            return os.environ[name]
+    return default

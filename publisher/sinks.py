@@ -11,7 +11,6 @@ so malformed payloads (invalid UTF-8, embedded newlines) survive byte for byte a
 from __future__ import annotations
 
 import base64
-import os
 import socket
 import sys
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from typing import IO, Any
 
 import orjson
 
-from eventmodel.resources import PROJECT_ENV_VARS
 from publisher.errors import PublishError
 from publisher.manifest import PUBLISHED
 
@@ -48,16 +46,6 @@ class PubSubTarget:
     project: str
     topic: str
     emulator_host: str | None  # host:port of an emulator, or None for real Pub/Sub with ADC
-
-
-def resolve_project(explicit: str | None, default: str) -> str:
-    """--project, else PUBSUB_PROJECT_ID or GOOGLE_CLOUD_PROJECT, else the local default."""
-    if explicit:
-        return explicit
-    for name in PROJECT_ENV_VARS:
-        if os.environ.get(name):
-            return os.environ[name]
-    return default
 
 
 class FileSink:

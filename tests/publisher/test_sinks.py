@@ -1,4 +1,4 @@
-"""Target resolution and the file sink's format."""
+"""The file sink's format and its errors."""
 
 from __future__ import annotations
 
@@ -9,24 +9,7 @@ import orjson
 import pytest
 
 from publisher.errors import PublishError
-from publisher.sinks import FileSink, FileTarget, resolve_project
-
-
-@pytest.mark.parametrize(
-    ("explicit", "env", "expected"),
-    [
-        ("flag", {"PUBSUB_PROJECT_ID": "a", "GOOGLE_CLOUD_PROJECT": "b"}, "flag"),
-        (None, {"PUBSUB_PROJECT_ID": "a", "GOOGLE_CLOUD_PROJECT": "b"}, "a"),
-        (None, {"GOOGLE_CLOUD_PROJECT": "b"}, "b"),
-        (None, {}, "local-default"),
-    ],
-)
-def test_project_comes_from_flag_then_env_then_default(monkeypatch, explicit, env, expected):
-    for name in ("PUBSUB_PROJECT_ID", "GOOGLE_CLOUD_PROJECT"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert resolve_project(explicit, "local-default") == expected
+from publisher.sinks import FileSink, FileTarget
 
 
 @dataclass

@@ -42,8 +42,8 @@ def loadtest(users, spawn_rate, run_time, shape, workers, batch_size, user_rate,
     workbench loadtest --users 50 --spawn-rate 10 --run-time 60s
     workbench loadtest --users 100 --workers 2 --shape spike --reconcile
     """
+    from eventmodel.resources import resolve_project
     from publisher.manifest import run_dir
-    from publisher.sinks import resolve_project
     from workbench import extras
     from workbench.loadtest_run import LoadtestOptions, run_loadtest
     from workbench.localstack.stack import local_endpoints

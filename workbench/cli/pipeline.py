@@ -104,7 +104,7 @@ def run_pipeline(
     workbench run-pipeline --runner DataflowRunner --project P --region europe-west1 \\
         --temp-location gs://B/tmp --output-root gs://B/output
     """
-    from publisher.sinks import resolve_project
+    from eventmodel.resources import resolve_project
     from workbench.pipeline_run.run import LocalSettings, run
 
     if stop_when_idle is not None and stop_when_idle <= 0:

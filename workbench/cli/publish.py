@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 
 import click
 
-from eventmodel.resources import DEFAULT_PROJECT, TOPIC
+from eventmodel.resources import DEFAULT_PROJECT, TOPIC, resolve_project
 from publisher.manifest import new_run_id, run_dir
 from publisher.rate import PROFILE_HELP, parse_duration
-from publisher.sinks import FileTarget, PubSubTarget, check_pubsub, open_for_append, resolve_project
+from publisher.sinks import FileTarget, PubSubTarget, check_pubsub, open_for_append
 from workbench import terminal
 from workbench.errors import WorkbenchError
 

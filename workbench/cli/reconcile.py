@@ -82,8 +82,7 @@ def run_reconcile(
     """Reconcile, show the report, write the files asked for; returns the Report (the demo calls this too)."""
     import orjson
 
-    from eventmodel.resources import DEFAULT_PROJECT
-    from publisher.sinks import resolve_project
+    from eventmodel.resources import DEFAULT_PROJECT, resolve_project
     from reconcile.errors import ReconcileError
     from reconcile.run import ReconcileTarget, reconcile_waiting
     from reconcile.run import reconcile as reconcile_once
