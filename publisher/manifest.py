@@ -148,11 +148,17 @@ def write_manifest(run_id: str, manifest: dict[str, Any]) -> Path:
     return target
 
 
-def read_manifest(run_id: str) -> dict[str, Any]:
+def load_manifest(run_id: str) -> dict[str, Any] | None:
+    """The manifest of run_id, or None when no such run has one (each caller says what that means)."""
     path = run_dir(run_id) / "manifest.json"
-    if not path.exists():
+    return orjson.loads(path.read_bytes()) if path.exists() else None
+
+
+def read_manifest(run_id: str) -> dict[str, Any]:
+    manifest = load_manifest(run_id)
+    if manifest is None:
         raise PublishError(f"no run {run_id!r} under {runs_root()}", "list the runs with `workbench runs`")
-    return orjson.loads(path.read_bytes())
+    return manifest
 
 
 def iter_events(run_id: str) -> Iterator[dict[str, str]]:

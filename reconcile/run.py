@@ -23,7 +23,7 @@ from typing import Any
 from eventmodel import resources as names
 from eventmodel import rows
 from eventmodel.schema import EVENT_TYPES
-from publisher.manifest import MANIFEST_VERSION, list_runs, run_dir, runs_root
+from publisher.manifest import MANIFEST_VERSION, list_runs, load_manifest, run_dir, runs_root
 from reconcile import queries as Q
 from reconcile import sources
 from reconcile.engine import DuckDBEngine
@@ -115,12 +115,9 @@ def resolve_run(run_id: str) -> dict[str, Any]:
             )
         manifest = found[0]
     else:
-        path = run_dir(run_id) / "manifest.json"
-        if not path.exists():
+        manifest = load_manifest(run_id)
+        if manifest is None:
             raise ReconcileError(f"no run {run_id!r} under {runs_root()}", "list the runs with `workbench runs`")
-        import orjson
-
-        manifest = orjson.loads(path.read_bytes())
     rid = manifest.get("run_id", run_id)
     status = manifest.get("status")
     if manifest.get("target", {}).get("kind") != "pubsub":

@@ -16,10 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
-
 from eventmodel import resources as names
-from publisher.manifest import new_run_id, run_dir, tally, write_manifest
+from publisher.manifest import load_manifest, new_run_id, run_dir, tally, write_manifest
 from publisher.rate import parse_duration
 from workbench import extras
 from workbench.errors import WorkbenchError
@@ -122,13 +120,12 @@ def run_loadtest(options: LoadtestOptions) -> tuple[str, int]:
 
 def complete_manifest(run_id: str) -> None:
     """Recount the run from every process's events CSV now that all of them are closed."""
-    path = run_dir(run_id) / "manifest.json"
-    if not path.exists():
+    manifest = load_manifest(run_id)
+    if manifest is None:
         raise WorkbenchError(
-            f"Locust ended without writing {path}",
+            f"Locust ended without writing {run_dir(run_id) / 'manifest.json'}",
             "look at Locust's output above (a bad option, the emulator not reachable, a locustfile error)",
         )
-    manifest = orjson.loads(path.read_bytes())
     counts = tally(run_id)
     manifest["counts"] = dict(counts)
     manifest["totals"] = {

@@ -1,0 +1,27 @@
+"""Which run reconcile checks: a missing run and a run written to a file are refused with what to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from publisher.manifest import write_manifest
+from reconcile.errors import ReconcileError
+from reconcile.run import resolve_run
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_a_run_that_does_not_exist_names_the_runs_command(home):
+    with pytest.raises(ReconcileError, match="no run 'nope'") as raised:
+        resolve_run("nope")
+    assert "workbench runs" in raised.value.fix
+
+
+def test_a_run_written_to_a_file_has_no_sink_to_check(home):
+    write_manifest("r1", {"run_id": "r1", "status": "completed", "target": {"kind": "file"}, "manifest_version": 9})
+    with pytest.raises(ReconcileError, match="written to a file"):
+        resolve_run("r1")
