@@ -136,7 +136,7 @@ class Stack:
     """Pub/Sub emulator and bqemulator subprocesses on free ports, with the resources and the model applied."""
 
     def __init__(self) -> None:
-        from workbench.bq_apply import apply_ddl
+        from ddl.apply import apply_ddl
         from workbench.localstack.emulators import start_bigquery_emulator, start_pubsub_emulator
         from workbench.localstack.stack import create_pubsub_resources
 

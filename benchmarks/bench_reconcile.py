@@ -623,8 +623,8 @@ def emulator_fetch(folder: Path, events: int, seed: int) -> dict[str, Any]:
     import orjson
     from google.cloud import bigquery
 
+    from ddl.apply import apply_ddl
     from eventmodel.rows import DEAD_LETTER_TABLE
-    from workbench.bq_apply import apply_ddl
     from workbench.localstack.emulators import start_bigquery_emulator
 
     run = generate(folder, events, seed, full_rows=True)

@@ -1,3 +1,3 @@
-"""The BigQuery data model as package data: `*.sql` here is applied in name order by `workbench bq apply`, and
-`ops/*.sql` are run-books for `workbench bq render`. Nothing to import: workbench.bq_apply finds the files with
-importlib.resources, so they are found the same way in a checkout and in an installed wheel."""
+"""The BigQuery data model and its applier: `*.sql` here is applied in name order by ddl.apply (`workbench bq
+apply`), and `ops/*.sql` are run-books for `workbench bq render`. The SQL is package data, found with
+importlib.resources, so the same in a checkout and in an installed wheel."""

@@ -22,7 +22,7 @@ from sqlglot import exp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from workbench.bq_apply import load_statements  # noqa: E402
+from ddl.apply import load_statements  # noqa: E402
 
 SVG_PATH = ROOT / "docs" / "data-model.svg"
 DOC_PATH = ROOT / "docs" / "data-model.md"

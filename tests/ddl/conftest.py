@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from ddl_helpers import PROJECT
 
-from workbench.bq_apply import apply_ddl, load_statements
+from ddl.apply import apply_ddl, load_statements
 
 # Google clients in these tests must never probe the GCE metadata server.
 os.environ.setdefault("NO_GCE_CHECK", "true")

@@ -6,7 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from workbench.bq_apply import DDL_DIR
+from ddl.apply import DDL_DIR
 
 PROJECT = "ddl-test"
 OPS_DIR = DDL_DIR / "ops"

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from ddl_helpers import PROJECT
 
-from workbench.bq_apply import EMULATOR_GAPS, apply_ddl, load_statements
+from ddl.apply import EMULATOR_GAPS, apply_ddl, load_statements
 from workbench.cli import cli, main
 
 

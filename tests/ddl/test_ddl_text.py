@@ -12,9 +12,9 @@ import sqlglot
 from ddl_helpers import OPS_DIR, REPO, load_render_script, sql_files
 from sqlglot import exp
 
+from ddl.apply import emulator_gap, render_file, split_statements, strip_comments
 from eventmodel import rows as R
 from eventmodel import schema as S
-from workbench.bq_apply import emulator_gap, render_file, split_statements, strip_comments
 
 render_data_model = load_render_script()
 

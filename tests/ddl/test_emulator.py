@@ -12,10 +12,10 @@ from ddl_helpers import OPS_DIR, PROJECT
 from events import MINUTE, T0, activity, inventory, order, uid
 from google.api_core.retry import Retry
 
+from ddl.apply import apply_ddl, render_file
 from eventmodel import rows as R
 from eventmodel.schema import EVENT_TYPES
 from eventmodel.validate import Accepted, validate
-from workbench.bq_apply import apply_ddl, render_file
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,7 @@ import collections
 import time
 
 import pytest
+from pubsub_support import pull_all
 
 from eventmodel import resources as names
 from eventmodel.validate import Accepted, validate
@@ -20,30 +21,6 @@ from workbench.localstack.stack import create_pubsub_resources
 pytestmark = pytest.mark.integration
 
 PROJECT = "p"
-
-
-def pull_all(subscription: str, emulator_host: str, expected: int, timeout: float = 60.0) -> list:
-    import grpc
-    from google.cloud import pubsub_v1
-    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
-
-    # With PUBSUB_EMULATOR_HOST the client's channel keeps gRPC's 4 MiB receive limit, and the catalogue's
-    # oversize payloads are 1 MB each: lift the limit as the client does for real Pub/Sub.
-    channel = grpc.insecure_channel(emulator_host, options=[("grpc.max_receive_message_length", -1)])
-    subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
-    received = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(received) < expected and time.monotonic() < deadline:
-            response = subscriber.pull(request={"subscription": subscription, "max_messages": 1000}, timeout=10)
-            if response.received_messages:
-                received.extend(m.message for m in response.received_messages)
-                subscriber.acknowledge(
-                    request={"subscription": subscription, "ack_ids": [m.ack_id for m in response.received_messages]}
-                )
-    finally:
-        subscriber.close()
-    return received
 
 
 def test_everything_published_arrives_with_its_attributes_and_bytes(backend, tmp_path, monkeypatch):
@@ -71,7 +48,8 @@ def test_everything_published_arrives_with_its_attributes_and_bytes(backend, tmp
     assert counts["expected:dead_letter"] == sum(r["expected"] == "dead_letter" for r in rows) > 0
     assert counts["duplicates"] == sum(r["duplicate"] == "1" for r in rows) > 0
 
-    messages = pull_all(f"projects/{project}/subscriptions/{names.SUBSCRIPTION}", backend.target, expected=3000)
+    subscription = f"projects/{project}/subscriptions/{names.SUBSCRIPTION}"
+    messages = pull_all(subscription, backend.target, expected=3000, timeout=60)
     assert len(messages) == 3000
 
     by_message_id = {r["message_id"]: r for r in rows}
@@ -118,7 +96,8 @@ def test_several_worker_processes_share_the_rate_and_the_count(workbench_emulato
     ]
     rows = list(iter_events("workers"))
     assert len(rows) == 4001 and len({r["event_id"] for r in rows}) == 4001
-    messages = pull_all(f"projects/{project}/subscriptions/{names.SUBSCRIPTION}", workbench_emulator.target, 4001)
+    subscription = f"projects/{project}/subscriptions/{names.SUBSCRIPTION}"
+    messages = pull_all(subscription, workbench_emulator.target, 4001, timeout=60)
     assert sorted(m.attributes[names.ATTR_EVENT_ID] for m in messages) == sorted(r["event_id"] for r in rows)
 
 

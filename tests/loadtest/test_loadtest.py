@@ -23,7 +23,7 @@ _projects = itertools.count(1)
 
 @pytest.fixture
 def stack(workbench_emulator, bigquery_emulator, tmp_path, monkeypatch):
-    from workbench.bq_apply import apply_ddl
+    from ddl.apply import apply_ddl
 
     project = f"loadtest-it-{next(_projects)}"
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))

@@ -25,7 +25,7 @@ class LocalStack:
 @pytest.fixture
 def stack(workbench_emulator, bigquery_emulator, monkeypatch, tmp_path) -> LocalStack:
     """Resources for one test: topic, subscription, dead-letter pair, dataset."""
-    from workbench.bq_apply import apply_ddl
+    from ddl.apply import apply_ddl
     from workbench.localstack.stack import create_pubsub_resources
 
     n = next(_projects)

@@ -15,6 +15,7 @@ import time
 import orjson
 import pytest
 from pipeline_support import files_under
+from pubsub_support import pull_all
 
 from eventmodel import resources as names
 from eventmodel import rows
@@ -28,33 +29,6 @@ from workbench.errors import WorkbenchError
 from workbench.pipeline_run.run import LocalSettings, run
 
 pytestmark = pytest.mark.integration
-
-
-def pull_all(subscription: str, emulator_host: str, expected: int, timeout: float = 30.0) -> list:
-    """Pull and ack until `expected` messages came or `timeout` passed (no 4 MiB limit: 1 MB dead letters)."""
-    import grpc
-    from google.api_core import exceptions
-    from google.cloud import pubsub_v1
-    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
-
-    channel = grpc.insecure_channel(emulator_host, options=[("grpc.max_receive_message_length", -1)])
-    subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
-    received: list = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(received) < expected and time.monotonic() < deadline:
-            try:
-                response = subscriber.pull(request={"subscription": subscription, "max_messages": 1000}, timeout=5)
-            except exceptions.DeadlineExceeded:
-                continue
-            if response.received_messages:
-                received += [m.message for m in response.received_messages]
-                subscriber.acknowledge(
-                    request={"subscription": subscription, "ack_ids": [m.ack_id for m in response.received_messages]}
-                )
-    finally:
-        subscriber.close()
-    return received
 
 
 def pipeline_args(stack, output_root: str) -> list[str]:

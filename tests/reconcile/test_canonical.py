@@ -107,7 +107,7 @@ def test_python_and_duckdb_agree_on_gcs_lines(tmp_path):
 
 @pytest.mark.integration
 def test_python_and_bigquery_agree_on_rows(bigquery_emulator):
-    from workbench.bq_apply import apply_ddl
+    from ddl.apply import apply_ddl
 
     project, dataset = "canonical-it", "events"
     apply_ddl(project=project, dataset=dataset, emulator=bigquery_emulator.host_port)

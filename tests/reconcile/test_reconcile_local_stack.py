@@ -77,7 +77,7 @@ def publish_bare(stack: Stack, bodies: list[bytes], attributes: dict[str, str] |
 
 @pytest.fixture(scope="module")
 def stack(workbench_emulator, bigquery_emulator, tmp_path_factory):
-    from workbench.bq_apply import apply_ddl
+    from ddl.apply import apply_ddl
     from workbench.localstack.stack import create_pubsub_resources
 
     home = tmp_path_factory.mktemp("home")

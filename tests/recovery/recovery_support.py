@@ -81,7 +81,7 @@ class Run:
 
 def prepare(pubsub: str, bigquery, tmp_path: Path, monkeypatch) -> Run:
     """A Run with its topic, subscription (ack deadline ACK_DEADLINE_S) and tables."""
-    from workbench.bq_apply import apply_ddl
+    from ddl.apply import apply_ddl
     from workbench.localstack.stack import create_pubsub_resources
 
     home = tmp_path / "home"

@@ -23,7 +23,7 @@ def _default_project() -> str:
 
 
 def _default_emulator() -> str:
-    from workbench.bq_apply import DEFAULT_EMULATOR
+    from ddl.apply import DEFAULT_EMULATOR
 
     # `eval "$(workbench env)"` exports BIGQUERY_EMULATOR_HOST=http://host:port for the running local stack.
     return os.environ.get("BIGQUERY_EMULATOR_HOST", "").split("://", 1)[-1].rstrip("/") or DEFAULT_EMULATOR
@@ -61,7 +61,7 @@ def apply(project: str, dataset: str, location: str, emulator: str, real: bool, 
 
     Statements the emulator cannot run (known gaps of bqemulator) are skipped and listed, never silently.
     """
-    from workbench.bq_apply import apply_ddl
+    from ddl.apply import apply_ddl
 
     def progress(statement, outcome: str) -> None:
         if outcome == "applied":
@@ -100,7 +100,7 @@ def render(path: str, project: str, dataset: str, location: str, extra: tuple[st
 
     PATH is a file, or the name of a packaged one (ops/snapshots.sql, snapshots), found wherever it is installed.
     """
-    from workbench.bq_apply import find_sql_file, render_file
+    from ddl.apply import find_sql_file, render_file
     from workbench.errors import WorkbenchError
 
     values = {}
@@ -113,7 +113,7 @@ def render(path: str, project: str, dataset: str, location: str, extra: tuple[st
 
 
 def _first_line(sql: str) -> str:
-    from workbench.bq_apply import strip_comments
+    from ddl.apply import strip_comments
 
     line = next((ln.strip() for ln in strip_comments(sql).splitlines() if ln.strip()), "")
     return line if len(line) <= 90 else line[:87] + "..."

@@ -157,7 +157,7 @@ def up(config: StackConfig, on_step: Callable[[str], None] = lambda _: None) -> 
     create_pubsub_resources(f"{config.host}:{config.pubsub_port}", config.project)
     on_step(f"topics {names.TOPIC}, {names.DEAD_LETTER_TOPIC} and their subscriptions ready")
     if config.with_bigquery:
-        from workbench.bq_apply import apply_ddl
+        from ddl.apply import apply_ddl
 
         applied = apply_ddl(project=config.project, emulator=f"{config.host}:{config.bigquery_port}")
         on_step(

@@ -30,12 +30,8 @@ from workbench.localstack.clients import bigquery_client
 
 
 def _ddl_dir() -> Path:
-    """The folder of the DDL: package data of `ddl`, so the same in a checkout and in an installed wheel."""
-    try:
-        return Path(str(resources.files("ddl")))
-    except ModuleNotFoundError:
-        # An editable install made before ddl/ became a package maps only the other packages: use the checkout's.
-        return Path(__file__).resolve().parent.parent / "ddl"
+    """The folder of the DDL: this package's data, so the same in a checkout and in an installed wheel."""
+    return Path(str(resources.files(__package__)))
 
 
 DDL_DIR = _ddl_dir()
