@@ -24,7 +24,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from workbench.errors import WorkbenchError
 from workbench.localstack import services
 from workbench.localstack.duckdb_extensions import install_spatial
 from workbench.localstack.ports import free_port, free_port_pair, port_bindable
+from workbench.localstack.processes import wait_ready
 
 STARTUP_TIMEOUT_S = 30.0
 OFFICIAL_STARTUP_TIMEOUT_S = 60.0  # gcloud, then a JVM
@@ -153,22 +153,20 @@ def start(
             cwd=workdir,
         )
     emulator = Emulator(service, host, project, process, log_path, workdir)
-    deadline = time.monotonic() + timeout
     try:
-        while not service.probe(host, service.port):
-            if process.poll() is not None:
-                raise WorkbenchError(
-                    f"the {service.name} emulator exited with status {process.returncode} before it was ready:\n"
-                    f"{emulator.log_tail()}",
-                    _exit_hint(service, emulator.log_tail()),
-                )
-            if time.monotonic() > deadline:
-                raise WorkbenchError(
-                    f"the {service.name} emulator did not answer on {host}:{service.port} within {timeout:.0f} s:\n"
-                    f"{emulator.log_tail()}",
-                    "the machine may be overloaded; retry with a longer timeout",
-                )
-            time.sleep(0.1)
+        outcome = wait_ready(lambda: service.probe(host, service.port), lambda: process.poll() is None, timeout)
+        if outcome == "exited":
+            raise WorkbenchError(
+                f"the {service.name} emulator exited with status {process.returncode} before it was ready:\n"
+                f"{emulator.log_tail()}",
+                _exit_hint(service, emulator.log_tail()),
+            )
+        if outcome == "timeout":
+            raise WorkbenchError(
+                f"the {service.name} emulator did not answer on {host}:{service.port} within {timeout:.0f} s:\n"
+                f"{emulator.log_tail()}",
+                "the machine may be overloaded; retry with a longer timeout",
+            )
     except BaseException:
         emulator.stop()
         raise

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -77,6 +78,20 @@ def stop(pid: int, argv: list[str], timeout: float = 10.0) -> bool:
         os.killpg(pid, signal.SIGKILL)
     _reap(pid)
     return True
+
+
+def wait_ready(probe: Callable[[], bool], running: Callable[[], bool], timeout: float) -> str:
+    """Poll a service's readiness probe: "ready" once it answers, "exited" when its process ended first, or
+    "timeout". The one wait of every start, detached (`workbench up`) or as a child (emulators.py)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if probe():
+            return "ready"
+        if not running():
+            return "exited"
+        if time.monotonic() > deadline:
+            return "timeout"
+        time.sleep(0.1)
 
 
 def _reap(pid: int) -> None:

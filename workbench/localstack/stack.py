@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,21 +167,19 @@ def up(config: StackConfig, on_step: Callable[[str], None] = lambda _: None) -> 
 
 
 def _wait_ready(service: Service, host: str, pid: int, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if not processes.alive(pid):
-            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
-            raise WorkbenchError(
-                f"{service.name} exited during start. Last lines of {log}:\n{tail}",
-                "fix the cause above, then run `workbench up` again",
-            )
-        if service.probe(host, service.port):
-            return
-        time.sleep(0.2)
-    raise WorkbenchError(
-        f"{service.name} did not become ready within {START_TIMEOUT_S:g}s (log: {log})",
-        "read the log, then `workbench down` and `workbench up` again",
-    )
+    outcome = processes.wait_ready(lambda: service.probe(host, service.port), lambda: processes.alive(pid),
+                                   START_TIMEOUT_S)  # fmt: skip
+    if outcome == "exited":
+        tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+        raise WorkbenchError(
+            f"{service.name} exited during start. Last lines of {log}:\n{tail}",
+            "fix the cause above, then run `workbench up` again",
+        )
+    if outcome == "timeout":
+        raise WorkbenchError(
+            f"{service.name} did not become ready within {START_TIMEOUT_S:g}s (log: {log})",
+            "read the log, then `workbench down` and `workbench up` again",
+        )
 
 
 def create_pubsub_resources(emulator_host: str, project: str, ack_deadline_seconds: int = ACK_DEADLINE_S) -> None:
