@@ -1,11 +1,13 @@
-"""The BigQuery sink: WriteEventRows, streaming inserts through the public client, or the Storage Write API.
+"""The BigQuery sink: WriteEventRows, streaming inserts through google-cloud-bigquery's public client.
 
 Rows come from the event model's row builder (eventmodel.rows), never built here. Streaming inserts go through
 google-cloud-bigquery's public `insert_rows_json(table, rows, row_ids=...)` with every row's insert id = its
 event_id: a redelivered or re-published event, or a pipeline restarted without its dedup state, is then
 recognised by BigQuery's best-effort insertId dedup, and a retry needs no commit step. The emulator is reached
 by its endpoint (--bigquery_emulator_host) with anonymous credentials; nothing else differs.
-STORAGE_WRITE_API (Dataflow) uses Beam's WriteToBigQuery: its streams are exactly-once without insert ids.
+The Storage Write API is not offered: Beam's Python SDK reaches it only through a Java expansion service (a JRE
+and a jar fetched from Maven when the job is built), which the Flex Template image does not have; a choice that
+fails at launch is no choice (docs/pipeline.md, "BigQuery writes").
 
 What happens when a write fails (the same rules for every sink, pipeline.retrying):
 - a row BigQuery rejects for its content (reason invalid, invalidQuery, notImplemented, or a 4xx answer) is a
@@ -17,20 +19,15 @@ What happens when a write fails (the same rules for every sink, pipeline.retryin
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import apache_beam as beam
-import orjson
 from apache_beam import pvalue
-from apache_beam.io.gcp.bigquery import BigQueryDisposition, WriteToBigQuery
 from apache_beam.transforms.window import GlobalWindows
-from apache_beam.utils.timestamp import Timestamp
 
 from eventmodel import reasons as R
 from eventmodel import rows
@@ -38,7 +35,7 @@ from eventmodel.resources import http_endpoint
 from eventmodel.validate import Accepted
 from pipeline import core, delivery
 from pipeline import metrics as M
-from pipeline.constants import DEAD_LETTER, DEFAULT_RETRY_SECONDS, METHODS, STREAMING_INSERTS
+from pipeline.constants import DEAD_LETTER, DEFAULT_RETRY_SECONDS
 from pipeline.core import DeadLetter, ValidEvent
 from pipeline.retrying import RetryBudget
 
@@ -294,17 +291,13 @@ class WriteEventRows(beam.PTransform):
         self,
         project: str,
         dataset: str,
-        method: str = STREAMING_INSERTS,
         endpoint: str | None = None,
         retry_seconds: float = DEFAULT_RETRY_SECONDS,
         client: Any = None,
     ) -> None:
         super().__init__()
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         self.project = project
         self.dataset = dataset
-        self.method = method
         self.endpoint = endpoint
         self.retry_seconds = retry_seconds
         self.client = client
@@ -313,118 +306,10 @@ class WriteEventRows(beam.PTransform):
         built = events | "BuildRows" >> beam.ParDo(BuildEventRowFn(self.project, self.dataset)).with_outputs(
             DEAD_LETTER, main="rows"
         )
-        if self.method == STREAMING_INSERTS:
-            inserted = built.rows | "InsertRows" >> beam.ParDo(
-                InsertRowsFn(self.project, self.endpoint, self.retry_seconds, self.client)
-            ).with_outputs(DEAD_LETTER, main="unused")
-            failed = inserted[DEAD_LETTER]
-        else:
-            failed = built.rows | "StorageWrite" >> _StorageWrite(self.project, self.dataset)
-        return (built[DEAD_LETTER], failed) | "RowDeadLetters" >> beam.Flatten()
-
-
-def fetch_table_schema(project: str, dataset: str, table: str, client: Any = None) -> dict[str, Any]:
-    """A table's schema as BigQuery has it ({"fields": [{"name", "type", "mode", "fields"?}, ...]}).
-
-    STORAGE_WRITE_API needs the schema at construction time to turn rows into Beam Rows; reading it from the
-    table (made from ddl/) keeps one source of truth. Called where the job is built, with its credentials.
-    """
-    client = client if client is not None else bigquery_client(project, None)
-    found = client.get_table(f"{project}.{dataset}.{table}")
-
-    def field(f: Any) -> dict[str, Any]:
-        described = {"name": f.name, "type": f.field_type, "mode": f.mode or "NULLABLE"}
-        if f.fields:
-            described["fields"] = [field(sub) for sub in f.fields]
-        return described
-
-    return {"fields": [field(f) for f in found.schema]}
-
-
-def to_storage_row(row: dict[str, Any], fields: list[dict[str, Any]]) -> dict[str, Any]:
-    """An insertAll row (eventmodel.rows: TIMESTAMP and NUMERIC as text, BYTES as base64) in the Python types
-    Beam's Storage Write conversion expects (Timestamp, Decimal, bytes), following the table's schema."""
-    converted: dict[str, Any] = {}
-    for field in fields:
-        value = row.get(field["name"])
-        if value is None:
-            converted[field["name"]] = [] if field.get("mode") == "REPEATED" else None
-        elif field.get("mode") == "REPEATED":
-            converted[field["name"]] = [_storage_value(item, field) for item in value]
-        else:
-            converted[field["name"]] = _storage_value(value, field)
-    return converted
-
-
-def _storage_value(value: Any, field: dict[str, Any]) -> Any:
-    kind = field["type"].upper()
-    if kind in ("RECORD", "STRUCT"):
-        return to_storage_row(value, field["fields"])
-    if kind == "TIMESTAMP":
-        return Timestamp.from_rfc3339(value) if isinstance(value, str) else value
-    if kind in ("NUMERIC", "BIGNUMERIC"):
-        return Decimal(str(value))
-    if kind in ("INT64", "INTEGER"):
-        return int(value)
-    if kind in ("FLOAT", "FLOAT64"):
-        return float(value)
-    if kind == "BYTES":
-        return base64.b64decode(value) if isinstance(value, str) else value
-    return value
-
-
-class _StorageWrite(beam.PTransform):
-    """STORAGE_WRITE_API through WriteToBigQuery, one write per event table with the table's own schema.
-
-    Beam runs it through a Java expansion service, so it is built and run on Dataflow (or with Java), never by the
-    offline tests; to_storage_row and fetch_table_schema are tested on their own.
-    """
-
-    def __init__(self, project: str, dataset: str, schema_client: Any = None) -> None:
-        super().__init__()
-        self.project = project
-        self.dataset = dataset
-        self.schema_client = schema_client
-
-    def expand(self, keyed_rows: beam.PCollection) -> beam.PCollection:
-        failures = []
-        for table in rows.TABLES.values():
-            spec = table_spec(self.project, self.dataset, table)
-            key = table_id(self.project, self.dataset, table)  # as BuildEventRowFn names it
-            schema = fetch_table_schema(self.project, self.dataset, table, self.schema_client)
-            result = (
-                keyed_rows
-                | f"Only{table}" >> beam.Filter(lambda kv, key=key: kv[0] == key)
-                | f"StorageRows{table}"
-                >> beam.Map(lambda kv, fields=schema["fields"]: to_storage_row(kv[1][0], fields))
-                | f"StorageWrite{table}"
-                >> WriteToBigQuery(
-                    table=spec,
-                    schema=schema,
-                    method=WriteToBigQuery.Method.STORAGE_WRITE_API,
-                    create_disposition=BigQueryDisposition.CREATE_NEVER,
-                    write_disposition=BigQueryDisposition.WRITE_APPEND,
-                )
-            )
-            failures.append(result.failed_rows_with_errors | f"FailedRows{table}" >> beam.Map(_storage_failure))
-        return tuple(failures) | "StorageWriteFailures" >> beam.Flatten()
-
-
-def _storage_failure(failure: Any) -> DeadLetter:
-    # Storage Write hands back the row, not the message: the row (which holds the event) becomes the body.
-    destination, row = failure[0], failure[1]
-    errors = failure[2] if len(failure) > 2 else ""
-    record = row._asdict() if hasattr(row, "_asdict") else dict(row)
-    return DeadLetter(
-        orjson.dumps(record, default=str),
-        {},
-        R.BIGQUERY_INSERT_FAILED,
-        f"{destination}: {errors}"[:900],
-        core.STAGE_BIGQUERY,
-        str(record.get(rows.MESSAGE_ID) or ""),
-        str(record.get(rows.EVENT_ID) or ""),
-        None,
-    )
+        inserted = built.rows | "InsertRows" >> beam.ParDo(
+            InsertRowsFn(self.project, self.endpoint, self.retry_seconds, self.client)
+        ).with_outputs(DEAD_LETTER, main="unused")
+        return (built[DEAD_LETTER], inserted[DEAD_LETTER]) | "RowDeadLetters" >> beam.Flatten()
 
 
 # ------------------------------------------------------------------------------------------- dead letters

@@ -51,7 +51,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     failures = [invalid, file_failures]
     if app.dataset:
         row_failures = unique | "WriteEventRows" >> WriteEventRows(
-            bigquery_project, app.dataset, app.bigquery_method, endpoint, retry
+            bigquery_project, app.dataset, endpoint, retry
         )
         failures.append(row_failures)
     dead_letters = tuple(failures) | "AllDeadLetters" >> beam.Flatten()

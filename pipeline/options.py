@@ -9,7 +9,7 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from eventmodel.resources import DATASET, DEAD_LETTER_TOPIC, SUBSCRIPTION
-from pipeline.constants import DEFAULT_RETRY_SECONDS, METHODS, STREAMING_INSERTS
+from pipeline.constants import DEFAULT_RETRY_SECONDS
 
 DEFAULT_OUTPUT_ROOT = "./output"
 
@@ -36,12 +36,6 @@ class EventPipelineOptions(PipelineOptions):
             "--dataset", default=DATASET, help="BigQuery dataset of the event tables; empty to disable BigQuery."
         )
         parser.add_argument("--bigquery_project", default=None, help="Project of the dataset (default: --project).")
-        parser.add_argument(
-            "--bigquery_method",
-            default=STREAMING_INSERTS,
-            choices=METHODS,
-            help="STREAMING_INSERTS (local and Dataflow) or STORAGE_WRITE_API (Dataflow: needs a Java expansion).",
-        )
         parser.add_argument(
             "--bigquery_emulator_host",
             default=None,

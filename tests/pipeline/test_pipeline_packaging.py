@@ -51,7 +51,6 @@ def test_every_template_parameter_is_a_pipeline_option():
     [
         ("output_root", ["gs://my-bucket/output", "gs://b-1/x/y"], ["./output", "s3://b/x", "gs://"]),
         ("subscription", ["backend-events-topic-sub", "projects/p/subscriptions/backend-events-topic-sub"], ["a"]),
-        ("bigquery_method", ["STREAMING_INSERTS", "STORAGE_WRITE_API"], ["FILE_LOADS"]),
         ("file_flush_seconds", ["5", "0.5"], ["-1", "five"]),
     ],
 )

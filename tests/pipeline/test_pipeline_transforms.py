@@ -375,12 +375,6 @@ def test_dead_letter_rows_and_messages_keep_the_original_bytes(tmp_path):
     assert {row["stage"] for row in rows} == {"validate"}
 
 
-@pytest.mark.parametrize("method", ["NOPE"])
-def test_an_unknown_bigquery_method_is_refused(method):
-    with pytest.raises(ValueError, match="STREAMING_INSERTS"):
-        WriteEventRows("p", "d", method=method)
-
-
 def _count_metric_probe(element: int) -> int:
     M.counter("probe").inc()
     return element

@@ -35,13 +35,6 @@ from workbench.localstack.stack import BIGQUERY_ENV, PUBSUB_ENV, STORAGE_ENV, lo
 @click.option("--dead-letter-topic", default=DEAD_LETTER_TOPIC, show_default=True)
 @click.option("--output-root", default="./output", show_default=True, help="Local directory or gs://bucket/prefix.")
 @click.option("--dataset", default=DATASET, show_default=True, help="BigQuery dataset; '' to run without BigQuery.")
-@click.option(
-    "--bigquery-method",
-    type=click.Choice(["STREAMING_INSERTS", "STORAGE_WRITE_API"]),
-    default="STREAMING_INSERTS",
-    show_default=True,
-    help="STORAGE_WRITE_API needs Dataflow (a Java expansion service).",
-)
 @click.option("--emulator", metavar="HOST:PORT", help=f"Pub/Sub emulator (else ${PUBSUB_ENV} or the local stack).")
 @click.option(
     "--bigquery-emulator", metavar="HOST:PORT", help=f"BigQuery emulator (else ${BIGQUERY_ENV} or the local stack)."
@@ -81,7 +74,6 @@ def run_pipeline(
     dead_letter_topic,
     output_root,
     dataset,
-    bigquery_method,
     emulator,
     bigquery_emulator,
     stop_when_idle,
@@ -115,7 +107,7 @@ def run_pipeline(
     args = [
         "--runner", runner, "--project", project, "--subscription", subscription,
         "--dead_letter_topic", dead_letter_topic, "--output_root", output_root, "--dataset", dataset,
-        "--bigquery_method", bigquery_method, "--file_flush_seconds", str(flush_seconds),
+        "--file_flush_seconds", str(flush_seconds),
         "--dedup_ttl_seconds", str(dedup_ttl), "--sink_retry_seconds", str(sink_retry_seconds),
     ]  # fmt: skip
     if runner == "DataflowRunner":
