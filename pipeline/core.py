@@ -80,7 +80,7 @@ class DeadLetter(NamedTuple):
 
 def event_id_of(attributes: dict[str, str] | None, message_id: str) -> str:
     """The event's identity: the event_id attribute when non-blank, else the Pub/Sub message id (the event
-    model's rule, eventmodel.rows.event_id_of); "" when a message has neither (only hand-built test input)."""
+    model's rule, eventmodel.rows.event_id_of); "" when a message has neither, which dedup never keys on."""
     try:
         return rows.event_id_of(message_id, attributes)
     except ValueError:

@@ -42,7 +42,8 @@ class DropRepeatedIdsFn(beam.DoFn):
     time (a bag of ids per slot, appended to, never rewritten); a slot is cleared when the ring moves past it.
     An id is so remembered for at least `ttl_seconds` and at most ttl * DEDUP_SLOTS / (DEDUP_SLOTS - 1): state is
     bounded by the ids published within that window, with no timer per id. A message published before the
-    window (a very old redelivery) cannot be judged and is let through (counted), never dropped.
+    window (a very old redelivery) cannot be judged and is let through (counted), never dropped; so is an event
+    with no id at all (neither an event_id attribute nor a Pub/Sub message id): an empty id is never a key.
 
     Why shards and not one key per id (Beam's DeduplicatePerKey pattern): the DirectRunner scans every key it has
     ever seen on each scheduling round and never forgets one, so per-id keys make a local run slower by the
@@ -65,6 +66,7 @@ class DropRepeatedIdsFn(beam.DoFn):
         self._duplicates = M.counter(M.DUPLICATES)
         self._too_old = M.counter(M.DEDUP_TOO_OLD)
         self._errors = M.counter(M.DEDUP_ERRORS)
+        self._no_id = M.counter(M.DEDUP_NO_ID)
         self._cache: dict[str, tuple[str, list[set[str]]]] = {}
         self._journal = None
         self._before_restart: dict[str, str] = {}
@@ -89,8 +91,10 @@ class DropRepeatedIdsFn(beam.DoFn):
     ) -> Iterator[ValidEvent]:
         key, event = element
         try:
-            earlier = self._before_restart.get(event.event_id) if self._before_restart else None
-            if earlier is not None and earlier != event.message_id:
+            if not event.event_id:  # nothing to judge by: every such event would be a "duplicate" of the first
+                self._no_id.inc()
+                keep = True
+            elif (earlier := self._before_restart.get(event.event_id)) is not None and earlier != event.message_id:
                 self._duplicates.inc()  # let through as another message before this run was restarted
                 keep = False
             else:

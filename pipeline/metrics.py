@@ -16,6 +16,7 @@ READ = "read"
 DUPLICATES = "duplicates_dropped"
 DEDUP_ERRORS = "dedup_errors"  # events let through because the dedup step failed on them
 DEDUP_TOO_OLD = "dedup_older_than_window"  # let through: published before the dedup window
+DEDUP_NO_ID = "dedup_no_event_id"  # let through: neither an event_id attribute nor a message id to judge by
 GCS_FILES = "gcs_files_written"
 GCS_LINES = "gcs_lines_written"
 BIGQUERY_ROWS = "bigquery_rows_written"

@@ -459,6 +459,22 @@ def test_dedup_fails_open_an_event_it_cannot_judge_passes_and_is_counted(tmp_pat
     assert counter_value(result, M.DEDUP_ERRORS) == 1
 
 
+def test_events_without_any_id_are_never_deduplicated_and_are_counted(tmp_path):
+    from pipeline.dedup import DropRepeatedIdsFn
+
+    out = tmp_path / "passed.txt"
+    nameless = [core.ValidEvent("inventory", {}, NOW, "", "", NOW, {}, b"%d" % i) for i in range(3)]
+    p = BeamTestPipeline(options=streaming_options())
+    passed = p | beam.Create([("0", e) for e in nameless]) | beam.ParDo(DropRepeatedIdsFn(60))
+    collect(passed | beam.Map(lambda e: e.data), str(out), "Passed")
+    with per_bundle_metrics():
+        result = p.run()
+        result.wait_until_finish()
+    assert sorted(ast.literal_eval(line) for line in out.read_text().split()) == [b"0", b"1", b"2"]
+    assert counter_value(result, M.DEDUP_NO_ID) == 3
+    assert counter_value(result, M.DUPLICATES) == 0
+
+
 def _dedup_run(tmp_path, journal: str | None, events: list, name: str) -> list[str]:
     from pipeline.dedup import DropRepeatedIdsFn
 
