@@ -6,12 +6,40 @@ parameters and in the Flex Template metadata (pipeline/flex_template/metadata.js
 
 from __future__ import annotations
 
+import argparse
+import re
+
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from eventmodel.resources import DATASET, DEAD_LETTER_TOPIC, SUBSCRIPTION
 from pipeline.constants import DEFAULT_RETRY_SECONDS
 
 DEFAULT_OUTPUT_ROOT = "./output"
+
+
+def _at_least(kind: type, low: float, strict: bool):
+    """An argparse type: `kind` of the text, refused (with the rule) below `low`, or at it when `strict`.
+
+    The Flex Template's regexes (flex_template/metadata.json) say the same; a test holds the two together."""
+
+    plain = r"[0-9]+" if kind is int else r"[0-9]+(\.[0-9]+)?"  # no sign, exponent, inf or nan: as the regexes
+
+    def parse(text: str):
+        if not re.fullmatch(plain, text):
+            example = "5000" if kind is int else "5 or 0.5"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a plain {kind.__name__} (write e.g. {example})")
+        value = kind(text)
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'more than' if strict else 'at least'} {low:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # what argparse names in its own messages
+    return parse
+
+
+POSITIVE_SECONDS = _at_least(float, 0, strict=True)
+SECONDS = _at_least(float, 0, strict=False)
+POSITIVE_COUNT = _at_least(int, 1, strict=False)
 
 
 class EventPipelineOptions(PipelineOptions):
@@ -43,29 +71,32 @@ class EventPipelineOptions(PipelineOptions):
         )
         parser.add_argument(
             "--sink_retry_seconds",
-            type=float,
+            type=SECONDS,
             default=DEFAULT_RETRY_SECONDS,
             help="How long a sink (GCS, BigQuery, the dead-letter topic) may stay unreachable before what it could "
             "not write is dead-lettered; rows a sink rejects for their content are dead-lettered at once.",
         )
         parser.add_argument(
             "--file_flush_seconds",
-            type=float,
+            type=POSITIVE_SECONDS,
             default=5.0,
             help="A minute's buffered events are written at most this long after the first arrived.",
         )
         parser.add_argument(
-            "--file_max_lines", type=int, default=5000, help="Write a file as soon as this many events are buffered."
+            "--file_max_lines",
+            type=POSITIVE_COUNT,
+            default=5000,
+            help="Write a file as soon as this many events are buffered.",
         )
         parser.add_argument(
             "--dedup_ttl_seconds",
-            type=float,
+            type=POSITIVE_SECONDS,
             default=600.0,
             help="How long an event id is remembered to drop duplicates (bounds the dedup state).",
         )
         parser.add_argument(
             "--dedup_shards",
-            type=int,
+            type=POSITIVE_COUNT,
             default=16,
             help="Keys the dedup state is spread over: its parallelism on Dataflow (each shard runs serially).",
         )

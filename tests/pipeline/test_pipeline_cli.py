@@ -62,6 +62,9 @@ def test_errors_name_the_fix(no_stack, capsys):
 def test_bad_values_are_usage_errors(no_stack):
     assert invoke("run-pipeline", "--stop-when-idle", "0").exit_code == 2
     assert invoke("run-pipeline", "--pull-size", "5000").exit_code == 2
+    for flag in ("--dedup-ttl", "--flush-seconds"):  # 0 would divide by zero, or never flush
+        result = invoke("run-pipeline", flag, "0")
+        assert result.exit_code == 2 and flag in result.output, result.output
 
 
 @pytest.mark.integration

@@ -63,6 +63,53 @@ def test_parameter_regexes_accept_what_the_pipeline_takes(name, good, bad):
         assert not all(p.search(value) for p in patterns), value
 
 
+NUMBERS = ["-1", "0", "0.0", "0.5", "1", "5", "600", "2.50", "five", "", "1e3"]
+SAMPLES = {
+    "sink_retry_seconds": NUMBERS,
+    "file_flush_seconds": NUMBERS,
+    "dedup_ttl_seconds": NUMBERS,
+    "file_max_lines": NUMBERS,
+    "dedup_shards": NUMBERS,
+    "dataset": ["", "events", "my_events_2", "bad-name"],
+    "dead_letter_topic": ["", "backend-events-dead-letter", "projects/p/topics/dlq-topic", "a"],
+}
+
+
+def _pipeline_takes(name: str, value: str) -> bool:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    EventPipelineOptions._add_argparse_args(parser)
+    try:
+        parser.parse_args([f"--{name}={value}"])
+    except SystemExit:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_the_template_accepts_a_value_exactly_when_the_pipeline_does(name, capsys):
+    """The regexes Dataflow checks a launch against and the pipeline's own option types agree, value by value:
+    what the pipeline refuses (a TTL of 0 would divide by zero, 0 lines per file never flush) the template
+    refuses too, and the empty string options.py documents as "disabled" passes both."""
+    (parameter,) = [p for p in metadata()["parameters"] if p["name"] == name]
+    patterns = [re.compile(r) for r in parameter["regexes"]]
+    for value in SAMPLES[name]:
+        template = all(p.search(value) for p in patterns)
+        if name in ("dataset", "dead_letter_topic"):  # free text to argparse; the rule is the regex's
+            assert template == (value == "" or value in SAMPLES[name][1:3]), value
+        else:
+            assert template == _pipeline_takes(name, value), f"{name}={value!r}: template {template}"
+    capsys.readouterr()  # argparse's usage messages
+
+
+def test_a_value_the_pipeline_refuses_is_named_with_its_rule(capsys):
+    assert not _pipeline_takes("dedup_ttl_seconds", "0")
+    assert "--dedup_ttl_seconds: must be more than 0, got 0" in capsys.readouterr().err
+    assert not _pipeline_takes("file_max_lines", "0")
+    assert "--file_max_lines: must be at least 1, got 0" in capsys.readouterr().err
+
+
 def test_the_template_is_streaming_and_its_modes_are_consistent():
     data = metadata()
     assert data["streaming"] is True

@@ -41,8 +41,10 @@ from workbench.localstack.stack import BIGQUERY_ENV, PUBSUB_ENV, STORAGE_ENV, lo
 )
 @click.option("--stop-when-idle", type=float, metavar="SECONDS", help="Drain and exit after this long without input.")
 @click.option("--pull-size", type=int, default=1000, show_default=True, help="Messages per local Pub/Sub pull.")
-@click.option("--flush-seconds", type=float, default=5.0, show_default=True, help="Longest a file buffer waits.")
-@click.option("--dedup-ttl", type=float, default=600.0, show_default=True, help="Seconds an event id is remembered.")
+@click.option("--flush-seconds", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+              help="Longest a file buffer waits.")
+@click.option("--dedup-ttl", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
+              help="Seconds an event id is remembered.")
 @click.option(
     "--sink-retry-seconds",
     type=click.FloatRange(min=0),
@@ -107,8 +109,8 @@ def run_pipeline(
     args = [
         "--runner", runner, "--project", project, "--subscription", subscription,
         "--dead_letter_topic", dead_letter_topic, "--output_root", output_root, "--dataset", dataset,
-        "--file_flush_seconds", str(flush_seconds),
-        "--dedup_ttl_seconds", str(dedup_ttl), "--sink_retry_seconds", str(sink_retry_seconds),
+        "--file_flush_seconds", f"{flush_seconds:f}",
+        "--dedup_ttl_seconds", f"{dedup_ttl:f}", "--sink_retry_seconds", f"{sink_retry_seconds:f}",
     ]  # fmt: skip
     if runner == "DataflowRunner":
         for flag, value in (("--region", region), ("--temp_location", temp_location)):
