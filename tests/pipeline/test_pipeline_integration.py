@@ -224,12 +224,6 @@ def test_the_dataflow_job_builds_and_translates_offline(monkeypatch):
     assert "pubsub" in transforms.lower(), "the read is Dataflow's native Pub/Sub source"
 
 
-def test_dataflow_without_region_or_temp_location_is_refused_before_building():
-    with pytest.raises(WorkbenchError) as raised:
-        run(["--runner", "DataflowRunner", "--project", "my-project"])
-    assert "--region" in raised.value.message and "--temp_location" in raised.value.message
-
-
 def test_gcs_files_follow_the_tree_and_a_second_run_never_overwrites(gcs_emulator):
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems

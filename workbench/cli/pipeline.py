@@ -20,6 +20,13 @@ from workbench.errors import WorkbenchError
 from workbench.localstack.stack import BIGQUERY_ENV, PUBSUB_ENV, STORAGE_ENV, local_endpoints
 
 
+def _dashed(text: str) -> str:
+    """Beam's flag names, as this command spells them."""
+    for flag in ("--temp_location", "--output_root"):
+        text = text.replace(flag, flag.replace("_", "-"))
+    return text
+
+
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.option(
     "--runner",
@@ -122,7 +129,7 @@ def run_pipeline(
         try:
             result = run(args)
         except WorkbenchError as exc:  # the library names Beam's flags; this command spells them with dashes
-            raise WorkbenchError(exc.message.replace("--temp_location", "--temp-location"), exc.fix) from None
+            raise WorkbenchError(_dashed(exc.message), _dashed(exc.fix or "")) from None
         terminal.success(f"Dataflow: {result.job or result.state}")
         return
 

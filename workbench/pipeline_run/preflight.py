@@ -7,12 +7,14 @@ is writable. Real GCP resources are checked by Dataflow at submission.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from eventmodel import rows
+from eventmodel.resources import DEFAULT_PROJECT
 from pipeline.options import EventPipelineOptions, resource_path
 from workbench.errors import WorkbenchError
 from workbench.localstack.clients import bigquery_client, publisher_client, subscriber_client
@@ -109,3 +111,78 @@ def _check_bigquery(endpoint: str, project: str, dataset: str) -> None:
         ) from None
     finally:
         client.close()
+
+
+# ------------------------------------------------------------------------------------------------ Dataflow
+
+# The rules as Google states them, so that a wrong value fails here in one line instead of deep in Beam (an
+# invalid project id is a ValueError traceback; an invalid bucket makes Beam try to create a default staging
+# bucket over the network first).
+# Project ids (gcloud projects create): 6 to 30 lowercase letters, digits or hyphens, starting with a letter, not
+# ending with a hyphen; legacy domain-scoped ids carry a "domain:" prefix.
+_PROJECT_ID = re.compile(r"([a-z][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]")
+# Bucket names (Cloud Storage, "Bucket naming guidelines"): 3-63 lowercase letters, digits, dashes, underscores or
+# dots, starting and ending with a letter or digit (up to 222 with dots, each part at most 63), not an IP address,
+# not starting with "goog", not containing "google".
+_BUCKET = re.compile(r"[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]")
+_IP = re.compile(r"[0-9]+(\.[0-9]+){3}")
+# Dataflow regions: continent-area plus a number (us-central1, europe-west1, northamerica-northeast2).
+_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
+
+
+def bucket_problem(url: str) -> str | None:
+    """Why a gs:// URL's bucket cannot exist, or None."""
+    if not url.startswith("gs://"):
+        return "it is not a gs:// URL"
+    bucket = url[len("gs://") :].split("/", 1)[0]
+    if not _BUCKET.fullmatch(bucket) or any(len(part) > 63 for part in bucket.split(".")):
+        return (
+            f"bucket {bucket!r} is not a Cloud Storage bucket name (3-63 lowercase letters, digits, dashes, "
+            "underscores or dots, starting and ending with a letter or digit)"
+        )
+    if "." not in bucket and len(bucket) > 63:
+        return f"bucket {bucket!r} is longer than 63 characters"
+    if _IP.fullmatch(bucket) or bucket.startswith("goog") or "google" in bucket:
+        return f"bucket {bucket!r} is reserved (an IP address, a goog prefix or google in the name)"
+    return None
+
+
+def check_dataflow(options: PipelineOptions) -> None:
+    """What Dataflow needs and would refuse, checked before Beam sees it: a real project, a region, a gs:// temp
+    location and a gs:// output root (the workers cannot write to this machine's disk)."""
+    cloud = options.view_as(GoogleCloudOptions)
+    app = options.view_as(EventPipelineOptions)
+    project = cloud.project or ""
+    if not project or project == DEFAULT_PROJECT:
+        raise WorkbenchError(
+            "Dataflow needs your Google Cloud project, not the local default" if project else "no project given",
+            "pass --project YOUR-PROJECT-ID (or set GOOGLE_CLOUD_PROJECT)",
+        )
+    if not _PROJECT_ID.fullmatch(project):
+        raise WorkbenchError(
+            f"--project {project!r} is not a Google Cloud project id: 6 to 30 lowercase letters, digits or hyphens, "
+            "starting with a letter and not ending with a hyphen",
+            "pass the project's id (`gcloud projects list` shows it), not its name or number",
+        )
+    if not cloud.region:
+        raise WorkbenchError("Dataflow needs --region", "pass the region to run in, e.g. --region europe-west1")
+    if not _REGION.fullmatch(cloud.region):
+        raise WorkbenchError(
+            f"--region {cloud.region!r} is not a Google Cloud region (like us-central1 or europe-west1)",
+            "pass a region name (`gcloud dataflow regions list` or the Dataflow locations page lists them)",
+        )
+    temp = cloud.temp_location or cloud.staging_location
+    if not temp:
+        raise WorkbenchError(
+            "Dataflow needs --temp_location gs://BUCKET/tmp",
+            "pass a gs:// folder in a bucket the job's service account can write (docs/pipeline.md, runbook)",
+        )
+    for flag, url in (("--temp_location", cloud.temp_location), ("--staging_location", cloud.staging_location),
+                      ("--output_root", app.output_root)):  # fmt: skip
+        problem = bucket_problem(url) if url else None
+        if problem:
+            raise WorkbenchError(
+                f"{flag} {url}: {problem}",
+                "on Dataflow every location is gs://BUCKET/PATH in an existing bucket; the workers cannot write to "
+                "this machine's disk" if flag == "--output_root" else "pass gs://BUCKET/PATH in an existing bucket",
+            )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions, TestOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from pipeline.main import build_pipeline, make_options
 from pipeline.options import EventPipelineOptions
@@ -35,7 +35,7 @@ from workbench.pipeline_run.direct_runner import (
     ReadControl,
     local_direct_runner,
 )
-from workbench.pipeline_run.preflight import preflight
+from workbench.pipeline_run.preflight import check_dataflow, preflight
 from workbench.pipeline_run.progress import Progress, progress_of
 
 DIRECT = "DirectRunner"
@@ -157,14 +157,7 @@ def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progres
 
 
 def _submit(options: PipelineOptions) -> RunSummary:
-    cloud = options.view_as(GoogleCloudOptions)
-    missing = [flag for flag, value in (("--project", cloud.project), ("--region", cloud.region)) if not value]
-    if not cloud.temp_location and not cloud.staging_location:
-        missing.append("--temp_location gs://BUCKET/tmp")
-    if missing:
-        raise WorkbenchError(
-            f"Dataflow needs {', '.join(missing)}", "pass them (see docs/pipeline.md, section Dataflow runbook)"
-        )
+    check_dataflow(options)
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, options)
     result = pipeline.run()
