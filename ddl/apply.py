@@ -64,6 +64,11 @@ EMULATOR_GAPS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+# Scripting loops, whose bodies hold statements of their own (split_statements keeps a loop whole).
+_LOOP_OPENERS = frozenset({"FOR", "WHILE", "LOOP", "REPEAT"})
+_LOOP_CLOSER = re.compile(r"\s+(FOR|WHILE|LOOP|REPEAT)\b", re.I)
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
     file: str
@@ -88,14 +93,32 @@ def split_statements(sql: str) -> list[str]:
     """Split a SQL script on top-level semicolons, keeping each statement's text (comments included) as written.
 
     Quotes ('', "", ``, triple quotes) and comments (--, #, /* */) are skipped over, so a semicolon inside them
-    does not split. Statements that are only comments are dropped.
+    does not split. A scripting loop (FOR ... DO ... END FOR, WHILE ... END WHILE, LOOP ... END LOOP,
+    REPEAT ... END REPEAT) stays one statement with the statements in its body. Statements that are only
+    comments are dropped.
     """
     statements: list[str] = []
     start = i = 0
     n = len(sql)
+    depth = 0  # open loops
+    fresh = True  # nothing but white space and comments since the last statement began
     while i < n:
         c = sql[i]
-        if sql.startswith(("--", "#"), i):
+        if c.isalpha() or c == "_":
+            j = i
+            while j < n and (sql[j].isalnum() or sql[j] == "_"):
+                j += 1
+            word = sql[i:j].upper()
+            if fresh and word in _LOOP_OPENERS:
+                depth += 1
+            elif word == "END" and depth:
+                closing = _LOOP_CLOSER.match(sql, j)
+                if closing:
+                    depth -= 1
+                    j = closing.end()
+            fresh = word in ("DO", "LOOP", "REPEAT")  # a loop body's first statement begins after these
+            i = j
+        elif sql.startswith(("--", "#"), i):
             end = sql.find("\n", i)
             i = n if end < 0 else end + 1
         elif sql.startswith("/*", i):
@@ -108,9 +131,13 @@ def split_statements(sql: str) -> list[str]:
                 i += 2 if sql[i] == "\\" else 1
             i += len(quote)
         elif c == ";":
-            statements.append(sql[start:i])
-            start = i = i + 1
+            if depth == 0:
+                statements.append(sql[start:i])
+                start = i + 1
+            i += 1
+            fresh = True
         else:
+            fresh = fresh and c.isspace()
             i += 1
     statements.append(sql[start:])
     return [s.strip() for s in statements if strip_comments(s).strip()]

@@ -13,6 +13,7 @@ from ddl_helpers import OPS_DIR, REPO, load_render_script, sql_files
 from sqlglot import exp
 
 from ddl.apply import emulator_gap, render_file, split_statements, strip_comments
+from eventmodel import reasons
 from eventmodel import rows as R
 from eventmodel import schema as S
 
@@ -39,6 +40,24 @@ def _all_statements() -> list[tuple[str, str]]:
 STATEMENTS = _all_statements()
 
 
+# A scripting loop: sqlglot 30 parses its header and first body statement, then keeps END FOR as a Command, so
+# the header's query and each statement of the body are parsed on their own.
+LOOP = re.compile(r"^\s*FOR\s+(\w+)\s+IN\s*(\(.*?\))\s*DO\b(.*)\bEND\s+FOR\s*$", re.I | re.S)
+
+
+def parse_statement(sql: str) -> list[exp.Expression]:
+    """The statement parsed strictly; a FOR loop as its header query followed by its body's statements."""
+    loop = LOOP.match(strip_comments(sql))
+    if loop:
+        parsed = [sqlglot.parse_one(loop.group(2), read="bigquery", error_level=sqlglot.ErrorLevel.RAISE)]
+        for body in split_statements(loop.group(3)):
+            parsed += parse_statement(body)
+        return parsed
+    parsed = sqlglot.parse(sql, read="bigquery", error_level=sqlglot.ErrorLevel.RAISE)
+    assert len(parsed) == 1, f"{sql[:60]!r} holds {len(parsed)} statements: a missing semicolon?"
+    return parsed
+
+
 @pytest.mark.parametrize(("label", "sql"), STATEMENTS, ids=[label for label, _ in STATEMENTS])
 def test_every_statement_parses_as_bigquery(label, sql):
     gap = next((why for pattern, why in SQLGLOT_GAPS if pattern.search(strip_comments(sql))), None)
@@ -49,9 +68,8 @@ def test_every_statement_parses_as_bigquery(label, sql):
             if all(isinstance(e, exp.Command) for e in parsed):
                 raise sqlglot.errors.ParseError(gap)
         return
-    parsed = sqlglot.parse(sql, read="bigquery", error_level=sqlglot.ErrorLevel.RAISE)
-    assert len(parsed) == 1, f"{label} holds {len(parsed)} statements: a missing semicolon?"
-    assert not isinstance(parsed[0], exp.Command), f"{label} parsed only as an opaque command"
+    for parsed in parse_statement(sql):
+        assert not isinstance(parsed, exp.Command), f"{label} parsed only as an opaque command"
 
 
 def test_statement_splitter_agrees_with_sqlglot():
@@ -180,8 +198,7 @@ def test_history_landing_tables_follow_the_live_tables(model):
 
 
 def test_history_merge_inserts_every_live_column(model):
-    text = render_file(OPS_DIR / "history_merge.sql", project="p", dataset="events")
-    merges = [e for e in sqlglot.parse(text, read="bigquery") if isinstance(e, exp.Merge)]
+    merges = [e for e in _merge_script() if isinstance(e, exp.Merge)]
     assert len(merges) == len(R.TABLES)
     for merge in merges:
         target = model[merge.this.name]
@@ -266,3 +283,70 @@ def test_dedup_windows_also_key_on_the_event_time(model):
             assert keys == [R.EVENT_ID, time_field[tables.pop()]], _label
             checked += 1
     assert checked == 3  # orders_deduped, inventory_deduped, user_sessions_between
+
+
+def _merge_script() -> list[exp.Expression]:
+    text = render_file(OPS_DIR / "history_merge.sql", project="p", dataset="events")
+    return [e for sql in split_statements(text) for e in parse_statement(sql)]
+
+
+def required_paths(event_type: str) -> set[str]:
+    """Every field path eventmodel.schema requires outside arrays of records, e.g. "shipping_address.city".
+
+    The members of a records array (an order's items lines) are NULLABLE in the live table, so a NULL there
+    cannot fail the MERGE; the backfill leaves them to the batch pipeline's validator (history_merge.sql)."""
+    arrays = {f.name for f in S.SCHEMAS[event_type] if f.kind == "records"}
+    return {
+        path
+        for path, f in S.field_paths(event_type).items()
+        if f.required and path not in arrays and path.split(".")[0] not in arrays
+    }
+
+
+def _null_checked_paths(statement: exp.Expression) -> set[str]:
+    """The field paths a statement's missing_fields list names: IF(<path> IS NULL, '<path>', NULL) entries."""
+    named = set()
+    for alias in statement.find_all(exp.Alias):
+        if alias.alias != "missing_fields":
+            continue
+        for literal in alias.this.find_all(exp.Literal):
+            if literal.is_string and literal.this not in (", ", ""):
+                named.add(literal.this)
+        for check in alias.this.find_all(exp.Is):
+            column = check.this
+            if isinstance(column, exp.Column):
+                parts = [p.name for p in column.parts]
+                if parts[0] == "line":  # UNNEST(<records>) AS line: the record's own name is in the label
+                    continue
+                assert ".".join(parts) in named, f"{'.'.join(parts)} is checked but not named in missing_fields"
+    return named
+
+
+def test_history_merge_routes_every_required_null_to_the_dead_letters():
+    """Both the dead-letter step and the MERGE name exactly the fields eventmodel.schema requires."""
+    script = _merge_script()
+    letters = [e for e in script if isinstance(e, exp.Insert) and e.this.this.name == R.DEAD_LETTER_TABLE]
+    merges = [e for e in script if isinstance(e, exp.Merge)]
+    assert len(letters) == len(merges) == len(R.TABLES)
+    by_table = {v: k for k, v in R.TABLES.items()}
+    for letter, merge in zip(letters, merges, strict=True):
+        event_type = by_table[merge.this.name]
+        assert _null_checked_paths(letter) == required_paths(event_type), f"dead letters of {event_type}"
+        assert _null_checked_paths(merge) == required_paths(event_type), f"MERGE into {merge.this.name}"
+        literals = {lit.this for lit in letter.find_all(exp.Literal) if lit.is_string}
+        assert {reasons.NULL_FIELD, event_type} <= literals, "the reason code and event type of the dead letter"
+
+
+def test_history_merge_is_split_by_year():
+    """One job modifies at most 4,000 partitions: the MERGEs run inside a loop over the landed years."""
+    text = render_file(OPS_DIR / "history_merge.sql", project="p", dataset="events")
+    loops = [s for s in split_statements(text) if LOOP.match(strip_comments(s))]
+    assert len(loops) == 1
+    assert strip_comments(loops[0]).count("MERGE ") == len(R.TABLES)
+    assert "MERGE " not in strip_comments(text.replace(loops[0], ""))
+    for table, field in ((R.TABLES[t], S.EVENT_TIME_FIELD[t]) for t in S.EVENT_TYPES):
+        bound = (
+            f"live.{field} >= TIMESTAMP(DATE(year.value, 1, 1)) "
+            f"AND live.{field} < TIMESTAMP(DATE(year.value + 1, 1, 1))"
+        )
+        assert bound in loops[0], f"the MERGE into {table} is bounded to the loop's year"

@@ -7,12 +7,14 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import orjson
 import pytest
 from ddl_helpers import OPS_DIR, PROJECT
 from events import MINUTE, T0, activity, inventory, order, uid
 from google.api_core.retry import Retry
 
 from ddl.apply import apply_ddl, render_file
+from eventmodel import reasons
 from eventmodel import rows as R
 from eventmodel.schema import EVENT_TYPES
 from eventmodel.validate import Accepted, validate
@@ -254,3 +256,47 @@ def test_time_travel_and_snapshots(bq_client, dataset):
     insert(bq_client, dataset, "orders", [row(order(uid("tt-3"), "pending", T0), "tt-3")])
     [kept] = query(bq_client, f"SELECT COUNT(*) AS n FROM `{PROJECT}.{dataset}_snapshots.orders_today`")
     assert kept["n"] == 2  # the snapshot does not see later writes
+
+
+def test_history_rows_with_nulls_become_dead_letters_once(bq_client, dataset):
+    """A NULL in a required field neither fails the MERGE nor lands in a live table: the row becomes a dead
+    letter (NULL_FIELD), and loading and merging the same history again adds nothing anywhere."""
+    good_order = _history(order(uid("order-n1"), "pending", T0))
+    no_customer = {**_history(order(uid("order-n2"), "pending", T0)), "customer_id": None}  # a non-key field
+    no_status = {**_history(order(uid("order-n3"), "pending", T0)), "status": None}  # part of the natural key
+    good_visit = _history(activity("session-n1", "login", T0))
+    no_session = _history(activity("session-n2", "login", T0 + MINUTE))
+    no_session["metadata"] = {**no_session["metadata"], "session_id": None}  # a key inside a STRUCT
+    no_product = {**_history(inventory("lamp", "berlin", 5, "restock", T0, "n-move")), "product_id": None}
+    script = render_file(OPS_DIR / "history_merge.sql", project=PROJECT, dataset=dataset)
+
+    def counts() -> dict[str, int]:
+        return {
+            table: query(bq_client, f"SELECT COUNT(*) AS n FROM `{PROJECT}.{dataset}.{table}`")[0]["n"]
+            for table in (*R.TABLES.values(), R.DEAD_LETTER_TABLE)
+        }
+
+    for _ in range(2):  # the second round loads the same history again
+        insert(bq_client, dataset, "history_orders", [good_order, no_customer, no_status])
+        insert(bq_client, dataset, "history_user_activity", [good_visit, no_session])
+        insert(bq_client, dataset, "history_inventory", [no_product])
+        query(bq_client, script)
+        assert counts() == {"orders": 1, "inventory": 0, "user_activity": 1, "dead_letters": 4}
+        query(bq_client, script)  # a rerun with the landing tables already emptied
+        assert counts() == {"orders": 1, "inventory": 0, "user_activity": 1, "dead_letters": 4}
+
+    letters = query(
+        bq_client,
+        f"SELECT reason, stage, event_type, detail, payload, run_id FROM `{PROJECT}.{dataset}.dead_letters` "
+        "ORDER BY event_type, detail",
+    )
+    assert {(d["reason"], d["stage"]) for d in letters} == {(reasons.NULL_FIELD, "backfill")}
+    assert [(d["event_type"], d["detail"].split(": ", 1)[1]) for d in letters] == [
+        ("inventory", "product_id"),
+        ("order", "customer_id"),
+        ("order", "status"),
+        ("user_activity", "metadata.session_id"),
+    ]
+    payload = orjson.loads(letters[1]["payload"])
+    assert payload["order_id"] == uid("order-n2") and payload["customer_id"] is None  # the landed row, as JSON
+    assert all(d["run_id"].startswith("s3-backfill-") for d in letters)
