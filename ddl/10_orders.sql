@@ -4,8 +4,9 @@
 -- Partitioned by day of order_date (the event's own time: when the status was reached), so a late or replayed
 -- event lands in the partition of the day it describes and daily reports prune to the days they ask about.
 -- Clustered by status, then order_id: revenue and funnel queries filter on status (4 values, so the first
--- cluster key splits each partition into 4 runs), and within a status the rows are sorted by order_id, which
--- keeps point lookups and the per-order windows of the views cheap.
+-- cluster key splits each partition into 4 runs), and within a status the rows are sorted by order_id. A lookup
+-- by order_id alone is not pruned by clustering (only a filter on the leading cluster column is: the clustered
+-- tables page, https://cloud.google.com/bigquery/docs/clustered-tables); with its status it is.
 -- require_partition_filter is off on purpose: an order's current state needs all of its events, whichever
 -- day they fell on; orders_current is the supported way in, and at scale it becomes a table kept by a
 -- scheduled MERGE (see docs/data-model.md).

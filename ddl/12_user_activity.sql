@@ -3,8 +3,10 @@
 -- range fails instead of silently scanning the whole history.
 --
 -- Partitioned by day of the activity's timestamp. Clustered by activity_type, then user_id: conversion queries
--- count view_product / add_to_cart rows (the first key prunes the rest), and per-user lookups, including
--- GDPR erasure (DELETE ... WHERE user_id = ...), touch only the user's blocks within each activity type.
+-- count view_product / add_to_cart rows (the first key prunes the rest). A filter on user_id alone (a per-user
+-- lookup, GDPR erasure) is not pruned by clustering, user_id being the second key; and a DELETE cannot touch
+-- rows streamed in the last 30 minutes (https://cloud.google.com/bigquery/docs/data-manipulation-language,
+-- Limitations), so erasure leaves them out and runs again later (docs/data-model.md).
 -- metadata.session_id cannot be a cluster key (BigQuery clusters on top-level columns only); sessions are
 -- built per date range by user_sessions_between (30_views.sql), which prunes on the partition column.
 CREATE TABLE IF NOT EXISTS `${project}.${dataset}.user_activity` (

@@ -1,7 +1,9 @@
 -- Views. Pub/Sub delivers at least once and Dataflow retries bundles, so a table may hold the same event twice;
--- every view below reads each event_id once. Duplicates of one event share its event time, so the event-time
--- column is part of each dedup window's PARTITION BY: it changes nothing about which rows are kept, and it
--- lets BigQuery apply a caller's filter on that column before the window, so a time filter on a view still prunes.
+-- every view below reads each event_id once. Duplicates of one event share its event time and its cluster
+-- columns (they are copies of one event), so those columns are part of each dedup window's PARTITION BY: that
+-- changes nothing about which rows are kept, and a caller's filter on a PARTITION BY column can be applied
+-- before the window, so a filter on the event time (partition pruning) or on the leading cluster column
+-- (block pruning) still reaches the table through the view. Confirm: docs/data-model.md, "Confirm on a real project".
 -- Ties keep the copy ingested first.
 
 CREATE OR REPLACE VIEW `${project}.${dataset}.orders_deduped`
@@ -10,7 +12,7 @@ AS
 SELECT *
 FROM `${project}.${dataset}.orders`
 WHERE TRUE  -- QUALIFY needs a WHERE, GROUP BY or HAVING beside it
-QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id, order_date ORDER BY ingest_time, message_id) = 1;
+QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id, order_date, status, order_id ORDER BY ingest_time, message_id) = 1;
 
 CREATE OR REPLACE VIEW `${project}.${dataset}.inventory_deduped`
 OPTIONS (description = "inventory with each event_id once")
@@ -18,7 +20,7 @@ AS
 SELECT *
 FROM `${project}.${dataset}.inventory`
 WHERE TRUE
-QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id, timestamp ORDER BY ingest_time, message_id) = 1;
+QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id, timestamp, product_id, warehouse_id ORDER BY ingest_time, message_id) = 1;
 
 -- Current state per order: its latest status event. placed_at is when the order was first seen (its first
 -- status), so age and "stuck in status" questions need no second query.
@@ -102,7 +104,9 @@ WITH activity AS (
   FROM `${project}.${dataset}.user_activity`
   WHERE timestamp >= TIMESTAMP(DATE_SUB(start_date, INTERVAL 1 DAY))
     AND timestamp < TIMESTAMP(DATE_ADD(end_date, INTERVAL 2 DAY))
-  QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id, timestamp ORDER BY ingest_time, message_id) = 1
+  QUALIFY ROW_NUMBER() OVER (
+    PARTITION BY event_id, timestamp, activity_type, user_id ORDER BY ingest_time, message_id
+  ) = 1
 ),
 sessions AS (
   SELECT

@@ -268,9 +268,9 @@ def test_every_view_reads_each_event_id_once(model):
     assert deduped  # the check found the dedup windows at all
 
 
-def test_dedup_windows_also_key_on_the_event_time(model):
-    """Duplicates share their event time, so keying the window on it too keeps the result and lets a time filter
-    on the view reach the table's partitions (docs/data-model.md)."""
+def test_dedup_windows_also_key_on_the_event_time_and_cluster_columns(model):
+    """Duplicates share their event time and cluster columns, so keying the window on them too keeps the result
+    and lets a filter on them through the view reach the table's partitions and blocks (docs/data-model.md)."""
     time_field = {R.TABLES[t]: f for t, f in S.EVENT_TIME_FIELD.items()}
     checked = 0
     for _label, sql in STATEMENTS:
@@ -280,7 +280,8 @@ def test_dedup_windows_also_key_on_the_event_time(model):
             tree = sqlglot.parse_one(sql, read="bigquery")
             tables = {t.name for t in tree.find_all(exp.Table)} & set(time_field)
             assert len(tables) == 1, _label
-            assert keys == [R.EVENT_ID, time_field[tables.pop()]], _label
+            table = tables.pop()
+            assert keys == [R.EVENT_ID, time_field[table], *model[table].cluster], _label
             checked += 1
     assert checked == 3  # orders_deduped, inventory_deduped, user_sessions_between
 
