@@ -80,7 +80,11 @@ _OLDEST = CombiningValueStateSpec("oldest_publish_us", VarIntCoder(), _OldestPub
 _NEXT_SEQUENCE = ReadModifyWriteStateSpec("next_sequence", VarIntCoder())
 _FLUSH = TimerSpec("flush", TimeDomain.REAL_TIME)
 _DRAIN = TimerSpec("drain", TimeDomain.WATERMARK)
-_FORGET = TimerSpec("forget", TimeDomain.REAL_TIME)
+# Forgetting is an event-time timer: Beam holds a step's output watermark at a processing-time timer's input
+# timestamp until it fires (apache_beam/runners/worker/bundle_processor.py, OutputTimer.set, read from 2.77), so
+# an hour-long processing-time timer would hold the job's watermark an hour back; an event-time timer holds it
+# at its own firing time, ahead of the data. The flush timer's hold lasts its few seconds.
+_FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
 _LINES_STATE = beam.DoFn.StateParam(_LINES)
 _COUNT_STATE = beam.DoFn.StateParam(_COUNT)
 _OLDEST_STATE = beam.DoFn.StateParam(_OLDEST)
@@ -127,6 +131,7 @@ class BufferAndWriteFilesFn(beam.DoFn):
         self._lines = {}
         self._lag = M.gauge(M.GCS_LAG_MS)
         self._retries = M.counter(M.GCS_RETRIES)
+        self._forgotten = M.counter(M.GCS_MINUTES_FORGOTTEN)
         self._local = FileSystems.get_scheme(self.output_root) in (None, "file")
 
     def process(
@@ -151,7 +156,7 @@ class BufferAndWriteFilesFn(beam.DoFn):
                 flush.set(Timestamp.of(self.clock() + self.flush_seconds))
             drain.set(GlobalWindow().max_timestamp())
         if buffered >= self.max_lines:
-            yield from self._flush(key, lines, count, oldest, next_sequence, forget)
+            yield from self._flush(key, lines, count, oldest, next_sequence, (flush, drain, forget))
 
     @on_timer(_FLUSH)
     def on_flush(
@@ -161,9 +166,11 @@ class BufferAndWriteFilesFn(beam.DoFn):
         count=_COUNT_STATE,
         oldest=_OLDEST_STATE,
         next_sequence=_NEXT_SEQUENCE_STATE,
+        flush=_FLUSH_TIMER,
+        drain=_DRAIN_TIMER,
         forget=_FORGET_TIMER,
     ) -> Iterator[Any]:
-        yield from self._flush(key, lines, count, oldest, next_sequence, forget)
+        yield from self._flush(key, lines, count, oldest, next_sequence, (flush, drain, forget))
 
     @on_timer(_DRAIN)
     def on_drain(
@@ -173,23 +180,32 @@ class BufferAndWriteFilesFn(beam.DoFn):
         count=_COUNT_STATE,
         oldest=_OLDEST_STATE,
         next_sequence=_NEXT_SEQUENCE_STATE,
+        flush=_FLUSH_TIMER,
+        drain=_DRAIN_TIMER,
         forget=_FORGET_TIMER,
     ) -> Iterator[Any]:
-        yield from self._flush(key, lines, count, oldest, next_sequence, forget)
+        yield from self._flush(key, lines, count, oldest, next_sequence, (flush, drain, forget))
 
     @on_timer(_FORGET)
     def on_forget(self, count=_COUNT_STATE, next_sequence=_NEXT_SEQUENCE_STATE) -> None:
-        # A minute that has been quiet for a while: drop its counter (bounded state). If more events of that minute
-        # come later, the next flush finds the free sequence from the folder again.
-        if not count.read():
+        # A minute whose files are an hour of publish time old: drop its counter, its last state (the buffer and
+        # the other timers went with its last flush), so state is bounded by the minutes of the last hour. If more
+        # events of that minute come later, the next flush finds the free sequence from the folder again.
+        if not count.read() and next_sequence.read() is not None:
             next_sequence.clear()
+            self._forgotten.inc()
 
-    def _flush(self, key: str, lines, count, oldest, next_sequence, forget) -> Iterator[Any]:
+    def _flush(self, key: str, lines, count, oldest, next_sequence, timers) -> Iterator[Any]:
+        flush, drain, forget = timers
         buffered = list(lines.read())
         oldest_us = oldest.read()
         lines.clear()
         count.clear()
         oldest.clear()
+        # An empty buffer needs no timer: the next line sets them again. Left set, the drain timer (at the end of
+        # the global window, never reached while streaming) would keep every minute ever seen alive.
+        flush.clear()
+        drain.clear()
         if not buffered:
             return
         event_type, minute = key.split("/", 1)
@@ -220,8 +236,9 @@ class BufferAndWriteFilesFn(beam.DoFn):
         if budget.retries:
             delivery.trouble(delivery.GCS, None)
         next_sequence.write(sequence + 1)
-        if self.forget_after_seconds:
-            forget.set(Timestamp.of(self.clock() + self.forget_after_seconds))
+        if self.forget_after_seconds:  # in event time, from the buffer's publish times (the watermark's measure)
+            since = Timestamp(micros=oldest_us) if oldest_us else Timestamp.of(self.clock())
+            forget.set(since + self.forget_after_seconds)
         if error is not None:
             detail = (
                 f"writing {path} failed for {budget.elapsed():.0f} s ({budget.retries} retries, limit "

@@ -24,6 +24,7 @@ BIGQUERY_FAILED = "bigquery_rows_failed"
 # Retries of a failing sink (one per backoff wait), so that an outage shows in the counters.
 BIGQUERY_RETRIES = "bigquery_retries"
 GCS_RETRIES = "gcs_retries"
+GCS_MINUTES_FORGOTTEN = "gcs_minutes_forgotten"  # file-writer keys released after an hour of publish time
 DEAD_LETTER_RETRIES = "dead_letter_retries"
 DEAD_LETTERS = "dead_letters"
 DEAD_LETTER_ROWS_FAILED = "dead_letter_rows_failed"  # given up on the table (the topic copy exists)

@@ -62,3 +62,13 @@ def test_anonymous_credentials_are_what_gcsio_asks_for(monkeypatch):
     assert "auth.get_service_credentials(pipeline_options)" in inspect.getsource(
         apache_beam.io.gcp.gcsio.create_storage_client
     )
+
+
+def test_a_processing_time_timer_holds_the_watermark_at_its_input_and_an_event_time_one_at_its_firing():
+    """What pipeline/files.py's choice of an event-time forget timer rests on (not a hook, a behaviour): read from
+    the SDK harness Dataflow runs, so a Beam that changes the hold rule is noticed here."""
+    from apache_beam.runners.worker.bundle_processor import OutputTimer
+
+    source = inspect.getsource(OutputTimer.set)
+    assert "hold_timestamp=ts if TimeDomain.is_event_time(self._time_domain) else" in source
+    assert "self._input_timestamp" in source

@@ -251,6 +251,86 @@ def test_many_flushes_of_one_minute_never_overwrite_and_keep_every_line(tmp_path
     )
 
 
+def test_the_writer_releases_each_minute_an_hour_after_and_still_never_overwrites(tmp_path):
+    """Bounded state: after an hour of publish time (the watermark's measure) every minute's key is forgotten:
+    its buffer and timers went with its flush, its counter now. Many minutes of event time go through; a late
+    event for a forgotten minute still finds the next free name from the folder."""
+    root = str(tmp_path / "output")
+    start = datetime(2025, 2, 8, 13, 0, 30, tzinfo=UTC)
+    minutes = 40
+    stream = BeamTestStream()
+    for minute in range(minutes):  # one event per minute of event time, each flushed by its timer
+        stream = stream.add_elements([_event_at(start + timedelta(minutes=minute), f"m{minute}")])
+        stream = stream.advance_processing_time(6)
+    stream = (
+        stream.advance_watermark_to(Timestamp.of(NOW.timestamp() + 3600 + 60))  # an hour past every publish time
+        .add_elements([_event_at(start, "late-for-minute-0")])
+        .advance_processing_time(6)
+        .advance_watermark_to_infinity()
+    )
+    p = BeamTestPipeline(options=streaming_options())
+    valid, _ = p | stream | ParseAndValidate()
+    _ = valid | WriteEventFiles(root, flush_seconds=5, clock=stream_clock)
+    with per_bundle_metrics():
+        result = p.run()
+        result.wait_until_finish()
+    assert counter_value(result, M.GCS_MINUTES_FORGOTTEN) >= minutes, "every minute's key was released"
+    first = sorted(os.path.basename(path) for path in files_under(root) if "/13/00/" in path)
+    assert first == ["inventory_2025020813000000.json", "inventory_2025020813000001.json"]
+    assert len(files_under(root)) == minutes + 1
+
+
+class _State:
+    """Just enough of Beam's bag, combining and read-modify-write state for one key: `add` folds with `combine`."""
+
+    def __init__(self, combine=lambda value, item: [*(value or []), item]):
+        self.value = None
+        self.combine = combine
+
+    def read(self):
+        return self.value
+
+    def add(self, item):
+        self.value = self.combine(self.value, item)
+
+    def write(self, value):
+        self.value = value
+
+    def clear(self):
+        self.value = None
+
+
+class _Timer:
+    def __init__(self):
+        self.at = None
+
+    def set(self, at):
+        self.at = at
+
+    def clear(self):
+        self.at = None
+
+
+def test_after_a_flush_only_the_forget_timer_is_left_and_it_runs_in_event_time(tmp_path):
+    from pipeline.files import BufferAndWriteFilesFn
+
+    fn = BufferAndWriteFilesFn(str(tmp_path), flush_seconds=5, clock=lambda: 1000.0)
+    fn.setup()
+    line = orjson.dumps({"message_id": "m1"}) + b"\n"
+    lines, sequence = _State(), _State()
+    count = _State(lambda value, _: (value or 0) + 1)
+    oldest = _State(lambda value, item: min(value or item, item))
+    flush, drain, forget = _Timer(), _Timer(), _Timer()
+    published_us = int(NOW.timestamp() * 1_000_000)
+    list(fn.process(("inventory/202502081309", (line, published_us)), lines, count, oldest, sequence,
+                    flush, drain, forget))  # fmt: skip
+    assert flush.at is not None and drain.at is not None, "a buffered line sets both"
+    written = list(fn._flush("inventory/202502081309", lines, count, oldest, sequence, (flush, drain, forget)))
+    assert written and written[0][1] == 1
+    assert flush.at is None and drain.at is None, "an empty buffer keeps no timer"
+    assert forget.at == Timestamp.of(NOW.timestamp() + 3600), "an hour of publish time, not of the wall clock"
+
+
 def test_a_second_run_continues_after_the_files_already_in_the_folder(tmp_path):
     root = str(tmp_path / "output")
     moment = datetime(2025, 2, 8, 13, 9, 30, tzinfo=UTC)
