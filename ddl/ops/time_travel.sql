@@ -7,9 +7,18 @@ FROM `${project}.${dataset}.orders` FOR SYSTEM_TIME AS OF TIMESTAMP_SUB(CURRENT_
 WHERE order_date >= TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 8 DAY)
 GROUP BY day;
 
--- 2. Undo a bad backfill: copy the table as it was before the MERGE (zero-copy clone), check it, then swap it in.
-CREATE TABLE `${project}.${dataset}.orders_before_backfill`
-CLONE `${project}.${dataset}.orders` FOR SYSTEM_TIME AS OF TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 2 HOUR);
+-- 2. Undo a bad backfill: remove what it added, by the run id its rows carry (history_merge.sql names each
+-- backfill s3-backfill-<UTC time> in run_id), rather than swapping in a clone of the table as it was: a clone
+-- holds nothing streamed after its moment, so swapping it in would throw those rows away. Count first, then
+-- delete from each table. DML cannot change rows streamed in the last 30 minutes; the time filter keeps clear of
+-- them (a backfill's rows are loaded, not streamed) and is the partition filter user_activity requires.
+SELECT COUNT(*) AS rows_of_the_backfill FROM `${project}.${dataset}.orders` WHERE run_id = "s3-backfill-20250208T020000";
+DELETE FROM `${project}.${dataset}.orders`
+WHERE run_id = "s3-backfill-20250208T020000" AND order_date < TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 40 MINUTE);
+DELETE FROM `${project}.${dataset}.inventory`
+WHERE run_id = "s3-backfill-20250208T020000" AND timestamp < TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 40 MINUTE);
+DELETE FROM `${project}.${dataset}.user_activity`
+WHERE run_id = "s3-backfill-20250208T020000" AND timestamp < TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 40 MINUTE);
 
 -- 3. Restore from a daily snapshot older than the time-travel window.
 CREATE TABLE `${project}.${dataset}.inventory_restored`

@@ -351,3 +351,39 @@ def test_history_merge_is_split_by_year():
             f"AND live.{field} < TIMESTAMP(DATE(year.value + 1, 1, 1))"
         )
         assert bound in loops[0], f"the MERGE into {table} is bounded to the loop's year"
+
+
+def test_history_loads_name_the_live_tables_event_columns_all_nullable(model):
+    """LOAD DATA OVERWRITE without a column list would auto-detect and replace the landing schema (FLOAT64 for
+    NUMERIC, unknown fields as columns): each load lists the live table's event columns, same types, no NOT NULL."""
+    text = render_file(OPS_DIR / "history_load.sql", project="p", dataset="events", history_uri="gs://b/h")
+    loads = [sqlglot.parse_one(s, read="bigquery") for s in split_statements(text)]
+    assert loads and all(isinstance(load, exp.LoadData) and load.args.get("overwrite") for load in loads)
+    for load in loads:
+        landing = load.this.this.name
+        live = model[landing.removeprefix("history_")]
+        listed = [(c.name, c.args["kind"].sql("bigquery")) for c in load.this.expressions]
+        expected = [(c.name, c.type) for c in live.columns if c.name not in R.METADATA_COLUMNS]
+        assert listed == expected, landing
+        assert not any(c.constraints for c in load.this.expressions), f"{landing}: a landing column is NOT NULL"
+
+
+def test_the_snapshot_run_book_is_a_scheduled_query_after_the_streaming_buffer_clears():
+    """Scheduled with `bq query --schedule` (a multi-line script pasted into JSON params was invalid), dated by the
+    scheduler's @run_date (a missed day can be re-run by hand with --parameter), and late enough after midnight
+    that the day's streamed rows have left the streaming buffer (up to 90 minutes), which snapshots leave out."""
+    text = (OPS_DIR / "snapshots.sql").read_text()
+    header = "\n".join(line for line in text.splitlines() if line.startswith("--"))
+    assert "bq query --use_legacy_sql=false" in header and '--schedule="every day 02:07"' in header
+    assert "--parameter=run_date:DATE:" in header and "transfer_config" not in header
+    hour, minute = map(int, re.search(r'--schedule="every day (\d\d):(\d\d)"', header).groups())
+    assert hour * 60 + minute > 90 and minute != 0, "past the 90-minute buffer, and off the hour"
+    code = strip_comments(text)
+    assert "@run_date" in code and "CURRENT_DATE" not in code
+
+
+def test_undoing_a_backfill_deletes_its_rows_instead_of_swapping_in_an_older_clone():
+    code = strip_comments((OPS_DIR / "time_travel.sql").read_text())
+    assert "CLONE `${project}.${dataset}.orders` FOR SYSTEM_TIME" not in code, "a clone would drop rows streamed since"
+    deletes = re.findall(r"DELETE FROM `\$\{project\}\.\$\{dataset\}\.(\w+)`\s+WHERE run_id = ", code)
+    assert sorted(deletes) == sorted(R.TABLES.values())
