@@ -48,6 +48,22 @@ PUBSUB_EMULATOR_ENV = "PUBSUB_EMULATOR_HOST"
 BIGQUERY_EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
 STORAGE_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
+# S3 (the history backfill's source): the local stack's S3 server (moto's server mode) on moto's customary port, and
+# the standard AWS variables that boto3, Beam's s3:// filesystem and the AWS CLI read (AWS_ENDPOINT_URL since
+# botocore 1.31: no endpoint flag needed when it is set).
+S3_SERVER_PORT = 5000
+AWS_ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+AWS_ACCESS_KEY_ID_ENV = "AWS_ACCESS_KEY_ID"
+AWS_SECRET_ACCESS_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
+AWS_REGION_ENV = "AWS_DEFAULT_REGION"
+# The local server's credentials and region: moto's documented placeholders, accepted by any local S3 server and
+# by no real account (so they are no secret, and `workbench env` prints them in clear).
+LOCAL_S3_ACCESS_KEY_ID = "testing"
+LOCAL_S3_SECRET_ACCESS_KEY = "testing"
+LOCAL_S3_REGION = "us-east-1"
+# Where `workbench publish --history` writes and `workbench backfill` reads by default; `workbench up --s3` creates it.
+HISTORY_BUCKET = "workbench-history"
+
 # Where runs (manifests) and local-stack state live; WORKBENCH_HOME overrides.
 HOME_ENV_VAR = "WORKBENCH_HOME"
 DEFAULT_HOME = ".workbench"

@@ -6,6 +6,7 @@ workbench's own toolkit (workbench.localstack.emulators: free loopback ports, re
   same assertions against each.
 - `bigquery_emulator`: bqemulator; any project id works on it, so each test names its own project or dataset.
 - `gcs_emulator`: a fresh in-memory GCS emulator per test (it slows as objects pile up).
+- `s3_emulator`: moto's S3 server (in memory); each test makes its own bucket.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from workbench.localstack.emulators import (
     start_gcs_emulator,
     start_official_pubsub_emulator,
     start_pubsub_emulator,
+    start_s3_emulator,
 )
 
 PROJECT = "p"  # the Pub/Sub tests' project on the shared emulators
@@ -63,3 +65,11 @@ def gcs_emulator(monkeypatch) -> Iterator[str]:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.endpoint)
         use_anonymous_beam_credentials()
         yield "gs://workbench-test"
+
+
+@pytest.fixture(scope="session")
+def s3_emulator() -> Iterator[Emulator]:
+    """moto's S3 server for the session: `.s3_client()` is boto3's, `.endpoint` is Beam's --s3_endpoint_url and
+    `.exports` the AWS variables for a child process. Each test creates and names its own bucket."""
+    with start_s3_emulator() as emulator:
+        yield emulator

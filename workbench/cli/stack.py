@@ -13,11 +13,16 @@ from workbench import terminal
 
 @click.command()
 @click.option("--gcs", "with_gcs", is_flag=True, help="Also start the GCS emulator (for gs:// output roots).")
+@click.option(
+    "--s3", "with_s3", is_flag=True,
+    help=f"Also start the S3 server (moto, in memory) with bucket {names.HISTORY_BUCKET}, for history in s3://.",
+)
 @click.option("--no-bigquery", is_flag=True, help="Leave out the BigQuery emulator.")
 @click.option("--project", default=names.DEFAULT_PROJECT, show_default=True)
 @click.option("--pubsub-port", type=int, default=names.PUBSUB_EMULATOR_PORT, show_default=True)
 @click.option("--bigquery-port", type=int, default=names.BIGQUERY_EMULATOR_PORT, show_default=True)
 @click.option("--gcs-port", type=int, default=names.GCS_EMULATOR_PORT, show_default=True)
+@click.option("--s3-port", type=int, default=names.S3_SERVER_PORT, show_default=True)
 @click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Keep Pub/Sub state across restarts."
 )
@@ -36,8 +41,8 @@ from workbench import terminal
     is_flag=True,
     help="Serve the Pub/Sub emulator's admin service (fault injection while it runs, for --chaos); off by default.",
 )
-def up(with_gcs, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, data_dir, bigquery_in_memory,
-       bigquery_time_travel, pubsub_admin):  # fmt: skip
+def up(with_gcs, with_s3, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, s3_port, data_dir,
+       bigquery_in_memory, bigquery_time_travel, pubsub_admin):  # fmt: skip
     """Start the local emulators in the background and create the topics and subscriptions.
 
     Idempotent: what already runs is left alone. Point other tools at it with: eval "$(workbench env)".
@@ -49,7 +54,9 @@ def up(with_gcs, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, dat
         pubsub_port=pubsub_port,
         bigquery_port=bigquery_port,
         gcs_port=gcs_port,
+        s3_port=s3_port,
         with_gcs=with_gcs,
+        with_s3=with_s3,
         with_bigquery=not no_bigquery,
         bigquery_time_travel=bigquery_time_travel,
         data_dir=data_dir,
@@ -93,10 +100,12 @@ def status():
 def env():
     """Print export lines for the running services: eval "$(workbench env)".
 
-    The stack's variables are addresses and project ids; a variable whose name or value looks secret would be
-    printed as a comment with its value masked, never in clear.
+    The stack's variables are addresses and project ids, and the S3 server's placeholder keys (moto's "testing",
+    which open no real account: printed in clear, so that eval gives boto3 and Beam all they need); any other
+    variable whose name or value looks secret would be printed as a comment with its value masked, never in clear.
     """
     from workbench.localstack import stack
+    from workbench.localstack.services import S3_TEST_CREDENTIALS
     from workbench.redact import masked_value
 
     exports = stack.env_exports()
@@ -104,7 +113,7 @@ def env():
         terminal.warning("the local stack is not running; start it with `workbench up`")
         return
     for key, value in sorted(exports.items()):
-        shown = masked_value(key, value)
+        shown = value if S3_TEST_CREDENTIALS.get(key) == value else masked_value(key, value)
         if shown != value:
             terminal.out.print(f"# {key}={shown} (a secret: not printed; set it yourself)", markup=False)
             continue

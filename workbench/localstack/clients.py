@@ -1,8 +1,9 @@
-"""Google client libraries pointed at the local emulators or at Google Cloud: the one place they are made.
+"""Google client libraries and boto3 pointed at the local emulators or at the cloud: the one place they are made.
 
 With an emulator host the clients are anonymous and never ask Google for credentials (no metadata-server probe);
 without one they use Application Default Credentials. The caller's environment (PUBSUB_EMULATOR_HOST, ...) is
-neither needed nor changed: a client here goes where it is told.
+neither needed nor changed: a client here goes where it is told. S3 the same way: with an endpoint, the local
+server's placeholder keys; without one, boto3's own chain (AWS_* variables, ~/.aws, an instance or web identity).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from eventmodel import resources as names
 from eventmodel.resources import http_endpoint
 from workbench.errors import WorkbenchError
 
@@ -84,3 +86,33 @@ def use_anonymous_beam_credentials() -> None:
     with auth._Credentials._credentials_lock:
         auth._Credentials._credentials = None
         auth._Credentials._credentials_init = True
+
+
+def s3_client(endpoint: str | None, region: str | None = None) -> Any:
+    """boto3's S3 client for the local server at http://HOST:PORT (or HOST:PORT), with its placeholder keys; for
+    endpoint None, the one boto3 makes from the usual AWS environment (which honours AWS_ENDPOINT_URL too)."""
+    import boto3
+
+    session = boto3.session.Session()
+    if endpoint:
+        return session.client(
+            "s3",
+            endpoint_url=http_endpoint(endpoint),
+            region_name=region or names.LOCAL_S3_REGION,
+            aws_access_key_id=names.LOCAL_S3_ACCESS_KEY_ID,
+            aws_secret_access_key=names.LOCAL_S3_SECRET_ACCESS_KEY,
+        )
+    return session.client("s3", region_name=region)
+
+
+def create_buckets(client: Any, buckets: tuple[str, ...] | list[str]) -> None:
+    """Create each bucket that does not exist yet (idempotent, like the Pub/Sub resources of `workbench up`)."""
+    existing = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
+    for bucket in buckets:
+        if bucket in existing:
+            continue
+        region = client.meta.region_name
+        if region and region != "us-east-1":  # S3 refuses a LocationConstraint of us-east-1 and needs any other
+            client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        else:
+            client.create_bucket(Bucket=bucket)

@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from eventmodel.resources import DEFAULT_PROJECT, LOCAL_HOST
 from workbench import extras
@@ -79,6 +80,12 @@ class Emulator:
         from workbench.localstack.clients import bigquery_client
 
         return bigquery_client(self.project, self.host_port, location)
+
+    def s3_client(self) -> Any:
+        """A boto3 S3 client for this (S3) server, with its placeholder credentials."""
+        from workbench.localstack.clients import s3_client
+
+        return s3_client(self.endpoint)
 
     def log_tail(self, lines: int = 12) -> str:
         try:
@@ -222,6 +229,22 @@ def start_gcs_emulator(
 ) -> Emulator:
     """gcp-storage-emulator with `bucket`, in memory, or with data_dir on disk there (objects survive a kill)."""
     return start(services.gcs(host, port or free_port(host), bucket, data_dir), host)
+
+
+def start_s3_emulator(
+    port: int | None = None, buckets: tuple[str, ...] = (), host: str = LOCAL_HOST, timeout: float = STARTUP_TIMEOUT_S
+) -> Emulator:
+    """moto's S3 server on `port` (a free one when None) with `buckets` created, in memory. Its `exports` are the
+    AWS variables (AWS_ENDPOINT_URL and the placeholder keys) for a child process; `s3_client()` is boto3's."""
+    from workbench.localstack.clients import create_buckets
+
+    emulator = start(services.s3(host, port or free_port(host)), host, timeout=timeout)
+    try:
+        create_buckets(emulator.s3_client(), buckets)
+    except BaseException:
+        emulator.stop()
+        raise
+    return emulator
 
 
 def official_pubsub_missing() -> str | None:

@@ -1,7 +1,8 @@
 """The services of the embedded local stack: how each is started, probed and advertised.
 
 Every service listens on loopback only. The exports are the environment contract shared with
-docker-compose.yml: any Google client library pointed by them reaches the local stack unchanged.
+docker-compose.yml: any Google client library pointed by them reaches the local stack unchanged, and so do
+boto3, Beam's s3:// filesystem and the AWS CLI for the S3 server (AWS_ENDPOINT_URL and its placeholder keys).
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eventmodel import resources as names
 from eventmodel.resources import BIGQUERY_EMULATOR_PORT, BIGQUERY_GRPC_OFFSET, GCS_EMULATOR_PORT, PUBSUB_EMULATOR_PORT
+
+# What a client of the local S3 server needs besides its endpoint: moto's placeholder keys (any pair is accepted
+# while the server checks no signature; they open no real account) and a region (boto3 insists on one).
+S3_TEST_CREDENTIALS = {
+    names.AWS_ACCESS_KEY_ID_ENV: names.LOCAL_S3_ACCESS_KEY_ID,
+    names.AWS_SECRET_ACCESS_KEY_ENV: names.LOCAL_S3_SECRET_ACCESS_KEY,
+    names.AWS_REGION_ENV: names.LOCAL_S3_REGION,
+}
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,25 @@ def gcs(
         ports=(port,),
         extra="local",
         modules=("gcp_storage_emulator",),
+    )
+
+
+def s3(host: str, port: int = names.S3_SERVER_PORT) -> Service:
+    """moto's server mode (`python -m moto.server`) as the local S3: objects in memory, gone when it stops.
+
+    Ready when an S3 call answers (ListBuckets, unsigned: moto checks no signature unless told to, see
+    workbench/localstack/s3_permissions.py). The exports point boto3 (AWS_ENDPOINT_URL, botocore >= 1.31), Beam's
+    s3:// filesystem (which builds its client through boto3) and the AWS CLI at it with its placeholder keys.
+    """
+    return Service(
+        "s3",
+        port,
+        [sys.executable, "-m", "moto.server", "--host", host, "--port", str(port)],
+        lambda h, p: _http_ok(f"http://{h}:{p}/"),
+        {names.AWS_ENDPOINT_ENV: f"http://{host}:{port}", **S3_TEST_CREDENTIALS},
+        ports=(port,),
+        extra="local",
+        modules=("moto", "flask", "flask_cors"),
     )
 
 

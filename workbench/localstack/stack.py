@@ -2,7 +2,8 @@
 
 State lives in $WORKBENCH_HOME/stack/state.json (what runs, by pid and command line) with one log per
 service beside it. `up` is idempotent: a healthy service is left alone, a dead one is restarted, and the
-Pub/Sub resources are created only when missing. `down` stops exactly what `up` started.
+Pub/Sub resources (and with the S3 server, the history bucket) are created only when missing. `down` stops
+exactly what `up` started.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from workbench.errors import WorkbenchError
 from workbench.localstack import processes
 from workbench.localstack.duckdb_extensions import install_spatial
 from workbench.localstack.ports import port_in_use
-from workbench.localstack.services import Service, bigquery, gcs, pubsub
+from workbench.localstack.services import Service, bigquery, gcs, pubsub, s3
 
 START_TIMEOUT_S = 60.0
 # The pipeline extends the lease of what it still works on (workbench/pipeline_run/ack_ledger.py), so the
@@ -41,7 +42,10 @@ class StackConfig:
     pubsub_port: int = names.PUBSUB_EMULATOR_PORT
     bigquery_port: int = names.BIGQUERY_EMULATOR_PORT
     gcs_port: int = names.GCS_EMULATOR_PORT
+    s3_port: int = names.S3_SERVER_PORT
     with_gcs: bool = False
+    # The S3 server (moto) for history: `workbench publish --history --to s3://...` and `workbench backfill`.
+    with_s3: bool = False
     with_bigquery: bool = True
     # bqemulator's time travel copies a table on every write: off by default for the long runs a stack serves.
     bigquery_time_travel: bool = False
@@ -60,6 +64,8 @@ class StackConfig:
             chosen.append(bigquery(self.host, self.project, self.bigquery_port, self.bigquery_time_travel, keep))
         if self.with_gcs:
             chosen.append(gcs(self.host, self.gcs_port))
+        if self.with_s3:
+            chosen.append(s3(self.host, self.s3_port))
         return chosen
 
 
@@ -163,6 +169,11 @@ def up(config: StackConfig, on_step: Callable[[str], None] = lambda _: None) -> 
             f"BigQuery dataset {names.DATASET}: {len(applied.applied)} DDL statements applied"
             + (f", {len(applied.skipped)} the emulator cannot run skipped" if applied.skipped else "")
         )
+    if config.with_s3:
+        from workbench.localstack.clients import create_buckets, s3_client
+
+        create_buckets(s3_client(f"{config.host}:{config.s3_port}"), [names.HISTORY_BUCKET])
+        on_step(f"S3 bucket {names.HISTORY_BUCKET} ready (in memory: `down` empties it)")
     return state
 
 
@@ -266,13 +277,14 @@ def status() -> list[dict[str, Any]]:
 PUBSUB_ENV = names.PUBSUB_EMULATOR_ENV
 BIGQUERY_ENV = names.BIGQUERY_EMULATOR_ENV
 STORAGE_ENV = names.STORAGE_EMULATOR_ENV
+S3_ENV = names.AWS_ENDPOINT_ENV
 
 
 def local_endpoints(pubsub: str | None = None, bigquery: str | None = None) -> dict[str, str | None]:
     """Where the local emulators are: the argument, else the environment, else what `workbench up` started.
 
-    {"pubsub": HOST:PORT, "bigquery": http://HOST:PORT, "storage": http://HOST:PORT}; None for a service that is
-    not known (then the caller talks to real Google Cloud, or says what to start).
+    {"pubsub": HOST:PORT, "bigquery": http://HOST:PORT, "storage": http://HOST:PORT, "s3": http://HOST:PORT}; None
+    for a service that is not known (then the caller talks to real Google Cloud or AWS, or says what to start).
     """
     try:
         exports = env_exports()
@@ -281,7 +293,13 @@ def local_endpoints(pubsub: str | None = None, bigquery: str | None = None) -> d
     pubsub = pubsub or os.environ.get(PUBSUB_ENV) or exports.get(PUBSUB_ENV)
     bigquery = bigquery or os.environ.get(BIGQUERY_ENV) or exports.get(BIGQUERY_ENV)
     storage = os.environ.get(STORAGE_ENV) or exports.get(STORAGE_ENV)
-    return {"pubsub": pubsub, "bigquery": names.http_endpoint(bigquery) if bigquery else None, "storage": storage}
+    s3_endpoint = os.environ.get(S3_ENV) or exports.get(S3_ENV)
+    return {
+        "pubsub": pubsub,
+        "bigquery": names.http_endpoint(bigquery) if bigquery else None,
+        "storage": storage,
+        "s3": s3_endpoint,
+    }
 
 
 def env_exports() -> dict[str, str]:
