@@ -66,3 +66,20 @@ def test_the_bigquery_emulator_handle_names_the_local_extra(monkeypatch):
     hide(monkeypatch, "bqemulator")
     with pytest.raises(WorkbenchError, match=r"pip install 'event-workbench\[local\]'"):
         start_bigquery_emulator()
+
+
+def test_up_s3_without_moto_names_the_local_extra(capsys, home, monkeypatch):
+    hide(monkeypatch, "moto")
+    code, err = run(capsys, "up", "--s3", "--no-bigquery", "--pubsub-port", "1")
+    assert_one_line_hint(code, err, "local")
+    assert "s3" in err and "moto" in err
+    assert not (home / "stack" / "state.json").exists()
+
+
+def test_the_s3_emulator_handle_names_the_local_extra(monkeypatch):
+    from workbench.errors import WorkbenchError
+    from workbench.localstack.emulators import start_s3_emulator
+
+    hide(monkeypatch, "moto")
+    with pytest.raises(WorkbenchError, match=r"pip install 'event-workbench\[local\]'"):
+        start_s3_emulator()
