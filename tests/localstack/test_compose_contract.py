@@ -4,6 +4,7 @@ stack are checked: same services, same loopback ports, same resource names, same
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from workbench.localstack.services import Service
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
-EMBEDDED = stack.StackConfig(with_gcs=True).services()
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+EMBEDDED = stack.StackConfig(with_gcs=True, with_s3=True).services()
 
 
 def compose_text_of(service: str) -> str:
@@ -51,8 +53,17 @@ def test_every_service_uses_the_default_project():
 
 
 def test_the_documented_exports_are_the_embedded_exports():
-    documented = dict(re.findall(r"(\w+_HOST|\w+_PROJECT(?:_ID)?)=(\S+)", COMPOSE_TEXT.split("services:")[0]))
+    documented = dict(re.findall(r"(\w+_HOST|\w+_PROJECT(?:_ID)?|AWS_\w+)=(\S+)", COMPOSE_TEXT.split("services:")[0]))
     embedded: dict[str, str] = {}
     for service in EMBEDDED:
         embedded.update(service.exports)
     assert documented == embedded
+
+
+def test_the_s3_service_runs_the_declared_moto_and_creates_the_history_bucket():
+    command = compose_text_of("s3")
+    local = PYPROJECT["project"]["optional-dependencies"]["local"]
+    for requirement in (r for r in local if r.startswith(("moto", "flask"))):
+        assert f"'{requirement}'" in command, f"the s3 service must install {requirement} as pyproject.toml declares"
+    assert f"--port {names.S3_SERVER_PORT}" in command
+    assert f"/{names.HISTORY_BUCKET}'" in command and "method='PUT'" in command
