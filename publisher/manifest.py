@@ -8,7 +8,12 @@ Layout, under $WORKBENCH_HOME/runs/<run_id>/ (WORKBENCH_HOME defaults to ./.work
                         duplicate flag, outcome (published | failed), Pub/Sub message id, the MD5 of the
                         payload bytes (payload_digest: a dead letter must hold exactly these bytes) and, for
                         valid events, the digest of the event's canonical form (canonical_digest,
-                        eventmodel.canonical: an event sink must hold exactly this event)
+                        eventmodel.canonical: an event sink must hold exactly this event); for a run written
+                        to S3 also where the event sits: object_uri (s3://BUCKET/KEY), object_line (the
+                        1-based line of the uncompressed object its record starts on) and object_index (the
+                        0-based record number in that object: ndjson line - 1, array element, 0 for an object
+                        of its own); empty for Pub/Sub and file runs
+    objects-<W>.csv     S3 runs only: one line per object worker W wrote or tried to write (OBJECT_COLUMNS)
 
 MD5 because both reconcile engines compute it natively (BigQuery MD5, DuckDB md5), so reconcile compares
 digests inside the engine. `manifest_version` in manifest.json says which columns a run has.
@@ -26,6 +31,7 @@ import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,11 +53,66 @@ EVENT_COLUMNS = (
     "message_id",
     "payload_digest",
     "canonical_digest",
+    "object_uri",
+    "object_line",
+    "object_index",
 )
-# 2: payload_digest is MD5 (was BLAKE2b-64) and canonical_digest exists; reconcile needs 2 or later.
-MANIFEST_VERSION = 2
+# 2: payload_digest is MD5 (was BLAKE2b-64) and canonical_digest exists.
+# 3: object_uri, object_line and object_index exist (a version 2 CSV lacks columns a reader of 3 names).
+MANIFEST_VERSION = 3
 PUBLISHED = "published"
 FAILED = "failed"
+OBJECT_COLUMNS = (
+    "object_uri",
+    "key",
+    "span",  # which of the run's --objects spans the object belongs to
+    "format",  # ndjson | array | per-event
+    "gzip",  # "1" when the body is a gzip stream
+    "event_type",  # the type folder under --split-by-type, else empty
+    "records",
+    "raw_bytes",  # the uncompressed body's length
+    "stored_bytes",  # what S3 holds (compressed when gzip)
+    "raw_md5",  # MD5 of the uncompressed body
+    "outcome",  # published | failed
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """A message as an object store holds it: what the manifest records of it, without the payload, and where.
+
+    The S3 sink hands these (not the messages) to the outcome callback once the object that holds them is
+    written, so an object's events are recorded after S3 has them and the payloads need not be kept."""
+
+    event_id: str
+    expected: str
+    event_type: str
+    reason: str | None
+    kind: str | None
+    event_time: str | None
+    duplicate: bool
+    canonical_digest: str | None
+    payload_digest: str
+    object_uri: str
+    object_line: int
+    object_index: int
+
+    @classmethod
+    def of(cls, message: Any, object_uri: str, line: int, index: int) -> Placed:
+        return cls(message.event_id, message.expected, message.event_type, message.reason, message.kind,
+                   message.event_time, message.duplicate, message.canonical_digest, payload_digest(message.data),
+                   object_uri, line, index)  # fmt: skip
+
+    def as_row(self) -> tuple[str, ...]:
+        """A flat form for spilling to disk; from_row() reads it back."""
+        return (self.event_id, self.expected, self.event_type, self.reason or "", self.kind or "",
+                self.event_time or "", "1" if self.duplicate else "", self.canonical_digest or "",
+                self.payload_digest, self.object_uri, str(self.object_line), str(self.object_index))  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: list[str]) -> Placed:
+        return cls(row[0], row[1], row[2], row[3] or None, row[4] or None, row[5] or None, row[6] == "1",
+                   row[7] or None, row[8], row[9], int(row[10]), int(row[11]))  # fmt: skip
 
 
 def payload_digest(data: bytes) -> str:
@@ -86,6 +147,13 @@ class EventLog:
         self.counts: Counter[str] = Counter()
 
     def record(self, message: Any, outcome: str, message_id: str | None) -> None:
+        """Record one outcome of a message (generator.stream.OutgoingMessage, or a Placed from an object store)."""
+        if isinstance(message, Placed):
+            digest = message.payload_digest
+            where = (message.object_uri, str(message.object_line), str(message.object_index))
+        else:
+            digest = payload_digest(message.data)
+            where = ("", "", "")
         row = (
             message.event_id,
             message.expected,
@@ -96,8 +164,9 @@ class EventLog:
             "1" if message.duplicate else "",
             outcome,
             message_id or "",
-            payload_digest(message.data),
+            digest,
             message.canonical_digest or "",
+            *where,
         )
         with self._lock:
             self._writer.writerow(row)
@@ -111,6 +180,30 @@ class EventLog:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+
+class ObjectLog:
+    """The objects-<worker>.csv of one worker of an S3 run: one line per object, when its outcome is known."""
+
+    def __init__(self, directory: Path, worker: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"objects-{worker}.csv"
+        self._file = self.path.open("w", newline="", buffering=1 << 16)
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(OBJECT_COLUMNS)
+
+    def record(self, **values: Any) -> None:
+        self._writer.writerow(["" if values.get(c) is None else values[c] for c in OBJECT_COLUMNS])
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def iter_objects(run_id: str) -> Iterator[dict[str, str]]:
+    """Every object an S3 run wrote (or failed to), streamed from its objects-*.csv."""
+    for path in sorted(run_dir(run_id).glob("objects-*.csv")):
+        with path.open(newline="") as f:
+            yield from csv.DictReader(f)
 
 
 def count(counts: Counter[str], outcome: str, expected: str, event_type: str, kind: str | None,

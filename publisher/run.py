@@ -28,9 +28,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from generator.stream import EventStream, GeneratorConfig
-from publisher.manifest import MANIFEST_VERSION, EventLog, run_dir, write_manifest
+from publisher.manifest import MANIFEST_VERSION, EventLog, iter_objects, run_dir, write_manifest
 from publisher.rate import parse_profile, scaled
-from publisher.sinks import FileTarget, PubSubTarget, make_sink
+from publisher.s3 import S3Target, SinkContext, manifest_fields
+from publisher.sinks import FileTarget, PubSubTarget, make_sink, target_kind
 from publisher.stats import LatencyHistogram, RunTotals, WorkerSnapshot
 
 REPORT_EVERY_S = 0.25
@@ -42,7 +43,7 @@ DRAIN_TIMEOUT_S = 60.0  # how long a stopping worker waits for the sink to confi
 @dataclass(frozen=True)
 class PublishPlan:
     run_id: str
-    target: FileTarget | PubSubTarget
+    target: FileTarget | PubSubTarget | S3Target
     rate: float
     profile: str = "constant"
     count: int | None = None  # stop after this many messages (all workers together)
@@ -62,6 +63,8 @@ class PublishPlan:
             raise ValueError(f"--workers must be at least 1, got {self.workers}")
         if self.workers > 1 and isinstance(self.target, FileTarget):
             raise ValueError("--workers applies to Pub/Sub; a file is written by one process (drop --workers)")
+        if isinstance(self.target, S3Target):
+            self.target.check(self.count, self.workers)
 
     def worker_quota(self, worker: int) -> int | None:
         if self.count is None:
@@ -118,7 +121,8 @@ def run_worker(plan: PublishPlan, worker: int, reports: Any, stop: Any, clock: C
         profile = scaled(parse_profile(plan.profile, plan.rate), 1 / plan.workers)
         quota = plan.worker_quota(worker)
         stream = EventStream(plan.generator, plan.run_id, worker=worker, workers=plan.workers, clock=clock)
-        sink = make_sink(plan.target, on_done)
+        context = SinkContext(plan.run_id, run_dir(plan.run_id), quota, plan.generator.seed, worker)
+        sink = make_sink(plan.target, on_done, context)
         started = time.monotonic()
         next_report = started
         while not stop.is_set():
@@ -225,7 +229,10 @@ class Publisher:
     def _write_manifest(self, status: str) -> None:
         totals = self.totals()
         plan = self.plan
-        target = asdict(plan.target) | {"kind": "file" if isinstance(plan.target, FileTarget) else "pubsub"}
+        target = asdict(plan.target) | {"kind": target_kind(plan.target)}
+        if isinstance(plan.target, S3Target):
+            written = None if status == "running" else list(iter_objects(plan.run_id))
+            target |= manifest_fields(plan.target, plan.run_id, written)
         write_manifest(
             plan.run_id,
             {

@@ -1,11 +1,14 @@
-"""Where published messages go: a Pub/Sub topic (emulator or real) or a file of JSON lines.
+"""Where published messages go: a Pub/Sub topic (emulator or real), a file of JSON lines, or S3 objects.
 
-Both sinks take OutgoingMessage objects and report each outcome through one callback,
+Every sink takes OutgoingMessage objects and report each outcome through one callback,
 `on_done(message, outcome, message_id, latency_seconds)`, so the publisher's pacing, statistics and
 manifest do not care which sink runs.
 
 The file format is one JSON object per line in Pub/Sub's REST shape, {"data": base64, "attributes": {...}},
 so malformed payloads (invalid UTF-8, embedded newlines) survive byte for byte and a file can be replayed.
+
+The S3 sink (publisher/s3.py, laid out by publisher/objects.py) writes history the way exports hold it: the
+payloads alone, as newline-delimited JSON, JSON arrays or an object per event, optionally gzip-compressed.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import orjson
 
 from publisher.errors import PublishError
 from publisher.manifest import PUBLISHED
+from publisher.s3 import S3Target, SinkContext
 
 # (message, outcome, message_id, latency in seconds or None where there is no round trip to time)
 OnDone = Callable[[Any, str, str | None, float | None], None]
@@ -122,8 +126,26 @@ class PubSubSink:
             self._channel.close()
 
 
-def make_sink(target: FileTarget | PubSubTarget, on_done: OnDone) -> FileSink | PubSubSink:
-    return FileSink(target, on_done) if isinstance(target, FileTarget) else PubSubSink(target, on_done)
+Target = FileTarget | PubSubTarget | S3Target
+
+
+def make_sink(target: Target, on_done: OnDone, context: SinkContext | None = None) -> Any:
+    if isinstance(target, FileTarget):
+        return FileSink(target, on_done)
+    if isinstance(target, S3Target):
+        from publisher.s3 import S3Sink
+
+        if context is None:
+            raise ValueError("an S3 sink needs its run's SinkContext (run id, manifest directory, count, seed)")
+        return S3Sink(target, on_done, context)
+    return PubSubSink(target, on_done)
+
+
+def target_kind(target: Target) -> str:
+    """The manifest's target.kind: file | pubsub | s3 (reconcile reads it)."""
+    if isinstance(target, FileTarget):
+        return "file"
+    return "s3" if isinstance(target, S3Target) else "pubsub"
 
 
 def check_pubsub(target: PubSubTarget, timeout: float = PREFLIGHT_TIMEOUT_S) -> None:

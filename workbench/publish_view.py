@@ -11,13 +11,19 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from publisher.run import Publisher, PublishResult
+from publisher.s3 import S3Target, endpoint_url
 from publisher.sinks import FileTarget
 from workbench import terminal
 
 
-def describe_target(target) -> str:
+def describe_target(target, run_id: str | None = None) -> str:
     if isinstance(target, FileTarget):
         return "standard output" if target.path == "-" else target.path
+    if isinstance(target, S3Target):
+        where = f"{target.uri.rstrip('/')}/{run_id}/" if run_id else target.uri
+        split = ", split by type" if target.split_by_type else ""
+        objects = f"{target.objects:,} object{'s' if target.objects != 1 else ''}"
+        return f"{where} ({target.format}, {target.compression}, {objects}{split}; {endpoint_url() or 'AWS S3'})"
     where = f"emulator {target.emulator_host}" if target.emulator_host else "Google Cloud"
     return f"projects/{target.project}/topics/{target.topic} ({where})"
 
@@ -59,7 +65,7 @@ class LiveView:
         grid.add_column(justify="right")
         grid.add_column(style="bold")
         grid.add_column(justify="right")
-        grid.add_row("run", plan.run_id, "to", describe_target(plan.target))
+        grid.add_row("run", plan.run_id, "to", describe_target(plan.target, plan.run_id))
         grid.add_row("target rate", f"{totals.target_rate:,.0f}/s", "achieved", f"{recent_rate:,.0f}/s")
         active = totals.active_s
         grid.add_row("elapsed", f"{elapsed:,.1f} s", "average", f"{totals.sent / active if active else 0:,.0f}/s")

@@ -1,4 +1,4 @@
-"""`workbench publish`: generate events and publish them at a controlled rate to Pub/Sub or a file."""
+"""`workbench publish`: generate events and publish them at a controlled rate to Pub/Sub, a file or S3."""
 
 from __future__ import annotations
 
@@ -10,13 +10,18 @@ from datetime import UTC, datetime
 import click
 
 from eventmodel.resources import DEFAULT_PROJECT, TOPIC, resolve_project
+from publisher import objects as layout
 from publisher.manifest import new_run_id, run_dir
 from publisher.rate import PROFILE_HELP, parse_duration
+from publisher.s3 import S3Target, check_s3
 from publisher.sinks import FileTarget, PubSubTarget, check_pubsub, open_for_append
 from workbench import terminal
 from workbench.errors import WorkbenchError
 
 EMULATOR_ENV = "PUBSUB_EMULATOR_HOST"
+DEFAULT_RATE = 100.0
+# History written to S3 is not paced unless --rate says so: far above what one process can write.
+UNPACED_RATE = 1e9
 
 
 def _duration(ctx, param, value: str | None) -> float | None:
@@ -61,7 +66,9 @@ def _history(ctx, param, value: str | None) -> tuple[datetime, datetime] | None:
 
 @click.command()
 @click.option(
-    "--rate", type=float, default=100.0, show_default=True, help="Messages per second (the peak of a profile)."
+    "--rate",
+    type=float,
+    help=f"Messages per second (the peak of a profile). Default {DEFAULT_RATE:g}; with --to s3:// unpaced.",
 )
 @click.option("--profile", default="constant", show_default=True, help=f"Rate over time: {PROFILE_HELP}.")
 @click.option("--duration", callback=_duration, help="Stop after this long (90s, 5m, 1h).")
@@ -74,7 +81,34 @@ def _history(ctx, param, value: str | None) -> tuple[datetime, datetime] | None:
 @click.option("--out-of-order-rate", type=float, default=0.0, show_default=True, help="Share of out-of-order events.")
 @click.option("--history", callback=_history, help="Spread timestamps over START..END instead of now.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same events.")
-@click.option("--to", "to", metavar="FILE|-", help="Write JSON lines to FILE (or - for stdout) instead of Pub/Sub.")
+@click.option(
+    "--to",
+    "to",
+    metavar="FILE|-|s3://BUCKET/PREFIX",
+    help="Write JSON lines to FILE (or - for stdout), or the payloads as objects under s3://BUCKET/PREFIX/RUN_ID/ "
+    "(needs --count), instead of Pub/Sub.",
+)
+@click.option(
+    "--format",
+    "object_format",
+    type=click.Choice(layout.FORMATS),
+    help="S3 objects: ndjson (one event per line, .jsonl; the default), array (a JSON array, .json), per-event "
+    "(an object per event) or mixed (each object draws ndjson or array, small ones per-event).",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(layout.COMPRESSIONS),
+    help="S3 objects: none (the default), gzip (.gz) or mixed (a coin per object).",
+)
+@click.option("--gzip", "gzip_objects", is_flag=True, help="S3 objects: the same as --compression gzip.")
+@click.option(
+    "--objects",
+    type=int,
+    help="S3: cut the events into N objects of skewed sizes (a few large, many small; fixed by --seed). Default 1.",
+)
+@click.option(
+    "--split-by-type", is_flag=True, help="S3: one object per event type (PREFIX/RUN_ID/TYPE/...) instead of mixed."
+)
 @click.option("--project", help="GCP project (else PUBSUB_PROJECT_ID, GOOGLE_CLOUD_PROJECT, or the local default).")
 @click.option("--topic", default=TOPIC, show_default=True)
 @click.option("--emulator", metavar="HOST:PORT", help=f"Pub/Sub emulator address (else ${EMULATOR_ENV}).")
@@ -96,6 +130,11 @@ def publish(
     history,
     seed,
     to,
+    object_format,
+    compression,
+    gzip_objects,
+    objects,
+    split_by_type,
     project,
     topic,
     emulator,
@@ -108,16 +147,42 @@ def publish(
     Pub/Sub with Application Default Credentials. Every message is recorded in the run manifest
     ($WORKBENCH_HOME/runs/RUN_ID) for `workbench reconcile`.
 
+    With --to s3://BUCKET/PREFIX the payloads alone are written as an export holds them, under PREFIX/RUN_ID/,
+    with boto3's usual AWS settings (AWS_ENDPOINT_URL, AWS_REGION, credentials); the manifest records each event's
+    object and position. Malformed bytes stay exact: one with a line break gets an object of its own, one that
+    is not JSON sits in an ndjson object beside an array (docs/generator.md).
+
     \b
     workbench publish --rate 500 --duration 60s --malformed-rate 0.05
     workbench publish --rate 2000 --profile spike:20000:30s:10s --workers 2 --count 1000000
     workbench publish --count 1000 --to events.jsonl
+    workbench publish --history 2025-01-01..2025-02-01 --count 100000 --malformed-rate 0.02 \\
+        --to s3://history/exports --format mixed --compression mixed --objects 40
     """
     from generator.stream import GeneratorConfig
     from publisher.run import Publisher, PublishPlan, run_with_sigint
     from workbench.publish_view import LiveView, describe_target, summary
 
-    if to is not None:
+    s3_flags = {
+        "--format": object_format,
+        "--compression": compression,
+        "--gzip": gzip_objects or None,
+        "--objects": objects,
+        "--split-by-type": split_by_type or None,
+    }
+    if to is not None and to.startswith("s3://"):
+        if gzip_objects and compression not in (None, layout.GZIP):
+            raise click.UsageError(f"--gzip is --compression gzip: drop one of --gzip and --compression {compression}")
+        target = S3Target(
+            to,
+            format=object_format or layout.NDJSON,
+            compression=layout.GZIP if gzip_objects else compression or layout.NONE,
+            objects=1 if objects is None else objects,
+            split_by_type=split_by_type,
+        )
+    elif given := [flag for flag, value in s3_flags.items() if value is not None]:
+        raise click.UsageError(f"{', '.join(given)} apply to --to s3://BUCKET/PREFIX only")
+    elif to is not None:
         target = FileTarget(to)
     else:
         emulator_host = emulator or os.environ.get(EMULATOR_ENV) or None
@@ -135,7 +200,7 @@ def publish(
     plan = PublishPlan(
         run_id=run_id or new_run_id(),
         target=target,
-        rate=rate,
+        rate=rate if rate is not None else UNPACED_RATE if isinstance(target, S3Target) else DEFAULT_RATE,
         profile=profile,
         count=count,
         duration=duration,
@@ -151,10 +216,12 @@ def publish(
     # The preflight's PublishError reaches the user as it is: main() shows every FixableError with its fix.
     if isinstance(target, PubSubTarget):
         check_pubsub(target)
+    elif isinstance(target, S3Target):
+        check_s3(target)
     elif target.path != "-":
         open_for_append(target.path).close()  # unwritable paths fail here, before the run starts
 
-    terminal.info(f"publishing run [bold]{plan.run_id}[/bold] to {describe_target(target)}")
+    terminal.info(f"publishing run [bold]{plan.run_id}[/bold] to {describe_target(target, plan.run_id)}")
     publisher = Publisher(plan)
     with LiveView(publisher) as view:
         result = run_with_sigint(publisher, view.update)
