@@ -206,3 +206,30 @@ def test_ctrl_c_stops_cleanly_with_a_consistent_manifest(home):
     assert manifest["status"] == "interrupted"
     written = len(target.read_bytes().splitlines())
     assert manifest["totals"]["published"] == written == len(list(iter_events("stopped"))) > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--to", "s3://history/x"], "--to s3:// needs --count"),
+        (["--count", "5", "--to", "s3://History/x"], "'History' is not a bucket name"),
+        (["--count", "5", "--objects", "6", "--to", "s3://history/x"], "--objects must be between 1 and --count (5)"),
+        (["--count", "5", "--workers", "2", "--to", "s3://history/x"], "S3 objects are written by one process"),
+        (["--count", "5", "--gzip", "--compression", "none", "--to", "s3://history/x"], "drop one of --gzip"),
+        (["--count", "5", "--format", "parquet", "--to", "s3://history/x"], "'parquet' is not one of"),
+        (["--count", "5", "--format", "array", "--gzip"], "--format, --gzip apply to --to s3://BUCKET/PREFIX only"),
+        (["--count", "5", "--objects", "3", "--to", "x.jsonl"], "--objects apply to --to s3://BUCKET/PREFIX only"),
+    ],
+)
+def test_bad_s3_flags_say_what_to_write_instead(home, args, says):
+    """Refused before any S3 call (no server runs here) and before the run exists."""
+    result = CliRunner().invoke(cli, ["publish", *args])
+    assert result.exit_code == 2
+    assert says in result.output
+    assert not (home / "home" / "runs").exists()
+
+
+def test_help_names_the_s3_flags(home):
+    text = invoke("publish", "--help").output
+    for flag in ("s3://BUCKET/PREFIX", "--format", "--compression", "--gzip", "--objects", "--split-by-type"):
+        assert flag in text
