@@ -69,11 +69,17 @@ def test_the_bigquery_emulator_handle_names_the_local_extra(monkeypatch):
 
 
 def test_up_s3_without_moto_names_the_local_extra(capsys, home, monkeypatch):
+    from workbench.localstack import stack
+
     hide(monkeypatch, "moto")
-    code, err = run(capsys, "up", "--s3", "--no-bigquery", "--pubsub-port", "1")
+    try:
+        code, err = run(capsys, "up", "--s3", "--no-bigquery", "--pubsub-port", "1")
+        started = (home / "stack" / "state.json").exists()
+    finally:
+        stack.down()  # should the check ever let it start, nothing outlives the test
     assert_one_line_hint(code, err, "local")
     assert "s3" in err and "moto" in err
-    assert not (home / "stack" / "state.json").exists()
+    assert not started
 
 
 def test_the_s3_emulator_handle_names_the_local_extra(monkeypatch):
@@ -82,4 +88,4 @@ def test_the_s3_emulator_handle_names_the_local_extra(monkeypatch):
 
     hide(monkeypatch, "moto")
     with pytest.raises(WorkbenchError, match=r"pip install 'event-workbench\[local\]'"):
-        start_s3_emulator()
+        start_s3_emulator().stop()  # stopped, should the check ever let it start
