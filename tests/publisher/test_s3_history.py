@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from eventmodel.resources import http_endpoint
 from publisher import objects as layout
 from publisher.errors import PublishError
-from publisher.manifest import iter_events, iter_objects, load_manifest, payload_digest, run_dir
+from publisher.manifest import iter_events, iter_objects, load_manifest, payload_digest
 from publisher.s3 import PART_SIZE, S3Sink, S3Target, SinkContext
 from workbench.cli import cli
 from workbench.localstack.ports import free_port
@@ -133,7 +133,7 @@ def test_a_mixed_history_is_found_row_by_row_at_its_object_and_position(s3):
     # Bytes that cannot be one line sit alone; bytes that are not JSON are never inside an array.
     for row in rows:
         key = row["object_uri"].removeprefix(f"s3://{bucket}/")
-        line, data = seen["found"][key][int(row["object_index"])]
+        _, data = seen["found"][key][int(row["object_index"])]
         if layout.has_line_break(data):
             assert objects[key]["format"] == "per-event" and objects[key]["records"] == "1"
         if objects[key]["format"] == "array":
@@ -211,7 +211,7 @@ def test_a_large_object_goes_up_in_parts(s3):
     publish("--count", "12", "--malformed-rate", "1", "--malformed-kinds", "oversize_batch=1",
             "--to", f"s3://{bucket}/big", "--run-id", "big")  # fmt: skip
     seen = check_run(client, bucket, "big")
-    (key, written), = seen["objects"].items()
+    ((key, written),) = seen["objects"].items()
     assert int(written["stored_bytes"]) > PART_SIZE
     assert seen["heads"][key]["ETag"].strip('"').endswith("-2")  # S3's mark of a two-part upload
 
@@ -288,3 +288,32 @@ def test_an_endpoint_that_does_not_answer_fails_fast(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "did not answer" in result.stderr and "workbench up --s3" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_stopped_run_writes_what_it_has_and_records_exactly_that(s3):
+    """A stop (Ctrl-C) mid-run ends the current objects where they are: status interrupted, and every row is still
+    at its object and position."""
+    from generator.stream import GeneratorConfig
+    from publisher.run import Publisher, PublishPlan
+
+    client, bucket = s3
+    config = GeneratorConfig(seed=3, malformed_rate=0.1, history=(layout_time("2025-01-01"), layout_time("2025-01-02")))
+    plan = PublishPlan("stopped", S3Target(f"s3://{bucket}/s", objects=1), rate=400, count=100_000, generator=config)
+    publisher = Publisher(plan)
+    result = publisher.run(lambda p: p.stop() if p.totals().sent >= 300 else None)  # at about 1 s of sending
+    assert result.status == "interrupted"
+    rows = list(iter_events("stopped"))
+    assert 0 < len(rows) == result.totals.published == result.totals.sent < 100_000  # the open object was written
+    listed = client.list_objects_v2(Bucket=bucket)["Contents"]
+    assert len(listed) == len(list(iter_objects("stopped"))) >= 1
+    for row in rows:
+        key = row["object_uri"].removeprefix(f"s3://{bucket}/")
+        line, data = records(client.get_object(Bucket=bucket, Key=key)["Body"].read(), key)[int(row["object_index"])]
+        assert payload_digest(data) == row["payload_digest"] and int(row["object_line"]) == line
+    assert load_manifest("stopped")["target"]["objects_written"] == len(listed)
+
+
+def layout_time(day: str):
+    from datetime import UTC, datetime
+
+    return datetime.fromisoformat(day).replace(tzinfo=UTC)
