@@ -135,7 +135,8 @@ def test_dockerfile_copies_what_exists_and_runs_the_flex_entry_point():
 def test_beam_is_the_same_version_everywhere():
     version = apache_beam.__version__
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert f"apache-beam[gcp]=={version}" in pyproject["project"]["dependencies"]
+    pinned = [d for d in pyproject["project"]["dependencies"] if d.startswith("apache-beam[")]
+    assert pinned and all(d.endswith(f"]=={version}") for d in pinned), pinned
     assert f"apache-beam[gcp]=={version}" in (FLEX / "setup.py").read_text()
     assert f"beam_python3.11_sdk:{version}" in (FLEX / "Dockerfile").read_text()
 
