@@ -120,15 +120,17 @@ def resolve_run(run_id: str) -> dict[str, Any]:
             raise ReconcileError(f"no run {run_id!r} under {runs_root()}", "list the runs with `workbench runs`")
     rid = manifest.get("run_id", run_id)
     status = manifest.get("status")
-    if manifest.get("target", {}).get("kind") != "pubsub":
+    kind = manifest.get("target", {}).get("kind")
+    if kind != "pubsub":
+        where = "to S3 as history" if kind == "s3" else "to a file"
         raise ReconcileError(
-            f"run {rid} was written to a file, not published to Pub/Sub: no sink holds it",
+            f"run {rid} was written {where}, not published to Pub/Sub: no pipeline sink holds it yet",
             "reconcile a run published to Pub/Sub (`workbench runs` shows where each went)",
         )
     if (manifest.get("manifest_version") or 1) < MANIFEST_VERSION:
         raise ReconcileError(
             f"run {rid} was recorded by an older workbench (manifest version {manifest.get('manifest_version', 1)}"
-            f", reconcile needs {MANIFEST_VERSION}: MD5 and canonical digests)",
+            f", reconcile needs {MANIFEST_VERSION}: MD5 and canonical digests, and each event's object and line)",
             "publish the run again with this version",
         )
     if status == "running":

@@ -25,3 +25,9 @@ def test_a_run_written_to_a_file_has_no_sink_to_check(home):
     write_manifest("r1", {"run_id": "r1", "status": "completed", "target": {"kind": "file"}, "manifest_version": 9})
     with pytest.raises(ReconcileError, match="written to a file"):
         resolve_run("r1")
+
+
+def test_a_history_run_in_s3_is_named_as_such(home):
+    write_manifest("h1", {"run_id": "h1", "status": "completed", "target": {"kind": "s3"}, "manifest_version": 9})
+    with pytest.raises(ReconcileError, match="written to S3 as history"):
+        resolve_run("h1")

@@ -19,7 +19,9 @@ def runs(limit: int) -> None:
     rows = []
     for m in manifests:
         target = m.get("target", {})
-        where = target.get("path") if target.get("kind") == "file" else target.get("topic")
+        where = {"file": target.get("path"), "s3": target.get("run_prefix") or target.get("uri")}.get(
+            target.get("kind"), target.get("topic")
+        )
         totals = m.get("totals", {})
         counts = m.get("counts", {})
         elapsed = m.get("elapsed_s") or 0
