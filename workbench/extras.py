@@ -1,7 +1,7 @@
 """The optional installs (pyproject.toml's extras) and the one-line message a command gives when it needs one.
 
     pip install event-workbench               # core: publish, pipeline, reconcile, bq, the Pub/Sub emulator
-    pip install 'event-workbench[local]'      # + the local stack's BigQuery and GCS emulators (`workbench up`)
+    pip install 'event-workbench[local]'      # + the local stack's BigQuery, GCS and S3 emulators (`workbench up`)
     pip install 'event-workbench[loadtest]'   # + Locust (`workbench loadtest`)
 
 A command that needs an extra calls `require(...)` before it starts anything, so a missing package is a
@@ -16,7 +16,7 @@ from workbench.errors import WorkbenchError
 
 # extra -> the top-level modules it brings that our code imports or runs
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "local": ("bqemulator", "gcp_storage_emulator"),
+    "local": ("bqemulator", "gcp_storage_emulator", "moto", "flask", "flask_cors"),
     "loadtest": ("locust", "gevent"),
 }
 
