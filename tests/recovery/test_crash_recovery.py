@@ -25,12 +25,18 @@ def run(workbench_emulator, bigquery_emulator, tmp_path, monkeypatch) -> Run:
 
 
 def test_kill_9_mid_run_then_a_restart_loses_nothing_and_overwrites_nothing(run):
-    count = 6000  # 12 s at 500/s; the kill comes 5 s in
+    count = 6000  # 12 s at 500/s; the kill comes 5 s in, as a file lands
     first = run.pipeline("first")
     try:
         run.wait_reading("first", first)
         publisher = run.publish("crash-run", count)
         time.sleep(5)
+        # Kill the moment a new file lands: its events are written, and their acks (batched every 0.1 s) are not
+        # yet sent, so the test always has something to prove (a kill at a random moment could find none).
+        files = len(list(run.output.rglob("*.json")))
+        deadline = time.monotonic() + 10
+        while len(list(run.output.rglob("*.json"))) == files and time.monotonic() < deadline:
+            time.sleep(0.005)
         os.killpg(first.pid, signal.SIGKILL)  # no drain, no goodbye: buffers, leases and dedup memory die with it
         first.wait(10)
     finally:
