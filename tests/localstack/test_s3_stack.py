@@ -15,14 +15,6 @@ from workbench.localstack.ports import free_port, port_in_use
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-    yield tmp_path
-    stack.down()  # whatever a test left running
-
-
 def test_up_s3_starts_the_server_with_the_history_bucket_and_is_idempotent(home):
     cfg = stack.StackConfig(pubsub_port=free_port(), s3_port=free_port(), with_bigquery=False, with_s3=True)
     stack.up(cfg)

@@ -20,14 +20,6 @@ from workbench.localstack.ports import free_port, port_in_use
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-    yield tmp_path
-    stack.down()  # whatever a test left running
-
-
 def config(**overrides) -> stack.StackConfig:
     ports = {"pubsub_port": free_port(), "bigquery_port": free_port(), "gcs_port": free_port()}
     return stack.StackConfig(**{**ports, **overrides})
