@@ -30,6 +30,10 @@ ATTR_EVENT_TYPE = "event_type"
 ATTR_EVENT_ID = "event_id"
 ATTR_RUN_ID = "run_id"
 ATTR_SCHEMA_VERSION = "schema_version"
+# Attributes a backfill gives each historical record (it has no Pub/Sub metadata): the object it was read from
+# and the 1-based line of the uncompressed object it starts on.
+ATTR_SOURCE_OBJECT = "source_object"
+ATTR_SOURCE_LINE = "source_line"
 
 # Attributes the pipeline adds to a dead-lettered message (the original attributes are kept beside them).
 ATTR_DLQ_REASON = "dlq_reason"

@@ -128,7 +128,7 @@ def bigquery_client(project: str, endpoint: str | None) -> Any:
     )
 
 
-def _is_permanent(exc: BaseException) -> bool:
+def is_permanent(exc: BaseException) -> bool:
     """A whole request refused for what it is (400 bad request, 403, 404 no such table), not for the service's
     state; 408 and 429 (and any 5xx or network error) pass with time."""
     code = getattr(exc, "code", None)
@@ -160,7 +160,7 @@ class RowInserter:
             )
         except Exception as exc:
             detail = f"{table}: insert failed: {type(exc).__name__}: {exc}"[:900]
-            if _is_permanent(exc):
+            if is_permanent(exc):
                 return [], [(entry, detail) for entry in entries], [], None
             return [], [], list(entries), detail
         failed = {item["index"]: item.get("errors") or [] for item in errors or []}

@@ -50,9 +50,7 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     )
     failures = [invalid, file_failures]
     if app.dataset:
-        row_failures = unique | "WriteEventRows" >> WriteEventRows(
-            bigquery_project, app.dataset, endpoint, retry
-        )
+        row_failures = unique | "WriteEventRows" >> WriteEventRows(bigquery_project, app.dataset, endpoint, retry)
         failures.append(row_failures)
     dead_letters = tuple(failures) | "AllDeadLetters" >> beam.Flatten()
     dead_letters | "WriteDeadLetters" >> WriteDeadLetters(

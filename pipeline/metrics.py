@@ -8,6 +8,8 @@ Pub/Sub publish to the sink write), so a view polling them sees lag now, not an 
 
 from __future__ import annotations
 
+import threading
+
 from apache_beam.metrics import Metrics
 
 NAMESPACE = "event_workbench"
@@ -29,6 +31,17 @@ DEAD_LETTER_RETRIES = "dead_letter_retries"
 DEAD_LETTERS = "dead_letters"
 DEAD_LETTER_ROWS_FAILED = "dead_letter_rows_failed"  # given up on the table (the topic copy exists)
 DEAD_LETTER_PUBLISH_FAILED = "dead_letter_publish_failed"  # given up on the topic (the table row exists)
+# A backfill's read stage (pipeline/history_read.py).
+HISTORY_OBJECTS = "history_objects_read"
+HISTORY_BYTES = "history_bytes_read"  # as stored (compressed when gzip)
+HISTORY_UNREADABLE = "history_objects_unreadable"
+HISTORY_OUTSIDE_WINDOW = "history_outside_window"  # valid events outside --since/--until, left out
+# A backfill's dedup against what the sinks hold (pipeline/history_dedup.py).
+HISTORY_DUPLICATES = "history_duplicates_dropped"  # the same natural key more than once in the history
+HISTORY_ALREADY_IN_GCS = "history_already_in_gcs"
+HISTORY_ALREADY_IN_BIGQUERY = "history_already_in_bigquery"
+HISTORY_DEAD_LETTERS_KNOWN = "history_dead_letters_already_recorded"
+BIGQUERY_LOAD_JOBS = "bigquery_load_jobs"
 GCS_LAG_MS = "gcs_lag_ms"
 BIGQUERY_LAG_MS = "bigquery_lag_ms"
 
@@ -51,8 +64,55 @@ def dead_letter(reason: str) -> str:
     return f"{DEAD_LETTERS}_{reason}"
 
 
-def counter(name: str):
-    return Metrics.counter(NAMESPACE, name)
+class _Counter:
+    """Beam's counter, and, while a local run mirrors them, the same count in this process (LiveCounts)."""
+
+    __slots__ = ("_counter", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._counter = Metrics.counter(NAMESPACE, name)
+
+    def inc(self, n: int = 1) -> None:
+        self._counter.inc(n)
+        live = _live
+        if live is not None:
+            live.add(self._name, n)
+
+
+class LiveCounts:
+    """Counter values as the DoFns of this process update them, readable while the pipeline runs.
+
+    Why: a batch pipeline on Beam's embedded runner (FnApiRunner, what the DirectRunner runs batch jobs on)
+    returns its metrics only once it has finished, and a backfill's live view needs them as it goes. The view
+    and the DoFns share the process (direct_num_workers=1), so the counters are mirrored here while a run
+    asks for it (mirror_counters); Beam's own metrics stay the record of the finished run.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, int] = {}
+
+    def add(self, name: str, n: int) -> None:
+        with self._lock:
+            self._values[name] = self._values.get(name, 0) + n
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._values)
+
+
+_live: LiveCounts | None = None
+
+
+def mirror_counters(live: LiveCounts | None) -> None:
+    """Mirror every counter of this process into `live` from now on (None: stop)."""
+    global _live
+    _live = live
+
+
+def counter(name: str) -> _Counter:
+    return _Counter(name)
 
 
 def gauge(name: str):

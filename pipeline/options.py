@@ -107,6 +107,49 @@ class EventPipelineOptions(PipelineOptions):
         )
 
 
+class HistoryOptions(PipelineOptions):
+    """A backfill's own options (pipeline/backfill.py); the sinks' are EventPipelineOptions'."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--history_uri",
+            default=None,
+            help="Where the history is: s3://BUCKET/PREFIX (or gs://, or a local folder); every object under it "
+            "is read (docs/backfill.md has the reading rule).",
+        )
+        parser.add_argument(
+            "--backfill_run_id",
+            default=None,
+            help="run_id given to records whose key names no workbench run (default: backfill-<start time>).",
+        )
+        parser.add_argument(
+            "--since",
+            type=TIMESTAMP,
+            default=None,
+            help="Only events at or after this event time (RFC 3339, e.g. 2025-01-01T00:00:00Z).",
+        )
+        parser.add_argument(
+            "--until", type=TIMESTAMP, default=None, help="Only events before this event time (RFC 3339)."
+        )
+
+
+def _timestamp(text: str):
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time: write e.g. 2025-01-01T00:00:00Z") from None
+    # Text, not a datetime: Dataflow carries the options as JSON.
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_timestamp.__name__ = "timestamp"
+TIMESTAMP = _timestamp
+
+
 def resource_path(kind: str, name: str, project: str | None) -> str:
     """projects/P/<kind>/<name> for a short name; a full path is returned as given."""
     if name.startswith("projects/"):

@@ -98,8 +98,9 @@ class Placed:
     object_index: int
 
     @classmethod
-    def of(cls, message: Any, object_uri: str, line: int, index: int) -> Placed:
-        return cls(message.event_id, message.expected, message.event_type, message.reason, message.kind,
+    def of(cls, message: Any, object_uri: str, line: int, index: int, event_id: str | None = None) -> Placed:
+        """event_id: the id the record has where it is put (a history record's, eventmodel.history.identity)."""
+        return cls(event_id or message.event_id, message.expected, message.event_type, message.reason, message.kind,
                    message.event_time, message.duplicate, message.canonical_digest, payload_digest(message.data),
                    object_uri, line, index)  # fmt: skip
 

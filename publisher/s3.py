@@ -25,6 +25,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventmodel import history
 from publisher import objects as layout
 from publisher.errors import PublishError
 from publisher.manifest import FAILED, PUBLISHED, ObjectLog, Placed
@@ -233,7 +234,10 @@ class _OpenObject:
     def append(self, message: Any) -> None:
         index = self.records
         self.writer.write(layout.frame(self.format, index, message.data))
-        self.spill_writer.writerow(Placed.of(message, self.uri, layout.line_of(self.format, index), index).as_row())
+        # The manifest names the record as the backfill will: by natural key, or by its place when it is no event.
+        event_id = history.identity(message.data, self.uri, index)
+        placed = Placed.of(message, self.uri, layout.line_of(self.format, index), index, event_id)
+        self.spill_writer.writerow(placed.as_row())
         self.records += 1
 
     def placed(self) -> Any:

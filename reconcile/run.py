@@ -37,6 +37,8 @@ WINDOW_SLACK = timedelta(seconds=5)
 # flush interval, so a buffer about to be written is waited for).
 POLL_INTERVAL_S = 2.0
 STABLE_FOR_S = 15.0
+# Runs a pipeline reads: Pub/Sub runs (the stream) and S3 history runs (`workbench backfill`).
+RECONCILABLE_KINDS = ("pubsub", "s3")
 
 Step = Callable[[str], None]
 
@@ -107,7 +109,7 @@ class ReconcileTarget:
 def resolve_run(run_id: str) -> dict[str, Any]:
     """The manifest of run_id ("latest": the newest run), checked to be reconcilable."""
     if run_id == "latest":
-        found = [m for m in list_runs() if m.get("target", {}).get("kind") == "pubsub"]
+        found = [m for m in list_runs() if m.get("target", {}).get("kind") in RECONCILABLE_KINDS]
         if not found:
             raise ReconcileError(
                 f"no publish run to Pub/Sub under {runs_root()}",
@@ -121,11 +123,10 @@ def resolve_run(run_id: str) -> dict[str, Any]:
     rid = manifest.get("run_id", run_id)
     status = manifest.get("status")
     kind = manifest.get("target", {}).get("kind")
-    if kind != "pubsub":
-        where = "to S3 as history" if kind == "s3" else "to a file"
+    if kind not in RECONCILABLE_KINDS:
         raise ReconcileError(
-            f"run {rid} was written {where}, not published to Pub/Sub: no pipeline sink holds it yet",
-            "reconcile a run published to Pub/Sub (`workbench runs` shows where each went)",
+            f"run {rid} was written to a file, not published to Pub/Sub or S3: no pipeline reads it",
+            "reconcile a run published to Pub/Sub or written to S3 (`workbench runs` shows where each went)",
         )
     if (manifest.get("manifest_version") or 1) < MANIFEST_VERSION:
         raise ReconcileError(

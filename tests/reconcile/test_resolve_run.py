@@ -1,4 +1,5 @@
-"""Which run reconcile checks: a missing run and a run written to a file are refused with what to do."""
+"""Which run reconcile checks: Pub/Sub and S3 history runs; a missing run and a run written to a file are refused
+with what to do."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def test_a_run_written_to_a_file_has_no_sink_to_check(home):
         resolve_run("r1")
 
 
-def test_a_history_run_in_s3_is_named_as_such(home):
-    write_manifest("h1", {"run_id": "h1", "status": "completed", "target": {"kind": "s3"}, "manifest_version": 9})
-    with pytest.raises(ReconcileError, match="written to S3 as history"):
-        resolve_run("h1")
+def test_a_history_run_in_s3_is_reconciled_like_a_stream(home):
+    manifest = {"run_id": "h1", "status": "completed", "target": {"kind": "s3"}, "manifest_version": 9}
+    write_manifest("h1", manifest)
+    assert resolve_run("h1")["run_id"] == "h1"
+    assert resolve_run("latest")["run_id"] == "h1"  # the newest run a pipeline reads, history included

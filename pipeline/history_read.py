@@ -1,0 +1,123 @@
+"""Read history: every object under s3://BUCKET/PREFIX (or any Beam filesystem), record by record, as messages
+the validate stage takes exactly as it takes Pub/Sub's.
+
+Objects are listed with Beam's filesystem (for s3://, apache_beam.io.aws: boto3's ListObjectsV2 with its
+continuation tokens, configured by the --s3_* flags or the usual AWS environment), spread over workers
+(Reshuffle), and each is read as raw bytes and cut into records by eventmodel.history's rule, gunzipped by its
+magic bytes. A record becomes a PubsubMessage with no message id and no publish time, and attributes that say
+where it came from: source_object, source_line, the run it belongs to (run_id) and, until validation names it
+by its natural key, event_id = its place (s3://BUCKET/KEY#INDEX).
+
+An object that cannot be read (access refused, a gzip stream cut off) becomes one SOURCE_UNREADABLE dead
+letter naming the object; the records read before the failure go on. Nothing stops the rest of the backfill.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.gcp.pubsub import PubsubMessage
+
+from eventmodel import history
+from eventmodel import reasons as R
+from eventmodel.resources import ATTR_EVENT_ID, ATTR_RUN_ID, ATTR_SOURCE_LINE, ATTR_SOURCE_OBJECT
+from pipeline import core
+from pipeline import metrics as M
+from pipeline.constants import DEAD_LETTER
+from pipeline.core import DeadLetter
+
+_LOG = logging.getLogger(__name__)
+
+STAGE_READ = "read"
+READ_CHUNK = 8 * 1024 * 1024  # one ranged GET's worth: Beam's S3 downloader buffers this much at a time
+
+
+def object_key(uri: str) -> str:
+    """The key (path below the bucket) of s3://BUCKET/KEY, or the path itself for a local file."""
+    _, sep, rest = uri.partition("://")
+    return rest.split("/", 1)[1] if sep and "/" in rest else uri
+
+
+def is_listed_object(metadata: Any) -> bool:
+    """A listing entry worth reading: not a "folder" marker (a key ending in /) and not hidden (_SUCCESS,
+    .temporary files of a writer still at work)."""
+    name = metadata.path.rstrip("/").rsplit("/", 1)[-1]
+    return not metadata.path.endswith("/") and not name.startswith((".", "_"))
+
+
+class ReadObjectRecordsFn(beam.DoFn):
+    """A listed object -> one PubsubMessage per record; an object it cannot read -> a SOURCE_UNREADABLE letter."""
+
+    def __init__(self, backfill_run_id: str) -> None:
+        self.backfill_run_id = backfill_run_id
+
+    def setup(self) -> None:
+        self._objects = M.counter(M.HISTORY_OBJECTS)
+        self._bytes = M.counter(M.HISTORY_BYTES)
+        self._unreadable = M.counter(M.HISTORY_UNREADABLE)
+
+    def process(self, metadata: Any) -> Iterator[Any]:
+        uri = metadata.path
+        key = object_key(uri)
+        run_id = history.run_id_of_key(key) or self.backfill_run_id
+        emitted = 0
+        try:
+            for record in history.records(key, self._chunks(uri)):
+                attributes = {
+                    ATTR_EVENT_ID: history.record_id(uri, record.index),
+                    ATTR_RUN_ID: run_id,
+                    ATTR_SOURCE_OBJECT: uri,
+                    ATTR_SOURCE_LINE: str(record.line),
+                }
+                yield PubsubMessage(record.data, attributes)
+                emitted += 1
+        except Exception as exc:  # refused, gone, a broken gzip stream: the object's own outcome, not a crash
+            self._unreadable.inc()
+            detail = f"{uri}: reading stopped after {emitted} records: {core.describe_exception(exc)}"
+            _LOG.error("history object unreadable: %s", detail)
+            attributes = {ATTR_EVENT_ID: f"{uri}#unreadable", ATTR_RUN_ID: run_id, ATTR_SOURCE_OBJECT: uri}
+            yield pvalue.TaggedOutput(
+                DEAD_LETTER,
+                DeadLetter(
+                    b"", attributes, R.SOURCE_UNREADABLE, detail[:2000], STAGE_READ, "", attributes[ATTR_EVENT_ID], None
+                ),
+            )
+        self._objects.inc()
+
+    def _chunks(self, uri: str) -> Iterator[bytes]:
+        # UNCOMPRESSED: the raw stored bytes; eventmodel.history decides about gzip from the bytes themselves.
+        with FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            while chunk := handle.read(READ_CHUNK):
+                self._bytes.inc(len(chunk))
+                yield chunk
+
+
+class ReadHistory(beam.PTransform):
+    """PBegin -> (history records as PubsubMessages, SOURCE_UNREADABLE dead letters) of every object under
+    `uri` (s3://BUCKET/PREFIX, gs://..., or a local folder)."""
+
+    def __init__(self, uri: str, backfill_run_id: str) -> None:
+        super().__init__()
+        self.uri = uri
+        self.backfill_run_id = backfill_run_id
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
+        pattern = f"{self.uri.rstrip('/')}/**"
+        read = (
+            pbegin
+            | "Prefix" >> beam.Create([pattern])
+            | "ListObjects" >> fileio.MatchAll()
+            | "SkipMarkers" >> beam.Filter(is_listed_object)
+            # Listing is one step; reading is spread over workers, an object each.
+            | "SpreadObjects" >> beam.Reshuffle()
+            | "ReadRecords"
+            >> beam.ParDo(ReadObjectRecordsFn(self.backfill_run_id)).with_outputs(DEAD_LETTER, main="messages")
+        )
+        return read.messages, read[DEAD_LETTER]
