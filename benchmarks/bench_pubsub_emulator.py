@@ -79,8 +79,9 @@ def prebuilt_request(topic: str, count: int = 1000) -> bytes:
 def raw_publish(target: str, request: bytes, max_messages: int, seconds: float, senders: int = 2) -> float:
     """msg/s of raw PublishRequests sent by `senders` threads until max_messages or the time limit."""
     channel = grpc.insecure_channel(target, options=[("grpc.max_send_message_length", -1)])
-    call = channel.unary_unary("/google.pubsub.v1.Publisher/Publish", request_serializer=lambda b: b,
-                               response_deserializer=lambda b: b)
+    call = channel.unary_unary(
+        "/google.pubsub.v1.Publisher/Publish", request_serializer=lambda b: b, response_deserializer=lambda b: b
+    )
     per_request = 1000
     sent = 0
     lock = threading.Lock()
@@ -107,8 +108,9 @@ def raw_publish(target: str, request: bytes, max_messages: int, seconds: float, 
 def client_publish(topic: str, max_messages: int, seconds: float) -> float:
     from google.cloud import pubsub_v1
 
-    publisher = pubsub_v1.PublisherClient(batch_settings=pubsub_v1.types.BatchSettings(
-        max_messages=1000, max_bytes=5 * 1024 * 1024, max_latency=0.05))
+    publisher = pubsub_v1.PublisherClient(
+        batch_settings=pubsub_v1.types.BatchSettings(max_messages=1000, max_bytes=5 * 1024 * 1024, max_latency=0.05)
+    )
     futures = []
     started = time.perf_counter()
     deadline = time.monotonic() + seconds
@@ -123,8 +125,9 @@ def client_publish(topic: str, max_messages: int, seconds: float) -> float:
     return len(futures) / elapsed
 
 
-def _client_publish_worker(target: str, topic: str, max_messages: int, seconds: float,
-                           start_at: float) -> tuple[int, float, float]:
+def _client_publish_worker(
+    target: str, topic: str, max_messages: int, seconds: float, start_at: float
+) -> tuple[int, float, float]:
     os.environ["PUBSUB_EMULATOR_HOST"] = target
     import google.cloud.pubsub_v1  # noqa: F401 - imported before the common start time, not during the run
 
@@ -143,8 +146,10 @@ def client_publish_processes(target: str, topic: str, max_messages: int, seconds
 
     start_at = time.time() + 8  # every worker has started and imported by then
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_client_publish_worker, target, topic, max_messages // processes, seconds, start_at)
-                   for _ in range(processes)]
+        futures = [
+            pool.submit(_client_publish_worker, target, topic, max_messages // processes, seconds, start_at)
+            for _ in range(processes)
+        ]
         results = [f.result() for f in futures]
     sent = sum(r[0] for r in results)
     return sent / (max(r[2] for r in results) - min(r[1] for r in results))

@@ -7,7 +7,7 @@ backfill will make of it.
 The reading rule (docs/generator.md, "How to read them back"):
 
     *.json[.gz]     a JSON array: each element is one record; any other body (an object, a scalar, not JSON
-                    at all) is one record, the whole body
+                    at all, empty) is one record, the whole body byte for byte
     anything else   (.jsonl, .ndjson, .txt, no extension, each [.gz]) every line is one record, blank lines
                     included; a final "\\n" ends the last record, so an empty object holds no record
 
@@ -137,14 +137,19 @@ def _line_records(body: Iterable[bytes]) -> Iterator[Record]:
 
 
 def _json_records(body: Iterable[bytes]) -> Iterator[Record]:
-    lines = _lines(body)
-    first = next(lines, None)
-    if first is None:
-        return
-    if first.strip(JSON_WHITESPACE) == b"[":
+    stream = iter(body)
+    head = b""
+    for chunk in stream:  # enough to see the first line
+        head += chunk
+        if b"\n" in head:
+            break
+    first, newline, _ = head.partition(b"\n")
+    if newline and first.strip(JSON_WHITESPACE) == b"[":
+        lines = _lines(_chain(head, stream))
+        next(lines)  # the "[" line
         yield from _laid_out_array(lines)
         return
-    whole = b"\n".join(_chain(first, lines))  # _lines took the "\n"s out; a final one is not part of a record
+    whole = head + b"".join(stream)  # the exact body: a record of its own keeps every byte, line breaks too
     try:
         parsed = orjson.loads(whole)
     except orjson.JSONDecodeError:
@@ -153,7 +158,7 @@ def _json_records(body: Iterable[bytes]) -> Iterator[Record]:
         for index, element in enumerate(parsed):
             yield Record(1, index, orjson.dumps(element))
         return
-    yield Record(1, 0, whole)
+    yield Record(1, 0, whole)  # an empty .json object too: an object per event, of an empty event
 
 
 def _laid_out_array(lines: Iterator[bytes]) -> Iterator[Record]:

@@ -74,8 +74,12 @@ REASONS: dict[str, Reason] = {
         Reason(PROCESSING_ERROR, "processing", "a pipeline stage raised on an accepted event (poison message)"),
         Reason(BIGQUERY_INSERT_FAILED, "sink", "BigQuery rejected the row, or kept failing after retries"),
         Reason(GCS_WRITE_FAILED, "sink", "the GCS/file write kept failing after retries"),
-        Reason(SOURCE_UNREADABLE, "processing", "a backfill could not read a history object (refused, or not gzip "
-               "though it says so); the dead letter names the object, its bytes are empty"),
+        Reason(
+            SOURCE_UNREADABLE,
+            "processing",
+            "a backfill could not read a history object (refused, or not gzip "
+            "though it says so); the dead letter names the object, its bytes are empty",
+        ),
     )
 }
 

@@ -1,9 +1,9 @@
 """Users over the run for each --shape: pure (no Locust import), so the meaning is testable and documented.
 
-    steady   -u users for the whole run (after ramping at -r)
-    step     a quarter of -u more every quarter of the run
-    ramp     from one user to -u linearly over the run
-    spike    -u / 4 users, with -u for the middle fifth of the run
+steady   -u users for the whole run (after ramping at -r)
+step     a quarter of -u more every quarter of the run
+ramp     from one user to -u linearly over the run
+spike    -u / 4 users, with -u for the middle fifth of the run
 """
 
 from __future__ import annotations

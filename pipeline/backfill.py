@@ -70,7 +70,7 @@ def build_backfill(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     dataset = app.dataset or None
 
     messages, unreadable = pipeline | "ReadHistory" >> ReadHistory(
-        hist.history_uri, hist.backfill_run_id or default_run_id()
+        hist.history_uri, hist.backfill_run_id or default_run_id(), hist.aws_credentials_secret
     )
     valid, invalid = messages | "ParseAndValidate" >> ParseAndValidate()
     if hist.since or hist.until:

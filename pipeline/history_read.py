@@ -20,7 +20,6 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.gcp.pubsub import PubsubMessage
@@ -30,6 +29,7 @@ from eventmodel import reasons as R
 from eventmodel.resources import ATTR_EVENT_ID, ATTR_RUN_ID, ATTR_SOURCE_LINE, ATTR_SOURCE_OBJECT
 from pipeline import core
 from pipeline import metrics as M
+from pipeline.aws_credentials import use_secret
 from pipeline.constants import DEAD_LETTER
 from pipeline.core import DeadLetter
 
@@ -52,13 +52,30 @@ def is_listed_object(metadata: Any) -> bool:
     return not metadata.path.endswith("/") and not name.startswith((".", "_"))
 
 
+class ListObjectsFn(beam.DoFn):
+    """A folder URI -> the metadata of every object under it (Beam's filesystem lists, with S3's pagination)."""
+
+    def __init__(self, credentials_secret: str | None = None) -> None:
+        self.credentials_secret = credentials_secret
+
+    def setup(self) -> None:
+        use_secret(self.credentials_secret)
+
+    def process(self, uri: str) -> Iterator[Any]:
+        for metadata in FileSystems.match([f"{uri.rstrip('/')}/**"])[0].metadata_list:
+            if is_listed_object(metadata):
+                yield metadata
+
+
 class ReadObjectRecordsFn(beam.DoFn):
     """A listed object -> one PubsubMessage per record; an object it cannot read -> a SOURCE_UNREADABLE letter."""
 
-    def __init__(self, backfill_run_id: str) -> None:
+    def __init__(self, backfill_run_id: str, credentials_secret: str | None = None) -> None:
         self.backfill_run_id = backfill_run_id
+        self.credentials_secret = credentials_secret
 
     def setup(self) -> None:
+        use_secret(self.credentials_secret)
         self._objects = M.counter(M.HISTORY_OBJECTS)
         self._bytes = M.counter(M.HISTORY_BYTES)
         self._unreadable = M.counter(M.HISTORY_UNREADABLE)
@@ -101,23 +118,24 @@ class ReadObjectRecordsFn(beam.DoFn):
 
 class ReadHistory(beam.PTransform):
     """PBegin -> (history records as PubsubMessages, SOURCE_UNREADABLE dead letters) of every object under
-    `uri` (s3://BUCKET/PREFIX, gs://..., or a local folder)."""
+    `uri` (s3://BUCKET/PREFIX, gs://..., or a local folder). `credentials_secret`: pipeline.aws_credentials."""
 
-    def __init__(self, uri: str, backfill_run_id: str) -> None:
+    def __init__(self, uri: str, backfill_run_id: str, credentials_secret: str | None = None) -> None:
         super().__init__()
         self.uri = uri
         self.backfill_run_id = backfill_run_id
+        self.credentials_secret = credentials_secret
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
-        pattern = f"{self.uri.rstrip('/')}/**"
         read = (
             pbegin
-            | "Prefix" >> beam.Create([pattern])
-            | "ListObjects" >> fileio.MatchAll()
-            | "SkipMarkers" >> beam.Filter(is_listed_object)
+            | "Prefix" >> beam.Create([self.uri])
+            | "ListObjects" >> beam.ParDo(ListObjectsFn(self.credentials_secret))
             # Listing is one step; reading is spread over workers, an object each.
             | "SpreadObjects" >> beam.Reshuffle()
             | "ReadRecords"
-            >> beam.ParDo(ReadObjectRecordsFn(self.backfill_run_id)).with_outputs(DEAD_LETTER, main="messages")
+            >> beam.ParDo(ReadObjectRecordsFn(self.backfill_run_id, self.credentials_secret)).with_outputs(
+                DEAD_LETTER, main="messages"
+            )
         )
         return read.messages, read[DEAD_LETTER]

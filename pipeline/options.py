@@ -132,6 +132,12 @@ class HistoryOptions(PipelineOptions):
         parser.add_argument(
             "--until", type=TIMESTAMP, default=None, help="Only events before this event time (RFC 3339)."
         )
+        parser.add_argument(
+            "--aws_credentials_secret",
+            default=None,
+            help="Secret Manager version (projects/P/secrets/S/versions/V) holding the AWS keys as JSON, read by "
+            "each worker (pipeline/aws_credentials.py); unset: the usual AWS environment, profile or role.",
+        )
 
 
 def _timestamp(text: str):

@@ -108,7 +108,11 @@ _START_HINT = (
 )
 
 
-def explain(exc: BaseException, bucket: str) -> PublishError | None:
+WRITER_PERMISSIONS = "s3:ListBucket, s3:PutObject and s3:AbortMultipartUpload"
+READER_PERMISSIONS = "s3:ListBucket and s3:GetObject"
+
+
+def explain(exc: BaseException, bucket: str, needs: str = WRITER_PERMISSIONS) -> PublishError | None:
     """The PublishError (what happened and the fix) for a botocore failure, or None for anything else."""
     from botocore import exceptions as bx
 
@@ -127,7 +131,7 @@ def explain(exc: BaseException, bucket: str) -> PublishError | None:
         if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             return PublishError(
                 f"{where} refused access to bucket {bucket!r} ({code})",
-                "check the credentials, and grant s3:ListBucket, s3:PutObject and s3:AbortMultipartUpload on it",
+                f"check the credentials, and grant {needs} on it",
             )
         return PublishError(f"{where} refused a request on bucket {bucket!r}: {code} {error.get('Message', '')}",
                             "see the error above; the manifest records what was written")  # fmt: skip
@@ -136,7 +140,7 @@ def explain(exc: BaseException, bucket: str) -> PublishError | None:
     return None
 
 
-def check_s3(target: S3Target, client: Any = None) -> None:
+def check_s3(target: S3Target, client: Any = None, needs: str = WRITER_PERMISSIONS) -> None:
     """Fail fast, with the fix, when the endpoint does not answer, credentials are missing or the bucket is not
     there. Bounded by the client's timeouts and attempts (a few seconds when nothing listens)."""
     bucket = layout.parse_s3_uri(target.uri).bucket
@@ -144,7 +148,7 @@ def check_s3(target: S3Target, client: Any = None) -> None:
     try:
         client.head_bucket(Bucket=bucket)
     except Exception as exc:
-        error = explain(exc, bucket)
+        error = explain(exc, bucket, needs)
         if error is None:
             raise
         raise error from None

@@ -26,9 +26,16 @@ def _rate(now: dict[str, Any], before: dict[str, Any] | None, key: str, elapsed:
 def stats_table(stats: dict[str, Any], previous: dict[str, Any] | None, elapsed: float) -> Table:
     """Topics and subscriptions with totals and per-second rates since the previous snapshot."""
     table = Table(title_justify="left", expand=False)
-    for column, justify in (("resource", "left"), ("published", "right"), ("publish rate", "right"),
-                            ("backlog", "right"), ("delivered", "right"), ("delivery rate", "right"),
-                            ("acked", "right"), ("dead-lettered", "right")):
+    for column, justify in (
+        ("resource", "left"),
+        ("published", "right"),
+        ("publish rate", "right"),
+        ("backlog", "right"),
+        ("delivered", "right"),
+        ("delivery rate", "right"),
+        ("acked", "right"),
+        ("dead-lettered", "right"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     before_topics = (previous or {}).get("topics", {})
     before_subs = (previous or {}).get("subscriptions", {})
@@ -36,24 +43,42 @@ def stats_table(stats: dict[str, Any], previous: dict[str, Any] | None, elapsed:
     for name, sub in sorted(stats["subscriptions"].items()):
         subs_by_topic.setdefault(sub["topic"], []).append(name)
     for name, topic in sorted(stats["topics"].items()):
-        table.add_row(Text(name, style="bold"), f"{topic['published']:,}",
-                      _rate(topic, before_topics.get(name) if previous else None, "published", elapsed),
-                      "", "", "", "", "")
+        table.add_row(
+            Text(name, style="bold"),
+            f"{topic['published']:,}",
+            _rate(topic, before_topics.get(name) if previous else None, "published", elapsed),
+            "",
+            "",
+            "",
+            "",
+            "",
+        )
         for sub_name in subs_by_topic.pop(name, []):
-            _sub_row(table, sub_name, stats["subscriptions"][sub_name], before_subs.get(sub_name), previous,
-                     elapsed)
+            _sub_row(table, sub_name, stats["subscriptions"][sub_name], before_subs.get(sub_name), previous, elapsed)
     for orphans in subs_by_topic.values():  # subscriptions whose topic was deleted
         for sub_name in orphans:
-            _sub_row(table, sub_name, stats["subscriptions"][sub_name], before_subs.get(sub_name), previous,
-                     elapsed)
+            _sub_row(table, sub_name, stats["subscriptions"][sub_name], before_subs.get(sub_name), previous, elapsed)
     return table
 
 
-def _sub_row(table: Table, name: str, sub: dict[str, Any], before: dict[str, Any] | None,
-             previous: dict[str, Any] | None, elapsed: float) -> None:
-    table.add_row(f"  └ {name}", "", "", f"{sub['backlog']:,}", f"{sub['delivered']:,}",
-                  _rate(sub, before if previous else None, "delivered", elapsed), f"{sub['acked']:,}",
-                  f"{sub['dead_lettered']:,}")
+def _sub_row(
+    table: Table,
+    name: str,
+    sub: dict[str, Any],
+    before: dict[str, Any] | None,
+    previous: dict[str, Any] | None,
+    elapsed: float,
+) -> None:
+    table.add_row(
+        f"  └ {name}",
+        "",
+        "",
+        f"{sub['backlog']:,}",
+        f"{sub['delivered']:,}",
+        _rate(sub, before if previous else None, "delivered", elapsed),
+        f"{sub['acked']:,}",
+        f"{sub['dead_lettered']:,}",
+    )
 
 
 def faults_line(report: dict[str, Any]) -> str:
@@ -67,10 +92,12 @@ def faults_line(report: dict[str, Any]) -> str:
 
 def render(handle: EmulatorHandle, previous: dict[str, Any] | None, elapsed: float) -> tuple[Group, dict]:
     stats = handle.store.stats()
-    header = Text(f"Pub/Sub emulator on {handle.target}  (PUBSUB_EMULATOR_HOST={handle.target})  "
-                  f"{'durable: ' + str(handle.journal.path) if handle.journal else 'in memory'}  "
-                  f"{'admin service on  ' if handle.admin else ''}Ctrl-C stops",
-                  style="dim")
+    header = Text(
+        f"Pub/Sub emulator on {handle.target}  (PUBSUB_EMULATOR_HOST={handle.target})  "
+        f"{'durable: ' + str(handle.journal.path) if handle.journal else 'in memory'}  "
+        f"{'admin service on  ' if handle.admin else ''}Ctrl-C stops",
+        style="dim",
+    )
     body = Group(header, stats_table(stats, previous, elapsed), Text(faults_line(handle.store.faults.report())))
     return body, stats
 

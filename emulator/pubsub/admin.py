@@ -55,9 +55,12 @@ class StatsService:
         self.store = store
 
     def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(STATS_SERVICE, {
-            "Stats": _method(lambda request: self.store.stats()),
-        })
+        return grpc.method_handlers_generic_handler(
+            STATS_SERVICE,
+            {
+                "Stats": _method(lambda request: self.store.stats()),
+            },
+        )
 
 
 class AdminService:
@@ -67,11 +70,14 @@ class AdminService:
         self.store = store
 
     def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            "GetFaults": _method(lambda request: self.store.faults.report()),
-            "SetFaults": _method(self.set_faults),
-            "ClearFaults": _method(self.clear_faults),
-        })
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "GetFaults": _method(lambda request: self.store.faults.report()),
+                "SetFaults": _method(self.set_faults),
+                "ClearFaults": _method(self.clear_faults),
+            },
+        )
 
     def set_faults(self, request: dict[str, Any]) -> dict[str, Any]:
         settings = dict(request)
@@ -100,8 +106,9 @@ class AdminClient:
         self.timeout = timeout
 
     def _call(self, method: str, body: dict[str, Any] | None = None, service: str = SERVICE) -> dict[str, Any]:
-        stub = self.channel.unary_unary(f"/{service}/{method}", request_serializer=_encode,
-                                        response_deserializer=_decode)
+        stub = self.channel.unary_unary(
+            f"/{service}/{method}", request_serializer=_encode, response_deserializer=_decode
+        )
         try:
             return stub(body or {}, timeout=self.timeout)
         except grpc.RpcError as exc:
@@ -114,8 +121,9 @@ class AdminClient:
                 ) from None
             raise
 
-    def set_faults(self, topic: str | None = None, subscription: str | None = None, seed: int | None = None,
-                   **rates: float) -> dict[str, Any]:
+    def set_faults(
+        self, topic: str | None = None, subscription: str | None = None, seed: int | None = None, **rates: float
+    ) -> dict[str, Any]:
         """Change fault settings: globally, or for one topic (publish failures) or subscription.
 
         Rates: duplicate_rate, delay_ms, jitter_ms, publish_failure_rate, lost_ack_rate. Returns the report.

@@ -1,6 +1,6 @@
 """Where the store reads the time, so that tests move it by hand instead of sleeping.
 
-    Store(clock=Clock(monotonic=fake.monotonic, wall=fake.wall))
+Store(clock=Clock(monotonic=fake.monotonic, wall=fake.wall))
 """
 
 from __future__ import annotations

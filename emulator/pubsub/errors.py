@@ -22,6 +22,7 @@ class EmulatorError(FixableError):
     went wrong and what to do instead. `python -m emulator.pubsub` prints both and exits with status 2; the
     workbench CLI shows them as its own errors."""
 
+
 def invalid_argument(message: str) -> PubSubError:
     return PubSubError(grpc.StatusCode.INVALID_ARGUMENT, message)
 

@@ -47,7 +47,8 @@ class FaultConfig:
         unknown = set(values) - known
         if unknown:
             raise ValueError(
-                f"unknown fault setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+                f"unknown fault setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+            )
         return replace(base or cls(), **{k: float(v) for k, v in values.items()})
 
 
@@ -59,8 +60,10 @@ def parse_override(text: str) -> tuple[str, dict[str, float]]:
     """
     resource, *pairs = text.split(",")
     if not resource.startswith("projects/") or not pairs:
-        raise ValueError(f"fault override {text!r}: expected RESOURCE,key=value[,key=value...] "
-                         "with RESOURCE a full topic or subscription name")
+        raise ValueError(
+            f"fault override {text!r}: expected RESOURCE,key=value[,key=value...] "
+            "with RESOURCE a full topic or subscription name"
+        )
     values: dict[str, float] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

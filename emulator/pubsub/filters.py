@@ -41,7 +41,7 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if not match:
-            raise invalid_argument(f"Invalid filter: unexpected character at {pos}: {text[pos:pos + 10]!r}")
+            raise invalid_argument(f"Invalid filter: unexpected character at {pos}: {text[pos : pos + 10]!r}")
         kind = match.lastgroup or ""
         value = match.group(kind)
         if kind == "string":

@@ -47,16 +47,23 @@ FAULT_FLAGS = (
 )
 
 FLAGS = (
-    Flag("--host", "Address to listen on; anything but loopback prints a warning (it has no authentication).",
-         str, LOCAL_HOST),
+    Flag(
+        "--host",
+        "Address to listen on; anything but loopback prints a warning (it has no authentication).",
+        str,
+        LOCAL_HOST,
+    ),
     Flag("--port", "Port to listen on; 0 picks a free one.", int, PUBSUB_EMULATOR_PORT, 0, 65535),
     Flag("--data-dir", "Keep topics, subscriptions and unacked messages here across restarts.", "directory"),
     Flag("--seed", "Seed of the fault-injection decisions.", int, 0),
     Flag("--admin", "Serve the admin service, to change faults while it runs (fault flags imply it).", bool, False),
     *FAULT_FLAGS,
-    Flag("--fault", "Fault settings for one topic or subscription, e.g. "
-         "projects/p/subscriptions/s,lost_ack_rate=0.1 (repeatable).", repeatable=True,
-         metavar="RESOURCE,KEY=VALUE[,...]"),
+    Flag(
+        "--fault",
+        "Fault settings for one topic or subscription, e.g. projects/p/subscriptions/s,lost_ack_rate=0.1 (repeatable).",
+        repeatable=True,
+        metavar="RESOURCE,KEY=VALUE[,...]",
+    ),
     Flag("--workers", "gRPC worker threads (each open stream holds one).", int, DEFAULT_WORKERS, 1),
 )
 
@@ -89,8 +96,13 @@ def parser(prog: str = "python -m emulator.pubsub", description: str | None = No
             built.add_argument(flag.name, action="append", default=[], metavar=flag.metavar, help=flag.help)
         else:
             kind = str if flag.kind == "directory" else flag.kind
-            built.add_argument(flag.name, type=_bounded(kind, flag.low, flag.high), default=flag.default,
-                               metavar=flag.metavar, help=flag.help)
+            built.add_argument(
+                flag.name,
+                type=_bounded(kind, flag.low, flag.high),
+                default=flag.default,
+                metavar=flag.metavar,
+                help=flag.help,
+            )
     return built
 
 

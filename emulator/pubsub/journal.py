@@ -35,7 +35,7 @@ def read_records(path: Path) -> Iterator[tuple[str, bytes]]:
         end = pos + _HEADER.size + length
         if code < 1 or code > len(KINDS) or end > len(data):
             return
-        yield KINDS[code - 1], data[pos + _HEADER.size:end]
+        yield KINDS[code - 1], data[pos + _HEADER.size : end]
         pos = end
 
 
@@ -148,8 +148,9 @@ def _write_snapshot(path: Path, top: int, records: list[tuple[str, bytes]]) -> i
     return size
 
 
-def open_journal(data_dir: Path, replay: Callable[[str, bytes], int],
-                 snapshot: Callable[[], list[tuple[str, bytes]]]) -> tuple[Journal, int]:
+def open_journal(
+    data_dir: Path, replay: Callable[[str, bytes], int], snapshot: Callable[[], list[tuple[str, bytes]]]
+) -> tuple[Journal, int]:
     """Replay the journal in data_dir into the store, compact it, and open it for appending.
 
     Returns the journal and the highest message sequence number seen (message ids continue after it).

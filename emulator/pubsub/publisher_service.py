@@ -50,16 +50,19 @@ class PublisherService:
         self.store = store
 
     def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            "CreateTopic": unary(self.create_topic, Topic.pb()),
-            "UpdateTopic": unary(self.update_topic, UpdateTopicRequest.pb()),
-            "Publish": unary(self.publish, _SizedPublishRequest),
-            "GetTopic": unary(self.get_topic, GetTopicRequest.pb()),
-            "ListTopics": unary(self.list_topics, ListTopicsRequest.pb()),
-            "ListTopicSubscriptions": unary(self.list_topic_subscriptions, ListTopicSubscriptionsRequest.pb()),
-            "ListTopicSnapshots": unary(self.list_topic_snapshots, ListTopicSnapshotsRequest.pb()),
-            "DeleteTopic": unary(self.delete_topic, DeleteTopicRequest.pb()),
-        })
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "CreateTopic": unary(self.create_topic, Topic.pb()),
+                "UpdateTopic": unary(self.update_topic, UpdateTopicRequest.pb()),
+                "Publish": unary(self.publish, _SizedPublishRequest),
+                "GetTopic": unary(self.get_topic, GetTopicRequest.pb()),
+                "ListTopics": unary(self.list_topics, ListTopicsRequest.pb()),
+                "ListTopicSubscriptions": unary(self.list_topic_subscriptions, ListTopicSubscriptionsRequest.pb()),
+                "ListTopicSnapshots": unary(self.list_topic_snapshots, ListTopicSnapshotsRequest.pb()),
+                "DeleteTopic": unary(self.delete_topic, DeleteTopicRequest.pb()),
+            },
+        )
 
     def create_topic(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self.store.create_topic(request)
@@ -72,8 +75,10 @@ class PublisherService:
         if size > MAX_REQUEST_BYTES:
             raise invalid_argument(f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes.")
         if self.store.faults.any_active and self.store.faults.fail_publish(request.topic):
-            raise PubSubError(grpc.StatusCode.UNAVAILABLE, "The service was unable to fulfill your request "
-                              "(injected fault: publish failure). Please try again.")
+            raise PubSubError(
+                grpc.StatusCode.UNAVAILABLE,
+                "The service was unable to fulfill your request (injected fault: publish failure). Please try again.",
+            )
         ids = self.store.publish(request.topic, request.messages)
         response = PublishResponsePb()
         response.message_ids.extend(ids)
@@ -89,15 +94,13 @@ class PublisherService:
         return response
 
     def list_topic_subscriptions(self, request: Any, context: grpc.ServicerContext) -> Any:
-        subs, token = page(self.store.list_topic_subscriptions(request.topic), request.page_size,
-                           request.page_token)
+        subs, token = page(self.store.list_topic_subscriptions(request.topic), request.page_size, request.page_token)
         response = ListTopicSubscriptionsResponsePb(next_page_token=token)
         response.subscriptions.extend(subs)
         return response
 
     def list_topic_snapshots(self, request: Any, context: grpc.ServicerContext) -> Any:
-        snapshots, token = page(self.store.list_topic_snapshots(request.topic), request.page_size,
-                                request.page_token)
+        snapshots, token = page(self.store.list_topic_snapshots(request.topic), request.page_size, request.page_token)
         response = ListTopicSnapshotsResponsePb(next_page_token=token)
         response.snapshots.extend(snapshots)
         return response

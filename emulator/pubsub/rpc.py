@@ -15,8 +15,9 @@ def raw(data: bytes) -> bytes:
     return data
 
 
-def unary(fn: Callable[[Any, grpc.ServicerContext], Any], request_class: Any,
-          serializer: Callable[[Any], bytes] | None = None) -> grpc.RpcMethodHandler:
+def unary(
+    fn: Callable[[Any, grpc.ServicerContext], Any], request_class: Any, serializer: Callable[[Any], bytes] | None = None
+) -> grpc.RpcMethodHandler:
     """A unary-unary handler that turns PubSubError into the matching status code."""
 
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
@@ -39,6 +40,6 @@ def page(items: list[Any], page_size: int, page_token: str) -> tuple[list[Any], 
     except ValueError:
         raise PubSubError(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid page token: {page_token}") from None
     size = page_size if page_size > 0 else 1000
-    chunk = items[start:start + size]
+    chunk = items[start : start + size]
     more = start + size < len(items)
     return chunk, str(start + size) if more else ""

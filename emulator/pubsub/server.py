@@ -119,8 +119,10 @@ def _check_port(host: str, port: int) -> None:
                     f"Port {port} on {host} is already in use.",
                     f"Stop whatever listens there (`ss -ltnp 'sport = :{port}'`) or choose another --port.",
                 ) from None
-            raise EmulatorError(f"Cannot listen on {host}:{port}: {exc.strerror}.",
-                                 "Use a local address such as 127.0.0.1 and a free port.") from None
+            raise EmulatorError(
+                f"Cannot listen on {host}:{port}: {exc.strerror}.",
+                "Use a local address such as 127.0.0.1 and a free port.",
+            ) from None
 
 
 def _check_data_dir(data_dir: Path) -> None:
@@ -130,15 +132,20 @@ def _check_data_dir(data_dir: Path) -> None:
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as exc:
-        raise EmulatorError(f"The data directory {data_dir} is not writable ({exc.strerror}).",
-                             "Pass a --data-dir you can write to, or fix its permissions.") from None
+        raise EmulatorError(
+            f"The data directory {data_dir} is not writable ({exc.strerror}).",
+            "Pass a --data-dir you can write to, or fix its permissions.",
+        ) from None
     if not os.access(data_dir, os.W_OK):
-        raise EmulatorError(f"The data directory {data_dir} is not writable.",
-                             "Pass a --data-dir you can write to, or fix its permissions.")
+        raise EmulatorError(
+            f"The data directory {data_dir} is not writable.",
+            "Pass a --data-dir you can write to, or fix its permissions.",
+        )
 
 
-def admin_wanted(admin: bool | None, faults: dict[str, Any] | None,
-                 fault_overrides: dict[str, dict[str, Any]] | None) -> bool:
+def admin_wanted(
+    admin: bool | None, faults: dict[str, Any] | None, fault_overrides: dict[str, dict[str, Any]] | None
+) -> bool:
     """Whether to serve the admin service: as asked, else only when faults are set at start (asking for faults is
     asking for fault injection, and the admin service is how a test reads and changes them)."""
     if admin is not None:
@@ -146,9 +153,16 @@ def admin_wanted(admin: bool | None, faults: dict[str, Any] | None,
     return FaultConfig.from_dict(faults or {}).active or bool(fault_overrides)
 
 
-def start(host: str = LOCAL_HOST, port: int = PUBSUB_EMULATOR_PORT, data_dir: str | Path | None = None, seed: int = 0,
-          faults: dict[str, Any] | None = None, workers: int = DEFAULT_WORKERS,
-          fault_overrides: dict[str, dict[str, Any]] | None = None, admin: bool | None = None) -> EmulatorHandle:
+def start(
+    host: str = LOCAL_HOST,
+    port: int = PUBSUB_EMULATOR_PORT,
+    data_dir: str | Path | None = None,
+    seed: int = 0,
+    faults: dict[str, Any] | None = None,
+    workers: int = DEFAULT_WORKERS,
+    fault_overrides: dict[str, dict[str, Any]] | None = None,
+    admin: bool | None = None,
+) -> EmulatorHandle:
     """Start the emulator in this process and return once it accepts connections.
 
     `faults` are the global fault settings, `fault_overrides` per topic or subscription name. `admin` serves the
@@ -169,8 +183,9 @@ def start(host: str = LOCAL_HOST, port: int = PUBSUB_EMULATOR_PORT, data_dir: st
         store.restore_seq(top)
         store.journal = journal
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pubsub-rpc"),
-                         options=SERVER_OPTIONS)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pubsub-rpc"), options=SERVER_OPTIONS
+    )
     handlers = [PublisherService(store).handler(), SubscriberService(store).handler(), StatsService(store).handler()]
     if admin:
         handlers.append(AdminService(store).handler())

@@ -49,8 +49,9 @@ DELIVER_CHUNK = 1000
 class Store(Resources, Snapshots, DeliveryEngine):
     """All emulator state. Methods raise PubSubError; the gRPC services translate it into status codes."""
 
-    def __init__(self, faults: FaultInjector | None = None, journal: Journal | None = None,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, faults: FaultInjector | None = None, journal: Journal | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.lock = threading.Lock()
         self.clock = clock
         self.topics: dict[str, TopicState] = {}

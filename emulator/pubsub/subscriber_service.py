@@ -62,27 +62,30 @@ class SubscriberService:
         self.store = store
 
     def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            "CreateSubscription": unary(self.create_subscription, Subscription.pb()),
-            "GetSubscription": unary(self.get_subscription, GetSubscriptionRequest.pb()),
-            "UpdateSubscription": unary(self.update_subscription, UpdateSubscriptionRequest.pb()),
-            "ListSubscriptions": unary(self.list_subscriptions, ListSubscriptionsRequest.pb()),
-            "DeleteSubscription": unary(self.delete_subscription, DeleteSubscriptionRequest.pb()),
-            "ModifyAckDeadline": unary(self.modify_ack_deadline, ModifyAckDeadlineRequest.pb()),
-            "Acknowledge": unary(self.acknowledge, AcknowledgeRequest.pb()),
-            "Pull": unary(self.pull, PullRequest.pb(), serializer=raw),
-            "StreamingPull": grpc.stream_stream_rpc_method_handler(
-                self.streaming_pull,
-                request_deserializer=StreamingPullRequestPb.FromString,
-                response_serializer=raw,
-            ),
-            "Seek": unary(self.seek, SeekRequest.pb()),
-            "CreateSnapshot": unary(self.create_snapshot, CreateSnapshotRequest.pb()),
-            "GetSnapshot": unary(self.get_snapshot, GetSnapshotRequest.pb()),
-            "ListSnapshots": unary(self.list_snapshots, ListSnapshotsRequest.pb()),
-            "UpdateSnapshot": unary(self.update_snapshot, UpdateSnapshotRequest.pb()),
-            "DeleteSnapshot": unary(self.delete_snapshot, DeleteSnapshotRequest.pb()),
-        })
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "CreateSubscription": unary(self.create_subscription, Subscription.pb()),
+                "GetSubscription": unary(self.get_subscription, GetSubscriptionRequest.pb()),
+                "UpdateSubscription": unary(self.update_subscription, UpdateSubscriptionRequest.pb()),
+                "ListSubscriptions": unary(self.list_subscriptions, ListSubscriptionsRequest.pb()),
+                "DeleteSubscription": unary(self.delete_subscription, DeleteSubscriptionRequest.pb()),
+                "ModifyAckDeadline": unary(self.modify_ack_deadline, ModifyAckDeadlineRequest.pb()),
+                "Acknowledge": unary(self.acknowledge, AcknowledgeRequest.pb()),
+                "Pull": unary(self.pull, PullRequest.pb(), serializer=raw),
+                "StreamingPull": grpc.stream_stream_rpc_method_handler(
+                    self.streaming_pull,
+                    request_deserializer=StreamingPullRequestPb.FromString,
+                    response_serializer=raw,
+                ),
+                "Seek": unary(self.seek, SeekRequest.pb()),
+                "CreateSnapshot": unary(self.create_snapshot, CreateSnapshotRequest.pb()),
+                "GetSnapshot": unary(self.get_snapshot, GetSnapshotRequest.pb()),
+                "ListSnapshots": unary(self.list_snapshots, ListSnapshotsRequest.pb()),
+                "UpdateSnapshot": unary(self.update_snapshot, UpdateSnapshotRequest.pb()),
+                "DeleteSnapshot": unary(self.delete_snapshot, DeleteSnapshotRequest.pb()),
+            },
+        )
 
     # ------------------------------------------------------------------------------------- administration
     def create_subscription(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -146,8 +149,7 @@ class SubscriberService:
         return self.store.get_snapshot(request.snapshot)
 
     def list_snapshots(self, request: Any, context: grpc.ServicerContext) -> Any:
-        snapshots, token = page(self.store.list_snapshots(request.project), request.page_size,
-                                request.page_token)
+        snapshots, token = page(self.store.list_snapshots(request.project), request.page_size, request.page_token)
         response = ListSnapshotsResponsePb(next_page_token=token)
         response.snapshots.extend(snapshots)
         return response
@@ -170,16 +172,17 @@ class SubscriberService:
             if not 10 <= first.stream_ack_deadline_seconds <= 600:
                 raise invalid_argument(
                     f"Invalid stream_ack_deadline_seconds: {first.stream_ack_deadline_seconds}; "
-                    "it must be between 10 and 600")
+                    "it must be between 10 and 600"
+                )
             _check_modacks(first)
         except PubSubError as exc:
             context.abort(exc.code, exc.message)
-        stream = Stream(first.stream_ack_deadline_seconds, first.max_outstanding_messages,
-                        first.max_outstanding_bytes)
+        stream = Stream(first.stream_ack_deadline_seconds, first.max_outstanding_messages, first.max_outstanding_bytes)
         self._apply(name, stream, first)
         context.add_callback(lambda: self.store.close_stream(name, stream))
-        threading.Thread(target=self._read, args=(name, stream, requests), daemon=True,
-                         name="streaming-pull-reader").start()
+        threading.Thread(
+            target=self._read, args=(name, stream, requests), daemon=True, name="streaming-pull-reader"
+        ).start()
         while True:
             try:
                 received, sub = self.store.pull(name, STREAM_BATCH, wait=1.0, stream=stream)

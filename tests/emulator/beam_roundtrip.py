@@ -26,10 +26,12 @@ def run(argv: list[str] | None = None) -> None:
     args, beam_args = parser.parse_known_args(argv)
     options = PipelineOptions([*beam_args, "--runner=DirectRunner", "--streaming", "--project=p"])
     with beam.Pipeline(options=options) as pipeline:
-        (pipeline
-         | "Read" >> ReadFromPubSub(subscription=args.subscription, with_attributes=True)
-         | "Tag" >> beam.Map(tag)
-         | "Write" >> WriteToPubSub(args.topic, with_attributes=True))
+        (
+            pipeline
+            | "Read" >> ReadFromPubSub(subscription=args.subscription, with_attributes=True)
+            | "Tag" >> beam.Map(tag)
+            | "Write" >> WriteToPubSub(args.topic, with_attributes=True)
+        )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,14 @@ def test_read_and_write_pubsub_with_direct_runner(workbench_pubsub):
     # Published before the pipeline starts: a named subscription keeps them (a topic read would not).
     pubsub.publish(source_topic, *[b"event-%d" % i for i in range(COUNT)], event_type="order")
 
-    env = dict(os.environ, PUBSUB_EMULATOR_HOST=pubsub.emulator.target, NO_GCE_CHECK="true",
-               PYTHONPATH=str(ROOT))
-    process = subprocess.Popen([sys.executable, str(PIPELINE), "--subscription", source_sub, "--topic", sink_topic],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = dict(os.environ, PUBSUB_EMULATOR_HOST=pubsub.emulator.target, NO_GCE_CHECK="true", PYTHONPATH=str(ROOT))
+    process = subprocess.Popen(
+        [sys.executable, str(PIPELINE), "--subscription", source_sub, "--topic", sink_topic],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         received = []
         deadline = time.monotonic() + 120

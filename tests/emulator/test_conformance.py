@@ -441,11 +441,14 @@ def _raw_stream(pubsub, subscription: str, **settings):
     from google.pubsub_v1.types import StreamingPullRequest, StreamingPullResponse
 
     channel = grpc.insecure_channel(pubsub.emulator.target)
-    call = channel.stream_stream("/google.pubsub.v1.Subscriber/StreamingPull",
-                                 request_serializer=StreamingPullRequest.serialize,
-                                 response_deserializer=StreamingPullResponse.deserialize)
-    requests = _RequestQueue(StreamingPullRequest(subscription=subscription, stream_ack_deadline_seconds=60,
-                                                  **settings))
+    call = channel.stream_stream(
+        "/google.pubsub.v1.Subscriber/StreamingPull",
+        request_serializer=StreamingPullRequest.serialize,
+        response_deserializer=StreamingPullResponse.deserialize,
+    )
+    requests = _RequestQueue(
+        StreamingPullRequest(subscription=subscription, stream_ack_deadline_seconds=60, **settings)
+    )
     return channel, requests, call(iter(requests), timeout=60)
 
 
@@ -468,9 +471,13 @@ def test_acks_and_nacks_on_the_stream(pubsub):
     channel, requests, responses = _raw_stream(pubsub, sub)
     try:
         received = {m.message.data: m for m in _receive(responses, 2)}
-        requests.put(StreamingPullRequest(ack_ids=[received[b"ack-me"].ack_id],
-                                          modify_deadline_ack_ids=[received[b"nack-me"].ack_id],
-                                          modify_deadline_seconds=[0]))
+        requests.put(
+            StreamingPullRequest(
+                ack_ids=[received[b"ack-me"].ack_id],
+                modify_deadline_ack_ids=[received[b"nack-me"].ack_id],
+                modify_deadline_seconds=[0],
+            )
+        )
         [again] = _receive(responses, 1)
         assert again.message.data == b"nack-me"
         requests.put(StreamingPullRequest(ack_ids=[again.ack_id]))
@@ -521,13 +528,15 @@ def test_streaming_pull_on_missing_subscription_is_not_found(pubsub):
 
 def test_retry_policy_delays_redelivery(pubsub):
     topic = pubsub.topic()
-    sub = pubsub.subscription(topic, retry_policy={"minimum_backoff": {"seconds": 3},
-                                                   "maximum_backoff": {"seconds": 10}})
+    sub = pubsub.subscription(
+        topic, retry_policy={"minimum_backoff": {"seconds": 3}, "maximum_backoff": {"seconds": 10}}
+    )
     pubsub.publish(topic, b"backoff")
     [first] = pubsub.pull(sub, 1, ack=False)
     nacked = time.monotonic()
     pubsub.subscriber.modify_ack_deadline(
-        request={"subscription": sub, "ack_ids": [first.ack_id], "ack_deadline_seconds": 0})
+        request={"subscription": sub, "ack_ids": [first.ack_id], "ack_deadline_seconds": 0}
+    )
     [second] = pubsub.pull(sub, 1, timeout=20)
     assert second.message.message_id == first.message.message_id
     if pubsub.official:
@@ -546,7 +555,8 @@ def test_nack_in_ordered_key_redelivers_the_rest_of_the_key(pubsub):
     assert [first.message.data, second.message.data, third.message.data] == [b"k1", b"k2", b"k3"]
     pubsub.subscriber.acknowledge(request={"subscription": sub, "ack_ids": [first.ack_id]})
     pubsub.subscriber.modify_ack_deadline(
-        request={"subscription": sub, "ack_ids": [second.ack_id], "ack_deadline_seconds": 0})
+        request={"subscription": sub, "ack_ids": [second.ack_id], "ack_deadline_seconds": 0}
+    )
     if pubsub.official:
         # The official emulator holds k2 back until k3's lease ends too (documented difference).
         assert pubsub.pull_nothing(sub, wait=3) == []
@@ -565,9 +575,9 @@ def test_ack_id_of_another_subscription_does_not_ack(pubsub):
     with contextlib.suppress(exceptions.InvalidArgument):
         pubsub.subscriber.acknowledge(request={"subscription": second, "ack_ids": [from_first.ack_id]})
     pubsub.subscriber.modify_ack_deadline(
-        request={"subscription": second, "ack_ids": [from_second.ack_id], "ack_deadline_seconds": 0})
+        request={"subscription": second, "ack_ids": [from_second.ack_id], "ack_deadline_seconds": 0}
+    )
     assert [m.message.data for m in pubsub.pull(second, 1)] == [b"shared"]
-
 
 
 # ---------------------------------------------------------------------------------------------- snapshots
@@ -610,8 +620,9 @@ def test_snapshot_excludes_messages_acked_before_it(pubsub):
 
 def test_snapshot_of_missing_subscription_is_not_found(pubsub):
     with pytest.raises(exceptions.NotFound):
-        pubsub.subscriber.create_snapshot(name=f"projects/{pubsub.project}/snapshots/nosub",
-                                          subscription=pubsub.subscription_path())
+        pubsub.subscriber.create_snapshot(
+            name=f"projects/{pubsub.project}/snapshots/nosub", subscription=pubsub.subscription_path()
+        )
 
 
 def test_seek_to_snapshot_of_another_topic_is_refused(pubsub):

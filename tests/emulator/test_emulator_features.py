@@ -20,7 +20,7 @@ from emulator.pubsub.errors import EmulatorError
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.timeout(120),
-    pytest.mark.filterwarnings("ignore:The \"api\" property:DeprecationWarning"),
+    pytest.mark.filterwarnings('ignore:The "api" property:DeprecationWarning'),
     pytest.mark.filterwarnings("ignore:The return_immediately flag is deprecated:DeprecationWarning"),
 ]
 
@@ -45,12 +45,14 @@ def test_faults_set_at_start_are_deterministic(fresh_emulator, connect):
         seen: list[bytes] = []
         for _ in range(100):
             response = pubsub.subscriber.pull(
-                request={"subscription": sub, "max_messages": 1, "return_immediately": True}, timeout=5)
+                request={"subscription": sub, "max_messages": 1, "return_immediately": True}, timeout=5
+            )
             if not response.received_messages:
                 break
             seen.extend(m.message.data for m in response.received_messages)
-            pubsub.subscriber.acknowledge(request={"subscription": sub,
-                                                   "ack_ids": [m.ack_id for m in response.received_messages]})
+            pubsub.subscriber.acknowledge(
+                request={"subscription": sub, "ack_ids": [m.ack_id for m in response.received_messages]}
+            )
         with AdminClient(emulator.target) as admin:
             count = admin.faults()["counts"]["duplicate"]
         assert len(seen) == 50 + count
@@ -102,7 +104,8 @@ def test_lost_acks_force_redelivery_through_subscribe(admin_pubsub):
     assert lost == 1
     # The "acked" message is still leased; a nack of its ack id brings it back.
     admin_pubsub.subscriber.modify_ack_deadline(
-        request={"subscription": sub, "ack_ids": [first.ack_id], "ack_deadline_seconds": 0})
+        request={"subscription": sub, "ack_ids": [first.ack_id], "ack_deadline_seconds": 0}
+    )
     again = admin_pubsub.pull(sub, 20)
     assert first.message.message_id in {m.message.message_id for m in again}
 
@@ -238,8 +241,12 @@ def test_module_entry_point_reports_the_port_it_picked():
     from emulator.pubsub.server import wait_healthy
 
     root = Path(__file__).resolve().parents[2]
-    process = subprocess.Popen([sys.executable, "-m", "emulator.pubsub", "--port", "0"], cwd=root,
-                               env=dict(os.environ, PYTHONPATH=str(root)), stdout=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator.pubsub", "--port", "0"],
+        cwd=root,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+        stdout=subprocess.PIPE,
+    )
     try:
         line = process.stdout.readline().decode().strip()
         assert line.startswith("listening on 127.0.0.1:")
@@ -277,8 +284,13 @@ def test_bad_fault_flag_is_refused_at_start():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, "-m", "emulator.pubsub", "--port", "0", "--fault", "nonsense"],
-                            cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "emulator.pubsub", "--port", "0", "--fault", "nonsense"],
+        cwd=root,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+        capture_output=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert b"RESOURCE,key=value" in result.stderr
 
@@ -308,8 +320,9 @@ def test_online_compaction_under_load_loses_nothing(tmp_path, monkeypatch):
             futures = [publisher.publish(topic, b"x" * 2000, round=str(round_)) for _ in range(100)]
             published.update(f.result() for f in futures)
             response = subscriber.pull(request={"subscription": sub, "max_messages": 90}, timeout=10)
-            subscriber.acknowledge(request={"subscription": sub,
-                                            "ack_ids": [m.ack_id for m in response.received_messages]})
+            subscriber.acknowledge(
+                request={"subscription": sub, "ack_ids": [m.ack_id for m in response.received_messages]}
+            )
             acked.update(m.message.message_id for m in response.received_messages)
             handle.journal.next_compaction = min(handle.journal.next_compaction, 200_000)
             handle.store.maybe_compact()

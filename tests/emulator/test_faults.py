@@ -69,8 +69,7 @@ def test_every_fault_is_counted():
     assert report["counts_by_resource"][SUB] == {"lost_ack": 3, "delay": 1}
 
 
-@pytest.mark.parametrize("bad", [{"duplicate_rate": 1.5}, {"lost_ack_rate": -0.1}, {"delay_ms": -1},
-                                 {"nonsense": 1}])
+@pytest.mark.parametrize("bad", [{"duplicate_rate": 1.5}, {"lost_ack_rate": -0.1}, {"delay_ms": -1}, {"nonsense": 1}])
 def test_invalid_settings_are_refused(bad):
     with pytest.raises(ValueError):
         FaultConfig.from_dict(bad)
@@ -78,15 +77,26 @@ def test_invalid_settings_are_refused(bad):
 
 def test_parse_override():
     assert parse_override("projects/p/topics/t,publish_failure_rate=0.5") == (
-        "projects/p/topics/t", {"publish_failure_rate": 0.5})
+        "projects/p/topics/t",
+        {"publish_failure_rate": 0.5},
+    )
     assert parse_override("projects/p/subscriptions/s,delay_ms=10,jitter_ms=5")[1] == {
-        "delay_ms": 10.0, "jitter_ms": 5.0}
+        "delay_ms": 10.0,
+        "jitter_ms": 5.0,
+    }
 
 
-@pytest.mark.parametrize("bad", ["lost_ack_rate=0.1", "projects/p/subscriptions/s",
-                                 "projects/p/subscriptions/s,lost_ack_rate", "projects/p/subscriptions/s,x=1",
-                                 "projects/p/subscriptions/s,lost_ack_rate=high",
-                                 "projects/p/subscriptions/s,lost_ack_rate=2"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "lost_ack_rate=0.1",
+        "projects/p/subscriptions/s",
+        "projects/p/subscriptions/s,lost_ack_rate",
+        "projects/p/subscriptions/s,x=1",
+        "projects/p/subscriptions/s,lost_ack_rate=high",
+        "projects/p/subscriptions/s,lost_ack_rate=2",
+    ],
+)
 def test_parse_override_refuses(bad):
     with pytest.raises(ValueError):
         parse_override(bad)

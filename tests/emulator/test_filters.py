@@ -40,17 +40,20 @@ def test_filter_evaluates(text, attributes, expected):
     assert (predicate is None or predicate(attributes)) is expected
 
 
-@pytest.mark.parametrize("bad", [
-    "attributes.kind == \"a\"",
-    "attributes.kind = a",
-    "attributes.kind = \"a\" AND",
-    "(attributes:kind",
-    "data = \"x\"",
-    "hasPrefix(attributes.kind)",
-    "attributes.kind = \"a\" attributes.b = \"c\"",
-    "attributes:" + "k" * 300,
-    "attributes.kind < \"a\"",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        'attributes.kind == "a"',
+        "attributes.kind = a",
+        'attributes.kind = "a" AND',
+        "(attributes:kind",
+        'data = "x"',
+        "hasPrefix(attributes.kind)",
+        'attributes.kind = "a" attributes.b = "c"',
+        "attributes:" + "k" * 300,
+        'attributes.kind < "a"',
+    ],
+)
 def test_filter_refuses_invalid_syntax(bad):
     with pytest.raises(PubSubError) as raised:
         compile_filter(bad)

@@ -15,9 +15,31 @@ from eventmodel.resources import LOCAL_HOST, PUBSUB_EMULATOR_PORT
 from workbench.cli.emulator import pubsub
 from workbench.errors import WorkbenchError
 
-EVERY_FLAG = ["--host", "::1", "--port", "0", "--data-dir", "state", "--seed", "7", "--admin",
-              "--duplicate-rate", "0.5", "--delay-ms", "20", "--jitter-ms", "5", "--publish-failure-rate", "0.1",
-              "--lost-ack-rate", "0.2", "--fault", "projects/p/subscriptions/s,lost_ack_rate=0.1", "--workers", "4"]
+EVERY_FLAG = [
+    "--host",
+    "::1",
+    "--port",
+    "0",
+    "--data-dir",
+    "state",
+    "--seed",
+    "7",
+    "--admin",
+    "--duplicate-rate",
+    "0.5",
+    "--delay-ms",
+    "20",
+    "--jitter-ms",
+    "5",
+    "--publish-failure-rate",
+    "0.1",
+    "--lost-ack-rate",
+    "0.2",
+    "--fault",
+    "projects/p/subscriptions/s,lost_ack_rate=0.1",
+    "--workers",
+    "4",
+]
 
 
 @pytest.mark.parametrize("argv", [[], EVERY_FLAG], ids=["defaults", "every-flag"])

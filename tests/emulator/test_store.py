@@ -187,8 +187,9 @@ def test_ordering_is_per_key():
 
 
 def test_retry_policy_backs_off_before_redelivery(clock):
-    store = make_store(clock=clock, retry_policy={"minimum_backoff": {"seconds": 3},
-                                                  "maximum_backoff": {"seconds": 10}})
+    store = make_store(
+        clock=clock, retry_policy={"minimum_backoff": {"seconds": 3}, "maximum_backoff": {"seconds": 10}}
+    )
     publish(store, b"a")
     [first] = pull(store)
     store.modify_ack_deadline(SUB, [first.ack_id], 0)
@@ -204,8 +205,7 @@ def test_retry_policy_backs_off_before_redelivery(clock):
 
 
 def test_dead_letter_after_max_attempts_with_source_attributes():
-    store = make_store(dead_letter_policy={"dead_letter_topic": "projects/p/topics/dead",
-                                           "max_delivery_attempts": 5})
+    store = make_store(dead_letter_policy={"dead_letter_topic": "projects/p/topics/dead", "max_delivery_attempts": 5})
     store.create_topic(TopicPb(name="projects/p/topics/dead"))
     store.create_subscription(SubscriptionPb(name="projects/p/subscriptions/dead", topic="projects/p/topics/dead"))
     publish(store, b"poison", kind="bad")
@@ -326,8 +326,13 @@ def test_journal_replay_keeps_dead_lettered_messages_out_of_the_source(tmp_path)
     first.create_topic(TopicPb(name=TOPIC))
     first.create_topic(TopicPb(name="projects/p/topics/dead"))
     first.create_subscription(SubscriptionPb(name="projects/p/subscriptions/dead", topic="projects/p/topics/dead"))
-    first.create_subscription(SubscriptionPb(name=SUB, topic=TOPIC, dead_letter_policy={
-        "dead_letter_topic": "projects/p/topics/dead", "max_delivery_attempts": 5}))
+    first.create_subscription(
+        SubscriptionPb(
+            name=SUB,
+            topic=TOPIC,
+            dead_letter_policy={"dead_letter_topic": "projects/p/topics/dead", "max_delivery_attempts": 5},
+        )
+    )
     publish(first, b"poison")
     for _ in range(5):
         [r] = pull(first)
@@ -491,8 +496,14 @@ def test_replay_rebuilds_what_every_kind_of_change_left(tmp_path, clock):
     dead, other = "projects/p/topics/dead", "projects/p/topics/other"
     for name in (TOPIC, dead, other):
         first.create_topic(TopicPb(name=name))
-    first.create_subscription(SubscriptionPb(name=SUB, topic=TOPIC, retain_acked_messages=True, dead_letter_policy={
-        "dead_letter_topic": dead, "max_delivery_attempts": 5}))
+    first.create_subscription(
+        SubscriptionPb(
+            name=SUB,
+            topic=TOPIC,
+            retain_acked_messages=True,
+            dead_letter_policy={"dead_letter_topic": dead, "max_delivery_attempts": 5},
+        )
+    )
     first.create_subscription(SubscriptionPb(name="projects/p/subscriptions/dead", topic=dead))
     first.create_subscription(SubscriptionPb(name="projects/p/subscriptions/orphan", topic=other))
     first.create_subscription(SubscriptionPb(name="projects/p/subscriptions/gone", topic=TOPIC))

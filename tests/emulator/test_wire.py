@@ -35,8 +35,9 @@ def test_ordered_subscription_properties_parse():
     from emulator.pubsub.subscriber_service import ORDERED_PROPERTIES
 
     message = PubsubMessage.pb()(data=b"x").SerializeToString()
-    parsed = StreamingPullResponse.pb().FromString(pull_response([received_message(b"1-1", message)])
-                                                   + ORDERED_PROPERTIES)
+    parsed = StreamingPullResponse.pb().FromString(
+        pull_response([received_message(b"1-1", message)]) + ORDERED_PROPERTIES
+    )
     assert parsed.subscription_properties.message_ordering_enabled
     assert not parsed.subscription_properties.exactly_once_delivery_enabled
     assert len(parsed.received_messages) == 1

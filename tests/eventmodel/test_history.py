@@ -55,8 +55,11 @@ def test_a_compact_array_is_re_encoded_compactly():
 
 def test_any_other_json_body_is_one_record_whole():
     assert read("one.json", b'{"a":1}') == [(1, 0, b'{"a":1}')]
-    assert read("two.json", b'{"a":1}\n{"b":2}\n') == [(1, 0, b'{"a":1}\n{"b":2}')]
+    assert read("two.json", b'{"a":1}\n{"b":2}\n') == [(1, 0, b'{"a":1}\n{"b":2}\n')]
     assert read("junk.json", b"\x00\xffnot json at all") == [(1, 0, b"\x00\xffnot json at all")]
+    for blank in (b"\n", b"\r\n", b"\t \n", b" "):  # whitespace bodies keep every byte
+        assert read("blank.json", blank) == [(1, 0, blank)]
+    assert read("nothing.json", b"") == [(1, 0, b"")]  # an object per event, of an empty event
 
 
 def test_a_laid_out_array_that_breaks_off_ends_with_the_rest_as_one_record():

@@ -44,8 +44,14 @@ def _emulator_stderr(*argv: str, host: str = "127.0.0.1") -> str:
     from workbench.localstack.ports import free_port
 
     port = free_port()
-    process = subprocess.Popen([sys.executable, *argv, "--host", host, "--port", str(port)], cwd=ROOT, env=ENV,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, *argv, "--host", host, "--port", str(port)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_healthy(f"127.0.0.1:{port}", timeout=30)  # 0.0.0.0 includes loopback
     finally:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "status": "workbench.cli.stack:status",
     "env": "workbench.cli.stack:env",
     "run-pipeline": "workbench.cli.pipeline:run_pipeline",
+    "backfill": "workbench.cli.backfill:backfill",
     "emulator": "workbench.cli.emulator:emulator",
     "reconcile": "workbench.cli.reconcile:reconcile",
     "demo": "workbench.cli.demo:demo",

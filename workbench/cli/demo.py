@@ -17,10 +17,20 @@ from workbench import terminal
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the events and of the chaos.")
 @click.option("--chaos", is_flag=True, help="Duplicate deliveries, publish UNAVAILABLE, lost acks, jitter (seeded).")
 @click.option("--output-root", default="./output", show_default=True, help="Where the pipeline writes the GCS tree.")
-@click.option("--pubsub-port", type=int, default=names.PUBSUB_EMULATOR_PORT, show_default=True,
-              help="Pub/Sub emulator port, when the demo starts the stack.")
-@click.option("--bigquery-port", type=int, default=names.BIGQUERY_EMULATOR_PORT, show_default=True,
-              help="BigQuery emulator port, when the demo starts the stack.")
+@click.option(
+    "--pubsub-port",
+    type=int,
+    default=names.PUBSUB_EMULATOR_PORT,
+    show_default=True,
+    help="Pub/Sub emulator port, when the demo starts the stack.",
+)
+@click.option(
+    "--bigquery-port",
+    type=int,
+    default=names.BIGQUERY_EMULATOR_PORT,
+    show_default=True,
+    help="BigQuery emulator port, when the demo starts the stack.",
+)
 @click.argument("publish_args", nargs=-1, type=click.UNPROCESSED)
 def demo(rate, count, duration, malformed_rate, duplicate_rate, seed, chaos, output_root, pubsub_port, bigquery_port,
          publish_args):  # fmt: skip

@@ -40,8 +40,14 @@ def _click_option(flag: Flag) -> Callable[[Callable[..., Any]], Callable[..., An
         kind = click.IntRange(flag.low, flag.high)
     else:
         kind = click.FloatRange(flag.low, flag.high)
-    return click.option(flag.name, type=kind, default=flag.default, show_default=flag.default is not None,
-                        metavar=flag.metavar, help=flag.help)
+    return click.option(
+        flag.name,
+        type=kind,
+        default=flag.default,
+        show_default=flag.default is not None,
+        metavar=flag.metavar,
+        help=flag.help,
+    )
 
 
 def _with_emulator_flags(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -91,8 +97,7 @@ def pubsub(live: bool, **flag_values: Any) -> None:
         handle.request_stop()
     try:
         warn_if_exposed(handle.host, "the Pub/Sub emulator", exposure_risk(handle.admin))
-        terminal.success(f"Pub/Sub emulator listening on {handle.target}: "
-                         f"export PUBSUB_EMULATOR_HOST={handle.target}")
+        terminal.success(f"Pub/Sub emulator listening on {handle.target}: export PUBSUB_EMULATOR_HOST={handle.target}")
         if handle.admin:
             terminal.info("admin service on: faults can be changed while it runs (emulator.pubsub.admin.AdminClient)")
         if live:

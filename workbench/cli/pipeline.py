@@ -48,10 +48,20 @@ def _dashed(text: str) -> str:
 )
 @click.option("--stop-when-idle", type=float, metavar="SECONDS", help="Drain and exit after this long without input.")
 @click.option("--pull-size", type=int, default=1000, show_default=True, help="Messages per local Pub/Sub pull.")
-@click.option("--flush-seconds", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
-              help="Longest a file buffer waits.")
-@click.option("--dedup-ttl", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
-              help="Seconds an event id is remembered.")
+@click.option(
+    "--flush-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Longest a file buffer waits.",
+)
+@click.option(
+    "--dedup-ttl",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600.0,
+    show_default=True,
+    help="Seconds an event id is remembered.",
+)
 @click.option(
     "--sink-retry-seconds",
     type=click.FloatRange(min=0),

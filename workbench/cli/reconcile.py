@@ -31,8 +31,12 @@ from workbench.errors import WorkbenchError
     show_default=True,
     help="Where the comparison runs: auto = inside BigQuery for real BigQuery, DuckDB on the local stack.",
 )
-@click.option("--scratch-dataset", default=f"{DATASET}_reconcile", show_default=True,
-              help="BigQuery engine: the dataset for reconcile's own tables (dropped after each reconcile).")
+@click.option(
+    "--scratch-dataset",
+    default=f"{DATASET}_reconcile",
+    show_default=True,
+    help="BigQuery engine: the dataset for reconcile's own tables (dropped after each reconcile).",
+)
 @click.option("--wait", "wait_s", type=float, metavar="SECONDS", help="Poll until the sinks settle or time runs out.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the full report.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a visual report.")

@@ -14,7 +14,9 @@ from workbench import terminal
 @click.command()
 @click.option("--gcs", "with_gcs", is_flag=True, help="Also start the GCS emulator (for gs:// output roots).")
 @click.option(
-    "--s3", "with_s3", is_flag=True,
+    "--s3",
+    "with_s3",
+    is_flag=True,
     help=f"Also start the S3 server (moto, in memory) with bucket {names.HISTORY_BUCKET}, for history in s3://.",
 )
 @click.option("--no-bigquery", is_flag=True, help="Leave out the BigQuery emulator.")

@@ -33,14 +33,15 @@ def preflight(options: PipelineOptions) -> None:
         raise WorkbenchError(str(exc), "pass --project or a full subscription path") from None
     emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
     if emulator:
-        _check_pubsub(emulator, subscription, resource_path("topics", app.dead_letter_topic, project)
+        check_pubsub(emulator, subscription, resource_path("topics", app.dead_letter_topic, project)
                       if app.dead_letter_topic else None)  # fmt: skip
     check_output_root(app.output_root)
     if app.dataset and app.bigquery_emulator_host:
-        _check_bigquery(app.bigquery_emulator_host, app.bigquery_project or project, app.dataset)
+        check_bigquery(app.bigquery_emulator_host, app.bigquery_project or project, app.dataset)
 
 
-def _check_pubsub(emulator: str, subscription: str, dead_letter_topic: str | None) -> None:
+def check_pubsub(emulator: str, subscription: str | None, dead_letter_topic: str | None) -> None:
+    """The emulator answers and the subscription (when given) and dead-letter topic (when given) exist."""
     from google.api_core import exceptions
 
     host, _, port = emulator.rpartition(":")
@@ -54,7 +55,8 @@ def _check_pubsub(emulator: str, subscription: str, dead_letter_topic: str | Non
     subscriber = subscriber_client(emulator)
     publisher = publisher_client(emulator)
     try:
-        subscriber.get_subscription(request={"subscription": subscription}, timeout=5, retry=None)
+        if subscription:
+            subscriber.get_subscription(request={"subscription": subscription}, timeout=5, retry=None)
         if dead_letter_topic:
             publisher.get_topic(request={"topic": dead_letter_topic}, timeout=5, retry=None)
     except exceptions.NotFound as exc:
@@ -91,7 +93,7 @@ def check_output_root(root: str) -> None:
         ) from None
 
 
-def _check_bigquery(endpoint: str, project: str, dataset: str) -> None:
+def check_bigquery(endpoint: str, project: str, dataset: str) -> None:
     from google.api_core import exceptions
 
     client = bigquery_client(project, endpoint, location=None)
@@ -184,5 +186,7 @@ def check_dataflow(options: PipelineOptions) -> None:
             raise WorkbenchError(
                 f"{flag} {url}: {problem}",
                 "on Dataflow every location is gs://BUCKET/PATH in an existing bucket; the workers cannot write to "
-                "this machine's disk" if flag == "--output_root" else "pass gs://BUCKET/PATH in an existing bucket",
+                "this machine's disk"
+                if flag == "--output_root"
+                else "pass gs://BUCKET/PATH in an existing bucket",
             )

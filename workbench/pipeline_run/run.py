@@ -166,5 +166,3 @@ def _submit(options: PipelineOptions) -> RunSummary:
         names = len(translated.proto_pipeline.components.transforms) if translated is not None else 0
         return RunSummary(DATAFLOW, "DRY_RUN", None, f"dry run: {names} transforms translated", translated)
     return RunSummary(DATAFLOW, str(result.state), None, result.job_id())
-
-

@@ -1,0 +1,228 @@
+"""`workbench backfill` on the real local stack: moto's S3 server, the BigQuery emulator, the Pub/Sub emulator.
+
+A history with every input shape (JSON lines, arrays, an object per event, gzip or not, many small objects and
+a few large ones, the types mixed) and malformed records is seeded by `workbench publish --history`, backfilled,
+and reconciled; a second backfill adds nothing. Objects that are not JSON at all, laid out by hand, or that the
+reader may not read, each get their own outcome, and a missing bucket is refused before anything runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from eventmodel import reasons as R
+from eventmodel import resources as names
+from eventmodel import rows
+from workbench.cli import cli
+
+pytestmark = pytest.mark.integration
+
+PROJECT = "backfill-it"
+
+
+class Stack:
+    def __init__(self, pubsub, bigquery, s3, home: Path, output: Path, bucket: str) -> None:
+        self.pubsub, self.bigquery, self.s3, self.home, self.output, self.bucket = (
+            pubsub, bigquery, s3, home, output, bucket)  # fmt: skip
+        self.client = bigquery.client()
+
+    def flags(self, output: Path | None = None) -> list[str]:
+        return ["--project", PROJECT, "--output-root", str(output or self.output),
+                "--bigquery-emulator", self.bigquery.endpoint, "--emulator", self.pubsub.target]  # fmt: skip
+
+    def backfill(self, uri: str, *extra: str, output: Path | None = None) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, ["backfill", uri, *self.flags(output), *extra], catch_exceptions=False)
+        return result.exit_code, result.output
+
+    def reconcile(self, run_id: str, output: Path | None = None) -> tuple[int, str]:
+        result = CliRunner().invoke(
+            cli, ["reconcile", run_id, "--project", PROJECT, "--output-root", str(output or self.output)]
+        )
+        return result.exit_code, result.output
+
+    def count(self, table: str, where: str = "TRUE") -> int:
+        sql = f"SELECT COUNT(*) AS n FROM `{PROJECT}.{names.DATASET}.{table}` WHERE {where}"
+        return next(iter(self.client.query(sql).result()))["n"]
+
+    def letters(self, where: str) -> list[dict]:
+        sql = (f"SELECT reason, stage, payload, event_id, TO_JSON_STRING(attributes) AS attributes "
+               f"FROM `{PROJECT}.{names.DATASET}.dead_letters` WHERE {where}")  # fmt: skip
+        return [dict(r.items()) for r in self.client.query(sql).result()]
+
+
+@pytest.fixture(scope="module")
+def stack(workbench_emulator, bigquery_emulator, s3_emulator, tmp_path_factory):
+    from ddl.apply import apply_ddl
+    from workbench.localstack.stack import create_pubsub_resources
+
+    home = tmp_path_factory.mktemp("home")
+    bucket = f"history-{uuid.uuid4().hex[:10]}"
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {**s3_emulator.exports, "PUBSUB_EMULATOR_HOST": workbench_emulator.target,
+                            "BIGQUERY_EMULATOR_HOST": bigquery_emulator.endpoint, "NO_GCE_CHECK": "true",
+                            "WORKBENCH_HOME": str(home)}.items():  # fmt: skip
+            env.setenv(name, value)
+        create_pubsub_resources(workbench_emulator.target, PROJECT)
+        apply_ddl(project=PROJECT, emulator=bigquery_emulator.host_port)
+        s3_emulator.s3_client().create_bucket(Bucket=bucket)
+        it = Stack(workbench_emulator, bigquery_emulator, s3_emulator, home, tmp_path_factory.mktemp("tree") / "out",
+                   bucket)  # fmt: skip
+        seeded = CliRunner().invoke(cli, [
+            "publish", "--history", "2025-01-01..2025-03-01", "--count", "1500", "--malformed-rate", "0.06",
+            "--duplicate-rate", "0.03", "--seed", "11", "--to", f"s3://{bucket}/exports", "--format", "mixed",
+            "--compression", "mixed", "--objects", "24"], catch_exceptions=False)  # fmt: skip
+        assert seeded.exit_code == 0, seeded.output
+        it.run_id = sorted((home / "runs").iterdir())[-1].name
+        yield it
+
+
+def _objects_file(stack: Stack) -> list[dict]:
+    import csv
+
+    with (stack.home / "runs" / stack.run_id / "objects-0.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_seeded_history_has_every_input_shape(stack):
+    objects = _objects_file(stack)
+    formats = {o["format"] for o in objects}
+    assert formats == {"ndjson", "array", "per-event"}
+    assert {o["gzip"] for o in objects} == {"1", ""}
+    sizes = sorted(int(o["records"]) for o in objects)
+    assert sizes[0] <= 5 and sizes[-1] >= 100, f"many small objects and some large ones: {sizes}"
+
+
+def test_a_backfill_reconciles_and_a_second_one_changes_nothing(stack):
+    code, output = stack.backfill(f"s3://{stack.bucket}/exports")
+    assert code == 0, output
+    assert "backfill done" in output
+    code, output = stack.reconcile(stack.run_id)
+    assert code == 0, output
+    where = f"run_id = '{stack.run_id}'"
+    before = {t: stack.count(t, where) for t in (*rows.TABLES.values(), rows.DEAD_LETTER_TABLE)}
+    files = sorted(p.relative_to(stack.output) for p in stack.output.rglob("*.json"))
+    assert sum(before.values()) > 1000 and before[rows.DEAD_LETTER_TABLE] > 20
+
+    code, output = stack.backfill(f"s3://{stack.bucket}/exports")
+    assert code == 0, output
+    assert "already in BigQuery" in output and "dead letters already recorded" in output
+    assert {t: stack.count(t, where) for t in before} == before, "a rerun adds no row"
+    assert sorted(p.relative_to(stack.output) for p in stack.output.rglob("*.json")) == files, "nor a file"
+    code, output = stack.reconcile(stack.run_id)
+    assert code == 0, output
+
+
+def test_reconcile_catches_a_backfill_that_lost_an_event(stack, tmp_path):
+    if not stack.output.exists():
+        pytest.skip("needs the backfill of the test before")
+    broken = tmp_path / "out"
+    shutil.copytree(stack.output, broken)
+    victim = next(p for p in sorted(broken.rglob("*.json")) if p.read_bytes().count(b"\n") == 1)
+    lost = orjson.loads(victim.read_bytes())["event_id"]
+    victim.unlink()
+    code, output = stack.reconcile(stack.run_id, output=broken)
+    assert code == 1, output
+    assert lost[:12] in output
+
+
+def test_a_second_backfill_completes_a_sink_the_first_left_short(stack, tmp_path):
+    """Files lost after a backfill (a bucket cleaned by mistake): the rerun writes only the missing files and
+    leaves BigQuery alone, because each sink is deduplicated on its own."""
+    if not stack.output.exists():
+        pytest.skip("needs the backfill of the test before")
+    partial = tmp_path / "out"
+    shutil.copytree(stack.output, partial)
+    gone = sorted(partial.glob("order/*/*/*"))[0]  # one day's order folder
+    lost = sum(p.read_bytes().count(b"\n") for p in gone.rglob("*.json"))
+    shutil.rmtree(gone)
+    rows_before = stack.count(rows.TABLES["order"], f"run_id = '{stack.run_id}'")
+    code, output = stack.backfill(f"s3://{stack.bucket}/exports", output=partial)
+    assert code == 0, output
+    assert sum(p.read_bytes().count(b"\n") for p in gone.rglob("*.json")) == lost
+    assert stack.count(rows.TABLES["order"], f"run_id = '{stack.run_id}'") == rows_before
+    code, output = stack.reconcile(stack.run_id, output=partial)
+    assert code == 0, output
+
+
+def test_objects_that_are_odd_or_unreadable_each_get_their_outcome(stack, tmp_path):
+    from workbench.localstack.s3_permissions import s3_reads_denied
+
+    client = stack.s3.s3_client()
+    prefix = f"odd-{uuid.uuid4().hex[:6]}"
+    event = orjson.loads(_one_valid_event())
+    pretty = orjson.dumps([event], option=orjson.OPT_INDENT_2)
+    client.put_object(Bucket=stack.bucket, Key=f"{prefix}/not-json.json", Body=b"\x00\x01 this is no JSON")
+    client.put_object(Bucket=stack.bucket, Key=f"{prefix}/pretty.json", Body=pretty)
+    client.put_object(Bucket=stack.bucket, Key=f"{prefix}/secret.jsonl", Body=_one_valid_event(2) + b"\n")
+    with s3_reads_denied(stack.s3.endpoint, stack.bucket, f"{prefix}/secret.jsonl") as reader:
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in reader.exports.items():
+                env.setenv(name, value)
+            code, output = stack.backfill(f"s3://{stack.bucket}/{prefix}", output=tmp_path / "out")
+    assert code == 1, output
+    assert "1 objects could not be read" in output and "run the same backfill again" in output
+    base = f"s3://{stack.bucket}/{prefix}"
+    letters = {r["event_id"]: r for r in stack.letters(f"STARTS_WITH(event_id, '{base}/')")}
+    not_json = letters[f"{base}/not-json.json#0"]
+    assert (not_json["reason"], bytes(not_json["payload"])) == (R.NOT_JSON, b"\x00\x01 this is no JSON")
+    assert orjson.loads(not_json["attributes"])[names.ATTR_SOURCE_OBJECT] == f"{base}/not-json.json"
+    unreadable = letters[f"{base}/secret.jsonl#unreadable"]
+    assert unreadable["reason"] == R.SOURCE_UNREADABLE and unreadable["stage"] == "read"
+    # The pretty-printed array's event was backfilled, under the backfill's own run id (no run folder in its key).
+    assert len(list((tmp_path / "out").rglob("*.json"))) == 1
+
+
+def _one_valid_event(n: int = 1) -> bytes:
+    from generator.stream import DEAD_LETTER, EventStream, GeneratorConfig
+
+    stream = EventStream(GeneratorConfig(seed=5), run_id="odd")
+    return [m.data for m in stream.take(20) if m.expected != DEAD_LETTER][n - 1]
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=120)  # fmt: skip
+
+
+def test_a_missing_bucket_or_an_empty_prefix_is_refused_before_anything_runs(stack, tmp_path):
+    import os
+
+    env = {**os.environ, **stack.s3.exports, "WORKBENCH_HOME": str(tmp_path)}
+    flags = ["--project", PROJECT, "--output-root", str(tmp_path / "out"), "--bigquery-emulator",
+             stack.bigquery.endpoint, "--emulator", stack.pubsub.target]  # fmt: skip
+    done = _cli("backfill", "s3://no-such-bucket-here/x", *flags, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "does not exist" in done.stderr and "aws s3 mb s3://no-such-bucket-here" in done.stderr
+    done = _cli("backfill", f"s3://{stack.bucket}/nothing-here", *flags, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "nothing under" in done.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.json"))
+
+
+def test_dataflow_dry_run_translates_the_backfill_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    result = CliRunner().invoke(cli, [
+        "backfill", "s3://history/exports", "--runner", "DataflowRunner", "--project", "my-project",
+        "--region", "europe-west1", "--temp-location", "gs://my-bucket/tmp", "--output-root", "gs://my-bucket/output",
+        "--aws-credentials-secret", "projects/my-project/secrets/aws/versions/1", "--dry-run", "--no_auth"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "dry run" in result.output and "transforms translated" in result.output
+
+
+def test_dataflow_refuses_a_history_on_this_machine(tmp_path, monkeypatch):
+    from workbench.cli import main
+
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    with pytest.raises(SystemExit) as exited:
+        main(["backfill", str(tmp_path), "--runner", "DataflowRunner", "--project", "my-project", "--region",
+              "europe-west1", "--temp-location", "gs://b/tmp", "--output-root", "gs://b/out"])  # fmt: skip
+    assert exited.value.code == 2
