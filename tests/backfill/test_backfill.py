@@ -162,11 +162,11 @@ def test_objects_that_are_odd_or_unreadable_each_get_their_outcome(stack, tmp_pa
     client.put_object(Bucket=stack.bucket, Key=f"{prefix}/not-json.json", Body=b"\x00\x01 this is no JSON")
     client.put_object(Bucket=stack.bucket, Key=f"{prefix}/pretty.json", Body=pretty)
     client.put_object(Bucket=stack.bucket, Key=f"{prefix}/secret.jsonl", Body=_one_valid_event(2) + b"\n")
-    with s3_reads_denied(stack.s3.endpoint, stack.bucket, f"{prefix}/secret.jsonl") as reader:
-        with pytest.MonkeyPatch.context() as env:
-            for name, value in reader.exports.items():
-                env.setenv(name, value)
-            code, output = stack.backfill(f"s3://{stack.bucket}/{prefix}", output=tmp_path / "out")
+    denied = s3_reads_denied(stack.s3.endpoint, stack.bucket, f"{prefix}/secret.jsonl")
+    with denied as reader, pytest.MonkeyPatch.context() as env:
+        for name, value in reader.exports.items():
+            env.setenv(name, value)
+        code, output = stack.backfill(f"s3://{stack.bucket}/{prefix}", output=tmp_path / "out")
     assert code == 1, output
     assert "1 objects could not be read" in output and "run the same backfill again" in output
     base = f"s3://{stack.bucket}/{prefix}"
@@ -212,7 +212,8 @@ def test_dataflow_dry_run_translates_the_backfill_offline(tmp_path, monkeypatch)
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
     result = CliRunner().invoke(cli, [
         "backfill", "s3://history/exports", "--runner", "DataflowRunner", "--project", "my-project",
-        "--region", "europe-west1", "--temp-location", "gs://my-bucket/tmp", "--output-root", "gs://my-bucket/output",
+        "--region", "europe-west1", "--temp-location", "gs://my-bucket/tmp",
+        "--output-root", "gs://my-bucket/output",
         "--aws-credentials-secret", "projects/my-project/secrets/aws/versions/1", "--dry-run", "--no_auth"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "dry run" in result.output and "transforms translated" in result.output
