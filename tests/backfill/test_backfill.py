@@ -214,7 +214,8 @@ def test_dataflow_dry_run_translates_the_backfill_offline(tmp_path, monkeypatch)
         "backfill", "s3://history/exports", "--runner", "DataflowRunner", "--project", "my-project",
         "--region", "europe-west1", "--temp-location", "gs://my-bucket/tmp",
         "--output-root", "gs://my-bucket/output",
-        "--aws-credentials-secret", "projects/my-project/secrets/aws/versions/1", "--dry-run", "--no_auth"])  # fmt: skip
+        "--aws-credentials-secret", "projects/my-project/secrets/aws/versions/1",
+        "--dry-run", "--no_auth"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "dry run" in result.output and "transforms translated" in result.output
 
