@@ -112,7 +112,7 @@ class ReadFileKeysFn(beam.DoFn):
         try:
             found = FileSystems.match([pattern])[0].metadata_list
         except Exception:  # nothing there yet (a local folder that does not exist)
-            return
+            found = []
         for metadata in found:
             if not metadata.path.endswith(".json"):
                 continue
@@ -139,8 +139,10 @@ class KeepNewFn(beam.DoFn):
     def process(self, element: tuple[str, dict[str, Any]]) -> Iterator[Any]:
         _, found = element
         copies = list(found["history"])
-        if not copies:
-            return  # a key the sinks hold that this history does not have
+        if copies:  # else a key the sinks hold that this history does not have
+            yield from self._route(copies, found)
+
+    def _route(self, copies: list[ValidEvent], found: dict[str, Any]) -> Iterator[Any]:
         if len(copies) > 1:
             self._duplicates.inc(len(copies) - 1)
         event = min(copies, key=_place)  # the same copy on every run: first object, first line
@@ -221,12 +223,10 @@ class KeepNewLettersFn(beam.DoFn):
     def process(self, element: tuple[str, dict[str, Any]]) -> Iterator[DeadLetter]:
         _, found = element
         letters = list(found["new"])
-        if not letters:
-            return
-        if any(True for _ in found["recorded"]):
+        if letters and any(True for _ in found["recorded"]):
             self._known.inc(len(letters))
-            return
-        yield from letters
+        else:
+            yield from letters
 
 
 class DropRecordedLetters(beam.PTransform):

@@ -1,0 +1,197 @@
+"""The backfill's stages one by one: batch loads against the real BigQuery emulator, and whole backfills of a
+local history folder into a local tree (no S3, no BigQuery: the file sink and its dedup alone)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from eventmodel import history, rows
+from eventmodel import reasons as R
+from eventmodel import resources as names
+from eventmodel.validate import Accepted, validate
+from generator.stream import DEAD_LETTER, EventStream, GeneratorConfig
+from pipeline import core
+from pipeline import metrics as M
+from pipeline.bigquery import _Source
+from pipeline.bigquery_load import LoadRowsFn, job_id
+from pipeline.history_dedup import ReadBigQueryKeysFn, key_select
+
+PROJECT = "backfill-stages"
+
+
+HISTORY = (datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 5, 1, tzinfo=UTC))  # events spread over two months
+
+
+def valid_events(n: int, seed: int = 3) -> list[Accepted]:
+    stream = EventStream(GeneratorConfig(seed=seed, history=HISTORY), run_id="stages")
+    found = [validate(m.data) for m in stream.take(n * 3) if m.expected != DEAD_LETTER]
+    return [v for v in found if isinstance(v, Accepted)][:n]
+
+
+def entry(accepted: Accepted) -> tuple:
+    event_id = history.history_event_id(accepted.event_type, accepted.event)
+    attributes = {"event_id": event_id, "run_id": "stages"}
+    row = rows.event_row(accepted, message_id=None, publish_time=None, attributes=attributes)
+    event = core.ValidEvent(accepted.event_type, accepted.event, accepted.event_time, event_id, None, None,
+                            attributes, orjson.dumps(accepted.event))  # fmt: skip
+    return row, event_id, _Source(event)
+
+
+@pytest.fixture(scope="module")
+def bigquery(bigquery_emulator):
+    from ddl.apply import apply_ddl
+
+    apply_ddl(project=PROJECT, emulator=bigquery_emulator.host_port)
+    return bigquery_emulator
+
+
+def count(bigquery, table: str, where: str = "TRUE") -> int:
+    sql = f"SELECT COUNT(*) AS n FROM `{PROJECT}.events.{table}` WHERE {where}"
+    return next(iter(bigquery.client().query(sql).result()))["n"]
+
+
+def test_a_load_refused_for_one_row_loads_the_others_and_dead_letters_that_one(bigquery):
+    events = [e for e in valid_events(40, seed=8) if e.event_type == "inventory"][:9]
+    entries = [entry(e) for e in events]
+    bad_row, bad_id, bad_source = entries[4]
+    entries[4] = ({**bad_row, "event_type": None}, bad_id, bad_source)  # the live table requires it
+    load = LoadRowsFn(PROJECT, bigquery.endpoint, retry_seconds=0)
+    load.setup()
+    table = f"{PROJECT}.events.inventory"
+    out = list(load.process(((table, 0), entries)))
+    load.teardown()
+    ids = ", ".join(f"'{e[1]}'" for e in entries)
+    assert count(bigquery, "inventory", f"event_id IN ({ids})") == len(entries) - 1
+    letters = [o.value for o in out]
+    assert [(d.reason, d.stage, d.event_id, d.data) for d in letters] == [
+        (R.BIGQUERY_INSERT_FAILED, core.STAGE_BIGQUERY, bad_id, bad_source.data)
+    ]
+    assert "NOT NULL" in letters[0].detail or "event_type" in letters[0].detail
+
+
+def test_job_ids_name_the_rows_so_a_retried_bundle_submits_the_same_job():
+    assert job_id("p.d.t", ["a", "b"], 0) == job_id("p.d.t", ["a", "b"], 0)
+    assert len({job_id("p.d.t", ["a", "b"], 0), job_id("p.d.t", ["a", "c"], 0), job_id("p.d.u", ["a", "b"], 0),
+                job_id("p.d.t", ["a", "b"], 1)}) == 4  # fmt: skip
+    assert all(c.isalnum() or c in "_-" for c in job_id("p.d.t", ["x"], 0)) and len(job_id("p.d.t", ["x"], 0)) <= 1024
+
+
+def test_the_keys_read_back_from_bigquery_name_the_events_they_came_from(bigquery):
+    """A row loaded from an event gives back, through key_select, the id its JSON gives: timestamps, structs."""
+    events = valid_events(30, seed=12)
+    load = LoadRowsFn(PROJECT, bigquery.endpoint, retry_seconds=0)
+    load.setup()
+    for event_type in ("order", "inventory", "user_activity"):
+        mine = [entry(e) for e in events if e.event_type == event_type]
+        assert not list(load.process(((f"{PROJECT}.events.{rows.table_of(event_type)}", 0), mine)))
+    load.teardown()
+    reader = ReadBigQueryKeysFn(PROJECT, "events", bigquery.endpoint)
+    reader.setup()
+    found = set()
+    for event in events:
+        found |= {k for k, _ in reader.process((event.event_type, event.event_time.strftime("%Y-%m")))}
+    reader.teardown()
+    assert {history.history_event_id(e.event_type, e.event) for e in events} <= found
+    assert "TIMESTAMP('2025-12-01') AND order_date < TIMESTAMP('2026-01-01')" in key_select("order", "t", "2025-12")
+
+
+# ------------------------------------------------------------------------------- local folder -> local tree
+
+
+def run_backfill(history_dir: Path, output: Path, *extra: str) -> dict[str, int]:
+    from pipeline.backfill import run
+    from workbench.pipeline_run.backfill import final_counts
+
+    result = run(["--runner", "DirectRunner", "--project", PROJECT, "--history_uri", str(history_dir),
+                  "--output_root", str(output), "--dataset", "", "--dead_letter_topic", "", *extra])  # fmt: skip
+    result.wait_until_finish()
+    return final_counts(result)
+
+
+def lines_under(root: Path) -> dict[str, list[dict]]:
+    return {str(p.relative_to(root)): [orjson.loads(x) for x in p.read_bytes().splitlines()]
+            for p in sorted(root.rglob("*.json"))}  # fmt: skip
+
+
+@pytest.fixture
+def history_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "history" / "20250101-000000-abcd"
+    folder.mkdir(parents=True)
+    bodies = [orjson.dumps(e.event) for e in valid_events(12, seed=21)]
+    (folder / "part-00000.jsonl").write_bytes(b"\n".join(bodies[:8]) + b"\n" + bodies[0] + b"\n")  # one repeat
+    (folder / "part-00001.json").write_bytes(b"[\n" + b",\n".join(bodies[8:]) + b"\n]\n")
+    (folder / "_SUCCESS").write_bytes(b"")
+    return tmp_path / "history"
+
+
+def test_a_folder_backfill_writes_each_event_once_and_a_rerun_writes_nothing(history_dir, tmp_path):
+    output = tmp_path / "out"
+    counts = run_backfill(history_dir, output)
+    assert counts[M.READ] == 13 and counts[M.HISTORY_DUPLICATES] == 1 and counts[M.HISTORY_OBJECTS] == 2
+    written = lines_under(output)
+    events = [line for lines in written.values() for line in lines]
+    assert len(events) == 12 and len({e["event_id"] for e in events}) == 12
+    assert all(e["attributes"]["run_id"] == "20250101-000000-abcd" and e["message_id"] is None for e in events)
+    assert all(e["attributes"][names.ATTR_SOURCE_OBJECT].endswith((".jsonl", ".json")) for e in events)
+    counts = run_backfill(history_dir, output)
+    assert counts.get(M.HISTORY_ALREADY_IN_GCS) == 12 and not counts.get(M.GCS_FILES)
+    assert lines_under(output) == written
+
+
+def test_names_never_collide_with_files_the_stream_wrote(history_dir, tmp_path):
+    output = tmp_path / "out"
+    first = next(iter(lines_under_history(history_dir)))
+    event_type, minute = first["event_type"], core.minute_key(validate(orjson.dumps(first)).event_time)
+    streamed = Path(core.file_path(str(output), event_type, minute, 0))
+    streamed.parent.mkdir(parents=True)
+    streamed.write_bytes(b'{"event_id": "streamed", "event": {"not": "this history"}}\n')
+    run_backfill(history_dir, output)
+    assert streamed.read_bytes() == b'{"event_id": "streamed", "event": {"not": "this history"}}\n'
+    beside = Path(core.file_path(str(output), event_type, minute, 1))
+    assert beside.exists(), sorted(p.name for p in streamed.parent.iterdir())
+
+
+def lines_under_history(history_dir: Path) -> list[dict]:
+    body = next(history_dir.rglob("part-00000.jsonl")).read_bytes()
+    return [orjson.loads(line) for line in body.splitlines()]
+
+
+def test_since_and_until_keep_only_events_in_their_window(history_dir, tmp_path):
+    times = sorted(validate(orjson.dumps(e)).event_time for e in lines_under_history(history_dir))
+    middle = times[len(times) // 2].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    output = tmp_path / "out"
+    counts = run_backfill(history_dir, output, "--since", middle)
+    kept = [line for lines in lines_under(output).values() for line in lines]
+    outside, repeats = counts[M.HISTORY_OUTSIDE_WINDOW], counts.get(M.HISTORY_DUPLICATES, 0)
+    assert kept and outside > 0 and outside + repeats + len(kept) == 13  # every record is one of the three
+    assert all(validate(orjson.dumps(e["event"])).event_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ") >= middle
+               for e in kept)  # fmt: skip
+
+
+def test_counters_are_mirrored_in_process_while_a_run_asks_for_it():
+    live = M.LiveCounts()
+    M.counter("probe").inc(2)  # before: not mirrored
+    M.mirror_counters(live)
+    try:
+        M.counter("probe").inc(3)
+    finally:
+        M.mirror_counters(None)
+    M.counter("probe").inc(5)  # after: not mirrored
+    assert live.snapshot() == {"probe": 3}
+
+
+def test_aws_credentials_from_a_secret_payload():
+    from pipeline.aws_credentials import credentials_from
+
+    assert credentials_from(b'{"aws_access_key_id": "A", "aws_secret_access_key": "S"}') == {
+        "AWS_ACCESS_KEY_ID": "A", "AWS_SECRET_ACCESS_KEY": "S"}  # fmt: skip
+    assert credentials_from(b'{"aws_access_key_id": "A", "aws_secret_access_key": "S", "aws_session_token": "T"}')[
+        "AWS_SESSION_TOKEN"] == "T"  # fmt: skip
+    with pytest.raises(ValueError, match="lacks aws_secret_access_key"):
+        credentials_from(b'{"aws_access_key_id": "A"}')
+    with pytest.raises(ValueError, match="not JSON"):
+        credentials_from(b"AKIA...:secret")
