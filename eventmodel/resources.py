@@ -67,6 +67,8 @@ LOCAL_S3_SECRET_ACCESS_KEY = "testing"
 LOCAL_S3_REGION = "us-east-1"
 # Where `workbench publish --history` writes and `workbench backfill` reads by default; `workbench up --s3` creates it.
 HISTORY_BUCKET = "workbench-history"
+# The object metadata a history run stamps its run id in (x-amz-meta-workbench-run-id; boto3 strips the prefix).
+S3_RUN_ID_METADATA = "workbench-run-id"
 
 # Where runs (manifests) and local-stack state live; WORKBENCH_HOME overrides.
 HOME_ENV_VAR = "WORKBENCH_HOME"

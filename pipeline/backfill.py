@@ -28,7 +28,7 @@ from pipeline.bigquery_load import LoadEventRows
 from pipeline.dead_letters import WriteDeadLetters
 from pipeline.files import WriteEventFiles
 from pipeline.history_dedup import DropLoadedHistory, DropRecordedLetters
-from pipeline.history_read import ReadHistory
+from pipeline.history_read import ReadHistory, s3_client_settings
 from pipeline.options import EventPipelineOptions, HistoryOptions, resource_path
 from pipeline.validate import ParseAndValidate
 
@@ -70,7 +70,10 @@ def build_backfill(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     dataset = app.dataset or None
 
     messages, unreadable = pipeline | "ReadHistory" >> ReadHistory(
-        hist.history_uri, hist.backfill_run_id or default_run_id(), hist.aws_credentials_secret
+        hist.history_uri,
+        hist.backfill_run_id or default_run_id(),
+        hist.aws_credentials_secret,
+        s3_client_settings(options),
     )
     valid, invalid = messages | "ParseAndValidate" >> ParseAndValidate()
     if hist.since or hist.until:

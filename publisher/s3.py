@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventmodel import history
+from eventmodel.resources import S3_RUN_ID_METADATA
 from publisher import objects as layout
 from publisher.errors import PublishError
 from publisher.manifest import FAILED, PUBLISHED, ObjectLog, Placed
@@ -37,7 +38,7 @@ READ_TIMEOUT_S = 60.0  # one 8 MiB part on a slow link
 MAX_ATTEMPTS = 3  # botocore's standard retry mode: throttling and 5xx are retried with backoff
 SPILL_IN_MEMORY = 1 << 20  # an object's pending manifest rows stay in memory up to 1 MB, then go to disk
 ENDPOINT_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
-RUN_ID_METADATA = "workbench-run-id"  # x-amz-meta-workbench-run-id on every object
+RUN_ID_METADATA = S3_RUN_ID_METADATA  # x-amz-meta-workbench-run-id on every object
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,9 @@ def endpoint_url() -> str | None:
     return next((os.environ[name] for name in ENDPOINT_ENV if os.environ.get(name)), None)
 
 
-def s3_client() -> Any:
-    """A boto3 S3 client from the usual AWS environment, with bounded timeouts and retries."""
+def s3_client(**settings: Any) -> Any:
+    """A boto3 S3 client from the usual AWS environment, with bounded timeouts and retries; `settings` (boto3's
+    client arguments: endpoint_url, region_name, keys) override the environment, as Beam's --s3_* flags do."""
     try:
         import boto3
         from botocore.config import Config
@@ -90,10 +92,10 @@ def s3_client() -> Any:
         read_timeout=READ_TIMEOUT_S,
         retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
         # A local server (AWS_ENDPOINT_URL) answers at one host name: bucket.host would not resolve.
-        s3={"addressing_style": "path"} if endpoint_url() else None,
+        s3={"addressing_style": "path"} if endpoint_url() or settings.get("endpoint_url") else None,
     )
     try:
-        return boto3.session.Session().client("s3", config=config)
+        return boto3.session.Session().client("s3", config=config, **settings)
     except Exception as exc:  # a missing profile, a malformed config file: botocore's own words, with the fix
         raise PublishError(f"cannot configure the S3 client: {exc}", _CREDENTIALS_HINT) from None
 

@@ -9,6 +9,6 @@ setuptools.setup(
     name="event-workbench-pipeline",
     version="0.1.0",
     packages=setuptools.find_packages(include=["eventmodel", "eventmodel.*", "pipeline", "pipeline.*"]),
-    install_requires=["apache-beam[gcp]==2.77.0", "orjson>=3.10,<4"],
+    install_requires=["apache-beam[gcp,aws]==2.77.0", "orjson>=3.10,<4"],
     python_requires=">=3.11,<3.13",
 )

@@ -120,6 +120,35 @@ def test_a_backfill_reconciles_and_a_second_one_changes_nothing(stack):
     assert code == 0, output
 
 
+def test_a_history_run_with_a_name_of_its_own_is_found_by_its_objects_metadata(stack, tmp_path):
+    """`publish --run-id` may be any name: the backfill reads the run from x-amz-meta-workbench-run-id."""
+    seeded = CliRunner().invoke(cli, [
+        "publish", "--history", "2024-06-01..2024-06-03", "--count", "120", "--malformed-rate", "0.05",
+        "--seed", "4", "--run-id", "june-history", "--to", f"s3://{stack.bucket}/named", "--objects", "3"],
+        catch_exceptions=False)  # fmt: skip
+    assert seeded.exit_code == 0, seeded.output
+    code, output = stack.backfill(f"s3://{stack.bucket}/named", output=tmp_path / "out")
+    assert code == 0, output
+    code, output = stack.reconcile("june-history", output=tmp_path / "out")
+    assert code == 0, output
+
+
+def test_more_objects_than_one_listing_page_are_all_read(stack, tmp_path):
+    """S3 lists at most 1,000 keys a page: an object per event, 1,100 of them, all come back (and reconcile)."""
+    seeded = CliRunner().invoke(cli, [
+        "publish", "--history", "2024-03-01..2024-03-02", "--count", "1100", "--seed", "9", "--to",
+        f"s3://{stack.bucket}/one-each", "--format", "per-event", "--objects", "1100"],
+        catch_exceptions=False)  # fmt: skip
+    assert seeded.exit_code == 0, seeded.output
+    run_id = sorted((stack.home / "runs").iterdir(), key=lambda p: p.stat().st_mtime)[-1].name
+    output = tmp_path / "out"
+    code, printed = stack.backfill(f"s3://{stack.bucket}/one-each", output=output)
+    assert code == 0, printed
+    assert sum(p.read_bytes().count(b"\n") for p in output.rglob("*.json")) == 1100
+    code, printed = stack.reconcile(run_id, output=output)
+    assert code == 0, printed
+
+
 def test_reconcile_catches_a_backfill_that_lost_an_event(stack, tmp_path):
     if not stack.output.exists():
         pytest.skip("needs the backfill of the test before")

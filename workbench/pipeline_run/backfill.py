@@ -29,6 +29,7 @@ from apache_beam.options.pipeline_options import (
 
 from pipeline import metrics as M
 from pipeline.backfill import build_backfill, make_options
+from pipeline.history_read import s3_client_settings
 from pipeline.options import EventPipelineOptions, HistoryOptions, resource_path
 from workbench.errors import WorkbenchError
 from workbench.pipeline_run.preflight import check_bigquery, check_dataflow, check_output_root, check_pubsub
@@ -56,7 +57,7 @@ def backfill(argv: list[str], on_progress: Progress | None = None) -> BackfillSu
         raise WorkbenchError("no history to read", "name it: workbench backfill s3://BUCKET/PREFIX")
     if runner == DATAFLOW:
         return _submit(options, uri)
-    check_history(uri)
+    check_history(uri, s3_client_settings(options))
     _local_preflight(options)
     # One worker in this process: the live counts are this process's (LiveCounts says why).
     options.view_as(DirectOptions).direct_num_workers = 1
@@ -94,7 +95,7 @@ def _local_preflight(options: PipelineOptions) -> None:
         check_pubsub(emulator, None, resource_path("topics", app.dead_letter_topic, project))
 
 
-def check_history(uri: str) -> None:
+def check_history(uri: str, s3_settings: dict[str, Any] | None = None) -> None:
     """The history is there and readable before the job starts: for s3://, the bucket answers (HeadBucket; Beam's
     listing of a missing bucket is silently empty) and something is under the prefix; for a folder, it exists."""
     if uri.startswith("s3://"):
@@ -106,7 +107,7 @@ def check_history(uri: str) -> None:
             location = layout.parse_s3_uri(uri)
         except ValueError as exc:
             raise WorkbenchError(str(exc), "write the history's place as s3://BUCKET/PREFIX") from None
-        client = s3_client()
+        client = s3_client(**(s3_settings or {}))
         try:
             check_s3(S3Target(uri), client, needs=READER_PERMISSIONS)
             found = client.list_objects_v2(Bucket=location.bucket, Prefix=location.prefix, MaxKeys=1)
