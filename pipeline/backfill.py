@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from pipeline import metrics as M
 from pipeline.bigquery_load import LoadEventRows
 from pipeline.dead_letters import WriteDeadLetters
-from pipeline.files import WriteEventFiles
+from pipeline.files import WriteEventFilesBatch
 from pipeline.history_dedup import DropLoadedHistory, DropRecordedLetters
 from pipeline.history_read import ReadHistory, s3_client_settings
 from pipeline.options import EventPipelineOptions, HistoryOptions, resource_path
@@ -79,10 +79,9 @@ def build_backfill(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     if hist.since or hist.until:
         valid = valid | "InWindow" >> beam.Filter(_InWindow(hist.since, hist.until))
     to_files, to_rows = valid | "DropLoaded" >> DropLoadedHistory(app.output_root, bigquery_project, dataset, endpoint)
-    files, file_failures = to_files | "WriteEventFiles" >> WriteEventFiles(
-        app.output_root, flush_seconds=None, max_lines=app.file_max_lines, forget_after_seconds=None,
-        retry_seconds=retry,
-    )  # fmt: skip
+    files, file_failures = to_files | "WriteEventFiles" >> WriteEventFilesBatch(
+        app.output_root, app.file_max_lines, retry
+    )
     record_letters = (invalid, unreadable) | "RecordDeadLetters" >> beam.Flatten()
     if dataset:
         record_letters = record_letters | "DropRecorded" >> DropRecordedLetters(

@@ -8,6 +8,7 @@ input ends. A write that fails is retried (pipeline.retrying); past the limit it
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -74,6 +75,95 @@ class _OldestPublishTime(beam.CombineFn):
         return accumulator
 
 
+class MinuteFiles:
+    """Writes new files into the minute folders of one output root: never over an existing name, retried.
+
+    The NNNN of a first write in a minute starts after the highest sequence already in the folder, and every
+    write checks that its name is free, so no write replaces another (the stream's, an earlier run's, a failed
+    attempt's). Local paths are written to a hidden temporary name and renamed, so readers never see half a
+    file; GCS objects appear atomically when their upload completes. Counts files and lines per type.
+    """
+
+    def __init__(self, output_root: str, retry_seconds: float) -> None:
+        self.output_root = output_root
+        self.retry_seconds = retry_seconds
+        self._local = FileSystems.get_scheme(output_root) in (None, "file")
+        self._files = M.counter(M.GCS_FILES)
+        self._retries = M.counter(M.GCS_RETRIES)
+        self._lines: dict[str, Any] = {}
+
+    def first_free_sequence(self, event_type: str, minute: str) -> int:
+        folder = core.minute_folder(self.output_root, event_type, minute)
+        if self._local:  # a directory listing: Beam's match compiles a regex per call, a backfill calls it per minute
+            try:
+                names = os.listdir(folder)
+            except OSError:  # no folder yet
+                return 0
+        else:
+            try:
+                names = [m.path for m in FileSystems.match([f"{folder}/{event_type}_{minute}*.json"])[0].metadata_list]
+            except Exception:  # nothing matched
+                return 0
+        taken = [core.sequence_of(name, event_type, minute) for name in names]
+        taken = [s for s in taken if s is not None]
+        return max(taken) + 1 if taken else 0
+
+    def write(self, event_type: str, minute: str, sequence: int, lines: list[bytes]) -> tuple[str, int, str | None]:
+        """Write `lines` as one new file at `sequence` or the next free one; (path, sequence used, error detail
+        or None). A store that keeps failing for retry_seconds gives up with the error (the caller dead-letters
+        the lines)."""
+        body = b"".join(lines)
+        error: Exception | None = None
+        budget = RetryBudget(self.retry_seconds)
+        while True:
+            path = core.file_path(self.output_root, event_type, minute, sequence)
+            try:
+                with delivery.watch(delivery.GCS, f"writing {path}"):
+                    while FileSystems.exists(path):  # a name taken by an earlier run or a failed attempt
+                        sequence += 1
+                        path = core.file_path(self.output_root, event_type, minute, sequence)
+                    self._write(path, body)
+                error = None
+                break
+            except Exception as exc:  # the store unreachable or refusing: retried within the budget
+                error = exc
+                if not budget.retries:  # once per outage, not once per retry
+                    _LOG.warning("write of %s failed (retrying up to %g s): %s", path, self.retry_seconds, exc)
+                delivery.trouble(delivery.GCS, f"writing {path}: {core.describe_exception(exc)}"[:300])
+                self._retries.inc()
+                if not budget.wait():
+                    break
+        if budget.retries:
+            delivery.trouble(delivery.GCS, None)
+        if error is not None:
+            detail = (
+                f"writing {path} failed for {budget.elapsed():.0f} s ({budget.retries} retries, limit "
+                f"{self.retry_seconds:g} s): {core.describe_exception(error)}"
+            )
+            return path, sequence, detail
+        self._files.inc()
+        counter = self._lines.get(event_type)
+        if counter is None:
+            counter = self._lines[event_type] = M.counter(M.gcs_lines(event_type))
+        counter.inc(len(lines))
+        return path, sequence, None
+
+    def _write(self, path: str, body: bytes) -> None:
+        if not self._local:
+            with FileSystems.create(path, mime_type="application/json") as handle:
+                handle.write(body)
+            return
+        folder, name = path.rsplit("/", 1)
+        temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        with FileSystems.create(temporary, mime_type="application/json") as handle:
+            handle.write(body)
+        try:
+            FileSystems.rename([temporary], [path])
+        except Exception:
+            FileSystems.delete([temporary])
+            raise
+
+
 _LINES = BagStateSpec("lines", BytesCoder())
 _COUNT = CombiningValueStateSpec("count", VarIntCoder(), CountCombineFn())
 _OLDEST = CombiningValueStateSpec("oldest_publish_us", VarIntCoder(), _OldestPublishTime())
@@ -127,12 +217,9 @@ class BufferAndWriteFilesFn(beam.DoFn):
         self.retry_seconds = retry_seconds
 
     def setup(self) -> None:
-        self._files = M.counter(M.GCS_FILES)
-        self._lines = {}
+        self._files_out = MinuteFiles(self.output_root, self.retry_seconds)
         self._lag = M.gauge(M.GCS_LAG_MS)
-        self._retries = M.counter(M.GCS_RETRIES)
         self._forgotten = M.counter(M.GCS_MINUTES_FORGOTTEN)
-        self._local = FileSystems.get_scheme(self.output_root) in (None, "file")
 
     def process(
         self,
@@ -211,80 +298,23 @@ class BufferAndWriteFilesFn(beam.DoFn):
         event_type, minute = key.split("/", 1)
         sequence = next_sequence.read()
         if sequence is None:
-            sequence = self._first_free_sequence(event_type, minute)
-        body = b"".join(buffered)
-        error: Exception | None = None
-        budget = RetryBudget(self.retry_seconds)
-        while True:
-            path = core.file_path(self.output_root, event_type, minute, sequence)
-            try:
-                with delivery.watch(delivery.GCS, f"writing {path}"):
-                    while FileSystems.exists(path):  # a name taken by an earlier run or a failed attempt
-                        sequence += 1
-                        path = core.file_path(self.output_root, event_type, minute, sequence)
-                    self._write(path, body)
-                error = None
-                break
-            except Exception as exc:  # the store unreachable or refusing: retried within the budget
-                error = exc
-                if not budget.retries:  # once per outage, not once per retry
-                    _LOG.warning("write of %s failed (retrying up to %g s): %s", path, self.retry_seconds, exc)
-                delivery.trouble(delivery.GCS, f"writing {path}: {core.describe_exception(exc)}"[:300])
-                self._retries.inc()
-                if not budget.wait():
-                    break
-        if budget.retries:
-            delivery.trouble(delivery.GCS, None)
+            sequence = self._files_out.first_free_sequence(event_type, minute)
+        path, sequence, error = self._files_out.write(event_type, minute, sequence, buffered)
         next_sequence.write(sequence + 1)
         if self.forget_after_seconds:  # in event time, from the buffer's publish times (the watermark's measure)
             since = Timestamp(micros=oldest_us) if oldest_us else Timestamp.of(self.clock())
             forget.set(since + self.forget_after_seconds)
         if error is not None:
-            detail = (
-                f"writing {path} failed for {budget.elapsed():.0f} s ({budget.retries} retries, limit "
-                f"{self.retry_seconds:g} s): {core.describe_exception(error)}"
-            )
             for line in buffered:
                 yield pvalue.TaggedOutput(
-                    DEAD_LETTER, core.dead_letter_from_line(line, R.GCS_WRITE_FAILED, detail, core.STAGE_GCS)
+                    DEAD_LETTER, core.dead_letter_from_line(line, R.GCS_WRITE_FAILED, error, core.STAGE_GCS)
                 )
             return
         if delivery.active():
             delivery.release(orjson.loads(line)["message_id"] for line in buffered)
-        self._files.inc()
-        counter = self._lines.get(event_type)
-        if counter is None:
-            counter = self._lines[event_type] = M.counter(M.gcs_lines(event_type))
-        counter.inc(len(buffered))
         if oldest_us:
             self._lag.set(int(time.time() * 1000 - oldest_us / 1000))
         yield path, len(buffered)
-
-    def _first_free_sequence(self, event_type: str, minute: str) -> int:
-        folder = core.minute_folder(self.output_root, event_type, minute)
-        pattern = f"{folder}/{event_type}_{minute}*.json"
-        try:
-            found = FileSystems.match([pattern])[0].metadata_list
-        except Exception:  # no folder yet (local) or nothing matched
-            return 0
-        taken = [core.sequence_of(m.path, event_type, minute) for m in found]
-        taken = [s for s in taken if s is not None]
-        return max(taken) + 1 if taken else 0
-
-    def _write(self, path: str, body: bytes) -> None:
-        if not self._local:
-            with FileSystems.create(path, mime_type="application/json") as handle:
-                handle.write(body)
-            return
-        folder, name = path.rsplit("/", 1)
-        temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
-        with FileSystems.create(temporary, mime_type="application/json") as handle:
-            handle.write(body)
-        try:
-            FileSystems.rename([temporary], [path])
-        except Exception:
-            FileSystems.delete([temporary])
-            raise
 
 
 class WriteEventFiles(beam.PTransform):
@@ -325,5 +355,64 @@ class WriteEventFiles(beam.PTransform):
                 self.retry_seconds,
             )
         ).with_outputs(DEAD_LETTER, main="files")
+        dead = (lines[DEAD_LETTER], written[DEAD_LETTER]) | "FileDeadLetters" >> beam.Flatten()
+        return written.files, dead
+
+
+class WriteGroupedFilesFn(beam.DoFn):
+    """("<type>/<YYYYMMDDHHmm>", [(line, publish_us)]) -> the minute's lines as new files of up to max_lines each."""
+
+    def __init__(self, output_root: str, max_lines: int, retry_seconds: float) -> None:
+        self.output_root, self.max_lines, self.retry_seconds = output_root, max_lines, retry_seconds
+
+    def setup(self) -> None:
+        self._files_out = MinuteFiles(self.output_root, self.retry_seconds)
+
+    def process(self, element: tuple[str, Iterable[tuple[bytes, int]]]) -> Iterator[Any]:
+        key, values = element
+        event_type, minute = key.split("/", 1)
+        lines = sorted(line for line, _ in values)  # the same files for the same input, whatever the order
+        sequence = self._files_out.first_free_sequence(event_type, minute)
+        for start in range(0, len(lines), self.max_lines):
+            chunk = lines[start : start + self.max_lines]
+            path, sequence, error = self._files_out.write(event_type, minute, sequence, chunk)
+            sequence += 1
+            if error is None:
+                yield path, len(chunk)
+                continue
+            for line in chunk:
+                yield pvalue.TaggedOutput(
+                    DEAD_LETTER, core.dead_letter_from_line(line, R.GCS_WRITE_FAILED, error, core.STAGE_GCS)
+                )
+
+
+class WriteEventFilesBatch(beam.PTransform):
+    """WriteEventFiles for a bounded input (a backfill): the same files, names and dead letters, with a GroupByKey
+    per (type, minute) instead of state and timers.
+
+    Why not the streaming writer in batch: its state goes through the SDK worker's state cache, which on Beam's
+    FnApiRunner measures every cached value's deep size (objsize over every loaded module's globals, ~2 ms a
+    put, read from 2.77): a history spread over months, a few events per minute, paid that per event. A group per
+    minute needs no state: each minute's lines are written once, when the input is complete.
+    """
+
+    def __init__(self, output_root: str, max_lines: int = 5000, retry_seconds: float = 300.0) -> None:
+        super().__init__()
+        self.output_root = output_root.rstrip("/") or "/"
+        self.max_lines = max_lines
+        self.retry_seconds = retry_seconds
+
+    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        lines = events | "FormatLines" >> beam.ParDo(_format_line).with_output_types(tuple[str, Any]).with_outputs(
+            DEAD_LETTER, main="lines"
+        )
+        written = (
+            lines.lines
+            | "ByMinute" >> beam.GroupByKey()
+            | "WriteFiles"
+            >> beam.ParDo(WriteGroupedFilesFn(self.output_root, self.max_lines, self.retry_seconds)).with_outputs(
+                DEAD_LETTER, main="files"
+            )
+        )
         dead = (lines[DEAD_LETTER], written[DEAD_LETTER]) | "FileDeadLetters" >> beam.Flatten()
         return written.files, dead

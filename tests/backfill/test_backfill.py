@@ -100,10 +100,16 @@ def test_the_seeded_history_has_every_input_shape(stack):
     assert sizes[0] <= 5 and sizes[-1] >= 100, f"many small objects and some large ones: {sizes}"
 
 
-def test_a_backfill_reconciles_and_a_second_one_changes_nothing(stack):
+@pytest.fixture(scope="module")
+def backfilled(stack) -> str:
+    """The seeded history backfilled once (per test process: xdist may spread this module's tests)."""
     code, output = stack.backfill(f"s3://{stack.bucket}/exports")
     assert code == 0, output
-    assert "backfill done" in output
+    return output
+
+
+def test_a_backfill_reconciles_and_a_second_one_changes_nothing(stack, backfilled):
+    assert "backfill done" in backfilled
     code, output = stack.reconcile(stack.run_id)
     assert code == 0, output
     where = f"run_id = '{stack.run_id}'"
@@ -149,9 +155,7 @@ def test_more_objects_than_one_listing_page_are_all_read(stack, tmp_path):
     assert code == 0, printed
 
 
-def test_reconcile_catches_a_backfill_that_lost_an_event(stack, tmp_path):
-    if not stack.output.exists():
-        pytest.skip("needs the backfill of the test before")
+def test_reconcile_catches_a_backfill_that_lost_an_event(stack, backfilled, tmp_path):
     broken = tmp_path / "out"
     shutil.copytree(stack.output, broken)
     victim = next(p for p in sorted(broken.rglob("*.json")) if p.read_bytes().count(b"\n") == 1)
@@ -162,11 +166,9 @@ def test_reconcile_catches_a_backfill_that_lost_an_event(stack, tmp_path):
     assert lost[:12] in output
 
 
-def test_a_second_backfill_completes_a_sink_the_first_left_short(stack, tmp_path):
+def test_a_second_backfill_completes_a_sink_the_first_left_short(stack, backfilled, tmp_path):
     """Files lost after a backfill (a bucket cleaned by mistake): the rerun writes only the missing files and
     leaves BigQuery alone, because each sink is deduplicated on its own."""
-    if not stack.output.exists():
-        pytest.skip("needs the backfill of the test before")
     partial = tmp_path / "out"
     shutil.copytree(stack.output, partial)
     gone = sorted(partial.glob("order/*/*/*"))[0]  # one day's order folder

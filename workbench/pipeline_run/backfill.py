@@ -4,9 +4,10 @@ counts, or on Dataflow (submitted, or translated only with --dry_run).
     summary = backfill(["--history_uri", "s3://workbench-history/exports", "--project", "workbench-local", ...],
                        on_progress=lambda counts, elapsed: ...)
 
-Locally the job runs on the DirectRunner, which runs a batch job on the FnApiRunner in this process; its
-counters are mirrored in-process (pipeline.metrics.LiveCounts) so the view sees them as they grow, and the
-result's own metrics are the final word.
+Locally the job runs on the DirectRunner, which runs a batch job with no processing-time timer on the
+FnApiRunner in this process (the graph has none: pipeline.files.WriteEventFilesBatch); its counters are mirrored
+in-process (pipeline.metrics.LiveCounts) so the view sees them as they grow, and the result's own metrics are
+the final word.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def backfill(argv: list[str], on_progress: Progress | None = None) -> BackfillSu
         return _submit(options, uri)
     check_history(uri, s3_client_settings(options))
     _local_preflight(options)
-    # One worker in this process: the live counts are this process's (LiveCounts says why).
+    # One worker in this process (the DirectRunner runs a batch job on the FnApiRunner): the live counts are this
+    # process's (LiveCounts says why).
     options.view_as(DirectOptions).direct_num_workers = 1
     options.view_as(DirectOptions).direct_running_mode = "in_memory"
     return _run_here(options, on_progress)
