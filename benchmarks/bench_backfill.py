@@ -96,6 +96,7 @@ def main() -> None:
     try:
         os.environ.update(s3.exports)
         os.environ["PUBSUB_EMULATOR_HOST"] = pubsub.target
+        os.environ["BIGQUERY_EMULATOR_HOST"] = bq.endpoint  # for the reconcile child
         create_pubsub_resources(pubsub.target, PROJECT)
         apply_ddl(project=PROJECT, emulator=bq.host_port)
         s3.s3_client().create_bucket(Bucket=BUCKET)

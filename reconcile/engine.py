@@ -59,6 +59,9 @@ FILE_COLUMNS: dict[str, str] = {
     "updated": "TIMESTAMP",
 }
 TABLES = ("manifest", "known_runs", "files", "sink_events", "dead_letters", "event_status")
+# DuckDB's read_json keeps per-file state for every file of one call: 550,000 files (a backfilled year, about one
+# file per event) took it past 18 GB and out of memory. A bounded number of files per call keeps it flat.
+FILES_PER_READ = 20_000
 
 
 def _create_empty(columns: dict[str, str]) -> str:
@@ -118,8 +121,10 @@ class DuckDBEngine:
 
     def load_gcs_lines(self, event_type: str, paths: list[str], scope: str, root: str | None = None) -> None:
         """Read one type folder's JSON lines (bulk, in DuckDB) into sink_events, through queries.gcs_select."""
-        if not paths:
-            return
+        for start in range(0, len(paths), FILES_PER_READ):
+            self._load_gcs_chunk(event_type, paths[start : start + FILES_PER_READ], scope)
+
+    def _load_gcs_chunk(self, event_type: str, paths: list[str], scope: str) -> None:
         listed = ", ".join(f"'{_quote(p)}'" for p in paths)
         event = "event"
         typed = ",\n       ".join(

@@ -259,3 +259,12 @@ def test_dataflow_refuses_a_history_on_this_machine(tmp_path, monkeypatch):
         main(["backfill", str(tmp_path), "--runner", "DataflowRunner", "--project", "my-project", "--region",
               "europe-west1", "--temp-location", "gs://b/tmp", "--output-root", "gs://b/out"])  # fmt: skip
     assert exited.value.code == 2
+
+
+def test_no_dead_letter_sink_at_all_is_refused(tmp_path, monkeypatch):
+    from workbench.cli import main
+
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    with pytest.raises(SystemExit) as exited:
+        main(["backfill", str(tmp_path), "--dataset", "", "--dead-letter-topic", ""])
+    assert exited.value.code == 2

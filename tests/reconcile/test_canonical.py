@@ -134,3 +134,27 @@ def test_every_schema_field_reaches_the_sql():
         sql = canonical_sql(event_type)
         for f in fields:
             assert f.name in sql, (event_type, f.name)
+
+
+def test_a_tree_of_more_files_than_one_read_takes_is_read_whole(tmp_path, monkeypatch):
+    """DuckDB reads the files in slices (engine.FILES_PER_READ, which bounds its memory): every line of every
+    slice arrives, none twice."""
+    from reconcile import engine as engines
+
+    monkeypatch.setattr(engines, "FILES_PER_READ", 2)
+    orders = [e for t, e in valid_events() if t == "order"][:5]
+    engine = DuckDBEngine()
+    try:
+        paths = []
+        for i, event in enumerate(orders):
+            path = tmp_path / f"order-{i}.json"
+            line = {"event_id": f"e{i}", "message_id": str(i), "publish_time": None, "attributes": {}, "event": event}
+            path.write_bytes(orjson.dumps(line) + b"\n")
+            paths.append(str(path))
+        engine.load_files([{"path": p, "uri": p, "container_type": "order", "container_minute": "x", "name_ok": True,
+                            "updated": None} for p in paths])  # fmt: skip
+        engine.load_gcs_lines("order", paths, "TRUE")
+        found = sorted(r["event_id"] for r in engine.run("SELECT event_id FROM sink_events"))
+    finally:
+        engine.close()
+    assert found == [f"e{i}" for i in range(len(orders))]

@@ -62,6 +62,11 @@ def backfill(history_uri, since, until, output_root, dataset, dead_letter_topic,
                 TIMESTAMP(value)
             except Exception as exc:
                 raise click.BadParameter(str(exc), param_hint=flag) from None
+    if not dataset and not dead_letter_topic:
+        raise WorkbenchError(
+            "--dataset '' and --dead-letter-topic '' leave the dead letters nowhere: a rejected record would be lost",
+            "keep the dead_letters table (a --dataset) or a --dead-letter-topic",
+        )
     project = resolve_project(project, DEFAULT_PROJECT)
     args = ["--runner", runner, "--project", project, "--history_uri", history_uri, "--output_root", output_root,
             "--dataset", dataset, "--dead_letter_topic", dead_letter_topic,
