@@ -39,7 +39,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from eventmodel.rows import rfc3339
 from eventmodel.schema import INVENTORY, ORDER, USER_ACTIVITY
+from eventmodel.validate import Accepted, validate
 
 GZIP_MAGIC = b"\x1f\x8b"
 ARRAY_SUFFIXES = (".json", ".json.gz")
@@ -178,7 +180,7 @@ def _laid_out_array(lines: Iterator[bytes]) -> Iterator[Record]:
         text = b"\n".join(pending).strip(JSON_WHITESPACE)
         for candidate, closes in ((text.removesuffix(b","), False), (text.removesuffix(b"]"), True)):
             candidate = candidate.strip(JSON_WHITESPACE)
-            if candidate and _parses(candidate):
+            if candidate and is_json_value(candidate):
                 yield Record(start, index, candidate)
                 index += 1
                 pending = []
@@ -189,7 +191,8 @@ def _laid_out_array(lines: Iterator[bytes]) -> Iterator[Record]:
         yield Record(start, index, b"\n".join(pending))
 
 
-def _parses(data: bytes) -> bool:
+def is_json_value(data: bytes) -> bool:
+    """Whether the bytes are one JSON value (what an array element, or a record of an array, must be)."""
     try:
         orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -210,8 +213,6 @@ def _value_at(event: dict[str, Any], path: str) -> Any:
 def _key_text(value: Any) -> Any:
     """A key value in one form whatever it came from (the event's JSON, a BigQuery row): times as UTC RFC 3339
     with microseconds, everything else as it is."""
-    from eventmodel.rows import rfc3339
-
     if isinstance(value, datetime):
         return rfc3339(value)
     if isinstance(value, str) and len(value) >= 20 and value[4:5] == "-" and value[10:11] in ("T", " "):
@@ -242,8 +243,6 @@ def record_id(object_uri: str, index: int) -> str:
 def identity(data: bytes, object_uri: str, index: int) -> str:
     """The event_id a backfill gives the record `data` at object_uri#index: its natural-key id when it is an
     event the validator accepts, else its place. The history publisher records this id in the manifest."""
-    from eventmodel.validate import Accepted, validate
-
     verdict = validate(data)
     if isinstance(verdict, Accepted):
         return history_event_id(verdict.event_type, verdict.event)

@@ -199,7 +199,7 @@ class InsertRowsFn(beam.DoFn):
     def setup(self) -> None:
         self._client = self.client if self.client is not None else bigquery_client(self.project, self.endpoint)
         self._inserter = RowInserter(self._client)
-        self._written: dict[str, Any] = {}
+        self._written = M.CounterFamily(M.bigquery_rows)
         self._failed = M.counter(M.BIGQUERY_FAILED)
         self._retries = M.counter(M.BIGQUERY_RETRIES)
         self._lag = M.gauge(M.BIGQUERY_LAG_MS)
@@ -269,11 +269,7 @@ class InsertRowsFn(beam.DoFn):
             )
 
     def _count(self, table: str, written: int, failed: int, oldest: datetime | None) -> None:
-        name = table.rsplit(".", 1)[-1]
-        counter = self._written.get(name)
-        if counter is None:
-            counter = self._written[name] = M.counter(M.bigquery_rows(name))
-        counter.inc(written)
+        self._written.inc(table.rsplit(".", 1)[-1], written)
         if failed:
             self._failed.inc(failed)
         if oldest is not None and written:

@@ -69,7 +69,7 @@ class LoadRowsFn(beam.DoFn):
         self._jobs = M.counter(M.BIGQUERY_LOAD_JOBS)
         self._failed = M.counter(M.BIGQUERY_FAILED)
         self._retries = M.counter(M.BIGQUERY_RETRIES)
-        self._written: dict[str, Any] = {}
+        self._written = M.CounterFamily(M.bigquery_rows)
 
     def teardown(self) -> None:
         client = getattr(self, "_client", None)
@@ -87,7 +87,7 @@ class LoadRowsFn(beam.DoFn):
         while True:
             try:
                 self._run_job(table, entries)
-                self._count(table, len(entries))
+                self._written.inc(table.rsplit(".", 1)[-1], len(entries))
                 return
             except _Refused as refused:
                 if len(entries) == 1:
@@ -155,13 +155,6 @@ class LoadRowsFn(beam.DoFn):
                     source.publish_time,
                 ),
             )
-
-    def _count(self, table: str, n: int) -> None:
-        name = table.rsplit(".", 1)[-1]
-        counter = self._written.get(name)
-        if counter is None:
-            counter = self._written[name] = M.counter(M.bigquery_rows(name))
-        counter.inc(n)
 
 
 class LoadEventRows(beam.PTransform):

@@ -25,12 +25,13 @@ from pipeline.retrying import RetryBudget
 _LOG = logging.getLogger(__name__)
 
 
-def _count_dead_letter(letter: DeadLetter, _cache: dict = {}) -> DeadLetter:  # noqa: B006 - per-process cache
-    counter = _cache.get(letter.reason)
-    if counter is None:
-        counter = _cache[letter.reason] = M.counter(M.dead_letter(letter.reason))
-    counter.inc()
-    _cache.setdefault("_all", M.counter(M.DEAD_LETTERS)).inc()
+_BY_REASON = M.CounterFamily(M.dead_letter)
+_ALL = M.counter(M.DEAD_LETTERS)
+
+
+def _count_dead_letter(letter: DeadLetter) -> DeadLetter:
+    _BY_REASON.inc(letter.reason)
+    _ALL.inc()
     return letter
 
 

@@ -90,7 +90,7 @@ class MinuteFiles:
         self._local = FileSystems.get_scheme(output_root) in (None, "file")
         self._files = M.counter(M.GCS_FILES)
         self._retries = M.counter(M.GCS_RETRIES)
-        self._lines: dict[str, Any] = {}
+        self._lines = M.CounterFamily(M.gcs_lines)
 
     def first_free_sequence(self, event_type: str, minute: str) -> int:
         folder = core.minute_folder(self.output_root, event_type, minute)
@@ -142,10 +142,7 @@ class MinuteFiles:
             )
             return path, sequence, detail
         self._files.inc()
-        counter = self._lines.get(event_type)
-        if counter is None:
-            counter = self._lines[event_type] = M.counter(M.gcs_lines(event_type))
-        counter.inc(len(lines))
+        self._lines.inc(event_type, len(lines))
         return path, sequence, None
 
     def _write(self, path: str, body: bytes) -> None:

@@ -108,11 +108,11 @@ class ReadObjectRecordsFn(beam.DoFn):
     def process(self, metadata: Any) -> Iterator[Any]:
         uri = metadata.path
         key = object_key(uri)
-        run_id = history.run_id_of_key(key) or self.backfill_run_id
+        run_id = history.run_id_of_key(key)  # a folder of the key, else the object's metadata (read by _open)
         emitted = 0
         try:
             chunks, stamped = self._open(uri)
-            run_id = history.run_id_of_key(key) or stamped or self.backfill_run_id
+            run_id = run_id or stamped or self.backfill_run_id
             for record in history.records(key, chunks):
                 attributes = {
                     ATTR_EVENT_ID: history.record_id(uri, record.index),
@@ -127,7 +127,11 @@ class ReadObjectRecordsFn(beam.DoFn):
             detail = f"{uri}: reading stopped after {emitted} records: {core.describe_exception(exc)}"
             _LOG.error("history object unreadable: %s", detail)
             letter_id = f"{uri}#unreadable"
-            attributes = {ATTR_EVENT_ID: letter_id, ATTR_RUN_ID: run_id, ATTR_SOURCE_OBJECT: uri}
+            attributes = {
+                ATTR_EVENT_ID: letter_id,
+                ATTR_RUN_ID: run_id or self.backfill_run_id,
+                ATTR_SOURCE_OBJECT: uri,
+            }
             letter = DeadLetter(b"", attributes, R.SOURCE_UNREADABLE, detail[:2000], STAGE_READ, "", letter_id, None)
             yield pvalue.TaggedOutput(DEAD_LETTER, letter)
         self._objects.inc()

@@ -9,6 +9,7 @@ Pub/Sub publish to the sink write), so a view polling them sees lag now, not an 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from apache_beam.metrics import Metrics
 
@@ -113,6 +114,24 @@ def mirror_counters(live: LiveCounts | None) -> None:
 
 def counter(name: str) -> _Counter:
     return _Counter(name)
+
+
+class CounterFamily:
+    """Counters named by a key (an event type, a table, a reason code), each made on its first use.
+
+    rows = CounterFamily(bigquery_rows)
+    rows.inc("orders", 500)          # the counter bigquery_rows_written_orders
+    """
+
+    def __init__(self, name: Callable[[str], str]) -> None:
+        self._name = name
+        self._counters: dict[str, _Counter] = {}
+
+    def inc(self, key: str, n: int = 1) -> None:
+        found = self._counters.get(key)
+        if found is None:
+            found = self._counters[key] = counter(self._name(key))
+        found.inc(n)
 
 
 def gauge(name: str):

@@ -4,7 +4,7 @@ and the original bytes (eventmodel.validate decides; attributes are hints only).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +36,7 @@ class ParseEventFn(beam.DoFn):
     """PubsubMessage -> ValidEvent, or a DeadLetter with the validator's reason code and the original bytes."""
 
     def setup(self) -> None:
-        self._valid = {}
+        self._valid = M.CounterFamily(M.valid)
         self._read = M.counter(M.READ)
 
     def process(self, message: PubsubMessage) -> Iterator[Any]:
@@ -49,7 +49,7 @@ class ParseEventFn(beam.DoFn):
         try:
             verdict = validate(data)
             if isinstance(verdict, Accepted):
-                self._count(self._valid, verdict.event_type, M.valid)
+                self._valid.inc(verdict.event_type)
                 yield ValidEvent(
                     verdict.event_type,
                     verdict.event,
@@ -70,13 +70,6 @@ class ParseEventFn(beam.DoFn):
                 bytes(data), attributes, reason, detail, core.STAGE_VALIDATE, message_id, event_id, publish_time
             ),
         )
-
-    @staticmethod
-    def _count(cache: dict, key: str, name: Callable[[str], str]) -> None:
-        counter = cache.get(key)
-        if counter is None:
-            counter = cache[key] = M.counter(name(key))
-        counter.inc()
 
 
 class ParseAndValidate(beam.PTransform):

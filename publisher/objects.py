@@ -42,6 +42,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from eventmodel.history import is_json_value
+
 NDJSON = "ndjson"
 ARRAY = "array"
 PER_EVENT = "per-event"
@@ -127,14 +129,6 @@ class CompressionChooser:
 
 def has_line_break(data: bytes) -> bool:
     return b"\n" in data or b"\r" in data
-
-
-def is_json_value(data: bytes) -> bool:
-    try:
-        orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return False
-    return True
 
 
 def is_json_array(data: bytes) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.live import Live
 from rich.table import Table
 
+from eventmodel import rows
 from eventmodel.schema import EVENT_TYPES
 from pipeline import metrics as M
 from workbench import terminal
@@ -30,9 +31,7 @@ def figures(counts: dict[str, int]) -> dict[str, int]:
         "dead letters already recorded": counts.get(M.HISTORY_DEAD_LETTERS_KNOWN, 0),
         "file lines written": _sum(counts, M.GCS_LINES + "_"),
         "files written": counts.get(M.GCS_FILES, 0),
-        "BigQuery rows loaded": sum(
-            counts.get(M.bigquery_rows(t), 0) for t in ("orders", "inventory", "user_activity")
-        ),
+        "BigQuery rows loaded": sum(counts.get(M.bigquery_rows(t), 0) for t in rows.TABLES.values()),
         "load jobs": counts.get(M.BIGQUERY_LOAD_JOBS, 0),
         "rows BigQuery refused": counts.get(M.BIGQUERY_FAILED, 0),
     }

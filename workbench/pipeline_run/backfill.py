@@ -25,7 +25,6 @@ from apache_beam.options.pipeline_options import (
     GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
-    TestOptions,
 )
 
 from pipeline import metrics as M
@@ -33,7 +32,8 @@ from pipeline.backfill import build_backfill, make_options
 from pipeline.history_read import s3_client_settings
 from pipeline.options import EventPipelineOptions, HistoryOptions, resource_path
 from workbench.errors import WorkbenchError
-from workbench.pipeline_run.preflight import check_bigquery, check_dataflow, check_output_root, check_pubsub
+from workbench.pipeline_run.preflight import check_bigquery, check_output_root, check_pubsub
+from workbench.pipeline_run.run import submit
 
 DIRECT, DATAFLOW = "DirectRunner", "DataflowRunner"
 POLL_S = 0.5
@@ -68,20 +68,13 @@ def backfill(argv: list[str], on_progress: Progress | None = None) -> BackfillSu
 
 
 def _submit(options: PipelineOptions, uri: str) -> BackfillSummary:
-    check_dataflow(options)
     if not uri.startswith(("s3://", "gs://")):
         raise WorkbenchError(
             f"history {uri} is on this machine: Dataflow's workers cannot read it",
             "name the history where the workers can read it: s3://BUCKET/PREFIX (or gs://)",
         )
-    pipeline = beam.Pipeline(options=options)
-    build_backfill(pipeline, options)
-    result = pipeline.run()
-    if options.view_as(TestOptions).dry_run:
-        translated = getattr(result, "job", None)
-        count = len(translated.proto_pipeline.components.transforms) if translated is not None else 0
-        return BackfillSummary(DATAFLOW, "DRY_RUN", job=f"dry run: {count} transforms translated")
-    return BackfillSummary(DATAFLOW, str(result.state), job=result.job_id())
+    submitted = submit(options, build_backfill)
+    return BackfillSummary(DATAFLOW, submitted.state, job=submitted.job)
 
 
 def _local_preflight(options: PipelineOptions) -> None:

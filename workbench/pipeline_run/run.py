@@ -82,7 +82,7 @@ def run(
     if standard.runner not in RUNNERS:
         raise WorkbenchError(f"runner {standard.runner!r} is not supported", f"use one of {', '.join(RUNNERS)}")
     if standard.runner == DATAFLOW:
-        return _submit(options)
+        return submit(options)
     settings = settings or LocalSettings()
     if os.environ.get("PUBSUB_EMULATOR_HOST") or options.view_as(EventPipelineOptions).bigquery_emulator_host:
         use_anonymous_beam_credentials()
@@ -156,10 +156,14 @@ def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progres
     return RunSummary(DIRECT, state, final)
 
 
-def _submit(options: PipelineOptions) -> RunSummary:
+def submit(
+    options: PipelineOptions, build: Callable[[beam.Pipeline, PipelineOptions], Any] = build_pipeline
+) -> RunSummary:
+    """Check what Dataflow would refuse, lay the job out with `build` (the stream's, or the backfill's) and submit
+    it; with --dry_run=True only translate it."""
     check_dataflow(options)
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, options)
+    build(pipeline, options)
     result = pipeline.run()
     translated = getattr(result, "job", None)
     if options.view_as(TestOptions).dry_run:
