@@ -1,0 +1,28 @@
+"""Option types every command shares, so one kind of value is written the same way everywhere.
+
+DURATION: every time option (--duration, --stop-when-idle, --wait, --max-lateness, --run-time ...) accepts what
+publisher.rate.parse_duration reads: 90, 90s, 5m, 1h, 1m30s, 2.5s.
+"""
+
+from __future__ import annotations
+
+import click
+
+from publisher.rate import parse_duration
+
+
+class Duration(click.ParamType):
+    """Seconds, written as 90, 90s, 5m, 1h or 1m30s; a float of seconds reaches the command."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Duration()
