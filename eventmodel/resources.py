@@ -76,8 +76,13 @@ DEFAULT_HOME = ".workbench"
 
 
 def workbench_home() -> Path:
-    """Where runs and the local stack's state live: $WORKBENCH_HOME, else ./.workbench."""
-    return Path(os.environ.get(HOME_ENV_VAR) or DEFAULT_HOME)
+    """Where runs and the local stack's state live: $WORKBENCH_HOME, else ./.workbench, as an absolute path.
+
+    Absolute because the home is handed to child processes that run in folders of their own (the BigQuery emulator
+    runs in stack/work/bigquery: a relative --data-dir put its tables where the next `up` wiped them) and kept in
+    state files read from other folders; `~` is expanded since a quoted or `=`-joined value reaches us unexpanded.
+    """
+    return Path(os.environ.get(HOME_ENV_VAR) or DEFAULT_HOME).expanduser().absolute()
 
 
 def http_endpoint(host_or_url: str) -> str:

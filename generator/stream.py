@@ -14,6 +14,12 @@ Each message is one of:
 
 Worker i of n draws from its own random substream (same universe, disjoint event ids), so a multi-process
 publisher stays deterministic for a given seed. The clock is injectable for deterministic tests.
+
+Content and identity come from two substreams. The seed fixes the content (which events, in which order, which
+malformed kinds); the event ids are drawn from a substream of the seed *and* the run's id namespace, which is the
+run id itself unless the run replays another (GeneratorConfig.ids_of). So running the same seed twice makes the same events
+under new ids, which a pipeline that deduplicates by event id (rightly) treats as new; only an explicit replay
+(`workbench publish --replay RUN_ID`) sends the earlier run's ids again.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ class GeneratorConfig:
     max_lateness_s: float = 600.0
     out_of_order_rate: float = 0.0  # share of events a few seconds earlier than those sent before them
     history: tuple[datetime, datetime] | None = None  # timestamps spread over [start, end) instead of now
+    # Whose event ids to draw: None, the run's own (new ids every run); a run id, that run's ids again (a replay).
+    ids_of: str | None = None
     # The entity universe (built once per seed) and the concurrency of the simulated shop.
     customers: int = 2_000
     products: int = 500
@@ -95,6 +103,8 @@ class GeneratorConfig:
                 raise ValueError("history datetimes must be timezone-aware: use datetime(..., tzinfo=UTC)")
             if not start < end:
                 raise ValueError(f"history start {start.isoformat()} must be before end {end.isoformat()}")
+        if self.ids_of is not None and (type(self.ids_of) is not str or not self.ids_of):
+            raise ValueError(f"ids_of must be a run id, got {self.ids_of!r}")
         for name in ("customers", "products", "warehouses", "users", "open_orders", "open_sessions"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
@@ -173,6 +183,7 @@ class EventStream:
         self.universe = build_universe(config.seed, config.customers, config.products, config.warehouses, config.users)
         # A substream per worker: the string seed is hashed with SHA-512, stable across processes and runs.
         rng = self._rng = random.Random(f"events:{config.seed}:worker:{worker}")
+        self._ids = random.Random(f"event-ids:{config.seed}:{config.ids_of or run_id}:worker:{worker}")
         timeline = Timeline(
             rng, clock, config.history, config.late_rate, config.max_lateness_s, config.out_of_order_rate
         )
@@ -216,7 +227,7 @@ class EventStream:
         rng = self._rng
         event_type = self._pick_type(rng)
         event = self._next_of[event_type]()
-        event_id = uuid4_str(rng)
+        event_id = uuid4_str(self._ids)
         message = OutgoingMessage(
             orjson.dumps(event),
             {
@@ -262,7 +273,7 @@ class EventStream:
         kind: MalformedKind = CATALOGUE[self._pick_kind(rng)]
         event_type = self._kind_types[kind.name](rng)
         data = kind.build(rng, self._factories[event_type].sample_event())
-        event_id = uuid4_str(rng)
+        event_id = uuid4_str(self._ids)
         attributes = {ATTR_EVENT_ID: event_id, ATTR_RUN_ID: self.run_id, ATTR_SCHEMA_VERSION: SCHEMA_VERSION}
         if kind.claims_type:
             attributes[ATTR_EVENT_TYPE] = event_type

@@ -41,6 +41,27 @@ def test_same_seed_and_clock_give_identical_bytes():
     assert a != c
 
 
+def test_a_new_run_of_the_same_seed_sends_the_same_events_under_new_ids():
+    config = {"seed": 42, "malformed_rate": 0.1, "duplicate_rate": 0.05}
+    first = stream("run-1", **config).take(5_000)
+    second = stream("run-2", **config).take(5_000)
+    assert [(m.data, m.kind, m.duplicate) for m in first] == [(m.data, m.kind, m.duplicate) for m in second]
+    assert not {m.event_id for m in first} & {m.event_id for m in second}
+    assert [m.attributes["run_id"] for m in second[:3]] == ["run-2"] * 3
+
+
+def test_a_replay_sends_the_earlier_runs_ids_with_the_same_events():
+    config = {"seed": 42, "malformed_rate": 0.1, "duplicate_rate": 0.05}
+    original = stream("run-1", **config).take(5_000)
+    replay = stream("run-3", ids_of="run-1", **config).take(5_000)
+    assert [(m.event_id, m.data) for m in replay] == [(m.event_id, m.data) for m in original]
+    assert {m.attributes["run_id"] for m in replay} == {"run-3"}  # the replay is its own run
+    # A replay of a replay draws the same ids: the namespace is the first run's.
+    assert [m.event_id for m in stream("run-4", ids_of="run-1", **config).take(100)] == [
+        m.event_id for m in original[:100]
+    ]
+
+
 def test_iteration_and_take_agree():
     iterated = stream(seed=9)
     it = iter(iterated)
@@ -104,6 +125,7 @@ def test_out_of_order_events_are_earlier_than_the_event_before_them():
         ({"malformed_rate": 0.7, "duplicate_rate": 0.5}, "malformed_rate \\+ duplicate_rate must not exceed 1"),
         ({"late_rate": 0.6, "out_of_order_rate": 0.6}, "late_rate \\+ out_of_order_rate must not exceed 1"),
         ({"max_lateness_s": 0}, "max_lateness_s must be a positive number"),
+        ({"ids_of": ""}, "ids_of must be a run id"),
         ({"type_weights": {"orders": 1}}, "type_weights: unknown name\\(s\\) orders; known: order, inventory"),
         ({"type_weights": {"order": 0}}, "type_weights: at least one weight must be positive"),
         ({"type_weights": {"order": -1}}, "weights must be numbers >= 0"),

@@ -8,11 +8,13 @@ COMMANDS below.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
 
 from eventmodel.errors import FixableError
+from eventmodel.resources import HOME_ENV_VAR, workbench_home
 
 # command name -> "module:attribute"; one line per command.
 COMMANDS: dict[str, str] = {
@@ -77,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     from workbench.redact import redact_logging
 
     redact_logging()
+    # The home is resolved once, here: every child process (the pipeline, Locust, the emulators) inherits the same
+    # absolute path whatever folder it runs in.
+    os.environ[HOME_ENV_VAR] = str(workbench_home())
 
     try:
         cli.main(args=argv, standalone_mode=False)

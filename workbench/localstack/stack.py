@@ -58,7 +58,9 @@ class StackConfig:
     pubsub_admin: bool = False
 
     def services(self) -> list[Service]:
-        chosen = [pubsub(self.host, self.project, self.pubsub_port, self.data_dir, self.pubsub_admin)]
+        # Absolute: the emulator runs in a working folder of its own, where a relative path means somewhere else.
+        durable = self.data_dir.expanduser().absolute() if self.data_dir else None
+        chosen = [pubsub(self.host, self.project, self.pubsub_port, durable, self.pubsub_admin)]
         if self.with_bigquery:
             keep = bigquery_data_dir() if self.bigquery_persistent else None
             chosen.append(bigquery(self.host, self.project, self.bigquery_port, self.bigquery_time_travel, keep))
