@@ -13,13 +13,15 @@ from eventmodel.resources import DATASET, DEAD_LETTER_TOPIC, DEFAULT_PROJECT
 from workbench import terminal
 from workbench.errors import WorkbenchError
 from workbench.localstack.stack import BIGQUERY_ENV, PUBSUB_ENV, S3_ENV, STORAGE_ENV, local_endpoints
+from workbench.output_root import output_root_option
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("history_uri", metavar="s3://BUCKET/PREFIX")
 @click.option("--since", metavar="TIME", help="Only events at or after this event time (e.g. 2025-01-01T00:00:00Z).")
 @click.option("--until", metavar="TIME", help="Only events before this event time.")
-@click.option("--output-root", default="./output", show_default=True, help="Local directory or gs://bucket/prefix.")
+@click.option("--output-root", default="./output", show_default=True, callback=output_root_option,
+              help="Local directory or gs://bucket/prefix.")  # fmt: skip
 @click.option("--dataset", default=DATASET, show_default=True, help="BigQuery dataset; '' to run without BigQuery.")
 @click.option("--dead-letter-topic", default=DEAD_LETTER_TOPIC, show_default=True, help="'' for none.")
 @click.option("--runner", type=click.Choice(["DirectRunner", "DataflowRunner"]), default="DirectRunner",
