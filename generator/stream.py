@@ -17,9 +17,9 @@ publisher stays deterministic for a given seed. The clock is injectable for dete
 
 Content and identity come from two substreams. The seed fixes the content (which events, in which order, which
 malformed kinds); the event ids are drawn from a substream of the seed *and* the run's id namespace, which is the
-run id itself unless the run replays another (GeneratorConfig.ids_of). So running the same seed twice makes the same events
-under new ids, which a pipeline that deduplicates by event id (rightly) treats as new; only an explicit replay
-(`workbench publish --replay RUN_ID`) sends the earlier run's ids again.
+run id itself unless the run replays another (GeneratorConfig.ids_of). So the same seed run twice makes the same
+events under new ids, which a pipeline that deduplicates by event id (rightly) treats as new; only an explicit
+replay (`workbench publish --replay RUN_ID`) sends the earlier run's ids again.
 """
 
 from __future__ import annotations
@@ -122,6 +122,15 @@ class GeneratorConfig:
             data["history"] = [t.isoformat() for t in self.history]
         return data
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GeneratorConfig:
+        """The inverse of as_dict (a run manifest's "generator"); keys this version does not know are ignored."""
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("history") is not None:
+            values["history"] = tuple(datetime.fromisoformat(t) for t in values["history"])
+        return cls(**values)
+
 
 def _check_weights(name: str, weights: Mapping[str, float], known: tuple[str, ...]) -> None:
     unknown = sorted(set(weights) - set(known))
@@ -149,12 +158,15 @@ class OutgoingMessage:
 
 
 class _WeightedChoice:
-    """rng-driven choice by weight with one random() and a bisect: random.choices costs ~5x more."""
+    """rng-driven choice by weight with one random() and a bisect: random.choices costs ~5x more.
+
+    The names are taken in sorted order, so the same weights choose the same way however the mapping is ordered
+    (a manifest stores them with sorted keys, and a replay reads them back from there)."""
 
     __slots__ = ("_cum", "_items", "_total")
 
     def __init__(self, weights: Mapping[str, float]) -> None:
-        self._items = tuple(k for k, w in weights.items() if w > 0)
+        self._items = tuple(sorted(k for k, w in weights.items() if w > 0))
         self._cum = []
         total = 0.0
         for k in self._items:

@@ -69,23 +69,72 @@ def test_publish_to_a_file_writes_every_message_and_a_manifest(home):
     assert runs[0]["counts"]["expected:dead_letter"] == sum(r["expected"] == "dead_letter" for r in rows) > 0
 
 
-def test_same_seed_same_events_apart_from_time(home):
+def _publish_file(home: Path, name: str, *args: str):
+    return invoke("publish", "--rate", "5000", "--to", str(home / f"{name}.jsonl"), "--run-id", name, *args)
+
+
+def _payloads(lines: list[dict]) -> list[bytes]:
+    return [base64.b64decode(line["data"]) for line in lines]
+
+
+# Timestamps spread over a fixed range by the seed, not read from the clock: runs compare byte for byte.
+HISTORY = ("--history", "2025-01-01..2025-01-02")
+
+
+def test_same_seed_same_events_under_new_ids(home):
+    """A rerun with the same seed sends the same events, but as new events: ids of its own (a pipeline that
+    deduplicates by event id would otherwise drop the whole rerun as repeats)."""
     for name in ("a", "b"):
-        invoke(
-            "publish",
-            "--rate",
-            "5000",
-            "--count",
-            "200",
-            "--seed",
-            "9",
-            "--to",
-            str(home / f"{name}.jsonl"),
-            "--run-id",
-            name,
-        )
+        published = _publish_file(home, name, "--count", "200", "--seed", "9", "--malformed-rate", "0.1", *HISTORY)
+        assert published.exit_code == 0, published.output
     first, second = read_lines(home / "a.jsonl"), read_lines(home / "b.jsonl")
-    assert [x["attributes"]["event_id"] for x in first] == [x["attributes"]["event_id"] for x in second]
+    assert _payloads(first) == _payloads(second)
+    assert not {x["attributes"]["event_id"] for x in first} & {x["attributes"]["event_id"] for x in second}
+
+
+def test_replay_sends_the_runs_events_under_its_ids(home):
+    args = ("--count", "300", "--seed", "9", "--malformed-rate", "0.1", "--duplicate-rate", "0.05", *HISTORY)
+    assert _publish_file(home, "original", *args).exit_code == 0
+    replayed = _publish_file(home, "again", "--replay", "original")  # its seed, shares and count
+    assert replayed.exit_code == 0, replayed.output
+    first, again = read_lines(home / "original.jsonl"), read_lines(home / "again.jsonl")
+    assert [x["attributes"]["event_id"] for x in again] == [x["attributes"]["event_id"] for x in first]
+    assert _payloads(again) == _payloads(first)
+    assert {x["attributes"]["run_id"] for x in again} == {"again"}
+    manifest = orjson.loads((home / "home" / "runs" / "again" / "manifest.json").read_bytes())
+    assert manifest["generator"]["ids_of"] == "original"
+    # A replay of the replay draws the same ids again: the namespace is the original's.
+    assert _publish_file(home, "third", "--replay", "again", "--count", "50").exit_code == 0
+    third = read_lines(home / "third.jsonl")
+    assert [x["attributes"]["event_id"] for x in third] == [x["attributes"]["event_id"] for x in first[:50]]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--replay", "nope"], "no run 'nope' to replay"),
+        (["--replay", "original", "--seed", "4"], "with its own generator settings: drop --seed"),
+        (["--replay", "original", "--malformed-rate", "0.2"], "drop --malformed-rate"),
+        (["--replay", "original", "--workers", "2"], "drop --workers 2 to replay it"),
+    ],
+)
+def test_a_replay_that_would_send_other_events_is_refused(home, args, says):
+    assert _publish_file(home, "original", "--count", "20").exit_code == 0
+    result = _main("publish", "--to", str(home / "x.jsonl"), *args)
+    assert result.returncode == 2, result.stderr
+    assert says in " ".join(result.stderr.split())
+
+
+def test_no_emulator_no_stack_and_no_project_says_what_to_start(home, monkeypatch):
+    for name in ("PUBSUB_PROJECT_ID", "GOOGLE_CLOUD_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    started = time.monotonic()
+    result = _main("publish", "--count", "5")
+    assert time.monotonic() - started < 15
+    assert result.returncode == 2, result.stderr
+    text = " ".join(result.stderr.split())
+    assert "no Pub/Sub emulator is running and no GCP project is named" in text
+    assert "workbench up" in text and "--project" in text
 
 
 def test_to_stdout_streams_json_lines(home):

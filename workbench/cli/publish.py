@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 
 import click
 
-from eventmodel.resources import DEFAULT_PROJECT, TOPIC, resolve_project
+from eventmodel.resources import DEFAULT_PROJECT, PROJECT_ENV_VARS, TOPIC, resolve_project
 from publisher import objects as layout
+from publisher.errors import PublishError
 from publisher.manifest import new_run_id, run_dir
 from publisher.rate import PROFILE_HELP, parse_duration
 from publisher.s3 import S3Target, check_s3
@@ -116,6 +117,13 @@ def _history(ctx, param, value: str | None) -> tuple[datetime, datetime] | None:
     "--workers", type=int, default=1, show_default=True, help="Publishing processes, for rates one can't reach."
 )
 @click.option("--run-id", help="Name the run (default: time-stamped).")
+@click.option(
+    "--replay",
+    metavar="RUN_ID",
+    help="Send run RUN_ID's events again under the same event ids (its seed, generator settings, workers and count, "
+    "unless --count/--duration/--rate say otherwise): a deduplicating pipeline drops what it holds, and reconcile "
+    "reports those events as held by the earlier run. Without it every run has event ids of its own.",
+)
 def publish(
     rate,
     profile,
@@ -140,6 +148,7 @@ def publish(
     emulator,
     workers,
     run_id,
+    replay,
 ):
     """Publish generated events at a controlled rate.
 
@@ -185,8 +194,7 @@ def publish(
     elif to is not None:
         target = FileTarget(to)
     else:
-        emulator_host = emulator or os.environ.get(EMULATOR_ENV) or None
-        target = PubSubTarget(resolve_project(project, DEFAULT_PROJECT), topic, emulator_host)
+        target = _pubsub_target(project, topic, emulator)
     generator_config = GeneratorConfig(
         seed=seed,
         malformed_rate=malformed_rate,
@@ -197,10 +205,14 @@ def publish(
         out_of_order_rate=out_of_order_rate,
         history=history,
     )
+    if rate is None:
+        rate = UNPACED_RATE if isinstance(target, S3Target) else DEFAULT_RATE
+    if replay:
+        generator_config, rate, profile, count, workers = _replaying(replay, rate, profile, count, duration, workers)
     plan = PublishPlan(
         run_id=run_id or new_run_id(),
         target=target,
-        rate=rate if rate is not None else UNPACED_RATE if isinstance(target, S3Target) else DEFAULT_RATE,
+        rate=rate,
         profile=profile,
         count=count,
         duration=duration,
@@ -225,9 +237,14 @@ def publish(
     publisher = Publisher(plan)
     with LiveView(publisher) as view:
         result = run_with_sigint(publisher, view.update)
-    for table in summary(result):
-        terminal.console.print(table)
-    terminal.info(f"manifest: {run_dir(plan.run_id) / 'manifest.json'}")
+    import contextlib
+    import signal
+
+    # After SIGHUP the terminal may be gone: the manifest is written, so a summary that cannot be shown is no error.
+    with contextlib.suppress(OSError):
+        for table in summary(result):
+            terminal.console.print(table)
+        terminal.info(f"manifest: {run_dir(plan.run_id) / 'manifest.json'}")
     if result.status == "failed":
         raise WorkbenchError(
             "the run failed: " + "; ".join(result.totals.errors or ["a worker ended early"]),
@@ -236,8 +253,89 @@ def publish(
     if result.totals.failed:
         terminal.warning(f"{result.totals.failed:,} messages failed after retries (recorded as failed)")
     if result.status == "interrupted":
-        terminal.warning("interrupted: everything sent before the stop is published and in the manifest")
-        sys.exit(130)
+        stopped_by = publisher.stop_signal or signal.SIGINT
+        name, in_flight = signal.Signals(stopped_by).name, result.totals.in_flight
+        how = f"stopped at once ({name}, then a second signal)" if publisher.aborting else f"interrupted ({name})"
+        with contextlib.suppress(OSError):
+            if in_flight:
+                terminal.warning(
+                    f"{how}: {in_flight:,} messages were in flight and their outcome is unknown, so reconcile refuses "
+                    f"this run; {result.totals.published:,} published are recorded in the manifest"
+                )
+            else:
+                terminal.warning(
+                    f"{how}: everything sent before the stop has its outcome in the manifest; "
+                    f"`workbench reconcile {result.run_id}` checks it"
+                )
+        sys.exit(128 + stopped_by)  # the shell's convention: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
+
+
+def _pubsub_target(project: str | None, topic: str, emulator: str | None) -> PubSubTarget:
+    """Where a Pub/Sub publish goes, found as run-pipeline and reconcile find it: --emulator, else
+    PUBSUB_EMULATOR_HOST, else real Pub/Sub when --project names a project, else the running local stack, else real
+    Pub/Sub with the project from the environment. Says which it chose."""
+    from workbench.localstack.stack import env_exports
+
+    resolved = resolve_project(project, DEFAULT_PROJECT)
+    if emulator or os.environ.get(EMULATOR_ENV):
+        host = emulator or os.environ[EMULATOR_ENV]
+        source = "--emulator" if emulator else EMULATOR_ENV
+    elif project:
+        host, source = None, "--project"
+    else:
+        try:
+            stack = env_exports()  # what `workbench up` started, in the project it created the topics in
+        except Exception:  # no readable state: nothing was started (local_endpoints reads it the same way)
+            stack = {}
+        host, source = stack.get(EMULATOR_ENV), "the running local stack (`workbench up`)"
+        resolved = stack.get(PROJECT_ENV_VARS[0], resolved) if host else resolved
+    if host is None and resolved == DEFAULT_PROJECT:
+        raise WorkbenchError(
+            "no Pub/Sub emulator is running and no GCP project is named",
+            "start the local stack (`workbench up`), pass --emulator HOST:PORT, or name a project with --project P",
+        )
+    where = f"the emulator at {host}" if host else f"real Pub/Sub in project {resolved}"
+    terminal.info(f"target: {where} (from {source if host or project else 'the environment'})")
+    return PubSubTarget(resolved, topic, host)
+
+
+# Options a replay takes from the run it replays: giving one of them as well would send other events.
+_REPLAYED = ("seed", "malformed_rate", "malformed_kinds", "duplicate_rate", "late_rate", "max_lateness",
+             "out_of_order_rate", "history")  # fmt: skip
+
+
+def _replaying(run: str, rate: float, profile: str, count: int | None, duration: float | None, workers: int):
+    """The generator settings, rate, profile, count and workers of a replay of `run`."""
+    from click.core import ParameterSource
+
+    from publisher.manifest import load_manifest
+    from publisher.replay import replay_config
+
+    context = click.get_current_context()
+    given = lambda name: context.get_parameter_source(name) == ParameterSource.COMMANDLINE  # noqa: E731
+    clashing = [f"--{name.replace('_', '-')}" for name in _REPLAYED if given(name)]
+    if clashing:
+        raise click.UsageError(
+            f"--replay {run} sends that run's events with its own generator settings: drop {', '.join(clashing)}"
+        )
+    origin = load_manifest(run)
+    if origin is None:
+        raise WorkbenchError(f"no run {run!r} to replay under {run_dir(run).parent}", "list the runs: `workbench runs`")
+    plan = origin.get("plan") or {}
+    if given("workers") and workers != plan.get("workers", 1):
+        raise click.UsageError(
+            f"run {run} was published by {plan.get('workers', 1)} worker(s), each with its own ids: "
+            f"drop --workers {workers} to replay it"
+        )
+    if count is None and duration is None:
+        count = (origin.get("totals") or {}).get("sent") or plan.get("count")
+    if not given("rate"):
+        rate, profile = plan.get("rate", rate), plan.get("profile", profile)
+    try:
+        config = replay_config(origin)
+    except PublishError as exc:
+        raise WorkbenchError(exc.message, exc.fix) from None
+    return config, rate, profile, count, plan.get("workers", 1)
 
 
 # GeneratorConfig speaks in field names; users typed flags.
