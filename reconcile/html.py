@@ -32,6 +32,7 @@ body{font:14px/1.45 system-ui,sans-serif;color:#1d2329;margin:24px auto;max-widt
 h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde2e6;padding-bottom:4px}
 .banner{padding:14px 18px;border-radius:6px;color:#fff;font-size:16px}
 .banner b{font-size:22px;margin-right:12px}.matched{background:#2e8b57}.mismatch{background:#c0392b}
+.why{margin-top:6px;font-size:14px}
 table{border-collapse:collapse;margin:6px 0}td,th{padding:3px 10px;border-bottom:1px solid #eceff1;text-align:left}
 td.n{text-align:right;font-variant-numeric:tabular-nums}td.bad{color:#c0392b;font-weight:600}
 th{background:#f4f6f7}code{font-size:12px}.more{color:#5f6b76;font-style:italic}
@@ -140,12 +141,18 @@ def _stacked_chart(name: str, rows: list[tuple[str, list[tuple[str, int, str]]]]
 
 
 def _banner(report: dict[str, Any]) -> str:
+    """The verdict in bold, once, then the headline without the word again; what the pipeline's own counters
+    say about the mismatch beneath (reconcile.pipeline_counters), when they say anything."""
     verdict = "matched" if report.get("verdict") == "matched" else "mismatch"
-    return f'<div class="banner {verdict}"><b>{verdict.upper()}</b>{_e(report.get("headline"))}</div>'
+    headline = str(report.get("headline") or "").replace(f"{verdict.upper()}: ", "", 1)
+    why = (report.get("pipeline_counts") or {}).get("explanation")
+    explained = f'<div class="why">why: {_e(why)}</div>' if why else ""
+    return f'<div class="banner {verdict}"><b>{verdict.upper()}</b>{_e(headline)}{explained}</div>'
 
 
 def _flat(d: dict[str, Any] | None) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in (d or {}).items())
+    """key: value pairs; a key with no value (None: a plan with a duration has no count) is left out."""
+    return ", ".join(f"{k}: {v}" for k, v in (d or {}).items() if v is not None)
 
 
 def _facts(report: dict[str, Any]) -> str:
@@ -166,19 +173,6 @@ def _facts(report: dict[str, Any]) -> str:
     return "<h2>Run</h2>" + _table([], rows)
 
 
-BY_TYPE_COLUMNS = [
-    "expected",
-    "in_gcs",
-    "in_bigquery",
-    "missing",
-    "gcs_duplicated",
-    "gcs_redelivered",
-    "bigquery_raw_duplicated",
-    "misplaced",
-    "altered",
-    "dead_lettered",
-    "ok",
-]
 BY_TYPE_FAILING = ("missing", "misplaced", "altered", "gcs_duplicated")  # what fails a valid event, drawn red
 # Malformed outcomes, worst first: a malformed event accepted into an event sink is the worst failure of a run.
 BY_KIND_SERIES = [("accepted", RED), ("missing", "#e67e22"), ("other_reason", "#e5b80b"), ("expected_reason", GREEN)]
@@ -198,12 +192,13 @@ def _by_type(rows: list[dict[str, Any]]) -> str:
     legend = _legend([(s.replace("_", " "), c) for s, c in series] + [("problem", RED)])
     # dead_lettered too is a failure here: a valid event in a dead-letter sink was rejected.
     failing = {*BY_TYPE_FAILING, "dead_lettered"}
+    # Every count of the rows, in the queries' order: a count added to reconcile.queries.BY_TYPE shows unchanged.
+    columns = [c for c in rows[0] if c != "event_type"]
     table = [
-        [r.get("event_type")] + [_bad(_n(r.get(c))) if c in failing else _n(r.get(c)) for c in BY_TYPE_COLUMNS]
-        for r in rows
+        [r.get("event_type")] + [_bad(_n(r.get(c))) if c in failing else _n(r.get(c)) for c in columns] for r in rows
     ]
-    headers = ["event type", *(c.replace("_", " ") for c in BY_TYPE_COLUMNS)]
-    return title + legend + _bar_chart("by-type", groups) + _table(headers, table, range(1, 11))
+    headers = ["event type", *(c.replace("_", " ") for c in columns)]
+    return title + legend + _bar_chart("by-type", groups) + _table(headers, table, range(1, len(columns) + 1))
 
 
 def _by_kind(rows: list[dict[str, Any]]) -> str:
@@ -245,7 +240,9 @@ def _histogram(rows: list[dict[str, Any]]) -> str:
     """One line per sink over the buckets, evenly spaced: the 1-2-5 buckets are log-spaced already. Each sink
     is drawn as its share of its own events, so a sink holding more rows does not flatten the others."""
     if not rows:
-        return "<p>no latencies measured</p>"
+        # The histogram covers the event sinks (reconcile.queries.LATENCY_HISTOGRAM); the table above may still
+        # hold the dead_letters table's latency.
+        return "<p>no histogram: none of this run's events landed in GCS or BigQuery with a publish time</p>"
     buckets = sorted({*HISTOGRAM_BUCKETS_MS, BEYOND, *(_n(r.get("upper_ms")) for r in rows)})
     counts: dict[str, dict[int, int]] = {}
     for r in rows:
@@ -280,8 +277,11 @@ def _latency(report: dict[str, Any]) -> str:
         [r.get("sink"), _n(r.get("n")), *(_ms(r.get(q)) for q in ("p50", "p95", "p99", "max"))]
         for r in report.get("latency") or []
     ]
+    title = "<h2>Latency, publish to landed</h2>"
+    if not rows:
+        return title + "<p>no latencies measured</p>"
     table = _table(["sink", "n", "p50", "p95", "p99", "max"], rows, range(1, 6))
-    return "<h2>Latency, publish to landed</h2>" + table + _histogram(report.get("histogram") or [])
+    return title + table + _histogram(report.get("histogram") or [])
 
 
 def _listing(title: str, rows: list[dict[str, Any]], columns: list[str], note: str = "", lead: str = "") -> str:
@@ -318,6 +318,22 @@ def _problems(report: dict[str, Any]) -> str:
     return _listing("Problems", report.get("problems") or [], columns, lead=summary if counts else "")
 
 
+def _pipeline_counts(counts: dict[str, Any] | None) -> str:
+    """What the pipeline's own records (its dedup journal, its counters) said about this run, when they said
+    anything (reconcile.pipeline_counters)."""
+    if not counts or not counts.get("sources"):
+        return ""
+    rows = [
+        ["this run's valid events in no event sink", _n(counts.get("not_in_any_sink"))],
+        ["of those, ids the pipeline had already let through as another message", _n(counts.get("repeats"))],
+    ]
+    if counts.get("duplicates_dropped") is not None:
+        rows.append(["duplicates the pipeline dropped for this run (its counters)", _n(counts["duplicates_dropped"])])
+        rows.append(["events of this run the pipeline read (its counters)", _n(counts.get("read"))])
+    sources = "".join(f"<li><code>{_e(s)}</code></li>" for s in counts["sources"])
+    return "<h2>What the pipeline counted</h2>" + _table([], rows, {1}) + f"<p>read from</p><ul>{sources}</ul>"
+
+
 def _notes(notes: list[str]) -> str:
     return "<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>" if notes else ""
 
@@ -330,6 +346,7 @@ def render_html(report: dict[str, Any]) -> str:
     sections = [
         _banner(report),
         _facts(report),
+        _pipeline_counts(report.get("pipeline_counts")),
         _by_type(report.get("by_type") or []),
         _by_kind(report.get("by_kind") or []),
         _latency(report),

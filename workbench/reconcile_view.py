@@ -4,10 +4,12 @@ and, while `--wait` polls, a live line of what is still missing."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.text import Text
 
 from reconcile.report import PROBLEM_LABELS, SAMPLE, Report
@@ -18,13 +20,36 @@ def _n(value: Any) -> int:
     return int(value or 0)
 
 
+# Short headers for the per-type counts (reconcile.queries.BY_TYPE); a count the queries add later shows under
+# its own name, spaced, with no change here.
+TYPE_HEADERS = {
+    "expected": "expected",
+    "in_gcs": "in GCS",
+    "in_bigquery": "in BQ",
+    "missing": "missing",
+    "gcs_duplicated": "GCS dup",
+    "gcs_redelivered": "GCS redeliv",
+    "bigquery_raw_duplicated": "BQ raw dup",
+    "misplaced": "misplaced",
+    "altered": "altered",
+    "dead_lettered": "dead letters",
+    "sink_gave_up": "sink gave up",
+    "ok": "ok",
+}
+
+
+def type_columns(report: Report) -> list[str]:
+    """The per-type counts in the queries' order (every key of the rows but the type)."""
+    if not report.by_type:
+        return list(TYPE_HEADERS)
+    return [k for k in report.by_type[0] if k != "event_type"]
+
+
 def type_table(report: Report):
-    columns = ["type", "expected", "in GCS", "in BigQuery", "missing", "GCS dup", "GCS redelivered", "BQ raw dup",
-               "misplaced", "altered", "dead-lettered", "ok"]  # fmt: skip
-    keys = ["expected", "in_gcs", "in_bigquery", "missing", "gcs_duplicated", "gcs_redelivered",
-            "bigquery_raw_duplicated", "misplaced", "altered", "dead_lettered", "ok"]  # fmt: skip
+    keys = type_columns(report)
+    columns = ["type", *(TYPE_HEADERS.get(k, k.replace("_", " ")) for k in keys)]
     return terminal.table(
-        "valid events, per type", columns, [[r["event_type"], *(_n(r[k]) for k in keys)] for r in report.by_type]
+        "valid events, per type", columns, [[r["event_type"], *(_n(r.get(k)) for k in keys)] for r in report.by_type]
     )
 
 
@@ -48,7 +73,7 @@ def kind_table(report: Report):
     title = f"malformed events: {sent:,} sent over {len(report.by_kind)} kinds, {clean} kinds all dead-lettered right"
     columns = ["kind", "expected reason", "sent", "ACCEPTED", "right reason", "other reason", "missing",
                "bytes altered"]  # fmt: skip
-    return terminal.table(title, columns, rows) if rows else Text(title)
+    return terminal.table(title, columns, rows, droppable=["expected reason"]) if rows else Text(title)
 
 
 def latency_table(report: Report):
@@ -64,10 +89,10 @@ def problem_sample(report: Report) -> list[Any]:
     for p in report.problems:
         by_problem[p["problem"]].append(p)
     parts: list[Any] = []
-    for problem in PROBLEM_LABELS:
-        found = by_problem.get(problem)
-        if not found:
-            continue
+    # In the labels' order of gravity; a problem the labels do not know yet comes last, under its own name.
+    order = [p for p in PROBLEM_LABELS if p in by_problem] + [p for p in by_problem if p not in PROBLEM_LABELS]
+    for problem in order:
+        found = by_problem[problem]
         rows = [
             [
                 p["event_id"],
@@ -83,9 +108,10 @@ def problem_sample(report: Report) -> list[Any]:
         more = f" (first {SAMPLE} shown)" if len(found) > SAMPLE else ""
         parts.append(
             terminal.table(
-                f"[red]{len(found):,} {PROBLEM_LABELS[problem]}[/red]{more}",
+                f"[red]{len(found):,} {PROBLEM_LABELS.get(problem, problem.replace('_', ' '))}[/red]{more}",
                 ["event_id", "type / kind", "GCS", "BQ", "dead letters", "reasons", "last seen"],
                 rows,
+                droppable=["reasons", "type / kind"],
             )
         )
     for title, found in (("unexpected: this run's id, never sent", report.unexpected),
@@ -99,13 +125,24 @@ def problem_sample(report: Report) -> list[Any]:
                         [r["sink"], r["message_id"], r["event_id"], r["event_type"] or "", r["location"]]
                         for r in found[:SAMPLE]
                     ],
+                    droppable=["type", "where"],
                 )
             )
     return parts
 
 
-def show(report: Report, output_root: str | None, dataset: str | None) -> None:
-    """Print the whole report to the terminal (stdout), verdict last so it is what stays on screen."""
+def show(
+    report: Report,
+    output_root: str | None,
+    dataset: str | None,
+    explanation: str | None = None,
+    written: Sequence[str] = (),
+) -> None:
+    """Print the whole report to the terminal (stdout), verdict last so it is what stays on screen.
+
+    `explanation`: what the pipeline's own counters say about the mismatch (reconcile.pipeline_counters), shown
+    with the verdict; `written`: the report files already written, listed before it.
+    """
     out = terminal.out
     out.print(type_table(report))
     out.print(kind_table(report))
@@ -148,10 +185,14 @@ def show(report: Report, output_root: str | None, dataset: str | None) -> None:
         look.append('(queries: any BigQuery client; on the local stack after eval "$(workbench env)")')
     look.append(f"again:   workbench reconcile {report.run_id} --json report.json --html report.html")
     terminal.info("look further:\n  " + "\n  ".join(look))
+    for line in written:
+        terminal.info(line)
     if report.matched:
         terminal.success(report.headline())
     else:
         terminal.error(report.headline())
+    if explanation:
+        terminal.info(f"  [bold]why:[/bold] {escape(explanation)}")
 
 
 class WaitView:

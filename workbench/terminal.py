@@ -12,9 +12,10 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from workbench.redact import redact
 
@@ -56,21 +57,108 @@ def error(message: str, fix: str | None = None) -> None:
         console.print(f"  [bold]fix:[/bold] {escape(redact(fix))}", soft_wrap=True)
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
-    """Build a table with right-aligned numeric columns; the caller prints it (to `out` or `console`).
+# Narrow terminals: a number is never cut. A text column may fold down to TEXT_MIN, a header word down to
+# HEADER_MIN; a table that still does not fit leaves out its all-zero columns, then the caller's droppable
+# columns, then goes on below in a second table that repeats the first column.
+TEXT_MIN = 10
+HEADER_MIN = 7
 
-    The first column holds what people copy (run ids, event ids, type names): it is never wrapped or cut, so a
-    narrow terminal wraps the other columns first.
+
+def table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    droppable: Sequence[str] = (),
+) -> FitTable:
+    """A table with right-aligned numeric columns, laid out for the width it is printed at; the caller prints it
+    (to `out` or `console`).
+
+    The first column holds what people copy (run ids, event ids, type names) and numbers are what people read:
+    neither is ever wrapped or cut. Other text wraps. Under a narrow width, columns whose values are all 0 or
+    empty go first, then `droppable` (named by header, least needed first); a caption says what was left out.
     """
-    rows = [list(r) for r in rows]
-    t = Table(title=title, title_justify="left")
-    for i, name in enumerate(columns):
-        numeric = bool(rows) and all(isinstance(r[i], int | float) for r in rows)
+    return FitTable(title, list(columns), [list(r) for r in rows], list(droppable))
+
+
+def _cell(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def _blank(value: object) -> bool:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return not value
+    return value is None or value == ""
+
+
+class FitTable:
+    """A rich renderable: the table, built when it is printed, for that console's width (see table())."""
+
+    def __init__(self, title: str | None, columns: list[str], rows: list[list[object]], droppable: list[str]) -> None:
+        self.title = title
+        self.columns = columns
+        self.rows = rows
+        self.droppable = droppable
+        self.numeric = [bool(rows) and all(isinstance(r[i], int | float) for r in rows) for i in range(len(columns))]
+        self.cells = [[_cell(v) for v in r] for r in rows]
+
+    def needs(self, i: int) -> int:
+        """The narrowest column i may be: whole values for the first column and numbers, TEXT_MIN for text."""
+        widest = max((len(r[i]) for r in self.cells), default=0)
+        header_word = min(max((len(w) for w in self.columns[i].split()), default=0), HEADER_MIN)
         if i == 0:
-            widest = max([len(str(name)), *(len(str(r[0])) for r in rows)])
-            t.add_column(name, justify="left", no_wrap=True, min_width=widest)
-            continue
-        t.add_column(name, justify="right" if numeric else "left")
-    for r in rows:
-        t.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in r))
-    return t
+            return max(widest, header_word)
+        if self.numeric[i]:
+            return max(widest, header_word, 1)
+        return max(min(widest, TEXT_MIN), header_word, 1)
+
+    def width_of(self, shown: list[int]) -> int:
+        # Rich's default box: one rule before each column and after the last, one space of padding each side.
+        return sum(self.needs(i) + 3 for i in shown) + 1
+
+    def layout(self, width: int) -> tuple[list[list[int]], list[str]]:
+        """Which columns each printed table shows (column 0 in every one), and what was left out and why."""
+        shown = list(range(len(self.columns)))
+        notes: list[str] = []
+        if self.width_of(shown) > width:
+            zero = [i for i in shown[1:] if self.rows and all(_blank(r[i]) for r in self.rows)]
+            if zero:
+                shown = [i for i in shown if i not in zero]
+                notes.append("all 0 or empty: " + ", ".join(self.columns[i] for i in zero))
+        dropped = []
+        for name in self.droppable:
+            if self.width_of(shown) <= width:
+                break
+            if name in self.columns and (i := self.columns.index(name)) in shown and len(shown) > 2:
+                shown.remove(i)
+                dropped.append(name)
+        if dropped:
+            notes.append("left out for width: " + ", ".join(dropped) + " (a wider terminal shows them)")
+        parts: list[list[int]] = [[0]]
+        for i in shown[1:]:
+            if len(parts[-1]) > 1 and self.width_of([*parts[-1], i]) > width:
+                parts.append([0])
+            parts[-1].append(i)
+        return parts, notes
+
+    def build(self, shown: list[int], title: str | None, caption: str | None) -> Table:
+        t = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+        for i in shown:
+            name = self.columns[i]
+            if i == 0:
+                t.add_column(name, justify="left", no_wrap=True, min_width=self.needs(0))
+            elif self.numeric[i]:
+                # The header may wrap between words (and fold a long word); the numbers never do.
+                header = Text(name, justify="right", no_wrap=False, overflow="fold")
+                t.add_column(header, justify="right", no_wrap=True, min_width=self.needs(i))
+            else:
+                t.add_column(name, justify="left", overflow="fold", min_width=self.needs(i))
+        for r in self.cells:
+            t.add_row(*(r[i] for i in shown))
+        return t
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        parts, notes = self.layout(options.max_width)
+        caption = "; ".join(notes) or None
+        for k, shown in enumerate(parts):
+            title = self.title if k == 0 else f"(continued: {self.columns[0]} and further columns)"
+            yield self.build(shown, title, caption if k == len(parts) - 1 else None)

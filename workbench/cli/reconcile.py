@@ -1,17 +1,21 @@
 """`workbench reconcile`: did every event of a run arrive exactly where it belongs, once and unchanged?
 
 Exit status: 0 everything matches, 1 any mismatch, 2 the run could not be reconciled (no such run, a sink
-unreachable, a manifest still running or interrupted), each with a message saying what to do.
+unreachable, a manifest still running or interrupted) or a report file could not be written, each with a message
+saying what to do. The --json and --html paths are checked before any work, so that exit 1 always means a
+mismatch and never a file that could not be written.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import click
 
 from eventmodel.resources import DATASET
-from workbench import terminal
+from workbench.cli.params import DURATION
 from workbench.errors import WorkbenchError
 
 
@@ -37,7 +41,13 @@ from workbench.errors import WorkbenchError
     show_default=True,
     help="BigQuery engine: the dataset for reconcile's own tables (dropped after each reconcile).",
 )
-@click.option("--wait", "wait_s", type=float, metavar="SECONDS", help="Poll until the sinks settle or time runs out.")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=DURATION,
+    metavar="DURATION",
+    help="Poll until the sinks settle or time runs out (60, 90s, 2m).",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the full report.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a visual report.")
 def reconcile(
@@ -53,6 +63,8 @@ def reconcile(
     """
     if wait_s is not None and wait_s < 0:
         raise click.BadParameter("must be 0 or more seconds", param_hint="--wait")
+    # Before any work: a path that cannot be written is exit 2 now, not a traceback after the verdict.
+    check_outputs(json_path, html_path)
     report = run_reconcile(
         run_id,
         output_root=None if no_gcs else output_root,
@@ -83,15 +95,19 @@ def run_reconcile(
     json_path: Path | None = None,
     html_path: Path | None = None,
 ):
-    """Reconcile, show the report, write the files asked for; returns the Report (the demo calls this too)."""
-    import orjson
+    """Reconcile, show the report, write the files asked for; returns the Report (the demo calls this too).
 
+    The output paths are checked (their folders created) before the work; a file that still cannot be written
+    afterwards is a WorkbenchError (exit 2), said after the report and never hidden behind its verdict.
+    """
     from eventmodel.resources import DEFAULT_PROJECT, resolve_project
     from reconcile.errors import ReconcileError
+    from reconcile.pipeline_counters import read_pipeline_counts
     from reconcile.run import ReconcileTarget, reconcile_waiting
     from reconcile.run import reconcile as reconcile_once
     from workbench.reconcile_view import WaitView, show
 
+    check_outputs(json_path, html_path)
     target = ReconcileTarget.local(
         output_root=output_root,
         project=resolve_project(project, DEFAULT_PROJECT),
@@ -109,13 +125,98 @@ def run_reconcile(
                 report = reconcile_once(run_id, target, on_step=view.step)
     except ReconcileError as exc:
         raise WorkbenchError(exc.message, exc.fix) from None
-    show(report, target.output_root, target.dataset)
-    if json_path:
-        json_path.write_bytes(orjson.dumps(report.to_dict(), default=str, option=orjson.OPT_INDENT_2))
-        terminal.info(f"full report: {json_path}")
-    if html_path:
-        from reconcile.html import write_html
-
-        write_html(report.to_dict(), html_path)
-        terminal.info(f"visual report: {html_path}")
+    counts = read_pipeline_counts(report.run_id, report.problems)
+    data = {**report.to_dict(), "pipeline_counts": counts.to_dict()}
+    written, failed = write_outputs(data, json_path, html_path)
+    show(report, target.output_root, target.dataset, explanation=counts.explanation(), written=written)
+    if failed:
+        raise failed
     return report
+
+
+def check_outputs(json_path: Path | None, html_path: Path | None) -> None:
+    """Refuse, with the fix, a report path that cannot be written; create its missing folders."""
+    asked = [(option, path) for option, path in (("--json", json_path), ("--html", html_path)) if path]
+    if len(asked) == 2 and _same_file(json_path, html_path):
+        raise WorkbenchError(f"--json and --html name the same file {json_path}", "give each report its own file name")
+    for option, path in asked:
+        check_output(option, Path(path))
+
+
+def check_output(option: str, path: Path) -> None:
+    if path.is_dir():
+        raise WorkbenchError(
+            f"{option} {path} is a folder, not a file",
+            f"name a file in it, e.g. {option} {path / ('report' + _suffix(option))}",
+        )
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise WorkbenchError(
+            f"{option} {path}: cannot create the folder {folder}: {blocker} is a file",
+            f"write the report elsewhere, e.g. {option} {Path.cwd() / path.name}",
+        ) from None
+    except NotADirectoryError:
+        raise WorkbenchError(
+            f"{option} {path}: cannot create the folder {folder}: a part of that path is a file",
+            f"write the report elsewhere, e.g. {option} {Path.cwd() / path.name}",
+        ) from None
+    except OSError as exc:
+        raise WorkbenchError(
+            f"{option} {path}: cannot create the folder {folder}: {exc.strerror or exc}",
+            f"write the report to a folder you can write to, e.g. {option} {Path.cwd() / path.name}",
+        ) from None
+    try:
+        if path.exists():
+            with path.open("ab"):  # opened to append, nothing written: the report replaces it later
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", delete=True):
+                pass
+    except OSError as exc:
+        raise WorkbenchError(
+            f"{option} {path} cannot be written: {exc.strerror or exc}",
+            f"write the report to a folder you can write to, e.g. {option} {Path.cwd() / path.name}",
+        ) from None
+
+
+def write_outputs(
+    data: dict, json_path: Path | None, html_path: Path | None
+) -> tuple[list[str], WorkbenchError | None]:
+    """Write the reports asked for: what was written, and the first failure as the error to end with (exit 2)."""
+    import orjson
+
+    from reconcile.html import write_html
+
+    written: list[str] = []
+    for option, path, write in (
+        ("--json", json_path, lambda p: _write_bytes(p, orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2))),
+        ("--html", html_path, lambda p: write_html(data, p)),
+    ):
+        if not path:
+            continue
+        try:
+            write(Path(path))
+        except OSError as exc:
+            return written, WorkbenchError(
+                f"the reconcile ran (verdict above) but its {option} report {path} could not be written: "
+                f"{exc.strerror or exc}",
+                "free space or permissions on that folder, or pass another path; then run the reconcile again",
+            )
+        written.append(f"{'full' if option == '--json' else 'visual'} report: {path}")
+    return written, None
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _same_file(a: Path | None, b: Path | None) -> bool:
+    return bool(a and b) and os.path.abspath(a) == os.path.abspath(b)
+
+
+def _suffix(option: str) -> str:
+    return ".json" if option == "--json" else ".html"
