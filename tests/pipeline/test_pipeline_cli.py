@@ -77,13 +77,32 @@ def test_a_local_run_until_idle_prints_what_it_wrote(stack, tmp_path):
         "--output-root", str(output),
         "--dataset", stack.dataset,
         "--bigquery-emulator", stack.bigquery_host_port,
-        "--stop-when-idle", "2",
+        "--stop-when-idle", "2s",
         "--flush-seconds", "1",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "pipeline stopped (no message for 2 s)" in result.output
     assert "dead letters by reason" in result.output
     assert len(lines_of(files_under(str(output)))) > 200
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("root", "says"),
+    [("gs:/bucket", "gs:/bucket looks like a GCS URL with one slash"), ("~/out", "~ is not expanded inside")],
+)
+def test_a_misspelt_output_root_is_refused_before_anything_starts_and_creates_no_folder(stack, tmp_path, root, says):
+    """With a stack that answers (so only the output root can stop it): as a user types it, from a working folder."""
+    cwd = tmp_path / "checkout"
+    cwd.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WORKBENCH_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    argv = [sys.executable, "-m", "workbench.cli", "run-pipeline", "--project", stack.project, "--emulator",
+            stack.pubsub, "--dataset", "", "--stop-when-idle", "1", f"--output-root={root}"]  # fmt: skip
+    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert says in result.stderr and "write --output-root" in result.stderr, result.stderr
+    assert "DirectRunner" not in result.stdout + result.stderr, "refused before the pipeline started"
+    assert list(cwd.iterdir()) == [], "no folder named after the typo"
 
 
 @pytest.mark.integration

@@ -4,6 +4,10 @@ Local mode is the DirectRunner, named explicitly, against the emulators `workben
 --emulator / --bigquery-emulator, the environment, or the stack's state), with anonymous credentials. It runs
 until Ctrl-C or, with --stop-when-idle, until nothing arrived for that long; both drain (buffered files and rows
 are written) before it exits. Dataflow mode submits the same pipeline: see docs/pipeline.md.
+
+Exit status: 0 stopped when idle, everything read written and acknowledged; 130 interrupted (Ctrl-C, drained);
+2 could not run or could not finish: a usage error, a failed check, another pipeline on the subscription, or
+Pub/Sub unreachable for longer than --source-retry-seconds (what was read and not acknowledged is delivered again).
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ import click
 
 from eventmodel.resources import DATASET, DEAD_LETTER_TOPIC, DEFAULT_PROJECT, SUBSCRIPTION
 from workbench import terminal
+from workbench.cli.params import DURATION
 from workbench.errors import WorkbenchError
 from workbench.localstack.stack import BIGQUERY_ENV, PUBSUB_ENV, STORAGE_ENV, local_endpoints
+from workbench.output_root import output_root_option
+from workbench.pipeline_run.source_health import DEFAULT_SOURCE_RETRY_S
 
 
 def _dashed(text: str) -> str:
@@ -40,13 +47,24 @@ def _dashed(text: str) -> str:
 @click.option("--temp-location", help="gs://BUCKET/tmp for Dataflow's staging and temp files (DataflowRunner).")
 @click.option("--subscription", default=SUBSCRIPTION, show_default=True, help="Subscription to read.")
 @click.option("--dead-letter-topic", default=DEAD_LETTER_TOPIC, show_default=True)
-@click.option("--output-root", default="./output", show_default=True, help="Local directory or gs://bucket/prefix.")
+@click.option(
+    "--output-root",
+    default="./output",
+    show_default=True,
+    callback=output_root_option,
+    help="Local directory or gs://bucket/prefix.",
+)
 @click.option("--dataset", default=DATASET, show_default=True, help="BigQuery dataset; '' to run without BigQuery.")
 @click.option("--emulator", metavar="HOST:PORT", help=f"Pub/Sub emulator (else ${PUBSUB_ENV} or the local stack).")
 @click.option(
     "--bigquery-emulator", metavar="HOST:PORT", help=f"BigQuery emulator (else ${BIGQUERY_ENV} or the local stack)."
 )
-@click.option("--stop-when-idle", type=float, metavar="SECONDS", help="Drain and exit after this long without input.")
+@click.option(
+    "--stop-when-idle",
+    type=DURATION,
+    metavar="DURATION",
+    help="Drain and exit after this long without input (10, 10s, 1m, 1m30s).",
+)
 @click.option("--pull-size", type=int, default=1000, show_default=True, help="Messages per local Pub/Sub pull.")
 @click.option(
     "--flush-seconds",
@@ -57,10 +75,11 @@ def _dashed(text: str) -> str:
 )
 @click.option(
     "--dedup-ttl",
-    type=click.FloatRange(min=0, min_open=True),
-    default=600.0,
+    type=DURATION,
+    default="600",
     show_default=True,
-    help="Seconds an event id is remembered.",
+    metavar="DURATION",
+    help="How long an event id is remembered (seconds, or 10m, 1h).",
 )
 @click.option(
     "--sink-retry-seconds",
@@ -68,6 +87,13 @@ def _dashed(text: str) -> str:
     default=300.0,
     show_default=True,
     help="How long a sink may stay unreachable (retried with backoff) before its writes are dead-lettered.",
+)
+@click.option(
+    "--source-retry-seconds",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_SOURCE_RETRY_S,
+    show_default=True,
+    help="Local runs: how long Pub/Sub may stay unreachable (pulls and acks retried) before the run stops (exit 2).",
 )
 @click.option(
     "--max-outstanding",
@@ -100,6 +126,7 @@ def run_pipeline(
     flush_seconds,
     dedup_ttl,
     sink_retry_seconds,
+    source_retry_seconds,
     max_outstanding,
     ack_on_pull,
     dry_run,
@@ -120,6 +147,8 @@ def run_pipeline(
 
     if stop_when_idle is not None and stop_when_idle <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--stop-when-idle")
+    if dedup_ttl <= 0:  # 0 would divide by zero in the dedup step's buckets
+        raise click.BadParameter("must be more than 0 seconds", param_hint="--dedup-ttl")
     if pull_size < 1 or pull_size > 1000:
         raise click.BadParameter("must be between 1 and 1000 (Pub/Sub's limit per pull)", param_hint="--pull-size")
     project = resolve_project(project, DEFAULT_PROJECT)
@@ -165,11 +194,10 @@ def run_pipeline(
         os.environ[STORAGE_ENV] = local["storage"]
     if dataset:
         args += ["--bigquery_emulator_host", local["bigquery"]]
-    # The DirectRunner's state dies with the process: the dedup step's memory survives a restart in this file.
-    from eventmodel.resources import workbench_home
+    from workbench.pipeline_run.subscription_lock import claim_subscription, dedup_journal
 
-    journal = workbench_home() / "pipeline" / f"dedup-{project}-{subscription.rsplit('/', 1)[-1]}.tsv"
-    args += ["--dedup_journal", str(journal)]
+    # The DirectRunner's state dies with the process: the dedup step's memory survives a restart in this file.
+    args += ["--dedup_journal", str(dedup_journal(project, subscription))]
     args += list(beam_args)
     # Beam's own warnings (coders, unparsed flags) would scroll the live view away; errors still show.
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
@@ -177,15 +205,24 @@ def run_pipeline(
     from workbench.pipeline_view import PipelineView, summary
 
     settings = LocalSettings(
-        stop_when_idle=stop_when_idle, pull_size=pull_size, max_outstanding=max_outstanding, ack_on_pull=ack_on_pull
+        stop_when_idle=stop_when_idle,
+        pull_size=pull_size,
+        max_outstanding=max_outstanding,
+        ack_on_pull=ack_on_pull,
+        source_retry_seconds=source_retry_seconds,
     )
     source = f"projects/{project}/subscriptions/{subscription} (emulator {local['pubsub']})"
     sinks = output_root + (f", BigQuery {project}.{dataset}" if dataset else "")
-    terminal.info("running the pipeline on the DirectRunner; Ctrl-C drains and stops")
-    with PipelineView(source, sinks) as view:
-        result = run(args, settings, on_progress=view.update)
+    # Held while the pipeline runs: a second one on this subscription and home is refused, naming this one.
+    with claim_subscription(project, subscription):
+        terminal.info("running the pipeline on the DirectRunner; Ctrl-C drains and stops")
+        with PipelineView(source, sinks) as view:
+            result = run(args, settings, on_progress=view.update)
     for table in summary(result.progress):
         terminal.console.print(table)
+    if settings.control.source_lost:
+        raise source_lost_error(local["pubsub"], settings.control.source_lost, source_retry_seconds,
+                                settings.control.unacked_at_exit)  # fmt: skip
     reason = settings.control.stop_reason or result.state
     if result.state != "DONE":
         raise WorkbenchError(
@@ -203,3 +240,20 @@ def run_pipeline(
         terminal.warning(f"interrupted: drained, {written}")
         sys.exit(130)
     terminal.success(f"pipeline stopped ({reason}); {written}")
+
+
+def source_lost_error(address: str, detail: str, limit: float, unacked: int) -> WorkbenchError:
+    """The run ended because Pub/Sub stayed unreachable: what is gone, where, what became of the unacked messages."""
+    error = detail.split(";", 1)[0]  # gRPC repeats itself after the first clause
+    kept = (
+        f"{unacked:,} messages it read were not acknowledged (an ack is sent only once every sink committed): "
+        "Pub/Sub delivers them again to the next run if it kept them (real Pub/Sub, an emulator with --data-dir), "
+        "and nothing acknowledged is missing"
+        if unacked
+        else "everything it read was written and acknowledged"
+    )
+    return WorkbenchError(
+        f"the Pub/Sub emulator at {address} did not answer for {limit:g} s ({error}), so the pipeline stopped; {kept}",
+        "start the stack again (`workbench up`) and run `workbench run-pipeline` again; to ride out longer "
+        "outages, pass a larger --source-retry-seconds",
+    )

@@ -15,12 +15,13 @@ sink names its writes so that nothing is overwritten (see docs/pipeline.md, "Del
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from workbench.pipeline_run.source_health import SourceHealth
 
 _LOG = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class AckLedger:
         max_messages: int = 20_000,
         max_bytes: int = 256 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
+        source: SourceHealth | None = None,
     ) -> None:
         self._acknowledge = acknowledge
         self._extend = extend
@@ -66,6 +68,8 @@ class AckLedger:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self._clock = clock
+        # Every ack and extension tells whether Pub/Sub answers (the run ends after a long outage: run.py).
+        self.source = source or SourceHealth(clock)
         self._entries: dict[str, _Entry] = {}
         self._bytes = 0
         self._to_ack: list[str] = []
@@ -178,11 +182,14 @@ class AckLedger:
                 self._acknowledge(chunk)
             except Exception as exc:  # Pub/Sub unreachable: keep them and try again (the message may also come back)
                 self.stats.ack_errors += 1
-                _LOG.warning("acknowledge failed (will retry): %s", exc)
-                self.trouble("pubsub acks", f"{type(exc).__name__}: {exc}"[:200])
+                detail = f"{type(exc).__name__}: {exc}"[:200]
+                if self.source.failed(detail):  # once per outage: a retry every 0.1 s would flood the terminal
+                    _LOG.warning("acknowledge failed (will retry): %s", exc)
+                self.trouble("pubsub acks", detail)
                 with self._lock:
                     self._to_ack[:0] = batch[start:]
                 return False
+            self.source.answered()
             with self._lock:
                 self.stats.acked += len(chunk)
         if batch:
@@ -200,6 +207,11 @@ class AckLedger:
             for entry in expiring:
                 entry.lease_until = now + extend_to
         for start in range(0, len(ack_ids), ACK_BATCH):
-            with contextlib.suppress(Exception):  # if it fails, Pub/Sub redelivers: a duplicate, never a loss
-                self._extend(ack_ids[start : start + ACK_BATCH], extend_to)
-                self.stats.extended += len(ack_ids[start : start + ACK_BATCH])
+            chunk = ack_ids[start : start + ACK_BATCH]
+            try:
+                self._extend(chunk, extend_to)
+            except Exception as exc:  # Pub/Sub redelivers what it could not extend: a duplicate, never a loss
+                self.source.failed(f"{type(exc).__name__}: {exc}"[:200])
+                continue
+            self.source.answered()
+            self.stats.extended += len(chunk)

@@ -22,8 +22,9 @@ Why each override exists (each measured on this project's machines):
   is acked on pull: every message waits in an AckLedger (ack_ledger.py) until each sink it goes to has committed
   it (pipeline.delivery), its lease extended meanwhile; the reader pulls only while the ledger has
   room (flow control), and "idle" means nothing arrived *and* nothing is outstanding. Pull and ack errors
-  (an emulator restarting) are waited out, never fatal. On Dataflow the runner's own Pub/Sub source acks after
-  the bundle commits; none of this module is used there.
+  (an emulator restarting) are waited out for `source_retry_seconds` (SourceHealth), after which the run stops:
+  an emulator gone for good must not keep a run retrying forever. On Dataflow the runner's own Pub/Sub source acks
+  after the bundle commits; none of this module is used there.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from datetime import UTC
 from pipeline import delivery
 from workbench.localstack.clients import subscriber_client
 from workbench.pipeline_run.ack_ledger import AckLedger
+from workbench.pipeline_run.source_health import DEFAULT_SOURCE_RETRY_S, SourceHealth
 
 DEFAULT_PULL_SIZE = 1000  # the emulator's (and Pub/Sub's) cap per pull
 PULL_TIMEOUT_S = 2.0  # short: an idle reader checks the stop flag at least this often
@@ -64,6 +66,9 @@ class ReadControl:
     ledger: AckLedger | None = None  # created at the first pull (it needs the subscription)
     unacked_at_exit: int = 0  # messages left unacknowledged when the run ended (Pub/Sub redelivers them)
     pull_error: str | None = None  # the last pull's error while Pub/Sub is unreachable, else None
+    source: SourceHealth = field(default_factory=SourceHealth)  # pulls, acks and extensions: does Pub/Sub answer?
+    source_retry_seconds: float | None = DEFAULT_SOURCE_RETRY_S  # how long an outage is ridden out (None: forever)
+    source_lost: str | None = None  # set when the run stopped because Pub/Sub stayed unreachable: its last error
     # At-most-once, as Beam's own DirectRunner reader: ack on pull. Only a baseline for benchmarks to compare with.
     ack_on_pull: bool = False
 
@@ -110,6 +115,7 @@ def _ledger(control: ReadControl, client, subscription: str) -> AckLedger:
             ack_deadline_seconds=float(deadline or 10),
             max_messages=control.max_outstanding,
             max_bytes=control.max_outstanding_bytes,
+            source=control.source,
         ).start()
         delivery.install(control.ledger)
     return control.ledger
@@ -137,10 +143,13 @@ def _pull(evaluator, control: ReadControl) -> list:
         response = None
     except (exceptions.GoogleAPICallError, exceptions.RetryError) as exc:  # Pub/Sub restarting or unreachable
         control.pull_error = f"{type(exc).__name__}: {exc}"[:200]
+        control.source.failed(control.pull_error)
         control.last_message_at = time.monotonic()  # unreachable is not idle
         time.sleep(0.5)
         return []
     control.pull_error = None
+    if response is not None:  # an answer (a timeout is not one, nor a failure: real Pub/Sub times out when idle)
+        control.source.answered()
     # The raw protobuf messages: proto-plus attribute access costs more than the rest of the read together.
     received = type(response).pb(response).received_messages if response is not None else ()
     if not received:
@@ -274,7 +283,8 @@ def local_direct_runner(control: ReadControl) -> Iterator[ReadControl]:
         _control = None
         delivery.install(None)
         if control.ledger is not None:
-            control.unacked_at_exit = control.ledger.close()
+            # Acks cannot reach a Pub/Sub that is gone: a short last try, not the usual 10 s.
+            control.unacked_at_exit = control.ledger.close(timeout=2.0 if control.source_lost else 10.0)
         with _lock:
             for client in _clients.values():
                 with contextlib.suppress(Exception):

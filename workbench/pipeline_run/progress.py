@@ -88,7 +88,19 @@ def progress_of(result: Any, started: float, control: ReadControl | None = None)
             progress.troubles = stats.troubles
         if control.pull_error:
             progress.troubles = {**progress.troubles, "pubsub": control.pull_error}
+        outage = outage_note(control.source.down_for(), control.source_retry_seconds)
+        if outage:
+            progress.troubles = {**progress.troubles, "pubsub": f"{control.source.last_error}; {outage}"}
     return progress
+
+
+def outage_note(down_for: float, limit: float | None) -> str | None:
+    """How long Pub/Sub has not answered and when the run gives up, for the live view; None while it answers."""
+    if down_for <= 0:
+        return None
+    if limit is None:
+        return f"no answer for {down_for:,.0f} s, retrying"
+    return f"no answer for {down_for:,.0f} s; the run stops after {limit:,.0f} s (--source-retry-seconds)"
 
 
 _RETRY_COUNTERS = {M.GCS_RETRIES: "gcs", M.BIGQUERY_RETRIES: "bigquery", M.DEAD_LETTER_RETRIES: "dead letters"}

@@ -5,9 +5,12 @@
 
 Local (DirectRunner) runs go through workbench.pipeline_run.direct_runner's reader: they end when nothing arrived for
 `stop_when_idle` seconds or when `settings.control.request_stop()` is called (Ctrl-C), and in both cases drain:
-buffered files are written and rows flushed before `run` returns. Dataflow runs return once the job is
-submitted (or, with --dry_run=True, once the job is built and translated: Beam 2.77's DataflowRunner returns
-before it stages anything or calls the Dataflow API, docs/pipeline.md says what that proves).
+buffered files are written and rows flushed before `run` returns. They also end when Pub/Sub stays unreachable for
+`source_retry_seconds` (`settings.control.source_lost` then holds its last error): what is buffered is written
+within SOURCE_LOST_DRAIN_S, and what was read stays unacknowledged, for Pub/Sub to deliver again.
+Dataflow runs return once the job is submitted (or, with --dry_run=True, once the job is built and translated:
+Beam 2.77's DataflowRunner returns before it stages anything or calls the Dataflow API, docs/pipeline.md says what
+that proves).
 
 Problems a user can fix (preflight, a wrong runner, Dataflow settings missing) raise WorkbenchError.
 """
@@ -37,6 +40,7 @@ from workbench.pipeline_run.direct_runner import (
 )
 from workbench.pipeline_run.preflight import check_dataflow, preflight
 from workbench.pipeline_run.progress import Progress, progress_of
+from workbench.pipeline_run.source_health import DEFAULT_SOURCE_RETRY_S, gone
 
 DIRECT = "DirectRunner"
 DATAFLOW = "DataflowRunner"
@@ -44,6 +48,9 @@ RUNNERS = (DIRECT, DATAFLOW)
 # After a stop, how long the drain may take before the run is cancelled, beyond the sinks' own retry limit
 # (a drain waits for a sink that is down). Cancelling loses nothing: what was not committed is not acked.
 DRAIN_MARGIN_S = 120.0
+# After Pub/Sub is given up, how long the drain may take: its acks cannot be sent anyway (what it writes is written
+# again by the next run), and a stack that is down has likely taken the sinks with it.
+SOURCE_LOST_DRAIN_S = 30.0
 
 
 @dataclass
@@ -52,6 +59,7 @@ class LocalSettings:
     pull_size: int = DEFAULT_PULL_SIZE
     max_outstanding: int = DEFAULT_MAX_OUTSTANDING
     ack_on_pull: bool = False  # at-most-once baseline for benchmarks (direct_runner.ReadControl)
+    source_retry_seconds: float | None = DEFAULT_SOURCE_RETRY_S  # Pub/Sub unreachable this long ends the run
     poll_seconds: float = 0.5
     control: ReadControl = field(default_factory=ReadControl)
 
@@ -93,6 +101,7 @@ def run(
     control.max_outstanding = settings.max_outstanding
     control.ack_on_pull = settings.ack_on_pull
     control.idle_seconds = settings.stop_when_idle
+    control.source_retry_seconds = settings.source_retry_seconds
     control.started_at = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, options)
@@ -134,13 +143,16 @@ def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progres
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, interrupted)
     stop_at: float | None = None
+    lost_at: float | None = None
     try:
         while not done.wait(settings.poll_seconds):
             if on_progress is not None:
                 on_progress(progress_of(result, started, control))
+            if _give_up_on_a_lost_source(control):
+                lost_at = time.monotonic()
             if control.stop.is_set() and stop_at is None:
                 stop_at = time.monotonic()
-            if force.is_set() or (stop_at is not None and time.monotonic() - stop_at > drain_timeout):
+            if force.is_set() or _drain_overdue(stop_at, drain_timeout, lost_at):
                 result.cancel()
                 break
     finally:
@@ -154,6 +166,26 @@ def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progres
         on_progress(final)
     state = str(outcome.get("state", "CANCELLED"))
     return RunSummary(DIRECT, state, final)
+
+
+def _give_up_on_a_lost_source(control: ReadControl) -> bool:
+    """Stop the run once Pub/Sub has not answered for `source_retry_seconds`; True when that happens now.
+
+    Checked here, in the waiting thread, because the reader may sit behind flow control while only the acks fail.
+    """
+    down = control.source.down_for()
+    if control.source_lost is not None or not gone(down, control.source_retry_seconds):
+        return False
+    control.source_lost = control.source.last_error or "no answer"
+    control.request_stop(f"Pub/Sub unreachable for {down:.0f} s")
+    return True
+
+
+def _drain_overdue(stop_at: float | None, drain_timeout: float, lost_at: float | None) -> bool:
+    now = time.monotonic()
+    if lost_at is not None and now - lost_at > SOURCE_LOST_DRAIN_S:
+        return True
+    return stop_at is not None and now - stop_at > drain_timeout
 
 
 def submit(
