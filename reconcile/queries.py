@@ -108,6 +108,19 @@ WITH sent AS (
          COUNT(*) AS copies_sent
   FROM {t[manifest]} WHERE outcome = 'published' GROUP BY event_id
 ),
+-- Copies held under another run's id: a replay's events that a deduplicating pipeline kept from the earlier run
+-- (the scope reads the runs that share this run's event ids). Judged in their own run, counted here apart.
+earlier AS (
+  SELECT s.event_id, e.sink, COUNT(*) AS copies
+  FROM sent AS s JOIN {t[sink_events]} AS e ON e.event_id = s.event_id
+  WHERE e.run_id != {run_id}
+  GROUP BY s.event_id, e.sink
+  UNION ALL
+  SELECT s.event_id, d.sink, COUNT(*) AS copies
+  FROM sent AS s JOIN {t[dead_letters]} AS d ON d.event_id = s.event_id
+  WHERE d.run_id != {run_id}
+  GROUP BY s.event_id, d.sink
+),
 held AS (
   SELECT s.event_id, e.sink, COUNT(*) AS copies, COUNT(DISTINCT e.message_id) AS messages,
          COUNTIF(e.container_type != s.event_type OR e.event_type IS NULL OR e.event_type != s.event_type
@@ -117,6 +130,7 @@ held AS (
          COUNTIF(e.canonical_digest IS NULL OR e.canonical_digest != s.canonical_digest) AS altered,
          MIN(e.location) AS location
   FROM sent AS s JOIN {t[sink_events]} AS e ON e.event_id = s.event_id
+  WHERE e.run_id IS NULL OR e.run_id = {run_id}
   GROUP BY s.event_id, e.sink
 ),
 lettered AS (
@@ -127,7 +141,14 @@ lettered AS (
            AS altered,
          STRING_AGG(DISTINCT d.reason, ',' ORDER BY d.reason) AS reasons
   FROM sent AS s JOIN {t[dead_letters]} AS d ON d.event_id = s.event_id
+  WHERE d.run_id IS NULL OR d.run_id = {run_id}
   GROUP BY s.event_id, d.sink
+),
+held_earlier AS (
+  SELECT event_id, SUM(IF(sink = '{gcs}', copies, 0)) AS gcs, SUM(IF(sink = '{bigquery}', copies, 0)) AS bigquery,
+         SUM(IF(sink = '{dead_letter_table}', copies, 0)) AS dlt,
+         SUM(IF(sink = '{dead_letter_topic}', copies, 0)) AS dlq
+  FROM earlier GROUP BY event_id
 ),
 status AS (
   SELECT s.event_id, s.expected, s.event_type, s.reason, s.kind, s.message_id, s.copies_sent,
@@ -141,18 +162,22 @@ status AS (
          COALESCE(dq.copies, 0) AS dlq_copies, COALESCE(dq.right_reason, 0) AS dlq_right_reason,
          COALESCE(dq.altered, 0) AS dlq_altered, dq.reasons AS dlq_reasons,
          COALESCE(dt.gcs_failed, 0) + COALESCE(dq.gcs_failed, 0) > 0 AS gcs_gave_up,
-         COALESCE(dt.bigquery_failed, 0) + COALESCE(dq.bigquery_failed, 0) > 0 AS bigquery_gave_up
+         COALESCE(dt.bigquery_failed, 0) + COALESCE(dq.bigquery_failed, 0) > 0 AS bigquery_gave_up,
+         COALESCE(h.gcs, 0) AS gcs_earlier, COALESCE(h.bigquery, 0) AS bigquery_earlier,
+         COALESCE(h.dlt, 0) AS dlt_earlier, COALESCE(h.dlq, 0) AS dlq_earlier
   FROM sent AS s
   LEFT JOIN held AS g ON g.event_id = s.event_id AND g.sink = '{gcs}'
   LEFT JOIN held AS b ON b.event_id = s.event_id AND b.sink = '{bigquery}'
   LEFT JOIN lettered AS dt ON dt.event_id = s.event_id AND dt.sink = '{dead_letter_table}'
   LEFT JOIN lettered AS dq ON dq.event_id = s.event_id AND dq.sink = '{dead_letter_topic}'
+  LEFT JOIN held_earlier AS h ON h.event_id = s.event_id
 )
 SELECT *,
   CASE
     WHEN expected = '{dead_letter}' THEN
       CASE
         WHEN gcs_copies + bigquery_copies > 0 THEN 'accepted'
+        WHEN dlt_copies = 0 AND dlq_copies = 0 AND dlt_earlier + dlq_earlier > 0 THEN {earlier_problem}
         WHEN dlt_copies = 0 AND dlq_copies = 0 THEN 'missing'
         WHEN {check_table} AND dlt_copies = 0 THEN 'missing_in_dead_letter_table'
         WHEN {check_topic} AND dlq_copies = 0 THEN 'missing_in_dead_letter_topic'
@@ -162,9 +187,11 @@ SELECT *,
       END
     ELSE
       CASE
+        WHEN gcs_copies = 0 AND bigquery_copies = 0 AND gcs_earlier + bigquery_earlier > 0 THEN {earlier_problem}
         WHEN gcs_copies = 0 AND bigquery_copies = 0 AND NOT (gcs_gave_up OR bigquery_gave_up) THEN 'missing'
-        WHEN {check_gcs} AND gcs_copies = 0 AND NOT gcs_gave_up THEN 'missing_in_gcs'
-        WHEN {check_bigquery} AND bigquery_copies = 0 AND NOT bigquery_gave_up THEN 'missing_in_bigquery'
+        WHEN {check_gcs} AND gcs_copies + gcs_earlier = 0 AND NOT gcs_gave_up THEN 'missing_in_gcs'
+        WHEN {check_bigquery} AND bigquery_copies + bigquery_earlier = 0 AND NOT bigquery_gave_up
+          THEN 'missing_in_bigquery'
         WHEN gcs_misplaced + bigquery_misplaced > 0 THEN 'misplaced'
         WHEN gcs_altered + bigquery_altered > 0 THEN 'altered'
         WHEN gcs_messages > 1 THEN 'duplicated'
@@ -184,6 +211,7 @@ SELECT event_type, COUNT(*) AS expected,
        COUNTIF(gcs_altered + bigquery_altered > 0) AS altered,
        COUNTIF(dlt_copies + dlq_copies > 0) AS dead_lettered,
        COUNTIF((gcs_gave_up AND gcs_copies = 0) OR (bigquery_gave_up AND bigquery_copies = 0)) AS sink_gave_up,
+       COUNTIF(gcs_copies + bigquery_copies = 0 AND gcs_earlier + bigquery_earlier > 0) AS held_by_earlier_run,
        COUNTIF(problem IS NULL) AS ok
 FROM {t[event_status]} WHERE expected != '{dead_letter}'
 GROUP BY event_type ORDER BY event_type"""
@@ -198,6 +226,7 @@ SELECT kind, ANY_VALUE(reason) AS reason, COUNT(*) AS sent,
        COUNTIF(COALESCE(problem, '') IN ('missing', 'missing_in_dead_letter_table', 'missing_in_dead_letter_topic'))
          AS missing,
        COUNTIF(dlt_altered + dlq_altered > 0) AS bytes_altered,
+       COUNTIF(dlt_copies + dlq_copies = 0 AND dlt_earlier + dlq_earlier > 0) AS held_by_earlier_run,
        COUNTIF(problem IS NULL) AS ok
 FROM {t[event_status]} WHERE expected = '{dead_letter}'
 GROUP BY kind ORDER BY accepted DESC, kind"""
@@ -261,9 +290,14 @@ FROM lags GROUP BY sink, upper_ms ORDER BY sink, upper_ms"""
 HISTOGRAM_BUCKETS_MS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 60_000, 120_000, 600_000)
 
 
-def render(sql: str, tables: dict[str, str], run_id: str, checked: dict[str, bool]) -> str:
-    """Fill a statement's table names, run id and which sinks are checked (a sink left out is not missing)."""
+def render(sql: str, tables: dict[str, str], run_id: str, checked: dict[str, bool], replay: bool = False) -> str:
+    """Fill a statement's table names, run id and which sinks are checked (a sink left out is not missing).
+
+    replay: the run asked to send an earlier run's event ids again, so an event whose only copies are that run's
+    (a deduplicating pipeline dropped the repeat) is where it belongs; in any other run it is the problem
+    'id_reused' (two runs sent the same id without saying so)."""
     return sql.format(
+        earlier_problem="CAST(NULL AS STRING)" if replay else "'id_reused'",
         t=tables,
         run_id=literal(run_id),
         gcs=GCS,

@@ -10,6 +10,9 @@ Raw duplicates are reported but do not fail: in the BigQuery tables (streaming i
 best-effort only, and the *_deduped views, ddl/30_views.sql, show each event once), and in the GCS files when the
 copies are the *same* Pub/Sub message written again (at-least-once: a message redelivered after a crash or a lost
 ack, before its ack). Copies from different messages mean the dedup step failed: that is "duplicated".
+An event of a replay (`publish --replay RUN`) that the sinks hold only under the replayed run's id is where a
+deduplicating pipeline puts it: counted (by_type / by_kind held_by_earlier_run) and noted, not failing; in a run
+that did not ask for a replay the same finding is the problem "id_reused".
 A valid event missing from a sink that dead-lettered it (BIGQUERY_INSERT_FAILED, GCS_WRITE_FAILED: the sink
 stayed down past the pipeline's retry limit) is not missing: it is where the pipeline promises to put it, with
 its original bytes, and the report counts it (by_type.sink_gave_up).
@@ -33,6 +36,7 @@ PROBLEM_LABELS: dict[str, str] = {
     "altered": "altered (the sink's copy differs from what was published)",
     "other_reason": "dead-lettered with another reason code",
     "duplicated": "duplicated in the GCS files (copies from different messages: dedup let one through)",
+    "id_reused": "held only under another run's id (this run reused its event ids without --replay)",
 }
 SAMPLE = 10
 

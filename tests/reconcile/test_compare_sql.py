@@ -173,3 +173,68 @@ def test_a_sink_left_out_is_not_missing(tmp_path):
         assert {r["event_id"]: r["problem"] for r in problems} == {"b": "missing"}
     finally:
         engine.close()
+
+
+# A replay (publish --replay) sends an earlier run's event ids again; a deduplicating pipeline keeps the earlier
+# run's copies, which reconcile reads beside the run's own (they differ in time, so never compare as altered).
+EARLIER = "20251231-000000-orig"
+REPLAY_MANIFEST = [sent("r1"), sent("r2"), sent("r3"), sent("r4"), sent("rm1", "dead_letter", "NOT_JSON", "cut_off")]
+REPLAY_SINK_EVENTS = [
+    *(held("r1", sink, run_id=EARLIER, message_id="m-old-r1", canonical_digest="c-old") for sink in Q.EVENT_SINKS),
+    # r2: past the dedup window the pipeline wrote it again: this run's copy beside the earlier one, not a duplicate
+    *both("r2"), *(held("r2", sink, run_id=EARLIER, message_id="m-old-r2") for sink in Q.EVENT_SINKS),
+    held("r4", Q.GCS), held("r4", Q.BIGQUERY, run_id=EARLIER, message_id="m-old-r4"),
+]  # fmt: skip
+REPLAY_DEAD_LETTERS = [
+    lettered("rm1", sink, "NOT_JSON", run_id=EARLIER, payload_digest="p-old") for sink in Q.DEAD_LETTER_SINKS
+]
+
+
+def replay_verdict(engine, replay: bool) -> tuple[dict, dict, dict]:
+    render = lambda sql: Q.render(sql, engine.tables, RUN, CHECKED, replay)  # noqa: E731
+    engine.run(render(Q.EVENT_STATUS))
+    problems = {r["event_id"]: r["problem"] for r in engine.run(render(Q.PROBLEMS))}
+    by_type = {r["event_type"]: r for r in engine.run(render(Q.BY_TYPE))}
+    by_kind = {r["kind"]: r for r in engine.run(render(Q.BY_KIND))}
+    return problems, by_type, by_kind
+
+
+def load_replay(engine, tmp_path) -> None:
+    path = tmp_path / "events-0.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, EVENT_COLUMNS)
+        writer.writeheader()
+        writer.writerows(REPLAY_MANIFEST)
+    engine.load_manifest([path])
+    engine.load_known_runs([RUN, EARLIER])
+    engine._insert_rows("sink_events", REPLAY_SINK_EVENTS, SINK_EVENT_COLUMNS)
+    engine.load_dead_letter_rows(REPLAY_DEAD_LETTERS)
+
+
+@pytest.mark.parametrize("replay", [True, False])
+def test_events_held_under_the_replayed_runs_id(tmp_path, replay):
+    engine = DuckDBEngine()
+    try:
+        load_replay(engine, tmp_path)
+        problems, by_type, by_kind = replay_verdict(engine, replay)
+    finally:
+        engine.close()
+    earlier = {} if replay else {"r1": "id_reused", "rm1": "id_reused"}
+    assert problems == {"r3": "missing", **earlier}  # r2 and r4 are whole; r3 is nowhere
+    assert int(by_type["order"]["held_by_earlier_run"]) == 1  # r1
+    assert int(by_type["order"]["missing"]) == 1 and int(by_type["order"]["gcs_duplicated"]) == 0
+    assert int(by_kind["cut_off"]["held_by_earlier_run"]) == 1 and int(by_kind["cut_off"]["missing"]) == 0
+
+
+@pytest.mark.integration
+def test_events_held_under_the_replayed_runs_id_on_the_bigquery_emulator(bigquery_emulator):
+    engine = BigQueryEngine(bigquery_emulator.client(), "reconcile-sql", "reconcile_replay")
+    try:
+        engine.load_rows("manifest", REPLAY_MANIFEST, dict.fromkeys(EVENT_COLUMNS, "STRING"))
+        engine.load_rows("known_runs", [{"run_id": RUN}, {"run_id": EARLIER}], {"run_id": "STRING"})
+        engine.load_rows("sink_events", REPLAY_SINK_EVENTS, SINK_EVENT_COLUMNS)
+        engine.load_rows("dead_letters", REPLAY_DEAD_LETTERS, DEAD_LETTER_COLUMNS)
+        assert replay_verdict(engine, True)[0] == {"r3": "missing"}
+        assert replay_verdict(engine, False)[0] == {"r1": "id_reused", "r3": "missing", "rm1": "id_reused"}
+    finally:
+        engine.close()
