@@ -1,8 +1,10 @@
 """Run manifests: what one publish run sent, kept where `workbench reconcile` finds it by run id.
 
 Layout, under $WORKBENCH_HOME/runs/<run_id>/ (WORKBENCH_HOME defaults to ./.workbench):
-    manifest.json       config, status (running | completed | interrupted | failed), totals and counts;
-                        rewritten atomically about once a second, so it is consistent at any moment
+    manifest.json       config, status (running | completed | interrupted | failed), totals and counts, the
+                        publishing process (publisher: pid, host, start ticks) and, for a run stopped early, how
+                        it stopped (stop: signal, forced); rewritten atomically about once a second, so it is
+                        consistent at any moment. run_state() reads a "running" whose process is gone as dead.
     events-<W>.csv      one line per message worker W handed to its sink, appended when the outcome is known:
                         event_id, expected destination, event type, reason code, malformed kind, event time,
                         duplicate flag, outcome (published | failed), Pub/Sub message id, the MD5 of the
@@ -28,6 +30,7 @@ import csv
 import hashlib
 import os
 import secrets
+import socket
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -147,8 +150,9 @@ class EventLog:
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
 
-    def record(self, message: Any, outcome: str, message_id: str | None) -> None:
-        """Record one outcome of a message (generator.stream.OutgoingMessage, or a Placed from an object store)."""
+    def record(self, message: Any, outcome: str, message_id: str | None) -> bool:
+        """Record one outcome of a message (generator.stream.OutgoingMessage, or a Placed from an object store).
+        False when the log was already closed (a forced stop): the message stays in flight, unrecorded."""
         if isinstance(message, Placed):
             digest = message.payload_digest
             where = (message.object_uri, str(message.object_line), str(message.object_index))
@@ -170,9 +174,12 @@ class EventLog:
             *where,
         )
         with self._lock:
+            if self._file.closed:  # an outcome that came after a forced stop: the run counts it as in flight
+                return False
             self._writer.writerow(row)
             count(self.counts, outcome, message.expected, message.event_type, message.kind, message.reason,
                   message.duplicate)  # fmt: skip
+        return True
 
     def snapshot_counts(self) -> dict[str, int]:
         with self._lock:
@@ -274,3 +281,67 @@ def list_runs() -> list[dict[str, Any]]:
         except (OSError, orjson.JSONDecodeError):
             continue
     return manifests
+
+
+# The effective state of a run (run_state): the manifest's status, except that a run whose manifest says running
+# while its publishing process is gone is dead (killed with SIGKILL, a crash, a power cut): nobody will finish it.
+RUNNING = "running"
+COMPLETED = "completed"
+INTERRUPTED = "interrupted"
+DEAD = "dead"
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When pid started, in clock ticks since boot (Linux /proc/PID/stat field 22); None elsewhere or if gone.
+    A pid and its start time name one process: a recycled pid has another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def this_process() -> dict[str, Any]:
+    """What manifest.json's "publisher" records, so that run_state() can tell a live publisher from a dead one."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start_ticks": _start_ticks(os.getpid())}
+
+
+def process_gone(publisher: dict[str, Any] | None) -> bool:
+    """True only when the recorded process provably no longer runs: same host, and its pid is free, a zombie, or
+    taken by a process that started later. Another host, or no record (older manifests), is never called gone."""
+    if not publisher or not publisher.get("pid") or publisher.get("host") != socket.gethostname():
+        return False
+    pid = int(publisher["pid"])
+    if not Path("/proc").is_dir():  # no start times here: the pid alone
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    ticks = _start_ticks(pid)
+    return ticks is None or (publisher.get("start_ticks") is not None and ticks != publisher["start_ticks"])
+
+
+def run_state(manifest: dict[str, Any]) -> str:
+    """running | completed | interrupted | failed | dead: the one answer `workbench runs` and reconcile give.
+
+    dead: the manifest says running but its publisher is gone, so it will never be finished; its totals are the
+    last ones written (up to a second old) and what was in flight when it died is unknown."""
+    status = manifest.get("status") or "unknown"
+    if status == RUNNING and process_gone(manifest.get("publisher")):
+        return DEAD
+    return status
+
+
+def recount(run_id: str, sent: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Totals and counts of a run from what its events-*.csv hold, for a run stopped before its workers could
+    report their last numbers: published and failed are what the CSVs say; in flight is the rest of `sent` (the
+    messages handed to a sink whose outcome was never recorded)."""
+    counts = tally(run_id)
+    published, failed = counts.get(PUBLISHED, 0), counts.get(FAILED, 0)
+    sent = max(sent, published + failed)
+    totals = {"sent": sent, "published": published, "failed": failed, "in_flight": sent - published - failed}
+    return totals, dict(sorted(counts.items()))

@@ -6,8 +6,15 @@ in its own manifest file. Workers run as a thread when N == 1 and as spawned pro
 Pub/Sub client is CPU-bound: one process tops out near 20-27k msg/s). The parent merges the workers'
 snapshots for the live view and keeps manifest.json current.
 
-Stopping: the first Ctrl-C (or stop()) asks every worker to stop generating, flush its sink and close its
-manifest file, so the manifest ends consistent and marked "interrupted"; a second Ctrl-C exits at once.
+Stopping: the first Ctrl-C, SIGTERM or SIGHUP (or stop()) asks every worker to stop generating, flush its sink
+and close its events file, so the manifest ends consistent and marked "interrupted". A second signal (or abort())
+stops at once: each worker closes its events file without waiting for what is in flight, and the manifest, still
+marked "interrupted", takes its totals from the events files (what is in flight is sent minus recorded outcomes).
+Worker processes ignore these signals (a terminal's Ctrl-C and `timeout` signal the whole process group): the
+parent alone decides, and a worker whose parent is gone drains and ends by itself.
+
+With --duration, the run publishes exactly the profile's integral over the duration, rounded (rate x duration
+for a constant rate), split between the workers like --count.
 
     plan = PublishPlan(run_id=new_run_id(), rate=500, count=10_000, target=PubSubTarget(...))
     result = publish(plan)            # blocks; result.totals, result.status
@@ -16,6 +23,7 @@ manifest file, so the manifest ends consistent and marked "interrupted"; a secon
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 import queue
 import signal
@@ -28,7 +36,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from generator.stream import EventStream, GeneratorConfig
-from publisher.manifest import MANIFEST_VERSION, EventLog, iter_objects, run_dir, write_manifest
+from publisher.manifest import (
+    COMPLETED,
+    INTERRUPTED,
+    MANIFEST_VERSION,
+    RUNNING,
+    EventLog,
+    iter_objects,
+    recount,
+    run_dir,
+    this_process,
+    write_manifest,
+)
 from publisher.rate import parse_profile, scaled
 from publisher.s3 import S3Target, SinkContext, manifest_fields
 from publisher.sinks import FileTarget, PubSubTarget, make_sink, target_kind
@@ -38,6 +57,9 @@ REPORT_EVERY_S = 0.25
 MANIFEST_EVERY_S = 1.0
 MAX_BATCH = 1000  # messages generated per pacing step: large enough to amortise, small enough to stay smooth
 DRAIN_TIMEOUT_S = 60.0  # how long a stopping worker waits for the sink to confirm what it already sent
+# After a forced stop: how long the parent waits for the workers' last numbers before it ends without them.
+ABORT_WAIT_S = 3.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -66,10 +88,21 @@ class PublishPlan:
         if isinstance(self.target, S3Target):
             self.target.check(self.count, self.workers)
 
+    def total(self) -> int | None:
+        """How many messages the run sends: --count, or the profile's integral over --duration rounded half up
+        (rate x duration for a constant rate), whichever is smaller; None when neither bounds the run."""
+        bounds = []
+        if self.count is not None:
+            bounds.append(self.count)
+        if self.duration is not None:
+            bounds.append(math.floor(parse_profile(self.profile, self.rate).due(self.duration) + 0.5))
+        return min(bounds) if bounds else None
+
     def worker_quota(self, worker: int) -> int | None:
-        if self.count is None:
+        total = self.total()
+        if total is None:
             return None
-        share, extra = divmod(self.count, self.workers)
+        share, extra = divmod(total, self.workers)
         return share + (1 if worker < extra else 0)
 
 
@@ -88,15 +121,27 @@ class PublishResult:
         return self.totals.sent / active if active > 0 else 0.0
 
 
-def run_worker(plan: PublishPlan, worker: int, reports: Any, stop: Any, clock: Callable[[], float] = time.time) -> None:
-    """Publish one worker's share of the plan. Never raises: an error ends the worker and is reported."""
+def run_worker(
+    plan: PublishPlan,
+    worker: int,
+    reports: Any,
+    stop: Any,
+    clock: Callable[[], float] = time.time,
+    abort: Any = None,
+    parent_alive: Callable[[], bool] | None = None,
+) -> None:
+    """Publish one worker's share of the plan. Never raises: an error ends the worker and is reported.
+
+    stop: drain and end. abort (set together with stop): close the events file first, without waiting for what
+    is in flight. parent_alive: a worker process checks it a few times a second and drains when it says False."""
     snapshot = WorkerSnapshot(worker=worker)
     latency = LatencyHistogram()
     log = EventLog(run_dir(plan.run_id), worker)
     lock = threading.Lock()
 
     def on_done(message: Any, outcome: str, message_id: str | None, seconds: float | None) -> None:
-        log.record(message, outcome, message_id)
+        if not log.record(message, outcome, message_id):
+            return  # after a forced stop: counted as in flight, like the CSV says
         with lock:
             if outcome == "published":
                 snapshot.published += 1
@@ -106,6 +151,7 @@ def run_worker(plan: PublishPlan, worker: int, reports: Any, stop: Any, clock: C
                 snapshot.failed += 1
 
     started: float | None = None
+    next_report = time.monotonic()
 
     def report(finished: bool = False) -> None:
         with lock:
@@ -127,11 +173,14 @@ def run_worker(plan: PublishPlan, worker: int, reports: Any, stop: Any, clock: C
         next_report = started
         while not stop.is_set():
             elapsed = time.monotonic() - started
-            if plan.duration is not None and elapsed >= plan.duration:
-                break
             if quota is not None and snapshot.sent >= quota:
                 break
-            due = int(profile.due(elapsed)) - snapshot.sent
+            if plan.duration is not None and elapsed >= plan.duration:
+                # The last due messages go now, so that the run holds the whole integral (its rounding included).
+                elapsed = plan.duration
+                due = quota - snapshot.sent
+            else:
+                due = int(profile.due(elapsed)) - snapshot.sent
             if quota is not None:
                 due = min(due, quota - snapshot.sent)
             snapshot.target = min(profile.due(elapsed), quota) if quota is not None else profile.due(elapsed)
@@ -144,24 +193,46 @@ def run_worker(plan: PublishPlan, worker: int, reports: Any, stop: Any, clock: C
                 # Sleep about one message interval (at most 5 ms) so low rates stay smooth and idle costs little.
                 time.sleep(min(0.005, max(0.0005, 1.0 / max(profile.rate(elapsed), 1.0))))
             if time.monotonic() >= next_report:
+                if parent_alive is not None and not parent_alive():
+                    break  # the parent was killed: nobody will stop this worker, so it drains and ends now
                 report()
                 next_report = time.monotonic() + REPORT_EVERY_S
     except BaseException as exc:  # report and end this worker; the parent marks the run failed
         snapshot.error = f"{type(exc).__name__}: {exc}"
     finally:
+        drain_until = time.monotonic() + DRAIN_TIMEOUT_S
+        if sink is not None and isinstance(plan.target, PubSubTarget):
+            # Wait for the outcomes here rather than inside close(), so that a forced stop can cut the wait short.
+            # (The sink's ticker sends what is queued; file and S3 sinks write their outcomes at close.)
+            while snapshot.in_flight > 0 and time.monotonic() < drain_until and not _set(abort):
+                time.sleep(0.02)
+                if time.monotonic() >= next_report:
+                    report()
+                    next_report = time.monotonic() + REPORT_EVERY_S
+        forced = _set(abort)
+        if forced:
+            log.close()  # what was recorded stays; outcomes arriving from now on are in flight
         if sink is not None:
             try:
-                sink.close(DRAIN_TIMEOUT_S)
+                sink.close(0.0 if forced else max(0.0, drain_until - time.monotonic()))
             except Exception as exc:
-                snapshot.error = snapshot.error or f"closing the sink: {type(exc).__name__}: {exc}"
+                if not forced:
+                    snapshot.error = snapshot.error or f"closing the sink: {type(exc).__name__}: {exc}"
         log.close()
         report(finished=True)
 
 
-def _process_worker(plan: PublishPlan, worker: int, reports: Any, stop: Any) -> None:
-    # The parent owns Ctrl-C: it sets `stop` so that children drain instead of dying mid-batch.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    run_worker(plan, worker, reports, stop)
+def _set(event: Any) -> bool:
+    return event is not None and event.is_set()
+
+
+def _process_worker(plan: PublishPlan, worker: int, reports: Any, stop: Any, abort: Any) -> None:
+    # The parent owns the stop signals: it sets `stop` (or `abort`) so that children drain instead of dying
+    # mid-batch. A terminal's Ctrl-C or hang-up and `timeout`'s SIGTERM reach the whole process group.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    run_worker(plan, worker, reports, stop, abort=abort, parent_alive=parent.is_alive if parent else None)
 
 
 class Publisher:
@@ -173,34 +244,58 @@ class Publisher:
         self._snapshots: dict[int, WorkerSnapshot] = {}
         self._started_at = datetime.now(UTC)
         self._started = time.monotonic()
+        self._process = this_process()
+        self.stop_signal: int | None = None  # the first signal that stopped the run (the CLI's exit status)
+        self._aborted_at: float | None = None
+        self._complete = True  # every worker reported its last numbers
         if plan.workers == 1:
             self._reports: Any = queue.Queue()
             self._stop: Any = threading.Event()
+            self._abort: Any = threading.Event()
             self._workers: list[Any] = [
                 threading.Thread(
-                    target=run_worker, args=(plan, 0, self._reports, self._stop), name="publish-worker-0", daemon=True
+                    target=run_worker,
+                    args=(plan, 0, self._reports, self._stop),
+                    kwargs={"abort": self._abort},
+                    name="publish-worker-0",
+                    daemon=True,
                 )
             ]
         else:
             context = multiprocessing.get_context("spawn")  # no fork after gRPC has started threads
             self._reports = context.Queue()
             self._stop = context.Event()
+            self._abort = context.Event()
             self._workers = [
                 context.Process(
                     target=_process_worker,
-                    args=(plan, i, self._reports, self._stop),
+                    args=(plan, i, self._reports, self._stop, self._abort),
                     name=f"publish-worker-{i}",
                     daemon=True,
                 )
                 for i in range(plan.workers)
             ]
 
-    def stop(self) -> None:
+    def stop(self, signum: int | None = None) -> None:
+        """Drain and end: what was sent gets its outcome, the manifest ends consistent."""
+        if self.stop_signal is None:
+            self.stop_signal = signum
         self._stop.set()
+
+    def abort(self, signum: int | None = None) -> None:
+        """End at once: outcomes not yet recorded stay in flight (the manifest says how many)."""
+        self.stop(signum)
+        if self._aborted_at is None:
+            self._aborted_at = time.monotonic()
+        self._abort.set()
 
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def aborting(self) -> bool:
+        return self._abort.is_set()
 
     def totals(self) -> RunTotals:
         return RunTotals.merge(list(self._snapshots.values()))
@@ -226,7 +321,15 @@ class Publisher:
             counts.update(s.counts)
         return dict(sorted(counts.items()))
 
-    def _write_manifest(self, status: str) -> None:
+    def _stop_record(self) -> dict[str, Any] | None:
+        if not self._stop.is_set():
+            return None
+        name = signal.Signals(self.stop_signal).name if self.stop_signal else None
+        return {"signal": name, "forced": self._abort.is_set(), "complete": self._complete}
+
+    def _write_manifest(
+        self, status: str, totals_now: dict[str, int] | None = None, counts: dict[str, int] | None = None
+    ) -> None:
         totals = self.totals()
         plan = self.plan
         target = asdict(plan.target) | {"kind": target_kind(plan.target)}
@@ -239,6 +342,8 @@ class Publisher:
                 "run_id": plan.run_id,
                 "manifest_version": MANIFEST_VERSION,
                 "status": status,
+                "publisher": self._process,
+                "stop": None if status == RUNNING else self._stop_record(),
                 "started_at": self._started_at.isoformat().replace("+00:00", "Z"),
                 "finished_at": None if status == "running" else datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                 "elapsed_s": round(self.elapsed(), 3),
@@ -252,70 +357,105 @@ class Publisher:
                     "workers": plan.workers,
                 },
                 "generator": plan.generator.as_dict(),
-                "totals": {
+                "totals": totals_now
+                or {
                     "sent": totals.sent,
                     "published": totals.published,
                     "failed": totals.failed,
                     "in_flight": totals.in_flight,
                 },
-                "counts": self._counts(),
+                "counts": self._counts() if counts is None else counts,
                 "errors": totals.errors,
             },
         )
 
+    def _progress(self, on_progress: Callable[[Publisher], None] | None) -> Callable[[Publisher], None] | None:
+        """Call the view; a view that fails (a hung-up terminal after SIGHUP) is dropped, never the run."""
+        if on_progress is not None:
+            try:
+                on_progress(self)
+            except Exception:
+                return None
+        return on_progress
+
     def run(self, on_progress: Callable[[Publisher], None] | None = None) -> PublishResult:
-        self._write_manifest("running")
+        self._write_manifest(RUNNING)
         for w in self._workers:
             w.start()
         next_manifest = time.monotonic() + MANIFEST_EVERY_S
         while not self._finished():
             self._drain(REPORT_EVERY_S)
+            if self._aborted_at is not None and time.monotonic() - self._aborted_at >= ABORT_WAIT_S:
+                break
             if not any(w.is_alive() for w in self._workers):
                 self._drain(0.5)  # collect the last reports of workers that just ended
                 break
-            if on_progress:
-                on_progress(self)
-            if time.monotonic() >= next_manifest:
-                self._write_manifest("running")
+            on_progress = self._progress(on_progress)
+            if time.monotonic() >= next_manifest and not self.aborting:
+                self._write_manifest(RUNNING)
                 next_manifest = time.monotonic() + MANIFEST_EVERY_S
+        if self.aborting:
+            return self._end_forced(on_progress)
         for w in self._workers:
             w.join(timeout=5)
         totals = self.totals()
         if totals.errors or not self._finished():
             status = "failed"
         elif self._stop.is_set():
-            status = "interrupted"
+            status = INTERRUPTED
         else:
-            status = "completed"
+            status = COMPLETED
         self._write_manifest(status)
-        if on_progress:
-            on_progress(self)
+        self._progress(on_progress)
         return PublishResult(self.plan.run_id, status, self.elapsed(), totals, self._counts())
+
+    def _end_forced(self, on_progress: Callable[[Publisher], None] | None) -> PublishResult:
+        """After abort(): end the workers that did not stop in time, and write the manifest from the CSVs."""
+        self._complete = self._finished()
+        for w in self._workers:
+            if isinstance(w, multiprocessing.process.BaseProcess) and w.is_alive():
+                w.kill()  # it ignores the stop signals; its unflushed outcomes count as in flight
+            w.join(timeout=1)
+        totals = self.totals()
+        recounted, counts = recount(self.plan.run_id, totals.sent)
+        self._write_manifest(INTERRUPTED, recounted, counts)
+        totals.sent, totals.published, totals.failed = recounted["sent"], recounted["published"], recounted["failed"]
+        self._progress(on_progress)
+        return PublishResult(self.plan.run_id, INTERRUPTED, self.elapsed(), totals, counts)
 
 
 def publish(
     plan: PublishPlan,
     on_progress: Callable[[Publisher], None] | None = None,
 ) -> PublishResult:
-    """Run a plan to its end; see run_with_sigint for Ctrl-C."""
-    return run_with_sigint(Publisher(plan), on_progress)
+    """Run a plan to its end; see run_with_signals for Ctrl-C, SIGTERM and SIGHUP."""
+    return run_with_signals(Publisher(plan), on_progress)
 
 
-def run_with_sigint(publisher: Publisher, on_progress: Callable[[Publisher], None] | None = None) -> PublishResult:
-    """Run a publisher; the first SIGINT drains and stops cleanly, a second one raises KeyboardInterrupt."""
-    previous = signal.getsignal(signal.SIGINT)
+def run_with_signals(publisher: Publisher, on_progress: Callable[[Publisher], None] | None = None) -> PublishResult:
+    """Run a publisher under SIGINT, SIGTERM and SIGHUP: the first drains and stops cleanly, the second stops at
+    once (the manifest still ends "interrupted", recounted from the CSVs), a third raises KeyboardInterrupt (the
+    manifest may then stay "running": run_state() calls it dead once the process is gone)."""
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        if publisher.stopping:
+    def on_signal(signum: int, frame: Any) -> None:
+        if publisher.aborting:
             raise KeyboardInterrupt
-        publisher.stop()
+        if publisher.stopping:
+            publisher.abort(signum)
+        else:
+            publisher.stop(signum)
 
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    if in_main_thread:
-        signal.signal(signal.SIGINT, on_sigint)
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, on_signal)
     try:
         return publisher.run(on_progress)
     finally:
-        if in_main_thread:
-            with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signum, handler)
+
+
+run_with_sigint = run_with_signals  # the earlier name

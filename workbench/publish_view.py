@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 
@@ -45,7 +46,9 @@ class LiveView:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._live.__exit__(*exc)
+        # After SIGHUP the terminal may be gone; the run's outcome is in the manifest whatever the screen shows.
+        with contextlib.suppress(OSError):
+            self._live.__exit__(*exc)
 
     def update(self, publisher: Publisher) -> None:
         self._recent.append((time.monotonic(), publisher.totals().sent))
@@ -72,8 +75,10 @@ class LiveView:
         grid.add_row("sent", f"{totals.sent:,}", "published", f"{totals.published:,}")
         grid.add_row("failed", f"{totals.failed:,}", "in flight", f"{totals.in_flight:,}")
         grid.add_row("latency p50", _ms(totals.latency.percentile(50)), "p99", _ms(totals.latency.percentile(99)))
-        if self.publisher.stopping:
-            grid.add_row("[yellow]stopping[/yellow]", "draining in-flight messages", "", "")
+        if self.publisher.aborting:
+            grid.add_row("[red]stopping now[/red]", "in-flight messages stay unknown", "", "")
+        elif self.publisher.stopping:
+            grid.add_row("[yellow]stopping[/yellow]", "draining in-flight messages (again to stop at once)", "", "")
         parts: list = [grid]
         if plan.count or plan.duration:
             done = totals.sent / plan.count if plan.count else totals.active_s / plan.duration
