@@ -106,8 +106,15 @@ class ReconcileTarget:
         }
 
 
-def resolve_run(run_id: str) -> dict[str, Any]:
-    """The manifest of run_id ("latest": the newest run), checked to be reconcilable."""
+def resolve_run(run_id: str, running_ok: bool = False) -> dict[str, Any]:
+    """The manifest of run_id ("latest": the newest run), checked to be reconcilable.
+
+    A completed run is; an interrupted one is too when every message it sent has a recorded outcome (a drained
+    stop: Ctrl-C, SIGTERM or SIGHUP once); refused are a run still publishing (unless running_ok: the caller
+    waits), a dead one (its manifest says running, its process is gone), a failed one, and an interrupted one
+    with messages in flight at the stop (published or not, nobody knows)."""
+    from publisher.manifest import COMPLETED, DEAD, INTERRUPTED, RUNNING, run_state
+
     if run_id == "latest":
         found = [m for m in list_runs() if m.get("target", {}).get("kind") in RECONCILABLE_KINDS]
         if not found:
@@ -121,7 +128,7 @@ def resolve_run(run_id: str) -> dict[str, Any]:
         if manifest is None:
             raise ReconcileError(f"no run {run_id!r} under {runs_root()}", "list the runs with `workbench runs`")
     rid = manifest.get("run_id", run_id)
-    status = manifest.get("status")
+    state = run_state(manifest)
     kind = manifest.get("target", {}).get("kind")
     if kind not in RECONCILABLE_KINDS:
         raise ReconcileError(
@@ -134,15 +141,37 @@ def resolve_run(run_id: str) -> dict[str, Any]:
             f", reconcile needs {MANIFEST_VERSION}: MD5 and canonical digests, and each event's object and line)",
             "publish the run again with this version",
         )
-    if status == "running":
+    if state == DEAD:
+        process = manifest.get("publisher") or {}
+        raise ReconcileError(
+            f"run {rid} is dead: its manifest says running, but its publisher (pid {process.get('pid')} on "
+            f"{process.get('host')}) is gone (killed with SIGKILL, or crashed), so what it had in flight and its "
+            "last second of outcomes are unknown; waiting would not change that",
+            "publish the run again; a publish stopped once (Ctrl-C, SIGTERM) ends interrupted and reconcilable",
+        )
+    if state == RUNNING and not running_ok:
         raise ReconcileError(
             f"run {rid} is still publishing (its manifest says running)",
             "wait for the publish to end, or pass --wait SECONDS to wait for it",
         )
-    if status != "completed":
+    if state == INTERRUPTED:
+        totals = manifest.get("totals") or {}
+        sent, published, failed = (int(totals.get(k) or 0) for k in ("sent", "published", "failed"))
+        unknown = max(int(totals.get("in_flight") or 0), sent - published - failed)
+        stop = manifest.get("stop") or {}
+        if unknown > 0 or stop.get("complete") is False:
+            how = f"{unknown:,} of its {sent:,} messages were" if unknown > 0 else "messages may have been"
+            raise ReconcileError(
+                f"run {rid} was interrupted with messages in flight: {how} handed to Pub/Sub with no recorded "
+                "outcome (a forced stop does not wait for them), so whether each was published is unknowable "
+                f"({published:,} published and {failed:,} failed are recorded)",
+                "publish the run again and stop it only once (Ctrl-C, SIGTERM or SIGHUP): the publisher then "
+                "drains what is in flight and the run can be reconciled",
+            )
+    elif state not in (COMPLETED, RUNNING):
         raise ReconcileError(
-            f"run {rid} ended {status}: its manifest does not say what every message became",
-            "publish a complete run (a Ctrl-C'd publish is marked interrupted)",
+            f"run {rid} ended {state}: its manifest does not say what every message became",
+            "publish the run again (`workbench runs` shows how each run ended)",
         )
     return manifest
 
@@ -342,17 +371,20 @@ def reconcile_waiting(
     on_step: Step = lambda _: None,
 ) -> Report:
     """Reconcile, and again every POLL_INTERVAL_S until it matches, nothing changed for STABLE_FOR_S, or
-    wait_s ran out; then return the last report. A run still publishing is waited for too."""
+    wait_s ran out; then return the last report. A run still publishing is waited for too, as long as its
+    publisher lives: a dead one (publisher.manifest.run_state) is refused at once, since it will never finish."""
+    from publisher.manifest import RUNNING, run_state
+
     deadline = time.monotonic() + wait_s
-    while True:  # the publish first
-        try:
-            resolve_run(run_id)
-            break
-        except ReconcileError as exc:
-            if "still publishing" not in exc.message or time.monotonic() >= deadline:
-                raise
-            on_poll(None, deadline - time.monotonic(), "waiting for the publish to finish")
-            time.sleep(POLL_INTERVAL_S)
+    while run_state(manifest := resolve_run(run_id, running_ok=True)) == RUNNING:  # the publish first
+        if time.monotonic() >= deadline:
+            raise ReconcileError(
+                f"run {manifest.get('run_id', run_id)} is still publishing after {wait_s:g} s of waiting (its "
+                "publisher is alive)",
+                "wait for the publish to end, or pass a longer --wait",
+            )
+        on_poll(None, deadline - time.monotonic(), "waiting for the publish to finish")
+        time.sleep(min(POLL_INTERVAL_S, max(0.05, deadline - time.monotonic())))
     last: tuple | None = None
     stable_since = time.monotonic()
     while True:
