@@ -24,6 +24,7 @@ from eventmodel import resources as names
 from eventmodel import rows
 from eventmodel.schema import EVENT_TYPES
 from publisher.manifest import MANIFEST_VERSION, list_runs, load_manifest, run_dir, runs_root
+from publisher.replay import replays, runs_sharing_ids
 from reconcile import queries as Q
 from reconcile import sources
 from reconcile.engine import DuckDBEngine
@@ -186,11 +187,14 @@ def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def _scope(run_id: str, window: tuple[str, str], known: list[str]) -> str:
+def _scope(run_id: str, window: tuple[str, str], known: list[str], sharing_ids: list[str] = ()) -> str:
+    """The rows a reconcile reads: the run's own, those of the runs whose event ids it shares (a replay's original:
+    a deduplicating pipeline keeps its copy, under its run id), and rows of no known run published during it."""
     known_list = ", ".join(Q.literal(r) for r in known) or "''"
+    own = ", ".join(Q.literal(r) for r in (run_id, *sharing_ids))
     start, end = window
     return (
-        f"(run_id = {Q.literal(run_id)} OR ((run_id IS NULL OR run_id NOT IN ({known_list})) "
+        f"(run_id IN ({own}) OR ((run_id IS NULL OR run_id NOT IN ({known_list})) "
         f"AND publish_time BETWEEN TIMESTAMP('{start}') AND TIMESTAMP('{end}')))"
     )
 
@@ -214,9 +218,11 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
     csvs = sorted(run_dir(run_id).glob("events-*.csv"))
     if not csvs:
         raise ReconcileError(f"run {run_id} has no events-*.csv beside its manifest", "publish the run again")
-    known = sorted({m["run_id"] for m in list_runs() if m.get("run_id")} | {run_id})
+    manifests = list_runs()
+    known = sorted({m["run_id"] for m in manifests if m.get("run_id")} | {run_id})
+    sharing = runs_sharing_ids(manifest, manifests)
     window = _window(manifest)
-    scope = _scope(run_id, window, known)
+    scope = _scope(run_id, window, known, sharing)
     own_engine = engine is None
     engine = engine or target.make_engine()
     notes: list[str] = []
@@ -233,10 +239,11 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
             letters = sources.read_dead_letter_topic(target.project, target.pubsub_emulator, since, on_step)
             # The topic copy has no source publish time to place a foreign dead letter in the run's window: only
             # this run's are taken from it (foreign dead letters are found through the table's copy).
-            engine.load_dead_letter_rows([r for r in letters if r["run_id"] == run_id])
+            engine.load_dead_letter_rows([r for r in letters if r["run_id"] == run_id or r["run_id"] in sharing])
         on_step("comparing")
         checked = target.checked()
-        render = lambda sql: Q.render(sql, engine.tables, run_id, checked)  # noqa: E731
+        replay = replays(manifest) is not None
+        render = lambda sql: Q.render(sql, engine.tables, run_id, checked, replay)  # noqa: E731
         engine.run(render(Q.EVENT_STATUS))
         for table, name in (("sink_events", "sink"), ("dead_letters", "sink")):
             for row in engine.run(f"SELECT {name}, COUNT(*) AS n FROM {engine.tables[table]} GROUP BY {name}"):
@@ -261,6 +268,13 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
     finally:
         if own_engine:
             engine.close()
+    if replay:
+        held = sum(int(r.get("held_by_earlier_run") or 0) for r in report.by_type + report.by_kind)
+        report.notes.append(
+            f"run {run_id} replays the event ids of run {replays(manifest)}: {held:,} of its events are held only "
+            f"under an earlier run's id ({', '.join(sharing) or 'no such run is recorded here'}), as a pipeline "
+            "that deduplicates by event id keeps them"
+        )
     report.elapsed_s = round(time.monotonic() - began, 3)
     return report
 

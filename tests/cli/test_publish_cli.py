@@ -115,11 +115,12 @@ def test_replay_sends_the_runs_events_under_its_ids(home):
         (["--replay", "nope"], "no run 'nope' to replay"),
         (["--replay", "original", "--seed", "4"], "with its own generator settings: drop --seed"),
         (["--replay", "original", "--malformed-rate", "0.2"], "drop --malformed-rate"),
+        (["--replay", "original", "--malformed-rate", "0.1", "--late-rate", "0.1"], "drop --late-rate"),
         (["--replay", "original", "--workers", "2"], "drop --workers 2 to replay it"),
     ],
 )
 def test_a_replay_that_would_send_other_events_is_refused(home, args, says):
-    assert _publish_file(home, "original", "--count", "20").exit_code == 0
+    assert _publish_file(home, "original", "--count", "20", "--malformed-rate", "0.1").exit_code == 0
     result = _main("publish", "--to", str(home / "x.jsonl"), *args)
     assert result.returncode == 2, result.stderr
     assert says in " ".join(result.stderr.split())

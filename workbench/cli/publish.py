@@ -6,6 +6,7 @@ import os
 import re
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,9 @@ from publisher.s3 import S3Target, check_s3
 from publisher.sinks import FileTarget, PubSubTarget, check_pubsub, open_for_append
 from workbench import terminal
 from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from generator.stream import GeneratorConfig
 
 EMULATOR_ENV = "PUBSUB_EMULATOR_HOST"
 DEFAULT_RATE = 100.0
@@ -208,7 +212,9 @@ def publish(
     if rate is None:
         rate = UNPACED_RATE if isinstance(target, S3Target) else DEFAULT_RATE
     if replay:
-        generator_config, rate, profile, count, workers = _replaying(replay, rate, profile, count, duration, workers)
+        generator_config, rate, profile, count, workers = _replaying(
+            replay, generator_config, rate, profile, count, duration, workers
+        )
     plan = PublishPlan(
         run_id=run_id or new_run_id(),
         target=target,
@@ -299,12 +305,15 @@ def _pubsub_target(project: str | None, topic: str, emulator: str | None) -> Pub
     return PubSubTarget(resolved, topic, host)
 
 
-# Options a replay takes from the run it replays: giving one of them as well would send other events.
-_REPLAYED = ("seed", "malformed_rate", "malformed_kinds", "duplicate_rate", "late_rate", "max_lateness",
-             "out_of_order_rate", "history")  # fmt: skip
+# Options a replay takes from the run it replays (option -> GeneratorConfig field): a different value would send
+# other events.
+_REPLAYED = {"seed": "seed", "malformed_rate": "malformed_rate", "malformed_kinds": "malformed_weights",
+             "duplicate_rate": "duplicate_rate", "late_rate": "late_rate", "max_lateness": "max_lateness_s",
+             "out_of_order_rate": "out_of_order_rate", "history": "history"}  # fmt: skip
 
 
-def _replaying(run: str, rate: float, profile: str, count: int | None, duration: float | None, workers: int):
+def _replaying(run: str, asked: GeneratorConfig, rate: float, profile: str, count: int | None,
+               duration: float | None, workers: int):  # fmt: skip
     """The generator settings, rate, profile, count and workers of a replay of `run`."""
     from click.core import ParameterSource
 
@@ -313,14 +322,22 @@ def _replaying(run: str, rate: float, profile: str, count: int | None, duration:
 
     context = click.get_current_context()
     given = lambda name: context.get_parameter_source(name) == ParameterSource.COMMANDLINE  # noqa: E731
-    clashing = [f"--{name.replace('_', '-')}" for name in _REPLAYED if given(name)]
+    origin = load_manifest(run)
+    if origin is None:
+        raise WorkbenchError(f"no run {run!r} to replay under {run_dir(run).parent}", "list the runs: `workbench runs`")
+    try:
+        config = replay_config(origin)
+    except PublishError as exc:
+        raise WorkbenchError(exc.message, exc.fix) from None
+    clashing = [
+        f"--{name.replace('_', '-')}"
+        for name, field_name in _REPLAYED.items()
+        if given(name) and getattr(asked, field_name) != getattr(config, field_name)
+    ]
     if clashing:
         raise click.UsageError(
             f"--replay {run} sends that run's events with its own generator settings: drop {', '.join(clashing)}"
         )
-    origin = load_manifest(run)
-    if origin is None:
-        raise WorkbenchError(f"no run {run!r} to replay under {run_dir(run).parent}", "list the runs: `workbench runs`")
     plan = origin.get("plan") or {}
     if given("workers") and workers != plan.get("workers", 1):
         raise click.UsageError(
@@ -331,10 +348,6 @@ def _replaying(run: str, rate: float, profile: str, count: int | None, duration:
         count = (origin.get("totals") or {}).get("sent") or plan.get("count")
     if not given("rate"):
         rate, profile = plan.get("rate", rate), plan.get("profile", profile)
-    try:
-        config = replay_config(origin)
-    except PublishError as exc:
-        raise WorkbenchError(exc.message, exc.fix) from None
     return config, rate, profile, count, plan.get("workers", 1)
 
 
