@@ -101,3 +101,46 @@ def test_unknown_run_says_how_to_list_runs(tmp_path, monkeypatch):
     with pytest.raises(PublishError) as raised:
         read_manifest("nope")
     assert "workbench runs" in raised.value.fix
+
+
+def _exited_pid() -> int:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    return int(done.stdout)
+
+
+def test_run_state_tells_a_live_publisher_from_a_dead_one():
+    import socket
+
+    from publisher.manifest import run_state, this_process
+
+    me = this_process()
+    assert me["pid"] and me["host"] == socket.gethostname() and me["start_ticks"]
+    assert run_state({"status": "running", "publisher": me}) == "running"
+    gone = {"pid": _exited_pid(), "host": socket.gethostname(), "start_ticks": 1}
+    assert run_state({"status": "running", "publisher": gone}) == "dead"
+    # Our pid, but a process that started at another moment: the recorded publisher is gone, its pid recycled.
+    recycled = {**me, "start_ticks": me["start_ticks"] - 1}
+    assert run_state({"status": "running", "publisher": recycled}) == "dead"
+    # What cannot be checked from here is never called dead.
+    assert run_state({"status": "running", "publisher": {**gone, "host": "elsewhere"}}) == "running"
+    assert run_state({"status": "running"}) == "running"
+    # Only a running run can be dead: the others say how they ended.
+    for status in ("completed", "interrupted", "failed"):
+        assert run_state({"status": status, "publisher": gone}) == status
+
+
+def test_a_forced_stop_closes_the_event_log_and_the_recount_leaves_the_rest_in_flight(tmp_path, monkeypatch):
+    from publisher.manifest import recount
+
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    log = EventLog(run_dir("r"), worker=0)
+    assert log.record(Message("e1", "order", "order"), "published", "m1")
+    assert log.record(Message("e2", "order", "order"), "failed", None)
+    log.close()
+    assert not log.record(Message("e3", "order", "order"), "published", "m3")  # came after the stop
+    totals, counts = recount("r", sent=5)
+    assert totals == {"sent": 5, "published": 1, "failed": 1, "in_flight": 3}
+    assert counts["expected:order"] == 1

@@ -33,3 +33,63 @@ def test_a_history_run_in_s3_is_reconciled_like_a_stream(home):
     write_manifest("h1", manifest)
     assert resolve_run("h1")["run_id"] == "h1"
     assert resolve_run("latest")["run_id"] == "h1"  # the newest run a pipeline reads, history included
+
+
+def run_manifest(run_id: str, status: str, totals: dict | None = None, **extra) -> dict:
+    return {"run_id": run_id, "status": status, "target": {"kind": "pubsub"}, "manifest_version": 9,
+            "totals": totals or {"sent": 10, "published": 9, "failed": 1, "in_flight": 0}, **extra}  # fmt: skip
+
+
+def test_an_interrupted_run_whose_messages_all_have_an_outcome_is_reconciled(home):
+    write_manifest("i1", run_manifest("i1", "interrupted", stop={"signal": "SIGTERM", "forced": False,
+                                                                 "complete": True}))  # fmt: skip
+    assert resolve_run("i1")["status"] == "interrupted"
+
+
+@pytest.mark.parametrize(
+    "totals",
+    [
+        {"sent": 3711, "published": 3600, "failed": 0, "in_flight": 111},
+        {"sent": 3711, "published": 3600, "failed": 0, "in_flight": 0},  # a manifest whose sums disagree
+    ],
+)
+def test_an_interrupted_run_with_messages_in_flight_is_refused_with_how_many(home, totals):
+    write_manifest("i2", run_manifest("i2", "interrupted", totals))
+    with pytest.raises(ReconcileError, match="111 of its 3,711 messages were handed to Pub/Sub") as raised:
+        resolve_run("i2")
+    assert "stop it only once" in raised.value.fix
+
+
+def test_an_interrupted_run_whose_workers_did_not_report_is_refused(home):
+    stop = {"signal": "SIGINT", "forced": True, "complete": False}
+    write_manifest("i3", run_manifest("i3", "interrupted", stop=stop))
+    with pytest.raises(ReconcileError, match="messages may have been handed"):
+        resolve_run("i3")
+
+
+def test_a_running_run_waits_and_a_dead_one_is_refused_naming_its_pid(home):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from publisher.manifest import this_process
+
+    write_manifest("live", run_manifest("live", "running", publisher=this_process()))
+    with pytest.raises(ReconcileError, match="still publishing"):
+        resolve_run("live")
+    assert resolve_run("live", running_ok=True)["run_id"] == "live"
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    pid = int(gone.stdout)
+    assert pid != os.getpid()
+    write_manifest("dead", run_manifest("dead", "running", publisher={"pid": pid, "host": socket.gethostname()}))
+    with pytest.raises(ReconcileError, match=rf"run dead is dead: .* \(pid {pid} on ") as raised:
+        resolve_run("dead", running_ok=True)  # waiting would not bring it back
+    assert "publish the run again" in raised.value.fix
+
+
+def test_a_failed_run_is_refused(home):
+    write_manifest("f1", run_manifest("f1", "failed"))
+    with pytest.raises(ReconcileError, match="ended failed"):
+        resolve_run("f1")
