@@ -57,11 +57,12 @@ def error(message: str, fix: str | None = None) -> None:
         console.print(f"  [bold]fix:[/bold] {escape(redact(fix))}", soft_wrap=True)
 
 
-# Narrow terminals: a number is never cut. A text column may fold down to TEXT_MIN, a header word down to
-# HEADER_MIN; a table that still does not fit leaves out its all-zero columns, then the caller's droppable
-# columns, then goes on below in a second table that repeats the first column.
-TEXT_MIN = 10
-HEADER_MIN = 7
+# Narrow terminals: a number is never cut. A text column may wrap down to its longest word, or TEXT_MIN when
+# that is longer (a path folds); a header word folds only beyond HEADER_MIN. A table that still does not fit leaves
+# out its all-zero columns, then the caller's droppable columns, then goes on below in a second table that repeats
+# the first column.
+TEXT_MIN = 12
+HEADER_MIN = 9
 
 
 def table(
@@ -84,6 +85,10 @@ def _cell(value: object) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
+def _longest_word(text: str) -> int:
+    return max((len(w) for w in text.split()), default=0)
+
+
 def _blank(value: object) -> bool:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return not value
@@ -102,14 +107,14 @@ class FitTable:
         self.cells = [[_cell(v) for v in r] for r in rows]
 
     def needs(self, i: int) -> int:
-        """The narrowest column i may be: whole values for the first column and numbers, TEXT_MIN for text."""
+        """The narrowest column i may be: whole values for the first column and numbers; for text, its longest
+        word up to TEXT_MIN."""
         widest = max((len(r[i]) for r in self.cells), default=0)
-        header_word = min(max((len(w) for w in self.columns[i].split()), default=0), HEADER_MIN)
-        if i == 0:
-            return max(widest, header_word)
-        if self.numeric[i]:
+        header_word = min(_longest_word(self.columns[i]), HEADER_MIN)
+        if i == 0 or self.numeric[i]:
             return max(widest, header_word, 1)
-        return max(min(widest, TEXT_MIN), header_word, 1)
+        word = max((_longest_word(r[i]) for r in self.cells), default=0)
+        return max(min(word, TEXT_MIN), header_word, 1)
 
     def width_of(self, shown: list[int]) -> int:
         # Rich's default box: one rule before each column and after the last, one space of padding each side.
@@ -140,8 +145,33 @@ class FitTable:
             parts[-1].append(i)
         return parts, notes
 
-    def build(self, shown: list[int], title: str | None, caption: str | None) -> Table:
+    def natural(self, i: int) -> int:
+        """Column i's width with every header and value on one line."""
+        return max([len(self.columns[i]), *(len(r[i]) for r in self.cells)])
+
+    def number_widths(self, shown: list[int], width: int) -> dict[int, int]:
+        """The widest each number column may be, when the table does not fit with every header on one line.
+
+        Rich shrinks only the columns that may wrap, and a number's column may not: held to what its numbers
+        need, its header wraps instead of pushing the table past the edge. The room left is handed out first so
+        that no header word is folded, then so that headers stay on one line, left to right.
+        """
+        if sum(self.natural(i) + 3 for i in shown) + 1 <= width:
+            return {}
+        numbers = [i for i in shown[1:] if self.numeric[i]]
+        widths = {i: self.needs(i) for i in numbers}
+        spare = width - self.width_of(shown)
+        words = {i: max([widths[i], *(len(w) for w in self.columns[i].split())]) for i in numbers}
+        for goal in (words, {i: self.natural(i) for i in numbers}):
+            for i in numbers:
+                grow = min(max(goal[i] - widths[i], 0), max(spare, 0))
+                widths[i] += grow
+                spare -= grow
+        return widths
+
+    def build(self, shown: list[int], title: str | None, caption: str | None, width: int) -> Table:
         t = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+        most = self.number_widths(shown, width)
         for i in shown:
             name = self.columns[i]
             if i == 0:
@@ -149,7 +179,7 @@ class FitTable:
             elif self.numeric[i]:
                 # The header may wrap between words (and fold a long word); the numbers never do.
                 header = Text(name, justify="right", no_wrap=False, overflow="fold")
-                t.add_column(header, justify="right", no_wrap=True, min_width=self.needs(i))
+                t.add_column(header, justify="right", no_wrap=True, min_width=self.needs(i), max_width=most.get(i))
             else:
                 t.add_column(name, justify="left", overflow="fold", min_width=self.needs(i))
         for r in self.cells:
@@ -160,5 +190,5 @@ class FitTable:
         parts, notes = self.layout(options.max_width)
         caption = "; ".join(notes) or None
         for k, shown in enumerate(parts):
-            title = self.title if k == 0 else f"(continued: {self.columns[0]} and further columns)"
-            yield self.build(shown, title, caption if k == len(parts) - 1 else None)
+            title = self.title if k == 0 else "(continued)"
+            yield self.build(shown, title, caption if k == len(parts) - 1 else None, options.max_width)

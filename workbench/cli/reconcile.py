@@ -48,8 +48,9 @@ from workbench.errors import WorkbenchError
     metavar="DURATION",
     help="Poll until the sinks settle or time runs out (60, 90s, 2m).",
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the full report.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a visual report.")
+# Paths are checked by check_outputs (a folder given as the file is refused there, with the fix).
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the full report (folders created).")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write a visual report (folders created).")
 def reconcile(
     run_id, output_root, no_gcs, dataset, no_bigquery, no_dead_letter_topic, project, allow_foreign, engine,
     scratch_dataset, wait_s, json_path, html_path,
@@ -152,15 +153,10 @@ def check_output(option: str, path: Path) -> None:
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
+    except (FileExistsError, NotADirectoryError):  # a part of the folder's path is a regular file
         blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
         raise WorkbenchError(
             f"{option} {path}: cannot create the folder {folder}: {blocker} is a file",
-            f"write the report elsewhere, e.g. {option} {Path.cwd() / path.name}",
-        ) from None
-    except NotADirectoryError:
-        raise WorkbenchError(
-            f"{option} {path}: cannot create the folder {folder}: a part of that path is a file",
             f"write the report elsewhere, e.g. {option} {Path.cwd() / path.name}",
         ) from None
     except OSError as exc:
