@@ -3,7 +3,16 @@
     stack up (if it is not) -> pipeline in the background -> publish a run -> pipeline drains and stops
     -> reconcile (exit status = reconcile's) -> stop what the demo started
 
-A stack that was already up stays up, so the run can be inspected and reconciled again. With chaos, the Pub/Sub
+A stack that was already up stays up, so the run can be inspected and reconciled again, and the demo restarts none
+of its services: chaos needs the Pub/Sub emulator's admin service, and when the running emulator lacks it, the demo
+restarts it only if that provably loses no message (durable, or nothing was ever published to it); otherwise it
+refuses and says what to run.
+
+Ctrl-C, SIGTERM and SIGHUP stop the demo the same way: the publish drains (a second signal stops it at once), the
+pipeline it started is stopped, the stack it started goes down, and the exit status is 128 + the signal's number
+(130, 143, 129).
+
+With chaos, the Pub/Sub
 emulator disturbs the run (seeded): duplicate deliveries, publish UNAVAILABLE, lost acks and delivery jitter on
 the pipeline's topic and subscription, and the pipeline itself is killed (SIGKILL, at a seeded moment of the
 publish) and started again; reconcile must still find nothing lost, nothing altered and no duplicate in the GCS
@@ -22,8 +31,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from eventmodel import resources as names
 from eventmodel.resources import workbench_home
@@ -63,12 +73,65 @@ def _stack_running() -> bool:
     return rows.get("pubsub") == "running" and rows.get("bigquery") == "running"
 
 
-def _serves_admin() -> bool:
-    """Whether the running stack's Pub/Sub emulator was started with its admin service (keep it so)."""
-    from workbench.localstack.stack import read_state
+def _argv_value(argv: list[str], flag: str) -> str | None:
+    return argv[argv.index(flag) + 1] if flag in argv[:-1] else None
 
-    entry = read_state()["services"].get("pubsub") or {}
-    return "--admin" in entry.get("argv", [])
+
+def running_config(state: dict[str, Any]) -> Any:
+    """The StackConfig whose services are exactly the running ones (same command lines), so that `up` with it
+    restarts nothing; None when no configuration reproduces them (another version started them)."""
+    from workbench.localstack.stack import StackConfig
+
+    services = state.get("services") or {}
+    pubsub = services.get("pubsub")
+    if not pubsub:
+        return None
+    data_dir = _argv_value(pubsub["argv"], "--data-dir")
+    base = StackConfig(
+        host=pubsub.get("host", names.LOCAL_HOST),
+        project=state.get("project", names.DEFAULT_PROJECT),
+        pubsub_port=pubsub["port"],
+        data_dir=Path(data_dir) if data_dir else None,
+        pubsub_admin="--admin" in pubsub["argv"],
+        with_bigquery="bigquery" in services,
+        bigquery_port=services.get("bigquery", {}).get("port", names.BIGQUERY_EMULATOR_PORT),
+        with_gcs="gcs" in services,
+        gcs_port=services.get("gcs", {}).get("port", names.GCS_EMULATOR_PORT),
+        with_s3="s3" in services,
+        s3_port=services.get("s3", {}).get("port", names.S3_SERVER_PORT),
+    )
+    running = {name: entry["argv"] for name, entry in services.items()}
+    for persistent in (True, False):
+        for time_travel in (False, True):
+            config = replace(base, bigquery_persistent=persistent, bigquery_time_travel=time_travel)
+            if {s.name: s.argv for s in config.services()} == running:
+                return config
+    return None
+
+
+def restart_would_discard(entry: dict[str, Any]) -> str | None:
+    """Why restarting the running Pub/Sub emulator would lose messages, or None when it provably would not: it
+    is durable (--data-dir: a restart replays its journal), or nothing was ever published to it since it started
+    (its Stats service, always on, counts every publish; an acked message a subscription retains for seeking, such
+    as the dead letters reconcile reads, is in that count but in no backlog)."""
+    from emulator.pubsub.admin import AdminClient
+
+    if "--data-dir" in entry.get("argv", []):
+        return None
+    address = f"{entry.get('host', names.LOCAL_HOST)}:{entry['port']}"
+    try:
+        with AdminClient(address, timeout=5) as admin:
+            stats = admin.stats()
+    except Exception as exc:  # an emulator that cannot say what it holds may hold anything
+        return f"its message counts cannot be read ({type(exc).__name__}), so it may hold messages"
+    published = sum(t.get("published", 0) for t in stats.get("topics", {}).values())
+    if not published:
+        return None
+    unread = sum(s.get("backlog", 0) for s in stats.get("subscriptions", {}).values())
+    return (
+        f"it is not durable and {published:,} messages were published to it since it started ({unread:,} still "
+        "unread; the dead-letter copies reconcile reads are among what would go)"
+    )
 
 
 @contextlib.contextmanager
@@ -78,28 +141,99 @@ def local_stack(options: DemoOptions, on_step: Callable[[str], None]) -> Iterato
 
     if _stack_running():
         on_step("local stack already up: it stays up after the demo")
-        running = {name: entry["port"] for name, entry in stack.read_state()["services"].items()}
-        config = stack.StackConfig(
-            project=stack.read_state().get("project", names.DEFAULT_PROJECT),
-            pubsub_port=running["pubsub"],
-            bigquery_port=running["bigquery"],
-            with_gcs="gcs" in running,
-            gcs_port=running.get("gcs", names.GCS_EMULATOR_PORT),
-            pubsub_admin=options.chaos or _serves_admin(),
-        )
-        if options.chaos and not _serves_admin():
-            on_step("chaos needs the Pub/Sub emulator's admin service: restarting it with --admin")
-        stack.up(config, on_step)  # idempotent: creates what is missing (topics, reconcile's subscription, DDL)
+        state = stack.read_state()
+        config = running_config(state)
+        serves_admin = config is not None and config.pubsub_admin
+        if options.chaos and not serves_admin:
+            why = restart_would_discard(state["services"]["pubsub"])
+            if config is None:
+                why = "this demo cannot tell how the running stack was started, so it would not restart it alike"
+            if why:
+                raise WorkbenchError(
+                    "--chaos needs the Pub/Sub emulator's admin service, which the running stack's emulator was "
+                    f"started without; restarting it would discard its messages: {why}",
+                    "keep them: run the demo without --chaos; or, once the earlier runs are reconciled, "
+                    "`workbench down` and `workbench demo --chaos` (it starts a stack of its own), or "
+                    "`workbench up --pubsub-admin --data-dir DIR` for a stack whose Pub/Sub survives restarts",
+                )
+            on_step("chaos needs the Pub/Sub emulator's admin service: restarting it with --admin (it holds nothing "
+                    "a restart could lose)")  # fmt: skip
+            config = replace(config, pubsub_admin=True)
+        if config is not None:
+            stack.up(config, on_step)  # restarts nothing else; creates what is missing (topics, subscriptions, DDL)
+        else:
+            _create_resources(state, on_step)
         yield False
         return
     config = stack.StackConfig(
         pubsub_port=options.pubsub_port, bigquery_port=options.bigquery_port, pubsub_admin=options.chaos
     )
-    stack.up(config, on_step)
+    try:
+        stack.up(config, on_step)
+    except (Stopped, KeyboardInterrupt):  # stopped while starting: what did start goes down again
+        stack.down(on_step)
+        raise
     try:
         yield True
     finally:
         stack.down(on_step)
+
+
+def _create_resources(state: dict[str, Any], on_step: Callable[[str], None]) -> None:
+    """What `up` creates when missing, without touching the running services (whose settings are not known)."""
+    from ddl.apply import apply_ddl
+    from workbench.localstack.stack import create_pubsub_resources
+
+    project = state.get("project", names.DEFAULT_PROJECT)
+    pubsub = state["services"]["pubsub"]
+    create_pubsub_resources(f"{pubsub.get('host', names.LOCAL_HOST)}:{pubsub['port']}", project)
+    bigquery = state["services"].get("bigquery")
+    if bigquery:
+        apply_ddl(project=project, emulator=f"{bigquery.get('host', names.LOCAL_HOST)}:{bigquery['port']}")
+    on_step("topics, subscriptions and the BigQuery model checked on the running stack")
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP reached the demo: like KeyboardInterrupt, it unwinds through every cleanup."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopSignals:
+    """While the demo runs: SIGTERM and SIGHUP raise Stopped, as Ctrl-C raises KeyboardInterrupt, so that the
+    cleanups run (the pipeline it started, the stack it started). Once stopping, further signals are ignored so
+    that a second one cannot cut the cleanup short (each of its waits is bounded). The publish installs its own
+    handlers while it runs (drain, then at once) and puts these back."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def stopping(self, signum: int) -> None:
+        """A stop that arrived some other way (the publish ended interrupted): from now on, only clean up."""
+        if self.signum is None:
+            self.signum = signum
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            return
+        self.signum = signum
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Stopped(signum)
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
@@ -157,6 +291,18 @@ def wait_for_drain(process: subprocess.Popen, log: Path, timeout: float = DRAIN_
         raise WorkbenchError(f"the pipeline ended with status {code}; its output: {log}", "read the log")
 
 
+def stop_pipeline(process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM to the pipeline's process group, SIGKILL if it is still there after timeout."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
 class PipelineCrash:
     """Chaos: SIGKILL the pipeline at a seeded moment of the publish, then start it again (same settings, the log
     appended). What the killed run read but had not acknowledged is redelivered to the new one."""
@@ -198,7 +344,25 @@ class PipelineCrash:
 
 
 def run_demo(options: DemoOptions, on_step: Callable[[str], None]) -> int:
-    """The loop; returns reconcile's exit status (0 matched, 1 mismatch)."""
+    """The loop; returns reconcile's exit status (0 matched, 1 mismatch), or 128 + the signal that stopped it
+    (Ctrl-C, SIGTERM, SIGHUP) once what the demo started is stopped."""
+    with StopSignals() as signals:
+        try:
+            return _run_demo(options, on_step, signals)
+        except Stopped as stop:
+            on_step(f"stopped by {signal.Signals(stop.signum).name}: what the demo started is stopped")
+            return 128 + stop.signum
+        except KeyboardInterrupt:
+            on_step("stopped by SIGINT: what the demo started is stopped")
+            return 128 + signal.SIGINT
+        except SystemExit:
+            if signals.signum is not None:  # the publish ended interrupted by this signal
+                on_step(f"stopped by {signal.Signals(signals.signum).name}: what the demo started is stopped")
+                return 128 + signals.signum
+            raise
+
+
+def _run_demo(options: DemoOptions, on_step: Callable[[str], None], signals: StopSignals) -> int:
     from workbench.cli.publish import publish
     from workbench.cli.reconcile import run_reconcile
     from workbench.localstack.stack import local_endpoints
@@ -230,7 +394,12 @@ def run_demo(options: DemoOptions, on_step: Callable[[str], None]) -> int:
                     args += ["--duration", options.duration]
                 elif options.count:
                     args += ["--count", str(options.count)]
-                publish.main(args=args + options.extra_publish_args, standalone_mode=False)
+                try:
+                    publish.main(args=args + options.extra_publish_args, standalone_mode=False)
+                except SystemExit as exit_:
+                    if isinstance(exit_.code, int) and exit_.code > 128:  # the publish was stopped by a signal
+                        signals.stopping(exit_.code - 128)
+                    raise
                 if crash is not None:
                     pipeline = crash.restarted()
                 on_step("published; waiting for the pipeline to drain and stop")
@@ -240,8 +409,7 @@ def run_demo(options: DemoOptions, on_step: Callable[[str], None]) -> int:
                     crash.cancel()
                     pipeline = crash.current or pipeline
                 if pipeline.poll() is None:
-                    os.killpg(pipeline.pid, signal.SIGTERM)
-                    pipeline.wait(30)
+                    stop_pipeline(pipeline)
         on_step("reconciling")
         report = run_reconcile(run_id, output_root=options.output_root, project=project, wait_s=30)
         if started:

@@ -37,6 +37,7 @@ def demo(rate, count, duration, malformed_rate, duplicate_rate, seed, chaos, out
     """Stack up, pipeline in the background, publish a run, drain, reconcile; exit status is reconcile's.
 
     Further options go to `workbench publish` (e.g. --late-rate 0.05). A stack that was already up stays up.
+    Ctrl-C, SIGTERM or SIGHUP stop what the demo started (exit status 130, 143, 129).
 
     \b
     workbench demo                       # 5,000 events at 500/s, 5% malformed, 1% duplicates
