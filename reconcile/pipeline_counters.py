@@ -63,20 +63,20 @@ class PipelineCounts:
             return None
         said = []
         if self.duplicates_dropped:
-            of_read = f" of {self.read:,} read" if self.read else ""
+            dropped = f"{self.duplicates_dropped:,}"
             said.append(
-                f"the pipeline's dedup dropped {self.duplicates_dropped:,} of this run's events{of_read} as "
-                "duplicates (its counters)"
-            )
+                (f"the pipeline read {self.read:,} of this run's events and its dedup dropped {dropped} of them"
+                 if self.read else f"the pipeline's dedup dropped {dropped} of this run's events")
+                + " as repeats of event ids it had already let through (its counters)"
+            )  # fmt: skip
         if self.repeats:
             said.append(
                 f"{self.repeats:,} of the {self.not_in_any_sink:,} events in no sink have ids the pipeline had "
                 "already let through as another message (its dedup journal)"
             )
         return (
-            "; ".join(said)
-            + ": this run reused event ids the pipeline had seen before, so it kept the first copies and dropped "
-            "these as repeats"
+            "; ".join(said) + ": this run reused event ids, so the pipeline kept the first copies and dropped these "
+            "(to send a run's events again on purpose: `workbench publish --replay RUN_ID`)"
         )
 
     def to_dict(self) -> dict[str, Any]:

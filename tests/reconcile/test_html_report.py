@@ -293,3 +293,53 @@ def test_write_html_writes_the_page(tmp_path: Path) -> None:
     path = write_html(report, tmp_path / "reports" / "reconcile.html")
     assert path == tmp_path / "reports" / "reconcile.html"
     assert path.read_text(encoding="utf-8") == render_html(report)
+
+
+def _banner(page: str) -> str:
+    return page[page.index('<div class="banner') : page.index("</div>", page.index('<div class="banner'))]
+
+
+def test_the_mismatch_banner_says_mismatch_once() -> None:
+    page = render_html(_mismatch())
+    banner = _banner(page)
+    assert banner.count("MISMATCH") == 1, banner
+    assert "1 malformed event accepted into an event sink; 1 missing" in banner
+
+
+def test_a_plan_value_that_is_none_is_left_out() -> None:
+    """A run planned by duration has no count: `count: None` said nothing."""
+    report = _mismatch()
+    report["run"] = report["run"] | {"plan": {"rate": 500, "count": None, "duration_s": 60}}
+    page = render_html(report)
+    assert "rate: 500, duration_s: 60" in page
+    assert "None" not in page and "count:" not in page
+
+
+def test_latency_rows_without_a_histogram_do_not_say_no_latencies() -> None:
+    """The histogram covers the event sinks; a run with only dead letters landed has latencies, no histogram."""
+    latency = [{"sink": "dead_letter_table", "n": 15, "p50": 40, "p95": 90, "p99": 120, "max": 130}]
+    page = render_html(_mismatch() | {"latency": latency, "histogram": []})
+    assert "dead_letter_table" in page and "no latencies measured" not in page
+    assert "no histogram: none of this run's events landed in GCS or BigQuery" in page
+    bare = render_html(_mismatch() | {"latency": [], "histogram": []})
+    section = bare[bare.index("Latency, publish to landed") :]
+    assert "no latencies measured" in section and "<th>p50</th>" not in section
+
+
+def test_the_pipelines_own_counts_explain_the_mismatch() -> None:
+    why = "the pipeline read 9,470 of this run's events and its dedup dropped 9,470 of them as repeats"
+    counts = {"run_id": "r-20240501-abc", "not_in_any_sink": 9470, "repeats": 9470, "duplicates_dropped": 9470,
+              "read": 9470, "sources": ["/home/u/.workbench/pipeline/dedup-p-s.tsv"], "explanation": why}  # fmt: skip
+    page = render_html(_mismatch() | {"pipeline_counts": counts})
+    assert "why: the pipeline read 9,470 of this run&#x27;s events" in _banner(page)
+    assert "What the pipeline counted" in page and "dedup-p-s.tsv" in page and "9,470" in page
+    # Nothing said when the pipeline's records say nothing.
+    quiet = counts | {"sources": [], "explanation": None, "repeats": 0, "duplicates_dropped": None}
+    assert "why:" not in render_html(_mismatch() | {"pipeline_counts": quiet})
+    assert "What the pipeline counted" not in render_html(_mismatch() | {"pipeline_counts": quiet})
+
+
+def test_a_per_type_count_added_later_gets_a_column() -> None:
+    rows = [_type_row("order_placed", 10, 9, 9, ok=9) | {"held_by_earlier_run": 1}]
+    page = render_html(_mismatch() | {"by_type": rows})
+    assert "<th>held by earlier run</th>" in page
