@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from generator.stream import GeneratorConfig
@@ -252,3 +253,54 @@ def test_a_run_bounded_by_duration_publishes_exactly_the_integral(home, rate, pr
     assert result.totals.published == expected
     assert len(out.read_bytes().splitlines()) == expected
     assert load_manifest(plan.run_id)["totals"]["published"] == expected
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_reconciles_to_exit_0_when_the_sinks_hold_what_was_published(
+    home, workbench_emulator, bigquery_emulator, tmp_path, monkeypatch
+):
+    from ddl.apply import apply_ddl
+    from eventmodel import resources as names
+    from workbench.pipeline_run.run import LocalSettings
+    from workbench.pipeline_run.run import run as run_pipeline
+
+    project, run_id, output = "stops-e2e", "stopped-e2e", tmp_path / "output"
+    create_pubsub_resources(workbench_emulator.target, project)
+    apply_ddl(project=project, emulator=bigquery_emulator.host_port)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "publish", "--emulator", workbench_emulator.target, "--project",
+         project, "--run-id", run_id, "--rate", "1000", "--malformed-rate", "0.05", "--duplicate-rate", "0.02"],
+        cwd=tmp_path, env={**os.environ, "WORKBENCH_HOME": str(home), "NO_GCE_CHECK": "true"},
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + STARTED_TIMEOUT_S
+        while not ((m := load_manifest(run_id)) and m["totals"]["published"] >= 800) and time.monotonic() < deadline:
+            assert process.poll() is None
+            time.sleep(0.1)
+        os.kill(process.pid, signal.SIGTERM)
+        assert wait_exit(process, DRAIN_EXIT_S) == 128 + signal.SIGTERM
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    assert load_manifest(run_id)["status"] == INTERRUPTED
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", workbench_emulator.target)
+    args = ["--project", project, "--output_root", str(output), "--dataset", names.DATASET,
+            "--bigquery_emulator_host", bigquery_emulator.endpoint, "--file_flush_seconds", "1"]  # fmt: skip
+    assert run_pipeline(args, LocalSettings(stop_when_idle=3)).state == "DONE"
+
+    env = {**os.environ, "WORKBENCH_HOME": str(home), "NO_GCE_CHECK": "true", "COLUMNS": "200",
+           "PUBSUB_EMULATOR_HOST": workbench_emulator.target,
+           "BIGQUERY_EMULATOR_HOST": bigquery_emulator.endpoint}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "reconcile", run_id, "--output-root", str(output), "--project",
+         project, "--json", str(tmp_path / "report.json")],
+        cwd=tmp_path, env=env, capture_output=True, timeout=300, check=False,
+    )  # fmt: skip
+    text = (done.stdout + done.stderr).decode()
+    assert done.returncode == 0, text[-4000:]
+    report = orjson.loads((tmp_path / "report.json").read_bytes())
+    assert report["verdict"] == "matched" and report["run"]["status"] == INTERRUPTED
+    assert report["run"]["totals"]["published"] >= 800
