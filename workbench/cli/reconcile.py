@@ -64,8 +64,6 @@ def reconcile(
     """
     if wait_s is not None and wait_s < 0:
         raise click.BadParameter("must be 0 or more seconds", param_hint="--wait")
-    # Before any work: a path that cannot be written is exit 2 now, not a traceback after the verdict.
-    check_outputs(json_path, html_path)
     report = run_reconcile(
         run_id,
         output_root=None if no_gcs else output_root,
@@ -108,6 +106,7 @@ def run_reconcile(
     from reconcile.run import reconcile as reconcile_once
     from workbench.reconcile_view import WaitView, show
 
+    # Before any work: a path that cannot be written is exit 2 now, not a traceback after the verdict.
     check_outputs(json_path, html_path)
     target = ReconcileTarget.local(
         output_root=output_root,
