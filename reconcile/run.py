@@ -163,7 +163,8 @@ def resolve_run(run_id: str, running_ok: bool = False) -> dict[str, Any]:
         if unknown > 0 or stop.get("complete") is False:
             how = f"{unknown:,} of its {sent:,} messages were" if unknown > 0 else "messages may have been"
             raise ReconcileError(
-                f"run {rid} was interrupted with messages in flight: {how} handed to Pub/Sub with no recorded "
+                f"run {rid} was interrupted with messages in flight: {how} handed to "
+                f"{'Pub/Sub' if kind == 'pubsub' else 'the object store'} with no recorded "
                 "outcome (a forced stop does not wait for them), so whether each was published is unknowable "
                 f"({published:,} published and {failed:,} failed are recorded)",
                 "publish the run again and stop it only once (Ctrl-C, SIGTERM or SIGHUP): the publisher then "
