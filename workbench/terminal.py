@@ -126,7 +126,7 @@ class FitTable:
         notes: list[str] = []
         if self.width_of(shown) > width:
             zero = [i for i in shown[1:] if self.rows and all(_blank(r[i]) for r in self.rows)]
-            if zero:
+            if zero and len(shown) - len(zero) >= 2:  # a table of its first column alone would say nothing
                 shown = [i for i in shown if i not in zero]
                 notes.append("all 0 or empty: " + ", ".join(self.columns[i] for i in zero))
         dropped = []
