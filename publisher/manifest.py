@@ -345,3 +345,18 @@ def recount(run_id: str, sent: int) -> tuple[dict[str, int], dict[str, int]]:
     sent = max(sent, published + failed)
     totals = {"sent": sent, "published": published, "failed": failed, "in_flight": sent - published - failed}
     return totals, dict(sorted(counts.items()))
+
+
+def stop_note(manifest: dict[str, Any]) -> str | None:
+    """For a report on an interrupted run: that it was stopped early, how, and what is being compared."""
+    if manifest.get("status") != INTERRUPTED:
+        return None
+    stop = manifest.get("stop") or {}
+    how = f" by {stop['signal']}" if stop.get("signal") else ""
+    published = (manifest.get("totals") or {}).get("published", 0)
+    planned = (manifest.get("plan") or {}).get("count")
+    of = f" of the {planned:,} planned" if planned else ""
+    return (
+        f"run {manifest.get('run_id')} was interrupted{how}: {published:,}{of} messages were published before the "
+        "stop, and those are what this report compares"
+    )

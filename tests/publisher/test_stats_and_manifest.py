@@ -144,3 +144,15 @@ def test_a_forced_stop_closes_the_event_log_and_the_recount_leaves_the_rest_in_f
     totals, counts = recount("r", sent=5)
     assert totals == {"sent": 5, "published": 1, "failed": 1, "in_flight": 3}
     assert counts["expected:order"] == 1
+
+
+def test_an_interrupted_run_gets_a_note_that_says_so():
+    from publisher.manifest import stop_note
+
+    manifest = {"run_id": "r", "status": "interrupted", "stop": {"signal": "SIGTERM"}, "totals": {"published": 3711},
+                "plan": {"count": 10000}}  # fmt: skip
+    assert stop_note(manifest) == (
+        "run r was interrupted by SIGTERM: 3,711 of the 10,000 planned messages were published before the stop, "
+        "and those are what this report compares"
+    )
+    assert stop_note({**manifest, "status": "completed"}) is None
