@@ -138,7 +138,7 @@ def run_pipeline(
 
     \b
     workbench run-pipeline                                  # local stack, until Ctrl-C
-    workbench run-pipeline --stop-when-idle 10 --output-root ./output
+    workbench run-pipeline --stop-when-idle 10s --output-root ./output
     workbench run-pipeline --runner DataflowRunner --project P --region europe-west1 \\
         --temp-location gs://B/tmp --output-root gs://B/output
     """
