@@ -112,7 +112,27 @@ def test_a_port_in_use_is_a_clear_error(home):
         with pytest.raises(WorkbenchError) as raised:
             stack.up(config(with_bigquery=False, pubsub_port=port))
     assert f"port {port}" in raised.value.message
-    assert "--pubsub-port" in raised.value.fix
+    assert f"pid {os.getpid()}" in raised.value.message  # who holds it
+    assert "workbench up --pubsub-port N" in raised.value.fix
+
+
+def test_a_port_held_by_the_stack_of_another_home_names_that_home(home, tmp_path, monkeypatch):
+    """From another folder (another ./.workbench), the port belongs to the workbench's own stack: say whose, how
+    to stop it, and in the caller's words (the demo's option, not up's)."""
+    other = tmp_path / "other-checkout" / ".workbench"
+    monkeypatch.setenv("WORKBENCH_HOME", str(other))
+    cfg = config(with_bigquery=False)
+    stack.up(cfg)
+    try:
+        monkeypatch.setenv("WORKBENCH_HOME", str(home / "mine"))
+        with pytest.raises(WorkbenchError) as raised:
+            stack.up(cfg, port_option="workbench demo --{}-port N")
+    finally:
+        monkeypatch.setenv("WORKBENCH_HOME", str(other))
+        stack.down()
+    assert f"held by the workbench stack of another home, {other}" in raised.value.message
+    assert f"WORKBENCH_HOME={other} workbench down" in raised.value.fix
+    assert "workbench demo --pubsub-port N" in raised.value.fix
 
 
 def test_down_never_signals_a_process_it_did_not_start(home):

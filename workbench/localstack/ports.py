@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 from eventmodel.resources import BIGQUERY_GRPC_OFFSET, LOCAL_HOST
@@ -40,3 +41,39 @@ def free_port_pair(host: str = LOCAL_HOST, offset: int = BIGQUERY_GRPC_OFFSET) -
         if port + offset < 65536 and port_bindable(host, port + offset):
             return port
     raise OSError(f"found no free pair of ports {offset} apart on {host}")
+
+
+_LISTEN = "0A"  # the TCP state of a listening socket in /proc/net/tcp
+
+
+def listener_pid(port: int) -> int | None:
+    """The pid of the process listening on TCP `port` (any address), or None when unknown: not Linux, no
+    listener, or a process of another user. Read from /proc (the socket's inode, then the fd that holds it)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == _LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(f"socket:[{fields[9]}]")
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue
+    if not inodes:
+        return None
+    for pid in filter(str.isdigit, _listdir("/proc")):
+        for fd in _listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                    return int(pid)
+            except OSError:
+                continue
+    return None
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []

@@ -26,7 +26,7 @@ from workbench import extras
 from workbench.errors import WorkbenchError
 from workbench.localstack import processes
 from workbench.localstack.duckdb_extensions import install_spatial
-from workbench.localstack.ports import port_in_use
+from workbench.localstack.ports import listener_pid, port_in_use
 from workbench.localstack.services import Service, bigquery, gcs, pubsub, s3
 
 START_TIMEOUT_S = 60.0
@@ -114,8 +114,13 @@ def _running(entry: dict[str, Any]) -> bool:
     return processes.is_ours(entry["pid"], entry["argv"])
 
 
-def up(config: StackConfig, on_step: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+def up(
+    config: StackConfig, on_step: Callable[[str], None] = lambda _: None, port_option: str = "workbench up --{}-port N"
+) -> dict[str, Any]:
     """Start what is not running, wait until every service answers, create the resources. Idempotent.
+
+    port_option: how the caller's user picks another port for a service ({} is its name), for the error that
+    says a port is taken.
 
     A service whose optional install is missing stops the start before anything runs (WorkbenchError naming
     `pip install 'event-workbench[local]'`); a host other than loopback is allowed, with a warning.
@@ -137,10 +142,7 @@ def up(config: StackConfig, on_step: Callable[[str], None] = lambda _: None) -> 
             processes.stop(entry["pid"], entry["argv"])
         busy = [p for p in service.ports if port_in_use(config.host, p)]
         if busy:
-            raise WorkbenchError(
-                f"port {busy[0]} on {config.host} is in use by another process, so {service.name} cannot start",
-                f"stop that process, or choose another port: workbench up --{service.name}-port N",
-            )
+            raise port_taken(config.host, busy[0], service.name, port_option)
         log = stack_dir() / "logs" / f"{service.name}.log"
         on_step(f"starting {service.name} on {config.host}:{service.port}")
         pid = processes.start_detached(service.argv, log, service.env, cwd=_workdir(service.name))
@@ -177,6 +179,43 @@ def up(config: StackConfig, on_step: Callable[[str], None] = lambda _: None) -> 
         create_buckets(s3_client(f"{config.host}:{config.s3_port}"), [names.HISTORY_BUCKET])
         on_step(f"S3 bucket {names.HISTORY_BUCKET} ready (in memory: `down` empties it)")
     return state
+
+
+def port_taken(host: str, port: int, service: str, port_option: str) -> WorkbenchError:
+    """The error for a port someone holds, naming who: the stack of another workbench home (its services run in
+    HOME/stack/work/SERVICE), or another process."""
+    other = f"choose another port: {port_option.format(service)}"
+    pid = listener_pid(port)
+    try:
+        workdir = Path(os.readlink(f"/proc/{pid}/cwd")) if pid else None
+    except OSError:
+        workdir = None
+    if workdir is not None and workdir.parent.name == "work" and workdir.parent.parent.name == "stack":
+        home = workdir.parents[2]
+        if home == workbench_home():
+            return WorkbenchError(
+                f"port {port} on {host} is held by this home's {workdir.name} (pid {pid}), which its state does "
+                "not list",
+                f"stop it (`kill {pid}`), or {other}",
+            )
+        return WorkbenchError(
+            f"port {port} on {host} is held by the workbench stack of another home, {home} (its {workdir.name}, "
+            f"pid {pid}), so {service} cannot start for {workbench_home()}",
+            f"stop that stack (`WORKBENCH_HOME={home} workbench down`), use it (`export WORKBENCH_HOME={home}`), "
+            f"or {other}",
+        )
+    holder = f"another process (pid {pid}: {_command_of(pid)})" if pid else "another process"
+    return WorkbenchError(
+        f"port {port} on {host} is in use by {holder}, so {service} cannot start", f"stop that process, or {other}"
+    )
+
+
+def _command_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return " ".join(f.read().decode(errors="replace").split("\0")).strip()[:80] or "?"
+    except OSError:
+        return "?"
 
 
 def _wait_ready(service: Service, host: str, pid: int, log: Path) -> None:
