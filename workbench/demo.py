@@ -35,6 +35,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from eventmodel import resources as names
 from eventmodel.resources import workbench_home
 from publisher.manifest import new_run_id
@@ -140,8 +142,13 @@ def local_stack(options: DemoOptions, on_step: Callable[[str], None]) -> Iterato
     from workbench.localstack import stack
 
     if _stack_running():
-        on_step("local stack already up: it stays up after the demo")
         state = stack.read_state()
+        orphan = left_by_a_killed_demo(state)
+        if orphan is not None:
+            on_step(f"the running stack was started by a demo that was killed (pid {orphan}) before it could stop "
+                    "it: this demo stops it at the end, as that one would have")  # fmt: skip
+        else:
+            on_step("local stack already up: it stays up after the demo")
         config = running_config(state)
         serves_admin = config is not None and config.pubsub_admin
         if options.chaos and not serves_admin:
@@ -163,7 +170,15 @@ def local_stack(options: DemoOptions, on_step: Callable[[str], None]) -> Iterato
             stack.up(config, on_step)  # restarts nothing else; creates what is missing (topics, subscriptions, DDL)
         else:
             _create_resources(state, on_step)
-        yield False
+        if orphan is None:
+            yield False
+            return
+        _claim(stack.read_state())
+        try:
+            yield True
+        finally:
+            stack.down(on_step)
+            _owner_path().unlink(missing_ok=True)
         return
     config = stack.StackConfig(
         pubsub_port=options.pubsub_port, bigquery_port=options.bigquery_port, pubsub_admin=options.chaos
@@ -173,10 +188,43 @@ def local_stack(options: DemoOptions, on_step: Callable[[str], None]) -> Iterato
     except (Stopped, KeyboardInterrupt):  # stopped while starting: what did start goes down again
         stack.down(on_step)
         raise
+    _claim(stack.read_state())  # a demo SIGKILLed from here on leaves a stack the next demo knows it may stop
     try:
         yield True
     finally:
         stack.down(on_step)
+        _owner_path().unlink(missing_ok=True)
+
+
+def _owner_path() -> Path:
+    return workbench_home() / "demo" / "stack-owner.json"
+
+
+def _service_pids(state: dict[str, Any]) -> dict[str, int]:
+    return {name: entry["pid"] for name, entry in (state.get("services") or {}).items()}
+
+
+def _claim(state: dict[str, Any]) -> None:
+    """Record that this demo started the running stack (its processes, by pid), to stop it at the end."""
+    from publisher.manifest import this_process
+
+    path = _owner_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps({"demo": this_process(), "services": _service_pids(state)}))
+
+
+def left_by_a_killed_demo(state: dict[str, Any]) -> int | None:
+    """The pid of the demo that started the running stack and was killed before stopping it (SIGKILL, a crash),
+    or None: the stack is the user's (no claim, a live demo's, or services restarted since the claim)."""
+    from publisher.manifest import process_gone
+
+    try:
+        claim = orjson.loads(_owner_path().read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if claim.get("services") != _service_pids(state) or not process_gone(claim.get("demo")):
+        return None
+    return claim["demo"]["pid"]
 
 
 def _create_resources(state: dict[str, Any], on_step: Callable[[str], None]) -> None:

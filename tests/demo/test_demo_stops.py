@@ -216,3 +216,37 @@ def test_the_running_stack_is_reproduced_exactly_so_that_up_restarts_nothing(tmp
         assert {s.name: s.argv for s in again.services()} == {s.name: s.argv for s in config.services()}
     odd = {"services": {"pubsub": {"pid": 1, "argv": ["python", "-m", "emulator.pubsub", "--seed", "7"], "port": 1}}}
     assert running_config(odd) is None  # not started by `up`: the demo restarts nothing of it
+
+
+def pipelines_of(home: Path) -> list[int]:
+    found = []
+    for pid in processes_of(home):
+        with contextlib.suppress(OSError):
+            if b"run-pipeline" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+@pytest.mark.slow
+def test_a_stack_left_by_a_killed_demo_is_stopped_by_the_next_demo(home):
+    killed = start_demo(home, "--count", "30000", "--rate", "500")
+    try:
+        wait_for("publish under way", lambda: any(m["totals"]["published"] >= 100 for m in run_manifests(home)),
+                 killed, home)  # fmt: skip
+    finally:
+        os.kill(killed.pid, signal.SIGKILL)  # no cleanup can run: the stack and the pipeline stay behind
+        killed.wait(10)
+    left = stack_state(home)["services"]
+    assert {"pubsub", "bigquery"} <= set(left), "the killed demo left its stack running"
+    deadline = time.monotonic() + 90
+    while pipelines_of(home) and time.monotonic() < deadline:  # its pipeline stops once idle
+        time.sleep(0.5)
+    assert not pipelines_of(home)
+
+    port = str(left["pubsub"]["port"])
+    done = workbench(home, "demo", "--count", "500", "--rate", "1000", "--pubsub-port", port, timeout=600)
+    text = (done.stdout + done.stderr).decode()
+    assert done.returncode == 0, text[-4000:]
+    assert f"started by a demo that was killed (pid {killed.pid})" in text, text[-4000:]
+    assert stack_state(home)["services"] == {}, "the next demo stopped the stack the killed one had started"
+    assert not (home / "demo" / "stack-owner.json").exists()
