@@ -184,7 +184,7 @@ def local_stack(options: DemoOptions, on_step: Callable[[str], None]) -> Iterato
         pubsub_port=options.pubsub_port, bigquery_port=options.bigquery_port, pubsub_admin=options.chaos
     )
     try:
-        stack.up(config, on_step)
+        stack.up(config, on_step, port_option="workbench demo --{}-port N")  # a taken port's fix names our option
     except (Stopped, KeyboardInterrupt):  # stopped while starting: what did start goes down again
         stack.down(on_step)
         raise

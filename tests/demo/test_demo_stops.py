@@ -250,3 +250,18 @@ def test_a_stack_left_by_a_killed_demo_is_stopped_by_the_next_demo(home):
     assert f"started by a demo that was killed (pid {killed.pid})" in text, text[-4000:]
     assert stack_state(home)["services"] == {}, "the next demo stopped the stack the killed one had started"
     assert not (home / "demo" / "stack-owner.json").exists()
+
+
+def test_a_taken_port_names_the_demo_option_to_choose_another(home):
+    import socket
+
+    home.mkdir(parents=True)
+    with socket.socket() as taken:
+        taken.bind((names.LOCAL_HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = workbench(home, "demo", "--pubsub-port", str(port), "--bigquery-port", str(free_port_pair()))
+    text = (done.stdout + done.stderr).decode()
+    assert done.returncode == 2, text[-3000:]
+    assert "workbench demo --pubsub-port N" in text and "workbench up --pubsub-port" not in text, text[-3000:]
+    assert stack_state(home)["services"] == {}
