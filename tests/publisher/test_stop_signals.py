@@ -137,13 +137,19 @@ def test_one_stop_signal_drains_and_leaves_a_reconcilable_run(home, emulator, si
     assert f"workbench reconcile {run_id}" in output(home, run_id)
 
 
-@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT-twice", "SIGINT-then-SIGTERM"])
-def test_a_second_signal_stops_at_once_and_the_manifest_counts_what_is_in_flight(home, faulty_emulator, second):
+@pytest.mark.parametrize(
+    ("second", "workers"),
+    [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGINT, 2)],
+    ids=["SIGINT-twice", "SIGINT-then-SIGTERM", "SIGINT-twice-2-workers"],
+)
+def test_a_second_signal_stops_at_once_and_the_manifest_counts_what_is_in_flight(
+    home, faulty_emulator, second, workers
+):
     from emulator.pubsub.admin import AdminClient
 
-    run_id = f"twice-{second.name.lower()}"
+    run_id = f"twice-{second.name.lower()}-{workers}"
     topic = f"projects/{PROJECT}/topics/backend-events-topic"
-    process = start_publish(home, faulty_emulator, run_id, "--rate", "800")
+    process = start_publish(home, faulty_emulator, run_id, "--rate", "800", "--workers", str(workers))
     try:
         with AdminClient(faulty_emulator.target) as admin:
             wait_publishing(process, home, run_id, at_least=200)
