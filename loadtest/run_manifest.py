@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from generator.stream import GeneratorConfig
-from publisher.manifest import MANIFEST_VERSION, EventLog, new_run_id, run_dir, tally, write_manifest
+from publisher.manifest import MANIFEST_VERSION, EventLog, new_run_id, run_dir, tally, this_process, write_manifest
 
 
 @dataclass
@@ -91,6 +91,7 @@ def write(environment: Any, status: str) -> None:
             "manifest_version": MANIFEST_VERSION,
             "status": status,
             "source": "locust",
+            "publisher": this_process(),  # the local runner or master: run_state() tells a killed run from a live one
             "started_at": _iso(state.started_at),
             "finished_at": _iso(finished),
             "elapsed_s": round((finished - state.started_at).total_seconds(), 3) if finished else None,

@@ -23,7 +23,7 @@ from typing import Any
 from eventmodel import resources as names
 from eventmodel import rows
 from eventmodel.schema import EVENT_TYPES
-from publisher.manifest import MANIFEST_VERSION, list_runs, load_manifest, run_dir, runs_root
+from publisher.manifest import MANIFEST_VERSION, list_runs, load_manifest, run_dir, runs_root, stop_note
 from publisher.replay import replays, runs_sharing_ids
 from reconcile import queries as Q
 from reconcile import sources
@@ -226,7 +226,7 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
     scope = _scope(run_id, window, known, sharing)
     own_engine = engine is None
     engine = engine or target.make_engine()
-    notes: list[str] = []
+    notes: list[str] = [note] if (note := stop_note(manifest)) else []  # an interrupted run says so
     try:
         engine.load_manifest(csvs)
         engine.load_known_runs(known)

@@ -57,7 +57,7 @@ DRAIN_TIMEOUT_S = 600.0
 class DemoOptions:
     rate: float = 500.0
     count: int | None = 5000
-    duration: str | None = None
+    duration: float | None = None  # seconds
     malformed_rate: float = 0.05
     duplicate_rate: float = 0.01
     seed: int = 1
@@ -111,31 +111,6 @@ def running_config(state: dict[str, Any]) -> Any:
     return None
 
 
-def restart_would_discard(entry: dict[str, Any]) -> str | None:
-    """Why restarting the running Pub/Sub emulator would lose messages, or None when it provably would not: it
-    is durable (--data-dir: a restart replays its journal), or nothing was ever published to it since it started
-    (its Stats service, always on, counts every publish; an acked message a subscription retains for seeking, such
-    as the dead letters reconcile reads, is in that count but in no backlog)."""
-    from emulator.pubsub.admin import AdminClient
-
-    if "--data-dir" in entry.get("argv", []):
-        return None
-    address = f"{entry.get('host', names.LOCAL_HOST)}:{entry['port']}"
-    try:
-        with AdminClient(address, timeout=5) as admin:
-            stats = admin.stats()
-    except Exception as exc:  # an emulator that cannot say what it holds may hold anything
-        return f"its message counts cannot be read ({type(exc).__name__}), so it may hold messages"
-    published = sum(t.get("published", 0) for t in stats.get("topics", {}).values())
-    if not published:
-        return None
-    unread = sum(s.get("backlog", 0) for s in stats.get("subscriptions", {}).values())
-    return (
-        f"it is not durable and {published:,} messages were published to it since it started ({unread:,} still "
-        "unread; the dead-letter copies reconcile reads are among what would go)"
-    )
-
-
 @contextlib.contextmanager
 def local_stack(options: DemoOptions, on_step: Callable[[str], None]) -> Iterator[bool]:
     """The local stack for the demo; yields True when the demo started it (and stops it afterwards)."""
@@ -152,7 +127,7 @@ def local_stack(options: DemoOptions, on_step: Callable[[str], None]) -> Iterato
         config = running_config(state)
         serves_admin = config is not None and config.pubsub_admin
         if options.chaos and not serves_admin:
-            why = restart_would_discard(state["services"]["pubsub"])
+            why = stack.restart_would_discard(state["services"]["pubsub"])
             if config is None:
                 why = "this demo cannot tell how the running stack was started, so it would not restart it alike"
             if why:
@@ -439,7 +414,7 @@ def _run_demo(options: DemoOptions, on_step: Callable[[str], None], signals: Sto
                         "--duplicate-rate", str(options.duplicate_rate), "--seed", str(options.seed),
                         "--run-id", run_id, "--project", project]  # fmt: skip
                 if options.duration:
-                    args += ["--duration", options.duration]
+                    args += ["--duration", f"{options.duration:g}s"]
                 elif options.count:
                     args += ["--count", str(options.count)]
                 try:

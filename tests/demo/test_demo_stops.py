@@ -173,9 +173,8 @@ def test_chaos_on_an_up_stack_with_messages_refuses_and_loses_nothing(home):
 def test_a_restart_loses_nothing_only_when_durable_or_nothing_was_ever_published(tmp_path):
     from google.cloud import pubsub_v1
 
-    from workbench.demo import restart_would_discard
     from workbench.localstack.emulators import start_pubsub_emulator
-    from workbench.localstack.stack import create_pubsub_resources
+    from workbench.localstack.stack import create_pubsub_resources, restart_would_discard
 
     with start_pubsub_emulator(project="restart") as emulator:
         entry = {"host": emulator.host, "port": emulator.port, "argv": list(emulator.service.argv)}

@@ -6,17 +6,25 @@ import click
 
 from eventmodel import resources as names
 from workbench import terminal
+from workbench.cli.params import DURATION
+from workbench.output_root import output_root_option
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.option("--rate", type=float, default=500.0, show_default=True, help="Messages per second.")
 @click.option("--count", type=int, default=5000, show_default=True, help="Messages to publish.")
-@click.option("--duration", help="Publish for this long instead of --count (90s, 5m).")
+@click.option("--duration", type=DURATION, help="Publish for this long instead of --count (90s, 5m, 1m30).")
 @click.option("--malformed-rate", type=float, default=0.05, show_default=True, help="Share of malformed messages.")
 @click.option("--duplicate-rate", type=float, default=0.01, show_default=True, help="Share of exact re-sends.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the events and of the chaos.")
 @click.option("--chaos", is_flag=True, help="Duplicate deliveries, publish UNAVAILABLE, lost acks, jitter (seeded).")
-@click.option("--output-root", default="./output", show_default=True, help="Where the pipeline writes the GCS tree.")
+@click.option(
+    "--output-root",
+    default="./output",
+    callback=output_root_option,
+    show_default=True,
+    help="Where the pipeline writes the GCS tree.",
+)
 @click.option(
     "--pubsub-port",
     type=int,

@@ -6,12 +6,14 @@ import click
 
 from eventmodel import resources as names
 from workbench import terminal
+from workbench.cli.params import DURATION
+from workbench.output_root import output_root_option
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.option("--users", type=int, default=10, show_default=True, help="Locust users at the peak.")
 @click.option("--spawn-rate", type=float, default=10.0, show_default=True, help="Users started per second.")
-@click.option("--run-time", default="30s", show_default=True, help="How long: 30s, 5m, 1h.")
+@click.option("--run-time", type=DURATION, default="30s", show_default=True, help="How long: 30s, 5m, 1h, 1m30.")
 @click.option("--shape", type=click.Choice(["steady", "step", "ramp", "spike"]), default="steady", show_default=True,
               help="Users over time, as `workbench publish --profile`.")  # fmt: skip
 @click.option("--workers", type=int, default=0, show_default=True,
@@ -28,7 +30,7 @@ from workbench import terminal
 @click.option("--emulator", metavar="HOST:PORT", help="Pub/Sub emulator (else PUBSUB_EMULATOR_HOST or the stack).")
 @click.option("--reconcile", "then_reconcile", is_flag=True,
               help="Then reconcile the run (waiting up to 60 s for a pipeline that is running to drain).")  # fmt: skip
-@click.option("--output-root", default="./output", show_default=True,
+@click.option("--output-root", default="./output", show_default=True, callback=output_root_option,
               help="--reconcile: the GCS tree the pipeline writes (a directory or gs://...).")  # fmt: skip
 @click.argument("locust_args", nargs=-1, type=click.UNPROCESSED)
 def loadtest(users, spawn_rate, run_time, shape, workers, batch_size, user_rate, malformed_rate, duplicate_rate, seed,
@@ -50,6 +52,8 @@ def loadtest(users, spawn_rate, run_time, shape, workers, batch_size, user_rate,
 
     extras.require("loadtest", "`workbench loadtest`")  # before anything is printed or started
     endpoint = local_endpoints(pubsub=emulator)["pubsub"]
+    # Locust reads whole seconds written 20, 20s or 1h20m: every duration this CLI accepts, in a form it reads.
+    run_time = f"{max(1, round(run_time))}s"
     options = LoadtestOptions(users, spawn_rate, run_time, shape, workers, batch_size, user_rate, malformed_rate,
                               duplicate_rate, seed, run_id, topic, resolve_project(project, names.DEFAULT_PROJECT),
                               endpoint, list(locust_args))  # fmt: skip

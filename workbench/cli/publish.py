@@ -14,10 +14,11 @@ from eventmodel.resources import DEFAULT_PROJECT, PROJECT_ENV_VARS, TOPIC, resol
 from publisher import objects as layout
 from publisher.errors import PublishError
 from publisher.manifest import new_run_id, run_dir
-from publisher.rate import PROFILE_HELP, parse_duration
+from publisher.rate import PROFILE_HELP
 from publisher.s3 import S3Target, check_s3
 from publisher.sinks import FileTarget, PubSubTarget, check_pubsub, open_for_append
 from workbench import terminal
+from workbench.cli.params import DURATION
 from workbench.errors import WorkbenchError
 
 if TYPE_CHECKING:
@@ -27,15 +28,6 @@ EMULATOR_ENV = "PUBSUB_EMULATOR_HOST"
 DEFAULT_RATE = 100.0
 # History written to S3 is not paced unless --rate says so: far above what one process can write.
 UNPACED_RATE = 1e9
-
-
-def _duration(ctx, param, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def _weights(ctx, param, value: str | None) -> dict[str, float] | None:
@@ -76,13 +68,13 @@ def _history(ctx, param, value: str | None) -> tuple[datetime, datetime] | None:
     help=f"Messages per second (the peak of a profile). Default {DEFAULT_RATE:g}; with --to s3:// unpaced.",
 )
 @click.option("--profile", default="constant", show_default=True, help=f"Rate over time: {PROFILE_HELP}.")
-@click.option("--duration", callback=_duration, help="Stop after this long (90s, 5m, 1h).")
+@click.option("--duration", type=DURATION, help="Stop after this long (90s, 5m, 1h, 1m30).")
 @click.option("--count", type=int, help="Stop after this many messages.")
 @click.option("--malformed-rate", type=float, default=0.0, show_default=True, help="Share of malformed messages, 0..1.")
 @click.option("--malformed-kinds", callback=_weights, help="Weights per malformed kind: legacy_id=2,python_repr=1.")
 @click.option("--duplicate-rate", type=float, default=0.0, show_default=True, help="Share of exact re-sends, 0..1.")
 @click.option("--late-rate", type=float, default=0.0, show_default=True, help="Share of late events, 0..1.")
-@click.option("--max-lateness", callback=_duration, default="10m", show_default=True, help="How late a late event is.")
+@click.option("--max-lateness", type=DURATION, default="10m", show_default=True, help="How late a late event is.")
 @click.option("--out-of-order-rate", type=float, default=0.0, show_default=True, help="Share of out-of-order events.")
 @click.option("--history", callback=_history, help="Spread timestamps over START..END instead of now.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same events.")

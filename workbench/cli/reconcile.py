@@ -17,11 +17,18 @@ import click
 from eventmodel.resources import DATASET
 from workbench.cli.params import DURATION
 from workbench.errors import WorkbenchError
+from workbench.output_root import output_root_option
 
 
 @click.command()
 @click.argument("run_id", default="latest")
-@click.option("--output-root", default="./output", show_default=True, help="The GCS tree: a directory or gs://...")
+@click.option(
+    "--output-root",
+    default="./output",
+    callback=output_root_option,
+    show_default=True,
+    help="The GCS tree: a directory or gs://...",
+)
 @click.option("--no-gcs", is_flag=True, help="Do not read the GCS tree.")
 @click.option("--dataset", default=DATASET, show_default=True, help="BigQuery dataset of the event tables.")
 @click.option("--no-bigquery", is_flag=True, help="Do not read BigQuery (event tables and dead_letters).")

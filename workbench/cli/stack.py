@@ -43,11 +43,18 @@ from workbench import terminal
     is_flag=True,
     help="Serve the Pub/Sub emulator's admin service (fault injection while it runs, for --chaos); off by default.",
 )
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Restart a Pub/Sub emulator running with other settings even though its unread messages are lost.",
+)
 def up(with_gcs, with_s3, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, s3_port, data_dir,
-       bigquery_in_memory, bigquery_time_travel, pubsub_admin):  # fmt: skip
+       bigquery_in_memory, bigquery_time_travel, pubsub_admin, restart):  # fmt: skip
     """Start the local emulators in the background and create the topics and subscriptions.
 
-    Idempotent: what already runs is left alone. Point other tools at it with: eval "$(workbench env)".
+    Idempotent: what already runs with these settings is left alone; a service with other settings is restarted,
+    except a Pub/Sub emulator holding messages it would lose (refused unless --restart). Point other tools at it
+    with: eval "$(workbench env)".
     """
     from workbench.localstack import stack
 
@@ -66,7 +73,7 @@ def up(with_gcs, with_s3, no_bigquery, project, pubsub_port, bigquery_port, gcs_
         pubsub_admin=pubsub_admin,
     )
     with terminal.console.status("starting the local stack") as spinner:
-        stack.up(config, on_step=lambda message: (spinner.update(message), terminal.info(message)))
+        stack.up(config, on_step=lambda message: (spinner.update(message), terminal.info(message)), restart=restart)
     terminal.success('local stack up; point your shell at it with: eval "$(workbench env)"')
 
 

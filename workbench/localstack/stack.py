@@ -115,9 +115,15 @@ def _running(entry: dict[str, Any]) -> bool:
 
 
 def up(
-    config: StackConfig, on_step: Callable[[str], None] = lambda _: None, port_option: str = "workbench up --{}-port N"
+    config: StackConfig,
+    on_step: Callable[[str], None] = lambda _: None,
+    port_option: str = "workbench up --{}-port N",
+    restart: bool = False,
 ) -> dict[str, Any]:
     """Start what is not running, wait until every service answers, create the resources. Idempotent.
+
+    A service running with other settings is restarted with these, except a Pub/Sub emulator whose restart would
+    lose messages (restart_would_discard): that needs restart=True, the user's consent.
 
     port_option: how the caller's user picks another port for a service ({} is its name), for the error that
     says a port is taken.
@@ -139,6 +145,13 @@ def up(
             on_step(f"{service.name} already running (pid {entry['pid']})")
             continue
         if entry and _running(entry):  # running with other settings: restart it with these
+            why = service.name == "pubsub" and not restart and restart_would_discard(entry)
+            if why:
+                raise WorkbenchError(
+                    f"the running Pub/Sub emulator would be restarted for the new settings, and {why}",
+                    "reconcile the runs it serves first, then `workbench up --restart` with these settings; or "
+                    "keep its settings (`workbench status` shows its command line)",
+                )
             processes.stop(entry["pid"], entry["argv"])
         busy = [p for p in service.ports if port_in_use(config.host, p)]
         if busy:
@@ -179,6 +192,31 @@ def up(
         create_buckets(s3_client(f"{config.host}:{config.s3_port}"), [names.HISTORY_BUCKET])
         on_step(f"S3 bucket {names.HISTORY_BUCKET} ready (in memory: `down` empties it)")
     return state
+
+
+def restart_would_discard(entry: dict[str, Any]) -> str | None:
+    """Why restarting the running Pub/Sub emulator would lose messages, or None when it provably would not: it
+    is durable (--data-dir: a restart replays its journal), or nothing was ever published to it since it started
+    (its Stats service, always on, counts every publish; an acked message a subscription retains for seeking, such
+    as the dead letters reconcile reads, is in that count but in no backlog)."""
+    from emulator.pubsub.admin import AdminClient  # the emulator's client: only when a restart is in question
+
+    if "--data-dir" in entry.get("argv", []):
+        return None
+    address = f"{entry.get('host', names.LOCAL_HOST)}:{entry['port']}"
+    try:
+        with AdminClient(address, timeout=5) as admin:
+            stats = admin.stats()
+    except Exception as exc:  # an emulator that cannot say what it holds may hold anything
+        return f"its message counts cannot be read ({type(exc).__name__}), so it may hold messages"
+    published = sum(t.get("published", 0) for t in stats.get("topics", {}).values())
+    if not published:
+        return None
+    unread = sum(s.get("backlog", 0) for s in stats.get("subscriptions", {}).values())
+    return (
+        f"it is not durable and {published:,} messages were published to it since it started ({unread:,} still "
+        "unread; the dead-letter copies reconcile reads are among what would go)"
+    )
 
 
 def port_taken(host: str, port: int, service: str, port_option: str) -> WorkbenchError:
