@@ -143,6 +143,45 @@ def test_an_emulator_gone_for_good_ends_the_run_in_bounded_time_with_the_fix(sta
 
 @pytest.mark.integration
 @pytest.mark.slow
+def test_workbench_down_with_rows_in_retry_still_ends_the_run_in_bounded_time(started, tmp_path, monkeypatch):
+    """Both emulators gone, as after `workbench down`, while BigQuery rows are being retried: the run must not wait
+    out the sink's retries (300 s) on its way out."""
+    from ddl.apply import apply_ddl
+    from workbench.localstack.emulators import start_bigquery_emulator, start_pubsub_emulator
+    from workbench.localstack.stack import create_pubsub_resources
+
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    project, limit_s = "stops-down", 5
+    pubsub = start_pubsub_emulator(project=project)
+    bigquery = start_bigquery_emulator(project=project, time_travel=False)
+    try:
+        create_pubsub_resources(pubsub.target, project)
+        apply_ddl(project=project, emulator=bigquery.host_port)
+        _publish(pubsub.target, project, 200)
+        pipeline = started("down", tmp_path / "home", "--project", project, "--emulator", pubsub.target,
+                           "--bigquery-emulator", bigquery.host_port, "--output-root", str(tmp_path / "output"),
+                           "--stop-when-idle", "2m", "--source-retry-seconds", str(limit_s))  # fmt: skip
+        pipeline.wait_reading()
+        time.sleep(3)
+        bigquery.kill()
+        _publish(pubsub.target, project, 200, seed=45)  # read, and their rows retried against a dead BigQuery
+        time.sleep(3)
+        pubsub.kill()
+        killed_at = time.monotonic()
+        status = pipeline.wait(limit_s + 90)
+        took = time.monotonic() - killed_at
+    finally:
+        pubsub.stop()
+        bigquery.stop()
+    log = pipeline.log()
+    assert status == 2, log[-3000:]
+    assert took < limit_s + 60, f"{took:.0f} s from `down` to the exit"
+    assert f"the Pub/Sub emulator at {pubsub.target} did not answer" in log, log[-3000:]
+    assert "messages it read were not acknowledged" in log and "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_durable_emulator_restarted_within_the_grace_period_is_ridden_out(started, tmp_path, monkeypatch):
     from workbench.localstack.emulators import start_pubsub_emulator
     from workbench.localstack.stack import create_pubsub_resources

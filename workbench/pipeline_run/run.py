@@ -153,7 +153,7 @@ def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progres
             if control.stop.is_set() and stop_at is None:
                 stop_at = time.monotonic()
             if force.is_set() or _drain_overdue(stop_at, drain_timeout, lost_at):
-                result.cancel()
+                _cancel(result)
                 break
     finally:
         if previous is not None:
@@ -166,6 +166,13 @@ def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progres
         on_progress(final)
     state = str(outcome.get("state", "CANCELLED"))
     return RunSummary(DIRECT, state, final)
+
+
+def _cancel(result: Any) -> None:
+    """Cancel without waiting for it: the DirectRunner's cancel joins its worker threads, and a worker inside a
+    sink's retries (a sink that is down) would hold the cancel, and the exit, for up to --sink-retry-seconds.
+    The workers are daemon threads: they end with the process. What they held is not acknowledged."""
+    threading.Thread(target=result.cancel, name="pipeline-cancel", daemon=True).start()
 
 
 def _give_up_on_a_lost_source(control: ReadControl) -> bool:
