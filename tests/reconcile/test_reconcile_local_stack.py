@@ -410,17 +410,28 @@ def test_the_cli_exits_2_when_it_cannot_reconcile(stack, monkeypatch, capsys):
     assert "no BigQuery emulator answers" in capsys.readouterr().err
 
 
-def test_a_running_or_interrupted_manifest_cannot_be_reconciled(stack, tmp_path, monkeypatch):
-    from publisher.manifest import run_dir, write_manifest
+def test_a_running_run_or_one_stopped_with_messages_in_flight_cannot_be_reconciled(stack, tmp_path, monkeypatch):
+    """A drained interrupted run can (tests/publisher/test_stop_signals.py reconciles one end to end); a run still
+    publishing, or one whose forced stop left messages without an outcome, cannot."""
+    from publisher.manifest import run_dir, this_process, write_manifest
+    from reconcile.run import resolve_run
 
     manifest = orjson.loads((run_dir(RUN) / "manifest.json").read_bytes())
-    for status, words in (("running", "still publishing"), ("interrupted", "ended interrupted")):
+    in_flight = {**manifest["totals"], "published": manifest["totals"]["published"] - 3, "in_flight": 3}
+    for status, changes, words in (
+        ("running", {"publisher": this_process()}, "still publishing"),
+        ("interrupted", {"totals": in_flight}, "interrupted with messages in flight: 3 of its"),
+    ):
         run_id = f"{RUN}-{status}"
-        write_manifest(run_id, {**manifest, "run_id": run_id, "status": status})
+        write_manifest(run_id, {**manifest, "run_id": run_id, "status": status, **changes})
         shutil.copy(run_dir(RUN) / "events-0.csv", run_dir(run_id) / "events-0.csv")
         with pytest.raises(ReconcileError, match=words):
             reconcile(run_id, stack.target())
         shutil.rmtree(run_dir(run_id))
+    drained = f"{RUN}-drained"
+    write_manifest(drained, {**manifest, "run_id": drained, "status": "interrupted"})
+    assert resolve_run(drained)["status"] == "interrupted"
+    shutil.rmtree(run_dir(drained))
 
 
 def _point_cli_at(stack: Stack, monkeypatch) -> None:
