@@ -67,3 +67,15 @@ def test_the_click_callback_makes_it_a_usage_error_naming_the_option():
     assert "write --output-root gs://bucket" in refused.output
     accepted = CliRunner().invoke(command, [])
     assert accepted.exit_code == 0 and "root=./output" in accepted.output
+
+
+@pytest.mark.parametrize("command", [["run-pipeline"], ["backfill", "s3://workbench-history/exports"]])
+def test_run_pipeline_and_backfill_refuse_a_misspelt_root_as_a_usage_error(command, tmp_path, monkeypatch):
+    from workbench.cli import cli
+
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [*command, "--output-root", "gcs://bucket/out"])
+    assert result.exit_code == 2, result.output
+    assert "gcs:// is not a scheme Beam knows" in result.output and "gs://bucket/out" in result.output
+    assert not [path for path in tmp_path.iterdir() if path.name != "home"], "no folder named after the typo"
