@@ -11,6 +11,7 @@ import click
 
 from eventmodel.resources import DATASET, DEAD_LETTER_TOPIC, DEFAULT_PROJECT
 from workbench import terminal
+from workbench.cli.params import DURATION
 from workbench.errors import WorkbenchError
 from workbench.localstack.stack import BIGQUERY_ENV, PUBSUB_ENV, S3_ENV, STORAGE_ENV, local_endpoints
 from workbench.output_root import output_root_option
@@ -34,7 +35,7 @@ from workbench.output_root import output_root_option
 @click.option("--emulator", metavar="HOST:PORT", help=f"Pub/Sub emulator (else ${PUBSUB_ENV} or the local stack).")
 @click.option("--bigquery-emulator", metavar="HOST:PORT",
               help=f"BigQuery emulator (else ${BIGQUERY_ENV} or the local stack).")  # fmt: skip
-@click.option("--sink-retry-seconds", type=click.FloatRange(min=0), default=300.0, show_default=True,
+@click.option("--sink-retry-seconds", type=DURATION, default="300", show_default=True,
               help="How long a sink may stay unreachable before its writes are dead-lettered.")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="DataflowRunner: build and translate the job, submit nothing.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)

@@ -68,10 +68,10 @@ def _dashed(text: str) -> str:
 @click.option("--pull-size", type=int, default=1000, show_default=True, help="Messages per local Pub/Sub pull.")
 @click.option(
     "--flush-seconds",
-    type=click.FloatRange(min=0, min_open=True),
-    default=5.0,
+    type=DURATION,
+    default="5",
     show_default=True,
-    help="Longest a file buffer waits.",
+    help="Longest a file buffer waits (5, 0.5, 5s, 1m).",
 )
 @click.option(
     "--dedup-ttl",
@@ -83,15 +83,15 @@ def _dashed(text: str) -> str:
 )
 @click.option(
     "--sink-retry-seconds",
-    type=click.FloatRange(min=0),
-    default=300.0,
+    type=DURATION,
+    default="300",
     show_default=True,
     help="How long a sink may stay unreachable (retried with backoff) before its writes are dead-lettered.",
 )
 @click.option(
     "--source-retry-seconds",
-    type=click.FloatRange(min=0),
-    default=DEFAULT_SOURCE_RETRY_S,
+    type=DURATION,
+    default=f"{DEFAULT_SOURCE_RETRY_S:g}",
     show_default=True,
     help="Local runs: how long Pub/Sub may stay unreachable (pulls and acks retried) before the run stops (exit 2).",
 )
@@ -147,8 +147,9 @@ def run_pipeline(
 
     if stop_when_idle is not None and stop_when_idle <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--stop-when-idle")
-    if dedup_ttl <= 0:  # 0 would divide by zero in the dedup step's buckets
-        raise click.BadParameter("must be more than 0 seconds", param_hint="--dedup-ttl")
+    for flag, value in (("--dedup-ttl", dedup_ttl), ("--flush-seconds", flush_seconds)):
+        if value <= 0:  # 0 would divide by zero in the dedup step's buckets, or never flush
+            raise click.BadParameter("must be more than 0 seconds", param_hint=flag)
     if pull_size < 1 or pull_size > 1000:
         raise click.BadParameter("must be between 1 and 1000 (Pub/Sub's limit per pull)", param_hint="--pull-size")
     project = resolve_project(project, DEFAULT_PROJECT)
