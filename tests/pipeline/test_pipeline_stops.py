@@ -220,6 +220,78 @@ def test_a_durable_emulator_restarted_within_the_grace_period_is_ridden_out(star
     assert len(ids) == count + 100, log[-3000:]
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_outage_lasts_from_the_first_failure_to_the_next_answer():
+    from workbench.pipeline_run.source_health import SourceHealth, gone
+
+    clock = FakeClock()
+    health = SourceHealth(clock)
+    assert health.down_for() == 0 and not gone(health.down_for(), 5)
+    assert health.failed("ServiceUnavailable: 503") is True, "the first failure starts the outage"
+    clock.now += 3
+    assert health.failed("ServiceUnavailable: 503 again") is False, "a retry continues it"
+    clock.now += 2
+    assert health.down_for() == 5 and gone(health.down_for(), 5) and not gone(health.down_for(), 6)
+    assert health.last_error == "ServiceUnavailable: 503 again"
+    health.answered()
+    assert health.down_for() == 0 and health.last_error is None
+    assert not gone(1e9, None), "no limit: ridden out forever"
+
+
+def test_failing_acks_are_one_log_line_per_outage_and_count_as_pubsub_down(caplog):
+    from workbench.pipeline_run.ack_ledger import AckLedger
+
+    clock = FakeClock()
+    up = {"answers": False}
+
+    def acknowledge(ids: list[str]) -> None:
+        if not up["answers"]:
+            raise ConnectionRefusedError("503 Connection refused")
+
+    ledger = AckLedger(acknowledge, lambda ids, seconds: None, clock=clock)
+    ledger.received([("m1", "a1", 10)])
+    ledger.release(["m1"])
+    with caplog.at_level("WARNING"):
+        for _ in range(50):  # five seconds of retries, one every 0.1 s
+            assert ledger._flush_acks() is False
+            clock.now += 0.1
+    assert sum("acknowledge failed" in r.getMessage() for r in caplog.records) == 1
+    assert ledger.source.down_for() == pytest.approx(5.0)
+    assert "503" in ledger.snapshot().troubles["pubsub acks"]
+    up["answers"] = True
+    assert ledger._flush_acks() is True
+    assert ledger.source.down_for() == 0 and ledger.snapshot().acked == 1
+
+
+def test_the_waiting_loop_gives_up_once_the_limit_is_reached():
+    from workbench.pipeline_run.direct_runner import ReadControl
+    from workbench.pipeline_run.progress import outage_note
+    from workbench.pipeline_run.run import _give_up_on_a_lost_source
+    from workbench.pipeline_run.source_health import SourceHealth
+
+    clock = FakeClock()
+    control = ReadControl(source=SourceHealth(clock), source_retry_seconds=10)
+    control.source.failed("ServiceUnavailable: 503 failed to connect to all addresses")
+    clock.now += 9
+    assert not _give_up_on_a_lost_source(control) and not control.stop.is_set()
+    assert outage_note(control.source.down_for(), 10) == (
+        "no answer for 9 s; the run stops after 10 s (--source-retry-seconds)"
+    )
+    clock.now += 1
+    assert _give_up_on_a_lost_source(control) and control.stop.is_set()
+    assert (
+        control.source_lost.startswith("ServiceUnavailable") and control.stop_reason == "Pub/Sub unreachable for 10 s"
+    )
+    assert not _give_up_on_a_lost_source(control), "once"
+
+
 # ---------------------------------------------------------------------------------------- one per subscription
 
 
