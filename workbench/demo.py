@@ -389,6 +389,7 @@ def _run_demo(options: DemoOptions, on_step: Callable[[str], None], signals: Sto
     from workbench.cli.publish import publish
     from workbench.cli.reconcile import run_reconcile
     from workbench.localstack.stack import local_endpoints
+    from workbench.pipeline_run.subscription_lock import refuse_if_claimed
 
     run_id = new_run_id()
     log = workbench_home() / "demo" / f"pipeline-{run_id}.log"
@@ -400,6 +401,8 @@ def _run_demo(options: DemoOptions, on_step: Callable[[str], None], signals: Sto
         from workbench.localstack.stack import read_state
 
         project = read_state().get("project", names.DEFAULT_PROJECT)
+        # A pipeline of the user's already reading the subscription would split the demo's messages with it.
+        refuse_if_claimed(project, names.SUBSCRIPTION)
         disturb = chaos(endpoints["pubsub"], project, options.seed, on_step) if options.chaos else None
         idle_s = CHAOS_IDLE_S if options.chaos else IDLE_S
         with disturb or contextlib.nullcontext():

@@ -264,3 +264,21 @@ def test_a_taken_port_names_the_demo_option_to_choose_another(home):
     assert done.returncode == 2, text[-3000:]
     assert "workbench demo --pubsub-port N" in text and "workbench up --pubsub-port" not in text, text[-3000:]
     assert stack_state(home)["services"] == {}
+
+
+def test_a_pipeline_already_reading_the_subscription_makes_the_demo_refuse(home):
+    """A user's `workbench run-pipeline` in another terminal holds the subscription's lock: the demo's own pipeline
+    would split the messages with it (31 'duplicated' events were seen), so the demo refuses, naming it, and stops
+    the stack it started."""
+    from workbench.pipeline_run.subscription_lock import claim_subscription
+
+    home.mkdir(parents=True)
+    ports = ("--pubsub-port", str(free_port_pair()), "--bigquery-port", str(free_port_pair()))
+    with claim_subscription(names.DEFAULT_PROJECT, names.SUBSCRIPTION, home):
+        done = workbench(home, "demo", "--count", "100", *ports)
+    text = " ".join((done.stdout + done.stderr).decode().split())
+    assert done.returncode == 2, text[-3000:]
+    assert f"another pipeline already reads projects/{names.DEFAULT_PROJECT}/subscriptions/" in text, text[-3000:]
+    assert f"pid {os.getpid()}" in text
+    assert stack_state(home)["services"] == {}
+    assert not run_manifests(home)  # nothing was published
