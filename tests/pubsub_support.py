@@ -1,10 +1,10 @@
-"""Reading what landed in a Pub/Sub subscription, for the tests of every package (tests/ is on sys.path)."""
+"""Publishing to and reading from a Pub/Sub emulator, for the tests of every package (tests/ is on sys.path)."""
 
 from __future__ import annotations
 
 import time
 
-from workbench.localstack.clients import subscriber_client
+from workbench.localstack.clients import publisher_client, subscriber_client
 
 
 def pull_all(subscription: str, emulator_host: str, expected: int, timeout: float = 30.0) -> list:
@@ -29,3 +29,12 @@ def pull_all(subscription: str, emulator_host: str, expected: int, timeout: floa
     finally:
         subscriber.close()
     return received
+
+
+def publish_one(emulator_host: str, topic: str, data: bytes = b"{}") -> str:
+    """Publish one message to projects/P/topics/T on the emulator and wait for its id."""
+    client = publisher_client(emulator_host)
+    try:
+        return client.publish(topic, data).result(timeout=10)
+    finally:
+        client.stop()

@@ -171,7 +171,7 @@ def test_chaos_on_an_up_stack_with_messages_refuses_and_loses_nothing(home):
 
 
 def test_a_restart_loses_nothing_only_when_durable_or_nothing_was_ever_published(tmp_path):
-    from google.cloud import pubsub_v1
+    from pubsub_support import publish_one
 
     from workbench.localstack.emulators import start_pubsub_emulator
     from workbench.localstack.stack import create_pubsub_resources, restart_would_discard
@@ -180,13 +180,7 @@ def test_a_restart_loses_nothing_only_when_durable_or_nothing_was_ever_published
         entry = {"host": emulator.host, "port": emulator.port, "argv": list(emulator.service.argv)}
         create_pubsub_resources(emulator.target, "restart")
         assert restart_would_discard(entry) is None  # topics and subscriptions are recreated by `up`
-        os.environ["PUBSUB_EMULATOR_HOST"] = emulator.target
-        try:
-            publisher = pubsub_v1.PublisherClient()
-            publisher.publish(f"projects/restart/topics/{names.TOPIC}", b"{}").result(timeout=10)
-            publisher.stop()
-        finally:
-            del os.environ["PUBSUB_EMULATOR_HOST"]
+        publish_one(emulator.target, f"projects/restart/topics/{names.TOPIC}")
         assert "1 messages were published" in restart_would_discard(entry)
         durable = {**entry, "argv": [*entry["argv"], "--data-dir", str(tmp_path)]}
         assert restart_would_discard(durable) is None  # a durable emulator replays its journal

@@ -107,19 +107,13 @@ def test_the_pubsub_admin_service_is_off_unless_the_stack_asks_for_it(home):
 def test_up_never_restarts_a_pubsub_emulator_that_would_lose_messages_without_consent(home):
     """`up` with other settings restarts a running service; a Pub/Sub emulator in memory that holds messages is
     refused instead (they would be gone), until the user says --restart."""
-    from google.cloud import pubsub_v1
+    from pubsub_support import publish_one
 
     cfg = config(with_bigquery=False)
     stack.up(cfg)
     first = pids()["pubsub"]
     target = stack.env_exports()["PUBSUB_EMULATOR_HOST"]
-    os.environ["PUBSUB_EMULATOR_HOST"] = target
-    try:
-        publisher = pubsub_v1.PublisherClient()
-        publisher.publish(f"projects/{cfg.project}/topics/{names.TOPIC}", b"{}").result(timeout=10)
-        publisher.stop()
-    finally:
-        del os.environ["PUBSUB_EMULATOR_HOST"]
+    publish_one(target, f"projects/{cfg.project}/topics/{names.TOPIC}")
     with pytest.raises(WorkbenchError) as refused:
         stack.up(dataclasses.replace(cfg, pubsub_admin=True))
     assert "1 messages were published to it" in refused.value.message
