@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections import deque
+from collections.abc import Iterator
 
 from rich.console import Group
 from rich.live import Live
@@ -32,12 +35,14 @@ class PipelineView:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._live.__exit__(*exc)
+        with output_may_fail():
+            self._live.__exit__(*exc)
 
     def update(self, progress: Progress) -> None:
         self._progress = progress
         self._recent.append((time.monotonic(), progress.read))
-        self._live.update(self._render())
+        with output_may_fail():
+            self._live.update(self._render())
 
     def rate(self) -> float:
         if len(self._recent) < 2 or self._recent[-1][0] <= self._recent[0][0]:
@@ -69,6 +74,27 @@ class PipelineView:
         if p.stopping:
             grid.add_row("[yellow]stopping[/yellow]", p.stopping, "", "")
         return Group(grid)
+
+
+@contextlib.contextmanager
+def output_may_fail() -> Iterator[None]:
+    """Printing that fails (a terminal closed after SIGHUP: every write gets EIO) must not end a drain, nor change
+    the exit status: stdout and stderr are pointed at /dev/null from then on. Without that, each later message would
+    fail again, and the interpreter's last flush of a buffer holding unwritten text would turn the exit status
+    into 120, when the status is all that a closed terminal's user (or a script) still gets."""
+    try:
+        yield
+    except OSError:
+        detach_from_terminal()
+
+
+def detach_from_terminal() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def summary(progress: Progress) -> list[Table]:

@@ -2,18 +2,21 @@
 
 Local mode is the DirectRunner, named explicitly, against the emulators `workbench up` started (found through
 --emulator / --bigquery-emulator, the environment, or the stack's state), with anonymous credentials. It runs
-until Ctrl-C or, with --stop-when-idle, until nothing arrived for that long; both drain (buffered files and rows
-are written) before it exits. Dataflow mode submits the same pipeline: see docs/pipeline.md.
+until Ctrl-C (or SIGTERM, or SIGHUP) or, with --stop-when-idle, until nothing arrived for that long; both drain
+(buffered files and rows are written) before it exits. A second signal stops it at once: what it read and did not
+acknowledge is delivered again to the next run. Dataflow mode submits the same pipeline: see docs/pipeline.md.
 
-Exit status: 0 stopped when idle, everything read written and acknowledged; 130 interrupted (Ctrl-C, drained);
-2 could not run or could not finish: a usage error, a failed check, another pipeline on the subscription, or
-Pub/Sub unreachable for longer than --source-retry-seconds (what was read and not acknowledged is delivered again).
+Exit status: 0 stopped when idle, everything read written and acknowledged; 128 + the first signal when a signal
+stopped it, drained or (a second signal) at once: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; 2 could not run or could
+not finish: a usage error, a failed check, another pipeline on the subscription, or Pub/Sub unreachable for
+longer than --source-retry-seconds (what was read and not acknowledged is delivered again).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 import click
@@ -203,7 +206,7 @@ def run_pipeline(
     # Beam's own warnings (coders, unparsed flags) would scroll the live view away; errors still show.
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
 
-    from workbench.pipeline_view import PipelineView, summary
+    from workbench.pipeline_view import PipelineView, output_may_fail, summary
 
     settings = LocalSettings(
         stop_when_idle=stop_when_idle,
@@ -216,31 +219,50 @@ def run_pipeline(
     sinks = output_root + (f", BigQuery {project}.{dataset}" if dataset else "")
     # Held while the pipeline runs: a second one on this subscription and home is refused, naming this one.
     with claim_subscription(project, subscription):
-        terminal.info("running the pipeline on the DirectRunner; Ctrl-C drains and stops")
+        terminal.info("running the pipeline on the DirectRunner; Ctrl-C (or SIGTERM, SIGHUP) drains and stops")
         with PipelineView(source, sinks) as view:
             result = run(args, settings, on_progress=view.update)
-    for table in summary(result.progress):
-        terminal.console.print(table)
+    with output_may_fail():
+        for table in summary(result.progress):
+            terminal.console.print(table)
     if settings.control.source_lost:
         raise source_lost_error(local["pubsub"], settings.control.source_lost, source_retry_seconds,
                                 settings.control.unacked_at_exit)  # fmt: skip
+    unacked = settings.control.unacked_at_exit
+    if result.stop_signal is not None and (result.forced or result.state == "DONE"):
+        with output_may_fail():
+            terminal.warning(stopped_by_signal(result.stop_signal, result.forced, unacked))
+        sys.exit(128 + result.stop_signal)  # the shell's convention: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
     reason = settings.control.stop_reason or result.state
     if result.state != "DONE":
         raise WorkbenchError(
             f"the pipeline stopped before its drain finished ({result.state}): buffered events may not be written",
             "let the drain finish (one Ctrl-C, then wait); the dead-letter topic and the sinks show what arrived",
         )
-    unacked = settings.control.unacked_at_exit
-    written = (
+    terminal.success(f"pipeline stopped ({reason}); {_written(unacked)}")
+
+
+def _written(unacked: int) -> str:
+    if not unacked:
+        return "everything read was written and acknowledged"
+    return (
         f"{unacked:,} messages read were not committed by every sink, so not acknowledged: Pub/Sub delivers "
         "them again to the next run"
+    )
+
+
+def stopped_by_signal(signum: int, forced: bool, unacked: int) -> str:
+    """The last line of a run a signal stopped: drained, or stopped at once by a second signal, and what became of
+    what it read."""
+    name = signal.Signals(signum).name
+    if not forced:
+        return f"interrupted ({name}): drained, {_written(unacked)}"
+    kept = (
+        f"{_written(unacked)}; what was written of them shows up as redelivered, not as missing"
         if unacked
         else "everything read was written and acknowledged"
     )
-    if reason.startswith("interrupted"):
-        terminal.warning(f"interrupted: drained, {written}")
-        sys.exit(130)
-    terminal.success(f"pipeline stopped ({reason}); {written}")
+    return f"stopped at once ({name}, then a second signal), without draining: {kept}"
 
 
 def source_lost_error(address: str, detail: str, limit: float, unacked: int) -> WorkbenchError:

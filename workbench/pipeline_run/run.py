@@ -4,8 +4,10 @@
     summary = run(["--project", "workbench-local", "--output_root", "./output"], settings, on_progress=print)
 
 Local (DirectRunner) runs go through workbench.pipeline_run.direct_runner's reader: they end when nothing arrived for
-`stop_when_idle` seconds or when `settings.control.request_stop()` is called (Ctrl-C), and in both cases drain:
-buffered files are written and rows flushed before `run` returns. They also end when Pub/Sub stays unreachable for
+`stop_when_idle` seconds or when `settings.control.request_stop()` is called (the first Ctrl-C, SIGTERM or SIGHUP),
+and in both cases drain: buffered files are written and rows flushed before `run` returns. A second of those signals
+cancels the run at once: what was read and not committed by every sink stays unacknowledged, for Pub/Sub to deliver
+again (`RunSummary.stop_signal` and `.forced` say which stop it was). They also end when Pub/Sub stays unreachable for
 `source_retry_seconds` (`settings.control.source_lost` then holds its last error): what is buffered is written
 within SOURCE_LOST_DRAIN_S, and what was read stays unacknowledged, for Pub/Sub to deliver again.
 Dataflow runs return once the job is submitted (or, with --dry_run=True, once the job is built and translated:
@@ -48,6 +50,8 @@ RUNNERS = (DIRECT, DATAFLOW)
 # After a stop, how long the drain may take before the run is cancelled, beyond the sinks' own retry limit
 # (a drain waits for a sink that is down). Cancelling loses nothing: what was not committed is not acked.
 DRAIN_MARGIN_S = 120.0
+# The stops a user sends: Ctrl-C, `kill`/`timeout`/systemd/a CI cancel (SIGTERM), a closed terminal (SIGHUP).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # After Pub/Sub is given up, how long the drain may take: its acks cannot be sent anyway (what it writes is written
 # again by the next run), and a stack that is down has likely taken the sinks with it.
 SOURCE_LOST_DRAIN_S = 30.0
@@ -71,6 +75,8 @@ class RunSummary:
     progress: Progress | None
     job: str | None = None  # Dataflow job id or dry-run note
     translated: Any = None  # with --dry_run=True: the Dataflow Job Beam built (job.proto, job.proto_pipeline)
+    stop_signal: int | None = None  # the first stop signal (SIGINT, SIGTERM, SIGHUP) of a local run, if one came
+    forced: bool = False  # a second signal cancelled the drain
 
 
 # --------------------------------------------------------------------------------------------------- run
@@ -112,16 +118,19 @@ def run(
 
 
 def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progress, drain_timeout: float) -> RunSummary:
-    """Wait for the pipeline while reporting progress; the first Ctrl-C drains, a second one cancels.
+    """Wait for the pipeline while reporting progress; the first stop signal drains, a second one cancels.
 
-    Waiting happens on an Event set by a helper thread, and Ctrl-C is taken by a SIGINT handler: a
+    Waiting happens on an Event set by a helper thread, and the signals are taken by handlers: a
     KeyboardInterrupt that lands inside Thread.join() can leave the thread looking finished while it still
-    runs, which would end the wait before the drain.
+    runs, which would end the wait before the drain. SIGTERM and SIGHUP get the same handler as Ctrl-C because
+    their default action kills the process with nothing written: everything the file buffers held would be read
+    again and written twice by the next run.
     """
     started = control.started_at
     outcome: dict[str, Any] = {}
     done = threading.Event()
     force = threading.Event()
+    first: list[int] = []
 
     def wait() -> None:
         try:
@@ -131,23 +140,23 @@ def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progres
         finally:
             done.set()
 
-    def interrupted(signum: int, frame: object) -> None:
-        if control.stop.is_set():
+    def on_signal(signum: int, frame: object) -> None:
+        if first:
             force.set()
         else:
-            control.request_stop("interrupted (Ctrl-C): draining; press Ctrl-C again to stop at once")
+            first.append(signum)
+            control.request_stop(stop_reason(signum))
 
     waiter = threading.Thread(target=wait, name="pipeline-wait", daemon=True)
     waiter.start()
-    previous = None
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, interrupted)
+        previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     stop_at: float | None = None
     lost_at: float | None = None
     try:
         while not done.wait(settings.poll_seconds):
-            if on_progress is not None:
-                on_progress(progress_of(result, started, control))
+            on_progress = _report(on_progress, result, started, control)
             if _give_up_on_a_lost_source(control):
                 lost_at = time.monotonic()
             if control.stop.is_set() and stop_at is None:
@@ -156,16 +165,33 @@ def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progres
                 _cancel(result)
                 break
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     done.wait(5)
     if "error" in outcome:
         raise outcome["error"]
     final = progress_of(result, started, control)
-    if on_progress is not None:
-        on_progress(final)
+    _report(on_progress, result, started, control, final)
     state = str(outcome.get("state", "CANCELLED"))
-    return RunSummary(DIRECT, state, final)
+    return RunSummary(DIRECT, state, final, stop_signal=first[0] if first else None, forced=force.is_set())
+
+
+def stop_reason(signum: int) -> str:
+    """What the live view and the end of the run say about a stop signal (the run's `stop_reason`)."""
+    if signum == signal.SIGINT:
+        return "interrupted (Ctrl-C): draining; press Ctrl-C again to stop at once"
+    return f"interrupted ({signal.Signals(signum).name}): draining; a second SIGTERM, SIGHUP or Ctrl-C stops at once"
+
+
+def _report(on_progress, result: Any, started: float, control: ReadControl, progress: Progress | None = None):
+    """Show progress; a view that cannot write (its terminal closed, after SIGHUP) is dropped, never the drain."""
+    if on_progress is None:
+        return None
+    try:
+        on_progress(progress or progress_of(result, started, control))
+    except OSError:
+        return None
+    return on_progress
 
 
 def _cancel(result: Any) -> None:
