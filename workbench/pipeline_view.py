@@ -80,8 +80,8 @@ class PipelineView:
 def output_may_fail() -> Iterator[None]:
     """Printing that fails (a terminal closed after SIGHUP: every write gets EIO) must not end a drain, nor change
     the exit status: stdout and stderr are pointed at /dev/null from then on. Without that, each later message would
-    fail again, and the interpreter's last flush of a buffer holding unwritten text would turn the exit status
-    into 120, when the status is all that a closed terminal's user (or a script) still gets."""
+    fail again, and text still buffered when the interpreter flushes at exit makes it exit 1 whatever sys.exit said
+    (seen on Python 3.11), when the status is all that a closed terminal's user (or a script) still gets."""
     try:
         yield
     except OSError:
