@@ -19,11 +19,12 @@ Problems a user can fix (preflight, a wrong runner, Dataflow settings missing) r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,26 +112,57 @@ def run(
     control.started_at = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, options)
-    with local_direct_runner(control):
+    stops = StopSignals(control)
+    # The handlers stay in place until the last acks are sent (local_direct_runner's exit): a signal that comes
+    # then must not kill the process with written messages still unacknowledged.
+    with stops.installed(), local_direct_runner(control):
         result = pipeline.run()
         drain_timeout = options.view_as(EventPipelineOptions).sink_retry_seconds + DRAIN_MARGIN_S
-        return _wait(result, control, settings, on_progress, drain_timeout)
+        return _wait(result, control, settings, on_progress, drain_timeout, stops)
 
 
-def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progress, drain_timeout: float) -> RunSummary:
-    """Wait for the pipeline while reporting progress; the first stop signal drains, a second one cancels.
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP during a local run: the first asks the reader to stop, which drains; any later one
+    asks for a cancel.
 
-    Waiting happens on an Event set by a helper thread, and the signals are taken by handlers: a
-    KeyboardInterrupt that lands inside Thread.join() can leave the thread looking finished while it still
-    runs, which would end the wait before the drain. SIGTERM and SIGHUP get the same handler as Ctrl-C because
-    their default action kills the process with nothing written: everything the file buffers held would be read
-    again and written twice by the next run.
+    Signals are taken by handlers, never as KeyboardInterrupt: one that lands inside Thread.join() can leave the
+    thread looking finished while it still runs, which would end the wait before the drain. SIGTERM and SIGHUP get
+    the same handler as Ctrl-C because their default action kills the process with nothing written: what the file
+    buffers held would be read and written again by the next run.
     """
+
+    def __init__(self, control: ReadControl) -> None:
+        self.control = control
+        self.first: int | None = None
+        self.force = threading.Event()
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.first is None:
+            self.first = signum
+            self.control.request_stop(stop_reason(signum))
+        else:
+            self.force.set()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopSignals]:
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():  # Python takes signals there only
+            previous = {signum: signal.signal(signum, self) for signum in STOP_SIGNALS}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _wait(
+    result: Any, control: ReadControl, settings: LocalSettings, on_progress, drain_timeout: float, stops: StopSignals
+) -> RunSummary:
+    """Wait for the pipeline while reporting progress, on an Event set by a helper thread (see StopSignals); cancel
+    it on a second signal or when the drain is overdue."""
     started = control.started_at
     outcome: dict[str, Any] = {}
     done = threading.Event()
-    force = threading.Event()
-    first: list[int] = []
 
     def wait() -> None:
         try:
@@ -140,40 +172,26 @@ def _wait(result: Any, control: ReadControl, settings: LocalSettings, on_progres
         finally:
             done.set()
 
-    def on_signal(signum: int, frame: object) -> None:
-        if first:
-            force.set()
-        else:
-            first.append(signum)
-            control.request_stop(stop_reason(signum))
-
     waiter = threading.Thread(target=wait, name="pipeline-wait", daemon=True)
     waiter.start()
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     stop_at: float | None = None
     lost_at: float | None = None
-    try:
-        while not done.wait(settings.poll_seconds):
-            on_progress = _report(on_progress, result, started, control)
-            if _give_up_on_a_lost_source(control):
-                lost_at = time.monotonic()
-            if control.stop.is_set() and stop_at is None:
-                stop_at = time.monotonic()
-            if force.is_set() or _drain_overdue(stop_at, drain_timeout, lost_at):
-                _cancel(result)
-                break
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    while not done.wait(settings.poll_seconds):
+        on_progress = _report(on_progress, result, started, control)
+        if _give_up_on_a_lost_source(control):
+            lost_at = time.monotonic()
+        if control.stop.is_set() and stop_at is None:
+            stop_at = time.monotonic()
+        if stops.force.is_set() or _drain_overdue(stop_at, drain_timeout, lost_at):
+            _cancel(result)
+            break
     done.wait(5)
     if "error" in outcome:
         raise outcome["error"]
     final = progress_of(result, started, control)
     _report(on_progress, result, started, control, final)
     state = str(outcome.get("state", "CANCELLED"))
-    return RunSummary(DIRECT, state, final, stop_signal=first[0] if first else None, forced=force.is_set())
+    return RunSummary(DIRECT, state, final, stop_signal=stops.first, forced=stops.force.is_set())
 
 
 def stop_reason(signum: int) -> str:
