@@ -315,7 +315,8 @@ def wait_for_drain(process: subprocess.Popen, log: Path, timeout: float = DRAIN_
 
 
 def stop_pipeline(process: subprocess.Popen, timeout: float = 30.0) -> None:
-    """SIGTERM to the pipeline's process group, SIGKILL if it is still there after timeout."""
+    """SIGTERM to the pipeline's process group (it drains: what it read is written and acknowledged), SIGKILL if it
+    is still there after timeout (what it had not acknowledged is delivered again to the next run)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:

@@ -107,11 +107,11 @@ def refuse_if_claimed(project: str, subscription: str, home: Path | None = None)
 
 def _refusal(project: str, subscription: str, holder: Holder) -> WorkbenchError:
     name = subscription if subscription.startswith("projects/") else f"projects/{project}/subscriptions/{subscription}"
-    kill = f", or `kill -INT {holder.pid}`" if holder.pid else ""
+    kill = f", or `kill {holder.pid}`" if holder.pid else ""
     return WorkbenchError(
         f"another pipeline already reads {name} with this WORKBENCH_HOME: {holder.describe()}; two would split the "
         "messages and share one dedup journal",
-        f"stop it first (Ctrl-C in its terminal{kill}: it drains, then exits) or wait for it to finish; "
+        f"stop it first (Ctrl-C in its terminal{kill}: either way it drains, then exits) or wait for it to finish; "
         "to run both on purpose, give this one its own --subscription",
     )
 
