@@ -319,17 +319,14 @@ def _problems(report: dict[str, Any]) -> str:
 
 
 def _pipeline_counts(counts: dict[str, Any] | None) -> str:
-    """What the pipeline's own records (its dedup journal, its counters) said about this run, when they said
-    anything (reconcile.pipeline_counters)."""
+    """What the pipeline's own record (its dedup journal) said about this run, when it said anything
+    (reconcile.pipeline_counters)."""
     if not counts or not counts.get("sources"):
         return ""
     rows = [
         ["this run's valid events in no event sink", _n(counts.get("not_in_any_sink"))],
         ["of those, ids the pipeline had already let through as another message", _n(counts.get("repeats"))],
     ]
-    if counts.get("duplicates_dropped") is not None:
-        rows.append(["duplicates the pipeline dropped for this run (its counters)", _n(counts["duplicates_dropped"])])
-        rows.append(["events of this run the pipeline read (its counters)", _n(counts.get("read"))])
     sources = "".join(f"<li><code>{_e(s)}</code></li>" for s in counts["sources"])
     return "<h2>What the pipeline counted</h2>" + _table([], rows, {1}) + f"<p>read from</p><ul>{sources}</ul>"
 

@@ -329,7 +329,7 @@ def test_the_verdict_says_when_the_pipelines_counters_explain_the_mismatch(tmp_p
     from workbench import terminal
 
     report = _report()
-    explanation = "the pipeline's dedup dropped 9,470 of this run's events as duplicates (its counters)"
+    explanation = "9,470 of the 9,470 events in no sink have ids the pipeline had already let through (its journal)"
     with terminal.console.capture() as captured, terminal.out.capture():
         reconcile_view.show(report, "./output", "events", explanation=explanation, written=["full report: r.json"])
     lines = captured.get().rstrip().splitlines()
@@ -350,15 +350,6 @@ def _journal(path: Path, entries: list[tuple[str, str]]) -> None:
     journal.flush()
 
 
-def _counters(path: Path, by_run: dict, fmt: int = 1) -> None:
-    """A counters file in the format reconcile.pipeline_counters documents (run-pipeline does not write it yet)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": fmt, "pipeline_run": path.stem, "subscription": "projects/p/subscriptions/s",
-            "started_at": "2026-12-07T09:15:00Z", "finished_at": None, "by_run": by_run,
-            "counters": {"read": 99_999, "duplicates_dropped": 99_999}}  # fmt: skip
-    path.write_bytes(orjson.dumps(data))
-
-
 def test_the_dedup_journal_names_events_dropped_as_repeats(tmp_path):
     """Missing events whose ids the journal holds under another message were dropped as repeats; the same
     message (a redelivery the pipeline let through), a dead letter, or an event in a sink are not."""
@@ -369,24 +360,16 @@ def test_the_dedup_journal_names_events_dropped_as_repeats(tmp_path):
                                              ("e-in-bq", "earlier-bq"), ("e-letter", "earlier-letter")])  # fmt: skip
     _journal(tmp_path / "dedup-p-other.tsv", [("e-3", "earlier-3")])
     counts = read_pipeline_counts("r1", problems, home=tmp_path)
-    assert (counts.not_in_any_sink, counts.repeats, counts.duplicates_dropped) == (5, 3, None)
+    assert (counts.not_in_any_sink, counts.repeats) == (5, 3)
     assert "3 of the 5 events in no sink" in counts.explanation()
     assert sorted(Path(s).name for s in counts.sources) == ["dedup-p-other.tsv", "dedup-p-sub.tsv"]
 
 
-def test_the_pipelines_counters_for_this_run_are_quoted(tmp_path):
-    problems = [_problem("missing", f"e-{i}") for i in range(9470)]
-    _counters(tmp_path / "counters" / "a.json", {"r1": {"read": 9000, "duplicates_dropped": 9000}, "r2": {"read": 5}})
-    _counters(tmp_path / "counters" / "b.json", {"r1": {"read": 470, "duplicates_dropped": 470}})
-    _counters(tmp_path / "counters" / "c.json", {"r1": {"duplicates_dropped": 1}}, fmt=2)  # a format it cannot read
-    (tmp_path / "counters" / "d.json").write_text("{cut short")
-    counts = read_pipeline_counts("r1", problems, home=tmp_path)
-    assert (counts.duplicates_dropped, counts.read, counts.repeats) == (9470, 9470, 0)
-    assert counts.explanation().startswith(
-        "the pipeline read 9,470 of this run's events and its dedup dropped 9,470 of them as repeats"
-    )
-    assert read_pipeline_counts("r2", problems, home=tmp_path).explanation() is None  # nothing dropped for r2
-    assert read_pipeline_counts("r1", [], home=tmp_path).explanation() is None  # nothing to explain
+def test_nothing_to_explain_says_nothing(tmp_path):
+    _journal(tmp_path / "dedup-p-sub.tsv", [("e-0", "earlier-0")])
+    assert read_pipeline_counts("r1", [], home=tmp_path).explanation() is None  # nothing in no sink
+    problems = [_problem("missing", "e-9", message_id="m-9")]
+    assert read_pipeline_counts("r1", problems, home=tmp_path).explanation() is None  # the journal knows no e-9
 
 
 def test_a_mismatch_the_pipeline_counted_is_explained_in_the_verdict_and_the_html(run, tmp_path):
@@ -396,21 +379,18 @@ def test_a_mismatch_the_pipeline_counted_is_explained_in_the_verdict_and_the_htm
     plain = run.reconcile(RUN, output=broken, home=home)
     assert plain.returncode == 1 and "why:" not in plain.stderr  # no record of the pipeline: nothing claimed
     missing = int(re.search(r"MISMATCH: (\d+) missing", plain.stderr).group(1))
-    _counters(home / "pipeline" / "counters" / "run.json", {RUN: {"read": 60, "duplicates_dropped": missing}})
+    # The journal holds the missing events' ids under other messages: the pipeline dropped them as repeats.
+    report = orjson.loads(
+        run.reconcile(RUN, "--json", str(tmp_path / "plain.json"), output=broken, home=home).returncode == 1
+        and (tmp_path / "plain.json").read_bytes()
+    )
+    dropped = [p["event_id"] for p in report["problems"] if p["problem"] == "missing"]
+    _journal(home / "pipeline" / "dedup-test-sub.tsv", [(event_id, f"earlier-{event_id}") for event_id in dropped])
     html_path = tmp_path / "r.html"
     done = run.reconcile(RUN, "--html", str(html_path), "--json", str(tmp_path / "r.json"), output=broken, home=home)
     assert done.returncode == 1, done.stderr
-    lines = done.stderr.rstrip().splitlines()
-    assert "MISMATCH" in lines[-2] and lines[-1].strip().startswith(
-        f"why: the pipeline read 60 of this run's events and its dedup dropped {missing} of them"
-    )
-    page = html_path.read_text(encoding="utf-8")
-    assert f"its dedup dropped {missing} of them" in page and "What the pipeline counted" in page
-    assert orjson.loads((tmp_path / "r.json").read_bytes())["pipeline_counts"]["duplicates_dropped"] == missing
-
-
-def test_counter_names_are_the_pipelines():
-    from pipeline import metrics
-    from reconcile import pipeline_counters
-
-    assert (pipeline_counters.READ, pipeline_counters.DUPLICATES) == (metrics.READ, metrics.DUPLICATES)
+    lines = " ".join(done.stderr.split())
+    assert f"why: {missing} of the {missing} events in no sink have ids the pipeline had already let through" in lines
+    page = " ".join(html_path.read_text(encoding="utf-8").split())
+    assert "What the pipeline counted" in page and f"{missing} of the {missing} events in no sink" in page
+    assert orjson.loads((tmp_path / "r.json").read_bytes())["pipeline_counts"]["repeats"] == missing
