@@ -13,6 +13,7 @@ Slow: a real pipeline on the DirectRunner, several times.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ def readme_round(folder: Path, *publish_args: str) -> tuple[str, subprocess.Comp
     assert published.returncode == 0, published.text[-3000:]
     assert "target: the emulator at 127.0.0.1:" in flat(published.text)  # found the stack without the exports
     run_id = published_run(folder)
-    pipeline = workbench(folder, "run-pipeline", "--stop-when-idle", "10s")
+    pipeline = workbench(folder, "run-pipeline", "--stop-when-idle", "5s")
     assert pipeline.returncode == 0, pipeline.text[-3000:]
     verdict = workbench(folder, "reconcile", "latest", "--wait", "60s", "--json", "reports/latest.json")
     return run_id, verdict
@@ -109,9 +110,12 @@ def test_the_readme_sequence_twice_a_replay_and_a_restart(checkout):
 
 def test_the_demo_twice_with_the_defaults(checkout):
     """`workbench demo` twice from the same folder (what scripts/demo.sh runs), each starting and stopping its
-    own stack: both end in reconcile's exit 0."""
+    own stack: both end in reconcile's exit 0, with the files in ./output and the stack down afterwards."""
     ports = ("--pubsub-port", str(free_port_pair()), "--bigquery-port", str(free_port_pair()))
     for attempt in (1, 2):
         done = workbench(checkout, "demo", "--count", "2000", "--rate", "1000", *ports, timeout=900)
         assert done.returncode == 0, f"demo {attempt}:\n" + done.text[-4000:]
-        assert "events accounted for" in flat(done.text)
+        assert re.search(r"all 1,9\d\d events accounted for", flat(done.text)), done.text[-3000:]  # duplicates aside
+        state = orjson.loads((checkout / ".workbench" / "stack" / "state.json").read_bytes())
+        assert state["services"] == {}  # it stops the stack it started
+    assert list((checkout / "output").rglob("*.json"))
