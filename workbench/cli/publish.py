@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -235,9 +237,6 @@ def publish(
     publisher = Publisher(plan)
     with LiveView(publisher) as view:
         result = run_with_sigint(publisher, view.update)
-    import contextlib
-    import signal
-
     # After SIGHUP the terminal may be gone: the manifest is written, so a summary that cannot be shown is no error.
     with contextlib.suppress(OSError):
         for table in summary(result):
