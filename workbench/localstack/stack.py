@@ -242,18 +242,11 @@ def port_taken(host: str, port: int, service: str, port_option: str) -> Workbenc
             f"stop that stack (`WORKBENCH_HOME={home} workbench down`), use it (`export WORKBENCH_HOME={home}`), "
             f"or {other}",
         )
-    holder = f"another process (pid {pid}: {_command_of(pid)})" if pid else "another process"
+    command = " ".join(processes.command_line(pid) or ["?"])[:80] if pid else ""
+    holder = f"another process (pid {pid}: {command})" if pid else "another process"
     return WorkbenchError(
         f"port {port} on {host} is in use by {holder}, so {service} cannot start", f"stop that process, or {other}"
     )
-
-
-def _command_of(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return " ".join(f.read().decode(errors="replace").split("\0")).strip()[:80] or "?"
-    except OSError:
-        return "?"
 
 
 def _wait_ready(service: Service, host: str, pid: int, log: Path) -> None:
