@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from eventmodel.resources import DEFAULT_PROJECT, PROJECT_ENV_VARS, TOPIC, resolve_project
+from eventmodel.resources import DEFAULT_PROJECT, TOPIC, resolve_project
 from publisher import objects as layout
 from publisher.errors import PublishError
 from publisher.manifest import new_run_id, run_dir
@@ -271,7 +271,7 @@ def _pubsub_target(project: str | None, topic: str, emulator: str | None) -> Pub
     """Where a Pub/Sub publish goes, found as run-pipeline and reconcile find it: --emulator, else
     PUBSUB_EMULATOR_HOST, else real Pub/Sub when --project names a project, else the running local stack, else real
     Pub/Sub with the project from the environment. Says which it chose."""
-    from workbench.localstack.stack import env_exports
+    from workbench.localstack.stack import local_endpoints
 
     resolved = resolve_project(project, DEFAULT_PROJECT)
     if emulator or os.environ.get(EMULATOR_ENV):
@@ -280,12 +280,9 @@ def _pubsub_target(project: str | None, topic: str, emulator: str | None) -> Pub
     elif project:
         host, source = None, "--project"
     else:
-        try:
-            stack = env_exports()  # what `workbench up` started, in the project it created the topics in
-        except Exception:  # no readable state: nothing was started (local_endpoints reads it the same way)
-            stack = {}
-        host, source = stack.get(EMULATOR_ENV), "the running local stack (`workbench up`)"
-        resolved = stack.get(PROJECT_ENV_VARS[0], resolved) if host else resolved
+        stack = local_endpoints()  # what `workbench up` started, in the project it created the topics in
+        host, source = stack["pubsub"], "the running local stack (`workbench up`)"
+        resolved = (stack["project"] or resolved) if host else resolved
     if host is None and resolved == DEFAULT_PROJECT:
         raise WorkbenchError(
             "no Pub/Sub emulator is running and no GCP project is named",

@@ -355,8 +355,9 @@ S3_ENV = names.AWS_ENDPOINT_ENV
 def local_endpoints(pubsub: str | None = None, bigquery: str | None = None) -> dict[str, str | None]:
     """Where the local emulators are: the argument, else the environment, else what `workbench up` started.
 
-    {"pubsub": HOST:PORT, "bigquery": http://HOST:PORT, "storage": http://HOST:PORT, "s3": http://HOST:PORT}; None
-    for a service that is not known (then the caller talks to real Google Cloud or AWS, or says what to start).
+    {"pubsub": HOST:PORT, "bigquery": http://HOST:PORT, "storage": http://HOST:PORT, "s3": http://HOST:PORT,
+    "project": the project `workbench up` created its topics in}; None for what is not known (then the caller talks
+    to real Google Cloud or AWS, or says what to start).
     """
     try:
         exports = env_exports()
@@ -371,6 +372,7 @@ def local_endpoints(pubsub: str | None = None, bigquery: str | None = None) -> d
         "bigquery": names.http_endpoint(bigquery) if bigquery else None,
         "storage": storage,
         "s3": s3_endpoint,
+        "project": exports.get(names.PROJECT_ENV_VARS[0]),
     }
 
 
