@@ -3,8 +3,8 @@
 Every state change the store makes is appended as a record `[kind:1][length:4][payload]`. RPCs whose reply
 confirms something to the client (publish, unary acknowledge, create/update/delete, seek) wait until their
 record is fsynced, so a kill -9 loses nothing the client was told about. At start-up the journal is replayed
-(a torn last record from a crash is cut off) and rewritten compactly: topics, subscriptions and unacked
-messages only. While running, the store rewrites it the same way once it is mostly dead records.
+(a torn last record from a crash is cut off) and rewritten compactly: topics, subscriptions, their IAM policies
+and unacked messages only. While running, the store rewrites it the same way once it is mostly dead records.
 """
 
 from __future__ import annotations
@@ -16,7 +16,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # Append only: a record's code is its position here.
-KINDS = ("topic_put", "topic_del", "sub_put", "sub_del", "publish", "ack", "seek", "deliver", "seq", "reset")
+KINDS = (
+    "topic_put",
+    "topic_del",
+    "sub_put",
+    "sub_del",
+    "publish",
+    "ack",
+    "seek",
+    "deliver",
+    "seq",
+    "reset",
+    "iam_put",
+)
 _CODE = {kind: i + 1 for i, kind in enumerate(KINDS)}
 _HEADER = struct.Struct("<BI")
 JOURNAL_FILE = "pubsub.journal"

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from google.iam.v1 import policy_pb2
+
 from emulator.pubsub.state import Message, PubsubMessagePb, SubscriptionPb, TopicPb
 
 
@@ -152,6 +154,18 @@ class LastSeq(Record):
         return self.seq
 
 
+@dataclass
+class IamPolicyPut(Record):
+    """The IAM policy of a topic or subscription, set (emulator.pubsub.iam); deleting the resource drops it."""
+
+    kind: ClassVar[str] = "iam_put"
+    resource: str
+    policy: Any
+
+    def encode(self) -> bytes:
+        return _encode_name(self.resource) + self.policy.SerializeToString()
+
+
 def decode(kind: str, payload: bytes) -> Record:
     """The record of one journal entry."""
     if kind == "topic_put":
@@ -173,6 +187,9 @@ def decode(kind: str, payload: bytes) -> Record:
         return SeekToTime(name, float(body.decode()))
     if kind == "seq":
         return LastSeq(int.from_bytes(payload, "little"))
+    if kind == "iam_put":
+        name, body = _decode_name(payload)
+        return IamPolicyPut(name, policy_pb2.Policy.FromString(body))
     raise ValueError(f"unknown journal record kind {kind!r}")
 
 

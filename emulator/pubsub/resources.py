@@ -37,6 +37,7 @@ class Resources:
     _sub_numbers: Iterator[int]
     _commit: Callable[[Record], int]
     _wait: Callable[[int], None]
+    _drop_policy: Callable[[str], None]
 
     # ------------------------------------------------------------------------------------------------ topics
     def create_topic(self, pb: Any) -> Any:
@@ -103,6 +104,7 @@ class Resources:
 
     def _delete_topic(self, name: str) -> None:
         topic = self.topics.pop(name, None)
+        self._drop_policy(name)
         # Subscriptions survive their topic, pointing at the marker the real service uses.
         for sub in topic.subscriptions if topic is not None else ():
             sub.topic = names.DELETED_TOPIC
@@ -176,6 +178,7 @@ class Resources:
         sub = self.subscriptions.pop(name, None)
         if sub is None:
             return
+        self._drop_policy(name)
         topic = self.topics.get(sub.topic)
         if topic is not None:
             topic.subscriptions.remove(sub)

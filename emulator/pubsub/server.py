@@ -29,6 +29,7 @@ from emulator.pubsub.admin import AdminService, StatsService
 from emulator.pubsub.errors import EmulatorError
 from emulator.pubsub.faults import FaultConfig, FaultInjector
 from emulator.pubsub.flags import DEFAULT_WORKERS
+from emulator.pubsub.iam_service import IamService
 from emulator.pubsub.journal import Journal, open_journal
 from emulator.pubsub.publisher_service import PublisherService
 from emulator.pubsub.store import Store
@@ -186,7 +187,12 @@ def start(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pubsub-rpc"), options=SERVER_OPTIONS
     )
-    handlers = [PublisherService(store).handler(), SubscriberService(store).handler(), StatsService(store).handler()]
+    handlers = [
+        PublisherService(store).handler(),
+        SubscriberService(store).handler(),
+        IamService(store).handler(),
+        StatsService(store).handler(),
+    ]
     if admin:
         handlers.append(AdminService(store).handler())
     server.add_generic_rpc_handlers(tuple(handlers))

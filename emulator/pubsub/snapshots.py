@@ -35,6 +35,7 @@ class Snapshots:
     _commit: Callable[[Record], int]
     _wait: Callable[[int], None]
     _subscription: Callable[[str], SubscriptionState]
+    _drop_policy: Callable[[str], None]
 
     def create_snapshot(self, name: str, subscription: str, labels: dict[str, str]) -> Any:
         names.snapshot_name(name)
@@ -102,6 +103,7 @@ class Snapshots:
 
     def _forget_snapshot(self, snapshot: SnapshotState) -> None:
         self.snapshots.pop(snapshot.pb.name, None)
+        self._drop_policy(snapshot.pb.name)
         topic = self.topics.get(snapshot.pb.topic)
         if topic is not None and snapshot in topic.snapshots:
             topic.snapshots.remove(snapshot)

@@ -1,8 +1,9 @@
 """All of the emulator's state behind one lock, and the one place it changes: `apply(record)`.
 
-The Store is made of three parts, each in its own module: emulator.pubsub.resources (topics and
-subscriptions), emulator.pubsub.snapshots, and emulator.pubsub.delivery (the delivery engine: publish, pull,
-leases, acks, ordering, redelivery, dead letters, seek). Every change that must survive a restart is a record
+The Store is made of four parts, each in its own module: emulator.pubsub.resources (topics and
+subscriptions), emulator.pubsub.snapshots, emulator.pubsub.iam (IAM policies, stored, not enforced), and
+emulator.pubsub.delivery (the delivery engine: publish, pull, leases, acks, ordering, redelivery, dead letters,
+seek). Every change that must survive a restart is a record
 (emulator.pubsub.records): the live path builds it and `_commit`s it (apply, then append to the journal), and
 start-up replays the journal through the same `apply`, so a change is written once.
 
@@ -23,10 +24,12 @@ from typing import Any
 from emulator.pubsub.clock import SYSTEM_CLOCK, Clock
 from emulator.pubsub.delivery import DeliveryEngine
 from emulator.pubsub.faults import FaultInjector
+from emulator.pubsub.iam import Iam
 from emulator.pubsub.journal import Journal
 from emulator.pubsub.records import (
     Ack,
     Deliver,
+    IamPolicyPut,
     LastSeq,
     Publish,
     Record,
@@ -46,7 +49,7 @@ from emulator.pubsub.state import SnapshotState, SubscriptionState, TopicState
 DELIVER_CHUNK = 1000
 
 
-class Store(Resources, Snapshots, DeliveryEngine):
+class Store(Resources, Snapshots, Iam, DeliveryEngine):
     """All emulator state. Methods raise PubSubError; the gRPC services translate it into status codes."""
 
     def __init__(
@@ -57,6 +60,8 @@ class Store(Resources, Snapshots, DeliveryEngine):
         self.topics: dict[str, TopicState] = {}
         self.subscriptions: dict[str, SubscriptionState] = {}
         self.snapshots: dict[str, SnapshotState] = {}
+        self.policies: dict[str, Any] = {}  # IAM policies by resource name (emulator.pubsub.iam)
+        self._iam_serial = 0
         self.faults = faults or FaultInjector()
         self.journal = journal
         self._seq = itertools.count(1)
@@ -89,6 +94,8 @@ class Store(Resources, Snapshots, DeliveryEngine):
             case SeekToTime(name, when):
                 if name in self.subscriptions:
                     self._seek(self.subscriptions[name], when)
+            case IamPolicyPut(resource, policy):
+                self._put_policy(resource, policy)
             case LastSeq():
                 pass  # message numbering only: replay() reports it, and ids continue after it
             case _:
@@ -124,6 +131,10 @@ class Store(Resources, Snapshots, DeliveryEngine):
             for start in range(0, len(pending), DELIVER_CHUNK):
                 chunk = [sub.messages[seq].msg for seq in pending[start : start + DELIVER_CHUNK]]
                 records.append(Deliver(sub.name, chunk))
+        # After the resources they belong to; snapshot policies are left out with their snapshots.
+        records.extend(
+            IamPolicyPut(name, policy) for name, policy in self.policies.items() if "/snapshots/" not in name
+        )
         return [(record.kind, record.encode()) for record in records]
 
     def maybe_compact(self) -> bool:
