@@ -9,6 +9,7 @@ from google.pubsub_v1.types import PubsubMessage, ReceivedMessage
 from emulator.pubsub.clock import Clock
 from emulator.pubsub.errors import PubSubError
 from emulator.pubsub.faults import FaultConfig, FaultInjector
+from emulator.pubsub.iam import EMPTY_ETAG, PolicyPb
 from emulator.pubsub.journal import open_journal
 from emulator.pubsub.snapshots import SNAPSHOT_LIFETIME
 from emulator.pubsub.state import Stream, SubscriptionPb, TopicPb
@@ -477,9 +478,14 @@ def test_hot_ordering_key_drains_in_order_in_bounded_batches():
 
 def _durable_state(store: Store) -> dict:
     """What a restart must bring back: topics, subscriptions, and each subscription's unacked and retained
-    messages."""
+    messages, and the IAM policies of topics and subscriptions."""
     return {
         "topics": {name: topic.pb.SerializeToString() for name, topic in store.topics.items()},
+        "policies": {
+            name: policy.SerializeToString()
+            for name, policy in store.policies.items()
+            if "/snapshots/" not in name  # snapshots, and so their policies, are not journaled
+        },
         "subscriptions": {
             name: (sub.pb.SerializeToString(), sorted(sub.messages), sorted(m.seq for m in sub.acked_retained))
             for name, sub in store.subscriptions.items()
@@ -507,6 +513,9 @@ def test_replay_rebuilds_what_every_kind_of_change_left(tmp_path, clock):
     first.create_subscription(SubscriptionPb(name="projects/p/subscriptions/dead", topic=dead))
     first.create_subscription(SubscriptionPb(name="projects/p/subscriptions/orphan", topic=other))
     first.create_subscription(SubscriptionPb(name="projects/p/subscriptions/gone", topic=TOPIC))
+    for resource in (TOPIC, SUB, other, "projects/p/subscriptions/gone"):
+        first.set_iam_policy(resource, viewer_policy("user:a@example.com"))
+    first.set_iam_policy(SUB, viewer_policy("user:b@example.com"))  # the second write is the one kept
     publish(first, b"acked", b"poison")
     acked, poison = pull(first)
     first.acknowledge(SUB, [acked.ack_id])
@@ -536,4 +545,47 @@ def test_replay_rebuilds_what_every_kind_of_change_left(tmp_path, clock):
     assert _durable_state(second) == _durable_state(first)
     assert top == next(first._seq) - 1
     assert second.subscriptions["projects/p/subscriptions/orphan"].topic == "_deleted-topic_"
+    assert set(second.policies) == {TOPIC, SUB}  # deleting a resource dropped its policy
+    assert [list(b.members) for b in second.policies[SUB].bindings] == [["user:b@example.com"]]
     assert datas(pull(second, sub=dead_sub)) == [b"poison"]
+
+
+def viewer_policy(member: str) -> PolicyPb:
+    policy = PolicyPb()
+    policy.bindings.add(role="roles/pubsub.viewer", members=[member])
+    return policy
+
+
+def test_iam_policies_survive_the_compacted_journal_and_etags_stay_new(tmp_path):
+    """Start-up rewrites the journal from snapshot_records: the policies must be in it, or a second restart
+    would lose them. Etags continue after the highest one replayed."""
+    first = Store()
+    journal, _ = open_journal(tmp_path, first.replay, first.snapshot_records)
+    first.journal = journal
+    first.create_topic(TopicPb(name=TOPIC))
+    first.create_subscription(SubscriptionPb(name=SUB, topic=TOPIC))
+    first.create_snapshot("projects/p/snapshots/snap", SUB, {})
+    etags = [first.set_iam_policy(r, viewer_policy("user:a@example.com")).etag for r in (TOPIC, SUB)]
+    first.set_iam_policy("projects/p/snapshots/snap", viewer_policy("user:a@example.com"))
+    journal.close()
+
+    for _ in range(2):  # the first restart replays the log, the second the journal the first one compacted
+        restored = Store()
+        journal, _ = open_journal(tmp_path, restored.replay, restored.snapshot_records)
+        journal.close()
+        assert {name: p.etag for name, p in restored.policies.items()} == dict(zip((TOPIC, SUB), etags, strict=True))
+    restored.journal = None
+    newer = restored.set_iam_policy(TOPIC, viewer_policy("user:b@example.com"), ["bindings"])
+    assert newer.etag not in etags
+
+
+def test_iam_rules_in_process():
+    store = make_store()
+    with pytest.raises(PubSubError) as stale:
+        store.set_iam_policy(TOPIC, PolicyPb(etag=b"not-the-current-one"))
+    assert stale.value.code.name == "ABORTED"
+    assert store.set_iam_policy(TOPIC, PolicyPb(etag=EMPTY_ETAG)).etag != EMPTY_ETAG  # "ACAB" matches no policy yet
+    assert store.test_iam_permissions(SUB, ["pubsub.subscriptions.consume", "pubsub.topics.publish"]) == [
+        "pubsub.subscriptions.consume"
+    ]
+    assert store.test_iam_permissions("projects/p/subscriptions/missing", ["pubsub.subscriptions.consume"]) == []
