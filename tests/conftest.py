@@ -7,14 +7,24 @@ workbench's own toolkit (workbench.localstack.emulators: free loopback ports, re
 - `bigquery_emulator`: bqemulator; any project id works on it, so each test names its own project or dataset.
 - `gcs_emulator`: a fresh in-memory GCS emulator per test (it slows as objects pile up).
 - `s3_emulator`: moto's S3 server (in memory); each test makes its own bucket.
+
+The whole suite runs in strict BigQuery mode (eventmodel/bigquery_strict.py): every BigQuery client the workbench
+builds refuses what real BigQuery refuses and bqemulator forgives. The variables are set here, at import, so that
+xdist workers and every process a test spawns (the pipeline, the `workbench` CLI) inherit them; the used-job-id
+registry is a fresh folder per session. `strict_bigquery` is a strict client on the session's emulator.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 
+from eventmodel import bigquery_strict
 from workbench.localstack.emulators import (
     Emulator,
     official_pubsub_missing,
@@ -26,6 +36,12 @@ from workbench.localstack.emulators import (
 )
 
 PROJECT = "p"  # the Pub/Sub tests' project on the shared emulators
+
+os.environ[bigquery_strict.STRICT_ENV] = "1"
+if not os.environ.get(bigquery_strict.JOBS_ENV):  # the xdist controller makes it; its workers inherit it
+    _jobs = tempfile.mkdtemp(prefix="workbench-strict-jobs-")
+    os.environ[bigquery_strict.JOBS_ENV] = _jobs
+    atexit.register(shutil.rmtree, _jobs, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +68,19 @@ def backend(request: pytest.FixtureRequest) -> Emulator:
 @pytest.fixture(scope="session")
 def bigquery_emulator() -> Iterator[Emulator]:
     with start_bigquery_emulator(project="workbench-tests") as emulator:
+        # A port an earlier emulator of this session had: its jobs are gone, so are their ids.
+        with emulator.client() as client:
+            bigquery_strict.JobRegistry.from_environment().forget(bigquery_strict.endpoint_of(client))
         yield emulator
+
+
+@pytest.fixture
+def strict_bigquery(bigquery_emulator) -> Iterator[bigquery_strict.StrictClient]:
+    """A strict client (location US) on the session's emulator, as the workbench's factory builds it."""
+    client = bigquery_emulator.client()
+    assert isinstance(client, bigquery_strict.StrictClient), "the suite should run in strict BigQuery mode"
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -9,15 +9,14 @@ from dataclasses import replace
 
 import pytest
 import sqlglot
-from ddl_helpers import OPS_DIR, REPO, load_render_script, sql_files
+from ddl_helpers import OPS_DIR, REPO, sql_files
 from sqlglot import exp
 
 from ddl.apply import emulator_gap, render_file, split_statements, strip_comments
+from ddl.model import parse_model
 from eventmodel import reasons
 from eventmodel import rows as R
 from eventmodel import schema as S
-
-render_data_model = load_render_script()
 
 # Statements sqlglot 30 cannot parse as BigQuery although BigQuery runs them: (pattern, why). Anything else that
 # fails to parse, or that sqlglot only keeps as an opaque Command, fails the test.
@@ -84,7 +83,7 @@ def test_statement_splitter_agrees_with_sqlglot():
 
 @pytest.fixture(scope="module")
 def model():
-    return render_data_model.parse_model(project="p", dataset="events")
+    return parse_model(project="p", dataset="events")
 
 
 def _schema_columns(fields: tuple[S.Field, ...]) -> list[tuple[str, str, bool, list]]:
