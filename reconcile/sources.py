@@ -5,20 +5,26 @@
   folder, its minute folder, and whether its name is `<type>_<YYYYMMDDHHmm><NNNN>.json` of that folder.
 - The BigQuery tables are read by the comparison's own SELECTs (reconcile.queries), run by BigQuery itself.
 - The dead-letter topic is read through a subscription of reconcile's own (DEAD_LETTER_RECONCILE_SUBSCRIPTION,
-  retaining acked messages): reconcile seeks it back to the run's start and pulls, so it consumes nothing
-  another reader needs, and a second reconcile sees the same messages as the first.
+  retaining acked messages, never expiring): reconcile seeks it back to the run's start and pulls, so it consumes
+  nothing another reader needs; a lock makes a second reconcile on this machine wait, then see the same messages
+  as the first. A run older than the subscription's retention (or than the subscription) is refused for the topic
+  alone (DeadLetterTopicGap), never reported as missing there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import shlex
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -134,35 +140,234 @@ def local_copies(files: list[EventFile]) -> Iterator[dict[str, str]]:
 
 
 # ------------------------------------------------------------------------------------------ dead-letter topic
+#
+# One long-lived subscription that retains acked messages, seeked to the run's start by each reconcile, one
+# reconcile at a time (an flock per subscription and machine). Why not a subscription per reconcile:
+# - A subscription receives only what is published after it exists, so a new one can read older dead letters only
+#   by seeking to a snapshot of one that holds them unacked (replay-overview). A snapshot lives 7 days minus the age
+#   of its source's oldest unacked message and cannot be made to expire within an hour of its creation, which caps
+#   the reach below 7 days whatever the retention, and it takes rights to create and delete snapshots and
+#   subscriptions on the project. And the official emulator (what `docker compose` runs) delivers nothing to a
+#   subscription seeked to a snapshot of messages published before it existed (measured with gcloud's emulator):
+#   every dead letter would show as missing there.
+# - Topic retention (Topic.message_retention_duration) lets any subscription seek to before its creation, which
+#   would make a subscription per reconcile safe across machines too. The official emulator honours that; this
+#   project's does not (a new subscription seeked back gets nothing, measured), and the topic is not reconcile's.
+# Seeking the shared subscription is what two reconciles must not do at once: a pull hands each message to one
+# puller only, and each seek resets the other's position, so each would see part of the dead letters and report
+# the rest "missing from the dead-letter topic". The lock makes the second wait for the first.
+# Across machines (two CI runners on one project) the lock does not reach: run those reconciles one at a time, or
+# all but one with --no-dead-letter-topic (the dead_letters table carries the same check).
+#
+# Sources: cloud.google.com/pubsub/docs/replay-overview (seek, snapshots and their lifetime, eventual
+# consistency), /pubsub/docs/subscription-properties (retention 10 min to 31 days, default 7; expiration), and
+# the Subscription reference (google.pubsub_v1.types.Subscription: "If expiration_policy is not set, a default
+# policy with ttl of 31 days will be used. [...] If expiration_policy is set, but expiration_policy.ttl is not
+# set, the subscription never expires.").
+
+# How long the subscription keeps acked dead letters, which is how old a run can be and still have its dead letters
+# compared on the topic. Pub/Sub allows 10 minutes to 31 days. Retained acked messages are billed as storage per
+# GiB-month (cloud.google.com/pubsub/pricing), so the cost grows with this value times the dead-letter volume: a
+# load test with 5% malformed messages dead-letters a lot. 7 days covers reconciling a run after a weekend or in
+# the next week; an older run is reconciled through the dead_letters table (kept for good), with the topic left out
+# and said so. The local emulator keeps the same window in memory.
+DEAD_LETTER_RETENTION = timedelta(days=7)
+# A run is judged on the topic only if it began at least this long before the retention edge: a reconcile reads
+# for minutes, and the oldest dead letters must not expire while it does.
+RETENTION_MARGIN = timedelta(minutes=10)
+# The label that records when the subscription was created (Pub/Sub keeps no creation time): dead letters published
+# before then never reached it. Label values allow only lowercase letters, digits, "_" and "-": epoch seconds.
+CREATED_LABEL = "workbench-created-at"
+# `since` is the seek position, a minute before the run's window (reconcile.run); nothing of the run is
+# dead-lettered before the run has begun, so a subscription created up to this long after `since` has them all.
+CREATED_TOLERANCE = timedelta(minutes=2)
+# How long a reconcile waits for another one reading the same subscription on this machine.
+LOCK_WAIT_S = 180.0
 
 
-def ensure_reconcile_subscription(subscriber: Any, project: str) -> bool:
-    """Create reconcile's own subscription on the dead-letter topic when missing; True when it already existed.
+class DeadLetterTopicGap(ReconcileError):
+    """Reconcile's subscription can no longer show every dead letter of the run (retention, or created after it):
+    the dead-letter topic must not be judged for this run, or its lost dead letters would read as missing."""
 
-    It retains acked messages (7 days, Pub/Sub's maximum for a subscription), which is what lets every
-    reconcile seek back and read the same dead letters again.
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterReach:
+    """What reconcile's subscription holds: every dead letter published since max(now - retention, created)."""
+
+    retention: timedelta
+    created: datetime | None  # None: created without the label (an older workbench, or by hand)
+    retains_acked: bool
+    never_expires: bool
+
+
+def reach_of(subscription: Any) -> DeadLetterReach:
+    """The reach of a Subscription (as the client library returns it)."""
+    from google.pubsub_v1.types import Subscription
+
+    pb = Subscription.pb(subscription) if isinstance(subscription, Subscription) else subscription
+    retention = (
+        timedelta(seconds=pb.message_retention_duration.seconds)
+        if pb.HasField("message_retention_duration")
+        else timedelta(days=7)  # Pub/Sub's default (subscription-properties)
+    )
+    label = pb.labels.get(CREATED_LABEL, "")
+    created = datetime.fromtimestamp(int(label), UTC) if label.isdigit() else None
+    return DeadLetterReach(
+        retention=retention,
+        created=created,
+        retains_acked=pb.retain_acked_messages,
+        never_expires=pb.HasField("expiration_policy") and not pb.expiration_policy.HasField("ttl"),
+    )
+
+
+def topic_gap(since: datetime, reach: DeadLetterReach, now: datetime) -> str | None:
+    """Why the subscription cannot show every dead letter published since `since` (a run's start), or None."""
+    name = names.DEAD_LETTER_RECONCILE_SUBSCRIPTION
+    if not reach.retains_acked:
+        return (
+            f"{name} does not retain acked messages, so what an earlier reconcile read is gone from it "
+            "(retain_acked_messages is what lets every reconcile seek back and read the run's dead letters again)"
+        )
+    oldest_kept = now - reach.retention + RETENTION_MARGIN
+    if since < oldest_kept:
+        return (
+            f"{name} keeps dead letters for {_span(reach.retention)} (its message_retention_duration), and this "
+            f"run began {_span(now - since)} ago ({since:%Y-%m-%d %H:%M} UTC): its first dead letters are gone "
+            "from the topic, so the topic cannot say which are missing"
+        )
+    if reach.created is not None and reach.created > since + CREATED_TOLERANCE:
+        return (
+            f"{name} was created at {reach.created:%Y-%m-%d %H:%M:%S} UTC, after this run began "
+            f"({since + CREATED_TOLERANCE - timedelta(minutes=1):%Y-%m-%d %H:%M} UTC): a subscription receives only "
+            "what is published after it exists, so the run's dead letters never reached it"
+        )
+    return None
+
+
+def _span(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
+
+
+def reconcile_subscription_request(project: str, now: datetime | None = None) -> dict[str, Any]:
+    """The create request of reconcile's dead-letter subscription (also made by `workbench up`).
+
+    expiration_policy set with no ttl: it never expires. Left unset, Pub/Sub deletes a subscription after 31 days
+    without a subscriber (the Subscription reference), and with it every dead letter it retained.
     """
-    from google.api_core import exceptions
-
-    path = subscriber.subscription_path(project, names.DEAD_LETTER_RECONCILE_SUBSCRIPTION)
-    try:
-        subscriber.get_subscription(request={"subscription": path}, timeout=10)
-        return True
-    except exceptions.NotFound:
-        pass
-    subscriber.create_subscription(request=reconcile_subscription_request(project), timeout=10)
-    return False
-
-
-def reconcile_subscription_request(project: str) -> dict[str, Any]:
-    """The create request of reconcile's dead-letter subscription (also made by `workbench up`)."""
+    created = (now or datetime.now(UTC)).timestamp()
     return {
         "name": f"projects/{project}/subscriptions/{names.DEAD_LETTER_RECONCILE_SUBSCRIPTION}",
         "topic": f"projects/{project}/topics/{names.DEAD_LETTER_TOPIC}",
         "ack_deadline_seconds": 60,
         "retain_acked_messages": True,
-        "message_retention_duration": {"seconds": 7 * 24 * 3600},
+        "message_retention_duration": {"seconds": int(DEAD_LETTER_RETENTION.total_seconds())},
+        "expiration_policy": {},
+        "labels": {CREATED_LABEL: str(int(created))},
     }
+
+
+def ensure_reconcile_subscription(
+    subscriber: Any, project: str, on_step: Callable[[str], None] = lambda _: None
+) -> Any:
+    """Reconcile's subscription on the dead-letter topic as it now stands: created when missing, and one made by an
+    older version (no expiration policy, or not retaining acked messages) brought up to date. NotFound when the
+    dead-letter topic does not exist."""
+    from google.api_core import exceptions
+
+    path = subscriber.subscription_path(project, names.DEAD_LETTER_RECONCILE_SUBSCRIPTION)
+    try:
+        current = subscriber.get_subscription(request={"subscription": path}, timeout=10)
+    except exceptions.NotFound:
+        try:
+            return subscriber.create_subscription(request=reconcile_subscription_request(project), timeout=10)
+        except exceptions.AlreadyExists:  # another reconcile (or `workbench up`) made it meanwhile
+            return subscriber.get_subscription(request={"subscription": path}, timeout=10)
+    for update in _updates_of(current):
+        try:
+            current = subscriber.update_subscription(request=update, timeout=10)
+        except (exceptions.PermissionDenied, exceptions.InvalidArgument) as exc:
+            # Refused: no pubsub.subscriptions.update right, or an emulator that cannot change the field (the
+            # official one refuses expiration_policy). Reconcile goes on; topic_gap judges what the subscription is.
+            fields = " and ".join(update["update_mask"]["paths"])
+            on_step(
+                f"warning: {path} could not be updated ({fields}: {exc.message}); run `gcloud pubsub "
+                f"subscriptions update {names.DEAD_LETTER_RECONCILE_SUBSCRIPTION} --expiration-period=never "
+                "--retain-acked-messages` (roles/pubsub.editor)"
+            )
+    return current
+
+
+def _updates_of(subscription: Any) -> list[dict[str, Any]]:
+    """The UpdateSubscription requests that bring an older subscription up to date, one per concern, so that one
+    refused does not hold back the other."""
+    reach = reach_of(subscription)
+    updates: list[dict[str, Any]] = []
+    if not reach.retains_acked:
+        # What it acked before is gone: it holds every dead letter from now on, and its label says so.
+        labels = {**dict(subscription.labels), CREATED_LABEL: str(int(datetime.now(UTC).timestamp()))}
+        fields = {"retain_acked_messages": True, "labels": labels}
+        updates.append(
+            {"subscription": {"name": subscription.name, **fields}, "update_mask": {"paths": sorted(fields)}}
+        )
+    if not reach.never_expires:
+        fields = {"expiration_policy": {}}
+        updates.append(
+            {"subscription": {"name": subscription.name, **fields}, "update_mask": {"paths": sorted(fields)}}
+        )
+    return updates
+
+
+def lock_path(emulator: str | None, project: str) -> Path:
+    """The lock of reconcile's subscription of one project on one Pub/Sub (an emulator, or the real service), shared
+    by every user and workbench home of this machine, since they all read the same subscription."""
+    where = (emulator or "pubsub.googleapis.com").replace(":", "_").replace("/", "_")
+    folder = Path(tempfile.gettempdir()) / "event-workbench-locks"
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # like /tmp: everyone may add a lock, only its owner remove it
+            folder.chmod(0o1777)
+    return folder / f"{where}-{project}-{names.DEAD_LETTER_RECONCILE_SUBSCRIPTION}.lock"
+
+
+@contextlib.contextmanager
+def reading_lock(
+    emulator: str | None, project: str, on_step: Callable[[str], None] = lambda _: None, wait_s: float = LOCK_WAIT_S
+) -> Iterator[None]:
+    """Hold the subscription's lock for the block, waiting up to wait_s for another reconcile of this machine.
+
+    An flock(2): the kernel releases it when its holder exits in any way, so a killed reconcile leaves no stale lock.
+    The file carries the holder's pid and command, for the message."""
+    import fcntl
+
+    path = lock_path(emulator, project)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        deadline = time.monotonic() + wait_s
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+                if time.monotonic() >= deadline:
+                    raise ReconcileError(
+                        f"another reconcile ({holder}) has been reading the dead-letter topic through "
+                        f"{names.DEAD_LETTER_RECONCILE_SUBSCRIPTION} for over {wait_s:g} s; two at once would each "
+                        "see only part of the dead letters",
+                        "wait for it to finish, or pass --no-dead-letter-topic (the dead_letters table carries the "
+                        "same check)",
+                    ) from None
+                if not told:
+                    on_step(f"waiting for another reconcile ({holder}) to finish reading the dead-letter topic")
+                    told = True
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}: {shlex.join(sys.argv)[:300]}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def read_dead_letter_topic(
@@ -173,7 +378,10 @@ def read_dead_letter_topic(
 ) -> list[dict[str, Any]]:
     """Every dead letter published on the dead-letter topic since `since`, as dead_letters rows.
 
-    Seeks reconcile's own subscription to `since`, pulls until nothing more comes, and acks what it read.
+    Seeks reconcile's own subscription to `since`, pulls until nothing more comes, and acks what it read, holding
+    the subscription's lock meanwhile. DeadLetterTopicGap (a ReconcileError) when the subscription cannot hold
+    every dead letter since `since` (retention, or created after it): nothing is read then, and the caller must
+    not judge the topic for that run.
     """
     from google.api_core import exceptions
     from google.protobuf import timestamp_pb2
@@ -182,38 +390,42 @@ def read_dead_letter_topic(
 
     subscriber = subscriber_client(emulator)
     try:
-        try:
-            existed = ensure_reconcile_subscription(subscriber, project)
-        except exceptions.NotFound:
-            raise ReconcileError(
-                f"the dead-letter topic {names.DEAD_LETTER_TOPIC} does not exist in project {project}",
-                "create the resources (`workbench up` locally; docs/pipeline.md for GCP), "
-                "or pass --no-dead-letter-topic",
-            ) from None
-        if not existed:
-            on_step(
-                f"created {names.DEAD_LETTER_RECONCILE_SUBSCRIPTION}: dead letters published before now are not "
-                "visible through it"
-            )
-        path = subscriber.subscription_path(project, names.DEAD_LETTER_RECONCILE_SUBSCRIPTION)
-        moment = timestamp_pb2.Timestamp()
-        moment.FromDatetime(since.astimezone(UTC).replace(tzinfo=None))
-        subscriber.seek(request={"subscription": path, "time": moment}, timeout=30)
-        letters: list[dict[str, Any]] = []
-        while True:
+        with reading_lock(emulator, project, on_step):
             try:
-                response = subscriber.pull(
-                    request={"subscription": path, "max_messages": PULL_BATCH}, timeout=PULL_TIMEOUT_S
+                subscription = ensure_reconcile_subscription(subscriber, project, on_step)
+            except exceptions.NotFound:
+                raise ReconcileError(
+                    f"the dead-letter topic {names.DEAD_LETTER_TOPIC} does not exist in project {project}",
+                    "create the resources (`workbench up` locally; docs/pipeline.md for GCP), "
+                    "or pass --no-dead-letter-topic",
+                ) from None
+            gap = topic_gap(since.astimezone(UTC), reach_of(subscription), datetime.now(UTC))
+            if gap is not None:
+                raise DeadLetterTopicGap(
+                    f"the dead-letter topic cannot show every dead letter of this run: {gap}",
+                    "reconcile with --no-dead-letter-topic: the dead_letters table holds the same dead letters; "
+                    f"reconcile runs within {_span(reach_of(subscription).retention)} of their start to compare "
+                    "the topic too",
                 )
-            except exceptions.DeadlineExceeded:
-                break
-            received = response.received_messages
-            if not received:
-                break
-            letters.extend(_dead_letter_row(r.message) for r in received)
-            subscriber.acknowledge(request={"subscription": path, "ack_ids": [r.ack_id for r in received]})
-            on_step(f"dead-letter topic: {len(letters):,} messages read")
-        return letters
+            path = subscription.name
+            moment = timestamp_pb2.Timestamp()
+            moment.FromDatetime(since.astimezone(UTC).replace(tzinfo=None))
+            subscriber.seek(request={"subscription": path, "time": moment}, timeout=30)
+            letters: list[dict[str, Any]] = []
+            while True:
+                try:
+                    response = subscriber.pull(
+                        request={"subscription": path, "max_messages": PULL_BATCH}, timeout=PULL_TIMEOUT_S
+                    )
+                except exceptions.DeadlineExceeded:
+                    break
+                received = response.received_messages
+                if not received:
+                    break
+                letters.extend(_dead_letter_row(r.message) for r in received)
+                subscriber.acknowledge(request={"subscription": path, "ack_ids": [r.ack_id for r in received]})
+                on_step(f"dead-letter topic: {len(letters):,} messages read")
+            return letters
     except exceptions.GoogleAPICallError as exc:
         raise ReconcileError(
             f"cannot read the dead-letter topic through {names.DEAD_LETTER_RECONCILE_SUBSCRIPTION}: {exc.message}",

@@ -294,11 +294,11 @@ def create_pubsub_resources(emulator_host: str, project: str, ack_deadline_secon
             }
             with contextlib.suppress(exceptions.AlreadyExists):
                 subscriber.create_subscription(request=request, timeout=10)
-        # Reconcile's own view of the dead letters, from the start: a subscription sees only what follows it.
-        from reconcile.sources import reconcile_subscription_request
+        # Reconcile's own view of the dead letters, from the start: a subscription sees only what follows it. One
+        # kept from an older version (a durable emulator) gets the expiration policy it lacks.
+        from reconcile.sources import ensure_reconcile_subscription
 
-        with contextlib.suppress(exceptions.AlreadyExists):
-            subscriber.create_subscription(request=reconcile_subscription_request(project), timeout=10)
+        ensure_reconcile_subscription(subscriber, project)
     finally:
         publisher.transport.close()
         subscriber.close()
