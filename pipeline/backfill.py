@@ -68,10 +68,11 @@ def build_backfill(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     endpoint = app.bigquery_emulator_host or None
     retry = app.sink_retry_seconds
     dataset = app.dataset or None
+    run_id = hist.backfill_run_id or default_run_id()
 
     messages, unreadable = pipeline | "ReadHistory" >> ReadHistory(
         hist.history_uri,
-        hist.backfill_run_id or default_run_id(),
+        run_id,
         hist.aws_credentials_secret,
         s3_client_settings(options),
     )
@@ -89,7 +90,10 @@ def build_backfill(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
         )
     failures = [record_letters, file_failures]
     if to_rows is not None:
-        failures.append(to_rows | "LoadEventRows" >> LoadEventRows(bigquery_project, dataset, endpoint, retry))
+        # The run id goes into the load jobs' ids (with a nonce of this graph): a rerun never meets the jobs of an
+        # earlier backfill, whose rows may have been deleted since.
+        load = LoadEventRows(bigquery_project, dataset, endpoint, retry, run_id=run_id)
+        failures.append(to_rows | "LoadEventRows" >> load)
     dead_letters = tuple(failures) | "AllDeadLetters" >> beam.Flatten()
     dead_letters | "WriteDeadLetters" >> WriteDeadLetters(
         dead_letter_topic, bigquery_project, dataset, endpoint=endpoint, retry_seconds=retry

@@ -3,10 +3,11 @@
 Historical events have no Pub/Sub ids, so they are named by their natural key (eventmodel.history): the same
 event twice in the history, or already streamed, or loaded by an earlier backfill, has the same key. What the
 sinks already hold is read where the history's events would go (the key columns of each event table, the lines
-of each GCS type folder, one month of event time at a time: the partitions and folders the events fall in),
-and joined with the history by key (CoGroupByKey: no side input, no key set held in memory). Each event then
-goes to the files unless the GCS tree has its key, and to BigQuery unless its table has it, so a rerun adds
-nothing, and a backfill that failed halfway in one sink completes that sink alone.
+of each GCS type folder, one month of event time at a time: the partitions and folders the events fall in; a
+folder's files are listed, then read an element each, spread over workers), and joined with the history by key
+(CoGroupByKey: no side input, no key set held in memory). Each event then goes to the files unless the GCS tree
+has its key, and to BigQuery unless its table has it, so a rerun adds nothing, and a backfill that failed
+halfway in one sink completes that sink alone. The key queries name the dataset's location, as every job must.
 
 Dead letters of history are named by their place (s3://BUCKET/KEY#INDEX); those the dead_letters table already
 has (it keeps 30 days) are not written again.
@@ -84,13 +85,16 @@ class ReadBigQueryKeysFn(beam.DoFn):
 
     def setup(self) -> None:
         from pipeline.bigquery import bigquery_client
+        from pipeline.bigquery_load import dataset_location
 
         self._client = bigquery_client(self.project, self.endpoint)
+        self._location = dataset_location(self._client, self.project, self.dataset)
 
     def process(self, element: tuple[str, str]) -> Iterator[tuple[str, None]]:
         event_type, month = element
         table = f"{self.project}.{self.dataset}.{rows.table_of(event_type)}"
-        for row in self._client.query(key_select(event_type, table, month)).result(page_size=50_000):
+        job = self._client.query(key_select(event_type, table, month), location=self._location)
+        for row in job.result(page_size=50_000):
             yield history.history_event_id(event_type, _nested(dict(row.items()))), None
 
     def teardown(self) -> None:
@@ -99,13 +103,16 @@ class ReadBigQueryKeysFn(beam.DoFn):
             client.close()
 
 
-class ReadFileKeysFn(beam.DoFn):
-    """(event type, month) -> the natural-key id of every event in that month's folder of the GCS tree."""
+class ListMonthFilesFn(beam.DoFn):
+    """(event type, month) -> (event type, path) of every file in that month's folder of the GCS tree.
+
+    Only the listing happens here; the files are read one element each after a Reshuffle (ReadFileKeysFn), so a
+    month of many files is read by many workers at once, not one after another inside one element."""
 
     def __init__(self, output_root: str) -> None:
         self.output_root = output_root.rstrip("/")
 
-    def process(self, element: tuple[str, str]) -> Iterator[tuple[str, None]]:
+    def process(self, element: tuple[str, str]) -> Iterator[tuple[str, str]]:
         event_type, month = element
         year, number = month.split("-")
         pattern = f"{self.output_root}/{event_type}/{year}/{number}/**"
@@ -114,15 +121,22 @@ class ReadFileKeysFn(beam.DoFn):
         except Exception:  # nothing there yet (a local folder that does not exist)
             found = []
         for metadata in found:
-            if not metadata.path.endswith(".json"):
-                continue
-            with FileSystems.open(metadata.path, compression_type="uncompressed") as handle:
-                for line in handle.read().splitlines():
-                    try:
-                        event = orjson.loads(line)["event"]
-                    except (orjson.JSONDecodeError, KeyError, TypeError):
-                        continue  # not a line of ours: it names no event
-                    yield history.history_event_id(event_type, event), None
+            if metadata.path.endswith(".json"):
+                yield event_type, metadata.path
+
+
+class ReadFileKeysFn(beam.DoFn):
+    """(event type, path of a file of the GCS tree) -> the natural-key id of every event in it."""
+
+    def process(self, element: tuple[str, str]) -> Iterator[tuple[str, None]]:
+        event_type, path = element
+        with FileSystems.open(path, compression_type="uncompressed") as handle:
+            for line in handle.read().splitlines():
+                try:
+                    event = orjson.loads(line)["event"]
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue  # not a line of ours: it names no event
+                yield history.history_event_id(event_type, event), None
 
 
 class KeepNewFn(beam.DoFn):
@@ -174,7 +188,12 @@ class DropLoadedHistory(beam.PTransform):
         )
         sources = {
             "history": named | "KeyById" >> beam.Map(lambda e: (e.event_id, e)),
-            "gcs": months | "KeysInFiles" >> beam.ParDo(ReadFileKeysFn(self.output_root)),
+            "gcs": (
+                months
+                | "ListMonthFiles" >> beam.ParDo(ListMonthFilesFn(self.output_root))
+                | "SpreadFiles" >> beam.Reshuffle()
+                | "KeysInFiles" >> beam.ParDo(ReadFileKeysFn())
+            ),
         }
         if self.dataset:
             sources["bigquery"] = months | "KeysInBigQuery" >> beam.ParDo(
@@ -201,6 +220,7 @@ class ReadRecordedLettersFn(beam.DoFn):
         from google.cloud import bigquery
 
         from pipeline.bigquery import bigquery_client
+        from pipeline.bigquery_load import dataset_location
 
         client = bigquery_client(self.project, self.endpoint)
         table = f"{self.project}.{self.dataset}.{rows.DEAD_LETTER_TABLE}"
@@ -210,7 +230,8 @@ class ReadRecordedLettersFn(beam.DoFn):
         )
         config = bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("prefix", "STRING", prefix)])
         try:
-            for row in client.query(sql, job_config=config).result(page_size=50_000):
+            location = dataset_location(client, self.project, self.dataset)
+            for row in client.query(sql, job_config=config, location=location).result(page_size=50_000):
                 yield row["event_id"], None
         finally:
             client.close()

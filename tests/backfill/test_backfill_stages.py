@@ -1,5 +1,5 @@
-"""The backfill's stages one by one: batch loads against the real BigQuery emulator, and whole backfills of a
-local history folder into a local tree (no S3, no BigQuery: the file sink and its dedup alone)."""
+"""The backfill's stages one by one: whole backfills of a local history folder into a local tree (no S3, no
+BigQuery: the file sink and its dedup alone). The load jobs have tests/backfill/test_bigquery_load.py."""
 
 from __future__ import annotations
 
@@ -9,16 +9,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from eventmodel import history, rows
-from eventmodel import reasons as R
 from eventmodel import resources as names
 from eventmodel.validate import Accepted, validate
 from generator.stream import DEAD_LETTER, EventStream, GeneratorConfig
 from pipeline import core
 from pipeline import metrics as M
-from pipeline.bigquery import _Source
-from pipeline.bigquery_load import LoadRowsFn, job_id
-from pipeline.history_dedup import ReadBigQueryKeysFn, key_select
 
 PROJECT = "backfill-stages"
 
@@ -30,73 +25,6 @@ def valid_events(n: int, seed: int = 3) -> list[Accepted]:
     stream = EventStream(GeneratorConfig(seed=seed, history=HISTORY), run_id="stages")
     found = [validate(m.data) for m in stream.take(n * 3) if m.expected != DEAD_LETTER]
     return [v for v in found if isinstance(v, Accepted)][:n]
-
-
-def entry(accepted: Accepted) -> tuple:
-    event_id = history.history_event_id(accepted.event_type, accepted.event)
-    attributes = {"event_id": event_id, "run_id": "stages"}
-    row = rows.event_row(accepted, message_id=None, publish_time=None, attributes=attributes)
-    event = core.ValidEvent(accepted.event_type, accepted.event, accepted.event_time, event_id, None, None,
-                            attributes, orjson.dumps(accepted.event))  # fmt: skip
-    return row, event_id, _Source(event)
-
-
-@pytest.fixture(scope="module")
-def bigquery(bigquery_emulator):
-    from ddl.apply import apply_ddl
-
-    apply_ddl(project=PROJECT, emulator=bigquery_emulator.host_port)
-    return bigquery_emulator
-
-
-def count(bigquery, table: str, where: str = "TRUE") -> int:
-    sql = f"SELECT COUNT(*) AS n FROM `{PROJECT}.events.{table}` WHERE {where}"
-    return next(iter(bigquery.client().query(sql).result()))["n"]
-
-
-def test_a_load_refused_for_one_row_loads_the_others_and_dead_letters_that_one(bigquery):
-    events = [e for e in valid_events(40, seed=8) if e.event_type == "inventory"][:9]
-    entries = [entry(e) for e in events]
-    bad_row, bad_id, bad_source = entries[4]
-    entries[4] = ({**bad_row, "event_type": None}, bad_id, bad_source)  # the live table requires it
-    load = LoadRowsFn(PROJECT, bigquery.endpoint, retry_seconds=0)
-    load.setup()
-    table = f"{PROJECT}.events.inventory"
-    out = list(load.process(((table, 0), entries)))
-    load.teardown()
-    ids = ", ".join(f"'{e[1]}'" for e in entries)
-    assert count(bigquery, "inventory", f"event_id IN ({ids})") == len(entries) - 1
-    letters = [o.value for o in out]
-    assert [(d.reason, d.stage, d.event_id, d.data) for d in letters] == [
-        (R.BIGQUERY_INSERT_FAILED, core.STAGE_BIGQUERY, bad_id, bad_source.data)
-    ]
-    assert "NOT NULL" in letters[0].detail or "event_type" in letters[0].detail
-
-
-def test_job_ids_name_the_rows_so_a_retried_bundle_submits_the_same_job():
-    assert job_id("p.d.t", ["a", "b"], 0) == job_id("p.d.t", ["a", "b"], 0)
-    assert len({job_id("p.d.t", ["a", "b"], 0), job_id("p.d.t", ["a", "c"], 0), job_id("p.d.u", ["a", "b"], 0),
-                job_id("p.d.t", ["a", "b"], 1)}) == 4  # fmt: skip
-    assert all(c.isalnum() or c in "_-" for c in job_id("p.d.t", ["x"], 0)) and len(job_id("p.d.t", ["x"], 0)) <= 1024
-
-
-def test_the_keys_read_back_from_bigquery_name_the_events_they_came_from(bigquery):
-    """A row loaded from an event gives back, through key_select, the id its JSON gives: timestamps, structs."""
-    events = valid_events(30, seed=12)
-    load = LoadRowsFn(PROJECT, bigquery.endpoint, retry_seconds=0)
-    load.setup()
-    for event_type in ("order", "inventory", "user_activity"):
-        mine = [entry(e) for e in events if e.event_type == event_type]
-        assert not list(load.process(((f"{PROJECT}.events.{rows.table_of(event_type)}", 0), mine)))
-    load.teardown()
-    reader = ReadBigQueryKeysFn(PROJECT, "events", bigquery.endpoint)
-    reader.setup()
-    found = set()
-    for event in events:
-        found |= {k for k, _ in reader.process((event.event_type, event.event_time.strftime("%Y-%m")))}
-    reader.teardown()
-    assert {history.history_event_id(e.event_type, e.event) for e in events} <= found
-    assert "TIMESTAMP('2025-12-01') AND order_date < TIMESTAMP('2026-01-01')" in key_select("order", "t", "2025-12")
 
 
 # ------------------------------------------------------------------------------- local folder -> local tree
