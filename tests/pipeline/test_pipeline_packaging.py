@@ -125,7 +125,9 @@ def test_dockerfile_copies_what_exists_and_runs_the_flex_entry_point():
             for source in sources:
                 assert (ROOT / source).exists(), source
     assert 'FLEX_TEMPLATE_PYTHON_PY_FILE="${WORKDIR}/main.py"' in text
+    stages = {line.split()[-1] for line in text.splitlines() if line.startswith("FROM ") and " AS " in line}
     bases = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+    bases = [image for image in bases if image not in stages]  # `FROM workers AS ...`: a stage, not an image
     bases += [word.split("=", 1)[1] for word in text.split() if word.startswith("--from=") and ":" in word]
     for image in bases:  # every base pinned: a version, a dated tag chosen at build time, or a digest
         assert ":" in image and not image.endswith((":latest", ":3.11-slim")), image
