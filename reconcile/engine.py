@@ -119,8 +119,11 @@ class DuckDBEngine:
     def load_files(self, files: list[dict[str, Any]]) -> None:
         self._insert_rows("files", files, FILE_COLUMNS)
 
-    def load_gcs_lines(self, event_type: str, paths: list[str], scope: str, root: str | None = None) -> None:
-        """Read one type folder's JSON lines (bulk, in DuckDB) into sink_events, through queries.gcs_select."""
+    def load_gcs_lines(
+        self, event_type: str, paths: list[str], scope: str, root: str | None = None, prefixes: list[str] = ()
+    ) -> None:
+        """Read one type folder's JSON lines (bulk, in DuckDB) into sink_events, through queries.gcs_select.
+        `paths` are already the files to read (reconcile.run selects them); `prefixes` is for engines that list."""
         for start in range(0, len(paths), FILES_PER_READ):
             self._load_gcs_chunk(event_type, paths[start : start + FILES_PER_READ], scope)
 
@@ -150,9 +153,10 @@ FROM read_json([{listed}], format = 'newline_delimited', filename = true, ignore
         )
         self.con.execute(f"DROP TABLE {staging}")
 
-    def load_select(self, table: str, sql: str, client: Any) -> None:
-        """Rows of a SELECT over BigQuery's tables (run by BigQuery, only the narrow result comes back)."""
-        arrow = client.query(sql).result().to_arrow(create_bqstorage_client=False)
+    def load_select(self, table: str, sql: str, client: Any, location: str | None = None) -> None:
+        """Rows of a SELECT over BigQuery's tables (run by BigQuery in `location`, the events dataset's; only the
+        narrow result comes back)."""
+        arrow = client.query(sql, location=location).result().to_arrow(create_bqstorage_client=False)
         if arrow.num_rows:
             self.load_arrow(table, arrow)
 
@@ -294,6 +298,9 @@ class BigQueryEngine:
         self.project = project
         self.dataset = dataset
         self.external = external  # read gs:// through external tables (real BigQuery only)
+        # Every job names its location: BigQuery runs a job where its datasets are, and a job in a regional dataset
+        # that does not say so is looked for in the US (cloud.google.com/bigquery/docs/locations, "Specify
+        # locations"). The caller passes the events dataset's; the scratch dataset must be in the same one.
         # One scratch dataset, table names of this reconcile's own: two reconciles never share a table.
         self._suffix = secrets.token_hex(4)
         self._names = {name: f"{name}_{self._suffix}" for name in (*TABLES, *(f"gcs_lines_{t}" for t in SCHEMAS))}
@@ -303,9 +310,10 @@ class BigQueryEngine:
         if location:
             ds.location = location
         try:
-            client.get_dataset(ds.reference)  # an existing one is used as it is (it fixes the location)
+            found = client.get_dataset(ds.reference)  # an existing one is used as it is (it fixes the location)
         except NotFound:
-            client.create_dataset(ds, exists_ok=True)
+            found = client.create_dataset(ds, exists_ok=True)
+        self.location = location or found.location
         self.reset()
 
     def reset(self) -> None:
@@ -314,9 +322,10 @@ class BigQueryEngine:
             self.run(f"CREATE OR REPLACE TABLE {self.tables[name]} ({_create_empty(columns)})")
 
     def run(self, sql: str) -> list[dict[str, Any]]:
-        return [dict(row) for row in self.client.query(sql).result()]
+        return [dict(row) for row in self.client.query(sql, location=self.location).result()]
 
-    def _load(self, name: str, body: bytes, columns: dict[str, str], source_format: str, append: bool, **extra):
+    def _load(self, name: str, body: Any, columns: dict[str, str], source_format: str, append: bool, **extra):
+        """One load job of `body` (bytes, or a binary file) into table `name`."""
         import io
 
         bq = self._bq
@@ -327,7 +336,16 @@ class BigQueryEngine:
             **extra,
         )
         table = f"{self.project}.{self.dataset}.{self._names.get(name, name)}"
-        self.client.load_table_from_file(io.BytesIO(body), table, job_config=config).result()
+        source = io.BytesIO(body) if isinstance(body, bytes) else body
+        start = source.tell()
+
+        def load() -> None:
+            source.seek(start)  # a retry sends the whole body again, as a new job (a new job id)
+            self.client.load_table_from_file(
+                source, table, job_config=config, location=self.location, rewind=False
+            ).result()
+
+        retry_rate_limited(load)
 
     def load_rows(self, name: str, rows: list[dict[str, Any]], columns: dict[str, str], append: bool = False) -> None:
         """Replace (or append to) table `name` with rows, by a load job of newline-delimited JSON."""
@@ -337,9 +355,18 @@ class BigQueryEngine:
         self._load(name, body, columns, self._bq.SourceFormat.NEWLINE_DELIMITED_JSON, append)
 
     def load_manifest(self, csv_paths: list[Path]) -> None:
+        """All of the run's events-W.csv in one load job. A job per CSV would append to the table once per
+        publishing worker, and a standard table takes 5 metadata updates per 10 s (load and query jobs that
+        write to it count: cloud.google.com/bigquery/quotas, "Standard tables", "Maximum rate of table metadata
+        update operations per table"), so a many-worker load-test run failed there with rateLimitExceeded."""
         columns = dict.fromkeys(EVENT_COLUMNS, "STRING")
-        for i, path in enumerate(csv_paths):
-            self._load("manifest", Path(path).read_bytes(), columns, self._bq.SourceFormat.CSV, append=i > 0,
+        with tempfile.TemporaryFile() as body:
+            # One header line, skipped: loaded header-less with skip_leading_rows=0, bqemulator lost the first row
+            # (tests/reconcile/test_read_bounds.py); with a header, both skip exactly that line.
+            body.write(",".join(EVENT_COLUMNS).encode() + b"\n")
+            concatenate_csvs(csv_paths, body)
+            body.seek(0)
+            self._load("manifest", body, columns, self._bq.SourceFormat.CSV, append=False,
                        skip_leading_rows=1, allow_quoted_newlines=True)  # fmt: skip
 
     def load_known_runs(self, run_ids: Iterable[str]) -> None:
@@ -348,19 +375,17 @@ class BigQueryEngine:
     def load_files(self, files: list[dict[str, Any]]) -> None:
         self.load_rows("files", files, FILE_COLUMNS)
 
-    def load_gcs_lines(self, event_type: str, paths: list[str], scope: str, root: str | None = None) -> None:
-        """One type folder into sink_events: an external table over root/<type>/* (real BigQuery, gs://), or the
-        lines of the local copies `paths` loaded as (path, line) rows."""
+    def load_gcs_lines(
+        self, event_type: str, paths: list[str], scope: str, root: str | None = None, prefixes: list[str] = ()
+    ) -> None:
+        """One type folder into sink_events: an external table over the folders `prefixes` of it (real BigQuery,
+        gs://; reconcile.run.folder_prefixes), or the lines of the local copies `paths` loaded as (path, line)."""
         lines = f"{self.project}.{self.dataset}.{self._names[f'gcs_lines_{event_type}']}"
         if self.external:
-            if not paths:
+            if not paths or not prefixes:
                 return
-            self.run(
-                f"CREATE OR REPLACE EXTERNAL TABLE `{lines}_external` (line STRING) OPTIONS (format = 'CSV', "
-                f"uris = ['{root.rstrip('/')}/{event_type}/*.json'], field_delimiter = '{LINE_DELIMITER}', "
-                "quote = '', allow_jagged_rows = TRUE)"
-            )
-            source = f"(SELECT _FILE_NAME AS path, line FROM `{lines}_external`)"
+            self.run(external_table_ddl(f"{lines}_external", prefixes))
+            source = external_lines(f"`{lines}_external`", prefixes)
         else:
             rows = [{"path": p, "line": raw.decode("utf-8", "replace")}
                     for p in paths for raw in Path(p).read_bytes().splitlines() if raw.strip()]  # fmt: skip
@@ -374,8 +399,9 @@ class BigQueryEngine:
             f"({Q.gcs_select(event_type, typed, self.tables['files'])}) WHERE {scope}"
         )
 
-    def load_select(self, table: str, sql: str, client: Any = None) -> None:
-        """Rows of a SELECT over BigQuery's own tables into sink_events or dead_letters, inside BigQuery."""
+    def load_select(self, table: str, sql: str, client: Any = None, location: str | None = None) -> None:
+        """Rows of a SELECT over BigQuery's own tables into sink_events or dead_letters, inside BigQuery (in this
+        engine's location, which is the events dataset's: check_locations saw to it)."""
         self.run(f"INSERT INTO {self.tables[table]} {sql}")
 
     def load_dead_letter_rows(self, rows: list[dict[str, Any]]) -> None:
@@ -387,6 +413,111 @@ class BigQueryEngine:
         for name in self._names.values():
             for table in (name, f"{name}_external"):
                 self.client.delete_table(f"{self.project}.{self.dataset}.{table}", not_found_ok=True)
+
+
+def concatenate_csvs(csv_paths: list[Path], out: Any) -> None:
+    """The rows of every events-W.csv, one header-less CSV in EVENT_COLUMNS order, written to the binary file
+    `out`: what one load job reads. A CSV whose header is not EVENT_COLUMNS (its columns in another order) is
+    rewritten to that order; the others are copied byte for byte."""
+    import csv
+    import io
+    import shutil
+
+    expected = ",".join(EVENT_COLUMNS).encode()
+    for path in csv_paths:
+        with Path(path).open("rb") as f:
+            header = f.readline().rstrip(b"\r\n")
+            if header == expected:
+                start = out.tell()
+                shutil.copyfileobj(f, out, 1 << 20)
+                if out.tell() > start:
+                    out.seek(-1, io.SEEK_CUR)
+                    if out.read(1) != b"\n":
+                        out.write(b"\n")
+                continue
+        with Path(path).open(newline="", encoding="utf-8") as f:
+            text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+            writer = csv.writer(text)
+            for row in csv.DictReader(f):
+                writer.writerow([row.get(c) or "" for c in EVENT_COLUMNS])
+            text.detach()
+
+
+# Load jobs are not retried by the client library (only queries are, google.cloud.bigquery.retry), and a rate
+# error is transient: wait and send the job again, within about half a minute (past a 10 s quota window).
+RATE_LIMIT_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def rate_limited(exc: BaseException) -> bool:
+    """A BigQuery error that says "too fast, try again": reason rateLimitExceeded (a 403; quotaExceeded is not
+    transient and is not retried), cloud.google.com/bigquery/docs/error-messages."""
+    errors = getattr(exc, "errors", None) or []
+    return any((e or {}).get("reason") == "rateLimitExceeded" for e in errors)
+
+
+def retry_rate_limited(call: Any, delays: tuple[float, ...] = RATE_LIMIT_DELAYS_S, sleep: Any = None) -> Any:
+    """call(), again after each of `delays` while BigQuery answers rateLimitExceeded; any other error at once."""
+    import time
+
+    from google.api_core.exceptions import GoogleAPICallError
+
+    sleep = sleep or time.sleep
+    for delay in (*delays, None):
+        try:
+            return call()
+        except GoogleAPICallError as exc:
+            if delay is None or not rate_limited(exc):
+                raise
+            sleep(delay)
+    return None
+
+
+def external_uris(prefixes: list[str]) -> list[str]:
+    """An external table's source URIs for gs:// folders: every .json object under each (one wildcard, at the
+    end of the name: cloud.google.com/bigquery/docs/external-data-cloud-storage, "Wildcard support for Cloud
+    Storage URIs"). The URIs decide which objects a query of the table reads, so they are the files billed."""
+    return [f"{p.rstrip('/')}/*.json" for p in prefixes]
+
+
+def external_table_ddl(table: str, prefixes: list[str]) -> str:
+    """CREATE EXTERNAL TABLE reading each line of the .json objects under `prefixes` as one STRING column."""
+    uris = ", ".join(Q._string(u) for u in external_uris(prefixes))
+    return (
+        f"CREATE OR REPLACE EXTERNAL TABLE `{table}` (line STRING) OPTIONS (format = 'CSV', uris = [{uris}], "
+        f"field_delimiter = '{LINE_DELIMITER}', quote = '', allow_jagged_rows = TRUE)"
+    )
+
+
+def external_config(prefixes: list[str]) -> Any:
+    """The same table as external_table_ddl, as a query's temporary table definition (a dry run creates nothing)."""
+    from google.cloud import bigquery
+
+    config = bigquery.ExternalConfig("CSV")
+    config.source_uris = external_uris(prefixes)
+    config.schema = [bigquery.SchemaField("line", "STRING")]
+    config.options.field_delimiter = LINE_DELIMITER
+    config.options.quote_character = ""
+    config.options.allow_jagged_rows = True
+    return config
+
+
+def external_lines(table: str, prefixes: list[str]) -> str:
+    """(path, line) rows of an external table, kept to the objects under `prefixes` by _FILE_NAME as well: the
+    URIs already select them; the filter states the bound in the statement itself, where a review (or the
+    tests' strict client) sees it."""
+    return f"(SELECT _FILE_NAME AS path, line FROM {table} WHERE {Q.file_name_filter(prefixes)})"
+
+
+def dry_run_bytes(client: Any, sql: str, location: str | None, table_definitions: dict | None = None) -> int:
+    """What BigQuery would scan for `sql`, without running it: a dry run (no cost, nothing written), the query
+    cache off so that the estimate is the full read (cloud.google.com/bigquery/docs/running-queries#dry-run)."""
+    from google.cloud import bigquery
+
+    config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False)
+    if table_definitions:
+        config.table_definitions = table_definitions
+    job = client.query(sql, job_config=config, location=location)
+    return int(job.total_bytes_processed or 0)
 
 
 def _json_value(value: Any) -> Any:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
+from datetime import UTC, datetime
 
 from eventmodel import reasons as R
 from eventmodel import rows
@@ -74,25 +75,56 @@ SELECT '{GCS}' AS sink, l.path AS location, l.event_id, l.message_id, l.run_id, 
 FROM {source} AS l JOIN {files} AS f ON f.path = l.path"""
 
 
-def bigquery_select(event_type: str, table: str, scope: str) -> str:
-    """sink_events rows from an event table of the ddl/ model, limited by `scope` (a condition on its rows)."""
+def timestamp_literal(when: datetime) -> str:
+    """A BigQuery TIMESTAMP literal of an aware datetime (UTC, microseconds: TIMESTAMP's precision)."""
+    return f"TIMESTAMP('{when.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}+00:00')"
+
+
+def partition_bound(event_type: str, event_times: tuple[datetime, datetime]) -> str:
+    """The condition on an event table's partition column (its event time: ddl/1*_*.sql PARTITION BY DATE(...))
+    that bounds a read to the run's event times. user_activity has require_partition_filter = TRUE, so BigQuery
+    refuses a read of it without one; on orders and inventory it prunes the partitions all the same. A constant
+    range on the column itself is what partition pruning needs (cloud.google.com/bigquery/docs/querying-
+    partitioned-tables: "Query a time-unit column-partitioned table", filters that prune)."""
+    low, high = event_times
+    return f"`{EVENT_TIME_FIELD[event_type]}` BETWEEN {timestamp_literal(low)} AND {timestamp_literal(high)}"
+
+
+def bigquery_select(event_type: str, table: str, scope: str, event_times: tuple[datetime, datetime]) -> str:
+    """sink_events rows from an event table of the ddl/ model: those in `scope` (a condition on its rows) whose
+    event time lies within `event_times` (the partition filter, partition_bound)."""
     time_field = EVENT_TIME_FIELD[event_type]
     return f"""
 SELECT '{BIGQUERY}' AS sink, '{rows.table_of(event_type)}' AS location, event_id, message_id, run_id,
        publish_time, ingest_time AS landed_time, event_type, '{event_type}' AS container_type,
        FORMAT_TIMESTAMP('%Y%m%d%H%M', {time_field}) AS event_minute, CAST(NULL AS STRING) AS container_minute,
        TRUE AS name_ok, {canonical_sql(event_type)} AS canonical_digest
-FROM {table} WHERE {scope}"""
+FROM {table} WHERE {partition_bound(event_type, event_times)} AND {scope}"""
 
 
-def dead_letter_table_select(table: str, scope: str) -> str:
+def dead_letter_table_select(table: str, scope: str, since: datetime) -> str:
+    """dead_letters rows in `scope` ingested since `since`: the table is partitioned by DATE(ingest_time)
+    (ddl/13_dead_letters.sql), and a run's dead letters cannot land before it started, so older partitions
+    are never read."""
     return f"""
 SELECT '{DEAD_LETTER_TABLE}' AS sink, '{rows.DEAD_LETTER_TABLE}' AS location, event_id,
        message_id AS source_message_id, run_id, reason, stage, TO_HEX(MD5(payload)) AS payload_digest,
        -- eventmodel.rows.dead_letter_row cuts an oversize payload in this table (the topic keeps it whole)
        LENGTH(payload) = {rows.MAX_PAYLOAD_BYTES} AND detail LIKE '%payload cut to%' AS payload_cut,
        publish_time, ingest_time AS landed_time
-FROM {table} WHERE {scope}"""
+FROM {table} WHERE ingest_time >= {timestamp_literal(since)} AND {scope}"""
+
+
+def file_name_filter(prefixes: list[str]) -> str:
+    """The condition on an external table's _FILE_NAME that keeps the files under `prefixes` (gs:// folders)."""
+    if not prefixes:
+        return "FALSE"
+    return "(" + " OR ".join(f"STARTS_WITH(_FILE_NAME, {_string(p)})" for p in prefixes) + ")"
+
+
+def _string(text: str) -> str:
+    """A SQL string literal of a path (quotes and backslashes escaped; BigQuery and DuckDB read both the same)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 # ------------------------------------------------------------------------------------------ comparison

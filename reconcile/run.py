@@ -34,9 +34,22 @@ from reconcile.report import Report
 # Rows published this long around the run's start and end still count as published during it (clock skew
 # between the publisher and Pub/Sub's publish_time).
 WINDOW_SLACK = timedelta(seconds=5)
+# The event tables are read for the run's event times (from its manifest: late events can be days old) widened by
+# this much on each side. Partitions are days, so a day more costs at most two partitions a table, and it keeps in
+# the read a row whose time a sink holds a little off the manifest's: a malformed event the pipeline accepted
+# (a timestamp without a zone is off by up to 14 h), which must be found to be reported as accepted.
+EVENT_TIME_SLACK = timedelta(days=1)
+# The GCS tree is read for the files written since the earliest run compared began, less this (clock skew between
+# the publisher and the object store's update times).
+FILE_SLACK = timedelta(minutes=5)
+# An external table names its folders one URI each: past this many minute folders, coarser ones (hours, days...).
+MAX_PREFIXES = 500
 # --wait: poll this often, and stop early once nothing changed for this long (longer than the pipeline's file
-# flush interval, so a buffer about to be written is waited for).
+# flush interval, so a buffer about to be written is waited for). A poll that reads real BigQuery is a set of
+# billed queries (each at least 10 MB: cloud.google.com/bigquery/pricing, on-demand compute), so it comes a
+# minute apart; DuckDB over the local stack polls at once.
 POLL_INTERVAL_S = 2.0
+BIGQUERY_POLL_INTERVAL_S = 60.0
 STABLE_FOR_S = 15.0
 # Runs a pipeline reads: Pub/Sub runs (the stream) and S3 history runs (`workbench backfill`).
 RECONCILABLE_KINDS = ("pubsub", "s3")
@@ -77,26 +90,30 @@ class ReconcileTarget:
             return self.engine
         return "bigquery" if self.dataset and not self.bigquery_emulator else "duckdb"
 
-    def make_engine(self) -> Any:
+    def external(self) -> bool:
+        """The BigQuery engine reads a gs:// tree through external tables (real BigQuery only)."""
+        return bool(self.output_root and self.output_root.startswith("gs://") and not self.bigquery_emulator)
+
+    def reads_real_bigquery(self) -> bool:
+        return bool((self.dataset or self.engine_name() == "bigquery") and not self.bigquery_emulator)
+
+    def poll_interval(self) -> float:
+        """--wait's poll: a minute apart when each poll queries real BigQuery (either engine sends the event-table
+        SELECTs there), at once on the local stack."""
+        return BIGQUERY_POLL_INTERVAL_S if self.reads_real_bigquery() else POLL_INTERVAL_S
+
+    def make_engine(self, session: BigQuerySession | None = None) -> Any:
         if self.engine_name() == "duckdb":
             return DuckDBEngine()
         from reconcile.engine import BigQueryEngine
 
-        external = bool(self.output_root and self.output_root.startswith("gs://") and not self.bigquery_emulator)
-        client = _bigquery_client(self)
-        # The scratch tables join the event tables: a new scratch dataset goes where the events dataset is.
-        location = None
-        if self.dataset:
-            from google.api_core.exceptions import NotFound
-
-            try:
-                location = client.get_dataset(f"{self.project}.{self.dataset}").location
-            except NotFound:
-                raise ReconcileError(
-                    f"BigQuery dataset {self.project}.{self.dataset} not found",
-                    "apply the model (`workbench bq apply`), or name the pipeline's dataset with --dataset",
-                ) from None
-        return BigQueryEngine(client, self.project, self.scratch_dataset, external=external, location=location)
+        session = session or bigquery_session(self)
+        # Before any query: a job runs in one location, so the scratch tables must be where the events are, and
+        # an external table's bucket must be colocated with its dataset (check_locations).
+        check_locations(self, session)
+        return BigQueryEngine(
+            session.client, self.project, self.scratch_dataset, external=self.external(), location=session.location
+        )
 
     def checked(self) -> dict[str, bool]:
         return {
@@ -105,6 +122,141 @@ class ReconcileTarget:
             Q.DEAD_LETTER_TABLE: bool(self.dataset),
             Q.DEAD_LETTER_TOPIC: self.read_dead_letter_topic,
         }
+
+
+@dataclass(frozen=True)
+class BigQuerySession:
+    """The BigQuery client of one reconcile and the location every job of it names (the events dataset's)."""
+
+    client: Any
+    location: str | None
+
+
+def bigquery_session(target: ReconcileTarget) -> BigQuerySession:
+    """A client for `target`, and the location of its events dataset (else of the scratch dataset, when BigQuery
+    is read for the comparison only): every job names it, as a job in a regional dataset must."""
+    from google.api_core.exceptions import NotFound
+
+    client = _bigquery_client(target)
+    location = None
+    if target.dataset:
+        try:
+            location = client.get_dataset(f"{target.project}.{target.dataset}").location
+        except NotFound:
+            raise ReconcileError(
+                f"BigQuery dataset {target.project}.{target.dataset} not found",
+                "apply the model (`workbench bq apply`), or name the pipeline's dataset with --dataset",
+            ) from None
+    elif target.engine_name() == "bigquery":
+        with contextlib.suppress(NotFound):
+            location = client.get_dataset(f"{target.project}.{target.scratch_dataset}").location
+    if location:
+        client = _bigquery_client(target, location)
+    return BigQuerySession(client, location)
+
+
+# ------------------------------------------------------------------------------------------------ locations
+
+# BigQuery's multi-regions and the one region in each whose buckets an external table reads without transfer
+# charges; every other location is a region. cloud.google.com/bigquery/docs/locations, "Location considerations",
+# "Query Cloud Storage data".
+MULTI_REGION_HOME = {"us": "us-central1", "eu": "europe-west4"}
+# Cloud Storage's predefined dual-regions and their regions (cloud.google.com/storage/docs/locations,
+# "Predefined dual-regions"); a configurable dual-region names its regions itself (the bucket's data_locations).
+PREDEFINED_DUAL_REGIONS = {
+    "asia1": ("asia-northeast1", "asia-northeast2"),
+    "eur4": ("europe-north1", "europe-west4"),
+    "nam4": ("us-central1", "us-east1"),
+}
+
+
+def bucket_colocated(
+    dataset_location: str, bucket_location: str, bucket_type: str, data_locations: tuple[str, ...] = ()
+) -> bool:
+    """Whether BigQuery reads a bucket's objects for a dataset's external table without data transfer charges.
+
+    The rule of cloud.google.com/bigquery/docs/locations ("Query Cloud Storage data"): a regional dataset wants
+    its own region, or a dual-region holding it; a US multi-region dataset wants us-central1 or a dual-region
+    holding it (NAM4), an EU one europe-west4 or a dual-region holding it (EUR4). Any other bucket, a multi-region
+    bucket included ("must be in a dual-region that includes Iowa"), and even a region inside the dataset's
+    multi-region (us-west1 for US), costs data transfer on every query.
+    """
+    home = MULTI_REGION_HOME.get(dataset_location.lower(), dataset_location.lower())
+    kind = bucket_type.lower()
+    if kind == "region":
+        regions = {bucket_location.lower()}
+    elif kind == "dual-region":
+        regions = {r.lower() for r in data_locations} or set(PREDEFINED_DUAL_REGIONS.get(bucket_location.lower(), ()))
+    else:  # multi-region
+        regions = set()
+    return home in regions
+
+
+def check_locations(target: ReconcileTarget, session: BigQuerySession) -> None:
+    """The BigQuery engine's locations, before any query: the scratch dataset where the events dataset is (a job
+    reads and writes datasets of its own location only), and a gs:// tree read through external tables in a
+    bucket colocated with them. ReconcileError (exit 2) naming both locations otherwise."""
+    from google.api_core.exceptions import NotFound
+
+    if not session.location:
+        return
+    scratch = f"{target.project}.{target.scratch_dataset}"
+    try:
+        scratch_location = session.client.get_dataset(scratch).location
+    except NotFound:
+        scratch_location = None  # BigQueryEngine creates it in session.location
+    if scratch_location and scratch_location.lower() != session.location.lower():
+        raise ReconcileError(
+            f"the scratch dataset {scratch} is in {scratch_location} and the events dataset "
+            f"{target.project}.{target.dataset} in {session.location}: a query job runs in one location and "
+            "cannot join them",
+            f"create a scratch dataset in {session.location} (`bq mk --location={session.location} -d "
+            f"{target.project}:{target.scratch_dataset}_{session.location.lower().replace('-', '_')}`) and pass it "
+            "with --scratch-dataset",
+        )
+    if target.external():
+        bucket = target.output_root.split("://", 1)[1].split("/", 1)[0]
+        location, kind, regions = bucket_location(target, bucket)
+        if not bucket_colocated(session.location, location, kind, regions):
+            where = f"{location} ({kind}{': ' + ', '.join(regions) if regions else ''})"
+            home = MULTI_REGION_HOME.get(session.location.lower(), session.location.lower())
+            raise ReconcileError(
+                f"the bucket gs://{bucket} is in {where} and the dataset {target.project}.{target.dataset or scratch} "
+                f"in {session.location}: BigQuery would read the tree through external tables across locations, "
+                "at data-transfer prices on every poll (cloud.google.com/bigquery/docs/locations)",
+                f"reconcile with --engine duckdb (it reads the tree outside BigQuery), or keep the output in a "
+                f"bucket in {home} or a dual-region with it",
+            )
+
+
+def bucket_location(target: ReconcileTarget, bucket: str) -> tuple[str, str, tuple[str, ...]]:
+    """(location, location type, regions of a configurable dual-region) of a bucket, read through the GCS client
+    (needs storage.buckets.get: roles/storage.legacyBucketReader or a custom role, docs/reconcile.md)."""
+    from google.api_core.exceptions import GoogleAPICallError
+
+    client = storage_client(target)
+    try:
+        found = client.get_bucket(bucket)
+    except GoogleAPICallError as exc:
+        raise ReconcileError(
+            f"cannot read the location of the bucket gs://{bucket}: {getattr(exc, 'message', exc)}",
+            "grant storage.buckets.get on it (roles/storage.legacyBucketReader), or reconcile with --engine duckdb",
+        ) from None
+    return found.location or "", found.location_type or "", tuple(getattr(found, "data_locations", None) or ())
+
+
+def storage_client(target: ReconcileTarget) -> Any:
+    from google.cloud import storage
+
+    if target.storage_emulator:
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(
+            project=target.project,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": target.storage_emulator},
+        )
+    return storage.Client(project=target.project)
 
 
 def resolve_run(run_id: str, running_ok: bool = False) -> dict[str, Any]:
@@ -178,26 +330,132 @@ def resolve_run(run_id: str, running_ok: bool = False) -> dict[str, Any]:
     return manifest
 
 
-def _window(manifest: dict[str, Any]) -> tuple[str, str]:
+def _window(manifest: dict[str, Any]) -> tuple[datetime, datetime]:
+    """When a run published, WINDOW_SLACK added on each side."""
     start = _parse(manifest["started_at"]) - WINDOW_SLACK
     end = _parse(manifest.get("finished_at") or manifest["started_at"]) + WINDOW_SLACK
-    return start.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), end.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return start, end
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one reconcile reads: the runs it knows, those sharing the run's ids, its window, the rows in scope
+    and how far each source is read."""
+
+    known: list[str]
+    sharing: list[str]
+    window: tuple[datetime, datetime]
+    scope: str
+    bounds: ReadBounds
+
+
+def _plan(manifest: dict[str, Any], csvs: list[Path]) -> Plan:
+    run_id = manifest["run_id"]
+    manifests = list_runs()
+    known = sorted({m["run_id"] for m in manifests if m.get("run_id")} | {run_id})
+    sharing = list(runs_sharing_ids(manifest, manifests))
+    window = _window(manifest)
+    # The runs sharing the run's ids are read too (their copies are held_by_earlier_run): their times count.
+    others = [m for m in manifests if m.get("run_id") in sharing and m.get("started_at")]
+    shared_csvs = [p for m in others for p in sorted(run_dir(m["run_id"]).glob("events-*.csv"))]
+    bounds = read_bounds(manifest_event_times([*csvs, *shared_csvs]), [window, *(_window(m) for m in others)])
+    return Plan(known, sharing, window, _scope(run_id, window, known, sharing), bounds)
 
 
 def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def _scope(run_id: str, window: tuple[str, str], known: list[str], sharing_ids: list[str] = ()) -> str:
+def _scope(run_id: str, window: tuple[datetime, datetime], known: list[str], sharing_ids: list[str] = ()) -> str:
     """The rows a reconcile reads: the run's own, those of the runs whose event ids it shares (a replay's original:
     a deduplicating pipeline keeps its copy, under its run id), and rows of no known run published during it."""
     known_list = ", ".join(Q.literal(r) for r in known) or "''"
     own = ", ".join(Q.literal(r) for r in (run_id, *sharing_ids))
-    start, end = window
+    start, end = (Q.timestamp_literal(t) for t in window)
     return (
         f"(run_id IN ({own}) OR ((run_id IS NULL OR run_id NOT IN ({known_list})) "
-        f"AND publish_time BETWEEN TIMESTAMP('{start}') AND TIMESTAMP('{end}')))"
+        f"AND publish_time BETWEEN {start} AND {end}))"
     )
+
+
+@dataclass(frozen=True)
+class ReadBounds:
+    """How far each source is read: the event tables by their partition column (event time), dead_letters by
+    its (ingest time), the GCS tree by the files' update times."""
+
+    event_times: tuple[datetime, datetime]
+    ingested_since: datetime
+    files_since: datetime
+
+    def note(self) -> str:
+        low, high = (t.strftime("%Y-%m-%d %H:%M") for t in self.event_times)
+        return (
+            f"the event tables were read for event times {low} .. {high} UTC (the run's, "
+            f"\u00b1 {EVENT_TIME_SLACK.days} day): a row with an event time outside them is not read, and shows as "
+            "missing from BigQuery"
+        )
+
+
+def read_bounds(event_times: tuple[datetime, datetime] | None, windows: list[tuple[datetime, datetime]]) -> ReadBounds:
+    """The bounds of a reconcile: the event times of the runs compared (their manifests, late events included),
+    with their publish windows (a foreign producer's events carry about the time they were published), widened
+    by EVENT_TIME_SLACK; dead letters and files since the earliest of those runs began."""
+    starts = [w[0] for w in windows]
+    ends = [w[1] for w in windows]
+    low = min([*starts, *(event_times[:1] if event_times else ())])
+    high = max([*ends, *(event_times[1:] if event_times else ())])
+    return ReadBounds(
+        event_times=(low - EVENT_TIME_SLACK, high + EVENT_TIME_SLACK),
+        ingested_since=min(starts) - EVENT_TIME_SLACK,
+        files_since=min(starts) - FILE_SLACK,
+    )
+
+
+def manifest_event_times(csvs: list[Path]) -> tuple[datetime, datetime] | None:
+    """The earliest and latest event time of the valid events the manifests' CSVs record as published (their
+    event_time column, publisher/manifest.py), read in bulk by DuckDB; None when they record none."""
+    import duckdb
+
+    if not csvs:
+        return None
+    files = ", ".join(f"'{str(p).replace(chr(39), chr(39) * 2)}'" for p in csvs)
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        low, high = con.execute(
+            "SELECT min(t), max(t) FROM (SELECT TRY_CAST(event_time AS TIMESTAMPTZ) AS t "
+            f"FROM read_csv([{files}], header = true, all_varchar = true, union_by_name = true) "
+            f"WHERE outcome = 'published' AND expected != '{Q.DEAD_LETTER}')"
+        ).fetchone()
+    finally:
+        con.close()
+    if low is None or high is None:
+        return None
+    return low.astimezone(UTC), high.astimezone(UTC)
+
+
+def files_written_since(files: list[Any], since: datetime) -> list[Any]:
+    """The files of the tree that can hold the runs' events: written since `since` (a file with no update time
+    is kept). A file of the run moved or renamed keeps its update time, so a misplaced one is still read."""
+    return [f for f in files if f.updated is None or f.updated >= since]
+
+
+def folder_prefixes(uris: list[str], floor: str, limit: int = MAX_PREFIXES) -> list[str]:
+    """The folders holding `uris`, no more than `limit`: their own (minute) folders, coarsened a level at a time
+    (hours, days, ...) while there are more, never above `floor` (the type folder). Each ends with '/'."""
+    floor = floor.rstrip("/") + "/"
+    folders = {u.rsplit("/", 1)[0] + "/" for u in uris}
+    while len(folders) > limit:
+        coarser = {f if f == floor or not f.startswith(floor) else f.rstrip("/").rsplit("/", 1)[0] + "/"
+                   for f in folders}  # fmt: skip
+        if coarser == folders:
+            break
+        folders = coarser
+    kept: list[str] = []
+    for folder in sorted(folders):  # a folder under one already kept adds nothing
+        if not any(folder.startswith(k) for k in kept):
+            kept.append(folder)
+    return kept
 
 
 def _reachable(endpoint: str) -> bool:
@@ -219,24 +477,23 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
     csvs = sorted(run_dir(run_id).glob("events-*.csv"))
     if not csvs:
         raise ReconcileError(f"run {run_id} has no events-*.csv beside its manifest", "publish the run again")
-    manifests = list_runs()
-    known = sorted({m["run_id"] for m in manifests if m.get("run_id")} | {run_id})
-    sharing = runs_sharing_ids(manifest, manifests)
-    window = _window(manifest)
-    scope = _scope(run_id, window, known, sharing)
+    plan = _plan(manifest, csvs)
+    known, sharing, window, scope, bounds = plan.known, plan.sharing, plan.window, plan.scope, plan.bounds
+    session = bigquery_session(target) if target.dataset or (engine is None and target.engine_name() == "bigquery") \
+        else None  # fmt: skip
     own_engine = engine is None
-    engine = engine or target.make_engine()
+    engine = engine or target.make_engine(session)
     notes: list[str] = [note] if (note := stop_note(manifest)) else []  # an interrupted run says so
     try:
         engine.load_manifest(csvs)
         engine.load_known_runs(known)
         sizes: dict[str, int] = {}
         if target.output_root:
-            sizes["files"] = _load_gcs(engine, target, scope, on_step)
+            sizes["files"] = _load_gcs(engine, target, scope, bounds, on_step)
         if target.dataset:
-            _load_bigquery(engine, target, scope, on_step)
+            _load_bigquery(engine, target, scope, bounds, session, on_step)
         if target.read_dead_letter_topic:
-            since = _parse(window[0]) - timedelta(minutes=1)
+            since = window[0] - timedelta(minutes=1)
             letters = sources.read_dead_letter_topic(target.project, target.pubsub_emulator, since, on_step)
             # The topic copy has no source publish time to place a foreign dead letter in the run's window: only
             # this run's are taken from it (foreign dead letters are found through the table's copy).
@@ -276,11 +533,13 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
             f"under an earlier run's id ({', '.join(sharing) or 'no such run is recorded here'}), as a pipeline "
             "that deduplicates by event id keeps them"
         )
+    if target.dataset and any(p["problem"] in ("missing", "missing_in_bigquery") for p in report.problems):
+        report.notes.append(bounds.note())  # a row outside the bound is not read: say where it was looked for
     report.elapsed_s = round(time.monotonic() - began, 3)
     return report
 
 
-def _load_gcs(engine: Any, target: ReconcileTarget, scope: str, on_step: Step) -> int:
+def _load_gcs(engine: Any, target: ReconcileTarget, scope: str, bounds: ReadBounds, on_step: Step) -> int:
     root = target.output_root
     if "://" not in root and not Path(root).is_dir():
         raise ReconcileError(
@@ -294,7 +553,9 @@ def _load_gcs(engine: Any, target: ReconcileTarget, scope: str, on_step: Step) -
         os.environ["STORAGE_EMULATOR_HOST"] = target.storage_emulator
         use_anonymous_beam_credentials()
     on_step(f"listing {root}")
-    files = sources.list_event_files(root)
+    # Only the files written since the runs compared began can hold their events: older ones are not read (nor
+    # copied from gs://), and the external tables name only their folders.
+    files = files_written_since(sources.list_event_files(root), bounds.files_since)
     # An engine that reads the tree where it lies (BigQuery's external tables) needs no local copies.
     where = contextlib.nullcontext({f.uri: f.uri for f in files}) if getattr(engine, "external", False) else None
     with where or sources.local_copies(files) as local:
@@ -312,32 +573,42 @@ def _load_gcs(engine: Any, target: ReconcileTarget, scope: str, on_step: Step) -
             ]
         )
         for event_type in EVENT_TYPES:
-            paths = [local[f.uri] for f in files if f.container_type == event_type]
+            mine = [f for f in files if f.container_type == event_type]
+            paths = [local[f.uri] for f in mine]
+            prefixes = folder_prefixes([f.uri for f in mine], f"{root.rstrip('/')}/{event_type}")
             on_step(f"reading {len(paths):,} {event_type} files")
-            engine.load_gcs_lines(event_type, paths, scope, root)
+            engine.load_gcs_lines(event_type, paths, scope, root, prefixes)
     return len(files)
 
 
-def _load_bigquery(engine: Any, target: ReconcileTarget, scope: str, on_step: Step) -> None:
-    from google.api_core.exceptions import GoogleAPICallError, NotFound
-
-    client = _bigquery_client(target)
+def bigquery_statements(target: ReconcileTarget, scope: str, bounds: ReadBounds) -> list[tuple[str, str, str]]:
+    """(engine table, SELECT, source table) of every read of the BigQuery sinks, each bounded by its table's
+    partition column (queries.bigquery_select, dead_letter_table_select)."""
     prefix = f"`{target.project}.{target.dataset}"
     statements = [
-        ("sink_events", Q.bigquery_select(t, f"{prefix}.{rows.table_of(t)}`", scope), rows.table_of(t))
+        ("sink_events", Q.bigquery_select(t, f"{prefix}.{rows.table_of(t)}`", scope, bounds.event_times),
+         rows.table_of(t))
         for t in EVENT_TYPES
-    ]
+    ]  # fmt: skip
     statements.append(
         (
             "dead_letters",
-            Q.dead_letter_table_select(f"{prefix}.{rows.DEAD_LETTER_TABLE}`", scope),
+            Q.dead_letter_table_select(f"{prefix}.{rows.DEAD_LETTER_TABLE}`", scope, bounds.ingested_since),
             rows.DEAD_LETTER_TABLE,
         )
     )
-    for table, sql, source in statements:
+    return statements
+
+
+def _load_bigquery(
+    engine: Any, target: ReconcileTarget, scope: str, bounds: ReadBounds, session: BigQuerySession, on_step: Step
+) -> None:
+    from google.api_core.exceptions import GoogleAPICallError, NotFound
+
+    for table, sql, source in bigquery_statements(target, scope, bounds):
         on_step(f"reading BigQuery {target.dataset}.{source}")
         try:
-            engine.load_select(table, sql, client)
+            engine.load_select(table, sql, session.client, session.location)
         except NotFound as exc:
             raise ReconcileError(
                 f"BigQuery table {target.project}.{target.dataset}.{source} not found: {exc.message}",
@@ -348,6 +619,75 @@ def _load_bigquery(engine: Any, target: ReconcileTarget, scope: str, on_step: St
                 f"cannot read {target.dataset}.{source} from BigQuery: {exc.message}",
                 "check the emulator (`workbench status`) or your BigQuery roles (docs/reconcile.md)",
             ) from None
+
+
+def estimate(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: None) -> dict[str, Any]:
+    """What a reconcile of run_id would have BigQuery scan, statement by statement, from dry runs: nothing is
+    run, written or billed (`workbench reconcile --dry-run`).
+
+    Every statement that reads a BigQuery sink is dry-run as it would be sent, with its bounds (partition filters,
+    and on the BigQuery engine the external tables over the run's folders, as temporary table definitions). The
+    loads (manifest, listing, topic messages) are load jobs, which are free; the comparison then reads only the
+    scratch tables those fill (about the run's size), so it is named but not estimated: its tables do not exist
+    before a reconcile. {"statements": [{"statement", "reads", "bytes"}], "notes": [...], "engine": name}."""
+    from google.api_core.exceptions import GoogleAPICallError
+
+    from reconcile.engine import dry_run_bytes, external_config, external_lines
+
+    manifest = resolve_run(run_id)
+    _check_local_stack(target)
+    run_id = manifest["run_id"]
+    plan = _plan(manifest, sorted(run_dir(run_id).glob("events-*.csv")))
+    engine_name = target.engine_name()
+    if not (target.dataset or engine_name == "bigquery"):
+        raise ReconcileError(
+            "--dry-run estimates what BigQuery would scan, and this reconcile reads nothing from BigQuery "
+            "(--no-bigquery on the DuckDB engine)",
+            "leave out --dry-run: the reconcile runs on this machine only",
+        )
+    session = bigquery_session(target)
+    if engine_name == "bigquery":
+        check_locations(target, session)
+    statements: list[dict[str, Any]] = []
+
+    def dry(label: str, reads: str, sql: str, definitions: dict | None = None) -> None:
+        on_step(f"dry run: {label}")
+        try:
+            scanned = dry_run_bytes(session.client, sql, session.location, definitions)
+        except GoogleAPICallError as exc:
+            raise ReconcileError(
+                f"BigQuery refused the dry run of {label}: {getattr(exc, 'message', exc)}",
+                "check the dataset (`workbench bq apply`) and your BigQuery roles (docs/reconcile.md)",
+            ) from None
+        statements.append({"statement": label, "reads": reads, "bytes": scanned})
+
+    if target.dataset:
+        for _, sql, source in bigquery_statements(target, plan.scope, plan.bounds):
+            dry(f"read {target.dataset}.{source}", "the run's rows, partition-bounded", sql)
+    notes = [plan.bounds.note()] if target.dataset else []
+    if target.output_root and engine_name == "bigquery" and target.external():
+        on_step(f"listing {target.output_root}")
+        files = files_written_since(sources.list_event_files(target.output_root), plan.bounds.files_since)
+        root = target.output_root.rstrip("/")
+        for event_type in EVENT_TYPES:
+            uris = [f.uri for f in files if f.container_type == event_type]
+            prefixes = folder_prefixes(uris, f"{root}/{event_type}")
+            if not prefixes:
+                continue
+            dry(f"read GCS {event_type} files", f"{len(uris):,} files in {len(prefixes):,} folders (external table)",
+                f"SELECT * FROM {external_lines('lines', prefixes)}", {"lines": external_config(prefixes)})  # fmt: skip
+    elif target.output_root:
+        notes.append(
+            "the GCS tree is read "
+            + ("by DuckDB on this machine" if engine_name == "duckdb" else "from local copies, by a load job (free)")
+            + ": BigQuery scans none of it"
+        )
+    if engine_name == "bigquery":
+        notes.append(
+            "not estimated: the comparison's queries, which read only this reconcile's scratch tables (about the "
+            "size of the rows above and of the manifest); load jobs are free"
+        )
+    return {"run_id": run_id, "engine": engine_name, "statements": statements, "notes": notes}
 
 
 def _check_local_stack(target: ReconcileTarget) -> None:
@@ -366,7 +706,7 @@ def _check_local_stack(target: ReconcileTarget) -> None:
         )
 
 
-def _bigquery_client(target: ReconcileTarget) -> Any:
+def _bigquery_client(target: ReconcileTarget, location: str | None = None) -> Any:
     from workbench.localstack.clients import bigquery_client
 
     if target.bigquery_emulator and not _reachable(target.bigquery_emulator):
@@ -374,8 +714,8 @@ def _bigquery_client(target: ReconcileTarget) -> Any:
             f"no BigQuery emulator answers at {target.bigquery_emulator}",
             "start the local stack (`workbench up`), or pass --no-bigquery to reconcile without BigQuery",
         )
-    # No fixed location: BigQuery runs each job where the datasets it reads live (events may be in any region).
-    return bigquery_client(target.project, target.bigquery_emulator, location=None)
+    # Built first with no location, to read the events dataset's (bigquery_session); then with it, for the jobs.
+    return bigquery_client(target.project, target.bigquery_emulator, location=location)
 
 
 def reconcile_waiting(
@@ -385,7 +725,7 @@ def reconcile_waiting(
     on_poll: Callable[[Report | None, float, str], None] = lambda *_: None,
     on_step: Step = lambda _: None,
 ) -> Report:
-    """Reconcile, and again every POLL_INTERVAL_S until it matches, nothing changed for STABLE_FOR_S, or
+    """Reconcile, and again every target.poll_interval() until it matches, nothing changed for STABLE_FOR_S, or
     wait_s ran out; then return the last report. A run still publishing is waited for too, as long as its
     publisher lives: a dead one (publisher.manifest.run_state) is refused at once, since it will never finish."""
     from publisher.manifest import RUNNING, run_state
@@ -414,4 +754,4 @@ def reconcile_waiting(
         elif time.monotonic() - stable_since >= STABLE_FOR_S:
             report.notes.append(f"the sinks did not change for {STABLE_FOR_S:g} s: stopped waiting")
             return report
-        time.sleep(min(POLL_INTERVAL_S, max(0.0, remaining)))
+        time.sleep(min(target.poll_interval(), max(0.0, remaining)))

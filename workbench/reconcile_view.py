@@ -195,6 +195,35 @@ def show(
         terminal.info(f"  [bold]why:[/bold] {escape(explanation)}")
 
 
+def human_bytes(n: int) -> str:
+    """Bytes as BigQuery bills them (binary units: 1 GiB = 2**30 bytes)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{n:,} B"
+
+
+def show_estimate(estimate: dict[str, Any]) -> None:
+    """`reconcile --dry-run`: per statement, the bytes BigQuery would scan; then the total and what is left out."""
+    rows = [[s["statement"], s["reads"], s["bytes"], human_bytes(s["bytes"])] for s in estimate["statements"]]
+    total = sum(s["bytes"] for s in estimate["statements"])
+    rows.append(["total", "", total, human_bytes(total)])
+    terminal.out.print(
+        terminal.table(
+            f"run {estimate['run_id']}: what a reconcile would have BigQuery scan ({estimate['engine']} engine, "
+            "dry runs: nothing was run)",
+            ["statement", "reads", "bytes", "scanned"],
+            rows,
+            droppable=["reads"],
+        )
+    )
+    for note in estimate["notes"]:
+        terminal.info(note)
+    terminal.success(f"dry run of run {estimate['run_id']}: {human_bytes(total)} would be scanned; nothing compared")
+
+
 class WaitView:
     """A live line while --wait polls: what is still missing per sink, and the time left."""
 

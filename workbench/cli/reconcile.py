@@ -55,12 +55,17 @@ from workbench.output_root import output_root_option
     metavar="DURATION",
     help="Poll until the sinks settle or time runs out (60, 90s, 2m).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the bytes BigQuery would scan, per statement (dry runs), and stop: nothing is compared.",
+)
 # Paths are checked by check_outputs (a folder given as the file is refused there, with the fix).
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the full report (folders created).")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write a visual report (folders created).")
 def reconcile(
     run_id, output_root, no_gcs, dataset, no_bigquery, no_dead_letter_topic, project, allow_foreign, engine,
-    scratch_dataset, wait_s, json_path, html_path,
+    scratch_dataset, wait_s, dry_run, json_path, html_path,
 ):  # fmt: skip
     """Compare what RUN_ID (default: the latest run) published with what every sink holds.
 
@@ -68,9 +73,23 @@ def reconcile(
     workbench reconcile                          # the latest run, local stack, ./output
     workbench reconcile 20261201-081344-fd45 --wait 60 --json report.json --html report.html
     workbench reconcile latest --output-root gs://BUCKET/output --project P   # real GCP, ADC
+    workbench reconcile latest --project P --dry-run                          # what BigQuery would scan
     """
     if wait_s is not None and wait_s < 0:
         raise click.BadParameter("must be 0 or more seconds", param_hint="--wait")
+    if dry_run:
+        given = [name for name, value in (("--wait", wait_s), ("--json", json_path), ("--html", html_path)) if value]
+        if given:
+            raise click.UsageError(f"--dry-run compares nothing, so {' and '.join(given)} cannot apply: leave them out")
+        run_estimate(
+            run_id,
+            output_root=None if no_gcs else output_root,
+            dataset=None if no_bigquery else dataset,
+            project=project,
+            engine=engine,
+            scratch_dataset=scratch_dataset,
+        )
+        raise SystemExit(0)
     report = run_reconcile(
         run_id,
         output_root=None if no_gcs else output_root,
@@ -139,6 +158,37 @@ def run_reconcile(
     if failed:
         raise failed
     return report
+
+
+def run_estimate(
+    run_id: str,
+    *,
+    output_root: str | None,
+    dataset: str | None,
+    project: str | None,
+    engine: str,
+    scratch_dataset: str,
+) -> dict:
+    """`reconcile --dry-run`: the bytes each statement of a reconcile would have BigQuery scan, printed."""
+    from eventmodel.resources import DEFAULT_PROJECT, resolve_project
+    from reconcile.errors import ReconcileError
+    from reconcile.run import ReconcileTarget, estimate
+    from workbench.reconcile_view import show_estimate
+
+    target = ReconcileTarget.local(
+        output_root=output_root,
+        project=resolve_project(project, DEFAULT_PROJECT),
+        dataset=dataset or None,
+        read_dead_letter_topic=False,
+        engine=engine,
+        scratch_dataset=scratch_dataset,
+    )
+    try:
+        found = estimate(run_id, target)
+    except ReconcileError as exc:
+        raise WorkbenchError(exc.message, exc.fix) from None
+    show_estimate(found)
+    return found
 
 
 def check_outputs(json_path: Path | None, html_path: Path | None) -> None:
