@@ -237,9 +237,9 @@ def topic_gap(since: datetime, reach: DeadLetterReach, now: datetime) -> str | N
         )
     if reach.created is not None and reach.created > since + CREATED_TOLERANCE:
         return (
-            f"{name} was created at {reach.created:%Y-%m-%d %H:%M:%S} UTC, after this run began "
-            f"({since + CREATED_TOLERANCE - timedelta(minutes=1):%Y-%m-%d %H:%M} UTC): a subscription receives only "
-            "what is published after it exists, so the run's dead letters never reached it"
+            f"{name} was created at {reach.created:%Y-%m-%d %H:%M:%S} UTC, after this run began (its dead letters "
+            f"are read from {since:%Y-%m-%d %H:%M:%S} UTC on): a subscription receives only what is published after "
+            "it exists, so the run's first dead letters never reached it"
         )
     return None
 

@@ -105,6 +105,8 @@ def test_workbench_up_creates_it_never_expiring_with_explicit_retention(backend:
     _assert_never_expires_and_retains(pb)
     assert before <= int(pb.labels[sources.CREATED_LABEL]) <= time.time()
     assert pb.topic == f"projects/{project}/topics/{names.DEAD_LETTER_TOPIC}"
+    # A run started right after `up` is read from a minute before its start (reconcile.run): within reach.
+    assert sources.read_dead_letter_topic(project, backend.target, datetime.now(UTC) - timedelta(seconds=65)) == []
 
 
 def test_reconcile_creates_it_the_same_way_when_missing(backend: Emulator):
@@ -243,6 +245,7 @@ def test_a_run_older_than_the_subscription_is_not_judged_on_the_topic(backend: E
         sources.read_dead_letter_topic(project, backend.target, datetime.now(UTC) - timedelta(hours=1))
     assert "after this run began" in gap.value.message
     assert "never reached it" in gap.value.message
+    assert "--no-dead-letter-topic" in gap.value.fix
 
 
 def test_the_gap_rule_at_its_edges():
