@@ -253,7 +253,8 @@ def reconcile_subscription_request(project: str, now: datetime | None = None) ->
     """The create request of reconcile's dead-letter subscription (also made by `workbench up`).
 
     expiration_policy set with no ttl: it never expires. Left unset, Pub/Sub deletes a subscription after 31 days
-    without a subscriber (the Subscription reference), and with it every dead letter it retained.
+    with no subscriber consuming from it and no operation on it (the Subscription reference): a month without a
+    reconcile, and every dead letter it retained would go with it.
     """
     created = (now or datetime.now(UTC)).timestamp()
     return {
