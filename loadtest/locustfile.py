@@ -15,7 +15,7 @@ from locust import events
 from loadtest import options as workbench_options
 from loadtest import run_manifest
 from loadtest.shapes import WorkbenchShape  # noqa: F401  (Locust picks up the shape class from this module)
-from loadtest.users import InventoryUser, OrderUser, SessionUser  # noqa: F401
+from loadtest.users import InventoryUser, OrderUser, SessionUser, build_universe_before_the_run  # noqa: F401
 
 
 @events.init_command_line_parser.add_listener
@@ -29,6 +29,7 @@ def _check(environment, **_):
     workbench_options.check(environment.parsed_options)
     workbench_options.warn_if_exposed(environment.parsed_options)
     run_manifest.name_run(environment)  # the master's run id reaches its workers with their first spawn message
+    build_universe_before_the_run(environment)
 
 
 @events.test_start.add_listener

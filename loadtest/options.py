@@ -8,6 +8,7 @@ from typing import Any
 
 from eventmodel import exposure
 from eventmodel import resources as names
+from generator.stream import GeneratorConfig
 
 SHAPES = ("steady", "step", "ramp", "spike")
 
@@ -28,6 +29,8 @@ def add_options(parser: Any) -> None:
     )
     group.add_argument("--malformed-rate", type=float, default=float(env("WORKBENCH_MALFORMED_RATE", "0.05")),
                        help="Share of malformed messages, 0..1.")  # fmt: skip
+    group.add_argument("--malformed-kinds", default=env("WORKBENCH_MALFORMED_KINDS", ""),
+                       help="Weights per malformed kind: legacy_id=2,oversize_batch=1.")  # fmt: skip
     group.add_argument("--duplicate-rate", type=float, default=float(env("WORKBENCH_DUPLICATE_RATE", "0.01")),
                        help="Share of exact re-sends, 0..1.")  # fmt: skip
     group.add_argument("--seed", type=int, default=int(env("WORKBENCH_SEED", "0")), help="Same seed, same events.")
@@ -48,10 +51,29 @@ def check(options: Any) -> None:
             raise SystemExit(f"--{name.replace('_', '-')} must be a share between 0 and 1, got {value}")
     if options.malformed_rate + options.duplicate_rate > 1.0:
         raise SystemExit("--malformed-rate plus --duplicate-rate must not exceed 1")
+    try:
+        malformed_weights(options.malformed_kinds)
+    except ValueError as exc:
+        raise SystemExit(f"--malformed-kinds: {exc}") from None
     if options.user_rate < 0:
         raise SystemExit(f"--user-rate must be 0 or more batches per second, got {options.user_rate}")
     if not 1 <= options.batch_size <= 1000:
         raise SystemExit(f"--batch-size must be between 1 and 1000 (Pub/Sub's limit), got {options.batch_size}")
+
+
+def malformed_weights(text: str) -> dict[str, float] | None:
+    """KIND=WEIGHT[,KIND=WEIGHT...] (a bare KIND weighs 1); None for empty text. ValueError names the fix."""
+    if not text:
+        return None
+    weights = {}
+    for part in text.split(","):
+        name, sep, weight = part.partition("=")
+        try:
+            weights[name.strip()] = float(weight) if sep else 1.0
+        except ValueError:
+            raise ValueError(f"{part!r}: write KIND=WEIGHT pairs, e.g. legacy_id=2,oversize_batch=1") from None
+    GeneratorConfig(malformed_weights=weights).validate()  # unknown kinds, negative weights
+    return weights
 
 
 def listen_on_loopback(parser: Any) -> None:

@@ -14,12 +14,24 @@ from locust import User, constant_throughput, task
 
 from eventmodel.schema import INVENTORY, ORDER, USER_ACTIVITY
 from generator.stream import EventStream, GeneratorConfig
+from generator.universe import build_universe
 from loadtest import run_manifest
 from loadtest.client import PubSubClient
+from loadtest.options import malformed_weights
 
 # Substreams: every user of every Locust process draws from its own (process index, user number) stream.
 USERS_PER_PROCESS = 1_000_000
 _numbers = itertools.count()
+
+
+def build_universe_before_the_run(environment: Any) -> None:
+    """On a local runner, build the seed's entity universe (Faker, ~1.5 s of CPU) before the test starts. Built by
+    the first user's on_start instead, it blocks every greenlet of the process for that long inside the run time.
+    A worker learns the seed from its master's spawn message only, so its first user still builds it."""
+    if run_manifest.runner_kind(environment) == "local":
+        # With the arguments EventStream passes: they are the cache key.
+        config = GeneratorConfig(seed=environment.parsed_options.seed)
+        build_universe(config.seed, config.customers, config.products, config.warehouses, config.users)
 
 
 class PubSubUser(User):
@@ -39,6 +51,7 @@ class PubSubUser(User):
         config = GeneratorConfig(
             seed=options.seed,
             malformed_rate=options.malformed_rate,
+            malformed_weights=malformed_weights(options.malformed_kinds),
             duplicate_rate=options.duplicate_rate,
             type_weights={t: (1.0 if t == self.event_type else 0.0) for t in (ORDER, INVENTORY, USER_ACTIVITY)},
         )
@@ -46,7 +59,9 @@ class PubSubUser(User):
         self.stream = EventStream(config, state.run_id, worker=number, workers=(state.index + 1) * USERS_PER_PROCESS)
         self.batch_size = options.batch_size
         topic = f"projects/{options.project}/topics/{options.topic}"
-        self.client = PubSubClient(topic, options.emulator_host or None, self.environment.events.request, state.log)
+        self.client = PubSubClient(
+            topic, options.emulator_host or None, self.environment.events.request, state.log, state.attempts
+        )
 
     @task
     def publish(self) -> None:

@@ -5,56 +5,17 @@
 from __future__ import annotations
 
 import csv
-import itertools
 from pathlib import Path
 
 import orjson
 import pytest
+from loadtest_support import aggregated, drain_and_reconcile, options, target
 
-from eventmodel import resources as names
 from publisher.manifest import iter_events, run_dir
-from reconcile.run import ReconcileTarget, reconcile
-from workbench.loadtest_run import LoadtestOptions, run_loadtest
-from workbench.localstack.stack import create_pubsub_resources
+from reconcile.run import reconcile
+from workbench.loadtest_run import run_loadtest
 
 pytestmark = pytest.mark.integration
-_projects = itertools.count(1)
-
-
-@pytest.fixture
-def stack(workbench_emulator, bigquery_emulator, tmp_path, monkeypatch):
-    from ddl.apply import apply_ddl
-
-    project = f"loadtest-it-{next(_projects)}"
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", workbench_emulator.target)
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-    create_pubsub_resources(workbench_emulator.target, project)
-    apply_ddl(project=project, emulator=bigquery_emulator.host_port)
-    return {"project": project, "pubsub": workbench_emulator.target, "bigquery": bigquery_emulator.endpoint,
-            "output": tmp_path / "output"}  # fmt: skip
-
-
-def options(stack, **overrides) -> LoadtestOptions:
-    base = LoadtestOptions(users=4, spawn_rate=4, run_time="3s", batch_size=5, user_rate=20, project=stack["project"],
-                           emulator=stack["pubsub"], malformed_rate=0.08, duplicate_rate=0.02, seed=5)  # fmt: skip
-    return LoadtestOptions(**{**base.__dict__, **overrides})
-
-
-def aggregated(run_id: str) -> dict[str, str]:
-    with (run_dir(run_id) / "locust_stats.csv").open(newline="") as f:
-        return next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
-
-
-def drain_and_reconcile(stack, run_id: str):
-    from workbench.pipeline_run.run import LocalSettings, run
-
-    args = ["--project", stack["project"], "--output_root", str(stack["output"]), "--dataset", names.DATASET,
-            "--bigquery_emulator_host", stack["bigquery"], "--file_flush_seconds", "1"]  # fmt: skip
-    assert run(args, LocalSettings(stop_when_idle=3)).state == "DONE"
-    target = ReconcileTarget(output_root=str(stack["output"]), project=stack["project"],
-                             bigquery_emulator=stack["bigquery"], pubsub_emulator=stack["pubsub"])  # fmt: skip
-    return reconcile(run_id, target)
 
 
 def test_a_short_headless_run_publishes_without_failures_and_reconciles(stack):
@@ -87,9 +48,7 @@ def test_a_second_load_test_of_the_same_seed_reconciles_too(stack):
     assert not ids[0] & ids[1]
     report = drain_and_reconcile(stack, second)
     assert report.exit_code == 0, report.headline()
-    target = ReconcileTarget(output_root=str(stack["output"]), project=stack["project"],
-                             bigquery_emulator=stack["bigquery"], pubsub_emulator=stack["pubsub"])  # fmt: skip
-    assert reconcile(first, target).exit_code == 0
+    assert reconcile(first, target(stack)).exit_code == 0
 
 
 def test_publishing_to_a_missing_topic_is_failures_with_the_grpc_error(stack):
