@@ -510,7 +510,7 @@ def external_lines(table: str, prefixes: list[str]) -> str:
 
 def dry_run_bytes(client: Any, sql: str, location: str | None, table_definitions: dict | None = None) -> int:
     """What BigQuery would scan for `sql`, without running it: a dry run (no cost, nothing written), the query
-    cache off so that the estimate is the full read (cloud.google.com/bigquery/docs/running-queries#dry-run)."""
+    cache off so that the estimate is the full read (cloud.google.com/bigquery/docs/samples/bigquery-query-dry-run)."""
     from google.cloud import bigquery
 
     config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False)
