@@ -11,6 +11,7 @@ import orjson
 import pytest
 from loadtest_support import aggregated, drain_and_reconcile, options, target
 
+from loadtest.run_manifest import iter_attempts
 from publisher.manifest import iter_events, run_dir
 from reconcile.run import reconcile
 from workbench.loadtest_run import run_loadtest
@@ -60,6 +61,10 @@ def test_publishing_to_a_missing_topic_is_failures_with_the_grpc_error(stack):
         errors = {r["Error"] for r in csv.DictReader(f)}
     assert errors and all("NOT_FOUND" in e for e in errors), errors
     assert {r["outcome"] for r in iter_events(run_id)} == {"failed"}
+    # NOT_FOUND is not retried (the library retries only transient codes): one attempt, recorded with its code.
+    attempts = list(iter_attempts(run_id))
+    assert {(a["attempt"], a["code"], a["outcome"]) for a in attempts} == {("1", "NOT_FOUND", "failed")}
+    assert {a["event_id"] for a in attempts} == {r["event_id"] for r in iter_events(run_id)}
 
 
 def test_a_master_and_two_workers_make_one_reconcilable_run(stack):
