@@ -9,21 +9,32 @@ The Storage Write API is not offered: Beam's Python SDK reaches it only through 
 and a jar fetched from Maven when the job is built), which the Flex Template image does not have; a choice that
 fails at launch is no choice (docs/pipeline.md, "BigQuery writes").
 
-What happens when a write fails (the same rules for every sink, pipeline.retrying):
-- a row BigQuery rejects for its content (reason invalid, invalidQuery, notImplemented, or a 4xx answer) is a
-  BIGQUERY_INSERT_FAILED dead letter at once, with the original message bytes and attributes;
-- anything else (BigQuery or the network down, 5xx, 429, rows "stopped" beside a rejected one) is retried with
-  backoff for up to `retry_seconds`; only a sink that stays down past that sends its rows to the dead letter;
+What happens when a write fails is decided by the kind of the error (pipeline.bigquery_errors, shared with the
+backfill's load jobs), within the sink's retry budget (pipeline.retrying):
+- content (a row `invalid`, `invalidQuery`, `notImplemented`; a whole request refused for what it holds, e.g. a
+  400): a row error dead-letters that row at once; a refused request is split in halves until the row at fault
+  stands alone, so the others are inserted. The dead letter is BIGQUERY_INSERT_FAILED with the original bytes;
+- throttled (`quotaExceeded`, `rateLimitExceeded` — 403s — or a 429): nothing is split or dead-lettered; the
+  batch waits, longer each time (1 s doubling to 32 s, with jitter), and is sent again; only a limit that lasts
+  past `retry_seconds` dead-letters the rows, with a detail that says quota;
+- transient (BigQuery or the network down, 5xx, rows "stopped" beside a rejected one): retried with backoff
+  (0.5 s doubling to 10 s) for up to `retry_seconds`, then dead-lettered;
+- fatal (`accessDenied`, `notFound`: no such table, no permission): dead-lettered at once, unsplit, with a detail
+  that names the cause; no retry or split can fix it, and the bytes wait in the dead-letter topic for a re-drive;
 - each committed row releases its message (pipeline.delivery), so the local run acks after the insert.
+
+`ingest_time` is stamped just before each insertAll request (the attempt that landed the row), not when the row
+was built: reconcile's publish -> BigQuery latency then includes batching, retries and back-off, up to the moment
+the row was handed to BigQuery (streaming inserts are queryable seconds after that, docs/pipeline.md).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -33,6 +44,7 @@ from eventmodel import reasons as R
 from eventmodel import rows
 from eventmodel.resources import http_endpoint
 from eventmodel.validate import Accepted
+from pipeline import bigquery_errors as E
 from pipeline import core, delivery
 from pipeline import metrics as M
 from pipeline.constants import DEAD_LETTER, DEFAULT_RETRY_SECONDS
@@ -43,8 +55,6 @@ _LOG = logging.getLogger(__name__)
 
 BATCH_SIZE = 500  # rows per insertAll request (BigQuery recommends up to 500)
 REQUEST_TIMEOUT_S = 30.0
-# Beam's rule (apache_beam/io/gcp/bigquery_tools.py, RetryStrategy): these row errors are the row's own fault.
-NON_TRANSIENT_ROW_ERRORS = frozenset({"invalid", "invalidQuery", "notImplemented"})
 
 
 def table_spec(project: str, dataset: str, table: str) -> str:
@@ -112,27 +122,35 @@ class BuildEventRowFn(beam.DoFn):
 # ---------------------------------------------------------------------------------------- streaming inserts
 
 
-def bigquery_client(project: str, endpoint: str | None) -> Any:
-    """google-cloud-bigquery's client: for BigQuery itself, or for an emulator at `endpoint` (anonymous)."""
+def bigquery_client(project: str, endpoint: str | None, location: str | None = None) -> Any:
+    """google-cloud-bigquery's client: for BigQuery itself, or for an emulator at `endpoint` (anonymous).
+
+    `location` is the dataset's, for job calls (a load job, jobs.get) that need it outside the US and EU
+    multi-regions; insertAll needs none. With WORKBENCH_BIGQUERY_STRICT=1 (the test suite sets it) the client
+    refuses what real BigQuery refuses and the emulator forgives (eventmodel.bigquery_strict)."""
     from google.cloud import bigquery
 
+    from eventmodel.bigquery_strict import maybe_strict
+
     if not endpoint:
-        return bigquery.Client(project=project)
+        return maybe_strict(bigquery.Client(project=project, location=location))
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
 
-    return bigquery.Client(
-        project=project,
-        credentials=AnonymousCredentials(),
-        client_options=ClientOptions(api_endpoint=http_endpoint(endpoint)),
+    return maybe_strict(
+        bigquery.Client(
+            project=project,
+            location=location,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=http_endpoint(endpoint)),
+        )
     )
 
 
 def is_permanent(exc: BaseException) -> bool:
-    """A whole request refused for what it is (400 bad request, 403, 404 no such table), not for the service's
-    state; 408 and 429 (and any 5xx or network error) pass with time."""
-    code = getattr(exc, "code", None)
-    return isinstance(code, int) and 400 <= code < 500 and code not in (408, 429)
+    """The old question, for callers not yet on pipeline.bigquery_errors.kind: is the request refused for good
+    (its content, or a cause no retry fixes)? A quota or rate error is not: it is throttled, and waits."""
+    return E.kind(exc) in (E.CONTENT, E.FATAL)
 
 
 def _describe_errors(errors: Any) -> str:
@@ -142,39 +160,90 @@ def _describe_errors(errors: Any) -> str:
         return str(errors)[:900]
 
 
-class RowInserter:
-    """One insertAll attempt for a batch, sorted into committed, rejected (the rows' fault) and to-retry."""
+class InsertOutcome(NamedTuple):
+    """One insert of a batch: committed entries, [(entry, detail)] rejected for good, entries to send again, the
+    error that makes them wait, and its kind (bigquery_errors.THROTTLED or TRANSIENT; None when none waits)."""
 
-    def __init__(self, client: Any) -> None:
+    committed: list
+    rejected: list
+    retry: list
+    error: str | None
+    kind: str | None
+
+
+def _merged(first: InsertOutcome, second: InsertOutcome) -> InsertOutcome:
+    kinds = {first.kind, second.kind}
+    return InsertOutcome(
+        first.committed + second.committed,
+        first.rejected + second.rejected,
+        first.retry + second.retry,
+        first.error or second.error,
+        E.THROTTLED if E.THROTTLED in kinds else (E.TRANSIENT if E.TRANSIENT in kinds else None),
+    )
+
+
+class RowInserter:
+    """insertAll for a batch, its answer sorted into committed, rejected (for good) and to-retry.
+
+    `stamp`: a row column set to the time of each request just before it is sent (InsertRowsFn's ingest_time), so
+    that it says when the row was handed to BigQuery, not when it was built. None leaves rows as they are."""
+
+    def __init__(self, client: Any, stamp: str | None = None, clock: Callable[[], datetime] | None = None) -> None:
         self.client = client
+        self.stamp = stamp
+        self.clock = clock or (lambda: datetime.now(UTC))
 
     def attempt(self, table: str, entries: list[tuple]) -> tuple[list, list, list, str | None]:
         """entries are (row, insert id, source); returns (committed, [(entry, detail)] rejected, retry, error)."""
+        return self.insert(table, entries)[:4]
+
+    def insert(self, table: str, entries: list[tuple]) -> InsertOutcome:
+        sent = self._stamped(entries)
         try:
             errors = self.client.insert_rows_json(
                 table,
-                [entry[0] for entry in entries],
-                row_ids=[entry[1] for entry in entries],
+                [entry[0] for entry in sent],
+                row_ids=[entry[1] for entry in sent],
                 retry=None,  # the sink's own budget decides how long to retry, not the client's 600 s default
                 timeout=REQUEST_TIMEOUT_S,
             )
         except Exception as exc:
-            detail = f"{table}: insert failed: {type(exc).__name__}: {exc}"[:900]
-            if is_permanent(exc):
-                return [], [(entry, detail) for entry in entries], [], None
-            return [], [], list(entries), detail
+            return self._refused(table, sent, exc)
         failed = {item["index"]: item.get("errors") or [] for item in errors or []}
-        committed, rejected, retry = [], [], []
-        for index, entry in enumerate(entries):
+        committed, rejected, retry, kinds, error = [], [], [], set(), None
+        for index, entry in enumerate(sent):
             row_errors = failed.get(index)
             if row_errors is None:
                 committed.append(entry)
-            elif any(e.get("reason") in NON_TRANSIENT_ROW_ERRORS for e in row_errors):
+                continue
+            kind = E.kind(row_errors)
+            if kind in (E.CONTENT, E.FATAL):
                 rejected.append((entry, f"{table}: {_describe_errors(row_errors)}"))
             else:
                 retry.append(entry)
-        error = f"{table}: rows not inserted: {_describe_errors(next(iter(failed.values())))}" if retry else None
-        return committed, rejected, retry, error
+                kinds.add(kind)
+                if error is None:
+                    error = f"{table}: rows not inserted ({E.describe(row_errors)}): {_describe_errors(row_errors)}"
+        kind = E.THROTTLED if E.THROTTLED in kinds else (E.TRANSIENT if retry else None)
+        return InsertOutcome(committed, rejected, retry, error, kind)
+
+    def _refused(self, table: str, sent: list[tuple], exc: Exception) -> InsertOutcome:
+        """A whole request failed: split it (content), reject it (fatal), or send it again (throttled, transient)."""
+        kind = E.kind(exc)
+        named = ", ".join(dict.fromkeys(E.reasons(exc))) or f"HTTP {E.status_of(exc) or 'none'}"
+        detail = f"{table}: insert failed, {E.describe(exc)} ({named}): {type(exc).__name__}: {exc}"[:900]
+        if kind == E.CONTENT and len(sent) > 1:  # one row at fault refuses the request: find it, insert the rest
+            middle = len(sent) // 2
+            return _merged(self.insert(table, sent[:middle]), self.insert(table, sent[middle:]))
+        if kind in (E.CONTENT, E.FATAL):
+            return InsertOutcome([], [(entry, detail) for entry in sent], [], None, None)
+        return InsertOutcome([], [], list(sent), detail, kind)
+
+    def _stamped(self, entries: list[tuple]) -> list[tuple]:
+        if self.stamp is None:
+            return entries
+        now = rows.rfc3339(self.clock())
+        return [({**entry[0], self.stamp: now}, *entry[1:]) for entry in entries]
 
 
 class InsertRowsFn(beam.DoFn):
@@ -198,7 +267,7 @@ class InsertRowsFn(beam.DoFn):
 
     def setup(self) -> None:
         self._client = self.client if self.client is not None else bigquery_client(self.project, self.endpoint)
-        self._inserter = RowInserter(self._client)
+        self._inserter = RowInserter(self._client, stamp=rows.INGEST_TIME)
         self._written = M.CounterFamily(M.bigquery_rows)
         self._failed = M.counter(M.BIGQUERY_FAILED)
         self._retries = M.counter(M.BIGQUERY_RETRIES)
@@ -233,7 +302,7 @@ class InsertRowsFn(beam.DoFn):
         written = 0
         while pending:
             with delivery.watch(delivery.BIGQUERY, f"inserting {len(pending)} rows into {table}"):
-                committed, rejected, retry, error = self._inserter.attempt(table, pending)
+                committed, rejected, retry, error, kind = self._inserter.insert(table, pending)
             if committed:
                 written += len(committed)
                 delivery.release(entry[2].message_id for entry in committed)
@@ -241,11 +310,16 @@ class InsertRowsFn(beam.DoFn):
             pending = retry
             if not pending:
                 break
-            if rejected:  # the others were "stopped" beside the rejected rows: send them again at once
+            throttled = kind == E.THROTTLED
+            if rejected and not throttled:  # the others were "stopped" beside the rejected rows: again at once
                 continue
             delivery.trouble(delivery.BIGQUERY, f"{error} (retrying for {budget.elapsed():.0f} s)")
             self._retries.inc()
-            if not budget.wait():
+            if throttled and budget.retries == 0:
+                _LOG.warning("%s: backing off (up to %g s) before sending %d rows again", error, self.retry_seconds,
+                             len(pending))  # fmt: skip
+            waited = budget.wait(E.THROTTLED_INITIAL_S, E.THROTTLED_CAP_S) if throttled else budget.wait()
+            if not waited:
                 detail = f"{error}; gave up after {budget.elapsed():.0f} s (limit {self.retry_seconds:g} s)"
                 dead += [(entry, detail) for entry in pending]
                 break

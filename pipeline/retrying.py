@@ -12,6 +12,9 @@
 
 `seconds=None` never runs out: for the last resort (a dead letter that no dead-letter sink took yet), where giving
 up would mean dropping the message.
+
+A throttled service (a quota or rate limit, pipeline.bigquery_errors.THROTTLED) is waited for longer: wait(initial=1,
+cap=32) sleeps 1 s, 2 s, 4 s ... 32 s, the back-off BigQuery's SLA asks for, within the same budget.
 """
 
 from __future__ import annotations
@@ -47,14 +50,17 @@ class RetryBudget:
     def spent(self) -> bool:
         return self.seconds is not None and self.elapsed() >= self.seconds
 
-    def wait(self) -> bool:
+    def wait(self, initial: float | None = None, cap: float | None = None) -> bool:
         """Sleep before the next attempt and return True, or return False at once when the budget is spent.
 
         The sleep is exponential with jitter (so that many keys retrying together spread out), never past the
-        end of the budget."""
+        end of the budget. `initial` and `cap` replace the budget's own for this wait (a longer back-off for a
+        throttled service); the exponent is the number of waits so far, whatever their kind."""
         if self.spent():
             return False
-        delay = min(self.cap, self.initial * 2**self.retries) * random.uniform(0.75, 1.0)
+        initial = self.initial if initial is None else initial
+        cap = self.cap if cap is None else cap
+        delay = min(cap, initial * 2**self.retries) * random.uniform(0.75, 1.0)
         if self.seconds is not None:
             delay = min(delay, max(0.0, self.seconds - self.elapsed()))
         self.retries += 1
