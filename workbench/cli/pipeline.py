@@ -49,7 +49,12 @@ def _dashed(text: str) -> str:
 @click.option("--region", help="Dataflow region (DataflowRunner).")
 @click.option("--temp-location", help="gs://BUCKET/tmp for Dataflow's staging and temp files (DataflowRunner).")
 @click.option("--subscription", default=SUBSCRIPTION, show_default=True, help="Subscription to read.")
-@click.option("--dead-letter-topic", default=DEAD_LETTER_TOPIC, show_default=True)
+@click.option(
+    "--dead-letter-topic",
+    default=DEAD_LETTER_TOPIC,
+    show_default=True,
+    help="'' for none (then --dataset must keep the dead_letters table).",
+)
 @click.option(
     "--output-root",
     default="./output",
@@ -146,7 +151,7 @@ def run_pipeline(
         --temp-location gs://B/tmp --output-root gs://B/output
     """
     from eventmodel.resources import resolve_project
-    from workbench.pipeline_run.run import LocalSettings, run
+    from workbench.pipeline_run.run import LocalSettings, refuse_dropped_dead_letters, run
 
     if stop_when_idle is not None and stop_when_idle <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--stop-when-idle")
@@ -155,6 +160,7 @@ def run_pipeline(
             raise click.BadParameter("must be more than 0 seconds", param_hint=flag)
     if pull_size < 1 or pull_size > 1000:
         raise click.BadParameter("must be between 1 and 1000 (Pub/Sub's limit per pull)", param_hint="--pull-size")
+    refuse_dropped_dead_letters(dataset, dead_letter_topic, "--dead-letter-topic")
     project = resolve_project(project, DEFAULT_PROJECT)
     args = [
         "--runner", runner, "--project", project, "--subscription", subscription,

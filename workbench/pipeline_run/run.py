@@ -83,6 +83,16 @@ class RunSummary:
 # --------------------------------------------------------------------------------------------------- run
 
 
+def refuse_dropped_dead_letters(dataset: str | None, dead_letter_topic: str | None, topic_flag: str) -> None:
+    """Neither a dead_letters table nor a dead-letter topic: every rejected message would be acknowledged and lost
+    without a word. Refused, in the backfill's words (workbench/cli/backfill.py), for both runners."""
+    if not dataset and not dead_letter_topic:
+        raise WorkbenchError(
+            f"--dataset '' and {topic_flag} '' leave the dead letters nowhere: a rejected message would be lost",
+            f"keep the dead_letters table (a --dataset) or a {topic_flag}",
+        )
+
+
 def run(
     argv: Sequence[str],
     settings: LocalSettings | None = None,
@@ -91,6 +101,8 @@ def run(
 ) -> RunSummary:
     """Build and run the pipeline. DirectRunner: until idle or stopped, then drain. DataflowRunner: submit."""
     options = make_options(argv)
+    app = options.view_as(EventPipelineOptions)
+    refuse_dropped_dead_letters(app.dataset, app.dead_letter_topic, "--dead_letter_topic")
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
         standard.runner = DIRECT  # never let Beam look for Prism
