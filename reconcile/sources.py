@@ -338,37 +338,55 @@ def reading_lock(
     """Hold the subscription's lock for the block, waiting up to wait_s for another reconcile of this machine.
 
     An flock(2): the kernel releases it when its holder exits in any way, so a killed reconcile leaves no stale lock.
-    The file carries the holder's pid and command, for the message."""
+    The file carries the holder's pid and command, for the message, and its holder removes it when done (a test
+    session's emulators would otherwise leave one per port behind)."""
     import fcntl
 
     path = lock_path(emulator, project)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    deadline = time.monotonic() + wait_s
+    told = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                raise ReconcileError(
+                    f"another reconcile ({holder}) has been reading the dead-letter topic through "
+                    f"{names.DEAD_LETTER_RECONCILE_SUBSCRIPTION} for over {wait_s:g} s; two at once would each see "
+                    "only part of the dead letters",
+                    "wait for it to finish, or pass --no-dead-letter-topic (the dead_letters table carries the same "
+                    "check)",
+                ) from None
+            if not told:
+                on_step(f"waiting for another reconcile ({holder}) to finish reading the dead-letter topic")
+                told = True
+            time.sleep(0.1)
+            continue
+        if _is_file_at(fd, path):
+            break
+        os.close(fd)  # locked a file its last holder had already removed: take the one now at the path
     try:
-        deadline = time.monotonic() + wait_s
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
-                if time.monotonic() >= deadline:
-                    raise ReconcileError(
-                        f"another reconcile ({holder}) has been reading the dead-letter topic through "
-                        f"{names.DEAD_LETTER_RECONCILE_SUBSCRIPTION} for over {wait_s:g} s; two at once would each "
-                        "see only part of the dead letters",
-                        "wait for it to finish, or pass --no-dead-letter-topic (the dead_letters table carries the "
-                        "same check)",
-                    ) from None
-                if not told:
-                    on_step(f"waiting for another reconcile ({holder}) to finish reading the dead-letter topic")
-                    told = True
-                time.sleep(0.1)
+        with contextlib.suppress(OSError):  # another user of this machine may open it next (umask aside)
+            os.fchmod(fd, 0o666)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}: {shlex.join(sys.argv)[:300]}".encode(), 0)
         yield
     finally:
+        with contextlib.suppress(OSError):  # removed while still held, so nobody locks it after us
+            path.unlink()
         os.close(fd)  # releases the lock
+
+
+def _is_file_at(fd: int, path: Path) -> bool:
+    try:
+        at_path = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
 
 
 def read_dead_letter_topic(

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,8 +35,13 @@ pytestmark = pytest.mark.integration
 SEVEN_DAYS = 7 * 24 * 3600
 
 
-def _project() -> str:
-    return f"reconcile-sub-{uuid.uuid4().hex[:8]}"
+@pytest.fixture
+def project() -> Iterator[str]:
+    """A project of the test's own; the lock files reading it left behind are removed afterwards."""
+    name = f"reconcile-sub-{uuid.uuid4().hex[:8]}"
+    yield name
+    for lock in sources.lock_path(None, name).parent.glob(f"*-{name}-*.lock"):
+        lock.unlink(missing_ok=True)
 
 
 def _subscription_pb(emulator: Emulator, project: str):
@@ -97,8 +103,7 @@ def test_the_create_request_states_retention_and_expiration_explicitly():
     assert request["labels"] == {sources.CREATED_LABEL: str(int(now.timestamp()))}
 
 
-def test_workbench_up_creates_it_never_expiring_with_explicit_retention(backend: Emulator):
-    project = _project()
+def test_workbench_up_creates_it_never_expiring_with_explicit_retention(backend: Emulator, project: str):
     before = int(time.time())
     create_pubsub_resources(backend.target, project)
     pb = _subscription_pb(backend, project)
@@ -109,8 +114,7 @@ def test_workbench_up_creates_it_never_expiring_with_explicit_retention(backend:
     assert sources.read_dead_letter_topic(project, backend.target, datetime.now(UTC) - timedelta(seconds=65)) == []
 
 
-def test_reconcile_creates_it_the_same_way_when_missing(backend: Emulator):
-    project = _project()
+def test_reconcile_creates_it_the_same_way_when_missing(backend: Emulator, project: str):
     _dead_letter_topic(backend, project)
     subscriber = subscriber_client(backend.target)
     try:
@@ -121,12 +125,11 @@ def test_reconcile_creates_it_the_same_way_when_missing(backend: Emulator):
     assert sources.reach_of(made).created is not None
 
 
-def test_one_made_by_an_older_version_is_brought_up_to_date(backend: Emulator):
+def test_one_made_by_an_older_version_is_brought_up_to_date(backend: Emulator, project: str):
     """The old request had no expiration policy; one created by hand may not retain acked messages either. Then
     what it acked before is gone, and its label says since when it holds every dead letter. The official emulator
     refuses to update expiration_policy and labels (the real service does not): reconcile says so, changes
     nothing, and a subscription that does not retain acked messages is not used to judge a run."""
-    project = _project()
     topic = _dead_letter_topic(backend, project)
     path = f"projects/{project}/subscriptions/{names.DEAD_LETTER_RECONCILE_SUBSCRIPTION}"
     steps: list[str] = []
@@ -167,10 +170,9 @@ with open(out, "w") as f:
 """
 
 
-def test_two_reconciles_at_once_each_read_every_dead_letter(backend: Emulator, tmp_path: Path):
+def test_two_reconciles_at_once_each_read_every_dead_letter(backend: Emulator, project: str, tmp_path: Path):
     """Two processes seek and pull the same subscription at the same moment. Unlocked, a pull hands each message to
     one of them and each seek resets the other: each would see part of the dead letters."""
-    project = _project()
     create_pubsub_resources(backend.target, project)
     since = datetime.now(UTC) - timedelta(seconds=30)
     topic = f"projects/{project}/topics/{names.DEAD_LETTER_TOPIC}"
@@ -197,8 +199,7 @@ def test_two_reconciles_at_once_each_read_every_dead_letter(backend: Emulator, t
         assert set(read) == sent, f"reader {n} saw {len(set(read) & sent):,} of the {len(sent):,} dead letters"
 
 
-def test_a_reconcile_waits_for_the_lock_and_names_its_holder(workbench_emulator: Emulator):
-    project = _project()
+def test_a_reconcile_waits_for_the_lock_and_names_its_holder(workbench_emulator: Emulator, project: str):
     steps: list[str] = []
     held = sources.reading_lock(workbench_emulator.target, project)
     second = sources.reading_lock(workbench_emulator.target, project, steps.append, wait_s=0.5)
@@ -207,17 +208,43 @@ def test_a_reconcile_waits_for_the_lock_and_names_its_holder(workbench_emulator:
     assert f"pid {os.getpid()}" in refused.value.message
     assert "--no-dead-letter-topic" in refused.value.fix
     assert steps and steps[0].startswith("waiting for another reconcile")
+    assert not sources.lock_path(workbench_emulator.target, project).exists()  # its holder removed it
     with sources.reading_lock(workbench_emulator.target, project, wait_s=0.5):  # released: free again
+        pass
+
+
+HOLDER = """
+import sys, time
+from reconcile.sources import reading_lock
+
+with reading_lock(sys.argv[1], sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_reconcile_killed_while_reading_leaves_no_lock_behind(project: str):
+    """kill -9 runs no cleanup: the kernel drops the flock, and the file left behind is taken over."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, "127.0.0.1:1", project], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        second = sources.reading_lock("127.0.0.1:1", project, wait_s=0.3)
+        with pytest.raises(sources.ReconcileError, match=f"pid {holder.pid}"), second:
+            pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert sources.lock_path("127.0.0.1:1", project).exists()
+    with sources.reading_lock("127.0.0.1:1", project, wait_s=2):
         pass
 
 
 # ------------------------------------------------------------------------------------------------ too old
 
 
-def test_a_run_older_than_the_retention_is_not_judged_on_the_topic(backend: Emulator):
+def test_a_run_older_than_the_retention_is_not_judged_on_the_topic(backend: Emulator, project: str):
     """The subscription has existed for 30 days; a run that began 8 days ago had its first dead letters dropped
     after 7: the topic must refuse to judge it, not report them missing."""
-    project = _project()
     topic = _dead_letter_topic(backend, project)
     subscriber = subscriber_client(backend.target)
     try:
@@ -236,10 +263,9 @@ def test_a_run_older_than_the_retention_is_not_judged_on_the_topic(backend: Emul
     assert {r["run_id"] for r in letters} == {"run-old"} and len(letters) == 3
 
 
-def test_a_run_older_than_the_subscription_is_not_judged_on_the_topic(backend: Emulator):
+def test_a_run_older_than_the_subscription_is_not_judged_on_the_topic(backend: Emulator, project: str):
     """Reconcile creates the subscription when it is missing (GCP without the runbook): the dead letters of a run
     that began before never reached it."""
-    project = _project()
     _dead_letter_topic(backend, project)
     with pytest.raises(sources.DeadLetterTopicGap) as gap:
         sources.read_dead_letter_topic(project, backend.target, datetime.now(UTC) - timedelta(hours=1))
@@ -263,3 +289,18 @@ def test_the_gap_rule_at_its_edges():
     # Unknown creation (an older version's subscription, kept): only the retention decides.
     unknown = sources.DeadLetterReach(timedelta(days=7), None, True, True)
     assert sources.topic_gap(now - timedelta(days=6), unknown, now) is None
+
+
+def test_a_lock_on_a_file_its_holder_removed_is_not_taken_as_held(tmp_path: Path):
+    """A waiter may lock the file its last holder removed on release; it must see that and lock the one now at
+    the path, or two reconciles would hold 'the' lock at once."""
+    path = tmp_path / "x.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        assert sources._is_file_at(fd, path)
+        path.unlink()
+        assert not sources._is_file_at(fd, path)
+        path.touch()  # the next reconcile's file
+        assert not sources._is_file_at(fd, path)
+    finally:
+        os.close(fd)
