@@ -372,7 +372,7 @@ class JobRegistry:
 def endpoint_of(client: Any) -> str:
     """The base URL a google-cloud-bigquery client sends to (the emulator's, or BigQuery's)."""
     connection = getattr(client, "_connection", None)
-    return str(getattr(connection, "API_BASE_URL", "") or "https://bigquery.googleapis.com")
+    return str(getattr(connection, "API_BASE_URL", "") or "https://bigquery.googleapis.com").rstrip("/")
 
 
 # ---------------------------------------------------------------------------------------------- the client

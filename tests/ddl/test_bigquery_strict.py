@@ -147,6 +147,13 @@ def test_the_registry_claims_an_id_once_per_project_and_location(tmp_path):
     assert registry.claim("http://e", "p", "US", "j")
 
 
+def test_one_emulator_is_one_registry_endpoint_however_its_address_is_written():
+    from workbench.localstack.clients import bigquery_client
+
+    written = ("127.0.0.1:9050", "http://127.0.0.1:9050", "http://127.0.0.1:9050/")
+    assert {strict.endpoint_of(bigquery_client("p", address)) for address in written} == {"http://127.0.0.1:9050"}
+
+
 # ---------------------------------------------------------------------------------- on the emulator
 
 
