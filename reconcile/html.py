@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from reconcile.queries import HISTOGRAM_BUCKETS_MS
-from reconcile.report import PROBLEM_LABELS
+from reconcile.report import PROBLEM_LABELS, latency_measures
 
 LIST_LIMIT = 200  # rows per list: enough to start an investigation, small enough for a browser
 BEYOND = 999999999  # upper_ms of the histogram's last bucket (reconcile.queries.LATENCY_HISTOGRAM)
@@ -274,13 +274,19 @@ def _histogram(rows: list[dict[str, Any]]) -> str:
 
 def _latency(report: dict[str, Any]) -> str:
     rows = [
-        [r.get("sink"), _n(r.get("n")), *(_ms(r.get(q)) for q in ("p50", "p95", "p99", "max"))]
+        [
+            r.get("sink"),
+            _n(r.get("n")),
+            *(_ms(r.get(q)) for q in ("p50", "p95", "p99", "max")),
+            latency_measures(r.get("sink") or ""),
+        ]
         for r in report.get("latency") or []
     ]
-    title = "<h2>Latency, publish to landed</h2>"
+    # Each sink's landed time is its own metadata's, not one moment for all: the last column says which.
+    title = "<h2>Latency, publish to landed (each sink's own landed time)</h2>"
     if not rows:
         return title + "<p>no latencies measured</p>"
-    table = _table(["sink", "n", "p50", "p95", "p99", "max"], rows, range(1, 6))
+    table = _table(["sink", "n", "p50", "p95", "p99", "max", "measures"], rows, range(1, 6))
     return title + table + _histogram(report.get("histogram") or [])
 
 

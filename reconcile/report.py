@@ -24,6 +24,21 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# What each sink's latency (reconcile.queries.LATENCY: landed time - Pub/Sub publish_time) measures: each sink's
+# "landed" time is the one its own metadata keeps, and they are not the same moment (docs/pipeline.md, "Latency").
+LATENCY_MEASURES: dict[str, str] = {
+    "gcs": "publish -> file readable in GCS (the object's update time)",
+    "bigquery": "publish -> the insert request that landed the row (ingest_time; streaming rows are queryable "
+    "within seconds of it; a backfill's load-job rows carry the time the backfill stamped)",
+    "dead_letter_table": "publish -> dead letter built (ingest_time, before the dead_letters insert)",
+}
+
+
+def latency_measures(sink: str) -> str:
+    """What the latency of `sink` measures, in a phrase for reports."""
+    return LATENCY_MEASURES.get(sink, "publish -> the sink's own landed time")
+
+
 # How problems are named in reports, in the order of gravity the report shows them.
 PROBLEM_LABELS: dict[str, str] = {
     "accepted": "malformed event accepted into an event sink",
