@@ -32,7 +32,8 @@ What a failure means is pipeline.bigquery_errors' call, on the job's error_resul
 - transient: retried with backoff within the budget;
 - fatal (no such table, access denied, or a jobs.insert request itself refused as invalid, before any row was
   read): dead letters at once, since only a person can fix it.
-A job that ended in failure has used its id, so the next try is the next attempt number.
+A job that ended in failure has used its id, and so has a jobs.insert refused with a 4xx: the next try is the
+next attempt number. A request that got no answer (or a 5xx) is tried again under the same id.
 """
 
 from __future__ import annotations
@@ -248,8 +249,13 @@ class LoadRowsFn(beam.DoFn):
                 return _Failure(E.TRANSIENT, _cut(detail), spent=False)
             except Exception as exc:
                 return _failure_of(exc, f"looking up load job {name}", spent=False)
-        except Exception as exc:  # the request failed; the job may exist: the same id finds it (409)
-            failure = _failure_of(exc, f"load job {name} not submitted", spent=False)
+        except Exception as exc:
+            # Refused with a 4xx (a rate limit, say): no job was created, so a new id is as safe as the same one,
+            # and strict mode, like a registry of every id ever sent, counts the refused one as used. No answer or
+            # a 5xx: the job may exist, and only the same id finds it (409, then jobs.get) instead of loading twice.
+            status = E.status_of(exc)
+            refused = status is not None and 400 <= status < 500
+            failure = _failure_of(exc, f"load job {name} not submitted", spent=refused)
             # Rows are read by the job, not by jobs.insert: a request refused as invalid is refused for what it
             # asks (its configuration), and halves of the rows would be refused alike.
             return failure._replace(kind=E.FATAL) if failure.kind == E.CONTENT else failure
