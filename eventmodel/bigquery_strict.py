@@ -338,7 +338,8 @@ class JobRegistry:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> JobRegistry:
-        folder = environ.get(JOBS_ENV) or Path(tempfile.gettempdir()) / f"workbench-bigquery-strict-jobs-{os.getuid()}"
+        user = getattr(os, "getuid", lambda: "user")()  # one folder per user: another's would not be writable
+        folder = environ.get(JOBS_ENV) or Path(tempfile.gettempdir()) / f"workbench-bigquery-strict-jobs-{user}"
         return cls(Path(folder))
 
     def _path(self, endpoint: str, project: str, location: str, job_id: str) -> Path:
