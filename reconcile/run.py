@@ -662,9 +662,15 @@ def estimate(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: Non
         statements.append({"statement": label, "reads": reads, "bytes": scanned})
 
     if target.dataset:
+        day = "%Y-%m-%d"
+        low, high = (t.strftime(day) for t in plan.bounds.event_times)
         for _, sql, source in bigquery_statements(target, plan.scope, plan.bounds):
-            dry(f"read {target.dataset}.{source}", "the run's rows, partition-bounded", sql)
-    notes = [plan.bounds.note()] if target.dataset else []
+            reads = (f"ingest_time since {plan.bounds.ingested_since.strftime(day)}" if source == rows.DEAD_LETTER_TABLE
+                     else f"event times {low} .. {high}")  # fmt: skip
+            dry(f"read {target.dataset}.{source}", f"the partitions of {reads}", sql)
+    notes: list[str] = []
+    if target.bigquery_emulator:  # bqemulator has no cost model: its dry runs validate each statement, 0 bytes
+        notes.append("the BigQuery emulator answers 0 bytes to every dry run (it has no cost model)")
     if target.output_root and engine_name == "bigquery" and target.external():
         on_step(f"listing {target.output_root}")
         files = files_written_since(sources.list_event_files(target.output_root), plan.bounds.files_since)
