@@ -479,8 +479,9 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
         raise ReconcileError(f"run {run_id} has no events-*.csv beside its manifest", "publish the run again")
     plan = _plan(manifest, csvs)
     known, sharing, window, scope, bounds = plan.known, plan.sharing, plan.window, plan.scope, plan.bounds
-    session = bigquery_session(target) if target.dataset or (engine is None and target.engine_name() == "bigquery") \
-        else None  # fmt: skip
+    # One BigQuery client for the reconcile, its jobs in the events dataset's location (read here, before any job).
+    needs_bigquery = bool(target.dataset) or (engine is None and target.engine_name() == "bigquery")
+    session = bigquery_session(target) if needs_bigquery else None
     own_engine = engine is None
     engine = engine or target.make_engine(session)
     notes: list[str] = [note] if (note := stop_note(manifest)) else []  # an interrupted run says so
