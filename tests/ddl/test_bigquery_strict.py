@@ -269,3 +269,17 @@ def test_a_job_id_used_in_one_process_is_a_409_in_another(bigquery_emulator, str
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == f"409 Already Exists: Job {strict_bigquery.project}:US.{job_id}"
+
+
+def test_a_fresh_emulator_frees_the_job_ids_used_at_its_address(tmp_path, monkeypatch):
+    """bqemulator without --persistent starts with no jobs; one with it keeps them, and so do their ids."""
+    from workbench.localstack.bigquery_main import forget_strict_job_ids
+
+    monkeypatch.setenv(strict.JOBS_ENV, str(tmp_path))
+    registry = strict.JobRegistry.from_environment()
+    endpoint, argv = "http://127.0.0.1:9999", ["start", "--rest-host", "127.0.0.1", "--rest-port", "9999"]
+    assert registry.claim(endpoint, "p", "US", "job-1")
+    forget_strict_job_ids([*argv, "--persistent", "--data-dir", str(tmp_path / "data")])
+    assert not registry.claim(endpoint, "p", "US", "job-1")
+    forget_strict_job_ids(argv)
+    assert registry.claim(endpoint, "p", "US", "job-1")

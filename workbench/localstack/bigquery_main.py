@@ -13,6 +13,7 @@ work. The embedded stack serves long load tests, so `workbench up` runs without 
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 
@@ -29,10 +30,24 @@ def disable_auto_snapshots() -> None:
     SnapshotManager.capture = capture
 
 
+def forget_strict_job_ids(argv: list[str]) -> None:
+    """Strict BigQuery mode remembers the job ids used on an endpoint (BigQuery refuses one twice). An emulator
+    without --persistent starts with no jobs, so the ids used on an earlier one at this address are free again."""
+    from eventmodel import bigquery_strict
+    from eventmodel.resources import BIGQUERY_EMULATOR_PORT, LOCAL_HOST
+
+    if "--persistent" in argv or not bigquery_strict.strict_enabled():
+        return
+    flags = dict(itertools.pairwise(argv))
+    host, port = flags.get("--rest-host", LOCAL_HOST), flags.get("--rest-port", str(BIGQUERY_EMULATOR_PORT))
+    bigquery_strict.JobRegistry.from_environment().forget(f"http://{host}:{port}")
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "--no-time-travel":
         disable_auto_snapshots()
         argv = argv[1:]
+    forget_strict_job_ids(argv)
     from bqemulator.cli import main as bqemulator_main
 
     sys.argv = ["bqemulator", *argv]
