@@ -12,97 +12,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-
-import sqlglot
-from sqlglot import exp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ddl.apply import load_statements  # noqa: E402
+from ddl.model import Column, Table, parse_model  # noqa: E402
 
 SVG_PATH = ROOT / "docs" / "data-model.svg"
 DOC_PATH = ROOT / "docs" / "data-model.md"
 BEGIN = "<!-- BEGIN GENERATED: scripts/render_data_model.py -->"
 END = "<!-- END GENERATED -->"
-
-
-@dataclass
-class Column:
-    name: str
-    type: str  # BigQuery type text, e.g. STRING, ARRAY<STRUCT<...>>
-    required: bool
-    fields: list[Column] = field(default_factory=list)  # members of a STRUCT (or ARRAY<STRUCT>)
-
-
-@dataclass
-class Table:
-    name: str
-    kind: str  # "table", "view", "table function"
-    columns: list[Column] = field(default_factory=list)
-    partition: str | None = None  # e.g. DATE(order_date)
-    partition_column: str | None = None  # e.g. order_date
-    cluster: list[str] = field(default_factory=list)
-    options: dict[str, str] = field(default_factory=dict)
-    sources: list[str] = field(default_factory=list)  # tables/views it reads (views, CTAS)
-
-
-def _columns(defs: list[exp.Expression]) -> list[Column]:
-    out = []
-    for d in defs:
-        if not isinstance(d, exp.ColumnDef):
-            continue
-        kind: exp.DataType = d.args["kind"]
-        required = any(isinstance(c.args.get("kind"), exp.NotNullColumnConstraint) for c in d.constraints)
-        struct = kind
-        if kind.this == exp.DataType.Type.ARRAY and kind.expressions:
-            struct = kind.expressions[0]
-        members = _columns(struct.expressions) if struct.this == exp.DataType.Type.STRUCT else []
-        out.append(Column(d.name, kind.sql("bigquery"), required, members))
-    return out
-
-
-def _option_value(value: exp.Expression) -> str:
-    return value.this if isinstance(value, exp.Literal) and value.is_string else value.sql("bigquery")
-
-
-def parse_model(project: str = "project", dataset: str = "dataset") -> dict[str, Table]:
-    """Every table, view and table function the DDL creates in the dataset, by name, in DDL order."""
-    model: dict[str, Table] = {}
-    for statement in load_statements(project=project, dataset=dataset):
-        tree = sqlglot.parse_one(statement.sql, read="bigquery")
-        if not isinstance(tree, exp.Create) or tree.kind == "SCHEMA":
-            continue
-        target = tree.this.this if isinstance(tree.this, exp.Schema | exp.UserDefinedFunction) else tree.this
-        name = target.name
-        kind = {"VIEW": "view", "FUNCTION": "table function"}.get(tree.kind, "table")
-        table = Table(name, kind)
-        if isinstance(tree.this, exp.Schema):
-            table.columns = _columns(tree.this.expressions)
-        for prop in tree.args.get("properties").expressions if tree.args.get("properties") else []:
-            if isinstance(prop, exp.PartitionedByProperty):
-                table.partition = prop.this.sql("bigquery")
-                column = prop.this.find(exp.Column)
-                table.partition_column = column.name if column else None
-            elif isinstance(prop, exp.ClusterProperty):
-                table.cluster = [e.sql("bigquery") for e in prop.expressions]
-            elif isinstance(prop, exp.Property) and prop.args.get("value") is not None:
-                table.options[prop.name] = _option_value(prop.args["value"])
-        query = tree.expression
-        if query is not None:
-            ctes = {cte.alias for cte in query.find_all(exp.CTE)}
-            seen = []
-            for ref in query.find_all(exp.Table):
-                # A table function call parses as Table(Anonymous(`project.dataset.fn`)): take the last part.
-                ref_name = ref.this.name.split(".")[-1] if isinstance(ref.this, exp.Anonymous) else ref.name
-                if ref_name and ref_name not in ctes and ref_name not in seen and ref_name != name:
-                    seen.append(ref_name)
-            table.sources = seen
-        model[name] = table
-    return model
 
 
 # --- Mermaid ---------------------------------------------------------------------------------------------
