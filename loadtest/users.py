@@ -25,9 +25,10 @@ _numbers = itertools.count()
 
 
 def build_universe_before_the_run(environment: Any) -> None:
-    """On a local runner, build the seed's entity universe (Faker, ~1.5 s of CPU) before the test starts. Built by
-    the first user's on_start instead, it blocks every greenlet of the process for that long inside the run time.
-    A worker learns the seed from its master's spawn message only, so its first user still builds it."""
+    """On a local runner, build the seed's entity universe (Faker, ~1.5 s of CPU) at init, before the test starts.
+    Built by the first user's on_start instead, it blocks every greenlet of the process for that long inside the run
+    time. A worker learns the seed from its master's spawn message only, so its first user still builds it (building
+    it at the worker's test_start delays the spawn by as long, and a short run then ends before any user starts)."""
     if run_manifest.runner_kind(environment) == "local":
         # With the arguments EventStream passes: they are the cache key.
         config = GeneratorConfig(seed=environment.parsed_options.seed)
