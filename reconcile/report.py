@@ -111,5 +111,6 @@ class Report:
             exit_code=self.exit_code,
             headline=self.headline(),
             problem_counts=dict(self.problem_counts),
+            latency_measures={r["sink"]: latency_measures(r["sink"]) for r in self.latency if r.get("sink")},
         )
         return data

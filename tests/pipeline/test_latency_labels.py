@@ -11,7 +11,7 @@ import html
 import re
 
 from reconcile.html import render_html
-from reconcile.report import LATENCY_MEASURES, latency_measures
+from reconcile.report import LATENCY_MEASURES, Report, latency_measures
 
 ROWS = [
     {"sink": "bigquery", "n": 125, "p50": 40, "p95": 120, "p99": 300, "max": 900},
@@ -46,3 +46,9 @@ def test_the_html_latency_table_names_what_each_row_measures():
         assert cells, row["sink"]
         assert latency_measures(row["sink"]) in html.unescape(cells.group(1)), (row["sink"], cells.group(1))
     assert "<th>measures</th>" in section
+
+
+def test_the_json_report_carries_what_each_latency_measures():
+    report = Report(run_id="r-1", run={}, checked={}, by_type=[], by_kind=[], problems=[], raw_duplicates=[],
+                    unexpected=[], foreign=[], latency=ROWS, histogram=[], sizes={})  # fmt: skip
+    assert report.to_dict()["latency_measures"] == {r["sink"]: LATENCY_MEASURES[r["sink"]] for r in ROWS}
