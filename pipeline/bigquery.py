@@ -147,12 +147,6 @@ def bigquery_client(project: str, endpoint: str | None, location: str | None = N
     )
 
 
-def is_permanent(exc: BaseException) -> bool:
-    """The old question, for callers not yet on pipeline.bigquery_errors.kind: is the request refused for good
-    (its content, or a cause no retry fixes)? A quota or rate error is not: it is throttled, and waits."""
-    return E.kind(exc) in (E.CONTENT, E.FATAL)
-
-
 def _describe_errors(errors: Any) -> str:
     try:
         return "; ".join(f"{e.get('reason')}: {e.get('message')}" for e in errors)[:900]
