@@ -1,8 +1,9 @@
-"""A loopback HTTP proxy in front of the BigQuery emulator that answers the first load jobs with BigQuery's quota
-errors, passing everything else through unchanged: bqemulator has no quotas, so the load path's handling of them
-could not be exercised otherwise.
+"""A loopback HTTP proxy in front of the BigQuery emulator that answers the first load jobs with BigQuery's errors
+(quota and rate limits, and the fatal notFound and accessDenied), passing everything else through unchanged:
+bqemulator has no quotas, and answers a missing table with `invalid` where BigQuery answers notFound, so the load
+path's handling of these could not be exercised otherwise.
 
-    with QuotaFaults(bigquery_emulator.host_port, failures=2, where="job") as proxy:
+    with BigQueryFaults(bigquery_emulator.host_port, failures=2, where="job") as proxy:
         client = bigquery_client(project, proxy.endpoint)   # the first 2 load jobs fail with quotaExceeded
 
 Uploads are google-cloud-bigquery's resumable ones: a POST of the job's metadata, then a PUT of the rows to the
@@ -10,7 +11,7 @@ session URL, which the proxy keeps pointing at itself. The error bodies are BigQ
 (https://cloud.google.com/bigquery/docs/troubleshoot-quotas, "Overview": HTTP 403, reason quotaExceeded or
 rateLimitExceeded). `where="job"`: the job is created and ends DONE with that error in its status (how a load job
 meets a table's daily limits, e.g. partition modifications); `where="request"`: the jobs.insert request itself is
-refused with 403 rateLimitExceeded (the short-term rate limits).
+refused with 403 rateLimitExceeded (the short-term rate limits). `reason` picks another of ERRORS.
 """
 
 from __future__ import annotations
@@ -26,12 +27,24 @@ QUOTA_MESSAGE = (
     "Quota exceeded: Your table exceeded quota for Number of partition modifications to a column partitioned table"
 )
 RATE_MESSAGE = "Exceeded rate limits: too many table update operations for this table"
+# reason -> (HTTP status, message) of BigQuery's answer (https://cloud.google.com/bigquery/docs/error-messages)
+ERRORS = {
+    "quotaExceeded": (403, QUOTA_MESSAGE),
+    "rateLimitExceeded": (403, RATE_MESSAGE),
+    "notFound": (404, "Not found: Table backfill-load:events.inventory was not found in location US"),
+    "accessDenied": (
+        403,
+        "Access Denied: Table backfill-load:events.inventory: Permission bigquery.tables.updateData"
+        " denied on table backfill-load:events.inventory (or it may not exist).",
+    ),
+}
 _HOP_HEADERS = {"connection", "transfer-encoding", "keep-alive", "content-length", "host"}
 
 
-class QuotaFaults:
-    def __init__(self, emulator: str, failures: int, where: str = "job") -> None:
+class BigQueryFaults:
+    def __init__(self, emulator: str, failures: int, where: str = "job", reason: str | None = None) -> None:
         self.emulator, self.failures, self.where = emulator, failures, where
+        self.reason = reason or ("quotaExceeded" if where == "job" else "rateLimitExceeded")
         self.uploads: list[dict] = []  # every load job upload begun: job_id, location, refused, rows
         self.project = ""
         self._sessions: dict[str, int] = {}  # upload session path -> its upload's number
@@ -43,7 +56,7 @@ class QuotaFaults:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> QuotaFaults:
+    def __enter__(self) -> BigQueryFaults:
         self._thread.start()
         return self
 
@@ -61,8 +74,12 @@ class QuotaFaults:
             self.uploads.append({"job_id": job, "location": _field(body, "location"), "refused": refused, "rows": 0})
             number = len(self.uploads) - 1
         if refused and self.where == "request":
-            error = {"domain": "global", "reason": "rateLimitExceeded", "message": RATE_MESSAGE}
-            return number, {"status": 403, "body": {"error": {"code": 403, "message": RATE_MESSAGE, "errors": [error]}}}
+            status, message = ERRORS[self.reason]
+            error = {"domain": "global", "reason": self.reason, "message": message}
+            return number, {
+                "status": status,
+                "body": {"error": {"code": status, "message": message, "errors": [error]}},
+            }
         return number, None
 
     def _finish(self, number: int, body: bytes) -> dict | None:
@@ -72,7 +89,7 @@ class QuotaFaults:
             upload["rows"] += body.count(b'"event_id"')
         if not upload["refused"] or self.where != "job":
             return None
-        error = {"reason": "quotaExceeded", "message": QUOTA_MESSAGE}
+        error = {"reason": self.reason, "message": ERRORS[self.reason][1]}
         project = self.project
         resource = {
             "kind": "bigquery#job",

@@ -100,6 +100,27 @@ def test_since_and_until_keep_only_events_in_their_window(history_dir, tmp_path)
                for e in kept)  # fmt: skip
 
 
+def test_a_months_files_are_listed_then_read_one_element_each(history_dir, tmp_path):
+    """The dedup reads what the GCS tree holds file by file (an element each, spread by a Reshuffle), not a whole
+    month inside one element."""
+    from pipeline.history_dedup import ListMonthFilesFn, ReadFileKeysFn
+
+    output = tmp_path / "out"
+    run_backfill(history_dir, output)
+    month = next(p for p in sorted(output.glob("*/*/*")) if p.is_dir())  # TYPE/YYYY/MM
+    event_type, year, number = month.relative_to(output).parts
+    files = sorted(str(p) for p in month.rglob("*.json"))
+    listed = list(ListMonthFilesFn(str(output)).process((event_type, f"{year}-{number}")))
+    assert sorted(path for _, path in listed) == files and {t for t, _ in listed} == {event_type}
+    for _, path in listed:
+        keys = [k for k, _ in ReadFileKeysFn().process((event_type, path))]
+        assert keys == [line["event_id"] for line in lines_of(Path(path))]
+
+
+def lines_of(path: Path) -> list[dict]:
+    return [orjson.loads(x) for x in path.read_bytes().splitlines()]
+
+
 def test_counters_are_mirrored_in_process_while_a_run_asks_for_it():
     live = M.LiveCounts()
     M.counter("probe").inc(2)  # before: not mirrored

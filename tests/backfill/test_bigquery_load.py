@@ -17,7 +17,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that
 
-from backfill.bigquery_faults import QuotaFaults
+from backfill.bigquery_faults import ERRORS, BigQueryFaults
 from eventmodel import bigquery_strict, history, rows
 from eventmodel import reasons as R
 from eventmodel.validate import Accepted, validate
@@ -167,7 +167,7 @@ def test_a_quota_error_is_waited_out_and_the_rows_load_in_one_job_unsplit(bigque
     """quotaExceeded on the job (a table's daily partition limit) or rateLimitExceeded on jobs.insert: 403s both,
     yet the rows are fine. They are loaded whole after a back-off, not split into a cascade of failing jobs."""
     entries = inventory_entries(9, seed=40 + len(where))
-    with QuotaFaults(bigquery.host_port, failures=2, where=where) as faults:
+    with BigQueryFaults(bigquery.host_port, failures=2, where=where) as faults:
         letters, elapsed = load(faults.endpoint, entries, retry_seconds=60)
     assert letters == []
     assert count(bigquery, "inventory", ids_in(entries)) == 9
@@ -179,7 +179,7 @@ def test_a_quota_error_is_waited_out_and_the_rows_load_in_one_job_unsplit(bigque
 
 def test_a_quota_that_does_not_lift_dead_letters_the_rows_saying_so_without_splitting(bigquery):
     entries = inventory_entries(9, seed=50)
-    with QuotaFaults(bigquery.host_port, failures=1000, where="job") as faults:
+    with BigQueryFaults(bigquery.host_port, failures=1000, where="job") as faults:
         letters, elapsed = load(faults.endpoint, entries, retry_seconds=3)
     assert sorted(d.event_id for d in letters) == sorted(e[1] for e in entries)
     assert all(d.reason == R.BIGQUERY_INSERT_FAILED and "quota" in d.detail.lower() for d in letters)
@@ -188,12 +188,17 @@ def test_a_quota_that_does_not_lift_dead_letters_the_rows_saying_so_without_spli
     assert count(bigquery, "inventory", ids_in(entries)) == 0
 
 
-def test_a_missing_table_dead_letters_the_rows_at_once_instead_of_retrying_for_the_budget(bigquery):
-    entries = inventory_entries(3, seed=60)
-    letters, elapsed = load(bigquery.endpoint, entries, table="no_such_table", retry_seconds=60)
+@pytest.mark.parametrize(("where", "reason"), [("request", "notFound"), ("job", "accessDenied")])
+def test_a_fatal_error_dead_letters_the_rows_at_once_unsplit_and_unretried(bigquery, where, reason):
+    """No such table, no permission: only a person can fix it, so the rows go to the dead letter (bytes kept for
+    a re-drive) at once, not after the whole retry budget, and not one by one after a split."""
+    entries = inventory_entries(4, seed=60 + len(where))
+    with BigQueryFaults(bigquery.host_port, failures=1000, where=where, reason=reason) as faults:
+        letters, elapsed = load(faults.endpoint, entries, retry_seconds=60)
     assert sorted(d.event_id for d in letters) == sorted(e[1] for e in entries)
-    assert elapsed < 20, f"took {elapsed:.0f} s: a missing table is not waited for"
-    assert "no_such_table" in letters[0].detail
+    assert len(faults.uploads) == 1 and elapsed < 20, (faults.uploads, elapsed)
+    cause = ERRORS[reason][1][:30]
+    assert all("refused until someone acts" in d.detail and cause in d.detail for d in letters), letters[0].detail
 
 
 # ------------------------------------------------------------------------------------------ job ids and location
@@ -229,8 +234,25 @@ def test_a_second_backfill_loads_again_rows_deleted_after_the_first(bigquery):
     assert letters == [] and count(bigquery, "inventory", ids_in(entries)) == 6
 
 
+def test_a_retried_bundle_meets_its_own_jobs_and_loads_nothing_twice(bigquery):
+    """Beam retries a bundle whose worker died after its jobs ran: the same group gives the same job ids, BigQuery
+    answers 409, and the job found by jobs.get (in the dataset's location) stands for the rows."""
+    entries = inventory_entries(5, seed=90)
+    client = bigquery_strict.wrap(bigquery_client(PROJECT, bigquery.endpoint))
+    fn = LoadRowsFn(PROJECT, "events", bigquery.endpoint, 0, "retried-run", client=client)
+    fn.setup()
+    element = ((f"{PROJECT}.events.inventory", "2025-03", 0), entries)
+    try:
+        assert list(fn.process(element)) == []
+        assert list(fn.process(element)) == [], "the retry found the first attempt's job"
+    finally:
+        fn.teardown()
+        client.close()
+    assert count(bigquery, "inventory", ids_in(entries)) == 5
+
+
 def test_jobs_name_the_datasets_location(bigquery):
-    with QuotaFaults(bigquery.host_port, failures=0) as faults:
+    with BigQueryFaults(bigquery.host_port, failures=0) as faults:
         client_location = dataset_location(bigquery.client(), PROJECT, "events")
         letters, _ = load(faults.endpoint, inventory_entries(2, seed=80))
     assert letters == [] and client_location == "US"
