@@ -36,7 +36,7 @@ def add_options(parser: Any) -> None:
     group.add_argument("--seed", type=int, default=int(env("WORKBENCH_SEED", "0")), help="Same seed, same events.")
     group.add_argument("--run-id", default=env("WORKBENCH_RUN_ID", ""), help="Name the run (default: time-stamped).")
     group.add_argument("--batch-size", type=int, default=int(env("WORKBENCH_BATCH_SIZE", "20")),
-                       help="Messages per Publish request (1..1000).")  # fmt: skip
+                       help="Messages per batch (1..1000); one over 10 MB goes as several requests.")  # fmt: skip
     group.add_argument("--user-rate", type=float, default=float(env("WORKBENCH_USER_RATE", "0")),
                        help="Batches per second per user (0: as fast as the server confirms).")  # fmt: skip
     group.add_argument("--shape", choices=SHAPES, default=env("WORKBENCH_SHAPE", "steady"),
