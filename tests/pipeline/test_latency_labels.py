@@ -52,3 +52,23 @@ def test_the_json_report_carries_what_each_latency_measures():
     report = Report(run_id="r-1", run={}, checked={}, by_type=[], by_kind=[], problems=[], raw_duplicates=[],
                     unexpected=[], foreign=[], latency=ROWS, histogram=[], sizes={})  # fmt: skip
     assert report.to_dict()["latency_measures"] == {r["sink"]: LATENCY_MEASURES[r["sink"]] for r in ROWS}
+
+
+def _terminal_text(width: int) -> str:
+    from rich.console import Console
+
+    from workbench.reconcile_view import latency_table
+
+    report = Report(run_id="r-1", run={}, checked={}, by_type=[], by_kind=[], problems=[], raw_duplicates=[],
+                    unexpected=[], foreign=[], latency=ROWS, histogram=[], sizes={})  # fmt: skip
+    console = Console(width=width, record=True, force_terminal=False)
+    console.print(latency_table(report))
+    return console.export_text()
+
+
+def test_the_terminal_latency_table_names_what_each_row_measures_and_drops_it_when_narrow():
+    wide = _terminal_text(200)
+    assert "measures" in wide
+    assert "insert request" in wide and "update time" in wide
+    narrow = _terminal_text(60)
+    assert "p99" in narrow and "insert request" not in narrow
