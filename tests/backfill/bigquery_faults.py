@@ -83,7 +83,7 @@ class BigQueryFaults:
         return number, None
 
     def _finish(self, number: int, body: bytes) -> dict | None:
-        """A load job's rows arrive: count them; a job refused on the job side ends DONE with quotaExceeded."""
+        """A load job's rows arrive: count them; a job refused on the job side ends DONE with its error."""
         with self._lock:
             upload = self.uploads[number]
             upload["rows"] += body.count(b'"event_id"')

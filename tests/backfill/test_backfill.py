@@ -276,6 +276,28 @@ def test_dataflow_dry_run_translates_the_backfill_offline(tmp_path, monkeypatch)
     assert "dry run" in result.output and "transforms translated" in result.output
 
 
+def test_dataflow_dry_run_takes_private_workers_on_a_subnetwork(tmp_path, monkeypatch):
+    """docs/backfill.md's command for workers without public IPs (behind Cloud NAT) is handed to Beam whole, and
+    the job translates with workers on private addresses on that subnetwork."""
+    from apache_beam.options.pipeline_options import WorkerOptions
+
+    from workbench.pipeline_run import backfill as launcher
+
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    seen, submit = [], launcher.submit  # the real submit, watched for the options it is given
+    monkeypatch.setattr(launcher, "submit", lambda options, build: seen.append(options) or submit(options, build))
+    result = CliRunner().invoke(cli, [
+        "backfill", "s3://history/exports", "--runner", "DataflowRunner", "--project", "my-project",
+        "--region", "europe-west1", "--temp-location", "gs://my-bucket/tmp", "--output-root", "gs://my-bucket/output",
+        "--dry-run", "--no_auth",
+        "--no_use_public_ips", "--subnetwork", "regions/europe-west1/subnetworks/private"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "transforms translated" in result.output
+    workers = seen[0].view_as(WorkerOptions)
+    assert workers.use_public_ips is False and workers.subnetwork == "regions/europe-west1/subnetworks/private"
+
+
 def test_dataflow_refuses_a_history_on_this_machine(tmp_path, monkeypatch):
     from workbench.cli import main
 
