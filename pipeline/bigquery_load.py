@@ -192,7 +192,6 @@ class LoadRowsFn(beam.DoFn):
         from google.cloud import bigquery
 
         budget = RetryBudget(self.retry_seconds)
-        throttled = RetryBudget(self.retry_seconds, initial=E.THROTTLED_INITIAL_S, cap=E.THROTTLED_CAP_S)
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
@@ -223,12 +222,13 @@ class LoadRowsFn(beam.DoFn):
                 return
             if failure.spent:
                 attempt += 1
-            waiting = throttled if failure.kind == E.THROTTLED else budget
             self._retries.inc()
-            if not waiting.retries:
+            if not budget.retries:
                 _LOG.warning("%s (retrying up to %g s)", failure.detail, self.retry_seconds)
-            if not waiting.wait():
-                detail = f"{table}: {failure.detail}; gave up after {waiting.elapsed():.0f} s"
+            throttled = failure.kind == E.THROTTLED  # a quota or rate limit is waited for longer than an outage
+            waited = budget.wait(E.THROTTLED_INITIAL_S, E.THROTTLED_CAP_S) if throttled else budget.wait()
+            if not waited:
+                detail = f"{table}: {failure.detail}; gave up after {budget.elapsed():.0f} s"
                 yield from self._dead(entries, detail)
                 return
 
