@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
 
 from eventmodel import rows
+from pipeline import bigquery_errors as E
 from pipeline import core, delivery
 from pipeline import metrics as M
 from pipeline.bigquery import BATCH_SIZE, REQUEST_TIMEOUT_S, RowInserter, bigquery_client, table_id
@@ -150,6 +151,7 @@ class WriteDeadLettersFn(beam.DoFn):
             publisher.stop()
 
     def _deliver(self, letters: list[_Letter]) -> None:
+        self._throttled = False
         budget = RetryBudget(self.retry_seconds)
         last_resort: RetryBudget | None = None  # past the limit: for letters that no sink took yet
         pending = letters
@@ -180,7 +182,8 @@ class WriteDeadLettersFn(beam.DoFn):
             detail = "; ".join(e for e in errors if e) or "dead letters not written"
             delivery.trouble(delivery.DEAD_LETTERS, f"{detail} (retrying for {budget.elapsed():.0f} s)")
             self._retries.inc()
-            if last_resort is None and not budget.wait():
+            waits = (E.THROTTLED_INITIAL_S, E.THROTTLED_CAP_S) if self._throttled else (None, None)
+            if last_resort is None and not budget.wait(*waits):
                 _LOG.error(
                     "%d dead letters reached no dead-letter sink in %.0f s; retrying until one takes them (their "
                     "messages stay unacknowledged): %s", len(pending), budget.elapsed(), detail,
@@ -213,7 +216,9 @@ class WriteDeadLettersFn(beam.DoFn):
         return error
 
     def _insert(self, items: list[_Letter]) -> str | None:
-        committed, rejected, _retry, error = self._inserter.attempt(self._table, [item.row for item in items])
+        outcome = self._inserter.insert(self._table, [item.row for item in items])
+        committed, rejected, error = outcome.committed, outcome.rejected, outcome.error
+        self._throttled = outcome.kind == E.THROTTLED  # a quota or rate limit: wait longer before the next try
         by_row = {id(item.row): item for item in items}
         for entry in committed:
             by_row[id(entry)].table = DONE
@@ -226,6 +231,17 @@ class WriteDeadLettersFn(beam.DoFn):
         return error
 
 
+def require_a_dead_letter_sink(dataset: str | None, topic: str | None) -> None:
+    """Neither a dead_letters table nor a dead-letter topic: every rejected message would be acknowledged and lost
+    without a word. Refused where the graph is built, so a Flex Template launched straight from gcloud (which never
+    passes through the workbench's own checks) refuses it too."""
+    if not dataset and not topic:
+        raise ValueError(
+            "--dataset '' and --dead_letter_topic '' leave the dead letters nowhere: a rejected record would be "
+            "lost; keep the dead_letters table (a --dataset) or a --dead_letter_topic"
+        )
+
+
 class WriteDeadLetters(beam.PTransform):
     """Dead letters -> the dead-letter topic (when given) and the dead_letters table (when a dataset is).
 
@@ -235,6 +251,7 @@ class WriteDeadLetters(beam.PTransform):
 
     def __init__(self, topic: str | None, project: str | None = None, dataset: str | None = None, **options: Any):
         super().__init__()
+        require_a_dead_letter_sink(dataset, topic)
         self.write = WriteDeadLettersFn(topic, project, dataset, **options)
 
     def expand(self, letters: beam.PCollection) -> beam.PCollection:

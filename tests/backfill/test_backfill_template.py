@@ -352,3 +352,15 @@ def test_the_wheel_carries_both_templates(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("main.py", "metadata.json", "backfill_main.py", "backfill_metadata.json", "setup.py"):
         assert f"pipeline/flex_template/{name}" in names, name
+
+
+def test_the_launcher_refuses_no_dead_letter_sink(monkeypatch):
+    """Launched straight from gcloud, the template never passes through `workbench backfill`'s own refusal: the
+    graph itself refuses to leave the dead letters nowhere (pipeline.dead_letters.WriteDeadLetters)."""
+    import runpy
+
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    launch = runpy.run_path(str(LAUNCHER))["launch"]
+    flags = [f for f in _launch_flags() if not f.startswith(("--dataset=", "--dead_letter_topic="))]
+    with pytest.raises(ValueError, match="dead letters nowhere"):
+        launch([*flags, "--dataset=", "--dead_letter_topic="])

@@ -143,3 +143,29 @@ def test_a_missing_table_dead_letters_at_once_without_splitting_or_waiting_out_t
     assert all("NotFound" in detail and "missing table" in detail for _, _, detail in dead), dead[0]
     assert set(proxy.statuses()) == {404}
     assert len(proxy.calls) == len({frozenset(ids) for _, _, ids in proxy.calls}), "each batch sent once, unsplit"
+
+
+def test_a_rate_limited_dead_letters_table_backs_off_like_the_event_tables(bigquery_emulator, tmp_path, monkeypatch):
+    """The dead_letters table is written by its own sink (pipeline.dead_letters): a quota error there is waited out
+    with the throttled back-off too, and every dead letter lands once the limit lifts."""
+    from ddl.apply import apply_ddl
+    from pipeline.dead_letters import WriteDeadLetters
+
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    project = f"throttle-{next(_projects)}"
+    apply_ddl(project=project, dataset="events", emulator=bigquery_emulator.host_port)
+    malformed = [m for m in generated(200, seed=23, malformed_rate=0.5) if m.expected == DEAD_LETTER][:12]
+    proxy = FaultProxy(bigquery_emulator.endpoint, throttle=2)
+    with proxy, BeamTestPipeline(options=streaming_options(), blocking=True) as p:
+        _, dead = p | beam.Create(as_pubsub(malformed)) | ParseAndValidate()
+        _ = dead | WriteDeadLetters(None, project, "events", endpoint=proxy.endpoint, retry_seconds=120)
+    statuses = proxy.statuses()
+    assert statuses[:2] == [403, 403] and set(statuses[2:]) == {200}, statuses
+    for when, again, ids in _resent_whole(proxy):
+        assert again - when >= E.THROTTLED_INITIAL_S * 0.75, (again - when, ids)
+    client = bigquery_client(project, bigquery_emulator.endpoint)
+    try:
+        landed = list(client.list_rows(f"{project}.events.{rows.DEAD_LETTER_TABLE}"))
+    finally:
+        client.close()
+    assert len(landed) == len(malformed)

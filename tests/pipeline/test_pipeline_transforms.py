@@ -102,11 +102,11 @@ def test_without_attributes_the_message_id_is_the_event_id():
         assert_that(valid | beam.Map(lambda e: (e.event_id, e.attributes)), equal_to([("only-id", {})]))
 
 
-def test_validation_counts_per_type_and_dead_letters_per_reason():
+def test_validation_counts_per_type_and_dead_letters_per_reason(tmp_path):
     messages = generated(400, seed=4, malformed_rate=0.2)
     p = BeamTestPipeline(options=streaming_options())
     _, dead = p | beam.Create(as_pubsub(messages)) | ParseAndValidate()
-    _ = dead | WriteDeadLetters(topic=None)
+    _ = dead | WriteDeadLetters(None, "proj", "events", client=RecordingClient(str(tmp_path / "calls.txt")))
     result = p.run()
     result.wait_until_finish()
     per_type = collections.Counter(m.expected for m in messages if m.expected != DEAD_LETTER)
@@ -433,6 +433,15 @@ def test_a_row_the_model_cannot_build_is_a_processing_error_with_its_bytes(tmp_p
             dead | beam.Map(lambda d: (d.reason, d.stage, d.data)),
             equal_to([(R.PROCESSING_ERROR, core.STAGE_BUILD_ROW, data)]),
         )
+
+
+def test_dead_letters_with_no_sink_are_refused_where_the_graph_is_built():
+    """Neither a table nor a topic would acknowledge every rejected message and lose it: stream, backfill and both
+    Flex Templates build their dead-letter sink through WriteDeadLetters, so this one check covers them all."""
+    with pytest.raises(ValueError, match="dead letters nowhere"):
+        WriteDeadLetters(None, "proj", None)
+    WriteDeadLetters("projects/p/topics/dl", "proj", None)  # either sink alone is enough
+    WriteDeadLetters(None, "proj", "events")
 
 
 def test_dead_letter_rows_and_messages_keep_the_original_bytes(tmp_path):
