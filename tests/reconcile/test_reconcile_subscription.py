@@ -44,14 +44,12 @@ def project() -> Iterator[str]:
         lock.unlink(missing_ok=True)
 
 
-def _subscription_pb(emulator: Emulator, project: str):
+def _subscription_pb(emulator: Emulator, project: str, name: str = names.DEAD_LETTER_RECONCILE_SUBSCRIPTION):
     from google.pubsub_v1.types import Subscription
 
     subscriber = subscriber_client(emulator.target)
     try:
-        found = subscriber.get_subscription(
-            request={"subscription": f"projects/{project}/subscriptions/{names.DEAD_LETTER_RECONCILE_SUBSCRIPTION}"}
-        )
+        found = subscriber.get_subscription(request={"subscription": f"projects/{project}/subscriptions/{name}"})
         return Subscription.pb(found)
     finally:
         subscriber.close()
@@ -110,6 +108,9 @@ def test_workbench_up_creates_it_never_expiring_with_explicit_retention(backend:
     _assert_never_expires_and_retains(pb)
     assert before <= int(pb.labels[sources.CREATED_LABEL]) <= time.time()
     assert pb.topic == f"projects/{project}/topics/{names.DEAD_LETTER_TOPIC}"
+    for pipelines in (names.SUBSCRIPTION, names.DEAD_LETTER_SUBSCRIPTION):  # the pipeline's own never expire either
+        assert _subscription_pb(backend, project, pipelines).HasField("expiration_policy"), pipelines
+        assert not _subscription_pb(backend, project, pipelines).expiration_policy.HasField("ttl"), pipelines
     # A run started right after `up` is read from a minute before its start (reconcile.run): within reach.
     assert sources.read_dead_letter_topic(project, backend.target, datetime.now(UTC) - timedelta(seconds=65)) == []
 

@@ -291,6 +291,8 @@ def create_pubsub_resources(emulator_host: str, project: str, ack_deadline_secon
                 "name": subscriber.subscription_path(project, name),
                 "topic": source,
                 "ack_deadline_seconds": ack_deadline_seconds,
+                # Never expires (as in the runbook, docs/pipeline.md): by default Pub/Sub deletes one idle 31 days.
+                "expiration_policy": {},
             }
             with contextlib.suppress(exceptions.AlreadyExists):
                 subscriber.create_subscription(request=request, timeout=10)
