@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eventmodel import resources as names
+from loadtest.run_manifest import publish_errors
 from publisher.manifest import load_manifest, new_run_id, run_dir, tally, write_manifest
 from publisher.rate import parse_duration
 from workbench import extras
@@ -134,6 +135,8 @@ def complete_manifest(run_id: str) -> None:
         "failed": counts.get("failed", 0),
         "in_flight": 0,
     }
+    # The master wrote its own before the workers had closed their files: recounted here, like the totals.
+    manifest["publish_errors"] = publish_errors(run_id)
     if manifest.get("status") == "running":
         manifest["status"] = "interrupted"  # Locust never reached its quitting hook
     write_manifest(run_id, manifest)

@@ -18,7 +18,8 @@ from workbench.output_root import output_root_option
               help="Users over time, as `workbench publish --profile`.")  # fmt: skip
 @click.option("--workers", type=int, default=0, show_default=True,
               help="0: one Locust process; N: a master and N worker processes on this machine.")  # fmt: skip
-@click.option("--batch-size", type=int, default=20, show_default=True, help="Messages per Publish request.")
+@click.option("--batch-size", type=int, default=20, show_default=True,
+              help="Messages per batch, sent in Publish requests of at most 1,000 messages and 10 MB.")  # fmt: skip
 @click.option("--user-rate", type=float, default=0.0, show_default=True,
               help="Batches per second per user; 0 publishes as fast as the server confirms.")  # fmt: skip
 @click.option("--malformed-rate", type=float, default=0.05, show_default=True, help="Share of malformed messages.")
