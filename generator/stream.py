@@ -132,6 +132,22 @@ class GeneratorConfig:
         return cls(**values)
 
 
+def parse_malformed_weights(text: str | None) -> dict[str, float] | None:
+    """KIND=WEIGHT[,KIND=WEIGHT...] as users write it (a bare KIND weighs 1); None for empty text; a ValueError
+    names the fix for a pair that does not parse. `publish` and `loadtest` both read --malformed-kinds through
+    this; the kinds and weights themselves are checked by GeneratorConfig.validate."""
+    if not text:
+        return None
+    weights = {}
+    for part in text.split(","):
+        name, sep, weight = part.partition("=")
+        try:
+            weights[name.strip()] = float(weight) if sep else 1.0
+        except ValueError:
+            raise ValueError(f"{part!r}: write KIND=WEIGHT pairs, e.g. legacy_id=2,python_repr=1") from None
+    return weights
+
+
 def _check_weights(name: str, weights: Mapping[str, float], known: tuple[str, ...]) -> None:
     unknown = sorted(set(weights) - set(known))
     if unknown:

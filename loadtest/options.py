@@ -8,7 +8,7 @@ from typing import Any
 
 from eventmodel import exposure
 from eventmodel import resources as names
-from generator.stream import GeneratorConfig
+from generator.stream import GeneratorConfig, parse_malformed_weights
 
 SHAPES = ("steady", "step", "ramp", "spike")
 
@@ -52,28 +52,13 @@ def check(options: Any) -> None:
     if options.malformed_rate + options.duplicate_rate > 1.0:
         raise SystemExit("--malformed-rate plus --duplicate-rate must not exceed 1")
     try:
-        malformed_weights(options.malformed_kinds)
+        GeneratorConfig(malformed_weights=parse_malformed_weights(options.malformed_kinds)).validate()
     except ValueError as exc:
         raise SystemExit(f"--malformed-kinds: {exc}") from None
     if options.user_rate < 0:
         raise SystemExit(f"--user-rate must be 0 or more batches per second, got {options.user_rate}")
     if not 1 <= options.batch_size <= 1000:
         raise SystemExit(f"--batch-size must be between 1 and 1000 (Pub/Sub's limit), got {options.batch_size}")
-
-
-def malformed_weights(text: str) -> dict[str, float] | None:
-    """KIND=WEIGHT[,KIND=WEIGHT...] (a bare KIND weighs 1); None for empty text. ValueError names the fix."""
-    if not text:
-        return None
-    weights = {}
-    for part in text.split(","):
-        name, sep, weight = part.partition("=")
-        try:
-            weights[name.strip()] = float(weight) if sep else 1.0
-        except ValueError:
-            raise ValueError(f"{part!r}: write KIND=WEIGHT pairs, e.g. legacy_id=2,oversize_batch=1") from None
-    GeneratorConfig(malformed_weights=weights).validate()  # unknown kinds, negative weights
-    return weights
 
 
 def listen_on_loopback(parser: Any) -> None:

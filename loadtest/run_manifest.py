@@ -22,8 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from generator.stream import GeneratorConfig
-from loadtest.options import malformed_weights
+from generator.stream import GeneratorConfig, parse_malformed_weights
 from publisher.manifest import MANIFEST_VERSION, EventLog, new_run_id, run_dir, tally, this_process, write_manifest
 
 
@@ -83,7 +82,7 @@ def _generator(options: Any) -> dict[str, Any]:
     return GeneratorConfig(
         seed=options.seed,
         malformed_rate=options.malformed_rate,
-        malformed_weights=malformed_weights(options.malformed_kinds),
+        malformed_weights=parse_malformed_weights(options.malformed_kinds),
         duplicate_rate=options.duplicate_rate,
     ).as_dict() | {"type_weights": "per Locust user class (OrderUser 3, InventoryUser 3, SessionUser 4)"}
 

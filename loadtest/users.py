@@ -13,11 +13,10 @@ from typing import Any, ClassVar
 from locust import User, constant_throughput, task
 
 from eventmodel.schema import INVENTORY, ORDER, USER_ACTIVITY
-from generator.stream import EventStream, GeneratorConfig
+from generator.stream import EventStream, GeneratorConfig, parse_malformed_weights
 from generator.universe import build_universe
 from loadtest import run_manifest
 from loadtest.client import PubSubClient
-from loadtest.options import malformed_weights
 
 # Substreams: every user of every Locust process draws from its own (process index, user number) stream.
 USERS_PER_PROCESS = 1_000_000
@@ -52,7 +51,7 @@ class PubSubUser(User):
         config = GeneratorConfig(
             seed=options.seed,
             malformed_rate=options.malformed_rate,
-            malformed_weights=malformed_weights(options.malformed_kinds),
+            malformed_weights=parse_malformed_weights(options.malformed_kinds),
             duplicate_rate=options.duplicate_rate,
             type_weights={t: (1.0 if t == self.event_type else 0.0) for t in (ORDER, INVENTORY, USER_ACTIVITY)},
         )

@@ -102,3 +102,20 @@ def test_a_message_too_large_for_any_request_goes_alone():
     rng = random.Random(6)
     pbs = [message(100, rng), message(10_000_001, rng), message(100, rng)]
     assert [len(p) for p in requests_of(pbs)] == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("kinds", "says"),
+    [("nope=1", "unknown name(s) nope"), ("bad_uuid=x", "write KIND=WEIGHT pairs"), ("empty_body=-1", ">= 0")],
+)
+def test_bad_malformed_kinds_stop_the_load_test_before_any_user_starts(kinds, says):
+    """--malformed-kinds is read by the parser `publish` uses too (generator.stream.parse_malformed_weights)."""
+    from types import SimpleNamespace
+
+    from loadtest.options import check
+
+    options = SimpleNamespace(malformed_rate=0.1, duplicate_rate=0.0, malformed_kinds=kinds, user_rate=0.0,
+                              batch_size=20)  # fmt: skip
+    with pytest.raises(SystemExit, match="--malformed-kinds: ") as stopped:
+        check(options)
+    assert says in str(stopped.value)

@@ -33,16 +33,12 @@ UNPACED_RATE = 1e9
 
 
 def _weights(ctx, param, value: str | None) -> dict[str, float] | None:
-    if not value:
-        return None
-    weights = {}
-    for part in value.split(","):
-        name, sep, weight = part.partition("=")
-        try:
-            weights[name.strip()] = float(weight) if sep else 1.0
-        except ValueError:
-            raise click.BadParameter(f"{part!r}: write KIND=WEIGHT pairs, e.g. legacy_id=2,python_repr=1") from None
-    return weights
+    from generator.stream import parse_malformed_weights  # the generator loads Faker: only when a run needs it
+
+    try:
+        return parse_malformed_weights(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _history(ctx, param, value: str | None) -> tuple[datetime, datetime] | None:
