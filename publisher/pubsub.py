@@ -5,7 +5,10 @@ wrappers, per-message futures and locks), which caps one process near 14,000 msg
 tuned. A load generator needs several times that. This module builds the same Publish requests from the raw
 protobuf classes (~4 µs per message) and keeps what matters from the client:
 - batching by count, bytes and age (Pub/Sub allows 1,000 messages and 10 MB per request);
-- retries with exponential backoff on the status codes the official client retries, up to a deadline;
+- retries with exponential backoff on the status codes the official client retries, up to a deadline. The codes
+  are the client's; the timing is tighter on purpose (x1.5 with jitter, 10 s cap, 120 s deadline, against the
+  client's x4 with full jitter, 60 s cap, 600 s): a publish run is bounded in time and reports what failed, where
+  the client waits ten minutes. The load test (loadtest.policy) mirrors the client's timing exactly instead;
 - flow control: send() blocks while too many messages are unconfirmed, so memory stays bounded;
 - the same endpoints and credentials: PUBSUB_EMULATOR_HOST (insecure loopback) or pubsub.googleapis.com with
   Application Default Credentials.
