@@ -33,7 +33,9 @@ def figures(counts: dict[str, int]) -> dict[str, int]:
         "files written": counts.get(M.GCS_FILES, 0),
         "BigQuery rows loaded": sum(counts.get(M.bigquery_rows(t), 0) for t in rows.TABLES.values()),
         "load jobs": counts.get(M.BIGQUERY_LOAD_JOBS, 0),
-        "rows BigQuery refused": counts.get(M.BIGQUERY_FAILED, 0),
+        # waits for a quota or rate limit, or an outage (pipeline.bigquery_load): a job is never split for them
+        "load retries": counts.get(M.BIGQUERY_RETRIES, 0),
+        "rows not loaded (dead letters)": counts.get(M.BIGQUERY_FAILED, 0),
     }
 
 

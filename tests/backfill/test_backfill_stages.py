@@ -1,5 +1,6 @@
 """The backfill's stages one by one: whole backfills of a local history folder into a local tree (no S3, no
-BigQuery: the file sink and its dedup alone). The load jobs have tests/backfill/test_bigquery_load.py."""
+BigQuery: the file sink and its dedup alone; dead letters to the Pub/Sub emulator's topic). The load jobs have
+tests/backfill/test_bigquery_load.py."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def run_backfill(history_dir: Path, output: Path, *extra: str) -> dict[str, int]
     from workbench.pipeline_run.backfill import final_counts
 
     result = run(["--runner", "DirectRunner", "--project", PROJECT, "--history_uri", str(history_dir),
-                  "--output_root", str(output), "--dataset", "", "--dead_letter_topic", "", *extra])  # fmt: skip
+                  "--output_root", str(output), "--dataset", "", "--dead_letter_topic", names.DEAD_LETTER_TOPIC,
+                  *extra])  # fmt: skip
     result.wait_until_finish()
     return final_counts(result)
 
@@ -46,7 +48,18 @@ def lines_under(root: Path) -> dict[str, list[dict]]:
 
 
 @pytest.fixture
-def history_dir(tmp_path: Path) -> Path:
+def dead_letter_topic(workbench_emulator, monkeypatch) -> str:
+    """The Pub/Sub emulator's dead-letter topic: a backfill must leave its dead letters somewhere, and these runs
+    have no BigQuery dataset (pipeline.dead_letters.require_a_dead_letter_sink)."""
+    from workbench.localstack.stack import create_pubsub_resources
+
+    create_pubsub_resources(workbench_emulator.target, PROJECT)
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", workbench_emulator.target)
+    return names.DEAD_LETTER_TOPIC
+
+
+@pytest.fixture
+def history_dir(tmp_path: Path, dead_letter_topic: str) -> Path:
     folder = tmp_path / "history" / "20250101-000000-abcd"
     folder.mkdir(parents=True)
     bodies = [orjson.dumps(e.event) for e in valid_events(12, seed=21)]
@@ -144,3 +157,24 @@ def test_aws_credentials_from_a_secret_payload():
         credentials_from(b'{"aws_access_key_id": "A"}')
     with pytest.raises(ValueError, match="not JSON"):
         credentials_from(b"AKIA...:secret")
+
+
+def test_the_summary_shows_load_retries_and_rows_not_loaded_when_there_were_any():
+    from workbench.backfill_view import figures, summary
+
+    quiet = {M.READ: 10, M.BIGQUERY_LOAD_JOBS: 2}
+    assert figures(quiet)["load retries"] == 0
+    assert "load retries" not in _summary_text(summary(quiet))
+    throttled = {**quiet, M.BIGQUERY_RETRIES: 3, M.BIGQUERY_FAILED: 4}
+    assert (figures(throttled)["load retries"], figures(throttled)["rows not loaded (dead letters)"]) == (3, 4)
+    text = _summary_text(summary(throttled))
+    assert "load retries" in text and "rows not loaded (dead letters)" in text
+
+
+def _summary_text(tables) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    for table in tables:
+        console.print(table)
+    return console.export_text()
