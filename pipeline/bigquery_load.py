@@ -13,8 +13,9 @@ https://cloud.google.com/bigquery/docs/optimize-load-jobs). So rows are grouped 
 month is cut into load groups by its rows per day (`plan_month`): consecutive days are packed into one group up
 to SHARD_ROWS rows, and a day with more rows than that is split into as many groups as it needs (by a hash of
 the event id), each writing that one partition. A job then writes at most one month's partitions, and a history
-costs about (rows / SHARD_ROWS + days) partition modifications per table, whatever its length. The number of
-groups follows the row count, and no group is larger than a job.
+costs at most about (rows / SHARD_ROWS + days) partition modifications per table, whatever its length. The
+number of groups follows the row count, and a group stays under LOAD_ROWS, the most one job holds in memory (a
+larger one would be loaded in several jobs).
 
 Retries never load a row twice within a backfill, and a new backfill never inherits an old one's jobs: a job's
 id is a digest of the backfill run (its run id and a nonce drawn when the job graph is built), the table, the
