@@ -42,7 +42,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from eventmodel import reasons as R
 from eventmodel import rows
-from eventmodel.resources import http_endpoint
+from eventmodel.bigquery_client import bigquery_client
 from eventmodel.validate import Accepted
 from pipeline import bigquery_errors as E
 from pipeline import core, delivery
@@ -120,31 +120,6 @@ class BuildEventRowFn(beam.DoFn):
 
 
 # ---------------------------------------------------------------------------------------- streaming inserts
-
-
-def bigquery_client(project: str, endpoint: str | None, location: str | None = None) -> Any:
-    """google-cloud-bigquery's client: for BigQuery itself, or for an emulator at `endpoint` (anonymous).
-
-    `location` is the dataset's, for job calls (a load job, jobs.get) that need it outside the US and EU
-    multi-regions; insertAll needs none. With WORKBENCH_BIGQUERY_STRICT=1 (the test suite sets it) the client
-    refuses what real BigQuery refuses and the emulator forgives (eventmodel.bigquery_strict)."""
-    from google.cloud import bigquery
-
-    from eventmodel.bigquery_strict import maybe_strict
-
-    if not endpoint:
-        return maybe_strict(bigquery.Client(project=project, location=location))
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-
-    return maybe_strict(
-        bigquery.Client(
-            project=project,
-            location=location,
-            credentials=AnonymousCredentials(),
-            client_options=ClientOptions(api_endpoint=http_endpoint(endpoint)),
-        )
-    )
 
 
 def _describe_errors(errors: Any) -> str:

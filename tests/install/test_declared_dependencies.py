@@ -66,7 +66,8 @@ def imports_of(path: Path) -> set[str]:
             parts = name.split(".")
             if parts[0] in sys.stdlib_module_names or parts[0] in first_party or parts[0] == "__future__":
                 continue
-            depth = 3 if parts[:2] == ["google", "cloud"] else 2 if parts[0] == "google" else 1
+            # google.cloud.* and google.iam.* are namespaces shared by many distributions: the library is one down.
+            depth = 3 if parts[:2] in (["google", "cloud"], ["google", "iam"]) else 2 if parts[0] == "google" else 1
             modules.add(".".join(parts[:depth]))
     return modules
 

@@ -17,29 +17,15 @@ from workbench.errors import WorkbenchError
 
 
 def bigquery_client(project: str, emulator: str | None, location: str | None = "US") -> Any:
-    """google-cloud-bigquery's client for the emulator at HOST:PORT or http://HOST:PORT, or for BigQuery.
-
-    With WORKBENCH_BIGQUERY_STRICT=1 (the test suite sets it) the client refuses what real BigQuery refuses and the
-    emulator forgives: eventmodel.bigquery_strict."""
-    from google.cloud import bigquery
-
-    from eventmodel.bigquery_strict import maybe_strict
+    """google-cloud-bigquery's client for the emulator at HOST:PORT or http://HOST:PORT, or for BigQuery
+    (eventmodel.bigquery_client, strict when WORKBENCH_BIGQUERY_STRICT=1), with the fix for missing credentials."""
+    from eventmodel.bigquery_client import bigquery_client as make
 
     if emulator:
-        from google.api_core.client_options import ClientOptions
-        from google.auth.credentials import AnonymousCredentials
-
         os.environ.setdefault("NO_GCE_CHECK", "true")
-        return maybe_strict(
-            bigquery.Client(
-                project=project,
-                location=location,
-                credentials=AnonymousCredentials(),
-                client_options=ClientOptions(api_endpoint=http_endpoint(emulator)),
-            )
-        )
+        return make(project, emulator, location)
     try:
-        return maybe_strict(bigquery.Client(project=project, location=location))
+        return make(project, None, location)
     except Exception as exc:  # google.auth.exceptions.DefaultCredentialsError and friends
         raise WorkbenchError(
             f"cannot reach BigQuery for project {project}: {exc}",
