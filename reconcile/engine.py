@@ -379,7 +379,7 @@ class BigQueryEngine:
         self, event_type: str, paths: list[str], scope: str, root: str | None = None, prefixes: list[str] = ()
     ) -> None:
         """One type folder into sink_events: an external table over the folders `prefixes` of it (real BigQuery,
-        gs://; reconcile.run.folder_prefixes), or the lines of the local copies `paths` loaded as (path, line)."""
+        gs://; reconcile.bounds.folder_prefixes), or the lines of the local copies `paths` loaded as (path, line)."""
         lines = f"{self.project}.{self.dataset}.{self._names[f'gcs_lines_{event_type}']}"
         if self.external:
             if not paths or not prefixes:

@@ -27,23 +27,15 @@ from publisher.manifest import MANIFEST_VERSION, list_runs, load_manifest, run_d
 from publisher.replay import replays, runs_sharing_ids
 from reconcile import queries as Q
 from reconcile import sources
+from reconcile.bounds import ReadBounds, files_written_since, folder_prefixes, manifest_event_times, read_bounds
 from reconcile.engine import DuckDBEngine
 from reconcile.errors import ReconcileError
+from reconcile.locations import check_locations
 from reconcile.report import Report
 
 # Rows published this long around the run's start and end still count as published during it (clock skew
 # between the publisher and Pub/Sub's publish_time).
 WINDOW_SLACK = timedelta(seconds=5)
-# The event tables are read for the run's event times (from its manifest: late events can be days old) widened by
-# this much on each side. Partitions are days, so a day more costs at most two partitions a table, and it keeps in
-# the read a row whose time a sink holds a little off the manifest's: a malformed event the pipeline accepted
-# (a timestamp without a zone is off by up to 14 h), which must be found to be reported as accepted.
-EVENT_TIME_SLACK = timedelta(days=1)
-# The GCS tree is read for the files written since the earliest run compared began, less this (clock skew between
-# the publisher and the object store's update times).
-FILE_SLACK = timedelta(minutes=5)
-# An external table names its folders one URI each: past this many minute folders, coarser ones (hours, days...).
-MAX_PREFIXES = 500
 # --wait: poll this often, and stop early once nothing changed for this long (longer than the pipeline's file
 # flush interval, so a buffer about to be written is waited for). A poll that reads real BigQuery is a set of
 # billed queries (each at least 10 MB: cloud.google.com/bigquery/pricing, on-demand compute), so it comes a
@@ -153,110 +145,6 @@ def bigquery_session(target: ReconcileTarget) -> BigQuerySession:
     if location:
         client = _bigquery_client(target, location)
     return BigQuerySession(client, location)
-
-
-# ------------------------------------------------------------------------------------------------ locations
-
-# BigQuery's multi-regions and the one region in each whose buckets an external table reads without transfer
-# charges; every other location is a region. cloud.google.com/bigquery/docs/locations, "Location considerations",
-# "Query Cloud Storage data".
-MULTI_REGION_HOME = {"us": "us-central1", "eu": "europe-west4"}
-# Cloud Storage's predefined dual-regions and their regions (cloud.google.com/storage/docs/locations,
-# "Predefined dual-regions"); a configurable dual-region names its regions itself (the bucket's data_locations).
-PREDEFINED_DUAL_REGIONS = {
-    "asia1": ("asia-northeast1", "asia-northeast2"),
-    "eur4": ("europe-north1", "europe-west4"),
-    "nam4": ("us-central1", "us-east1"),
-}
-
-
-def bucket_colocated(
-    dataset_location: str, bucket_location: str, bucket_type: str, data_locations: tuple[str, ...] = ()
-) -> bool:
-    """Whether BigQuery reads a bucket's objects for a dataset's external table without data transfer charges.
-
-    The rule of cloud.google.com/bigquery/docs/locations ("Query Cloud Storage data"): a regional dataset wants
-    its own region, or a dual-region holding it; a US multi-region dataset wants us-central1 or a dual-region
-    holding it (NAM4), an EU one europe-west4 or a dual-region holding it (EUR4). Any other bucket, a multi-region
-    bucket included ("must be in a dual-region that includes Iowa"), and even a region inside the dataset's
-    multi-region (us-west1 for US), costs data transfer on every query.
-    """
-    home = MULTI_REGION_HOME.get(dataset_location.lower(), dataset_location.lower())
-    kind = bucket_type.lower()
-    if kind == "region":
-        regions = {bucket_location.lower()}
-    elif kind == "dual-region":
-        regions = {r.lower() for r in data_locations} or set(PREDEFINED_DUAL_REGIONS.get(bucket_location.lower(), ()))
-    else:  # multi-region
-        regions = set()
-    return home in regions
-
-
-def check_locations(target: ReconcileTarget, session: BigQuerySession) -> None:
-    """The BigQuery engine's locations, before any query: the scratch dataset where the events dataset is (a job
-    reads and writes datasets of its own location only), and a gs:// tree read through external tables in a
-    bucket colocated with them. ReconcileError (exit 2) naming both locations otherwise."""
-    from google.api_core.exceptions import NotFound
-
-    if not session.location:
-        return
-    scratch = f"{target.project}.{target.scratch_dataset}"
-    try:
-        scratch_location = session.client.get_dataset(scratch).location
-    except NotFound:
-        scratch_location = None  # BigQueryEngine creates it in session.location
-    if scratch_location and scratch_location.lower() != session.location.lower():
-        raise ReconcileError(
-            f"the scratch dataset {scratch} is in {scratch_location} and the events dataset "
-            f"{target.project}.{target.dataset} in {session.location}: a query job runs in one location and "
-            "cannot join them",
-            f"create a scratch dataset in {session.location} (`bq mk --location={session.location} -d "
-            f"{target.project}:{target.scratch_dataset}_{session.location.lower().replace('-', '_')}`) and pass it "
-            "with --scratch-dataset",
-        )
-    if target.external():
-        bucket = target.output_root.split("://", 1)[1].split("/", 1)[0]
-        location, kind, regions = bucket_location(target, bucket)
-        if not bucket_colocated(session.location, location, kind, regions):
-            where = f"{location} ({kind}{': ' + ', '.join(regions) if regions else ''})"
-            home = MULTI_REGION_HOME.get(session.location.lower(), session.location.lower())
-            raise ReconcileError(
-                f"the bucket gs://{bucket} is in {where} and the dataset {target.project}.{target.dataset or scratch} "
-                f"in {session.location}: BigQuery would read the tree through external tables across locations, "
-                "at data-transfer prices on every poll (cloud.google.com/bigquery/docs/locations)",
-                f"reconcile with --engine duckdb (it reads the tree outside BigQuery), or keep the output in a "
-                f"bucket in {home} or a dual-region with it",
-            )
-
-
-def bucket_location(target: ReconcileTarget, bucket: str) -> tuple[str, str, tuple[str, ...]]:
-    """(location, location type, regions of a configurable dual-region) of a bucket, read through the GCS client
-    (needs storage.buckets.get: roles/storage.legacyBucketReader or a custom role, docs/reconcile.md)."""
-    from google.api_core.exceptions import GoogleAPICallError
-
-    client = storage_client(target)
-    try:
-        found = client.get_bucket(bucket)
-    except GoogleAPICallError as exc:
-        raise ReconcileError(
-            f"cannot read the location of the bucket gs://{bucket}: {getattr(exc, 'message', exc)}",
-            "grant storage.buckets.get on it (roles/storage.legacyBucketReader), or reconcile with --engine duckdb",
-        ) from None
-    return found.location or "", found.location_type or "", tuple(getattr(found, "data_locations", None) or ())
-
-
-def storage_client(target: ReconcileTarget) -> Any:
-    from google.cloud import storage
-
-    if target.storage_emulator:
-        from google.auth.credentials import AnonymousCredentials
-
-        return storage.Client(
-            project=target.project,
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": target.storage_emulator},
-        )
-    return storage.Client(project=target.project)
 
 
 def resolve_run(run_id: str, running_ok: bool = False) -> dict[str, Any]:
@@ -376,86 +264,6 @@ def _scope(run_id: str, window: tuple[datetime, datetime], known: list[str], sha
         f"(run_id IN ({own}) OR ((run_id IS NULL OR run_id NOT IN ({known_list})) "
         f"AND publish_time BETWEEN {start} AND {end}))"
     )
-
-
-@dataclass(frozen=True)
-class ReadBounds:
-    """How far each source is read: the event tables by their partition column (event time), dead_letters by
-    its (ingest time), the GCS tree by the files' update times."""
-
-    event_times: tuple[datetime, datetime]
-    ingested_since: datetime
-    files_since: datetime
-
-    def note(self) -> str:
-        low, high = (t.strftime("%Y-%m-%d %H:%M") for t in self.event_times)
-        return (
-            f"the event tables were read for event times {low} .. {high} UTC (the run's, "
-            f"\u00b1 {EVENT_TIME_SLACK.days} day): a row with an event time outside them is not read, and shows as "
-            "missing from BigQuery"
-        )
-
-
-def read_bounds(event_times: tuple[datetime, datetime] | None, windows: list[tuple[datetime, datetime]]) -> ReadBounds:
-    """The bounds of a reconcile: the event times of the runs compared (their manifests, late events included),
-    with their publish windows (a foreign producer's events carry about the time they were published), widened
-    by EVENT_TIME_SLACK; dead letters and files since the earliest of those runs began."""
-    starts = [w[0] for w in windows]
-    ends = [w[1] for w in windows]
-    low = min([*starts, *(event_times[:1] if event_times else ())])
-    high = max([*ends, *(event_times[1:] if event_times else ())])
-    return ReadBounds(
-        event_times=(low - EVENT_TIME_SLACK, high + EVENT_TIME_SLACK),
-        ingested_since=min(starts) - EVENT_TIME_SLACK,
-        files_since=min(starts) - FILE_SLACK,
-    )
-
-
-def manifest_event_times(csvs: list[Path]) -> tuple[datetime, datetime] | None:
-    """The earliest and latest event time of the valid events the manifests' CSVs record as published (their
-    event_time column, publisher/manifest.py), read in bulk by DuckDB; None when they record none."""
-    import duckdb
-
-    if not csvs:
-        return None
-    files = ", ".join(f"'{str(p).replace(chr(39), chr(39) * 2)}'" for p in csvs)
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        low, high = con.execute(
-            "SELECT min(t), max(t) FROM (SELECT TRY_CAST(event_time AS TIMESTAMPTZ) AS t "
-            f"FROM read_csv([{files}], header = true, all_varchar = true, union_by_name = true) "
-            f"WHERE outcome = 'published' AND expected != '{Q.DEAD_LETTER}')"
-        ).fetchone()
-    finally:
-        con.close()
-    if low is None or high is None:
-        return None
-    return low.astimezone(UTC), high.astimezone(UTC)
-
-
-def files_written_since(files: list[Any], since: datetime) -> list[Any]:
-    """The files of the tree that can hold the runs' events: written since `since` (a file with no update time
-    is kept). A file of the run moved or renamed keeps its update time, so a misplaced one is still read."""
-    return [f for f in files if f.updated is None or f.updated >= since]
-
-
-def folder_prefixes(uris: list[str], floor: str, limit: int = MAX_PREFIXES) -> list[str]:
-    """The folders holding `uris`, no more than `limit`: their own (minute) folders, coarsened a level at a time
-    (hours, days, ...) while there are more, never above `floor` (the type folder). Each ends with '/'."""
-    floor = floor.rstrip("/") + "/"
-    folders = {u.rsplit("/", 1)[0] + "/" for u in uris}
-    while len(folders) > limit:
-        coarser = {f if f == floor or not f.startswith(floor) else f.rstrip("/").rsplit("/", 1)[0] + "/"
-                   for f in folders}  # fmt: skip
-        if coarser == folders:
-            break
-        folders = coarser
-    kept: list[str] = []
-    for folder in sorted(folders):  # a folder under one already kept adds nothing
-        if not any(folder.startswith(k) for k in kept):
-            kept.append(folder)
-    return kept
 
 
 def _reachable(endpoint: str) -> bool:

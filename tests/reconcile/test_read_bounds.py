@@ -30,6 +30,8 @@ from eventmodel.rows import event_row
 from eventmodel.schema import EVENT_TIME_FIELD
 from eventmodel.validate import validate
 from publisher.manifest import EVENT_COLUMNS, write_manifest
+from reconcile import bounds as B
+from reconcile import locations as L
 from reconcile import queries as Q
 from reconcile import run as R
 from reconcile.engine import BigQueryEngine, concatenate_csvs, external_lines, rate_limited, retry_rate_limited
@@ -82,12 +84,12 @@ def test_the_external_lines_keep_to_the_runs_folders():
 def test_bounds_come_from_the_manifests_event_times_not_the_publish_window():
     late = (T0 - timedelta(days=4), T0 + timedelta(minutes=3))  # a late event four days old
     window = (T0, T0 + timedelta(minutes=5))
-    bounds = R.read_bounds(late, [window])
-    assert bounds.event_times == (late[0] - R.EVENT_TIME_SLACK, window[1] + R.EVENT_TIME_SLACK)
-    assert bounds.ingested_since == T0 - R.EVENT_TIME_SLACK and bounds.files_since == T0 - R.FILE_SLACK
-    replayed = R.read_bounds(late, [window, (T0 - timedelta(days=9), T0 - timedelta(days=9))])
-    assert replayed.files_since == T0 - timedelta(days=9) - R.FILE_SLACK  # the earlier run's copies are read too
-    assert R.read_bounds(None, [window]).event_times == (T0 - R.EVENT_TIME_SLACK, window[1] + R.EVENT_TIME_SLACK)
+    bounds = B.read_bounds(late, [window])
+    assert bounds.event_times == (late[0] - B.EVENT_TIME_SLACK, window[1] + B.EVENT_TIME_SLACK)
+    assert bounds.ingested_since == T0 - B.EVENT_TIME_SLACK and bounds.files_since == T0 - B.FILE_SLACK
+    replayed = B.read_bounds(late, [window, (T0 - timedelta(days=9), T0 - timedelta(days=9))])
+    assert replayed.files_since == T0 - timedelta(days=9) - B.FILE_SLACK  # the earlier run's copies are read too
+    assert B.read_bounds(None, [window]).event_times == (T0 - B.EVENT_TIME_SLACK, window[1] + B.EVENT_TIME_SLACK)
 
 
 def test_manifest_event_times_skip_dead_letters_and_failed_sends(tmp_path):
@@ -100,25 +102,25 @@ def test_manifest_event_times_skip_dead_letters_and_failed_sends(tmp_path):
     ]
     write_csv(tmp_path / "events-0.csv", rows[:3])
     write_csv(tmp_path / "events-1.csv", rows[3:])
-    low, high = R.manifest_event_times([tmp_path / "events-0.csv", tmp_path / "events-1.csv"])
+    low, high = B.manifest_event_times([tmp_path / "events-0.csv", tmp_path / "events-1.csv"])
     assert (low, high) == (datetime(2026, 11, 20, 8, tzinfo=UTC), datetime(2026, 12, 1, 12, tzinfo=UTC))
-    assert R.manifest_event_times([tmp_path / "events-1.csv"]) is None
+    assert B.manifest_event_times([tmp_path / "events-1.csv"]) is None
 
 
 def test_only_files_written_since_the_run_began_are_read():
     old, new, unknown = (SimpleNamespace(updated=t) for t in (T0 - timedelta(hours=1), T0, None))
-    assert R.files_written_since([old, new, unknown], T0 - R.FILE_SLACK) == [new, unknown]
+    assert B.files_written_since([old, new, unknown], T0 - B.FILE_SLACK) == [new, unknown]
 
 
 def test_folder_prefixes_are_the_minute_folders_coarsened_to_the_limit():
     root = "gs://b/out/order"
     minutes = [f"{root}/2026/12/01/{h:02d}/{m:02d}/order_x.json" for h in (10, 11) for m in range(3)]
-    assert R.folder_prefixes(minutes, root, limit=10) == sorted({u.rsplit("/", 1)[0] + "/" for u in minutes})
-    assert R.folder_prefixes(minutes, root, limit=2) == [f"{root}/2026/12/01/10/", f"{root}/2026/12/01/11/"]
-    assert R.folder_prefixes(minutes, root, limit=1) == [f"{root}/2026/12/01/"]
+    assert B.folder_prefixes(minutes, root, limit=10) == sorted({u.rsplit("/", 1)[0] + "/" for u in minutes})
+    assert B.folder_prefixes(minutes, root, limit=2) == [f"{root}/2026/12/01/10/", f"{root}/2026/12/01/11/"]
+    assert B.folder_prefixes(minutes, root, limit=1) == [f"{root}/2026/12/01/"]
     stray = [*minutes, f"{root}/order_loose.json"]  # a file in the type folder itself: the whole folder
-    assert R.folder_prefixes(stray, root, limit=10) == [f"{root}/"]
-    assert R.folder_prefixes([], root) == []
+    assert B.folder_prefixes(stray, root, limit=10) == [f"{root}/"]
+    assert B.folder_prefixes([], root) == []
 
 
 @pytest.mark.parametrize(
@@ -142,7 +144,7 @@ def test_folder_prefixes_are_the_minute_folders_coarsened_to_the_limit():
     ],
 )
 def test_bucket_colocation_follows_the_documented_rule(dataset, bucket, kind, regions, colocated):
-    assert R.bucket_colocated(dataset, bucket, kind, regions) is colocated
+    assert L.bucket_colocated(dataset, bucket, kind, regions) is colocated
 
 
 def test_wait_polls_a_minute_apart_on_real_bigquery_and_at_once_locally():
@@ -260,7 +262,7 @@ def test_an_old_event_within_the_slack_is_found_and_one_outside_is_reported(boun
     # BigQuery is the only sink read here, so the row it does not read is missing from every sink
     assert {p["event_id"]: p["problem"] for p in report.problems} == {"outside": "missing"}
     assert report.sizes["bigquery"] == 2  # inside and late: the late one because its time is the manifest's
-    low = (T0 - timedelta(days=5) - R.EVENT_TIME_SLACK).strftime("%Y-%m-%d %H:%M")
+    low = (T0 - timedelta(days=5) - B.EVENT_TIME_SLACK).strftime("%Y-%m-%d %H:%M")
     assert any(f"event times {low} .. " in n and "shows as missing from BigQuery" in n for n in report.notes)
 
 
@@ -303,10 +305,10 @@ def test_a_scratch_dataset_in_another_location_is_refused_before_any_query(bound
 @pytest.mark.integration
 def test_the_bucket_location_is_read_through_the_gcs_client(gcs_emulator):
     target = R.ReconcileTarget(output_root=f"{gcs_emulator}/out", storage_emulator=os.environ["STORAGE_EMULATOR_HOST"])
-    location, kind, _ = R.bucket_location(target, gcs_emulator.split("://", 1)[1])
+    location, kind, _ = L.bucket_location(target, gcs_emulator.split("://", 1)[1])
     assert location and kind  # what the emulator answers for a bucket made without one
     with pytest.raises(ReconcileError, match="cannot read the location of the bucket gs://no-such-bucket"):
-        R.bucket_location(target, "no-such-bucket")
+        L.bucket_location(target, "no-such-bucket")
 
 
 @pytest.mark.integration
