@@ -48,6 +48,7 @@ import re
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -201,10 +202,13 @@ class LoadRowsFn(beam.DoFn):
             max_bad_records=0,
             labels={RUN_LABEL: run_label(self.run_id)},
         )
-        body = b"".join(orjson.dumps(entry[0]) + b"\n" for entry in entries)
         ids = [entry[1] for entry in entries]
         attempt = 0
         while True:
+            # ingest_time says when the rows were handed to BigQuery (this job), not when they were built: the
+            # stream stamps each insertAll request the same way (pipeline.bigquery.RowInserter).
+            now = rows.rfc3339(datetime.now(UTC))
+            body = b"".join(orjson.dumps({**entry[0], rows.INGEST_TIME: now}) + b"\n" for entry in entries)
             name = job_id(self._run, table, ids, attempt)
             failure = self._run_job(table, name, body, config)
             if failure is None:

@@ -109,7 +109,7 @@ class WriteDeadLettersFn(beam.DoFn):
         self._publisher = None
         if self.dataset:
             client = self.client if self.client is not None else bigquery_client(self.project, self.endpoint)
-            self._inserter = RowInserter(client)
+            self._inserter = RowInserter(client, stamp=rows.INGEST_TIME)  # when handed to BigQuery, as the events
             self._table = table_id(self.project, self.dataset, rows.DEAD_LETTER_TABLE)
         if self.topic:
             if self.publisher is not None:
@@ -216,14 +216,14 @@ class WriteDeadLettersFn(beam.DoFn):
         return error
 
     def _insert(self, items: list[_Letter]) -> str | None:
-        outcome = self._inserter.insert(self._table, [item.row for item in items])
+        # Each entry carries its letter in the source slot: the inserter stamps copies of the rows it sends.
+        outcome = self._inserter.insert(self._table, [(*item.row[:2], item) for item in items])
         committed, rejected, error = outcome.committed, outcome.rejected, outcome.error
         self._throttled = outcome.kind == E.THROTTLED  # a quota or rate limit: wait longer before the next try
-        by_row = {id(item.row): item for item in items}
         for entry in committed:
-            by_row[id(entry)].table = DONE
+            entry[2].table = DONE
         for entry, detail in rejected:  # refused for good: the topic copy is the one that counts
-            item = by_row[id(entry)]
+            item = entry[2]
             item.table = GAVE_UP
             self._rows_failed.inc()
             _LOG.error("dead-letter row for message %s not inserted: %s", item.letter.source_message_id, detail)

@@ -29,8 +29,8 @@ from typing import Any
 LATENCY_MEASURES: dict[str, str] = {
     "gcs": "publish -> file readable in GCS (the object's update time)",
     "bigquery": "publish -> the insert request that landed the row (ingest_time; streaming rows are queryable "
-    "within seconds of it; a backfill's load-job rows carry the time the backfill stamped)",
-    "dead_letter_table": "publish -> dead letter built (ingest_time, before the dead_letters insert)",
+    "within seconds of it; a backfill's rows carry the time of the load job that landed them)",
+    "dead_letter_table": "publish -> the insert request that landed the dead letter (ingest_time)",
 }
 
 

@@ -167,10 +167,15 @@ def test_a_quota_error_is_waited_out_and_the_rows_load_in_one_job_unsplit(bigque
     """quotaExceeded on the job (a table's daily partition limit) or rateLimitExceeded on jobs.insert: 403s both,
     yet the rows are fine. They are loaded whole after a back-off, not split into a cascade of failing jobs."""
     entries = inventory_entries(9, seed=40 + len(where))
+    began = datetime.now(UTC)
     with BigQueryFaults(bigquery.host_port, failures=2, where=where) as faults:
         letters, elapsed = load(faults.endpoint, entries, retry_seconds=60)
     assert letters == []
     assert count(bigquery, "inventory", ids_in(entries)) == 9
+    # ingest_time is the time of the job that landed the rows (after 1 s + 2 s of back-off), not when they were built.
+    sql = f"SELECT MIN(ingest_time) AS t FROM `{PROJECT}.events.inventory` WHERE {ids_in(entries)}"
+    landed = next(iter(bigquery.client().query(sql).result()))["t"]
+    assert (landed - began).total_seconds() >= 0.75 * 3, (landed, began)
     # Three uploads of all 9 rows (never halves); a refused jobs.insert is answered before its rows are sent.
     assert [u["rows"] for u in faults.uploads] == ([9, 9, 9] if where == "job" else [0, 0, 9])
     assert elapsed >= 0.75 * 3, "backed off 1 s then 2 s (the throttled schedule)"

@@ -169,3 +169,6 @@ def test_a_rate_limited_dead_letters_table_backs_off_like_the_event_tables(bigqu
     finally:
         client.close()
     assert len(landed) == len(malformed)
+    refused_at = min(when for when, status, _ in proxy.calls if status == 403)
+    for row in landed:  # stamped at the insert that landed it, after the refusals: not when the letter was built
+        assert row["ingest_time"].timestamp() > refused_at, row["ingest_time"]
