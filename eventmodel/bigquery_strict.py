@@ -355,6 +355,10 @@ class JobRegistry:
             return False
         return True
 
+    def release(self, endpoint: str, project: str, location: str, job_id: str) -> None:
+        """The id is free again: the insert that claimed it made no job."""
+        self._path(endpoint, project, location, job_id).unlink(missing_ok=True)
+
     def record_actual_id(self, endpoint: str, project: str, location: str, job_id: str, actual: str) -> None:
         self._path(endpoint, project, location, job_id).write_text(actual, encoding="utf-8")
 
@@ -438,7 +442,17 @@ class StrictClient:
         endpoint = endpoint_of(self._client)
         if job_id and not self._registry.claim(endpoint, project, location, job_id):
             raise conflict(project, location, job_id)
-        job = method(*args, **kwargs)
+        try:
+            job = method(*args, **kwargs)
+        except Exception as exc:
+            from google.api_core.exceptions import Conflict
+
+            # A refused insert (4xx) made no job, and BigQuery takes its id again. After a 5xx or a timeout BigQuery
+            # may or may not have made it (the retry then gets 409, or goes through): strict mode lets the retry
+            # through rather than refuse an id no job may hold.
+            if job_id and not isinstance(exc, Conflict):
+                self._registry.release(endpoint, project, location, job_id)
+            raise
         actual = getattr(job, "job_id", None)
         if job_id and isinstance(actual, str) and actual != job_id:
             self._registry.record_actual_id(endpoint, project, location, job_id, actual)

@@ -46,6 +46,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from eventmodel.errors import FixableError
+
 CONTENT = "content"
 THROTTLED = "throttled"
 TRANSIENT = "transient"
@@ -141,6 +143,8 @@ def kind(error: Any) -> str:
     for candidate in _PRECEDENCE:
         if candidate in kinds:
             return candidate
+    if isinstance(error, FixableError):  # the workbench refused the call itself (strict mode): no retry mends it
+        return FATAL
     if isinstance(error, BaseException):
         cause = getattr(error, "cause", None)  # google.api_core RetryError: the last error it retried
         if isinstance(cause, BaseException) and cause is not error:

@@ -250,6 +250,25 @@ def test_a_reused_load_job_id_is_a_409_and_the_first_job_is_found_by_its_id(bq_c
     load(f"{job_id}-2").result(timeout=60)  # a fresh id loads
 
 
+def test_an_insert_that_failed_leaves_its_id_free(tmp_path, monkeypatch):
+    """An insert that never got an answer (here: nothing listens) made no job as far as the caller can know, and
+    BigQuery takes a retry of the id if it made none: strict mode frees the id rather than answer the retry 409."""
+    import socket
+
+    from eventmodel.bigquery_client import bigquery_client
+
+    monkeypatch.setenv(strict.JOBS_ENV, str(tmp_path))
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    client = strict.wrap(bigquery_client(PROJECT, dead, location="US"))
+    for _ in range(2):  # the second try is refused by the network again, not by strict mode's 409
+        with pytest.raises(Exception) as failed:
+            client.query("SELECT 1", job_id="strict-unanswered", retry=Retry(deadline=0.5), job_retry=None)
+        assert not isinstance(failed.value, Conflict), failed.value
+    assert strict.JobRegistry.from_environment().claim(strict.endpoint_of(client), PROJECT, "US", "strict-unanswered")
+
+
 @pytest.mark.integration
 def test_a_job_id_used_in_one_process_is_a_409_in_another(bigquery_emulator, strict_bigquery):
     """The pipeline and the CLI run in processes of their own: the used ids are shared through the registry."""
