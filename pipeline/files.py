@@ -100,8 +100,12 @@ class MinuteFiles:
             except OSError:  # no folder yet
                 return 0
         else:
+            # Watched like the writes: during an outage the listing is the call that waits inside the client's own
+            # retries (the first flush of a minute), and would otherwise hold the pipeline without a word.
             try:
-                names = [m.path for m in FileSystems.match([f"{folder}/{event_type}_{minute}*.json"])[0].metadata_list]
+                with delivery.watch(delivery.GCS, f"writing {folder}/ (listing the minute's files)"):
+                    found = FileSystems.match([f"{folder}/{event_type}_{minute}*.json"])[0].metadata_list
+                names = [m.path for m in found]
             except Exception:  # nothing matched
                 return 0
         taken = [core.sequence_of(name, event_type, minute) for name in names]

@@ -8,6 +8,7 @@ change the digest.
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -18,6 +19,7 @@ from eventmodel.schema import EVENT_TYPES, SCHEMAS
 from eventmodel.validate import Accepted, validate
 from generator.stream import DEAD_LETTER, EventStream, GeneratorConfig
 from reconcile.engine import DuckDBEngine
+from reconcile.queries import partition_bound
 
 
 def valid_events(count: int = 600, seed: int = 5) -> list[tuple[str, dict]]:
@@ -124,7 +126,10 @@ def test_python_and_bigquery_agree_on_rows(bigquery_emulator):
     found = {}
     for event_type in EVENT_TYPES:
         table = f"`{project}.{dataset}.{rows.table_of(event_type)}`"
-        for r in client.query(f"SELECT event_id, {canonical_sql(event_type)} AS d FROM {table}").result():
+        # Every read of user_activity names its partition column (require_partition_filter; strict mode checks).
+        every_time = partition_bound(event_type, (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)))
+        sql = f"SELECT event_id, {canonical_sql(event_type)} AS d FROM {table} WHERE {every_time}"
+        for r in client.query(sql).result():
             found[r["event_id"]] = r["d"]
     assert found == expected
 

@@ -70,12 +70,13 @@ def own_gcs(tmp_path, monkeypatch):
 
 
 def _run_through_outage(run, sinks, count: int, down_s: float, limit_s: float, malformed_rate: float = 0.05):
-    """Publish `count` events; 3 s in, kill every sink in `sinks` for `down_s`; return reconcile's report."""
+    """Publish `count` events; once the pipeline reads them, kill every sink in `sinks` for `down_s`; return
+    reconcile's report. The publisher starts first: the subscription keeps what it sends, and a pipeline started
+    before it could stop idle (`--stop-when-idle`) while a loaded machine is still building the generator."""
+    publisher = run.publish("outage-run", count, malformed_rate=malformed_rate)
     pipeline = run.pipeline("pipeline", "--sink-retry-seconds", str(limit_s), "--stop-when-idle", "5")
     try:
         run.wait_reading("pipeline", pipeline)
-        publisher = run.publish("outage-run", count, malformed_rate=malformed_rate)
-        time.sleep(3)
         for sink in sinks:
             sink["kill"]()
         time.sleep(down_s)
