@@ -20,8 +20,10 @@ import http.client
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
+
+from loopback_http import LoopbackHTTP
 
 QUOTA_MESSAGE = (
     "Quota exceeded: Your table exceeded quota for Number of partition modifications to a column partitioned table"
@@ -41,7 +43,7 @@ ERRORS = {
 _HOP_HEADERS = {"connection", "transfer-encoding", "keep-alive", "content-length", "host"}
 
 
-class BigQueryFaults:
+class BigQueryFaults(LoopbackHTTP):
     def __init__(self, emulator: str, failures: int, where: str = "job", reason: str | None = None) -> None:
         self.emulator, self.failures, self.where = emulator, failures, where
         self.reason = reason or ("quotaExceeded" if where == "job" else "rateLimitExceeded")
@@ -49,21 +51,7 @@ class BigQueryFaults:
         self.project = ""
         self._sessions: dict[str, int] = {}  # upload session path -> its upload's number
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> BigQueryFaults:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        super().__init__(self._handler())
 
     def _begin(self, body: bytes) -> tuple[int, dict | None]:
         """A load job's upload begins (its metadata): record it; -> (its number, the answer to give instead of

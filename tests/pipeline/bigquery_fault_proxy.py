@@ -21,8 +21,10 @@ import http.client
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
+
+from loopback_http import LoopbackHTTP
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"}
 
@@ -62,7 +64,7 @@ def insert_errors_body(insert_ids: list[str], invalid_ids: set[str]) -> dict:
     return {"kind": "bigquery#tableDataInsertAllResponse", "insertErrors": errors}
 
 
-class FaultProxy:
+class FaultProxy(LoopbackHTTP):
     def __init__(
         self,
         upstream: str,
@@ -79,23 +81,7 @@ class FaultProxy:
         self.timeout = timeout
         self.calls: list[tuple[float, int, list[str]]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FaultProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        super().__init__(self._handler())
 
     def statuses(self) -> list[int]:
         with self._lock:
