@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -125,24 +126,16 @@ def run_reconcile(
     The output paths are checked (their folders created) before the work; a file that still cannot be written
     afterwards is a WorkbenchError (exit 2), said after the report and never hidden behind its verdict.
     """
-    from eventmodel.resources import DEFAULT_PROJECT, resolve_project
     from reconcile.errors import ReconcileError
     from reconcile.pipeline_counters import read_pipeline_counts
-    from reconcile.run import ReconcileTarget, reconcile_waiting
     from reconcile.run import reconcile as reconcile_once
+    from reconcile.run import reconcile_waiting
     from workbench.reconcile_view import WaitView, show
 
     # Before any work: a path that cannot be written is exit 2 now, not a traceback after the verdict.
     check_outputs(json_path, html_path)
-    target = ReconcileTarget.local(
-        output_root=output_root,
-        project=resolve_project(project, DEFAULT_PROJECT),
-        dataset=dataset or None,
-        read_dead_letter_topic=read_dead_letter_topic,
-        allow_foreign=allow_foreign,
-        engine=engine,
-        scratch_dataset=scratch_dataset,
-    )
+    target = _target(output_root, dataset, project, engine, scratch_dataset,
+                     read_dead_letter_topic=read_dead_letter_topic, allow_foreign=allow_foreign)  # fmt: skip
     try:
         with WaitView() as view:
             if wait_s:
@@ -170,25 +163,29 @@ def run_estimate(
     scratch_dataset: str,
 ) -> dict:
     """`reconcile --dry-run`: the bytes each statement of a reconcile would have BigQuery scan, printed."""
-    from eventmodel.resources import DEFAULT_PROJECT, resolve_project
     from reconcile.errors import ReconcileError
-    from reconcile.run import ReconcileTarget, estimate
+    from reconcile.run import estimate
     from workbench.reconcile_view import show_estimate
 
-    target = ReconcileTarget.local(
-        output_root=output_root,
-        project=resolve_project(project, DEFAULT_PROJECT),
-        dataset=dataset or None,
-        read_dead_letter_topic=False,
-        engine=engine,
-        scratch_dataset=scratch_dataset,
-    )
+    # The topic is read by load jobs and pulls, never scanned: nothing of it to estimate.
+    target = _target(output_root, dataset, project, engine, scratch_dataset, read_dead_letter_topic=False)
     try:
         found = estimate(run_id, target)
     except ReconcileError as exc:
         raise WorkbenchError(exc.message, exc.fix) from None
     show_estimate(found)
     return found
+
+
+def _target(output_root: str | None, dataset: str | None, project: str | None, engine: str, scratch_dataset: str,
+            **options: bool) -> Any:  # fmt: skip
+    """The ReconcileTarget the command's options name (a reconcile and its --dry-run read the same sinks)."""
+    from eventmodel.resources import DEFAULT_PROJECT, resolve_project
+    from reconcile.run import ReconcileTarget
+
+    return ReconcileTarget.local(output_root=output_root, project=resolve_project(project, DEFAULT_PROJECT),
+                                 dataset=dataset or None, engine=engine, scratch_dataset=scratch_dataset,
+                                 **options)  # fmt: skip
 
 
 def check_outputs(json_path: Path | None, html_path: Path | None) -> None:
