@@ -8,6 +8,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def bigquery_error(code: int, reason: str, message: str, domain: str = "global") -> dict:
+    """An error response body as BigQuery's REST API sends it (https://cloud.google.com/bigquery/docs/error-messages:
+    the ErrorProto `reason` is what clients, and pipeline.bigquery_errors, read)."""
+    return {"error": {"code": code, "message": message, "errors": [{"message": message, "domain": domain,
+                                                                    "reason": reason}]}}  # fmt: skip
+
+
 class LoopbackHTTP:
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -23,7 +23,7 @@ import threading
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
-from loopback_http import LoopbackHTTP
+from loopback_http import LoopbackHTTP, bigquery_error
 
 QUOTA_MESSAGE = (
     "Quota exceeded: Your table exceeded quota for Number of partition modifications to a column partitioned table"
@@ -63,11 +63,7 @@ class BigQueryFaults(LoopbackHTTP):
             number = len(self.uploads) - 1
         if refused and self.where == "request":
             status, message = ERRORS[self.reason]
-            error = {"domain": "global", "reason": self.reason, "message": message}
-            return number, {
-                "status": status,
-                "body": {"error": {"code": status, "message": message, "errors": [error]}},
-            }
+            return number, {"status": status, "body": bigquery_error(status, self.reason, message)}
         return number, None
 
     def _finish(self, number: int, body: bytes) -> dict | None:

@@ -24,33 +24,13 @@ import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
-from loopback_http import LoopbackHTTP
+from loopback_http import LoopbackHTTP, bigquery_error
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"}
 
 
-def rate_limit_body() -> dict:
-    message = "Exceeded rate limits: too many api requests per user per method for this user_method"
-    return {
-        "error": {
-            "code": 403,
-            "message": message,
-            "errors": [{"message": message, "domain": "usageLimits", "reason": "rateLimitExceeded"}],
-            "status": "PERMISSION_DENIED",
-        }
-    }
-
-
-def invalid_request_body() -> dict:
-    message = "Invalid value for field quantity_change: Cannot convert value to integer"
-    return {
-        "error": {
-            "code": 400,
-            "message": message,
-            "errors": [{"message": message, "domain": "global", "reason": "invalid"}],
-            "status": "INVALID_ARGUMENT",
-        }
-    }
+RATE_LIMIT = "Exceeded rate limits: too many api requests per user per method for this user_method"
+INVALID = "Invalid value for field quantity_change: Cannot convert value to integer"
 
 
 def insert_errors_body(insert_ids: list[str], invalid_ids: set[str]) -> dict:
@@ -92,10 +72,10 @@ class FaultProxy(LoopbackHTTP):
         with self._lock:
             if self.throttle > 0:
                 self.throttle -= 1
-                return 403, rate_limit_body()
+                return 403, bigquery_error(403, "rateLimitExceeded", RATE_LIMIT, domain="usageLimits")
         if self.invalid_ids.intersection(insert_ids):
             if self.invalid_as_request:
-                return 400, invalid_request_body()
+                return 400, bigquery_error(400, "invalid", INVALID)
             return 200, insert_errors_body(insert_ids, self.invalid_ids)
         return None
 
