@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "reconcile": "workbench.cli.reconcile:reconcile",
     "demo": "workbench.cli.demo:demo",
     "loadtest": "workbench.cli.loadtest:loadtest",
+    "exec": "workbench.cli.exec:exec_command",
 }
 
 

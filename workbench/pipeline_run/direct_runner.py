@@ -71,6 +71,11 @@ class ReadControl:
     source_lost: str | None = None  # set when the run stopped because Pub/Sub stayed unreachable: its last error
     # At-most-once, as Beam's own DirectRunner reader: ack on pull. Only a baseline for benchmarks to compare with.
     ack_on_pull: bool = False
+    # `workbench exec`: a user's own pipeline, whose sinks report no commits (pipeline.delivery). Everything read is
+    # held unacknowledged until the run has drained (acknowledge_run): the read stops at max_outstanding instead of
+    # waiting for acks that cannot come, and "idle" ignores what is outstanding.
+    ack_after_run: bool = False
+    read_ids: list[str] = field(default_factory=list)  # with ack_after_run: every message id read, in pull order
 
     def request_stop(self, reason: str = "requested") -> None:
         if not self.stop.is_set():
@@ -130,6 +135,9 @@ def _pull(evaluator, control: ReadControl) -> list:
     subscription = evaluator._sub_name
     ledger = _ledger(control, client, subscription)
     if not ledger.room():  # flow control: the sinks are behind (or down); the backlog waits in Pub/Sub
+        if control.ack_after_run:  # nothing is acked before the end: a full ledger ends the read
+            control.request_stop(f"read {ledger.outstanding():,} messages, the most one run holds unacknowledged")
+            return []
         control.last_message_at = time.monotonic()
         time.sleep(0.05)
         return []
@@ -153,13 +161,15 @@ def _pull(evaluator, control: ReadControl) -> list:
     # The raw protobuf messages: proto-plus attribute access costs more than the rest of the read together.
     received = type(response).pb(response).received_messages if response is not None else ()
     if not received:
-        if ledger.outstanding():  # not idle while sinks still work on what was read
+        if ledger.outstanding() and not control.ack_after_run:  # not idle while sinks still work on what was read
             control.last_message_at = time.monotonic()
         return []
     if control.ack_on_pull:
         client.acknowledge(request={"subscription": subscription, "ack_ids": [m.ack_id for m in received]})
     else:
         ledger.received((m.message.message_id, m.ack_id, m.message.ByteSize()) for m in received)
+        if control.ack_after_run:
+            control.read_ids.extend(m.message.message_id for m in received)
     results = []
     for item in received:
         raw = item.message
@@ -263,6 +273,16 @@ def cached_dofn_specs() -> Iterator[None]:
     finally:
         for module, name, value in saved:
             setattr(module, name, value)
+
+
+def acknowledge_run(control: ReadControl) -> int:
+    """With ack_after_run: release everything the run read (the pipeline finished, so every sink has written it);
+    the ledger acks it as it closes. Returns how many messages were released."""
+    if control.ledger is None or not control.read_ids:
+        return 0
+    released, control.read_ids = control.read_ids, []
+    control.ledger.release(released)
+    return len(released)
 
 
 @contextlib.contextmanager
