@@ -16,6 +16,9 @@ of as a pipeline that writes to real BigQuery or hangs asking for credentials.
 - `bigquery_file_loads.file_prefix_generator` (FILE_LOADS' temp files): Beam insists on a gs:// temp location.
   Locally a directory works as well (the emulator runs on the same machine and loads a local path), so a local
   --temp_location or custom_gcs_temp_location is accepted and made absolute (the emulator runs in another folder).
+- `bigquery.bq_storage` (ReadFromBigQuery's DIRECT_READ client, google-cloud-bigquery-storage): built with neither
+  endpoint nor credentials; the proxy's BigQueryReadClient talks to the emulator's Storage Read gRPC service over
+  a plain loopback channel.
 - `BigQueryWrapper.perform_load_job`: bqemulator reads gs:// only from a folder of its own (BQEMU_GCS_LOCAL_ROOT),
   not from the GCS emulator. With a gs:// temp location the load's files are copied from the GCS emulator (through
   Beam's own FileSystems) into a local folder, and the job loads those.
@@ -29,7 +32,9 @@ import shutil
 import tempfile
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
+from eventmodel.resources import BIGQUERY_GRPC_OFFSET
 from workbench.beam_redirect import limits
 
 STORAGE_ENV = "STORAGE_EMULATOR_HOST"  # what google-cloud-storage and Beam's gs:// filesystem read
@@ -103,6 +108,13 @@ def redirect(endpoint: str, project: str | None) -> None:
     bigquery_file_loads._workbench_original_prefix = original_prefix
     bigquery_file_loads.file_prefix_generator = file_prefix_generator
 
+    from apache_beam.io.gcp import bigquery as beam_bigquery
+
+    storage = getattr(beam_bigquery, "bq_storage", None)
+    if storage is not None:  # DIRECT_READ's client: the emulator's Storage Read gRPC service
+        real_storage = getattr(storage, "_workbench_real", storage)
+        beam_bigquery.bq_storage = _EmulatorStorage(real_storage, storage_read_address(endpoint))
+
     wrapper = bigquery_tools.BigQueryWrapper
     original_load = getattr(wrapper, "_workbench_original_load", wrapper.perform_load_job)
 
@@ -131,6 +143,33 @@ class _EmulatorBigQuery:
         kwargs.setdefault("credentials", AnonymousCredentials())
         kwargs.setdefault("client_options", {"api_endpoint": self._endpoint})
         return self._workbench_real.Client(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._workbench_real, name)
+
+
+def storage_read_address(endpoint: str) -> str:
+    """HOST:PORT of the emulator's Storage Read gRPC service, beside its REST port (services.bigquery)."""
+    parts = urlsplit(endpoint)
+    return f"{parts.hostname}:{(parts.port or 80) + BIGQUERY_GRPC_OFFSET}"
+
+
+class _EmulatorStorage:
+    """Stands in for google.cloud.bigquery_storage_v1 inside Beam's bigquery module: BigQueryReadClient() goes to
+    the emulator over a plain loopback channel (the emulator serves no TLS), anonymously."""
+
+    def __init__(self, real: Any, address: str) -> None:
+        self._workbench_real = real
+        self._address = address
+
+    def BigQueryReadClient(self, *args: Any, **kwargs: Any) -> Any:
+        import grpc
+        from google.cloud.bigquery_storage_v1.services.big_query_read.transports import BigQueryReadGrpcTransport
+
+        if "transport" not in kwargs:
+            channel = grpc.insecure_channel(self._address, options=[("grpc.max_receive_message_length", -1)])
+            kwargs["transport"] = BigQueryReadGrpcTransport(channel=channel)
+        return self._workbench_real.BigQueryReadClient(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._workbench_real, name)

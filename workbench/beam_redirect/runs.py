@@ -177,6 +177,10 @@ class FastRead:
         self._finish(state, outcome.get("error"))
         if "error" in outcome:
             raise outcome["error"]
+        if self.force.is_set() and self.first_signal is not None:
+            # Cancelled by a second signal: the process ends as that signal would have ended it (what the user's
+            # script would do after the run is skipped: the run did not finish).
+            raise SystemExit(128 + self.first_signal)
         return state
 
     @staticmethod

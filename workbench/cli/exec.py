@@ -80,7 +80,7 @@ def exec_command(stock_read, stop_when_idle, no_idle_stop, max_unacked, command)
         max_unacked=max_unacked,
     )
     env = exec_environment(settings)
-    raise click.exceptions.Exit(run_forwarding_signals(list(command), env))
+    raise SystemExit(run_forwarding_signals(list(command), env))
 
 
 def exec_environment(settings: ExecSettings) -> dict[str, str]:
