@@ -29,6 +29,8 @@ The same form has two implementations that tests hold equal on both engines:
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -105,47 +107,124 @@ _SQL_RECORD_SEPARATOR = "CHR(30)"
 _SQL_NULL_MARK = "CHR(9216)"
 
 
-def _sql_scalar(field: Field, column: str) -> str:
+def _normalised(field: Field, column: str, value: Any) -> str:
+    """The column as the comparison sees it once a sink's declared conversion (reconcile.contract.Value) is
+    applied: the same on the published side and on the sink's, so that only undeclared differences remain."""
+    if value is None:
+        return column
+    if value.truncate and field.kind == "timestamp":
+        column = f"TIMESTAMP_TRUNC({column}, {value.truncate.upper()})"
+    if value.tolerance and field.kind in ("number", "integer"):
+        column = f"(ROUND({column} / {value.tolerance!r}) * {value.tolerance!r})"
+    if value.case:
+        column = f"{value.case.upper()}({column})"
+    return column
+
+
+def _sql_scalar(field: Field, column: str, value: Any = None) -> str:
+    column = _normalised(field, column, value)
     if field.kind == "timestamp":
         text = f"CAST(UNIX_MICROS({column}) AS STRING)"
     elif field.kind == "number":
         text = f"CAST(CAST({column} * 1000000000 AS INT64) AS STRING)"
     elif field.kind == "integer":
-        text = f"CAST({column} AS STRING)"
+        text = (
+            f"CAST(CAST({column} AS INT64) AS STRING)"
+            if value is not None and value.tolerance
+            else f"CAST({column} AS STRING)"
+        )
     else:
         text = column
     return f"COALESCE({text}, {_SQL_NULL_MARK})"
 
 
-def _sql_parts(field: Field, column: str, arrays: str) -> list[str]:
+@dataclass(frozen=True)
+class Comparison:
+    """What one sink keeps of an event and how (a reconcile.contract entry): declared conversions by field path,
+    the fields it omits, and the records fields it keeps as a set (a child table with no position column)."""
+
+    values: dict[str, Any] = dataclass_field(default_factory=dict)
+    omit: frozenset[str] = frozenset()
+    unordered: frozenset[str] = frozenset()
+
+
+EXACT = Comparison()
+
+
+def _sql_parts(field: Field, column: str, arrays: str, path: str = "", how: Comparison = EXACT) -> list[str]:
+    path = f"{path}{field.name}"
+    if path in how.omit:
+        return [_SQL_NULL_MARK] * (len(_leaves(field)) if field.kind == "record" else 1)
     if field.kind == "record":
-        return [part for sub in field.fields for part in _sql_parts(sub, f"{column}.{sub.name}", arrays)]
+        return [part for sub in field.fields
+                for part in _sql_parts(sub, f"{column}.{sub.name}", arrays, f"{path}.", how)]  # fmt: skip
     if field.kind == "records":
         element = f", {_SQL_FIELD_SEPARATOR}, ".join(
-            part for sub in field.fields for part in _sql_parts(sub, f"_element.{sub.name}", arrays)
+            part for sub in field.fields for part in _sql_parts(sub, f"_element.{sub.name}", arrays, f"{path}.", how)
         )
+        # A set (no position kept): elements in the order of their own text, on both sides.
+        order = f"CONCAT({element})" if path in how.unordered else "_position"
         if arrays == "lambda":
             mapped = f"LIST_TRANSFORM({column}, _element -> CONCAT({element}))"
+            if path in how.unordered:
+                mapped = f"LIST_SORT({mapped})"
             return [f"ARRAY_TO_STRING({mapped}, {_SQL_RECORD_SEPARATOR})"]
         return [
             f"ARRAY_TO_STRING(ARRAY(SELECT CONCAT({element}) FROM UNNEST({column}) AS _element "
-            f"WITH OFFSET AS _position ORDER BY _position), {_SQL_RECORD_SEPARATOR})"
+            f"WITH OFFSET AS _position ORDER BY {order}), {_SQL_RECORD_SEPARATOR})"
         ]
-    return [_sql_scalar(field, column)]
+    return [_sql_scalar(field, column, how.values.get(path))]
+
+
+def _leaves(field: Field) -> list[Field]:
+    return [leaf for sub in field.fields for leaf in (_leaves(sub) if sub.kind == "record" else [sub])]
 
 
 ARRAY_STYLES = ("subquery", "lambda")
 
 
-def canonical_sql(event_type: str, prefix: str = "", arrays: str = "subquery") -> str:
+def canonical_sql(event_type: str, prefix: str = "", arrays: str = "subquery", how: Comparison = EXACT) -> str:
     """BigQuery Standard SQL for canonical_digest over a row of the event's table (columns as ddl/ names them).
 
     `prefix` qualifies the columns ("t." for `FROM orders AS t`). `arrays` spells the records fields: "subquery"
     is BigQuery's ARRAY(SELECT ... FROM UNNEST ... ORDER BY offset); "lambda" is LIST_TRANSFORM(col, x -> ...),
     for a statement that sqlglot transpiles to DuckDB, where it means the same and runs about 4x faster than the
-    correlated subquery the BigQuery form becomes.
+    correlated subquery the BigQuery form becomes. `how`: a sink's declared conversions and omissions, applied
+    alike to the published event and to the sink's copy (EXACT: the canonical digest itself).
     """
+    parts = canonical_parts_sql(event_type, prefix, arrays, how)
+    return f"TO_HEX(MD5(CONCAT({f', {_SQL_FIELD_SEPARATOR}, '.join(parts)})))"
+
+
+def canonical_parts_sql(
+    event_type: str, prefix: str = "", arrays: str = "subquery", how: Comparison = EXACT
+) -> list[str]:
+    """The canonical text's parts, one per leaf field in schema order (a records field is one part)."""
     if arrays not in ARRAY_STYLES:
         raise ValueError(f"arrays must be one of {ARRAY_STYLES}, got {arrays!r}")
-    parts = [part for f in SCHEMAS[event_type] for part in _sql_parts(f, f"{prefix}{f.name}", arrays)]
+    return [part for f in SCHEMAS[event_type] for part in _sql_parts(f, f"{prefix}{f.name}", arrays, "", how)]
+
+
+def part_paths(event_type: str) -> list[str]:
+    """The field path of each part of canonical_parts_sql, in the same order (for naming an altered field)."""
+    found: list[str] = []
+
+    def walk(fields: tuple[Field, ...], path: str) -> None:
+        for f in fields:
+            if f.kind == "record":
+                walk(f.fields, f"{path}{f.name}.")
+            else:
+                found.append(f"{path}{f.name}")
+
+    walk(SCHEMAS[event_type], "")
+    return found
+
+
+def key_sql(event_type: str, paths: tuple[str, ...], prefix: str = "", how: Comparison = EXACT) -> str:
+    """BigQuery SQL: the digest of an event's natural key (`paths`, dotted), its values in canonical form with the
+    sink's declared conversions: the same on the published side and on a sink row, so equal keys meet."""
+    from eventmodel.schema import field_paths
+
+    known = field_paths(event_type)
+    parts = [_sql_scalar(known[p], f"{prefix}{p}", how.values.get(p)) for p in paths]
     return f"TO_HEX(MD5(CONCAT({f', {_SQL_FIELD_SEPARATOR}, '.join(parts)})))"

@@ -59,10 +59,17 @@ EVENT_COLUMNS = (
     "object_uri",
     "object_line",
     "object_index",
+    "event",
 )
 # 2: payload_digest is MD5 (was BLAKE2b-64) and canonical_digest exists.
 # 3: object_uri, object_line and object_index exist (a version 2 CSV lacks columns a reader of 3 names).
-MANIFEST_VERSION = 3
+# 4: event exists: the event's JSON as published (a JSON object payload up to EVENT_TEXT_LIMIT bytes), which a
+#    sink contract needs to find events by natural key and to compare converted values (reconcile.contract).
+MANIFEST_VERSION = 4
+# The oldest manifest reconcile reads with the built-in contract (which needs no `event`).
+MIN_RECONCILE_VERSION = 3
+# A payload larger than this is not kept in `event` (a malformed oversize payload: its MD5 identifies it).
+EVENT_TEXT_LIMIT = 64 * 1024
 PUBLISHED = "published"
 FAILED = "failed"
 OBJECT_COLUMNS = (
@@ -124,6 +131,23 @@ def payload_digest(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+def event_text(data: bytes, valid: bool) -> str:
+    """What the manifest keeps of a payload in `event`: a valid event's JSON as sent; a malformed payload's only
+    when it is a JSON object (then a pipeline that wrongly accepts it can be caught holding it by natural key)."""
+    if len(data) > EVENT_TEXT_LIMIT:
+        return ""
+    if not valid:
+        try:
+            if not isinstance(orjson.loads(data), dict):
+                return ""
+        except orjson.JSONDecodeError:
+            return ""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+
+
 def runs_root() -> Path:
     return workbench_home() / "runs"
 
@@ -156,9 +180,11 @@ class EventLog:
         if isinstance(message, Placed):
             digest = message.payload_digest
             where = (message.object_uri, str(message.object_line), str(message.object_index))
+            event = ""
         else:
             digest = payload_digest(message.data)
             where = ("", "", "")
+            event = event_text(message.data, message.expected != "dead_letter")
         row = (
             message.event_id,
             message.expected,
@@ -172,6 +198,7 @@ class EventLog:
             digest,
             message.canonical_digest or "",
             *where,
+            event,
         )
         with self._lock:
             if self._file.closed:  # an outcome that came after a forced stop: the run counts it as in flight

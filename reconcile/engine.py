@@ -36,6 +36,9 @@ SINK_EVENT_COLUMNS: dict[str, str] = {
     "container_minute": "STRING",
     "name_ok": "BOOL",
     "canonical_digest": "STRING",
+    "entry": "STRING",  # the contract entry the row came from (reconcile.contract: gcs, bigquery:TABLE)
+    "key_digest": "STRING",  # the natural key's digest, for a sink that keeps no event id (else NULL)
+    "event_time": "TIMESTAMP",  # the event's own time as the sink holds it
 }
 DEAD_LETTER_COLUMNS: dict[str, str] = {
     "sink": "STRING",
@@ -49,7 +52,15 @@ DEAD_LETTER_COLUMNS: dict[str, str] = {
     "payload_cut": "BOOL",
     "publish_time": "TIMESTAMP",
     "landed_time": "TIMESTAMP",
+    "entry": "STRING",
 }
+# The published events, for a contract that needs them (reconcile.contract.Contract.needs_published_events): the
+# manifests' `event` column of this run and of the runs whose events its sinks may hold beside its own.
+PUBLISHED_COLUMNS: dict[str, str] = {"run_id": "STRING", "event_id": "STRING", "event_type": "STRING",
+                                     "expected": "STRING", "event": "STRING"}  # fmt: skip
+# Per contract entry, what each published event looks like in that sink: its key and canonical digest there.
+EXPECTED_COLUMNS: dict[str, str] = {"entry": "STRING", "run_id": "STRING", "event_id": "STRING",
+                                    "event_type": "STRING", "key_digest": "STRING", "digest": "STRING"}  # fmt: skip
 FILE_COLUMNS: dict[str, str] = {
     "path": "STRING",
     "uri": "STRING",
@@ -58,7 +69,9 @@ FILE_COLUMNS: dict[str, str] = {
     "name_ok": "BOOL",
     "updated": "TIMESTAMP",
 }
-TABLES = ("manifest", "known_runs", "files", "sink_events", "dead_letters", "event_status")
+# The manifest columns the comparison reads (all but the published JSON, `event`).
+MANIFEST_COLUMNS = tuple(c for c in EVENT_COLUMNS if c != "event")
+TABLES = ("manifest", "known_runs", "files", "sink_events", "dead_letters", "event_status", "published", "expected")
 # DuckDB's read_json keeps per-file state for every file of one call: 550,000 files (a backfilled year, about one
 # file per event) took it past 18 GB and out of memory. A bounded number of files per call keeps it flat.
 FILES_PER_READ = 20_000
@@ -92,6 +105,10 @@ class DuckDBEngine:
         self.con.execute(f"CREATE OR REPLACE TABLE sink_events ({self._columns(SINK_EVENT_COLUMNS)})")
         self.con.execute(f"CREATE OR REPLACE TABLE dead_letters ({self._columns(DEAD_LETTER_COLUMNS)})")
         self.con.execute(f"CREATE OR REPLACE TABLE files ({self._columns(FILE_COLUMNS)})")
+        self.con.execute(f"CREATE OR REPLACE TABLE published ({self._columns(PUBLISHED_COLUMNS)})")
+        self.con.execute(f"CREATE OR REPLACE TABLE expected ({self._columns(EXPECTED_COLUMNS)})")
+
+    arrays = "lambda"  # how the canonical SQL spells records fields here (eventmodel.canonical.ARRAY_STYLES)
 
     @staticmethod
     def _columns(columns: dict[str, str]) -> str:
@@ -106,10 +123,10 @@ class DuckDBEngine:
 
     def load_manifest(self, csv_paths: list[Path]) -> None:
         files = ", ".join(f"'{_quote(p)}'" for p in csv_paths)
-        types = ", ".join(f"'{c}': 'VARCHAR'" for c in EVENT_COLUMNS)
+        # By name, every column text: a version 3 manifest has no `event` column, and nothing here reads it.
         self.con.execute(
             f"CREATE OR REPLACE TABLE manifest AS SELECT * FROM read_csv([{files}], header = true, "
-            f"columns = {{{types}}}, union_by_name = true)"
+            "all_varchar = true, union_by_name = true)"
         )
 
     def load_known_runs(self, run_ids: Iterable[str]) -> None:
@@ -120,38 +137,57 @@ class DuckDBEngine:
         self._insert_rows("files", files, FILE_COLUMNS)
 
     def load_gcs_lines(
-        self, event_type: str, paths: list[str], scope: str, root: str | None = None, prefixes: list[str] = ()
-    ) -> None:
-        """Read one type folder's JSON lines (bulk, in DuckDB) into sink_events, through queries.gcs_select.
-        `paths` are already the files to read (reconcile.run selects them); `prefixes` is for engines that list."""
+        self, event_type: str, paths: list[str], scope: str, root: str | None = None, prefixes: list[str] = (),
+        gcs: Any = None, contract: Any = None,
+    ) -> None:  # fmt: skip
+        """Read one type's GCS records (bulk, in DuckDB) into sink_events, through contract_sql.gcs_select: the
+        contract's file format and record layout (the built-in contract's when none is given). `paths` are
+        already the files to read (reconcile.run selects them); `prefixes` is for engines that list."""
+        contract = contract or _default_contract()
+        gcs = gcs or contract.gcs
         for start in range(0, len(paths), FILES_PER_READ):
-            self._load_gcs_chunk(event_type, paths[start : start + FILES_PER_READ], scope)
+            self._load_gcs_chunk(gcs, contract, event_type, paths[start : start + FILES_PER_READ], scope)
 
-    def _load_gcs_chunk(self, event_type: str, paths: list[str], scope: str) -> None:
+    def _load_gcs_chunk(self, gcs: Any, contract: Any, event_type: str, paths: list[str], scope: str) -> None:
+        from reconcile import contract_sql
+
         listed = ", ".join(f"'{_quote(p)}'" for p in paths)
-        event = "event"
-        typed = ",\n       ".join(
-            f"{_duck_value(f, f'json_extract({event}, {_path(f.name)})')} AS {f.name}" for f in SCHEMAS[event_type]
-        )
         staging = f"gcs_{event_type}"
-        # Lines are read loosely (JSON for the event) and typed here with TRY_CAST: a line someone broke must
-        # show up as an altered or missing event, never stop the whole reconcile.
-        self.con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {staging} AS
-SELECT filename AS path, event_id, message_id, TRY_CAST(publish_time AS TIMESTAMPTZ) AS publish_time,
-       json_extract_string(attributes, '$.run_id') AS run_id,
-       {typed}
-FROM read_json([{listed}], format = 'newline_delimited', filename = true, ignore_errors = true,
-               columns = {{'event_id': 'VARCHAR', 'message_id': 'VARCHAR', 'publish_time': 'VARCHAR',
-                           'attributes': 'JSON', 'event': 'JSON'}})"""
+        # Records are read loosely (each one JSON value) and typed afterwards with TRY_CAST: a record someone broke
+        # must show up as an altered or missing event, never stop the whole reconcile.
+        docs = (
+            f"(SELECT filename AS path, json AS doc FROM read_json([{listed}], format = '{_DUCK_FORMATS[gcs.format]}', "
+            f"records = false, filename = true, ignore_errors = true, columns = {{'json': 'JSON'}}, "
+            f"compression = '{'gzip' if gcs.gzip else 'auto_detect'}'))"
         )
         self.con.execute(
-            Q.to_duckdb(
-                f"INSERT INTO sink_events SELECT * FROM ({Q.gcs_select(event_type, staging, 'files', 'lambda')}) "
-                f"WHERE {scope}"
-            )
+            f"CREATE OR REPLACE TEMP TABLE {staging} AS {contract_sql.gcs_typed_duckdb(gcs, event_type, docs)}"
         )
+        select = contract_sql.gcs_select(gcs, contract, event_type, staging, "files", "lambda")
+        self.con.execute(Q.to_duckdb(f"INSERT INTO sink_events SELECT * FROM ({select}) WHERE {scope}"))
         self.con.execute(f"DROP TABLE {staging}")
+
+    def typed_published(self, event_type: str) -> str:
+        """A table of the published events of one type, typed as the event table (contract_sql.expected_select)."""
+        from reconcile import contract_sql
+
+        name = f"published_{event_type}"
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {name} AS {contract_sql.published_typed_duckdb(event_type, 'published')}"
+        )
+        return f"SELECT * FROM {name}"
+
+    def load_published(self, csv_paths: dict[str, list[Path]]) -> None:
+        """The `event` column of the manifests of each run (run id -> its events-*.csv) into `published`."""
+        for run_id, paths in csv_paths.items():
+            if not paths:
+                continue
+            files = ", ".join(f"'{_quote(p)}'" for p in paths)
+            self.con.execute(
+                f"INSERT INTO published SELECT '{_quote(run_id)}', event_id, event_type, expected, event "
+                f"FROM read_csv([{files}], header = true, all_varchar = true, union_by_name = true) "
+                "WHERE outcome = 'published' AND event IS NOT NULL AND event != ''"
+            )
 
     def load_select(self, table: str, sql: str, client: Any, location: str | None = None) -> None:
         """Rows of a SELECT over BigQuery's tables (run by BigQuery in `location`, the events dataset's; only the
@@ -184,6 +220,15 @@ FROM read_json([{listed}], format = 'newline_delimited', filename = true, ignore
 
         self.con.close()
         shutil.rmtree(self._spill, ignore_errors=True)
+
+
+_DUCK_FORMATS = {"jsonl": "newline_delimited", "json_array": "array", "json_object": "unstructured"}
+
+
+def _default_contract() -> Any:
+    from reconcile.contract import default_contract
+
+    return default_contract()
 
 
 def _arrow_schema(columns: dict[str, str]):
@@ -318,8 +363,11 @@ class BigQueryEngine:
 
     def reset(self) -> None:
         for name, columns in (("sink_events", SINK_EVENT_COLUMNS), ("dead_letters", DEAD_LETTER_COLUMNS),
-                              ("files", FILE_COLUMNS)):  # fmt: skip
+                              ("files", FILE_COLUMNS), ("published", PUBLISHED_COLUMNS),
+                              ("expected", EXPECTED_COLUMNS)):  # fmt: skip
             self.run(f"CREATE OR REPLACE TABLE {self.tables[name]} ({_create_empty(columns)})")
+
+    arrays = "subquery"
 
     def run(self, sql: str) -> list[dict[str, Any]]:
         return [dict(row) for row in self.client.query(sql, location=self.location).result()]
@@ -359,12 +407,15 @@ class BigQueryEngine:
         publishing worker, and a standard table takes 5 metadata updates per 10 s (load and query jobs that
         write to it count: cloud.google.com/bigquery/quotas, "Standard tables", "Maximum rate of table metadata
         update operations per table"), so a many-worker load-test run failed there with rateLimitExceeded."""
-        columns = dict.fromkeys(EVENT_COLUMNS, "STRING")
+        # Without `event` (the published JSON, which the comparison never reads from here: load_published takes it
+        # when a contract needs it); bqemulator's CSV reader also failed to sniff lines holding quoted JSON.
+        names = MANIFEST_COLUMNS
+        columns = dict.fromkeys(names, "STRING")
         with tempfile.TemporaryFile() as body:
             # One header line, skipped: loaded header-less with skip_leading_rows=0, bqemulator lost the first row
             # (tests/reconcile/test_read_bounds.py); with a header, both skip exactly that line.
-            body.write(",".join(EVENT_COLUMNS).encode() + b"\n")
-            concatenate_csvs(csv_paths, body)
+            body.write(",".join(names).encode() + b"\n")
+            concatenate_csvs(csv_paths, body, names)
             body.seek(0)
             self._load("manifest", body, columns, self._bq.SourceFormat.CSV, append=False,
                        skip_leading_rows=1, allow_quoted_newlines=True)  # fmt: skip
@@ -376,10 +427,16 @@ class BigQueryEngine:
         self.load_rows("files", files, FILE_COLUMNS)
 
     def load_gcs_lines(
-        self, event_type: str, paths: list[str], scope: str, root: str | None = None, prefixes: list[str] = ()
-    ) -> None:
-        """One type folder into sink_events: an external table over the folders `prefixes` of it (real BigQuery,
-        gs://; reconcile.bounds.folder_prefixes), or the lines of the local copies `paths` loaded as (path, line)."""
+        self, event_type: str, paths: list[str], scope: str, root: str | None = None, prefixes: list[str] = (),
+        gcs: Any = None, contract: Any = None,
+    ) -> None:  # fmt: skip
+        """One type's GCS records into sink_events: an external table over the folders `prefixes` (real BigQuery,
+        gs://, JSON lines; reconcile.bounds.folder_prefixes), or the records of the local copies `paths` (any
+        format of the contract) loaded as (path, line)."""
+        from reconcile import contract_sql
+
+        contract = contract or _default_contract()
+        gcs = gcs or contract.gcs
         lines = f"{self.project}.{self.dataset}.{self._names[f'gcs_lines_{event_type}']}"
         if self.external:
             if not paths or not prefixes:
@@ -387,17 +444,35 @@ class BigQueryEngine:
             self.run(external_table_ddl(f"{lines}_external", prefixes))
             source = external_lines(f"`{lines}_external`", prefixes)
         else:
-            rows = [{"path": p, "line": raw.decode("utf-8", "replace")}
-                    for p in paths for raw in Path(p).read_bytes().splitlines() if raw.strip()]  # fmt: skip
+            rows = [{"path": p, "line": record} for p in paths for record in file_records(p, gcs.format, gcs.gzip)]
             if not rows:
                 return
             self.load_rows(f"gcs_lines_{event_type}", rows, {"path": "STRING", "line": "STRING"})
             source = f"`{lines}`"
-        typed = bigquery_typed_lines(event_type, source)
-        self.run(
-            f"INSERT INTO {self.tables['sink_events']} SELECT * FROM "
-            f"({Q.gcs_select(event_type, typed, self.tables['files'])}) WHERE {scope}"
-        )
+        typed = contract_sql.gcs_typed_bigquery(gcs, event_type, source)
+        select = contract_sql.gcs_select(gcs, contract, event_type, typed, self.tables["files"])
+        self.run(f"INSERT INTO {self.tables['sink_events']} SELECT * FROM ({select}) WHERE {scope}")
+
+    def typed_published(self, event_type: str) -> str:
+        """The published events of one type, typed as the event table (contract_sql.expected_select)."""
+        from reconcile import contract_sql
+
+        return contract_sql.published_typed_bigquery(event_type, self.tables["published"])
+
+    def load_published(self, csv_paths: dict[str, list[Path]]) -> None:
+        """The `event` column of the manifests of each run (run id -> its events-*.csv) into `published`."""
+        import csv
+
+        rows = []
+        wanted = ("event_id", "event_type", "expected", "event")
+        for run_id, paths in csv_paths.items():
+            for path in paths:
+                with Path(path).open(newline="", encoding="utf-8") as f:
+                    for r in csv.DictReader(f):
+                        if r.get("outcome") == "published" and r.get("event"):
+                            rows.append({"run_id": run_id, **{c: r.get(c) for c in wanted}})
+        if rows:
+            self.load_rows("published", rows, PUBLISHED_COLUMNS)
 
     def load_select(self, table: str, sql: str, client: Any = None, location: str | None = None) -> None:
         """Rows of a SELECT over BigQuery's own tables into sink_events or dead_letters, inside BigQuery (in this
@@ -415,15 +490,34 @@ class BigQueryEngine:
                 self.client.delete_table(f"{self.project}.{self.dataset}.{table}", not_found_ok=True)
 
 
-def concatenate_csvs(csv_paths: list[Path], out: Any) -> None:
-    """The rows of every events-W.csv, one header-less CSV in EVENT_COLUMNS order, written to the binary file
-    `out`: what one load job reads. A CSV whose header is not EVENT_COLUMNS (its columns in another order) is
-    rewritten to that order; the others are copied byte for byte."""
+def file_records(path: str, fmt: str, gzip: bool = False) -> list[str]:
+    """The records of one GCS file as JSON texts, one each: its lines (jsonl), its array's elements (json_array),
+    or its whole body (json_object); gunzipped when it is gzip (its magic bytes decide, as eventmodel.history)."""
+    from eventmodel.history import gunzipped
+
+    body = b"".join(gunzipped([Path(path).read_bytes()]))
+    if fmt == "jsonl":
+        return [raw.decode("utf-8", "replace") for raw in body.splitlines() if raw.strip()]
+    if fmt == "json_array":
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return [body.decode("utf-8", "replace")]  # a broken file: one record that types to nothing
+        return (
+            [orjson.dumps(e).decode() for e in parsed] if isinstance(parsed, list) else [orjson.dumps(parsed).decode()]
+        )
+    return [body.decode("utf-8", "replace").replace("\n", " ")]
+
+
+def concatenate_csvs(csv_paths: list[Path], out: Any, columns: tuple[str, ...] = EVENT_COLUMNS) -> None:
+    """The rows of every events-W.csv, one header-less CSV of `columns` in order, written to the binary file
+    `out`: what one load job reads. A CSV whose header is not `columns` (other columns, or in another order) is
+    rewritten to them; the others are copied byte for byte."""
     import csv
     import io
     import shutil
 
-    expected = ",".join(EVENT_COLUMNS).encode()
+    expected = ",".join(columns).encode()
     for path in csv_paths:
         with Path(path).open("rb") as f:
             header = f.readline().rstrip(b"\r\n")
@@ -439,7 +533,7 @@ def concatenate_csvs(csv_paths: list[Path], out: Any) -> None:
             text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
             writer = csv.writer(text)
             for row in csv.DictReader(f):
-                writer.writerow([row.get(c) or "" for c in EVENT_COLUMNS])
+                writer.writerow([row.get(c) or "" for c in columns])
             text.detach()
 
 

@@ -25,10 +25,9 @@ from __future__ import annotations
 import functools
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from eventmodel import reasons as R
-from eventmodel import rows
-from eventmodel.canonical import canonical_sql
 from eventmodel.schema import EVENT_TIME_FIELD
 
 # Sink names: the columns of the report and the values of sink_events.sink / dead_letters.sink.
@@ -36,8 +35,9 @@ GCS = "gcs"
 BIGQUERY = "bigquery"
 DEAD_LETTER_TABLE = "dead_letter_table"
 DEAD_LETTER_TOPIC = "dead_letter_topic"
+DEAD_LETTER_FILES = "dead_letter_files"
 EVENT_SINKS = (GCS, BIGQUERY)
-DEAD_LETTER_SINKS = (DEAD_LETTER_TABLE, DEAD_LETTER_TOPIC)
+DEAD_LETTER_SINKS = (DEAD_LETTER_TABLE, DEAD_LETTER_TOPIC, DEAD_LETTER_FILES)
 SINKS = EVENT_SINKS + DEAD_LETTER_SINKS
 
 DEAD_LETTER = "dead_letter"  # manifest `expected` of a malformed event
@@ -62,19 +62,6 @@ def to_duckdb(sql: str) -> str:
 # ------------------------------------------------------------------------------------- per-source SELECTs
 
 
-def gcs_select(event_type: str, source: str, files: str, arrays: str = "subquery") -> str:
-    """sink_events rows from a typed table of one type folder's lines (the event table's columns, plus path,
-    event_id, message_id, run_id, publish_time) joined with the file listing (path, folder type and minute).
-    `arrays`: how the canonical digest spells array fields (eventmodel.canonical.canonical_sql)."""
-    time_field = EVENT_TIME_FIELD[event_type]
-    return f"""
-SELECT '{GCS}' AS sink, l.path AS location, l.event_id, l.message_id, l.run_id, l.publish_time,
-       f.updated AS landed_time, l.event_type, f.container_type,
-       FORMAT_TIMESTAMP('%Y%m%d%H%M', l.{time_field}) AS event_minute, f.container_minute, f.name_ok,
-       {canonical_sql(event_type, "l.", arrays)} AS canonical_digest
-FROM {source} AS l JOIN {files} AS f ON f.path = l.path"""
-
-
 def timestamp_literal(when: datetime) -> str:
     """A BigQuery TIMESTAMP literal of an aware datetime (UTC, microseconds: TIMESTAMP's precision)."""
     return f"TIMESTAMP('{when.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}+00:00')"
@@ -91,28 +78,25 @@ def partition_bound(event_type: str, event_times: tuple[datetime, datetime]) -> 
 
 
 def bigquery_select(event_type: str, table: str, scope: str, event_times: tuple[datetime, datetime]) -> str:
-    """sink_events rows from an event table of the ddl/ model: those in `scope` (a condition on its rows) whose
-    event time lies within `event_times` (the partition filter, partition_bound)."""
-    time_field = EVENT_TIME_FIELD[event_type]
-    return f"""
-SELECT '{BIGQUERY}' AS sink, '{rows.table_of(event_type)}' AS location, event_id, message_id, run_id,
-       publish_time, ingest_time AS landed_time, event_type, '{event_type}' AS container_type,
-       FORMAT_TIMESTAMP('%Y%m%d%H%M', {time_field}) AS event_minute, CAST(NULL AS STRING) AS container_minute,
-       TRUE AS name_ok, {canonical_sql(event_type)} AS canonical_digest
-FROM {table} WHERE {partition_bound(event_type, event_times)} AND {scope}"""
+    """sink_events rows of an event table of the ddl/ model (the built-in contract's, reconcile.contract_sql) in
+    `scope` (a condition on sink_events' columns) whose event time lies within `event_times`."""
+    from reconcile import contract_sql
+    from reconcile.contract import default_contract
+
+    contract = default_contract()
+    sink = next(t for t in contract.tables if t.event_type == event_type)
+    return contract_sql.table_select(sink, contract, lambda _: table, event_times, scope)
 
 
 def dead_letter_table_select(table: str, scope: str, since: datetime) -> str:
-    """dead_letters rows in `scope` ingested since `since`: the table is partitioned by DATE(ingest_time)
-    (ddl/13_dead_letters.sql), and a run's dead letters cannot land before it started, so older partitions
-    are never read."""
-    return f"""
-SELECT '{DEAD_LETTER_TABLE}' AS sink, '{rows.DEAD_LETTER_TABLE}' AS location, event_id,
-       message_id AS source_message_id, run_id, reason, stage, TO_HEX(MD5(payload)) AS payload_digest,
-       -- eventmodel.rows.dead_letter_row cuts an oversize payload in this table (the topic keeps it whole)
-       LENGTH(payload) = {rows.MAX_PAYLOAD_BYTES} AND detail LIKE '%payload cut to%' AS payload_cut,
-       publish_time, ingest_time AS landed_time
-FROM {table} WHERE ingest_time >= {timestamp_literal(since)} AND {scope}"""
+    """dead_letters rows of the ddl/ model's dead_letters table in `scope` ingested since `since`: the table is
+    partitioned by DATE(ingest_time) (ddl/13_dead_letters.sql), and a run's dead letters cannot land before it
+    started, so older partitions are never read."""
+    from reconcile import contract_sql
+    from reconcile.contract import default_contract
+
+    letters = default_contract().dead_letters.table
+    return contract_sql.dead_letter_table_select(letters, lambda _: table, since, scope)
 
 
 def file_name_filter(prefixes: list[str]) -> str:
@@ -153,15 +137,26 @@ earlier AS (
   WHERE d.run_id != {run_id}
   GROUP BY s.event_id, d.sink
 ),
+-- Events whose natural key another published event shares, in a sink that keeps no event id: never merged.
+collided AS (
+  SELECT DISTINCT x.event_id FROM {t[expected]} AS x
+  JOIN (SELECT entry, key_digest FROM {t[expected]} GROUP BY entry, key_digest
+        HAVING COUNT(DISTINCT event_id) > 1) AS k ON k.entry = x.entry AND k.key_digest = x.key_digest
+  WHERE x.run_id = {run_id}
+),
 held AS (
   SELECT s.event_id, e.sink, COUNT(*) AS copies, COUNT(DISTINCT e.message_id) AS messages,
+         COUNTIF(e.message_id IS NULL) AS anonymous,
          COUNTIF(e.container_type != s.event_type OR e.event_type IS NULL OR e.event_type != s.event_type
                  OR (e.sink = '{gcs}' AND (e.container_minute IS NULL OR e.event_minute IS NULL
                                             OR e.container_minute != e.event_minute OR NOT e.name_ok)))
            AS misplaced,
-         COUNTIF(e.canonical_digest IS NULL OR e.canonical_digest != s.canonical_digest) AS altered,
+         -- against the event as this sink keeps it (its declared conversions: expected), else the manifest's digest
+         COUNTIF(e.canonical_digest IS NULL OR e.canonical_digest != COALESCE(x.digest, s.canonical_digest))
+           AS altered,
          MIN(e.location) AS location
   FROM sent AS s JOIN {t[sink_events]} AS e ON e.event_id = s.event_id
+  LEFT JOIN {t[expected]} AS x ON x.entry = e.entry AND x.event_id = e.event_id AND x.run_id = {run_id}
   WHERE e.run_id IS NULL OR e.run_id = {run_id}
   GROUP BY s.event_id, e.sink
 ),
@@ -179,46 +174,58 @@ lettered AS (
 held_earlier AS (
   SELECT event_id, SUM(IF(sink = '{gcs}', copies, 0)) AS gcs, SUM(IF(sink = '{bigquery}', copies, 0)) AS bigquery,
          SUM(IF(sink = '{dead_letter_table}', copies, 0)) AS dlt,
-         SUM(IF(sink = '{dead_letter_topic}', copies, 0)) AS dlq
+         SUM(IF(sink = '{dead_letter_topic}', copies, 0)) AS dlq,
+         SUM(IF(sink = '{dead_letter_files}', copies, 0)) AS dlf
   FROM earlier GROUP BY event_id
 ),
 status AS (
   SELECT s.event_id, s.expected, s.event_type, s.reason, s.kind, s.message_id, s.copies_sent,
          COALESCE(g.copies, 0) AS gcs_copies, COALESCE(g.messages, 0) AS gcs_messages,
          COALESCE(g.misplaced, 0) AS gcs_misplaced,
-         COALESCE(g.altered, 0) AS gcs_altered, g.location AS gcs_location,
+         COALESCE(g.altered, 0) AS gcs_altered, g.location AS gcs_location, COALESCE(g.anonymous, 0) AS gcs_anonymous,
          COALESCE(b.copies, 0) AS bigquery_copies, COALESCE(b.misplaced, 0) AS bigquery_misplaced,
+         COALESCE(b.messages, 0) AS bigquery_messages, COALESCE(b.anonymous, 0) AS bigquery_anonymous,
          COALESCE(b.altered, 0) AS bigquery_altered, b.location AS bigquery_location,
          COALESCE(dt.copies, 0) AS dlt_copies, COALESCE(dt.right_reason, 0) AS dlt_right_reason,
          COALESCE(dt.altered, 0) AS dlt_altered, dt.reasons AS dlt_reasons,
          COALESCE(dq.copies, 0) AS dlq_copies, COALESCE(dq.right_reason, 0) AS dlq_right_reason,
          COALESCE(dq.altered, 0) AS dlq_altered, dq.reasons AS dlq_reasons,
+         COALESCE(df.copies, 0) AS dlf_copies, COALESCE(df.right_reason, 0) AS dlf_right_reason,
+         COALESCE(df.altered, 0) AS dlf_altered,
          COALESCE(dt.gcs_failed, 0) + COALESCE(dq.gcs_failed, 0) > 0 AS gcs_gave_up,
          COALESCE(dt.bigquery_failed, 0) + COALESCE(dq.bigquery_failed, 0) > 0 AS bigquery_gave_up,
          COALESCE(h.gcs, 0) AS gcs_earlier, COALESCE(h.bigquery, 0) AS bigquery_earlier,
-         COALESCE(h.dlt, 0) AS dlt_earlier, COALESCE(h.dlq, 0) AS dlq_earlier
+         COALESCE(h.dlt, 0) + COALESCE(h.dlf, 0) AS dlt_earlier, COALESCE(h.dlq, 0) AS dlq_earlier,
+         c.event_id IS NOT NULL AS collided
   FROM sent AS s
   LEFT JOIN held AS g ON g.event_id = s.event_id AND g.sink = '{gcs}'
   LEFT JOIN held AS b ON b.event_id = s.event_id AND b.sink = '{bigquery}'
   LEFT JOIN lettered AS dt ON dt.event_id = s.event_id AND dt.sink = '{dead_letter_table}'
   LEFT JOIN lettered AS dq ON dq.event_id = s.event_id AND dq.sink = '{dead_letter_topic}'
+  LEFT JOIN lettered AS df ON df.event_id = s.event_id AND df.sink = '{dead_letter_files}'
   LEFT JOIN held_earlier AS h ON h.event_id = s.event_id
+  LEFT JOIN collided AS c ON c.event_id = s.event_id
 )
 SELECT *,
   CASE
     WHEN expected = '{dead_letter}' THEN
       CASE
         WHEN gcs_copies + bigquery_copies > 0 THEN 'accepted'
-        WHEN dlt_copies = 0 AND dlq_copies = 0 AND dlt_earlier + dlq_earlier > 0 THEN {earlier_problem}
-        WHEN dlt_copies = 0 AND dlq_copies = 0 THEN 'missing'
+        WHEN dlt_copies + dlq_copies + dlf_copies = 0 AND dlt_earlier + dlq_earlier > 0 THEN {earlier_problem}
+        -- a pipeline whose contract says it drops malformed events (malformed: dropped_ok) may hold none
+        WHEN dlt_copies + dlq_copies + dlf_copies = 0 AND {dropped_ok} THEN NULL
+        WHEN dlt_copies + dlq_copies + dlf_copies = 0 THEN 'missing'
         WHEN {check_table} AND dlt_copies = 0 THEN 'missing_in_dead_letter_table'
         WHEN {check_topic} AND dlq_copies = 0 THEN 'missing_in_dead_letter_topic'
-        WHEN ({check_table} AND dlt_right_reason = 0) OR ({check_topic} AND dlq_right_reason = 0) THEN 'other_reason'
-        WHEN dlt_altered + dlq_altered > 0 THEN 'altered'
+        WHEN {check_files} AND dlf_copies = 0 THEN 'missing_in_dead_letter_files'
+        WHEN {check_reasons} AND (({check_table} AND dlt_right_reason = 0) OR ({check_topic} AND dlq_right_reason = 0))
+          THEN 'other_reason'
+        WHEN dlt_altered + dlq_altered + dlf_altered > 0 THEN 'altered'
         ELSE NULL
       END
     ELSE
       CASE
+        WHEN collided THEN 'collision'
         WHEN gcs_copies = 0 AND bigquery_copies = 0 AND gcs_earlier + bigquery_earlier > 0 THEN {earlier_problem}
         WHEN gcs_copies = 0 AND bigquery_copies = 0 AND NOT (gcs_gave_up OR bigquery_gave_up) THEN 'missing'
         WHEN {check_gcs} AND gcs_copies + gcs_earlier = 0 AND NOT gcs_gave_up THEN 'missing_in_gcs'
@@ -226,7 +233,10 @@ SELECT *,
           THEN 'missing_in_bigquery'
         WHEN gcs_misplaced + bigquery_misplaced > 0 THEN 'misplaced'
         WHEN gcs_altered + bigquery_altered > 0 THEN 'altered'
-        WHEN gcs_messages > 1 THEN 'duplicated'
+        -- copies from different messages, or copies a sink cannot tell apart (no message id), where the contract
+        -- promises deduplication (the same message written twice is at-least-once delivery: RAW_DUPLICATES)
+        WHEN {deduplicated} AND (gcs_messages + gcs_anonymous > 1 OR bigquery_messages + bigquery_anonymous > 1)
+          THEN 'duplicated'
         ELSE NULL
       END
   END AS problem
@@ -296,6 +306,23 @@ FROM {t[dead_letters]} AS d
 WHERE d.run_id IS NULL OR d.run_id NOT IN (SELECT run_id FROM {t[known_runs]})
 ORDER BY sink, message_id"""
 
+# Per contract entry (reconcile.contract: each table, each type's files, each dead-letter place): its rows, the
+# run's events among them, those it holds altered (as that sink keeps them), and rows no event explains.
+ENTRY_COUNTS = """
+SELECT e.entry, COUNT(*) AS rows, COUNT(DISTINCT IF(e.run_id = {run_id}, e.event_id, NULL)) AS events,
+       COUNTIF(e.run_id = {run_id} AND (e.canonical_digest IS NULL
+               OR e.canonical_digest != COALESCE(x.digest, m.canonical_digest))) AS altered,
+       COUNTIF(e.event_id IS NULL OR e.run_id IS NULL) AS unexplained
+FROM {t[sink_events]} AS e
+LEFT JOIN {t[expected]} AS x ON x.entry = e.entry AND x.event_id = e.event_id AND x.run_id = {run_id}
+LEFT JOIN (SELECT event_id, ANY_VALUE(canonical_digest) AS canonical_digest FROM {t[manifest]}
+           GROUP BY event_id) AS m ON m.event_id = e.event_id
+GROUP BY e.entry
+UNION ALL
+SELECT entry, COUNT(*) AS rows, COUNT(DISTINCT IF(run_id = {run_id}, event_id, NULL)) AS events, 0 AS altered,
+       COUNTIF(event_id IS NULL OR run_id IS NULL) AS unexplained
+FROM {t[dead_letters]} GROUP BY entry"""
+
 # Publish -> landed in the sink, from the sinks' own metadata (ingest_time, the object's update time).
 LATENCY = """
 WITH lags AS (
@@ -322,13 +349,20 @@ FROM lags GROUP BY sink, upper_ms ORDER BY sink, upper_ms"""
 HISTOGRAM_BUCKETS_MS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 60_000, 120_000, 600_000)
 
 
-def render(sql: str, tables: dict[str, str], run_id: str, checked: dict[str, bool], replay: bool = False) -> str:
+def render(sql: str, tables: dict[str, str], run_id: str, checked: dict[str, bool], replay: bool = False,
+           contract: Any = None) -> str:  # fmt: skip
     """Fill a statement's table names, run id and which sinks are checked (a sink left out is not missing).
 
     replay: the run asked to send an earlier run's event ids again, so an event whose only copies are that run's
     (a deduplicating pipeline dropped the repeat) is where it belongs; in any other run it is the problem
     'id_reused' (two runs sent the same id without saying so)."""
+    contract = contract or _default_contract()
     return sql.format(
+        deduplicated=_bool(contract.duplicates == "deduplicated"),
+        dropped_ok=_bool(contract.malformed == "dropped_ok"),
+        check_reasons=_bool(contract.dead_letters.reason_codes == "workbench"),
+        check_files=_bool(checked.get(DEAD_LETTER_FILES)),
+        dead_letter_files=DEAD_LETTER_FILES,
         earlier_problem="CAST(NULL AS STRING)" if replay else "'id_reused'",
         t=tables,
         run_id=literal(run_id),
@@ -345,6 +379,12 @@ def render(sql: str, tables: dict[str, str], run_id: str, checked: dict[str, boo
         check_topic=_bool(checked.get(DEAD_LETTER_TOPIC)),
         buckets=" ".join(f"WHEN ms <= {b} THEN {b}" for b in HISTOGRAM_BUCKETS_MS),
     )
+
+
+def _default_contract() -> Any:
+    from reconcile.contract import default_contract
+
+    return default_contract()
 
 
 def _bool(value: bool | None) -> str:

@@ -52,6 +52,8 @@ PROBLEM_LABELS: dict[str, str] = {
     "other_reason": "dead-lettered with another reason code",
     "duplicated": "duplicated in the GCS files (copies from different messages: dedup let one through)",
     "id_reused": "held only under another run's id (this run reused its event ids without --replay)",
+    "collision": "shares its natural key with another published event, in a sink that keeps no event id",
+    "missing_in_dead_letter_files": "missing from the dead-letter files",
 }
 SAMPLE = 10
 
@@ -74,6 +76,8 @@ class Report:
     engine: str = "duckdb"
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    contract: str = "event-workbench pipeline (built-in)"  # the sink contract judged by (reconcile.contract)
+    entries: list[dict[str, Any]] = field(default_factory=list)  # run.entry_counts: per contract entry
 
     @property
     def problem_counts(self) -> Counter[str]:

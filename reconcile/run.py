@@ -23,12 +23,13 @@ from typing import Any
 from eventmodel import resources as names
 from eventmodel import rows
 from eventmodel.schema import EVENT_TYPES
-from publisher.manifest import MANIFEST_VERSION, list_runs, load_manifest, run_dir, runs_root, stop_note
+from publisher.manifest import MIN_RECONCILE_VERSION, list_runs, load_manifest, run_dir, runs_root, stop_note
 from publisher.replay import replays, runs_sharing_ids
 from reconcile import queries as Q
 from reconcile import sources
 from reconcile.bounds import ReadBounds, files_written_since, folder_prefixes, manifest_event_times, read_bounds
-from reconcile.engine import DuckDBEngine
+from reconcile.contract import Contract
+from reconcile.engine import DEAD_LETTER_COLUMNS, DuckDBEngine
 from reconcile.errors import ReconcileError
 from reconcile.locations import check_locations
 from reconcile.report import Report
@@ -65,6 +66,9 @@ class ReconcileTarget:
     # scratch_dataset), or "auto": BigQuery when reconciling real BigQuery, DuckDB on the local stack.
     engine: str = "auto"
     scratch_dataset: str = f"{names.DATASET}_reconcile"
+    # A sink contract file (reconcile.contract): where the pipeline puts each event. None: this project's pipeline,
+    # the built-in contract, over output_root, dataset and the dead-letter topic.
+    sinks: str | None = None
 
     @classmethod
     def local(cls, **overrides: Any) -> ReconcileTarget:
@@ -107,12 +111,40 @@ class ReconcileTarget:
             session.client, self.project, self.scratch_dataset, external=self.external(), location=session.location
         )
 
+    def contract(self) -> Contract:
+        """The sink contract this reconcile judges by, its places resolved: the GCS root is output_root and the
+        dataset is `dataset` (None leaves a sink out); the topic is read unless read_dead_letter_topic is off."""
+        from reconcile.contract import default_contract, load_contract
+
+        if not self.sinks:
+            topic = names.DEAD_LETTER_TOPIC if self.read_dead_letter_topic else None
+            return default_contract(self.output_root, self.dataset, topic)
+        contract = load_contract(self.sinks)
+        gcs = replace(contract.gcs, root=self.output_root) if contract.gcs and self.output_root else None
+        letters = contract.dead_letters
+        if not self.read_dead_letter_topic:
+            letters = replace(letters, topic=None)
+        if not self.dataset:
+            letters = replace(letters, table=None)
+        if letters.topic and letters.topic != names.DEAD_LETTER_TOPIC:
+            raise ReconcileError(
+                f"{self.sinks}: dead_letters/topic {letters.topic}: reconcile reads dead letters through its own "
+                f"subscription on {names.DEAD_LETTER_TOPIC} only",
+                f"name {names.DEAD_LETTER_TOPIC} (the topic the pipeline's dead letters go to), or pass "
+                "--no-dead-letter-topic and check a dead-letter table or prefix instead",
+            )
+        return replace(contract, gcs=gcs, dataset=self.dataset, tables=contract.tables if self.dataset else (),
+                       dead_letters=letters)  # fmt: skip
+
     def checked(self) -> dict[str, bool]:
+        contract = self.contract()
+        letters = contract.dead_letters
         return {
-            Q.GCS: bool(self.output_root),
-            Q.BIGQUERY: bool(self.dataset),
-            Q.DEAD_LETTER_TABLE: bool(self.dataset),
-            Q.DEAD_LETTER_TOPIC: self.read_dead_letter_topic,
+            Q.GCS: bool(contract.gcs),
+            Q.BIGQUERY: bool(contract.dataset and contract.tables),
+            Q.DEAD_LETTER_TABLE: bool(contract.dataset and letters.table),
+            Q.DEAD_LETTER_TOPIC: bool(letters.topic),
+            **({Q.DEAD_LETTER_FILES: True} if letters.gcs else {}),
         }
 
 
@@ -176,10 +208,10 @@ def resolve_run(run_id: str, running_ok: bool = False) -> dict[str, Any]:
             f"run {rid} was written to a file, not published to Pub/Sub or S3: no pipeline reads it",
             "reconcile a run published to Pub/Sub or written to S3 (`workbench runs` shows where each went)",
         )
-    if (manifest.get("manifest_version") or 1) < MANIFEST_VERSION:
+    if (manifest.get("manifest_version") or 1) < MIN_RECONCILE_VERSION:
         raise ReconcileError(
             f"run {rid} was recorded by an older workbench (manifest version {manifest.get('manifest_version', 1)}"
-            f", reconcile needs {MANIFEST_VERSION}: MD5 and canonical digests, and each event's object and line)",
+            f", reconcile needs {MIN_RECONCILE_VERSION}: MD5 and canonical digests, and each event's object and line)",
             "publish the run again with this version",
         )
     if state == DEAD:
@@ -266,6 +298,13 @@ def _scope(run_id: str, window: tuple[datetime, datetime], known: list[str], sha
     )
 
 
+def _anonymous_scope(scope: str, time_column: str, since: datetime) -> str:
+    """`scope`, and the rows a sink keeps with no run id and no publish time (a pipeline that keeps no metadata
+    of ours): those whose `time_column` (the event's time, or when a dead letter landed) is since `since`. Which
+    run such a row belongs to is decided afterwards, by its natural key or its payload (_resolve_identities)."""
+    return f"({scope} OR (run_id IS NULL AND publish_time IS NULL AND {time_column} >= {Q.timestamp_literal(since)}))"
+
+
 def _reachable(endpoint: str) -> bool:
     address = endpoint.split("://", 1)[-1].rstrip("/")
     host, _, port = address.rpartition(":")
@@ -281,10 +320,18 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
     began = time.monotonic()
     manifest = resolve_run(run_id)
     _check_local_stack(target)
+    contract = target.contract()
     run_id = manifest["run_id"]
     csvs = sorted(run_dir(run_id).glob("events-*.csv"))
     if not csvs:
         raise ReconcileError(f"run {run_id} has no events-*.csv beside its manifest", "publish the run again")
+    if contract.needs_published_events() and (manifest.get("manifest_version") or 1) < 4:
+        raise ReconcileError(
+            f"run {run_id} was recorded before manifests kept the published events (manifest version "
+            f"{manifest.get('manifest_version')}), and the contract {contract.name} finds events by natural key or "
+            "compares converted values, which needs them",
+            "publish the run again with this version of the workbench",
+        )
     plan = _plan(manifest, csvs)
     known, sharing, window, scope, bounds = plan.known, plan.sharing, plan.window, plan.scope, plan.bounds
     # One BigQuery client for the reconcile, its jobs in the events dataset's location (read here, before any job).
@@ -297,11 +344,13 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
         engine.load_manifest(csvs)
         engine.load_known_runs(known)
         sizes: dict[str, int] = {}
-        if target.output_root:
-            sizes["files"] = _load_gcs(engine, target, scope, bounds, on_step)
-        if target.dataset:
-            _load_bigquery(engine, target, scope, bounds, session, on_step)
-        topic_read = target.read_dead_letter_topic
+        event_scope = _anonymous_scope(scope, "event_time", bounds.event_times[0])
+        letter_scope = _anonymous_scope(scope, "landed_time", window[0] - timedelta(minutes=1))
+        if contract.gcs:
+            sizes["files"] = _load_gcs(engine, target, contract, event_scope, bounds, on_step)
+        if contract.dataset:
+            _load_bigquery(engine, target, contract, event_scope, letter_scope, bounds, session, on_step)
+        topic_read = bool(contract.dead_letters.topic)
         if topic_read:
             since = window[0] - timedelta(minutes=1)
             try:
@@ -314,21 +363,33 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
             else:
                 # The topic copy has no source publish time to place a foreign dead letter in the run's window:
                 # only this run's are taken from it (foreign dead letters are found through the table's copy).
-                engine.load_dead_letter_rows([r for r in letters if r["run_id"] == run_id or r["run_id"] in sharing])
+                entry = f"dead_letters:topic:{contract.dead_letters.topic}"
+                engine.load_dead_letter_rows([{**r, "entry": entry} for r in letters
+                                              if r["run_id"] == run_id or r["run_id"] in sharing])  # fmt: skip
+        if contract.dead_letters.gcs:
+            on_step(f"reading dead letters under {contract.dead_letters.gcs.prefix}")
+            engine.load_dead_letter_rows(
+                sources.read_dead_letter_files(contract.dead_letters.gcs, window[0] - timedelta(minutes=1))
+            )
+        if contract.needs_published_events():
+            on_step("finding events by natural key")
+            _resolve_identities(engine, contract, manifest, plan)
+        _resolve_dead_letters(engine, run_id)
         on_step("comparing")
         checked = {**target.checked(), Q.DEAD_LETTER_TOPIC: topic_read}
         replay = replays(manifest) is not None
-        render = lambda sql: Q.render(sql, engine.tables, run_id, checked, replay)  # noqa: E731
+        render = lambda sql: Q.render(sql, engine.tables, run_id, checked, replay, contract)  # noqa: E731
         engine.run(render(Q.EVENT_STATUS))
         for table, name in (("sink_events", "sink"), ("dead_letters", "sink")):
             for row in engine.run(f"SELECT {name}, COUNT(*) AS n FROM {engine.tables[table]} GROUP BY {name}"):
                 sizes[row[name]] = int(row["n"])
+        by_type, by_kind = engine.run(render(Q.BY_TYPE)), engine.run(render(Q.BY_KIND))
         report = Report(
             run_id=run_id,
             run={k: manifest.get(k) for k in ("status", "started_at", "finished_at", "target", "totals", "plan")},
             checked=checked,
-            by_type=engine.run(render(Q.BY_TYPE)),
-            by_kind=engine.run(render(Q.BY_KIND)),
+            by_type=by_type,
+            by_kind=by_kind,
             problems=engine.run(render(Q.PROBLEMS)),
             raw_duplicates=engine.run(render(Q.RAW_DUPLICATES)),
             unexpected=engine.run(render(Q.UNEXPECTED)),
@@ -339,6 +400,8 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
             allow_foreign=target.allow_foreign,
             engine=engine.name,
             notes=notes,
+            contract=contract.name,
+            entries=entry_counts(contract, engine.run(render(Q.ENTRY_COUNTS)), by_type, by_kind),
         )
     finally:
         if own_engine:
@@ -356,8 +419,100 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
     return report
 
 
-def _load_gcs(engine: Any, target: ReconcileTarget, scope: str, bounds: ReadBounds, on_step: Step) -> int:
-    root = target.output_root
+def entry_counts(contract: Contract, rows: list[dict[str, Any]], by_type: list[dict[str, Any]],
+                 by_kind: list[dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
+    """Per contract entry (each table, each type's files, each dead-letter place): the events it should hold, how
+    many of them it holds, how many it lacks, how many it holds altered, and its rows no event of the run
+    explains. What a user reads to see which part of their pipeline loses what."""
+    found = {r["entry"]: r for r in rows if r.get("entry")}
+    expected_of_type = {r["event_type"]: int(r["expected"]) for r in by_type}
+    malformed = sum(int(r["sent"]) for r in by_kind)
+    out = []
+    for entry in contract.entries:
+        kind, _, rest = entry.partition(":")
+        if kind == "gcs":
+            expected = expected_of_type.get(rest, 0)
+        elif kind == "bigquery":
+            table = next((t for t in contract.tables if t.table == rest), None)
+            if table is None:  # a child table: its rows are counted with its parent's events
+                continue
+            expected = expected_of_type.get(table.event_type, 0)
+        else:
+            expected = malformed if contract.malformed == "dead_lettered" else None
+        row = found.get(entry, {})
+        events = int(row.get("events") or 0)
+        out.append({
+            "entry": entry,
+            "expected": expected,
+            "held": events,
+            "missing": None if expected is None else max(expected - events, 0),
+            "altered": int(row.get("altered") or 0),
+            "rows": int(row.get("rows") or 0),
+            "unexplained": int(row.get("unexplained") or 0),
+        })  # fmt: skip
+    return out
+
+
+def _resolve_identities(engine: Any, contract: Contract, manifest: dict[str, Any], plan: Plan) -> None:
+    """Give each sink row that keeps no event id of ours the event it holds, by its natural key: the published
+    events of this run and of the runs whose times overlap it (their rows are theirs, not foreign) are keyed as
+    each sink keeps them (contract_sql.expected_select), and a row whose key one event has takes that event's id
+    and run. A key two published events share is left unmatched: reported as a collision, never merged."""
+    from reconcile import contract_sql
+
+    run_id = manifest["run_id"]
+    runs = {run_id: sorted(run_dir(run_id).glob("events-*.csv"))}
+    low, high = plan.bounds.event_times
+    for other in list_runs():
+        rid = other.get("run_id")
+        if not rid or rid == run_id or (other.get("manifest_version") or 1) < 4 or not other.get("started_at"):
+            continue
+        start, end = _window(other)
+        if start <= high and end >= low:
+            runs[rid] = sorted(run_dir(rid).glob("events-*.csv"))
+    engine.load_published(runs)
+    sinks: list[Any] = list(contract.tables)
+    if contract.gcs:
+        sinks.append(contract.gcs)
+    for sink in sinks:
+        types = [sink.event_type] if hasattr(sink, "event_type") else list(EVENT_TYPES)
+        for event_type in types:
+            typed = engine.typed_published(event_type)
+            select = contract_sql.expected_select(sink, contract, event_type, typed, engine.arrays)
+            engine.run(f"INSERT INTO {engine.tables['expected']} {select}")
+    t = engine.tables
+    engine.run(
+        f"UPDATE {t['sink_events']} SET event_id = x.event_id, run_id = x.run_id FROM ("
+        f"SELECT entry, key_digest, MIN(event_id) AS event_id, MIN(run_id) AS run_id FROM {t['expected']} "
+        "GROUP BY entry, key_digest HAVING COUNT(DISTINCT event_id) = 1) AS x "
+        f"WHERE {t['sink_events']}.event_id IS NULL AND {t['sink_events']}.key_digest IS NOT NULL "
+        f"AND {t['sink_events']}.entry = x.entry AND {t['sink_events']}.key_digest = x.key_digest"
+    )
+
+
+def _resolve_dead_letters(engine: Any, run_id: str) -> None:
+    """Give a dead letter kept with no event id (a pipeline's own table or files) the run's event it holds: the one
+    whose published bytes have its MD5. Events sent with the same bytes share its copies."""
+    t = engine.tables
+    if not engine.run(f"SELECT 1 AS found FROM {t['dead_letters']} WHERE event_id IS NULL LIMIT 1"):
+        return
+    columns = ", ".join("m.event_id" if c == "event_id" else Q.literal(run_id) if c == "run_id" else f"d.{c}"
+                        for c in DEAD_LETTER_COLUMNS)  # fmt: skip
+    engine.run(
+        f"INSERT INTO {t['dead_letters']} SELECT {columns} "
+        f"FROM {t['dead_letters']} AS d JOIN (SELECT DISTINCT event_id, payload_digest FROM {t['manifest']} "
+        "WHERE outcome = 'published') AS m ON m.payload_digest = d.payload_digest WHERE d.event_id IS NULL"
+    )
+    engine.run(
+        f"DELETE FROM {t['dead_letters']} WHERE event_id IS NULL AND payload_digest IN "
+        f"(SELECT payload_digest FROM {t['manifest']} WHERE outcome = 'published')"
+    )
+
+
+def _load_gcs(engine: Any, target: ReconcileTarget, contract: Contract, scope: str, bounds: ReadBounds,
+              on_step: Step) -> int:  # fmt: skip
+    gcs = contract.gcs
+    root = gcs.root
     if "://" not in root and not Path(root).is_dir():
         raise ReconcileError(
             f"the output root {root} does not exist",
@@ -369,10 +524,16 @@ def _load_gcs(engine: Any, target: ReconcileTarget, scope: str, bounds: ReadBoun
         # Beam's gs:// filesystem finds the GCS emulator through the environment, as the pipeline's run does.
         os.environ["STORAGE_EMULATOR_HOST"] = target.storage_emulator
         use_anonymous_beam_credentials()
+    if getattr(engine, "external", False) and (gcs.format != "jsonl" or gcs.gzip):
+        raise ReconcileError(
+            f"the BigQuery engine reads gs:// files through external tables of JSON lines, and {contract.name} says "
+            f"its files are {gcs.format}{' gzipped' if gcs.gzip else ''}",
+            "pass --engine duckdb (the files are then read on this machine)",
+        )
     on_step(f"listing {root}")
     # Only the files written since the runs compared began can hold their events: older ones are not read (nor
     # copied from gs://), and the external tables name only their folders.
-    files = files_written_since(sources.list_event_files(root), bounds.files_since)
+    files = files_written_since(sources.list_event_files(root, gcs), bounds.files_since)
     # An engine that reads the tree where it lies (BigQuery's external tables) needs no local copies.
     where = contextlib.nullcontext({f.uri: f.uri for f in files}) if getattr(engine, "external", False) else None
     with where or sources.local_copies(files) as local:
@@ -394,46 +555,49 @@ def _load_gcs(engine: Any, target: ReconcileTarget, scope: str, bounds: ReadBoun
             paths = [local[f.uri] for f in mine]
             prefixes = folder_prefixes([f.uri for f in mine], f"{root.rstrip('/')}/{event_type}")
             on_step(f"reading {len(paths):,} {event_type} files")
-            engine.load_gcs_lines(event_type, paths, scope, root, prefixes)
+            engine.load_gcs_lines(event_type, paths, scope, root, prefixes, gcs=gcs, contract=contract)
     return len(files)
 
 
-def bigquery_statements(target: ReconcileTarget, scope: str, bounds: ReadBounds) -> list[tuple[str, str, str]]:
-    """(engine table, SELECT, source table) of every read of the BigQuery sinks, each bounded by its table's
-    partition column (queries.bigquery_select, dead_letter_table_select)."""
-    prefix = f"`{target.project}.{target.dataset}"
+def bigquery_statements(target: ReconcileTarget, scope: str, bounds: ReadBounds, contract: Contract | None = None,
+                        letter_scope: str | None = None) -> list[tuple[str, str, str]]:  # fmt: skip
+    """(engine table, SELECT, source table) of every read of the BigQuery sinks the contract names, each bounded by
+    its table's partition column (contract_sql.table_select, dead_letter_table_select)."""
+    from reconcile import contract_sql
+
+    contract = contract or target.contract()
+    prefix = f"{target.project}.{contract.dataset}"
+
+    def fqn(table: str) -> str:
+        return f"`{prefix}.{table}`"
+
     statements = [
-        ("sink_events", Q.bigquery_select(t, f"{prefix}.{rows.table_of(t)}`", scope, bounds.event_times),
-         rows.table_of(t))
-        for t in EVENT_TYPES
+        ("sink_events", contract_sql.table_select(t, contract, fqn, bounds.event_times, scope), t.table)
+        for t in contract.tables
     ]  # fmt: skip
-    statements.append(
-        (
-            "dead_letters",
-            Q.dead_letter_table_select(f"{prefix}.{rows.DEAD_LETTER_TABLE}`", scope, bounds.ingested_since),
-            rows.DEAD_LETTER_TABLE,
-        )
-    )
+    letters = contract.dead_letters.table
+    if letters:
+        select = contract_sql.dead_letter_table_select(letters, fqn, bounds.ingested_since, letter_scope or scope)
+        statements.append(("dead_letters", select, letters.table))
     return statements
 
 
-def _load_bigquery(
-    engine: Any, target: ReconcileTarget, scope: str, bounds: ReadBounds, session: BigQuerySession, on_step: Step
-) -> None:
+def _load_bigquery(engine: Any, target: ReconcileTarget, contract: Contract, scope: str, letter_scope: str,
+                   bounds: ReadBounds, session: BigQuerySession, on_step: Step) -> None:  # fmt: skip
     from google.api_core.exceptions import GoogleAPICallError, NotFound
 
-    for table, sql, source in bigquery_statements(target, scope, bounds):
-        on_step(f"reading BigQuery {target.dataset}.{source}")
+    for table, sql, source in bigquery_statements(target, scope, bounds, contract, letter_scope):
+        on_step(f"reading BigQuery {contract.dataset}.{source}")
         try:
             engine.load_select(table, sql, session.client, session.location)
         except NotFound as exc:
             raise ReconcileError(
-                f"BigQuery table {target.project}.{target.dataset}.{source} not found: {exc.message}",
+                f"BigQuery table {target.project}.{contract.dataset}.{source} not found: {exc.message}",
                 "apply the model (`workbench bq apply`), or name the dataset the pipeline wrote to with --dataset",
             ) from None
         except GoogleAPICallError as exc:
             raise ReconcileError(
-                f"cannot read {target.dataset}.{source} from BigQuery: {exc.message}",
+                f"cannot read {contract.dataset}.{source} from BigQuery: {exc.message}",
                 "check the emulator (`workbench status`) or your BigQuery roles (docs/reconcile.md)",
             ) from None
 
@@ -490,7 +654,9 @@ def estimate(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: Non
         notes.append("the BigQuery emulator answers 0 bytes to every dry run (it has no cost model)")
     if target.output_root and engine_name == "bigquery" and target.external():
         on_step(f"listing {target.output_root}")
-        files = files_written_since(sources.list_event_files(target.output_root), plan.bounds.files_since)
+        files = files_written_since(
+            sources.list_event_files(target.output_root, target.contract().gcs), plan.bounds.files_since
+        )
         root = target.output_root.rstrip("/")
         for event_type in EVENT_TYPES:
             uris = [f.uri for f in files if f.container_type == event_type]

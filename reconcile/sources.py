@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from eventmodel import resources as names
-from eventmodel.schema import EVENT_TYPES
-from pipeline.core import sequence_of
 from reconcile.errors import ReconcileError
 
 # How long a pull may wait for more dead letters once the backlog looks empty.
@@ -51,59 +49,87 @@ class EventFile:
     size: int
 
 
-def place_of(root: str, uri: str) -> tuple[str, str | None, bool] | None:
-    """(type folder, minute folder, name fits) of a file under root; None when it is outside every type folder.
+def place_of(root: str, uri: str, gcs: Any = None) -> tuple[str, str | None, bool] | None:
+    """(type, time its place says at the template's grain, place consistent) of a file under root, by the path
+    templates of the contract's GCS sink (the built-in contract's by default); None when no template matches.
 
     >>> place_of("out", "out/order/2025/02/08/13/09/order_2025020813090001.json")
     ('order', '202502081309', True)
     """
-    relative = uri[len(root.rstrip("/")) + 1 :] if uri.startswith(root.rstrip("/") + "/") else None
-    if relative is None:
+    prefix = root.rstrip("/") + "/"
+    if not uri.startswith(prefix):
         return None
-    parts = relative.split("/")
-    if parts[0] not in EVENT_TYPES:
-        return None
-    event_type = parts[0]
-    folders = parts[1:-1]
-    minute = "".join(folders) if len(folders) == 5 and all(p.isdigit() for p in folders) else None
-    if minute is not None and [len(p) for p in folders] != [4, 2, 2, 2, 2]:
-        minute = None
-    name_ok = minute is not None and sequence_of(parts[-1], event_type, minute) is not None
-    return event_type, minute, name_ok
+    relative = uri[len(prefix) :]
+    templates = (gcs or _default_gcs()).paths
+    for event_type, template in templates.items():
+        found = template.match(relative, event_type)
+        if found is not None:
+            when, consistent = found
+            return event_type, when, consistent
+    # In a type's own folder, with its file suffix, but not named or placed as the template says: that type's file,
+    # misplaced (its events are there, in the wrong place), not a stranger to skip.
+    for event_type, template in templates.items():
+        head, tail = template.folder(event_type), template.suffix
+        if head and relative.startswith(head) and relative.endswith(tail):
+            return event_type, None, False
+    return None
 
 
-def list_event_files(root: str) -> list[EventFile]:
-    """Every *.json file under root's type folders, with its place and its last update time."""
+def _default_gcs() -> Any:
+    from reconcile.contract import default_contract
+
+    return default_contract().gcs
+
+
+def list_event_files(root: str, gcs: Any = None) -> list[EventFile]:
+    """Every file under root that a path template of the contract's GCS sink places, with its place and its last
+    update time. Placed by processing time, a file whose place is further than the tolerance from its update time
+    is judged misplaced here (name_ok false): no record says when it was processed."""
     from apache_beam.io.filesystems import FileSystems
 
+    gcs = gcs or _default_gcs()
     found: list[EventFile] = []
-    for event_type in EVENT_TYPES:
-        pattern = f"{root.rstrip('/')}/{event_type}/**"
-        try:
-            matches = FileSystems.match([pattern])[0].metadata_list
-        except Exception as exc:  # BeamIOError wraps "nothing matched" and unreachable stores alike
-            if _nothing_matched(exc):
-                continue
-            raise ReconcileError(
-                f"cannot list the GCS tree at {root}: {exc}",
-                "check --output-root (and, for gs:// on the local stack, that `workbench up --gcs` runs)",
-            ) from None
-        for meta in matches:
-            if not meta.path.endswith(".json"):
-                continue
-            place = place_of(root, meta.path)
-            if place is None:
-                continue
-            updated = getattr(meta, "last_updated_in_seconds", None)
-            found.append(
-                EventFile(
-                    meta.path,
-                    *place,
-                    datetime.fromtimestamp(updated, UTC) if updated else None,
-                    meta.size_in_bytes,
-                )
-            )
+    pattern = f"{root.rstrip('/')}/**"
+    try:
+        matches = FileSystems.match([pattern])[0].metadata_list
+    except Exception as exc:  # BeamIOError wraps "nothing matched" and unreachable stores alike
+        if _nothing_matched(exc):
+            return found
+        raise ReconcileError(
+            f"cannot list the GCS tree at {root}: {exc}",
+            "check --output-root (and, for gs:// on the local stack, that `workbench up --gcs` runs)",
+        ) from None
+    for meta in matches:
+        place = place_of(root, meta.path, gcs)
+        if place is None:
+            continue
+        event_type, when, consistent = place
+        updated_s = getattr(meta, "last_updated_in_seconds", None)
+        updated = datetime.fromtimestamp(updated_s, UTC) if updated_s else None
+        name_ok = consistent and when is not None
+        if gcs.placed_by == "processing_time" and name_ok:
+            name_ok = _within(when, gcs.paths[event_type].time_format, updated, gcs.tolerance_s)
+        elif gcs.placed_by == "unchecked":
+            name_ok = consistent
+        found.append(EventFile(meta.path, event_type, when, name_ok, updated, meta.size_in_bytes))
     return found
+
+
+def _within(when: str, time_format: str, updated: datetime | None, tolerance_s: float) -> bool:
+    """Whether a file's place (its time, UTC) is within tolerance of when it was written."""
+    if updated is None:
+        return True
+    try:
+        placed = datetime.strptime(when, time_format).replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    return abs((updated - placed).total_seconds()) <= tolerance_s + _grain_s(time_format)
+
+
+def _grain_s(time_format: str) -> float:
+    """How long one value of the template's finest time token lasts (a minute folder holds a whole minute)."""
+    finest = time_format[-2:]
+    return {"%S": 1, "%M": 60, "%H": 3600, "%d": 86400, "%m": 31 * 86400, "%Y": 366 * 86400}.get(finest, 0)
 
 
 def _nothing_matched(exc: Exception) -> bool:
@@ -137,6 +163,68 @@ def local_copies(files: list[EventFile]) -> Iterator[dict[str, str]]:
         yield mapping
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ dead-letter files
+
+
+def read_dead_letter_files(spec: Any, since: datetime) -> list[dict[str, Any]]:
+    """dead_letters rows of a prefix of files holding rejected payloads (reconcile.contract.DeadLetterFiles),
+    written since `since`: one per record (a JSON line, a JSON object file, or a raw file's whole body), with the
+    MD5 of the payload bytes, which identifies the published message (a pipeline's own files keep no id of ours)."""
+    import base64
+
+    import orjson
+    from apache_beam.io.filesystems import FileSystems
+
+    from eventmodel.history import gunzipped
+    from reconcile.queries import DEAD_LETTER_FILES
+
+    prefix = spec.prefix.rstrip("/")
+    if "://" not in prefix and not Path(prefix).is_dir():
+        return []
+    try:
+        matches = FileSystems.match([f"{prefix}/**"])[0].metadata_list
+    except Exception as exc:
+        if _nothing_matched(exc):
+            return []
+        raise ReconcileError(f"cannot list the dead-letter files under {prefix}: {exc}",
+                             "check dead_letters/gcs/prefix in the contract") from None  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    entry = f"dead_letters:gcs:{spec.prefix}"
+    for meta in matches:
+        updated_s = getattr(meta, "last_updated_in_seconds", None)
+        updated = datetime.fromtimestamp(updated_s, UTC) if updated_s else None
+        if updated is not None and updated < since:
+            continue
+        with FileSystems.open(meta.path, compression_type="uncompressed") as f:
+            body = b"".join(gunzipped([f.read()]))
+        records = [body] if spec.format != "jsonl" else [line for line in body.splitlines() if line.strip()]
+        for record in records:
+            reason = None
+            if spec.format == "raw":
+                payload = record
+            else:
+                try:
+                    doc = orjson.loads(record)
+                except orjson.JSONDecodeError:
+                    doc = None
+                value = doc.get(spec.payload) if isinstance(doc, dict) else None
+                reason = doc.get(spec.reason) if isinstance(doc, dict) and spec.reason else None
+                if value is None:
+                    payload = None
+                elif spec.payload_encoding == "base64":
+                    payload = base64.b64decode(value)
+                else:
+                    payload = value.encode("utf-8") if isinstance(value, str) else orjson.dumps(value)
+            digest = hashlib.md5(payload, usedforsecurity=False).hexdigest() if payload is not None else None
+            rows.append({
+                "sink": DEAD_LETTER_FILES, "location": meta.path, "event_id": None, "source_message_id": None,
+                "run_id": None, "reason": reason, "stage": None,
+                "payload_digest": digest,
+                "payload_cut": False, "publish_time": None, "landed_time": updated, "entry": entry,
+            })  # fmt: skip
+    return rows
 
 
 # ------------------------------------------------------------------------------------------ dead-letter topic
