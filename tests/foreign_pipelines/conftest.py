@@ -8,8 +8,8 @@ of their own on the local stack.
 
 `workbench exec` finds the stack through WORKBENCH_HOME's state file, so the stack is started with the CLI rather than
 with tests/conftest.py's standalone emulators (those leave no state file for exec to find). One stack serves the
-module; each pipeline has its own dataset and output root, and its run drains the subscription before the next one
-publishes.
+session (a reconcile test module beside this one reuses the same runs); each pipeline has its own dataset and output
+root, and its run drains the subscription before the next one publishes.
 
 Each `*_run` fixture yields a ForeignRun: run_id, output root, dataset, the contract rendered with this run's
 places (`contract`), and what a reconcile needs (`env`, `workbench(...)`), e.g.
@@ -39,7 +39,7 @@ from foreign_support import (
 from workbench.localstack.ports import free_port, free_port_pair
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def foreign_stack(tmp_path_factory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("foreign-home")
     stack = Stack(home, free_port_pair(), free_port_pair(), free_port())
@@ -52,13 +52,27 @@ def foreign_stack(tmp_path_factory) -> Iterator[Stack]:
         stack.workbench("down", timeout=120)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def flattened_run(foreign_stack, tmp_path_factory) -> ForeignRun:
     """300 messages (10% malformed, of every kind; 5% duplicates) through flattened.py."""
     folder = tmp_path_factory.mktemp("flattened")
     dataset, root = "flat", str(folder / "output")
     make_dataset(foreign_stack, dataset)
-    run_id = publish(foreign_stack, 300, 200, "--malformed-rate", "0.1", "--duplicate-rate", "0.05", "--seed", "11")
+    run_id = publish(
+        foreign_stack,
+        300,
+        200,
+        "--malformed-rate",
+        "0.1",
+        "--duplicate-rate",
+        "0.05",
+        "--seed",
+        "11",
+        "--late-rate",
+        "0.3",
+        "--max-lateness",
+        "10m",
+    )
     done = run_pipeline(foreign_stack, "flattened.py", "--dataset", dataset, "--output", root,
                         "--temp_location", str(folder / "tmp"), "--window_seconds", "5")  # fmt: skip
     assert done.returncode == 0, done.text[-4000:]
@@ -67,7 +81,7 @@ def flattened_run(foreign_stack, tmp_path_factory) -> ForeignRun:
                       manifest_lines(foreign_stack.home, run_id))  # fmt: skip
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def whole_event_run(foreign_stack, tmp_path_factory) -> ForeignRun:
     """300 messages (10% malformed, 10% duplicates) through whole_event.py, files in the GCS emulator."""
     folder = tmp_path_factory.mktemp("whole-event")
@@ -82,7 +96,7 @@ def whole_event_run(foreign_stack, tmp_path_factory) -> ForeignRun:
                       manifest_lines(foreign_stack.home, run_id))  # fmt: skip
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def buggy_run(foreign_stack, tmp_path_factory) -> ForeignRun:
     """200 messages at 50/s (10% malformed, 10% duplicates) through buggy.py, run with TZ=Asia/Kolkata."""
     folder = tmp_path_factory.mktemp("buggy")

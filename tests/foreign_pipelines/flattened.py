@@ -302,7 +302,9 @@ def activity_row(e: dict) -> dict:
 
 
 def dead_letter_row(payload: bytes, reason: str, error: str) -> dict:
-    # A STRING column cannot hold bytes that are not UTF-8: those go in base64, and payload_encoding says so.
+    # A STRING column cannot hold bytes that are not UTF-8 ("STRING values must be well-formed UTF-8":
+    # https://cloud.google.com/bigquery/docs/reference/standard-sql/string_functions): those go in base64, and
+    # payload_encoding says so.
     try:
         text, encoding = payload.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:

@@ -283,6 +283,8 @@ def run(argv=None) -> None:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--dead_letters", required=True)
+    # A streaming FILE_LOADS write needs a triggering frequency (Beam 2.77 bigquery_file_loads.py raises
+    # "triggering_frequency must be specified to use file loads in streaming"): a load job every N seconds.
     parser.add_argument("--load_seconds", type=int, default=10, help="FILE_LOADS triggering frequency")
     args, beam_args = parser.parse_known_args(argv)
     options = PipelineOptions(beam_args)
