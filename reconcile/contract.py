@@ -561,7 +561,7 @@ def default_document(
                     "type": t,
                     "partition_column": EVENT_TIME_FIELD[t],  # ddl/1*_*.sql PARTITION BY DATE(<event time>)
                     "columns": {f.name: f.name for f in SCHEMAS[t]},  # records and structs as ARRAY<STRUCT>/STRUCT
-                    "metadata": metadata,
+                    "metadata": dict(metadata),
                 }
                 for t in EVENT_TYPES
             ],

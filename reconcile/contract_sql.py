@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from eventmodel.canonical import Comparison, canonical_parts_sql, canonical_sql, key_sql, part_paths
+from eventmodel.canonical import Comparison, canonical_parts_sql, canonical_sql, key_sql
 from eventmodel.schema import EVENT_TIME_FIELD, SCHEMAS, Field
 from reconcile import queries as Q
 from reconcile.contract import ChildTable, Contract, DeadLetterTable, GcsSink, TableSink, Value
@@ -368,14 +368,38 @@ def entry_of(sink: TableSink | GcsSink, event_type: str) -> str:
     return sink.entry(event_type) if isinstance(sink, GcsSink) else sink.entry
 
 
-def field_parts_select(event_type: str, how: Comparison, source: str, arrays: str, ids: str) -> str:
-    """Each canonical part (one per leaf field) of the rows of `source` whose event_id is in `ids`: what an
-    altered event's copy holds, field by field, beside the published one (the report's "which field")."""
+def _in_list(values: list[str]) -> str:
+    return ", ".join(Q._string(v) for v in values) or "NULL"
+
+
+def parts_select(sink: TableSink | GcsSink, contract: Contract, event_type: str, source: str, arrays: str,
+                 event_ids: list[str], keys: list[str], extra_where: str = "",
+                 by_key: bool | None = None) -> str:  # fmt: skip
+    """Each canonical part (one per leaf field, a records field is one) of the copies in `source` (a typed
+    SELECT or table) of the events `event_ids` (or, in a sink that keeps no event id, of the keys `keys`): what
+    an altered event's copy holds, field by field, set beside the published one (the report's "which field")."""
+    how = comparison(sink)
     parts = canonical_parts_sql(event_type, "l.", arrays, how)
     columns = ", ".join(f"{p} AS part{i}" for i, p in enumerate(parts))
-    return f"SELECT l.event_id, {columns} FROM {source} AS l WHERE l.event_id IN ({ids})"
+    key = key_sql(event_type, contract.natural_keys[event_type], "l.", how)
+    by_key = not sink.by_event_id if by_key is None else by_key
+    match = f"{key} IN ({_in_list(keys)})" if by_key else f"l.event_id IN ({_in_list(event_ids)})"
+    return (
+        f"SELECT l.event_id AS event_id, {key} AS key_digest, {columns} FROM {source} AS l WHERE {extra_where}{match}"
+    )
 
 
-def part_names(event_type: str) -> list[str]:
-    """The field path of each part (a records field is one part: items)."""
-    return part_paths(event_type)
+def table_parts_select(table: TableSink, contract: Contract, fqn: Callable[[str], str],
+                       event_times: tuple[datetime, datetime], event_ids: list[str],
+                       keys: list[str]) -> str:  # fmt: skip
+    """parts_select over one BigQuery table of the contract, read within the same partition bounds."""
+
+    def bound(t: TableSink | ChildTable) -> str | None:
+        if not t.partition_column:
+            return None
+        return partition_filter(t.partition_column, _partition_type(t, t.partition_column), event_times)
+
+    how = comparison(table)
+    typed = f"({typed_table_sql(table, fqn, bound)})"
+    return parts_select(table, contract, table.event_type, typed, "subquery", event_ids, keys,
+                        _time_bound(table, how, event_times))  # fmt: skip

@@ -167,6 +167,25 @@ class DuckDBEngine:
         self.con.execute(Q.to_duckdb(f"INSERT INTO sink_events SELECT * FROM ({select}) WHERE {scope}"))
         self.con.execute(f"DROP TABLE {staging}")
 
+    def gcs_parts(self, gcs: Any, contract: Any, event_type: str, paths: list[str], ids: list[str],
+                  keys: list[str]) -> list[dict[str, Any]]:  # fmt: skip
+        """The canonical parts of the copies of some events in some GCS files (reconcile.altered)."""
+        from reconcile import contract_sql
+
+        listed = ", ".join(f"'{_quote(p)}'" for p in paths)
+        docs = (
+            f"(SELECT filename AS path, json AS doc FROM read_json([{listed}], format = '{_DUCK_FORMATS[gcs.format]}', "
+            f"records = false, filename = true, ignore_errors = true, columns = {{'json': 'JSON'}}, "
+            f"compression = '{'gzip' if gcs.gzip else 'auto_detect'}'))"
+        )
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE gcs_parts AS {contract_sql.gcs_typed_duckdb(gcs, event_type, docs)}"
+        )
+        try:
+            return self.run(contract_sql.parts_select(gcs, contract, event_type, "gcs_parts", "lambda", ids, keys))
+        finally:
+            self.con.execute("DROP TABLE gcs_parts")
+
     def typed_published(self, event_type: str) -> str:
         """A table of the published events of one type, typed as the event table (contract_sql.expected_select)."""
         from reconcile import contract_sql

@@ -78,6 +78,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     contract: str = "event-workbench pipeline (built-in)"  # the sink contract judged by (reconcile.contract)
     entries: list[dict[str, Any]] = field(default_factory=list)  # run.entry_counts: per contract entry
+    # reconcile.altered: per altered event and sink, each field that differs (published beside held)
+    altered_fields: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def problem_counts(self) -> Counter[str]:

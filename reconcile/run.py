@@ -27,6 +27,7 @@ from publisher.manifest import MIN_RECONCILE_VERSION, list_runs, load_manifest, 
 from publisher.replay import replays, runs_sharing_ids
 from reconcile import queries as Q
 from reconcile import sources
+from reconcile.altered import altered_fields
 from reconcile.bounds import ReadBounds, files_written_since, folder_prefixes, manifest_event_times, read_bounds
 from reconcile.contract import Contract
 from reconcile.engine import DEAD_LETTER_COLUMNS, DuckDBEngine
@@ -384,6 +385,10 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
             for row in engine.run(f"SELECT {name}, COUNT(*) AS n FROM {engine.tables[table]} GROUP BY {name}"):
                 sizes[row[name]] = int(row["n"])
         by_type, by_kind = engine.run(render(Q.BY_TYPE)), engine.run(render(Q.BY_KIND))
+        on_step("finding which fields were altered")
+        altered, altered_notes = altered_fields(engine, contract, run_id, csvs, bounds.event_times, session,
+                                                target.project)  # fmt: skip
+        notes.extend(altered_notes)
         report = Report(
             run_id=run_id,
             run={k: manifest.get(k) for k in ("status", "started_at", "finished_at", "target", "totals", "plan")},
@@ -402,6 +407,7 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
             notes=notes,
             contract=contract.name,
             entries=entry_counts(contract, engine.run(render(Q.ENTRY_COUNTS)), by_type, by_kind),
+            altered_fields=altered,
         )
     finally:
         if own_engine:

@@ -88,6 +88,28 @@ def latency_table(report: Report):
     )
 
 
+def entry_table(report: Report):
+    """Per place of the sink contract: which part of the pipeline loses (or changes) what."""
+    rows = [
+        [
+            r["entry"],
+            "" if r["expected"] is None else f"{r['expected']:,}",
+            f"{r['held']:,}",
+            "" if r["missing"] is None else f"{r['missing']:,}",
+            f"{r['altered']:,}",
+            f"{r['rows']:,}",
+            f"{r['unexplained']:,}",
+        ]
+        for r in report.entries
+    ]
+    return terminal.table(
+        f"per sink, contract: {escape(report.contract)}",
+        ["sink", "expected", "held", "missing", "altered", "rows", "unexplained"],
+        rows,
+        droppable=["rows", "unexplained"],
+    )
+
+
 def problem_sample(report: Report) -> list[Any]:
     by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for p in report.problems:
@@ -116,6 +138,17 @@ def problem_sample(report: Report) -> list[Any]:
                 ["event_id", "type / kind", "GCS", "BQ", "dead letters", "reasons", "last seen"],
                 rows,
                 droppable=["reasons", "type / kind"],
+            )
+        )
+    if report.altered_fields:
+        shown = report.altered_fields[:SAMPLE]
+        more = f" (first {SAMPLE} shown; --json and --html have all)" if len(report.altered_fields) > SAMPLE else ""
+        parts.append(
+            terminal.table(
+                f"[red]{len(report.altered_fields):,} altered fields[/red]{more}",
+                ["event_id", "sink", "field", "published", "held"],
+                [[r["event_id"], r["sink"], r["field"], str(r["published"]), str(r["held"])] for r in shown],
+                droppable=["sink"],
             )
         )
     for title, found in (("unexpected: this run's id, never sent", report.unexpected),
@@ -150,6 +183,8 @@ def show(
     out = terminal.out
     out.print(type_table(report))
     out.print(kind_table(report))
+    if report.entries:
+        out.print(entry_table(report))
     if report.latency:
         out.print(latency_table(report))
     for part in problem_sample(report):

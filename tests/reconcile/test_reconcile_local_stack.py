@@ -486,3 +486,93 @@ def test_an_event_no_manifest_knows_is_unexpected(stack):
     assert report.exit_code == 1
     assert {(r["sink"], r["event_id"]) for r in report.unexpected} == {("gcs", event_id), ("bigquery", event_id)}
     assert not report.problems
+
+
+# ------------------------------------------------------------------------------------------ sink contracts
+
+
+def _contract_file(tmp_path: Path, stack: Stack, keyless: bool = False, values: dict | None = None) -> str:
+    """This project's pipeline described by a contract file of the user's kind: the built-in document, with the
+    event ids taken out (so every event is found by its natural key) and conversions declared."""
+    import yaml
+
+    from reconcile.contract import default_document
+
+    document = default_document(str(stack.output), names.DATASET)
+    if keyless:
+        document["gcs"]["metadata"].pop("event_id")
+        for table in document["bigquery"]["tables"]:
+            table["metadata"].pop("event_id")
+    for table in document["bigquery"]["tables"]:
+        for path, spec in (values or {}).get(table["type"], {}).items():
+            table["columns"][path] = spec
+    path = tmp_path / "ours.sinks.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return str(path)
+
+
+def test_which_field_was_altered_is_named_with_both_values(stack, tmp_path):
+    tree = copy_tree(stack, tmp_path)
+    victim = next(p for p in files(tree) if "/order/" in str(p))
+    lines = victim.read_bytes().splitlines(keepends=True)
+    line = orjson.loads(lines[0])
+    before = line["event"]["items"][0]["quantity"]
+    line["event"]["items"][0]["quantity"] = before + 1
+    line["event"]["shipping_address"]["city"] = "Nowhere"
+    lines[0] = orjson.dumps(line) + b"\n"
+    victim.write_bytes(b"".join(lines))
+    report = reconcile(RUN, stack.target(tree))
+    assert problems_of(report) == {line["event_id"]: "altered"}
+    found = {(r["sink"], r["field"]): (r["published"], r["held"]) for r in report.altered_fields}
+    assert found == {
+        ("gcs:order", "items[0].quantity"): (str(before), str(before + 1)),
+        ("gcs:order", "shipping_address.city"): (_published(line["event_id"])["shipping_address"]["city"], "Nowhere"),
+    }
+    gcs = next(e for e in report.entries if e["entry"] == "gcs:order")
+    assert gcs["altered"] == 1 and gcs["missing"] == 0
+
+
+def _published(event_id: str) -> dict:
+    row = next(r for r in sent_rows() if r["event_id"] == event_id)
+    return orjson.loads(row["event"])
+
+
+def test_a_pipeline_that_keeps_no_event_id_is_reconciled_by_natural_key(stack, tmp_path):
+    contract = _contract_file(tmp_path, stack, keyless=True)
+    report = reconcile(RUN, stack.target(sinks=contract))
+    assert report.exit_code == 0, (report.headline(), report.problems[:5])
+    clean = reconcile(RUN, stack.target())
+    assert [(r["event_type"], r["ok"]) for r in report.by_type] == [(r["event_type"], r["ok"]) for r in clean.by_type]
+    entries = {e["entry"]: e for e in report.entries}
+    assert entries["bigquery:orders"]["missing"] == 0 and entries["bigquery:orders"]["held"] > 0
+    # Broken: a row gone is found missing by key, as it is by id.
+    victim = next(r["event_id"] for r in sent_rows() if r["expected"] == "order")
+    restore = _delete_and_restore(stack, rows.table_of("order"), victim)
+    try:
+        broken = reconcile(RUN, stack.target(sinks=contract))
+    finally:
+        restore()
+    assert problems_of(broken) == {victim: "missing_in_bigquery"}
+    assert {e["entry"]: e["missing"] for e in broken.entries}["bigquery:orders"] == 1
+
+
+def test_a_declared_tolerance_forgives_what_it_declares_and_no_more(stack, tmp_path):
+    contract = _contract_file(
+        tmp_path, stack, values={"order": {"total_amount": {"column": "total_amount", "tolerance": 0.1}}}
+    )
+    victim = next(r["event_id"] for r in sent_rows() if r["expected"] == "order")
+    table = stack.table(rows.table_of("order"))
+    backup = stack.sql(f"SELECT total_amount FROM {table} WHERE event_id = '{victim}'")[0][0]
+    try:
+        stack.sql(f"UPDATE {table} SET total_amount = total_amount + 0.01 WHERE event_id = '{victim}'")
+        within = reconcile(RUN, stack.target(sinks=contract))
+        strict = reconcile(RUN, stack.target())
+        stack.sql(f"UPDATE {table} SET total_amount = total_amount + 1 WHERE event_id = '{victim}'")
+        beyond = reconcile(RUN, stack.target(sinks=contract))
+    finally:
+        stack.sql(f"UPDATE {table} SET total_amount = {backup} WHERE event_id = '{victim}'")
+    assert within.exit_code == 0, within.problems[:3]
+    assert problems_of(strict) == {victim: "altered"}  # undeclared, a cent is a change
+    assert problems_of(beyond) == {victim: "altered"}
+    [diff] = [r for r in beyond.altered_fields if r["sink"] == "bigquery:orders"]
+    assert diff["field"] == "total_amount" and diff["published"] != diff["held"]

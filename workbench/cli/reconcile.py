@@ -31,6 +31,13 @@ from workbench.output_root import output_root_option
     help="The GCS tree: a directory or gs://...",
 )
 @click.option("--no-gcs", is_flag=True, help="Do not read the GCS tree.")
+@click.option(
+    "--sinks",
+    "sinks_path",
+    type=click.Path(path_type=Path),
+    help="A sink contract (YAML): where your pipeline puts each event. Default: this project's pipeline "
+    "(`workbench sinks show`). Its GCS root and dataset apply unless --output-root / --dataset are given.",
+)
 @click.option("--dataset", default=DATASET, show_default=True, help="BigQuery dataset of the event tables.")
 @click.option("--no-bigquery", is_flag=True, help="Do not read BigQuery (event tables and dead_letters).")
 @click.option("--no-dead-letter-topic", is_flag=True, help="Do not read the dead-letter topic.")
@@ -65,7 +72,7 @@ from workbench.output_root import output_root_option
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the full report (folders created).")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write a visual report (folders created).")
 def reconcile(
-    run_id, output_root, no_gcs, dataset, no_bigquery, no_dead_letter_topic, project, allow_foreign, engine,
+    run_id, output_root, no_gcs, sinks_path, dataset, no_bigquery, no_dead_letter_topic, project, allow_foreign, engine,
     scratch_dataset, wait_s, dry_run, json_path, html_path,
 ):  # fmt: skip
     """Compare what RUN_ID (default: the latest run) published with what every sink holds.
@@ -75,7 +82,10 @@ def reconcile(
     workbench reconcile 20261201-081344-fd45 --wait 60 --json report.json --html report.html
     workbench reconcile latest --output-root gs://BUCKET/output --project P   # real GCP, ADC
     workbench reconcile latest --project P --dry-run                          # what BigQuery would scan
+    workbench reconcile latest --sinks my_pipeline.sinks.yaml                 # your own pipeline's sinks
     """
+    if sinks_path:
+        output_root, dataset = contract_places(sinks_path, output_root, dataset)
     if wait_s is not None and wait_s < 0:
         raise click.BadParameter("must be 0 or more seconds", param_hint="--wait")
     if dry_run:
@@ -89,6 +99,7 @@ def reconcile(
             project=project,
             engine=engine,
             scratch_dataset=scratch_dataset,
+            sinks=sinks_path,
         )
         raise SystemExit(0)
     report = run_reconcile(
@@ -103,8 +114,28 @@ def reconcile(
         wait_s=wait_s,
         json_path=json_path,
         html_path=html_path,
+        sinks=sinks_path,
     )
     raise SystemExit(report.exit_code)
+
+
+def contract_places(path: Path, output_root: str | None, dataset: str | None) -> tuple[str | None, str | None]:
+    """The GCS root and dataset a reconcile with a sink contract reads: the contract's, unless the command line
+    named them (an option left at its default does not override the contract)."""
+    from click.core import ParameterSource
+
+    from reconcile.contract import ContractError, load_contract
+
+    try:
+        contract = load_contract(path)
+    except ContractError as exc:
+        raise WorkbenchError(exc.message, exc.fix) from None
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("output_root") is ParameterSource.DEFAULT:
+        output_root = contract.gcs.root if contract.gcs else None
+    if ctx.get_parameter_source("dataset") is ParameterSource.DEFAULT:
+        dataset = contract.dataset if contract.tables or contract.dead_letters.table else None
+    return output_root, dataset
 
 
 def run_reconcile(
@@ -120,12 +151,14 @@ def run_reconcile(
     wait_s: float | None = None,
     json_path: Path | None = None,
     html_path: Path | None = None,
+    sinks: Path | None = None,
 ):
     """Reconcile, show the report, write the files asked for; returns the Report (the demo calls this too).
 
     The output paths are checked (their folders created) before the work; a file that still cannot be written
     afterwards is a WorkbenchError (exit 2), said after the report and never hidden behind its verdict.
     """
+    from reconcile.contract import ContractError
     from reconcile.errors import ReconcileError
     from reconcile.pipeline_counters import read_pipeline_counts
     from reconcile.run import reconcile as reconcile_once
@@ -134,7 +167,7 @@ def run_reconcile(
 
     # Before any work: a path that cannot be written is exit 2 now, not a traceback after the verdict.
     check_outputs(json_path, html_path)
-    target = _target(output_root, dataset, project, engine, scratch_dataset,
+    target = _target(output_root, dataset, project, engine, scratch_dataset, sinks=sinks,
                      read_dead_letter_topic=read_dead_letter_topic, allow_foreign=allow_foreign)  # fmt: skip
     try:
         with WaitView() as view:
@@ -142,7 +175,7 @@ def run_reconcile(
                 report = reconcile_waiting(run_id, target, wait_s, on_poll=view.poll, on_step=view.step)
             else:
                 report = reconcile_once(run_id, target, on_step=view.step)
-    except ReconcileError as exc:
+    except (ReconcileError, ContractError) as exc:
         raise WorkbenchError(exc.message, exc.fix) from None
     counts = read_pipeline_counts(report.run_id, report.problems)
     data = {**report.to_dict(), "pipeline_counts": counts.to_dict()}
@@ -161,6 +194,7 @@ def run_estimate(
     project: str | None,
     engine: str,
     scratch_dataset: str,
+    sinks: Path | None = None,
 ) -> dict:
     """`reconcile --dry-run`: the bytes each statement of a reconcile would have BigQuery scan, printed."""
     from reconcile.errors import ReconcileError
@@ -168,7 +202,8 @@ def run_estimate(
     from workbench.reconcile_view import show_estimate
 
     # The topic is read by load jobs and pulls, never scanned: nothing of it to estimate.
-    target = _target(output_root, dataset, project, engine, scratch_dataset, read_dead_letter_topic=False)
+    target = _target(output_root, dataset, project, engine, scratch_dataset, sinks=sinks,
+                     read_dead_letter_topic=False)  # fmt: skip
     try:
         found = estimate(run_id, target)
     except ReconcileError as exc:
@@ -178,14 +213,14 @@ def run_estimate(
 
 
 def _target(output_root: str | None, dataset: str | None, project: str | None, engine: str, scratch_dataset: str,
-            **options: bool) -> Any:  # fmt: skip
+            sinks: Path | None = None, **options: bool) -> Any:  # fmt: skip
     """The ReconcileTarget the command's options name (a reconcile and its --dry-run read the same sinks)."""
     from eventmodel.resources import DEFAULT_PROJECT, resolve_project
     from reconcile.run import ReconcileTarget
 
     return ReconcileTarget.local(output_root=output_root, project=resolve_project(project, DEFAULT_PROJECT),
                                  dataset=dataset or None, engine=engine, scratch_dataset=scratch_dataset,
-                                 **options)  # fmt: skip
+                                 sinks=str(sinks) if sinks else None, **options)  # fmt: skip
 
 
 def check_outputs(json_path: Path | None, html_path: Path | None) -> None:
