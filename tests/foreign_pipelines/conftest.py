@@ -29,6 +29,7 @@ from foreign_support import (
     LOCAL_TZ,
     ForeignRun,
     Stack,
+    every_kind_weights,
     make_dataset,
     manifest_lines,
     publish,
@@ -46,6 +47,11 @@ def foreign_stack(tmp_path_factory) -> Iterator[Stack]:
     up = stack.workbench("up", "--gcs", "--pubsub-port", str(stack.pubsub_port), "--bigquery-port",
                          str(stack.bigquery_port), "--gcs-port", str(stack.gcs_port))  # fmt: skip
     assert up.returncode == 0, up.text[-3000:]
+    env = stack.workbench("env")
+    assert env.returncode == 0, env.text[-2000:]
+    stack.exports = dict(
+        line.removeprefix("export ").split("=", 1) for line in env.stdout.splitlines() if line.startswith("export ")
+    )
     try:
         yield stack
     finally:
@@ -54,25 +60,14 @@ def foreign_stack(tmp_path_factory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def flattened_run(foreign_stack, tmp_path_factory) -> ForeignRun:
-    """300 messages (10% malformed, of every kind; 5% duplicates) through flattened.py."""
+    """300 messages through flattened.py: 10% malformed of every kind (bodies that are not UTF-8 weighted up, so the
+    base64 dead letters show), 5% duplicates, 30% late events (up to 10 minutes)."""
     folder = tmp_path_factory.mktemp("flattened")
     dataset, root = "flat", str(folder / "output")
     make_dataset(foreign_stack, dataset)
-    run_id = publish(
-        foreign_stack,
-        300,
-        200,
-        "--malformed-rate",
-        "0.1",
-        "--duplicate-rate",
-        "0.05",
-        "--seed",
-        "11",
-        "--late-rate",
-        "0.3",
-        "--max-lateness",
-        "10m",
-    )
+    kinds = every_kind_weights(cp1252_encoded=8, utf16_encoded=8)
+    run_id = publish(foreign_stack, 300, 200, "--malformed-rate", "0.1", "--malformed-kinds", kinds, "--duplicate-rate",
+                     "0.05", "--late-rate", "0.3", "--max-lateness", "10m", "--seed", "11")  # fmt: skip
     done = run_pipeline(foreign_stack, "flattened.py", "--dataset", dataset, "--output", root,
                         "--temp_location", str(folder / "tmp"), "--window_seconds", "5")  # fmt: skip
     assert done.returncode == 0, done.text[-4000:]

@@ -59,6 +59,13 @@ class Stack:
         inner = client.unwrapped if isinstance(client, bigquery_strict.StrictClient) else client
         return bigquery_strict.wrap(inner, rules={})
 
+    exports: dict[str, str] = field(default_factory=dict)  # `workbench env` of the running stack
+
+    @property
+    def user_env(self) -> dict[str, str]:
+        """The environment after `eval "$(workbench env)"`: what reconcile needs to read gs:// from the emulator."""
+        return {**self.env, **self.exports}
+
     def storage(self):
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
@@ -83,10 +90,11 @@ class ForeignRun:
 
     @property
     def env(self) -> dict[str, str]:
-        return self.stack.env
+        return self.stack.user_env
 
     def workbench(self, *args: str, timeout: float = 300):
-        return self.stack.workbench(*args, timeout=timeout)
+        """`python -m workbench.cli ARGS` with the stack's exports (e.g. `reconcile RUN --sinks CONTRACT`)."""
+        return self.stack.workbench(*args, timeout=timeout, env=self.stack.exports)
 
     def expected(self, kind: str, with_duplicates: bool = False) -> list[dict[str, str]]:
         return [r for r in self.published if r["expected"] == kind and (with_duplicates or not r["duplicate"])]
@@ -130,6 +138,13 @@ def render_contract(name: str, target: Path, dataset: str, root: str, dead_lette
 def make_dataset(stack: Stack, dataset: str) -> None:
     with stack.bigquery() as client:
         client.create_dataset(dataset, exists_ok=True)
+
+
+def every_kind_weights(**heavier: int) -> str:
+    """--malformed-kinds naming every kind of the catalogue (weight 1), some heavier: a short run still meets them."""
+    from generator.malformed import CATALOGUE
+
+    return ",".join(f"{name}={heavier.get(name, 1)}" for name in CATALOGUE)
 
 
 # The malformed kinds the buggy pipeline meets: not JSON (it drops them: bug 1) and no known event_type (it does

@@ -176,6 +176,7 @@ def test_flattened_dead_letters_hold_each_malformed_payload_exactly(flattened_ru
     payloads = [base64.b64decode(r["payload"]) if r["payload_encoding"] == "base64" else r["payload"].encode()
                 for r in rows]  # fmt: skip
     assert collections.Counter(md5(p) for p in payloads) == digests(published)
+    assert any(r["payload_encoding"] == "base64" for r in rows)  # the bodies that are not UTF-8
     assert all(r["reason"] and r["error"] for r in rows)
 
 
