@@ -23,14 +23,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventmodel.schema import SCHEMAS, Field, field_paths
+from eventmodel.schema import Field, field_paths
 from reconcile.contract import (
     ChildTable,
     Column,
     Contract,
     DeadLetterTable,
     GcsSink,
-    PathTemplate,
     TableSink,
 )
 
@@ -144,7 +143,7 @@ def column_problems(where: str, f: Field, table: BqTable, spec: Column) -> list[
         return [Problem(where, f"{table.name}.{column.name} is {column.spelled}, which cannot be read as {f.name} "
                                f"(a {f.kind}: {_accepted(f)})",
                         f"map {f.name} to a column of one of those types, or list it under omit")]  # fmt: skip
-    own = column.type == OWN_TYPE.get(f.kind, "STRING") and not column.repeated or f.kind in ("record", "records")
+    own = (column.type == OWN_TYPE.get(f.kind, "STRING") and not column.repeated) or f.kind in ("record", "records")
     problems = []
     if stored is None and not own:
         tail = " (add tolerance: 0.005 if the pipeline rounds)" if needed == "float64" else ""
@@ -160,10 +159,14 @@ def column_problems(where: str, f: Field, table: BqTable, spec: Column) -> list[
         members = {m.name for m in column.fields}
         lacking = [m.name for m in f.fields if m.name not in members]
         if lacking:
-            problems.append(Problem(
-                where, f"{table.name}.{column.name} has no member {', '.join(lacking)} of {f.name} "
-                       f"(it has {', '.join(sorted(members)) or 'none'})",
-                "rename the STRUCT members as the event names them, or map each member path to its own column"))
+            problems.append(
+                Problem(
+                    where,
+                    f"{table.name}.{column.name} has no member {', '.join(lacking)} of {f.name} "
+                    f"(it has {', '.join(sorted(members)) or 'none'})",
+                    "rename the STRUCT members as the event names them, or map each member path to its own column",
+                )
+            )
     return problems
 
 
@@ -193,22 +196,45 @@ def partition_problems(where: str, table: BqTable, declared: str | None, mapped_
                                    " and no partition_column is declared: BigQuery refuses the read",
                             f"add partition_column: {field_}")]  # fmt: skip
         if table.require_partition_filter and table.range_partitioned:
-            return [Problem(where, f"{table.name} is partitioned by integer range and requires a partition filter",
-                            "reconcile bounds its reads by time: turn require_partition_filter off for the table")]
+            return [
+                Problem(
+                    where,
+                    f"{table.name} is partitioned by integer range and requires a partition filter",
+                    "reconcile bounds its reads by time: turn require_partition_filter off for the table",
+                )
+            ]
+        if field_ and field_ in table.names:
+            return [Problem(where, f"{table.name} is partitioned by {field_}, and no partition_column is declared: "
+                                   "every read scans the whole table",
+                            f"add partition_column: {field_}", warning=True)]  # fmt: skip
         return []
     if field_ is None:
-        return [Problem(where, f"partition_column {declared}, but {table.name} is not partitioned by time",
-                        "remove partition_column (or partition the table by that column)", warning=True)]
+        return [
+            Problem(
+                where,
+                f"partition_column {declared}, but {table.name} is not partitioned by time",
+                "remove partition_column (or partition the table by that column)",
+                warning=True,
+            )
+        ]
     if declared != field_:
-        return [Problem(where, f"partition_column {declared}, but {table.name} is partitioned by {field_}",
-                        f"write partition_column: {field_}")]
+        return [
+            Problem(
+                where,
+                f"partition_column {declared}, but {table.name} is partitioned by {field_}",
+                f"write partition_column: {field_}",
+            )
+        ]
     column = table.column(declared)
     if column is None:  # _PARTITIONTIME and friends: TIMESTAMP pseudo-columns
         return []
     kind = mapped_as if mapped_as in ("date", "datetime") else "timestamp"
     if column.type != kind.upper():
-        fix = (f"map it to the event's time with {{column: {declared}, stored_as: {column.type.lower()}}}"
-               if column.type in ("DATE", "DATETIME") else "partition the table by a TIMESTAMP, DATE or DATETIME")
+        fix = (
+            f"map it to the event's time with {{column: {declared}, stored_as: {column.type.lower()}}}"
+            if column.type in ("DATE", "DATETIME")
+            else "partition the table by a TIMESTAMP, DATE or DATETIME"
+        )
         return [Problem(where, f"{table.name}.{declared} is {column.type}, and reconcile bounds it with "
                                f"{kind.upper()} values", fix)]  # fmt: skip
     return []
@@ -239,8 +265,13 @@ def table_problems(index: int, sink: TableSink, tables: dict[str, BqTable | None
     table = tables.get(sink.table)
     if table is None:
         close = _closest(sink.table, [t for t, v in tables.items() if v is not None])
-        return [Problem(where, f"no table {dataset}.{sink.table}",
-                        f"write table: {close}" if close else "create the table, or name one of the dataset's")]
+        return [
+            Problem(
+                where,
+                f"no table {dataset}.{sink.table}",
+                f"write table: {close}" if close else "create the table, or name one of the dataset's",
+            )
+        ]
     paths = field_paths(sink.event_type)
     problems: list[Problem] = []
     for path, spec in sink.columns.items():
@@ -307,22 +338,37 @@ def dead_letter_table_problems(spec: DeadLetterTable, tables: dict[str, BqTable 
     where = f"dead_letters/table ({spec.table})"
     table = tables.get(spec.table)
     if table is None:
-        return [Problem(where, f"no table {dataset}.{spec.table}",
-                        "create the dead-letter table, or name the one the pipeline writes to")]
+        return [
+            Problem(
+                where,
+                f"no table {dataset}.{spec.table}",
+                "create the dead-letter table, or name the one the pipeline writes to",
+            )
+        ]
     problems: list[Problem] = []
     payload = table.column(spec.payload)
     if payload is None:
         problems.append(_no_column(f"{where}/payload", table, spec.payload, "the rejected bytes"))
     elif payload.type not in ("STRING", "BYTES") or payload.repeated:
-        problems.append(Problem(f"{where}/payload", f"{table.name}.{spec.payload} is {payload.spelled}; the "
-                                "rejected bytes are read from STRING or BYTES", "name the payload column"))
+        problems.append(
+            Problem(
+                f"{where}/payload",
+                f"{table.name}.{spec.payload} is {payload.spelled}; the rejected bytes are read from STRING or BYTES",
+                "name the payload column",
+            )
+        )
     for key, name in spec.columns.items():
         column = table.column(name)
         if column is None:
             problems.append(_no_column(f"{where}/{key}", table, name, key))
         elif key in TIME_COLUMNS and column.type != "TIMESTAMP":
-            problems.append(Problem(f"{where}/{key}", f"{table.name}.{name} is {column.spelled}, and reconcile "
-                                    f"reads {key} as TIMESTAMP", f"name a TIMESTAMP column, or leave {key} out"))
+            problems.append(
+                Problem(
+                    f"{where}/{key}",
+                    f"{table.name}.{name} is {column.spelled}, and reconcile reads {key} as TIMESTAMP",
+                    f"name a TIMESTAMP column, or leave {key} out",
+                )
+            )
     problems += partition_problems(f"{where}/partition_column", table, spec.partition_column, None)
     return problems
 
@@ -378,8 +424,14 @@ def place_sample(gcs: GcsSink, relatives: list[str]) -> PathCheck:
 
 def path_problems(gcs: GcsSink, check: PathCheck) -> list[Problem]:
     if not check.sampled:
-        return [Problem("gcs/root", f"no files under {gcs.root}: the path templates were not tried",
-                        "check them again once the pipeline has written files", warning=True)]
+        return [
+            Problem(
+                "gcs/root",
+                f"no files under {gcs.root}: the path templates were not tried",
+                "check them again once the pipeline has written files",
+                warning=True,
+            )
+        ]
     problems = []
     if not check.placed:
         example = check.unplaced[0]
@@ -393,9 +445,15 @@ def path_problems(gcs: GcsSink, check: PathCheck) -> list[Problem]:
                                 f"if they hold events, write a template that matches them: "
                                 f"{suggest_template(example)!r}", warning=True))  # fmt: skip
     if check.inconsistent:
-        problems.append(Problem("gcs/paths", f"{len(check.inconsistent)} sampled files repeat a time token with "
-                                f"different values (e.g. {check.inconsistent[0]}): reconcile reports them misplaced",
-                                "check that the folder and the file name come from the same time", warning=True))
+        problems.append(
+            Problem(
+                "gcs/paths",
+                f"{len(check.inconsistent)} sampled files repeat a time token with "
+                f"different values (e.g. {check.inconsistent[0]}): reconcile reports them misplaced",
+                "check that the folder and the file name come from the same time",
+                warning=True,
+            )
+        )
     return problems
 
 
@@ -444,8 +502,14 @@ def format_problems(gcs: GcsSink, name: str, body: bytes) -> list[Problem]:
         problems.append(Problem("gcs/gzip", f"{name} is {'gzipped' if zipped else 'not gzipped'}",
                                 f"write gzip: {'true' if zipped else 'false'}"))  # fmt: skip
     if found is None:
-        return [*problems, Problem("gcs/format", f"{name} is not JSON ({gcs.format} expected)",
-                                   "check gcs/root and the path templates: they should place event files only")]
+        return [
+            *problems,
+            Problem(
+                "gcs/format",
+                f"{name} is not JSON ({gcs.format} expected)",
+                "check gcs/root and the path templates: they should place event files only",
+            ),
+        ]
     fits = found == gcs.format or (found == "jsonl_or_object" and gcs.format in ("jsonl", "json_object"))
     if not fits:
         problems.append(Problem("gcs/format", f"{name} is {_format_words(found)}, not {_format_words(gcs.format)}",
@@ -458,13 +522,18 @@ def format_problems(gcs: GcsSink, name: str, body: bytes) -> list[Problem]:
     event = _at(record, gcs.record) if gcs.record else record
     if not isinstance(event, dict) or "event_type" not in event:
         holder = next((k for k, v in record.items() if isinstance(v, dict) and "event_type" in v), None)
-        fix = f"write record: {holder}" if holder else "write record: the field holding the event (\"\" for the record)"
+        fix = f"write record: {holder}" if holder else 'write record: the field holding the event ("" for the record)'
         problems.append(Problem("gcs/record", f"the records of {name} hold no event at {gcs.record or 'their root'} "
                                 f"(keys: {', '.join(list(record)[:8])})", fix))  # fmt: skip
     for key, path in gcs.metadata.items():
         if _at(record, path) is None:
-            problems.append(Problem(f"gcs/metadata/{key}", f"the records of {name} have no {path}",
-                                    f"write the record field holding {key}, or leave it out"))
+            problems.append(
+                Problem(
+                    f"gcs/metadata/{key}",
+                    f"the records of {name} have no {path}",
+                    f"write the record field holding {key}, or leave it out",
+                )
+            )
     return problems
 
 
@@ -479,11 +548,3 @@ def _at(doc: Any, dotted: str) -> Any:
             return None
         doc = doc.get(part)
     return doc
-
-
-def known_types() -> tuple[str, ...]:
-    return tuple(SCHEMAS)
-
-
-def template_of_gcs(gcs: GcsSink, event_type: str) -> PathTemplate:
-    return gcs.paths[event_type]

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "demo": "workbench.cli.demo:demo",
     "loadtest": "workbench.cli.loadtest:loadtest",
     "exec": "workbench.cli.exec:exec_command",
+    "sinks": "workbench.cli.sinks:sinks",
 }
 
 
