@@ -77,9 +77,10 @@ class BqColumn:
 class BqTable:
     name: str
     columns: tuple[BqColumn, ...]
-    partition_field: str | None = None  # time partitioning column ("_PARTITIONTIME" for ingestion time)
+    partition_field: str | None = None  # the time partitioning column (None: none, or ingestion time)
     require_partition_filter: bool = False
     range_partitioned: bool = False
+    time_partitioned: bool = False
 
     def column(self, name: str) -> BqColumn | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -99,9 +100,13 @@ def column_info(schema_field: Any) -> BqColumn:
 def table_info(table: Any) -> BqTable:
     """A BqTable of google-cloud-bigquery's Table (what get_table returns)."""
     partitioning = table.time_partitioning
-    partition = (partitioning.field or "_PARTITIONTIME") if partitioning else None
-    return BqTable(table.table_id, tuple(column_info(f) for f in table.schema), partition,
-                   bool(table.require_partition_filter), table.range_partitioning is not None)  # fmt: skip
+    # require_partition_filter sits on the table; the older place, inside timePartitioning, is deprecated but still
+    # answered (and the only one bqemulator keeps): https://cloud.google.com/bigquery/docs/reference/rest/v2/tables
+    deprecated = partitioning.to_api_repr().get("requirePartitionFilter") if partitioning else None
+    required = bool(table.require_partition_filter or deprecated)
+    return BqTable(table.table_id, tuple(column_info(f) for f in table.schema),
+                   partitioning.field if partitioning else None, required, table.range_partitioning is not None,
+                   partitioning is not None)  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------------- BigQuery
@@ -136,7 +141,7 @@ def column_problems(where: str, f: Field, table: BqTable, spec: Column) -> list[
     """Whether the column a field is mapped to exists and reads back as the field under its declared stored_as."""
     column = table.column(spec.column)
     if column is None:
-        return [_no_column(where, table, spec.column, f"field {f.name}, a {f.kind}")]
+        return [_no_column(where, table, spec.column, f"field {_path_of(where)}, a {f.kind}")]
     fits, needed = _conversion(f, column, spec.value.stored_as)
     stored = spec.value.stored_as
     if not fits:
@@ -189,45 +194,25 @@ def partition_problems(where: str, table: BqTable, declared: str | None, mapped_
     (reconcile.contract_sql.partition_filter: TIMESTAMP literals, or DATE/DATETIME ones when the column is mapped
     with that stored_as); a table that requires a partition filter has one declared (real BigQuery refuses the
     read otherwise: https://cloud.google.com/bigquery/docs/querying-partitioned-tables)."""
-    field_ = table.partition_field
+    column_ = table.partition_field
     if declared is None:
-        if table.require_partition_filter and field_:
-            return [Problem(where, f"{table.name} requires a partition filter on {field_} (require_partition_filter),"
-                                   " and no partition_column is declared: BigQuery refuses the read",
-                            f"add partition_column: {field_}")]  # fmt: skip
-        if table.require_partition_filter and table.range_partitioned:
-            return [
-                Problem(
-                    where,
-                    f"{table.name} is partitioned by integer range and requires a partition filter",
-                    "reconcile bounds its reads by time: turn require_partition_filter off for the table",
-                )
-            ]
-        if field_ and field_ in table.names:
-            return [Problem(where, f"{table.name} is partitioned by {field_}, and no partition_column is declared: "
-                                   "every read scans the whole table",
-                            f"add partition_column: {field_}", warning=True)]  # fmt: skip
-        return []
-    if field_ is None:
-        return [
-            Problem(
-                where,
-                f"partition_column {declared}, but {table.name} is not partitioned by time",
-                "remove partition_column (or partition the table by that column)",
-                warning=True,
-            )
-        ]
-    if declared != field_:
-        return [
-            Problem(
-                where,
-                f"partition_column {declared}, but {table.name} is partitioned by {field_}",
-                f"write partition_column: {field_}",
-            )
-        ]
+        return _undeclared(where, table)
+    if not table.time_partitioned:
+        return [Problem(where, f"partition_column {declared}, but {table.name} is not partitioned by time",
+                        "remove partition_column (or partition the table by that column)", warning=True)]  # fmt: skip
     column = table.column(declared)
-    if column is None:  # _PARTITIONTIME and friends: TIMESTAMP pseudo-columns
-        return []
+    if column is None:
+        return [_no_column(where, table, declared, "its partitioning column")]
+    if column_ is None:
+        # Ingestion-time partitioning has no column; nor does any table the local emulator made by DDL (bqemulator
+        # keeps a DDL table's partitioning without its column): what was declared cannot be confirmed.
+        return [Problem(where, f"{table.name} reports no partitioning column (ingestion-time partitioning, or a "
+                               f"table the local emulator made by DDL): partition_column {declared} is not confirmed",
+                        "check the table's partitioning (bq show --format=prettyjson DATASET.TABLE)",
+                        warning=True)]  # fmt: skip
+    if declared != column_:
+        return [Problem(where, f"partition_column {declared}, but {table.name} is partitioned by {column_}",
+                        f"write partition_column: {column_}")]  # fmt: skip
     kind = mapped_as if mapped_as in ("date", "datetime") else "timestamp"
     if column.type != kind.upper():
         fix = (
@@ -237,6 +222,25 @@ def partition_problems(where: str, table: BqTable, declared: str | None, mapped_
         )
         return [Problem(where, f"{table.name}.{declared} is {column.type}, and reconcile bounds it with "
                                f"{kind.upper()} values", fix)]  # fmt: skip
+    return []
+
+
+def _undeclared(where: str, table: BqTable) -> list[Problem]:
+    column = table.partition_field
+    if table.require_partition_filter and column:
+        return [Problem(where, f"{table.name} requires a partition filter on {column} (require_partition_filter), "
+                               "and no partition_column is declared: BigQuery refuses the read",
+                        f"add partition_column: {column}")]  # fmt: skip
+    if table.require_partition_filter:
+        how = "by integer range" if table.range_partitioned else "with no partitioning column (ingestion time)"
+        return [Problem(where, f"{table.name} is partitioned {how} and requires a partition filter, and reconcile "
+                               "bounds its reads by a time column",
+                        "name its partitioning column as partition_column if it has one, else turn the table's "
+                        "require_partition_filter off")]  # fmt: skip
+    if column:
+        return [Problem(where, f"{table.name} is partitioned by {column}, and no partition_column is declared: "
+                               "every read scans the whole table",
+                        f"add partition_column: {column}", warning=True)]  # fmt: skip
     return []
 
 

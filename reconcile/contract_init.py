@@ -191,7 +191,7 @@ def dead_letter_of(table: BqTable) -> dict[str, str] | None:
         entry[key] = name
     if stage := _named(table, ("stage", "failed_stage"), ("STRING",)):
         entry["stage"] = stage
-    if table.partition_field and table.column(table.partition_field):
+    if table.partition_field:
         entry["partition_column"] = table.partition_field
     return entry
 
@@ -241,7 +241,7 @@ def child_of(table: BqTable) -> ChildGuess | None:
                 continue
             lacking = tuple(p for p in NATURAL_KEYS[event_type] if p not in keys)
             order_by = _named(table, POSITION_NAMES, ("INT64",))
-            partition = table.partition_field if table.partition_field and table.column(table.partition_field) else None
+            partition = table.partition_field
             return ChildGuess(table.name, event_type, f.name, members, keys, lacking, order_by, partition)
     return None
 
@@ -371,14 +371,16 @@ def _table_entry(guess: Guess, index: int, table: BqTable, event_type: str, even
     matched = match_columns(event_type, table, skip)
     entry: dict[str, Any] = {"table": table.name, "type": event_type}
     if table.partition_field:
-        if table.column(table.partition_field):
-            entry["partition_column"] = table.partition_field
-        elif table.require_partition_filter:
-            guess.todo(
-                (*here, "table"),
-                f"{table.name} is partitioned by ingestion time and requires a partition "
-                "filter: reconcile bounds reads by a column, so turn the requirement off",
-            )
+        entry["partition_column"] = table.partition_field
+    elif table.time_partitioned:
+        unknown = (
+            f"{table.name} reports no partitioning column (ingestion-time partitioning, or a table the local "
+            "emulator made by DDL): if it is partitioned by a column, write partition_column: COLUMN"
+        )
+        if table.require_partition_filter:
+            guess.todo((*here, "table"), unknown + " (it requires a partition filter: BigQuery refuses reads without)")
+        else:
+            guess.note((*here, "table"), unknown)
     if event_column:
         entry["event_column"] = event_column
     if matched.columns:
