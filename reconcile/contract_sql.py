@@ -295,6 +295,15 @@ FROM {source} AS l JOIN {files} AS f ON f.path = l.path"""
 # -------------------------------------------------------------------------------------------- dead letters
 
 
+def _payload(table: DeadLetterTable) -> str:
+    """The payload's bytes: the column as it is, or decoded where a row says it keeps them in base64."""
+    payload = f"src.`{table.payload}`"
+    encoding = table.columns.get("payload_encoding")
+    if not encoding:
+        return payload
+    return f"IF(src.`{encoding}` = 'base64', FROM_BASE64({payload}), CAST({payload} AS BYTES))"
+
+
 def dead_letter_table_select(table: DeadLetterTable, fqn: Callable[[str], str], since: datetime,
                              scope: str = "TRUE") -> str:  # fmt: skip
     """dead_letters rows of a dead-letter table in `scope` (a condition on run_id, publish_time, landed_time)
@@ -321,7 +330,7 @@ SELECT '{Q.DEAD_LETTER_TABLE}' AS sink, '{table.table}' AS location, event_id, s
        stage, TO_HEX(MD5(payload)) AS payload_digest, {cut} AS payload_cut, publish_time, landed_time,
        'dead_letters:table:{table.table}' AS entry
 FROM (SELECT {col("event_id")} AS event_id, {col("message_id")} AS source_message_id, {col("run_id")} AS run_id,
-             {col("reason")} AS reason, {col("stage")} AS stage, src.`{table.payload}` AS payload,
+             {col("reason")} AS reason, {col("stage")} AS stage, {_payload(table)} AS payload,
              {col("error")} AS error, {col("publish_time", "TIMESTAMP")} AS publish_time,
              {col("landed_time", "TIMESTAMP")} AS landed_time{extra}
       FROM {fqn(table.table)} AS src{inner_bound})

@@ -280,6 +280,31 @@ SELECT problem, event_id, expected, event_type, kind, reason, message_id, gcs_co
 FROM {t[event_status]} WHERE problem IS NOT NULL
 ORDER BY CASE problem WHEN 'accepted' THEN 0 ELSE 1 END, problem, event_id"""
 
+# Every diagnosis each event has, not only the first (`problem`): one defect of a pipeline often hides behind
+# another (an order both misplaced and altered), and a report names each defect with all the events it hit.
+FINDINGS = """
+SELECT finding, event_id FROM (
+  SELECT 'missing_in_gcs' AS finding, event_id FROM {t[event_status]}
+  WHERE expected != '{dead_letter}' AND {check_gcs} AND gcs_copies + gcs_earlier = 0 AND NOT gcs_gave_up
+  UNION ALL
+  SELECT 'missing_in_bigquery', event_id FROM {t[event_status]}
+  WHERE expected != '{dead_letter}' AND {check_bigquery} AND bigquery_copies + bigquery_earlier = 0
+    AND NOT bigquery_gave_up
+  UNION ALL
+  SELECT 'misplaced', event_id FROM {t[event_status]} WHERE gcs_misplaced + bigquery_misplaced > 0
+  UNION ALL
+  SELECT 'altered', event_id FROM {t[event_status]} WHERE gcs_altered + bigquery_altered + dlt_altered + dlq_altered
+    + dlf_altered > 0
+  UNION ALL
+  SELECT 'duplicated', event_id FROM {t[event_status]}
+  WHERE expected != '{dead_letter}' AND {deduplicated}
+    AND (gcs_messages + gcs_anonymous > 1 OR bigquery_messages + bigquery_anonymous > 1)
+  UNION ALL
+  SELECT problem, event_id FROM {t[event_status]}
+  WHERE problem IN ('accepted', 'missing', 'collision', 'other_reason', 'id_reused', 'missing_in_dead_letter_table',
+                    'missing_in_dead_letter_topic', 'missing_in_dead_letter_files')
+) ORDER BY finding, event_id"""
+
 # Copies that at-least-once delivery allows: the same message written again (a redelivery after a crash or a
 # lost ack: more GCS copies than messages), and raw BigQuery rows beyond the first (insertId dedup is best-effort).
 RAW_DUPLICATES = """

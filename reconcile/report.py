@@ -50,7 +50,8 @@ PROBLEM_LABELS: dict[str, str] = {
     "misplaced": "misplaced (wrong type folder, minute folder, file name or table)",
     "altered": "altered (the sink's copy differs from what was published)",
     "other_reason": "dead-lettered with another reason code",
-    "duplicated": "duplicated in the GCS files (copies from different messages: dedup let one through)",
+    "duplicated": "duplicated (copies from different messages, or copies a sink cannot tell apart, where the "
+    "contract promises deduplication)",
     "id_reused": "held only under another run's id (this run reused its event ids without --replay)",
     "collision": "shares its natural key with another published event, in a sink that keeps no event id",
     "missing_in_dead_letter_files": "missing from the dead-letter files",
@@ -80,6 +81,8 @@ class Report:
     entries: list[dict[str, Any]] = field(default_factory=list)  # run.entry_counts: per contract entry
     # reconcile.altered: per altered event and sink, each field that differs (published beside held)
     altered_fields: list[dict[str, Any]] = field(default_factory=list)
+    # queries.FINDINGS: every diagnosis of every event (problems shows the first), as {finding: [event ids]}
+    findings: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def problem_counts(self) -> Counter[str]:

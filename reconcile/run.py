@@ -303,7 +303,9 @@ def _anonymous_scope(scope: str, time_column: str, since: datetime) -> str:
     """`scope`, and the rows a sink keeps with no run id and no publish time (a pipeline that keeps no metadata
     of ours): those whose `time_column` (the event's time, or when a dead letter landed) is since `since`. Which
     run such a row belongs to is decided afterwards, by its natural key or its payload (_resolve_identities)."""
-    return f"({scope} OR (run_id IS NULL AND publish_time IS NULL AND {time_column} >= {Q.timestamp_literal(since)}))"
+    # A sink that keeps no time at all is read whole: its rows of other runs then show as foreign.
+    when = f"({time_column} IS NULL OR {time_column} >= {Q.timestamp_literal(since)})"
+    return f"({scope} OR (run_id IS NULL AND publish_time IS NULL AND {when}))"
 
 
 def _reachable(endpoint: str) -> bool:
@@ -376,6 +378,7 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
             on_step("finding events by natural key")
             _resolve_identities(engine, contract, manifest, plan)
         _resolve_dead_letters(engine, run_id)
+        _claim_by_event_id(engine, run_id)
         on_step("comparing")
         checked = {**target.checked(), Q.DEAD_LETTER_TOPIC: topic_read}
         replay = replays(manifest) is not None
@@ -408,6 +411,7 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
             contract=contract.name,
             entries=entry_counts(contract, engine.run(render(Q.ENTRY_COUNTS)), by_type, by_kind),
             altered_fields=altered,
+            findings=_findings(engine.run(render(Q.FINDINGS))),
         )
     finally:
         if own_engine:
@@ -423,6 +427,13 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
         report.notes.append(bounds.note())  # a row outside the bound is not read: say where it was looked for
     report.elapsed_s = round(time.monotonic() - began, 3)
     return report
+
+
+def _findings(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for r in rows:
+        found.setdefault(r["finding"], []).append(r["event_id"])
+    return found
 
 
 def entry_counts(contract: Contract, rows: list[dict[str, Any]], by_type: list[dict[str, Any]],
@@ -494,6 +505,17 @@ def _resolve_identities(engine: Any, contract: Contract, manifest: dict[str, Any
         f"WHERE {t['sink_events']}.event_id IS NULL AND {t['sink_events']}.key_digest IS NOT NULL "
         f"AND {t['sink_events']}.entry = x.entry AND {t['sink_events']}.key_digest = x.key_digest"
     )
+
+
+def _claim_by_event_id(engine: Any, run_id: str) -> None:
+    """Rows with one of the run's event ids but no run id (a pipeline that carries the event_id attribute and
+    not run_id) are the run's: its manifest explains them, so they are neither foreign nor another run's."""
+    t = engine.tables
+    for table in ("sink_events", "dead_letters"):
+        engine.run(
+            f"UPDATE {t[table]} SET run_id = {Q.literal(run_id)} WHERE run_id IS NULL AND event_id IN "
+            f"(SELECT event_id FROM {t['manifest']} WHERE outcome = 'published')"
+        )
 
 
 def _resolve_dead_letters(engine: Any, run_id: str) -> None:
