@@ -187,7 +187,8 @@ class PathTemplate:
         if values.get("type", {event_type}) != {event_type}:
             return None
         consistent = all(len(v) == 1 for t, v in values.items() if t in {_group(x) for x in TIME_TOKENS})
-        when = "".join(next(iter(values[_group(t)])) for t in self.time_tokens) if self.time_tokens else None
+        # The first occurrence of each token (the folder's, in the assessment's layout) says where the file is.
+        when = "".join(groups[f"{_group(t)}_1"] for t in self.time_tokens) if self.time_tokens else None
         return when, consistent
 
 
