@@ -248,9 +248,15 @@ def test_whole_event_dead_letters_are_files_under_their_prefix(whole_event_run):
 
 
 def buggy_file_events(run) -> list[tuple[Path, dict]]:
+    """The events the buggy pipeline's files hold. Two writers of one second may run at once (the DirectRunner runs
+    bundles in parallel) and leave a torn tail behind the survivor's line: such a tail is no event."""
     found = []
     for path in local_files(run.output_root):
-        found += [(path, json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+        for line in path.read_text().splitlines():
+            try:
+                found.append((path, json.loads(line)))
+            except ValueError:
+                continue
     return found
 
 
@@ -277,7 +283,7 @@ def test_buggy_files_of_the_same_second_overwrite_each_other(buggy_run):
     # One file per (type, second of the event): exactly what survives of each second.
     seconds = {(r["expected"], r["event_time"][:19]) for r in valid}
     assert len(local_files(run.output_root)) == len(seconds)
-    assert all(len(path.read_text().splitlines()) == 1 for path in local_files(run.output_root))
+    assert len(in_files) == len(seconds)  # one survivor per second
 
 
 @pytest.mark.slow
