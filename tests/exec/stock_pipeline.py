@@ -2,7 +2,8 @@
 import of the workbench or of this project's pipeline. The tests run it through `workbench exec`.
 
     python stock_pipeline.py --subscription projects/P/subscriptions/S --table P:D.T --method STREAMING_INSERTS \
-        --output_dir ./files --streaming --runner DirectRunner --project P [--temp_location DIR]
+        --output_dir ./files --streaming --runner DirectRunner --project P [--temp_location DIR] \
+        [--triggering_frequency SECONDS]
 
 Each message is a JSON object with `key` and `n`; each becomes one row (message id, key, n, the raw payload) and one
 line of a JSON-lines file.
@@ -33,6 +34,7 @@ def run(argv=None):
     parser.add_argument("--table", required=True)
     parser.add_argument("--method", default="STREAMING_INSERTS")
     parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--triggering_frequency", type=int, default=2, help="FILE_LOADS: seconds between loads")
     known, beam_args = parser.parse_known_args(argv)
     options = PipelineOptions(beam_args)
     with beam.Pipeline(options=options) as pipeline:
@@ -41,7 +43,7 @@ def run(argv=None):
             | "Read" >> ReadFromPubSub(subscription=known.subscription, with_attributes=True)
             | "ToRow" >> beam.Map(to_row)
         )
-        extra = {"triggering_frequency": 2} if known.method == "FILE_LOADS" else {}
+        extra = {"triggering_frequency": known.triggering_frequency} if known.method == "FILE_LOADS" else {}
         _ = rows | "ToBigQuery" >> WriteToBigQuery(
             known.table,
             schema=SCHEMA,
