@@ -32,8 +32,10 @@ def _flattened():
     return module
 
 
-def workbench(tmp_path: Path, *args: str, bigquery: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
+def workbench(tmp_path: Path, *args: str, bigquery: str | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+    """`python -m workbench.cli sinks ARGS` with no stack of its own: the emulators it may talk to are named."""
+    env = {**{k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}, **(env or {})}
     env.update(PYTHONPATH=str(ROOT), WORKBENCH_HOME=str(tmp_path / "home"), NO_GCE_CHECK="true", COLUMNS="250")
     if bigquery:
         env["BIGQUERY_EMULATOR_HOST"] = bigquery
@@ -158,3 +160,52 @@ def test_check_shows_a_contract_error_as_it_is(tmp_path):
     done = workbench(tmp_path, "check", str(path))
     assert done.returncode == 2, done.text
     assert "order has no field 'order_idd'" in done.text and "fix: use one of:" in done.text, done.text
+
+
+def test_init_and_check_read_a_gs_tree_on_the_gcs_emulator(gcs_emulator, bigquery_emulator, tmp_path):
+    """Gzipped objects, one event per object in an `event` field, Hive-style hour folders (whole_event.py's layout),
+    in the GCS emulator: init guesses the layout from them, and check reads them back through Beam's gs://."""
+    import gzip
+
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    storage_host = os.environ["STORAGE_EMULATOR_HOST"]
+    bucket = storage.Client(project=PROJECT, credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": storage_host}).bucket("workbench-test")  # fmt: skip
+    times = {"order": "order_date", "inventory": "timestamp", "user_activity": "timestamp"}
+    for event_type, time_field in times.items():
+        event = {"event_type": event_type, time_field: "2025-02-08T13:59:59Z"}
+        record = {
+            "event": event,
+            "event_id": str(uuid.uuid4()),
+            "message_id": "1",
+            "publish_time": "2025-02-08T14:00:01Z",
+        }
+        blob = bucket.blob(f"raw/{event_type}/dt=2025-02-08/hour=13/{event_type}-{uuid.uuid4().hex[:6]}.json.gz")
+        blob.upload_from_string(gzip.compress(json.dumps(record).encode()))
+    dataset = f"raw_{uuid.uuid4().hex[:8]}"
+    client = bigquery_emulator.client()
+    client.create_dataset(f"{PROJECT}.{dataset}")
+    out = tmp_path / "raw.sinks.yaml"
+    env = {"STORAGE_EMULATOR_HOST": storage_host}
+    try:
+        done = workbench(tmp_path, "init", "--dataset", dataset, "--project", PROJECT, "--gcs-root",
+                         f"{gcs_emulator}/raw", "--out", str(out), bigquery=bigquery_emulator.endpoint,
+                         env=env)  # fmt: skip
+        assert done.returncode == 0, done.text
+        gcs = yaml.safe_load(out.read_text())["gcs"]
+        assert (gcs["format"], gcs["gzip"], gcs["record"], gcs["placed_by"]) == ("jsonl", True, "event", "event_time")
+        assert gcs["paths"]["inventory"] == "{type}/dt={YYYY}-{MM}-{DD}/hour={HH}/{type}-{*}.json.gz"
+        checked = workbench(tmp_path, "check", str(out), bigquery=bigquery_emulator.endpoint, env=env)
+        assert checked.returncode == 0, checked.text
+        assert "3 files sampled; placed by the templates: inventory 1, order 1, user_activity 1" in checked.text
+
+        document = yaml.safe_load(out.read_text())
+        document["gcs"]["gzip"] = False
+        out.write_text(yaml.safe_dump(document))
+        broken = workbench(tmp_path, "check", str(out), bigquery=bigquery_emulator.endpoint, env=env)
+        assert broken.returncode == 2 and "write gzip: true" in broken.text, broken.text
+    finally:
+        client.delete_dataset(f"{PROJECT}.{dataset}", delete_contents=True)
+        client.close()
