@@ -337,6 +337,39 @@ def _pipeline_counts(counts: dict[str, Any] | None) -> str:
     return "<h2>What the pipeline counted</h2>" + _table([], rows, {1}) + f"<p>read from</p><ul>{sources}</ul>"
 
 
+def _entries(report: dict[str, Any]) -> str:
+    """Per place of the sink contract: which part of the pipeline loses (or changes) what."""
+    rows = report.get("entries") or []
+    if not rows:
+        return ""
+    shown = [[r["entry"], "" if r["expected"] is None else _n(r["expected"]), _n(r["held"]),
+              "" if r["missing"] is None else _bad(_n(r["missing"])), _bad(_n(r["altered"])), _n(r["rows"]),
+              _bad(_n(r["unexplained"]))] for r in rows]  # fmt: skip
+    title = f"<h2>Per sink (contract: {_e(report.get('contract'))})</h2>"
+    return title + _table(["sink", "expected", "held", "missing", "altered", "rows", "unexplained"], shown,
+                          range(1, 7))  # fmt: skip
+
+
+def _altered_fields(rows: list[dict[str, Any]]) -> str:
+    """Every altered field, published value beside the sink's (all of them: the terminal shows a sample)."""
+    if not rows:
+        return ""
+    shown = [[r["event_id"], r["sink"], r["field"], r["published"], r["held"]] for r in rows]
+    return f"<h2>Altered fields ({len(rows):,})</h2>" + _table(["event_id", "sink", "field", "published", "held"],
+                                                              shown)  # fmt: skip
+
+
+def _findings(found: dict[str, list[str]]) -> str:
+    """Every diagnosis with every event it hit (problems shows each event's gravest one)."""
+    if not found:
+        return ""
+    summary = _table(["finding", "events"], [[PROBLEM_LABELS.get(k, k), _bad(len(ids))] for k, ids in found.items()],
+                     {1})  # fmt: skip
+    lists = "".join(f"<details><summary>{_e(PROBLEM_LABELS.get(k, k))}: event ids</summary><p>{_e(' '.join(ids))}"
+                    "</p></details>" for k, ids in found.items())  # fmt: skip
+    return "<h2>Every diagnosis, with all the events it hit</h2>" + summary + lists
+
+
 def _notes(notes: list[str]) -> str:
     return "<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>" if notes else ""
 
@@ -353,7 +386,10 @@ def render_html(report: dict[str, Any]) -> str:
         _by_type(report.get("by_type") or []),
         _by_kind(report.get("by_kind") or []),
         _latency(report),
+        _entries(report),
         _problems(report),
+        _altered_fields(report.get("altered_fields") or []),
+        _findings(report.get("findings") or {}),
         _listing(
             "Raw duplicates: BigQuery rows, GCS redeliveries (not failing)",
             report.get("raw_duplicates") or [],

@@ -343,3 +343,18 @@ def test_a_per_type_count_added_later_gets_a_column() -> None:
     rows = [_type_row("order_placed", 10, 9, 9, ok=9) | {"held_by_earlier_run": 1}]
     page = render_html(_mismatch() | {"by_type": rows})
     assert "<th>held by earlier run</th>" in page
+
+
+def test_the_page_shows_each_contract_entry_every_altered_field_and_every_finding():
+    altered = [{"event_id": f"e{i}", "sink": "bigquery:orders", "field": f"items[{i}].price", "published": "14.99",
+                "held": "15.0"} for i in range(LIST_LIMIT + 5)]  # fmt: skip
+    page = render_html(_base(
+        contract="shop (flattened)",
+        entries=[{"entry": "bigquery:orders", "expected": 10, "held": 9, "missing": 1, "altered": 2, "rows": 9,
+                  "unexplained": 0}],
+        altered_fields=altered,
+        findings={"misplaced": ["e1", "e2"], "duplicated": ["e3"]},
+    ))  # fmt: skip
+    assert "contract: shop (flattened)" in page and "bigquery:orders" in page
+    assert all(f"items[{i}].price" in page for i in range(LIST_LIMIT + 5))  # all of them, not a sample
+    assert "e1 e2" in page and "duplicated" in page
