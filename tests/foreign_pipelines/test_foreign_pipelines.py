@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import importlib.util
 import json
+import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -336,3 +337,60 @@ def test_contracts_load_with_reconciles_loader():
     for name in PIPELINES:
         loaded = contract.load_contract(HERE / f"{name}.sinks.yaml")
         assert loaded is not None
+
+
+def template_regex(template: str) -> re.Pattern:
+    tokens = {"YYYY": r"\d{4}", "MM": r"\d\d", "DD": r"\d\d", "HH": r"\d\d", "mm": r"\d\d", "ss": r"\d\d",
+              "*": r"[^/]+"}  # fmt: skip
+    parts = re.split(r"\{([^{}]*)\}", template)
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else tokens.get(p, f"(?P<{p}>[^/]+)")
+                              for i, p in enumerate(parts)))  # fmt: skip
+
+
+def sample_events() -> dict[str, dict]:
+    found = {}
+    for m in catalogue(300):
+        if m.expected != "dead_letter":
+            found.setdefault(m.expected, json.loads(m.data))
+    return found
+
+
+def test_each_contract_names_the_pipelines_own_columns_and_paths():
+    """The contracts as committed against the pipelines' own schemas and path functions: a renamed column or a
+    changed file name in a pipeline fails here, without a stack."""
+    import yaml
+
+    events = sample_events()
+    flattened, whole_event, buggy = load("flattened"), load("whole_event"), load("buggy")
+    columns_of = {
+        "flattened": {t: {f["name"] for f in s["fields"]} for t, s in flattened.SCHEMAS.items()},
+        "whole_event": {t: {f["name"] for f in whole_event.SCHEMA["fields"]} for t in whole_event.TABLES.values()},
+        "buggy": {t: {f["name"] for f in fields} for t, fields in buggy.SCHEMAS.items()},
+    }
+    window_ = type("W", (), {"start": datetime(2025, 2, 8, 13, 9, tzinfo=UTC).timestamp()})()
+    pane = type("P", (), {"index": 0})()
+    message = type("M", (), {"message_id": "1234", "attributes": {}, "publish_time": None})()
+    path_of = {
+        "flattened": lambda kind, e: flattened.window_file_name(window_, pane, 0, 1, "", kind),
+        "whole_event": lambda kind, e: whole_event.event_path("", kind, e, message.message_id).lstrip("/"),
+        "buggy": lambda kind, e: buggy.file_path("", e).lstrip("/"),
+    }
+    for name in PIPELINES:
+        contract = yaml.safe_load((HERE / f"{name}.sinks.yaml").read_text())
+        tables = columns_of[name]
+        for table in contract["bigquery"]["tables"]:
+            named = {c if isinstance(c, str) else c["column"] for c in table.get("columns", {}).values()}
+            named |= {v for v in table.get("metadata", {}).values() if v}
+            named |= {table["event_column"]} if table.get("event_column") else set()
+            assert named <= tables[table["table"]], (name, table["table"], named - tables[table["table"]])
+            for child in table.get("children", []):
+                child_named = set(child["parent_key"].values()) | {child["order_by"]}
+                child_named |= {c if isinstance(c, str) else c["column"] for c in child["columns"].values()}
+                assert child_named <= tables[child["table"]], (name, child["table"])
+        dead = contract["dead_letters"].get("table")
+        if dead:
+            named = {v for k, v in dead.items() if k not in ("table", "partition_column", "payload_cut_bytes")}
+            assert named <= tables[dead["table"]], (name, dead)
+        for kind, template in contract["gcs"]["paths"].items():
+            path = path_of[name](kind, events[kind])
+            assert template_regex(template.replace("{type}", kind)).fullmatch(path), (name, template, path)
