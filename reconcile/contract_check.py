@@ -81,6 +81,7 @@ class BqTable:
     require_partition_filter: bool = False
     range_partitioned: bool = False
     time_partitioned: bool = False
+    kind: str = "TABLE"  # TABLE, VIEW, MATERIALIZED_VIEW, EXTERNAL, SNAPSHOT (Table.table_type)
 
     def column(self, name: str) -> BqColumn | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -106,7 +107,7 @@ def table_info(table: Any) -> BqTable:
     required = bool(table.require_partition_filter or deprecated)
     return BqTable(table.table_id, tuple(column_info(f) for f in table.schema),
                    partitioning.field if partitioning else None, required, table.range_partitioning is not None,
-                   partitioning is not None)  # fmt: skip
+                   partitioning is not None, table.table_type or "TABLE")  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------------- BigQuery
@@ -198,8 +199,9 @@ def partition_problems(where: str, table: BqTable, declared: str | None, mapped_
     if declared is None:
         return _undeclared(where, table)
     if not table.time_partitioned:
-        return [Problem(where, f"partition_column {declared}, but {table.name} is not partitioned by time",
-                        "remove partition_column (or partition the table by that column)", warning=True)]  # fmt: skip
+        return [Problem(where, f"partition_column {declared}, but {table.name} reports no time partitioning (nor "
+                               "does any table the local emulator made by DDL)",
+                        "remove partition_column, unless the table is partitioned by it", warning=True)]  # fmt: skip
     column = table.column(declared)
     if column is None:
         return [_no_column(where, table, declared, "its partitioning column")]

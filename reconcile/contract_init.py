@@ -461,6 +461,10 @@ def _unkept(event_type: str, kept: set[str]) -> list[str]:
 
 def bigquery_guess(guess: Guess, dataset: str, tables: list[BqTable]) -> None:
     """The bigquery and dead_letters/table sections of the document, from every table of the dataset."""
+    views = [t.name for t in tables if t.kind != "TABLE"]
+    if views:
+        guess.header.append(f"views and other non-tables not used: {', '.join(views)}")
+    tables = [t for t in tables if t.kind == "TABLE"]
     letters = [entry for t in tables if (entry := dead_letter_of(t))]
     rest = [t for t in tables if t.name not in {e["table"] for e in letters}]
     children = [c for t in rest if (c := child_of(t)) is not None and guess_type(t) in (None, c.event_type)]
@@ -476,6 +480,12 @@ def bigquery_guess(guess: Guess, dataset: str, tables: list[BqTable]) -> None:
             unused.append(table.name)
             continue
         entries.append(_table_entry(guess, len(entries), table, event_type, event_column, children))
+    seen: dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        first = seen.setdefault(entry["type"], entry["table"])
+        if first != entry["table"]:
+            guess.todo(("bigquery", "tables", i, "table"), f"{first} holds {entry['type']} events too: remove this "
+                       "entry unless the pipeline writes every event to both")  # fmt: skip
     for child in children:  # no parent table of its type took it
         unused.append(child.table)
         guess.header.append(f"TODO: {child.table} looks like the {child.field} of {child.event_type} events, but no "

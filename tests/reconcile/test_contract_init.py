@@ -197,3 +197,15 @@ def test_an_empty_tree_gets_the_built_in_layout_with_a_todo():
     assert guess.document["gcs"]["paths"]["order"].startswith("{type}/{YYYY}")
     assert any("no file under ./nothing" in t for t in guess.todos)
     parse_contract(yaml.safe_load(render(guess)))
+
+
+def test_views_are_left_out_and_a_second_table_of_a_type_is_marked():
+    inventory = _table("inventory", "inventory_id product_id warehouse_id quantity_change:INT64 reason "
+                                    "timestamp:TIMESTAMP")  # fmt: skip
+    landing = BqTable("history_inventory", inventory.columns)
+    view = BqTable("stock_levels", inventory.columns, kind="VIEW")
+    guess = starting_contract("events", [inventory, landing, view], None, [], {})
+    assert [t["table"] for t in guess.document["bigquery"]["tables"]] == ["inventory", "history_inventory"]
+    assert "views and other non-tables not used: stock_levels" in guess.header
+    assert guess.todos == ["TODO: inventory holds inventory events too: remove this entry unless the pipeline writes "
+                           "every event to both"]  # fmt: skip
