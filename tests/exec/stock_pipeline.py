@@ -3,7 +3,7 @@ import of the workbench or of this project's pipeline. The tests run it through 
 
     python stock_pipeline.py --subscription projects/P/subscriptions/S --table P:D.T --method STREAMING_INSERTS \
         --output_dir ./files --streaming --runner DirectRunner --project P [--temp_location DIR] \
-        [--triggering_frequency SECONDS]
+        [--triggering_frequency SECONDS] [--file_window_seconds SECONDS]
 
 Each message is a JSON object with `key` and `n`; each becomes one row (message id, key, n, the raw payload) and one
 line of a JSON-lines file.
@@ -24,8 +24,12 @@ SCHEMA = "message_id:STRING,key:STRING,n:INTEGER,payload:STRING"
 
 def to_row(message):
     event = json.loads(message.data.decode("utf-8"))
-    return {"message_id": message.message_id, "key": event["key"], "n": int(event["n"]),
-            "payload": message.data.decode("utf-8")}
+    return {
+        "message_id": message.message_id,
+        "key": event["key"],
+        "n": int(event["n"]),
+        "payload": message.data.decode("utf-8"),
+    }
 
 
 def run(argv=None):
@@ -35,6 +39,7 @@ def run(argv=None):
     parser.add_argument("--method", default="STREAMING_INSERTS")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--triggering_frequency", type=int, default=2, help="FILE_LOADS: seconds between loads")
+    parser.add_argument("--file_window_seconds", type=int, default=5, help="how long the files' windows last")
     known, beam_args = parser.parse_known_args(argv)
     options = PipelineOptions(beam_args)
     with beam.Pipeline(options=options) as pipeline:
@@ -54,9 +59,10 @@ def run(argv=None):
         )
         _ = (
             rows
-            | "Window" >> beam.WindowInto(window.FixedWindows(5))
+            | "Window" >> beam.WindowInto(window.FixedWindows(known.file_window_seconds))
             | "ToJson" >> beam.Map(json.dumps, sort_keys=True)
-            | "ToFiles" >> fileio.WriteToFiles(known.output_dir, file_naming=fileio.default_file_naming("rows", ".jsonl"))
+            | "ToFiles"
+            >> fileio.WriteToFiles(known.output_dir, file_naming=fileio.default_file_naming("rows", ".jsonl"))
         )
 
 

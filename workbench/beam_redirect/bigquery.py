@@ -169,7 +169,8 @@ class _EmulatorBigQuery:
 
 def label_filter_matches(expression: str, labels: dict[str, str]) -> bool:
     """Whether a dataset with `labels` passes datasets.list's `filter`: `labels.NAME[:VALUE]` terms joined by
-    spaces, all of which must hold (https://cloud.google.com/bigquery/docs/reference/rest/v2/datasets/list)."""
+    spaces, all of which must hold (https://cloud.google.com/bigquery/docs/filtering-labels; datasets.list:
+    https://cloud.google.com/bigquery/docs/reference/rest/v2/datasets/list)."""
     for term in expression.split():
         if not term.startswith("labels."):
             return False  # a filter this does not understand keeps nothing (Beam deletes what is listed)
