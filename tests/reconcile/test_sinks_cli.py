@@ -209,3 +209,13 @@ def test_init_and_check_read_a_gs_tree_on_the_gcs_emulator(gcs_emulator, bigquer
     finally:
         client.delete_dataset(f"{PROJECT}.{dataset}", delete_contents=True)
         client.close()
+
+
+def test_check_says_when_the_emulator_it_was_pointed_at_is_not_there(tmp_path):
+    contract = tmp_path / "c.yaml"
+    contract.write_text("version: 1\nbigquery: {dataset: shop, tables: [{table: t, type: inventory, columns: "
+                        "{inventory_id: i, product_id: p, warehouse_id: w, quantity_change: q, reason: r, "
+                        "timestamp: ts}}]}\n")  # fmt: skip
+    done = workbench(tmp_path, "check", str(contract), bigquery="http://127.0.0.1:9")  # nothing listens on port 9
+    assert done.returncode == 2, done.text
+    assert "no BigQuery emulator answers at http://127.0.0.1:9" in done.text and "workbench up" in done.text

@@ -86,7 +86,24 @@ def _client(project: str | None) -> tuple[Any, str]:
 
     endpoint = local_endpoints()["bigquery"]
     project = resolve_project(project, DEFAULT_PROJECT)
+    if endpoint and not _reachable(endpoint):  # else the client retries a refused connection for minutes
+        raise WorkbenchError(
+            f"no BigQuery emulator answers at {endpoint}",
+            "start the local stack (`workbench up`); to check real BigQuery, unset BIGQUERY_EMULATOR_HOST "
+            "(and stop the stack) and pass --project",
+        )
     return bigquery_client(project, endpoint, location=None), project
+
+
+def _reachable(endpoint: str) -> bool:
+    import socket
+
+    host, _, port = endpoint.split("://", 1)[-1].rstrip("/").rpartition(":")
+    try:
+        socket.create_connection((host or names.LOCAL_HOST, int(port)), timeout=2).close()
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _api_error(exc: Exception, what: str) -> WorkbenchError:
