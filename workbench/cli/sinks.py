@@ -129,9 +129,7 @@ def fetch_tables(client: Any, project: str, dataset: str, wanted: Iterable[str] 
         )
     except exceptions.NotFound:
         return None
-    except exceptions.GoogleAPICallError as exc:
-        raise _api_error(exc, f"dataset {project}.{dataset}") from None
-    except Exception as exc:  # connection refused, no credentials: no answer at all
+    except Exception as exc:  # refused (403), no credentials, no answer at all
         raise _api_error(exc, f"dataset {project}.{dataset}") from None
     found: dict[str, Any] = {}
     for name in names_:
@@ -191,8 +189,13 @@ def read_bodies(root: str, relatives: Iterable[str], sizes: dict[str, int]) -> d
     for relative in relatives:
         if sizes.get(relative, 0) > SAMPLE_BYTES:
             continue
-        with FileSystems.open(f"{root.rstrip('/')}/{relative}", compression_type="uncompressed") as handle:
-            bodies[relative] = handle.read()
+        uri = f"{root.rstrip('/')}/{relative}"
+        try:
+            with FileSystems.open(uri, compression_type="uncompressed") as handle:
+                bodies[relative] = handle.read()
+        except Exception as exc:  # BeamIOError, a refused or vanished object
+            raise WorkbenchError(f"cannot read {uri}: {exc}", "check your access to the files (roles/storage."
+                                 "objectViewer on a bucket)") from None  # fmt: skip
     return bodies
 
 
