@@ -6,7 +6,8 @@ of Problem(where, message, fix): `where` is the place in the contract file (as C
 write instead. A warning is shown but does not fail the check.
 
     >>> orders = BqTable("orders", (BqColumn("order_id", "STRING"), BqColumn("total_amount", "FLOAT64")))
-    >>> [p.fix for p in column_problems("x", field_paths("order")["total_amount"], orders, Column("total_amount"))]
+    >>> where = "bigquery/tables/0 (orders)/columns/total_amount"
+    >>> [p.fix for p in column_problems(where, field_paths("order")["total_amount"], orders, Column("total_amount"))]
     ['write total_amount: {column: total_amount, stored_as: float64} (add tolerance: 0.005 if the pipeline rounds)']
 
 What can be read back as what follows reconcile.contract_sql.converted(): a column kept in the field's own type
