@@ -311,14 +311,15 @@ RAW_DUPLICATES = """
 SELECT event_id, event_type, gcs_copies, bigquery_copies FROM {t[event_status]}
 WHERE bigquery_copies > 1 OR (gcs_copies > gcs_messages AND gcs_messages = 1) ORDER BY event_id"""
 
-# Rows of this run that the manifest does not know; and rows of no known run (a foreign producer).
+# Rows of this run that the manifest does not know (by id, or by natural key: no event of it has theirs); and rows
+# of no known run (a foreign producer).
 UNEXPECTED = """
 SELECT e.sink, e.event_id, e.message_id, e.event_type, e.location FROM {t[sink_events]} AS e
-WHERE e.run_id = {run_id} AND e.event_id NOT IN (SELECT event_id FROM {t[manifest]})
+WHERE e.run_id = {run_id} AND (e.event_id IS NULL OR e.event_id NOT IN (SELECT event_id FROM {t[manifest]}))
 UNION ALL
 SELECT d.sink, d.event_id, d.source_message_id AS message_id, CAST(NULL AS STRING) AS event_type, d.location
 FROM {t[dead_letters]} AS d
-WHERE d.run_id = {run_id} AND d.event_id NOT IN (SELECT event_id FROM {t[manifest]})
+WHERE d.run_id = {run_id} AND (d.event_id IS NULL OR d.event_id NOT IN (SELECT event_id FROM {t[manifest]}))
 ORDER BY sink, event_id"""
 
 FOREIGN = """
