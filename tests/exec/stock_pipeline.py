@@ -61,8 +61,15 @@ def run(argv=None):
             rows
             | "Window" >> beam.WindowInto(window.FixedWindows(known.file_window_seconds))
             | "ToJson" >> beam.Map(json.dumps, sort_keys=True)
+            # shards and max_writers_per_bundle=0: one file per shard and window. Without them every bundle of a
+            # window writes a file of the same name, and the last overwrites the others.
             | "ToFiles"
-            >> fileio.WriteToFiles(known.output_dir, file_naming=fileio.default_file_naming("rows", ".jsonl"))
+            >> fileio.WriteToFiles(
+                known.output_dir,
+                file_naming=fileio.default_file_naming("rows", ".jsonl"),
+                shards=2,
+                max_writers_per_bundle=0,
+            )
         )
 
 

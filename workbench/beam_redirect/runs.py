@@ -92,6 +92,7 @@ class FastRead:
             max_outstanding=settings.max_unacked,
             max_outstanding_bytes=1 << 50,  # the count bounds a run; bytes stay in Pub/Sub, not here
             ack_after_run=True,
+            publish_time_watermark=True,
         )
         self.exit = contextlib.ExitStack()
         self.first_signal: int | None = None

@@ -76,6 +76,13 @@ class ReadControl:
     # waiting for acks that cannot come, and "idle" ignores what is outstanding.
     ack_after_run: bool = False
     read_ids: list[str] = field(default_factory=list)  # with ack_after_run: every message id read, in pull order
+    # `workbench exec`: the read's watermark is the publish time of the oldest message of the latest pull, and the
+    # wall clock once a pull finds the subscription empty, as Dataflow estimates it from the backlog; with the wall
+    # clock throughout (Beam's DirectRunner reader, and run-pipeline, whose pipeline has no event-time windows) a
+    # user's event-time windows would drop every message of a backlog that the clock has passed.
+    publish_time_watermark: bool = False
+    oldest_unread: object = None  # with publish_time_watermark: that watermark while a backlog is read (a Timestamp)
+    caught_up: bool = False  # the latest pull found the subscription empty
 
     def request_stop(self, reason: str = "requested") -> None:
         if not self.stop.is_set():
@@ -160,6 +167,7 @@ def _pull(evaluator, control: ReadControl) -> list:
         control.source.answered()
     # The raw protobuf messages: proto-plus attribute access costs more than the rest of the read together.
     received = type(response).pb(response).received_messages if response is not None else ()
+    control.caught_up = not received
     if not received:
         if ledger.outstanding() and not control.ack_after_run:  # not idle while sinks still work on what was read
             control.last_message_at = time.monotonic()
@@ -186,7 +194,7 @@ def _finish_bundle(evaluator):
     from apache_beam import pvalue
     from apache_beam.runners.direct.util import TransformResult
     from apache_beam.transforms.window import GlobalWindows
-    from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
+    from apache_beam.utils.timestamp import MAX_TIMESTAMP
 
     control = _control
     if control is None or control.stop.is_set():
@@ -206,7 +214,20 @@ def _finish_bundle(evaluator):
     applied = evaluator._applied_ptransform
     input_pvalue = applied.inputs[0] if applied.inputs else pvalue.PBegin(applied.transform.pipeline)
     unprocessed = evaluator._evaluation_context.create_bundle(input_pvalue)
-    return TransformResult(evaluator, bundles, [unprocessed], None, {None: Timestamp.of(time.time())})
+    return TransformResult(evaluator, bundles, [unprocessed], None, {None: _watermark(control, data)})
+
+
+def _watermark(control: ReadControl, data: list):
+    from apache_beam.utils.timestamp import Timestamp
+
+    now = Timestamp.of(time.time())
+    if not control.publish_time_watermark:
+        return now
+    if data:
+        control.oldest_unread = min(timestamp for timestamp, _ in data)
+    elif control.caught_up:
+        control.oldest_unread = None
+    return now if control.oldest_unread is None else min(control.oldest_unread, now)
 
 
 _containers: dict[tuple[int, str], object] = {}
