@@ -447,6 +447,15 @@ def _table(source: str, index: int, spec: dict[str, Any]) -> TableSink:
                 "map each to a column (columns: {field: column}), or list it under omit if the table drops it",
             )
     for child in table.children:
+        unkept = [
+            path for path in child.parent_key if path not in table.columns and path.split(".")[0] not in table.columns
+        ]
+        if unkept:
+            raise ContractError(
+                f"{source}: at {where}/children ({child.table}): its parent key names {', '.join(unkept)}, which the "
+                f"table {table.table} keeps in no column of its own",
+                "join the child on columns the parent table has (map those fields under columns)",
+            )
         parent_keys = set(child.parent_key)
         if not table.by_event_id and not set(NATURAL_KEYS[event_type]) <= parent_keys:
             raise ContractError(

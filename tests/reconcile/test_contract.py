@@ -238,3 +238,15 @@ def test_copies_a_sink_cannot_tell_apart_fail_only_a_deduplicating_contract(home
     _tree(home / "out", [e for _, e in events] + [events[0][1]])  # the first event twice
     assert {p["event_id"]: p["problem"] for p in _reconcile(home).problems} == {events[0][0]: "duplicated"}
     assert _reconcile(home, duplicates="at_least_once").exit_code == 0
+
+
+def test_a_child_joined_on_a_field_its_parent_does_not_keep_is_refused():
+    document = contract()
+    table = document["bigquery"]["tables"][0]
+    del table["columns"]["items"], table["columns"]["status"]
+    table["omit"] = ["status"]
+    key = {"order_id": "order_id", "status": "status", "order_date": "order_date"}
+    table["children"] = [{"table": "order_items", "field": "items", "columns": {"product_id": "product_id"},
+                          "parent_key": key}]  # fmt: skip
+    with pytest.raises(ContractError, match="parent key names status, which the table orders keeps in no column"):
+        parse_contract(document)
