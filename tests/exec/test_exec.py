@@ -179,6 +179,22 @@ def test_file_loads_and_files_on_the_gcs_emulator(stack, tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.slow
+def test_a_backlog_older_than_its_event_time_windows_is_kept_whole(stack, tmp_path):
+    """3,000 messages, three pulls, all published before the run and older than their 5 s windows by the time it
+    reads them. With the wall clock as the read's watermark (Beam's own reader) the second and third pulls are late
+    for their windows and dropped; the local reader's watermark follows the backlog's publish times."""
+    keys = publish(stack, "backlog", 3000)
+    time.sleep(6)  # every window of the backlog has ended by the wall clock
+    args = pipeline_args("exec_backlog", "files", "--temp_location", "tmp", method="FILE_LOADS")
+    done = exec_pipeline(stack, tmp_path, ["--stop-when-idle", "3s"], args)
+    assert done.returncode == 0, done.text[-3000:]
+    assert "read 3,000 messages" in read_summary(done.text)
+    assert sorted(local_file_keys(tmp_path / "files")) == sorted(keys)
+    assert sorted(table_keys(stack, "exec_backlog")) == sorted(keys)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_first_sigint_drains_buffered_files_and_acknowledges_everything(stack, tmp_path):
     """The files' window (an hour) cannot close while the test runs: they are written only because the stop drains
     the pipeline (the watermark goes to the end of time and every window fires)."""
