@@ -97,7 +97,7 @@ def _field_expr(table: TableSink, f: Field, src: str, children: dict[str, str]) 
     if table.event_column:
         from reconcile.engine import _bq_value
 
-        return _bq_value(f, f"{src}.`{table.event_column}`", f"$.{f.name}")
+        return _bq_value(f, f"{src}.`{table.event_column}`", f"$.{f.name}", parsed=False)
     if f.name in children:
         return f"{children[f.name]}.{f.name}"
     if f.name in table.columns:

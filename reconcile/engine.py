@@ -309,8 +309,13 @@ def _duck_structure(fields: tuple[Field, ...]) -> dict[str, Any]:
 LINE_DELIMITER = "\x01"
 
 
-def _bq_value(field: Field, json_expr: str, path: str) -> str:
-    """BigQuery SQL turning the JSON value at `path` of `json_expr` into the event table's column type."""
+def _bq_value(field: Field, json_expr: str, path: str, parsed: bool = True) -> str:
+    """BigQuery SQL turning the JSON value at `path` of `json_expr` into the event table's column type.
+
+    parsed: `json_expr` is a JSON value (SAFE.PARSE_JSON of a line), so a records field that is not an array (a
+    garbled copy, a malformed event) is read as empty rather than failing the statement: JSON_TYPE guards it, as
+    bqemulator fails JSON_QUERY_ARRAY on a string. A STRING column (a contract's event_column) is read unguarded:
+    JSON_TYPE takes JSON only."""
     text = f"JSON_VALUE({json_expr}, '{path}')"
     if field.kind == "timestamp":
         return f"SAFE.TIMESTAMP(UPPER({text}))"
@@ -319,12 +324,16 @@ def _bq_value(field: Field, json_expr: str, path: str) -> str:
     if field.kind == "integer":
         return f"SAFE_CAST({text} AS INT64)"
     if field.kind == "record":
-        members = ", ".join(f"{_bq_value(sub, json_expr, f'{path}.{sub.name}')} AS {sub.name}" for sub in field.fields)
+        members = ", ".join(f"{_bq_value(sub, json_expr, f'{path}.{sub.name}', parsed)} AS {sub.name}"
+                            for sub in field.fields)  # fmt: skip
         return f"STRUCT({members})"
     if field.kind == "records":
         members = ", ".join(f"{_bq_value(sub, '_element', f'$.{sub.name}')} AS {sub.name}" for sub in field.fields)
+        array = f"JSON_QUERY_ARRAY({json_expr}, '{path}')"
+        if parsed:
+            array = f"IF(JSON_TYPE(JSON_QUERY({json_expr}, '{path}')) = 'array', {array}, [])"
         return (
-            f"ARRAY(SELECT AS STRUCT {members} FROM UNNEST(JSON_QUERY_ARRAY({json_expr}, '{path}')) AS _element "
+            f"ARRAY(SELECT AS STRUCT {members} FROM UNNEST({array}) AS _element "
             "WITH OFFSET AS _position ORDER BY _position)"
         )
     return text

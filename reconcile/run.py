@@ -499,11 +499,10 @@ def _resolve_identities(engine: Any, contract: Contract, manifest: dict[str, Any
             engine.run(f"INSERT INTO {engine.tables['expected']} {select}")
     t = engine.tables
     engine.run(
-        f"UPDATE {t['sink_events']} SET event_id = x.event_id, run_id = x.run_id FROM ("
+        f"UPDATE {t['sink_events']} AS e SET event_id = x.event_id, run_id = x.run_id FROM ("
         f"SELECT entry, key_digest, MIN(event_id) AS event_id, MIN(run_id) AS run_id FROM {t['expected']} "
         "GROUP BY entry, key_digest HAVING COUNT(DISTINCT event_id) = 1) AS x "
-        f"WHERE {t['sink_events']}.event_id IS NULL AND {t['sink_events']}.key_digest IS NOT NULL "
-        f"AND {t['sink_events']}.entry = x.entry AND {t['sink_events']}.key_digest = x.key_digest"
+        "WHERE e.event_id IS NULL AND e.key_digest IS NOT NULL AND e.entry = x.entry AND e.key_digest = x.key_digest"
     )
 
 

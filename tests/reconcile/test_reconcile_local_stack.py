@@ -534,6 +534,8 @@ def test_a_pipeline_that_keeps_no_event_id_is_reconciled_by_natural_key(stack, t
     assert [(r["event_type"], r["ok"]) for r in report.by_type] == [(r["event_type"], r["ok"]) for r in clean.by_type]
     entries = {e["entry"]: e for e in report.entries}
     assert entries["bigquery:orders"]["missing"] == 0 and entries["bigquery:orders"]["held"] > 0
+    inside = reconcile(RUN, stack.target(sinks=contract, engine="bigquery"))  # keys matched inside BigQuery too
+    assert inside.engine == "bigquery" and inside.exit_code == 0, (inside.headline(), inside.problems[:5])
     # Broken: a row gone is found missing by key, as it is by id.
     victim = next(r["event_id"] for r in sent_rows() if r["expected"] == "order")
     restore = _delete_and_restore(stack, rows.table_of("order"), victim)
