@@ -151,6 +151,16 @@ def problem_sample(report: Report) -> list[Any]:
                 droppable=["sink"],
             )
         )
+    counts = {k: len(v) for k, v in report.findings.items()}
+    if counts and counts != dict(report.problem_counts):
+        # One defect can hide behind another (an order both misplaced and altered): name each with all its events.
+        parts.append(
+            terminal.table(
+                "every diagnosis (an event can have several; the tables above show its gravest)",
+                ["diagnosis", "events"],
+                [[PROBLEM_LABELS.get(k, k.replace("_", " ")), n] for k, n in counts.items()],
+            )
+        )
     for title, found in (("unexpected: this run's id, never sent", report.unexpected),
                          ("foreign: no manifest knows them", report.foreign)):  # fmt: skip
         if found:
