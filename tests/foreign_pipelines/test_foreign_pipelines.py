@@ -26,6 +26,13 @@ import pytest
 from foreign_support import BUCKET, BUGGY_DROPPED_KINDS, HERE, LOCAL_TZ
 
 PIPELINES = ("flattened", "whole_event", "buggy")
+
+
+def slow_run(test):
+    """A test of a pipeline run: the session's stack and the run's fixture may start within its time."""
+    return pytest.mark.slow(pytest.mark.integration(pytest.mark.timeout(900)(test)))
+
+
 KOLKATA = timedelta(hours=5, minutes=30)
 
 
@@ -139,8 +146,7 @@ def local_files(root: str, pattern: str = "*.json") -> list[Path]:
     return sorted(p for p in Path(root).rglob(pattern) if p.is_file())
 
 
-@pytest.mark.slow
-@pytest.mark.integration
+@slow_run
 def test_flattened_lands_one_row_per_event_in_each_table(flattened_run):
     run = flattened_run
     assert "acknowledged" in run.pipeline.text
@@ -167,8 +173,7 @@ def test_flattened_lands_one_row_per_event_in_each_table(flattened_run):
     assert not {c for r in orders + items + inventory + activity for c in r if "event_id" in c}
 
 
-@pytest.mark.slow
-@pytest.mark.integration
+@slow_run
 def test_flattened_dead_letters_hold_each_malformed_payload_exactly(flattened_run):
     run = flattened_run
     rows = table_rows(run, "dead_letters")
@@ -181,8 +186,7 @@ def test_flattened_dead_letters_hold_each_malformed_payload_exactly(flattened_ru
     assert all(r["reason"] and r["error"] for r in rows)
 
 
-@pytest.mark.slow
-@pytest.mark.integration
+@slow_run
 def test_flattened_files_are_json_arrays_in_processing_time_folders(flattened_run):
     run = flattened_run
     files = local_files(run.output_root)
@@ -200,8 +204,7 @@ def test_flattened_files_are_json_arrays_in_processing_time_folders(flattened_ru
     assert counts == {k: len(run.expected(k)) for k in ("order", "inventory", "user_activity")}
 
 
-@pytest.mark.slow
-@pytest.mark.integration
+@slow_run
 def test_whole_event_keeps_every_copy_in_its_table(whole_event_run):
     run = whole_event_run
     for kind, table in (("order", "order_events"), ("inventory", "inventory_events"),
@@ -217,8 +220,7 @@ def test_whole_event_keeps_every_copy_in_its_table(whole_event_run):
     assert any(r["duplicate"] for r in run.published)
 
 
-@pytest.mark.slow
-@pytest.mark.integration
+@slow_run
 def test_whole_event_files_are_gzipped_objects_by_event_hour(whole_event_run):
     run = whole_event_run
     bucket = run.stack.storage().bucket(BUCKET)
@@ -236,8 +238,7 @@ def test_whole_event_files_are_gzipped_objects_by_event_hour(whole_event_run):
     assert copies == collections.Counter(r["event_id"] for r in valid)
 
 
-@pytest.mark.slow
-@pytest.mark.integration
+@slow_run
 def test_whole_event_dead_letters_are_files_under_their_prefix(whole_event_run):
     run = whole_event_run
     blobs = list(run.stack.storage().bucket(BUCKET).list_blobs(prefix="rejected/"))
@@ -261,8 +262,7 @@ def buggy_file_events(run) -> list[tuple[Path, dict]]:
     return found
 
 
-@pytest.mark.slow
-@pytest.mark.integration
+@slow_run
 def test_buggy_drops_what_is_not_json_without_a_trace(buggy_run):
     run = buggy_run
     malformed = run.expected("dead_letter")
@@ -274,8 +274,7 @@ def test_buggy_drops_what_is_not_json_without_a_trace(buggy_run):
     assert not kept & {r["payload_digest"] for r in dropped}
 
 
-@pytest.mark.slow
-@pytest.mark.integration
+@slow_run
 def test_buggy_files_of_the_same_second_overwrite_each_other(buggy_run):
     run = buggy_run
     in_files = buggy_file_events(run)
@@ -287,8 +286,7 @@ def test_buggy_files_of_the_same_second_overwrite_each_other(buggy_run):
     assert len(in_files) == len(seconds)  # one survivor per second
 
 
-@pytest.mark.slow
-@pytest.mark.integration
+@slow_run
 def test_buggy_folders_are_shifted_by_the_local_time_zone(buggy_run):
     run = buggy_run
     for path, event in buggy_file_events(run):
@@ -298,8 +296,7 @@ def test_buggy_folders_are_shifted_by_the_local_time_zone(buggy_run):
         assert folder != at.replace(tzinfo=None, second=0, microsecond=0)
 
 
-@pytest.mark.slow
-@pytest.mark.integration
+@slow_run
 def test_buggy_rounds_prices_to_one_decimal(buggy_run):
     from generator.universe import build_universe
 
@@ -312,8 +309,7 @@ def test_buggy_rounds_prices_to_one_decimal(buggy_run):
     assert sum(item["price"] != prices[item["product_id"]] for item in lines) > len(lines) // 2
 
 
-@pytest.mark.slow
-@pytest.mark.integration
+@slow_run
 def test_buggy_keeps_duplicates(buggy_run):
     run = buggy_run
     published = [r for r in run.published if r["expected"] != "dead_letter"]
