@@ -155,11 +155,7 @@ class DuckDBEngine:
         staging = f"gcs_{event_type}"
         # Records are read loosely (each one JSON value) and typed afterwards with TRY_CAST: a record someone broke
         # must show up as an altered or missing event, never stop the whole reconcile.
-        docs = (
-            f"(SELECT filename AS path, json AS doc FROM read_json([{listed}], format = '{_DUCK_FORMATS[gcs.format]}', "
-            f"records = false, filename = true, ignore_errors = true, columns = {{'json': 'JSON'}}, "
-            f"compression = '{'gzip' if gcs.gzip else 'auto_detect'}'))"
-        )
+        docs = _duck_records(listed, gcs)
         self.con.execute(
             f"CREATE OR REPLACE TEMP TABLE {staging} AS {contract_sql.gcs_typed_duckdb(gcs, event_type, docs)}"
         )
@@ -173,11 +169,7 @@ class DuckDBEngine:
         from reconcile import contract_sql
 
         listed = ", ".join(f"'{_quote(p)}'" for p in paths)
-        docs = (
-            f"(SELECT filename AS path, json AS doc FROM read_json([{listed}], format = '{_DUCK_FORMATS[gcs.format]}', "
-            f"records = false, filename = true, ignore_errors = true, columns = {{'json': 'JSON'}}, "
-            f"compression = '{'gzip' if gcs.gzip else 'auto_detect'}'))"
-        )
+        docs = _duck_records(listed, gcs)
         self.con.execute(
             f"CREATE OR REPLACE TEMP TABLE gcs_parts AS {contract_sql.gcs_typed_duckdb(gcs, event_type, docs)}"
         )
@@ -242,6 +234,16 @@ class DuckDBEngine:
 
 
 _DUCK_FORMATS = {"jsonl": "newline_delimited", "json_array": "array", "json_object": "unstructured"}
+
+
+def _duck_records(listed: str, gcs: Any) -> str:
+    """DuckDB SQL: (path, doc) of every record of the listed files, each record one JSON value, in the contract's
+    file format (lines, an array, one object per file; gzip too)."""
+    return (
+        f"(SELECT filename AS path, json AS doc FROM read_json([{listed}], format = '{_DUCK_FORMATS[gcs.format]}', "
+        f"records = false, filename = true, ignore_errors = true, columns = {{'json': 'JSON'}}, "
+        f"compression = '{'gzip' if gcs.gzip else 'auto_detect'}'))"
+    )
 
 
 def _default_contract() -> Any:
