@@ -195,6 +195,21 @@ def test_a_backlog_older_than_its_event_time_windows_is_kept_whole(stack, tmp_pa
 
 @pytest.mark.integration
 @pytest.mark.slow
+def test_one_run_reads_at_most_max_unacked_and_the_next_run_reads_the_rest(stack, tmp_path):
+    keys = publish(stack, "bounded", 1200)
+    args = pipeline_args("exec_bounded", "files", "--temp_location", "tmp", method="FILE_LOADS")
+    first = exec_pipeline(stack, tmp_path, ["--stop-when-idle", "3s", "--max-unacked", "700"], args)
+    assert first.returncode == 0, first.text[-3000:]
+    assert "read 700 messages (reached --max-unacked" in read_summary(first.text)  # a pull is cut to fit, too
+    assert "700 acknowledged" in read_summary(first.text)
+    second = exec_pipeline(stack, tmp_path, ["--stop-when-idle", "3s", "--max-unacked", "700"], args)
+    assert second.returncode == 0, second.text[-3000:]
+    assert "read 500 messages (no message for 3 s); 500 acknowledged" in read_summary(second.text)
+    assert sorted(table_keys(stack, "exec_bounded")) == sorted(keys)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_first_sigint_drains_buffered_files_and_acknowledges_everything(stack, tmp_path):
     """The files' window (an hour) cannot close while the test runs: they are written only because the stop drains
     the pipeline (the watermark goes to the end of time and every window fires)."""

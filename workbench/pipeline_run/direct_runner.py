@@ -143,14 +143,14 @@ def _pull(evaluator, control: ReadControl) -> list:
     ledger = _ledger(control, client, subscription)
     if not ledger.room():  # flow control: the sinks are behind (or down); the backlog waits in Pub/Sub
         if control.ack_after_run:  # nothing is acked before the end: a full ledger ends the read
-            control.request_stop(f"read {ledger.outstanding():,} messages, the most one run holds unacknowledged")
+            control.request_stop("reached --max-unacked, the most one run holds unacknowledged; run again for the rest")
             return []
         control.last_message_at = time.monotonic()
         time.sleep(0.05)
         return []
     try:
         response = client.pull(
-            request={"subscription": subscription, "max_messages": control.pull_size},
+            request={"subscription": subscription, "max_messages": _pull_size(control, ledger)},
             retry=None,
             timeout=PULL_TIMEOUT_S,
         )
@@ -215,6 +215,13 @@ def _finish_bundle(evaluator):
     input_pvalue = applied.inputs[0] if applied.inputs else pvalue.PBegin(applied.transform.pipeline)
     unprocessed = evaluator._evaluation_context.create_bundle(input_pvalue)
     return TransformResult(evaluator, bundles, [unprocessed], None, {None: _watermark(control, data)})
+
+
+def _pull_size(control: ReadControl, ledger: AckLedger) -> int:
+    """A pull's size; with ack_after_run never past max_outstanding, which is then exactly what one run reads."""
+    if not control.ack_after_run:
+        return control.pull_size
+    return max(1, min(control.pull_size, control.max_outstanding - ledger.outstanding()))
 
 
 def _watermark(control: ReadControl, data: list):
