@@ -295,13 +295,15 @@ FROM {source} AS l JOIN {files} AS f ON f.path = l.path"""
 # -------------------------------------------------------------------------------------------- dead letters
 
 
-def _payload(table: DeadLetterTable) -> str:
-    """The payload's bytes: the column as it is, or decoded where a row says it keeps them in base64."""
+def _payload_digest(table: DeadLetterTable) -> str:
+    """MD5 hex of the payload's bytes: of the column as it is (MD5 takes STRING as its UTF-8 bytes, or BYTES), or
+    of the decoded bytes where a row says it keeps them in base64. Each branch hashes its own type: no cast from
+    STRING to BYTES, which bqemulator refuses for text that is not ASCII."""
     payload = f"src.`{table.payload}`"
     encoding = table.columns.get("payload_encoding")
     if not encoding:
-        return payload
-    return f"IF(src.`{encoding}` = 'base64', FROM_BASE64({payload}), CAST({payload} AS BYTES))"
+        return f"TO_HEX(MD5({payload}))"
+    return f"IF(src.`{encoding}` = 'base64', TO_HEX(MD5(FROM_BASE64({payload}))), TO_HEX(MD5({payload})))"
 
 
 def dead_letter_table_select(table: DeadLetterTable, fqn: Callable[[str], str], since: datetime,
@@ -319,18 +321,18 @@ def dead_letter_table_select(table: DeadLetterTable, fqn: Callable[[str], str], 
         # eventmodel.rows.dead_letter_row cuts an oversize payload in the table (the topic keeps it whole)
         cut = f"(LENGTH(payload) = {table.payload_cut_bytes} AND error LIKE '%payload cut to%')"
     partition = table.partition_column
-    kept = {"event_id", "source_message_id", "run_id", "reason", "stage", "payload", "error", "publish_time",
-            "landed_time"}  # fmt: skip
+    kept = {"event_id", "source_message_id", "run_id", "reason", "stage", "payload", "payload_digest", "error",
+            "publish_time", "landed_time"}  # fmt: skip
     extra = f", src.`{partition}` AS {partition}" if partition and partition not in kept else ""
     bound = f"{partition} >= {Q.timestamp_literal(since)}" if partition else "TRUE"
     inner_bound = f" WHERE src.`{partition}` >= {Q.timestamp_literal(since)}" if partition else ""
-    # MD5 takes STRING or BYTES alike, over the same bytes: a STRING payload column needs no cast.
     return f"""
 SELECT '{Q.DEAD_LETTER_TABLE}' AS sink, '{table.table}' AS location, event_id, source_message_id, run_id, reason,
-       stage, TO_HEX(MD5(payload)) AS payload_digest, {cut} AS payload_cut, publish_time, landed_time,
+       stage, payload_digest, {cut} AS payload_cut, publish_time, landed_time,
        'dead_letters:table:{table.table}' AS entry
 FROM (SELECT {col("event_id")} AS event_id, {col("message_id")} AS source_message_id, {col("run_id")} AS run_id,
-             {col("reason")} AS reason, {col("stage")} AS stage, {_payload(table)} AS payload,
+             {col("reason")} AS reason, {col("stage")} AS stage, src.`{table.payload}` AS payload,
+             {_payload_digest(table)} AS payload_digest,
              {col("error")} AS error, {col("publish_time", "TIMESTAMP")} AS publish_time,
              {col("landed_time", "TIMESTAMP")} AS landed_time{extra}
       FROM {fqn(table.table)} AS src{inner_bound})
