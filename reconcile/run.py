@@ -409,7 +409,7 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
             engine=engine.name,
             notes=notes,
             contract=contract.name,
-            entries=entry_counts(contract, engine.run(render(Q.ENTRY_COUNTS)), by_type, by_kind),
+            entries=entry_counts(contract, engine.run(render(Q.ENTRY_COUNTS)), by_type, by_kind, altered),
             altered_fields=altered,
             findings=_findings(engine.run(render(Q.FINDINGS))),
         )
@@ -437,26 +437,33 @@ def _findings(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def entry_counts(contract: Contract, rows: list[dict[str, Any]], by_type: list[dict[str, Any]],
-                 by_kind: list[dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
-    """Per contract entry (each table, each type's files, each dead-letter place): the events it should hold, how
-    many of them it holds, how many it lacks, how many it holds altered, and its rows no event of the run
-    explains. What a user reads to see which part of their pipeline loses what."""
+                 by_kind: list[dict[str, Any]], altered: list[dict] = ()) -> list[dict[str, Any]]:  # fmt: skip
+    """Per contract entry (each table, child table, type's files and dead-letter place): the events it should
+    hold, how many of them it holds, how many it lacks, how many it holds altered, and its rows no event of the run
+    explains. What a user reads to see which part of their pipeline loses what. A child table's rows are read
+    joined to their parent's, so it shares its parent's counts but its own altered events (those whose altered
+    fields are its records: reconcile.altered)."""
     found = {r["entry"]: r for r in rows if r.get("entry")}
     expected_of_type = {r["event_type"]: int(r["expected"]) for r in by_type}
     malformed = sum(int(r["sent"]) for r in by_kind)
     out = []
     for entry in contract.entries:
         kind, _, rest = entry.partition(":")
+        row = found.get(entry, {})
         if kind == "gcs":
             expected = expected_of_type.get(rest, 0)
         elif kind == "bigquery":
             table = next((t for t in contract.tables if t.table == rest), None)
-            if table is None:  # a child table: its rows are counted with its parent's events
-                continue
-            expected = expected_of_type.get(table.event_type, 0)
+            if table is None:
+                parent, child = next((t, c) for t in contract.tables for c in t.children if c.table == rest)
+                hit = {a["event_id"] for a in altered
+                       if a["sink"] == parent.entry and a["field"].startswith(f"{child.field}")}  # fmt: skip
+                row = {**found.get(parent.entry, {}), "altered": len(hit)}
+                expected = expected_of_type.get(parent.event_type, 0)
+            else:
+                expected = expected_of_type.get(table.event_type, 0)
         else:
             expected = malformed if contract.malformed == "dead_lettered" else None
-        row = found.get(entry, {})
         events = int(row.get("events") or 0)
         out.append({
             "entry": entry,

@@ -33,6 +33,7 @@ def test_the_flattened_design_reconciles_by_natural_key(flattened_run):
     assert status == 0, text[-4000:]
     entries = {e["entry"]: e for e in report["entries"]}
     assert entries["bigquery:orders"]["held"] == entries["bigquery:orders"]["expected"] > 0
+    assert entries["bigquery:order_items"]["held"] == entries["bigquery:orders"]["held"]  # the child table's own row
     assert entries["dead_letters:table:dead_letters"]["missing"] == 0
 
 
