@@ -258,3 +258,35 @@ def test_the_workbench_modules_imported_for_a_user_never_take_the_users_names(tm
     assert importlib.import_module("pipeline").MINE
     monkeypatch.delitem(sys.modules, "pipeline")
     sys.modules.update(saved)
+
+
+def _pubsub_pipeline(*flags: str):
+    import apache_beam as beam
+    from apache_beam.io.gcp.pubsub import ReadFromPubSub
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    pipeline = beam.Pipeline(options=PipelineOptions(["--streaming", *flags]))
+    _ = pipeline | ReadFromPubSub(subscription="projects/my-project/subscriptions/s") | beam.Map(len)
+    return pipeline
+
+
+def test_the_fast_reader_takes_the_bundle_based_runner_and_the_stock_read_keeps_beams(capsys):
+    from workbench.beam_redirect import runs
+
+    fast, stock = _pubsub_pipeline("--runner", "DirectRunner"), _pubsub_pipeline("--runner", "DirectRunner")
+    runs.check_before_run(fast, settings.ExecSettings())
+    runs.check_before_run(stock, settings.ExecSettings(read=settings.STOCK))
+    assert type(fast.runner).__name__ == "BundleBasedDirectRunner"
+    assert type(stock.runner).__name__ == "SwitchingDirectRunner"
+    assert runs.reads_pubsub(fast) and capsys.readouterr().err == ""
+
+
+def test_dataflow_only_options_are_reported_in_one_line(capsys):
+    """(DataflowRunner's refusal is in test_exec.py: building a Dataflow pipeline here, without the exec'd process's
+    anonymous credentials and emulators, spends minutes looking for Google Cloud.)"""
+    from workbench.beam_redirect import runs
+
+    runs.check_before_run(_pubsub_pipeline("--max_num_workers", "5", "--region", "r"), settings.ExecSettings())
+    assert capsys.readouterr().err == (
+        "workbench exec: --max_num_workers, --region are read only by Dataflow: the local DirectRunner ignores them\n"
+    )
