@@ -234,10 +234,12 @@ def test_the_settings_travel_through_the_environment():
 
 
 def test_the_child_environment_puts_the_stack_first_and_the_startup_folder_on_pythonpath():
-    base = {"PUBSUB_EMULATOR_HOST": "elsewhere:1", "PYTHONPATH": "/mine", "HOME": "/h"}
+    base = {"PUBSUB_EMULATOR_HOST": "elsewhere:1", "BIGQUERY_EMULATOR_HOST": "http://stale:1", "PYTHONPATH": "/mine",
+            "HOME": "/h"}  # fmt: skip
     exports = {"PUBSUB_EMULATOR_HOST": "127.0.0.1:8085", "PUBSUB_PROJECT_ID": "p"}
     env = settings.child_environment(base, exports, "p", settings.ExecSettings())
     assert env["PUBSUB_EMULATOR_HOST"] == "127.0.0.1:8085" and env["GOOGLE_CLOUD_PROJECT"] == "p"
+    assert "BIGQUERY_EMULATOR_HOST" not in env  # not the stack's: dropped, so BigQuery IO is refused with the fix
     assert env["PYTHONPATH"].split(":") == [str(settings.STARTUP_DIR), "/mine"]
     assert env["NO_GCE_CHECK"] == "true" and env["HOME"] == "/h" and env[settings.ACTIVE_ENV] == "1"
     assert (settings.STARTUP_DIR / "sitecustomize.py").is_file()

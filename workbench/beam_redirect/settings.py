@@ -55,10 +55,13 @@ class ExecSettings:
 def child_environment(
     base: Mapping[str, str], exports: Mapping[str, str], project: str | None, settings: ExecSettings
 ) -> dict[str, str]:
-    """The environment of the exec'd command: `base` (the caller's), then the running stack's exports (they win:
-    the command runs against this stack), the project, no GCE metadata probe, the settings, and the startup folder
-    first on PYTHONPATH."""
-    env = {**base, **exports}
+    """The environment of the exec'd command: `base` (the caller's, without emulator hosts the stack does not
+    export), then the running stack's exports (they win: the command runs against this stack), the project, no GCE
+    metadata probe, the settings, and the startup folder first on PYTHONPATH."""
+    # An emulator the stack does not run is no emulator at all: a stale export from another stack would otherwise
+    # send the command there (and the redirect would point Beam at it).
+    stale = {names.PUBSUB_EMULATOR_ENV, names.BIGQUERY_EMULATOR_ENV, names.STORAGE_EMULATOR_ENV} - set(exports)
+    env = {**{k: v for k, v in base.items() if k not in stale}, **exports}
     if project:
         env.setdefault(names.PROJECT_ENV_VARS[1], project)  # GOOGLE_CLOUD_PROJECT, when BigQuery did not export it
         env.setdefault(names.PROJECT_ENV_VARS[0], project)
