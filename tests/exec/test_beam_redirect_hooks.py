@@ -1,7 +1,7 @@
 """Canaries for the Beam 2.77 internals `workbench exec`'s redirect replaces (workbench/beam_redirect), and the
-redirect's pure parts. Beam offers no public route for any of them (apache/beam #23598, #28149, #28841): a Beam
-upgrade that moves one fails here, by name, instead of as a user's pipeline that writes to real BigQuery, hangs
-asking for credentials, or deletes the emulator's datasets.
+redirect's pure parts. Beam's Python SDK offers no public route for any of them (apache/beam #23598; see
+bigquery.py): a Beam upgrade that moves one fails here, by name, instead of as a user's pipeline that writes to
+real BigQuery, hangs asking for credentials, or deletes the emulator's datasets.
 
 Nothing here patches Beam in the test process: what a hook does is checked in a child process that loads the
 startup folder exactly as an exec'd command does.

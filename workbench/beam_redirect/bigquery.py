@@ -1,7 +1,9 @@
 """Beam's BigQuery IO pointed at the local BigQuery emulator, for `workbench exec`.
 
-Beam has no setting for this: its apitools client has a fixed base URL and no endpoint option, and its insert
-client is built without one (apache/beam #23598, #28149, #28841, all open). Every hook below therefore replaces a
+Beam's Python SDK has no setting for this: its apitools client has a fixed base URL and no endpoint option, and its
+insert client is built without one (apache/beam #23598, open; #28149 and #28841, which asked the same, were closed
+by #32153, which added an endpoint option to the Java SDK only: Beam 2.77's Python SDK has none, neither in
+apache_beam/options nor in io/gcp/bigquery*.py). Every hook below therefore replaces a
 private part of Beam 2.77 (read from apache_beam/io/gcp/bigquery_tools.py and bigquery_file_loads.py);
 tests/exec/test_beam_redirect_hooks.py pins each one, so a Beam upgrade that moves one fails there by name instead
 of as a pipeline that writes to real BigQuery or hangs asking for credentials.
