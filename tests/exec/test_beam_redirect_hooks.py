@@ -292,3 +292,33 @@ def test_dataflow_only_options_are_reported_in_one_line(capsys):
     assert capsys.readouterr().err == (
         "workbench exec: --max_num_workers, --region are read only by Dataflow: the local DirectRunner ignores them\n"
     )
+
+
+MOVED = """
+import importlib.abc, importlib.util, sys
+
+class Moved(importlib.abc.MetaPathFinder):  # as if Beam had renamed a hook's target
+    def find_spec(self, name, path=None, target=None):
+        if name != "apache_beam.io.gcp.bigquery_file_loads":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            del module.file_prefix_generator
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, Moved())
+"""
+
+
+def test_a_beam_whose_internals_moved_stops_with_one_line_and_the_fix(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(MOVED)
+    done = run_child("import apache_beam\nprint('built')", str(tmp_path))
+    assert done.returncode == 2 and "built" not in done.stdout, done.stderr[-2000:]
+    assert done.stderr.startswith("workbench exec: the Beam redirect failed on apache-beam 2.77"), done.stderr
+    assert "file_prefix_generator" in done.stderr and "Traceback" not in done.stderr

@@ -39,7 +39,15 @@ def _activate() -> None:
             "e.g. `workbench exec -- /path/to/workbench-venv/bin/python my_pipeline.py`\n"
         )
         raise SystemExit(2) from None
-    activate()
+    try:
+        activate()
+    except Exception as exc:  # a Beam whose internals moved: one line and the fix, not a traceback from our code
+        version = getattr(sys.modules.get("apache_beam"), "__version__", "?")
+        sys.stderr.write(
+            f"workbench exec: the Beam redirect failed on apache-beam {version} ({type(exc).__name__}: {exc}); it "
+            "was written for apache-beam 2.77: install that version in the pipeline's environment\n"
+        )
+        raise SystemExit(2) from None
 
 
 class _AfterBeamImport(importlib.abc.MetaPathFinder):
@@ -73,6 +81,10 @@ try:
     _run_shadowed_sitecustomize()
 finally:
     if "apache_beam" in sys.modules:  # imported by the shadowed sitecustomize or a .pth file
-        _activate()
+        try:
+            _activate()
+        except SystemExit as stop:  # Python cannot exit cleanly while it is still starting up
+            sys.stderr.flush()
+            os._exit(stop.code if isinstance(stop.code, int) else 2)
     else:
         sys.meta_path.insert(0, _AfterBeamImport())
