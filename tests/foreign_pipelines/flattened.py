@@ -6,7 +6,8 @@ It knows nothing of the Event Workbench: it reads the subscription, validates ea
   order_id + status + order_date, which together name the order's status event, with a 1-based line_no),
   `inventory`, `user_activity` (metadata flattened into session_id and platform), and `dead_letters`
   (payload STRING, reason, error). No event id anywhere: an event is known by its natural key, and an event
-  seen again within 10 minutes under the same key is written once (DeduplicatePerKey).
+  seen again within 10 minutes under the same key is written once (DeduplicatePerKey). The 10 minutes are Beam's
+  event time, which for a Pub/Sub read without timestamp_attribute is the publish time, not the event's own.
 - files: one JSON array per event type and 10-second window of *processing* time, under
   OUTPUT/<type>/YYYY/MM/DD/HH/mm/<type>-<HHmmss>-<pane>-<shard>.json (the folder is when the window was
   processed, not when the event happened).
@@ -42,7 +43,7 @@ from apache_beam.transforms.deduplicate import DeduplicatePerKey
 from apache_beam.utils.timestamp import Duration
 
 DEAD = "dead"
-DEDUP_SECONDS = 600  # how long a natural key is remembered (event time); re-sends come within minutes
+DEDUP_SECONDS = 600  # how long a natural key is remembered (publish time); re-sends come within minutes
 MAX_BYTES = 1_000_000
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
