@@ -3,7 +3,7 @@ import of the workbench or of this project's pipeline. The tests run it through 
 
     python stock_pipeline.py --subscription projects/P/subscriptions/S --table P:D.T --method STREAMING_INSERTS \
         --output_dir ./files --streaming --runner DirectRunner --project P [--temp_location DIR] \
-        [--triggering_frequency SECONDS] [--file_window_seconds SECONDS]
+        [--triggering_frequency SECONDS] [--file_window_seconds SECONDS] [--timestamp_attribute NAME]
 
 Each message is a JSON object with `key` and `n`; each becomes one row (message id, key, n, the raw payload) and one
 line of a JSON-lines file.
@@ -40,12 +40,16 @@ def run(argv=None):
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--triggering_frequency", type=int, default=2, help="FILE_LOADS: seconds between loads")
     parser.add_argument("--file_window_seconds", type=int, default=5, help="how long the files' windows last")
+    parser.add_argument("--timestamp_attribute", default=None, help="the attribute holding each event's time")
     known, beam_args = parser.parse_known_args(argv)
     options = PipelineOptions(beam_args)
     with beam.Pipeline(options=options) as pipeline:
         rows = (
             pipeline
-            | "Read" >> ReadFromPubSub(subscription=known.subscription, with_attributes=True)
+            | "Read"
+            >> ReadFromPubSub(
+                subscription=known.subscription, with_attributes=True, timestamp_attribute=known.timestamp_attribute
+            )
             | "ToRow" >> beam.Map(to_row)
         )
         extra = {"triggering_frequency": known.triggering_frequency} if known.method == "FILE_LOADS" else {}

@@ -258,8 +258,7 @@ def test_the_workbench_modules_imported_for_a_user_never_take_the_users_names(tm
     assert hasattr(ours, "release")  # the workbench's, although the user's pipeline.py came first on sys.path
     assert "pipeline" not in sys.modules  # and it does not stay under the user's name
     assert importlib.import_module("pipeline").MINE
-    monkeypatch.delitem(sys.modules, "pipeline")
-    sys.modules.update(saved)
+    del sys.modules["pipeline"]  # the user's, gone with its folder; monkeypatch puts back what was there before
 
 
 def _pubsub_pipeline(*flags: str):
@@ -322,3 +321,20 @@ def test_a_beam_whose_internals_moved_stops_with_one_line_and_the_fix(tmp_path):
     assert done.returncode == 2 and "built" not in done.stdout, done.stderr[-2000:]
     assert done.stderr.startswith("workbench exec: the Beam redirect failed on apache-beam 2.77"), done.stderr
     assert "file_prefix_generator" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_readers_timestamp_attribute_is_read_as_beams_reader_reads_it():
+    from apache_beam.runners.direct.transform_evaluator import _PubSubReadEvaluator
+    from apache_beam.utils.timestamp import Timestamp
+
+    from workbench.pipeline_run.direct_runner import attribute_timestamp
+
+    source = inspect.getsource(_PubSubReadEvaluator._read_from_pubsub)
+    rules = ("Timestamp(micros=int(rfc3339_or_milli) * 1000)", "Timestamp.from_rfc3339(rfc3339_or_milli)",
+             "Timestamp.MICROS_PRECISION, allow_lossy_conversion=True")  # fmt: skip
+    for rule in rules:
+        assert rule in source
+    assert attribute_timestamp("1735689600123") == Timestamp(micros=1735689600123000)
+    assert attribute_timestamp("2025-01-01T00:00:00.123456789Z") == Timestamp(micros=1735689600123456)
+    with pytest.raises(ValueError, match="Bad timestamp value"):
+        attribute_timestamp("yesterday")

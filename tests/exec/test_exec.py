@@ -92,12 +92,13 @@ def stack(tmp_path_factory) -> Stack:
         workbench(home, home, "down", "--reset", timeout=120)
 
 
-def publish(stack: Stack, prefix: str, count: int) -> set[str]:
-    """`count` JSON messages {key, n} on the stack's topic; returns their keys."""
+def publish(stack: Stack, prefix: str, count: int, attributes=lambda i: {}) -> set[str]:
+    """`count` JSON messages {key, n} on the stack's topic, with attributes(n); returns their keys."""
     client = publisher_client(stack.pubsub)
     topic = client.topic_path(PROJECT, names.TOPIC)
     keys = [f"{prefix}-{i}" for i in range(count)]
-    futures = [client.publish(topic, json.dumps({"key": key, "n": i}).encode()) for i, key in enumerate(keys)]
+    futures = [client.publish(topic, json.dumps({"key": key, "n": i}).encode(), **attributes(i))
+               for i, key in enumerate(keys)]  # fmt: skip
     for future in futures:
         future.result(timeout=30)
     client.transport.close()
@@ -191,6 +192,26 @@ def test_a_backlog_older_than_its_event_time_windows_is_kept_whole(stack, tmp_pa
     assert "read 3,000 messages" in read_summary(done.text)
     assert sorted(local_file_keys(tmp_path / "files")) == sorted(keys)
     assert sorted(table_keys(stack, "exec_backlog")) == sorted(keys)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_event_times_come_from_the_timestamp_attribute_as_with_beams_reader(stack, tmp_path):
+    """ReadFromPubSub(timestamp_attribute="ts"): milliseconds or RFC 3339, as Beam's reader reads them. The events
+    are from 2025-01-01 (two in each 5 s window): the files are placed in those windows, none is dropped as late."""
+    start = 1735689600000  # 2025-01-01T00:00:00Z in ms
+
+    def ts(i: int) -> dict[str, str]:
+        millis = start + i * 2500
+        return {"ts": str(millis) if i % 2 else f"2025-01-01T00:{millis // 60000 % 60:02d}:{millis // 1000 % 60:02d}Z"}
+
+    keys = publish(stack, "eventtime", 40, ts)
+    args = pipeline_args("exec_event_time", "files", "--timestamp_attribute", "ts")
+    done = exec_pipeline(stack, tmp_path, ["--stop-when-idle", "3s"], args)
+    assert done.returncode == 0, done.text[-3000:]
+    assert sorted(local_file_keys(tmp_path / "files")) == sorted(keys)
+    starts = {path.name[len("rows-") :][:19] for path in (tmp_path / "files").glob("*.jsonl")}  # window starts
+    assert len(starts) == 20 and all(start.startswith("2025-01-01T00:0") for start in starts), starts
 
 
 @pytest.mark.integration
