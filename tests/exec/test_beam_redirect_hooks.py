@@ -338,3 +338,42 @@ def test_the_readers_timestamp_attribute_is_read_as_beams_reader_reads_it():
     assert attribute_timestamp("2025-01-01T00:00:00.123456789Z") == Timestamp(micros=1735689600123456)
     with pytest.raises(ValueError, match="Bad timestamp value"):
         attribute_timestamp("yesterday")
+
+
+BUILD = """
+import sys
+import apache_beam as beam
+from apache_beam.io.gcp.bigquery import ReadFromBigQuery, WriteToBigQuery
+from apache_beam.options.pipeline_options import PipelineOptions
+
+pipeline = beam.Pipeline(options=PipelineOptions(sys.argv[2:]))
+if sys.argv[1] == "read":
+    _ = pipeline | ReadFromBigQuery(table="project:dataset.table")
+else:
+    _ = pipeline | beam.Create([{"a": "x"}]) | WriteToBigQuery("project:dataset.table", schema="a:STRING",
+                                                               method=sys.argv[1])
+print("built")
+"""
+
+
+@pytest.mark.parametrize(
+    "args, without_bigquery, expected",
+    [
+        (["FILE_LOADS"], False, "WriteToBigQuery(method=FILE_LOADS) needs a place for its load files"),
+        (["FILE_LOADS", "--temp_location", "gs://bucket/tmp"], False, "is on gs://, but the local stack runs no GCS"),
+        (["STREAMING_INSERTS"], True, "the local stack runs no BigQuery emulator"),
+        (["read", "--temp_location", "/tmp"], False, "ReadFromBigQuery(method=EXPORT) has BigQuery export to GCS"),
+    ],
+)
+def test_what_the_local_stack_cannot_serve_is_refused_where_the_pipeline_is_built(args, without_bigquery, expected):
+    import os
+
+    exports = {"PUBSUB_EMULATOR_HOST": "127.0.0.1:1"} | (
+        {} if without_bigquery else {"BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:9"}
+    )
+    base = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
+    env = settings.child_environment(base, exports, "p", settings.ExecSettings())
+    done = subprocess.run([sys.executable, "-c", BUILD, *args], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "built" not in done.stdout, done.stderr[-2000:]
+    assert done.stderr.startswith("workbench exec: ") and expected in done.stderr, done.stderr[-2000:]
+    assert len(done.stderr.strip().splitlines()) == 1  # one line, no traceback
