@@ -195,7 +195,8 @@ class DuckDBEngine:
                 continue
             files = ", ".join(f"'{_quote(p)}'" for p in paths)
             self.con.execute(
-                f"INSERT INTO published SELECT '{_quote(run_id)}', event_id, event_type, expected, event "
+                # One line per event: a re-send (publish --duplicate-rate) is a second line of the same event.
+                f"INSERT INTO published SELECT DISTINCT '{_quote(run_id)}', event_id, event_type, expected, event "
                 f"FROM read_csv([{files}], header = true, all_varchar = true, union_by_name = true) "
                 "WHERE outcome = 'published' AND event IS NOT NULL AND event != ''"
             )
@@ -493,13 +494,15 @@ class BigQueryEngine:
         """The `event` column of the manifests of each run (run id -> its events-*.csv) into `published`."""
         import csv
 
-        rows = []
+        rows, seen = [], set()
         wanted = ("event_id", "event_type", "expected", "event")
         for run_id, paths in csv_paths.items():
             for path in paths:
                 with Path(path).open(newline="", encoding="utf-8") as f:
                     for r in csv.DictReader(f):
-                        if r.get("outcome") == "published" and r.get("event"):
+                        # One row per event: a re-send is a second line of the same event.
+                        if r.get("outcome") == "published" and r.get("event") and (run_id, r["event_id"]) not in seen:
+                            seen.add((run_id, r["event_id"]))
                             rows.append({"run_id": run_id, **{c: r.get(c) for c in wanted}})
         if rows:
             self.load_rows("published", rows, PUBLISHED_COLUMNS)

@@ -250,3 +250,13 @@ def test_a_child_joined_on_a_field_its_parent_does_not_keep_is_refused():
                           "parent_key": key}]  # fmt: skip
     with pytest.raises(ContractError, match="parent key names status, which the table orders keeps in no column"):
         parse_contract(document)
+
+
+def test_an_event_published_twice_and_held_once_is_not_a_duplicate(home):
+    events = _events(2)
+    (first_id, first), second = events
+    _write_run([_sent(first_id, first), _sent(first_id, first, duplicate="1"), _sent(*second)])  # a re-send
+    _tree(home / "out", [e for _, e in events])
+    report = _reconcile(home)
+    assert report.exit_code == 0, report.problems
+    assert {e["entry"]: e["rows"] for e in report.entries}["gcs:inventory"] == 2
