@@ -335,6 +335,12 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
             "compares converted values, which needs them",
             "publish the run again with this version of the workbench",
         )
+    if contract.needs_published_events() and manifest.get("target", {}).get("kind") == "s3":
+        raise ReconcileError(
+            f"run {run_id} is history written to S3: its manifest names each record by the id the backfill gives it "
+            f"and keeps no published event, and the contract {contract.name} finds events by natural key",
+            "reconcile a history run with the built-in contract (leave out --sinks): the backfill keeps its ids",
+        )
     plan = _plan(manifest, csvs)
     known, sharing, window, scope, bounds = plan.known, plan.sharing, plan.window, plan.scope, plan.bounds
     # One BigQuery client for the reconcile, its jobs in the events dataset's location (read here, before any job).
