@@ -260,3 +260,13 @@ def test_an_event_published_twice_and_held_once_is_not_a_duplicate(home):
     report = _reconcile(home)
     assert report.exit_code == 0, report.problems
     assert {e["entry"]: e["rows"] for e in report.entries}["gcs:inventory"] == 2
+
+
+def test_a_history_run_cannot_be_found_by_natural_key(home):
+    events = _events(1)
+    _write_run([_sent(i, e) for i, e in events])
+    manifest = json.loads((R.run_dir(RUN) / "manifest.json").read_text())
+    write_manifest(RUN, {**manifest, "target": {"kind": "s3"}})
+    with pytest.raises(R.ReconcileError, match="history written to S3") as caught:
+        _reconcile(home)
+    assert "leave out --sinks" in caught.value.fix
