@@ -26,7 +26,9 @@ def every_option() -> list[tuple[str, click.Option]]:
     return found
 
 
-TIME_OPTIONS = [(where, o) for where, o in every_option() if any(word in o.name for word in TIME_WORDS)]
+# A flag (--no-idle-stop) takes no value: it is not a length of time, whatever its name says.
+TIME_OPTIONS = [(where, o) for where, o in every_option()
+                if not o.is_flag and any(word in o.name for word in TIME_WORDS)]  # fmt: skip
 
 
 def test_the_time_options_are_found():

@@ -34,6 +34,7 @@ EXTRA_USERS = {
     "loadtest/": "loadtest",
     "workbench/localstack/bigquery_main.py": "local",
     "workbench/localstack/duckdb_extensions.py": "local",  # imports it inside a try: absent without the extra
+    "workbench/beam_redirect/bigquery.py": "local",  # exec's redirect: the local stack's emulators only
 }
 # pipeline/flex_template/setup.py is the Dataflow workers' own setup script: it imports setuptools to build.
 NOT_RUNTIME = {"pipeline/flex_template/setup.py"}
