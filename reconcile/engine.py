@@ -342,17 +342,6 @@ def _bq_value(field: Field, json_expr: str, path: str, parsed: bool = True) -> s
     return text
 
 
-def bigquery_typed_lines(event_type: str, lines: str) -> str:
-    """BigQuery SQL: a (path, line) source of one type folder as the typed table queries.gcs_select reads."""
-    typed = ",\n       ".join(f"{_bq_value(f, 'doc', f'$.event.{f.name}')} AS {f.name}" for f in SCHEMAS[event_type])
-    return f"""(
-SELECT path, JSON_VALUE(doc, '$.event_id') AS event_id, JSON_VALUE(doc, '$.message_id') AS message_id,
-       SAFE.TIMESTAMP(JSON_VALUE(doc, '$.publish_time')) AS publish_time,
-       JSON_VALUE(doc, '$.attributes.run_id') AS run_id,
-       {typed}
-FROM (SELECT path, SAFE.PARSE_JSON(line) AS doc FROM {lines}))"""
-
-
 class BigQueryEngine:
     """The comparison inside BigQuery, next to the data: scratch tables in a dataset of their own.
 

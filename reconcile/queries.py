@@ -16,8 +16,8 @@ The tables an engine provides before the comparison runs:
                     payload_cut, publish_time, landed_time); payload_cut: the table keeps only the first
                     MAX_PAYLOAD_BYTES of an oversize payload, so its bytes are compared through the topic
 
-sink_events and dead_letters are built per source by the SELECTs below (gcs_select, bigquery_select, ...),
-so each source's own columns and types never leak into the comparison.
+sink_events and dead_letters are built per source by SELECTs generated from the sink contract
+(reconcile/contract_sql.py), so each source's own columns and types never leak into the comparison.
 """
 
 from __future__ import annotations
