@@ -60,9 +60,6 @@ BigQuerySession stand-in (so nothing tries to reach BigQuery), and SimulatedBigQ
 generated SELECTs (reconcile.run.bigquery_statements -> contract_sql.table_select, dead_letter_table_select),
 transpiled by Q.to_duckdb, as INSERT INTO sink_events/dead_letters ... SELECT inside DuckDB. So this run times those
 SELECTs on DuckDB, where real BigQuery would run them in BigQuery and return only their narrow rows.
-One defect of reconcile met on the flattened path is worked around in the benchmark and reported with the figures
-(--no-workarounds runs without it): a message sent twice (the generator's 1% duplicates) counted as two copies of
-its event in a sink matched by natural key, so "duplicated" (SimulatedBigQuery.load_published).
 Then the flattened tables of the 5,000-message run are broken (one order_items price moved beyond the tolerance,
 one inventory row deleted): reconcile must exit 1 naming exactly those two events (altered, missing_in_bigquery),
 and the altered one's field (items[i].price). Target: the flattened contract at most 1.5x the built-in one's time.
@@ -674,11 +671,6 @@ def reconcile_child(run: dict[str, Any]) -> dict[str, Any]:
             **_summary(report)}  # fmt: skip
 
 
-# What the benchmark works around in reconcile on this path (reported; --no-workarounds runs without it):
-# "published" (SimulatedBigQuery.load_published).
-WORKAROUNDS = ("published",)
-
-
 def _contract_phases(began: float, stamps: list[tuple[float, str]], done: float) -> dict[str, float]:
     """Phase times from reconcile's on_step messages: each message starts a phase lasting to the next one."""
     marks = [(began, "manifest + known runs"), *stamps, (done, "")]
@@ -693,16 +685,16 @@ def _contract_phases(began: float, stamps: list[tuple[float, str]], done: float)
         elif text.startswith("finding events by natural key"):
             name = "identity by natural key (published events keyed)"
         elif text.startswith("comparing"):
-            name = "compare (queries)"
-        elif text.startswith("finding which fields"):
-            name = "which field was altered"
+            name = "compare (EVENT_STATUS, sizes, per type and kind)"
+        elif text.startswith("finding which fields"):  # and every query of the report after it
+            name = "report (altered fields, problems, latency, entries, findings)"
         else:
             name = text
         phases[name] = phases.get(name, 0.0) + following - at
     return phases
 
 
-def contract_child(run: dict[str, Any], design: str, workarounds: tuple[str, ...] = WORKAROUNDS) -> dict[str, Any]:
+def contract_child(run: dict[str, Any], design: str) -> dict[str, Any]:
     """reconcile.run.reconcile() of the run through one design's sink contract, on DuckDB, with the BigQuery side
     simulated in the same DuckDB (see top): the design's raw tables stored first under `project.dataset.table`
     (timed apart: in BigQuery they are already there), then reconcile() runs the contract's generated SELECTs
@@ -745,16 +737,6 @@ def contract_child(run: dict[str, Any], design: str, workarounds: tuple[str, ...
         def load_published(self, csv_paths: dict[str, list[Path]]) -> None:
             with timed("load_published: the manifests' event column"):
                 super().load_published(csv_paths)
-            if "published" not in workarounds:
-                return
-            # A message sent twice (the generator's duplicates) is two manifest rows of one event: `published`,
-            # then `expected`, holds it twice, EVENT_STATUS's held CTE joins each sink row to both, and the event
-            # counts two copies: "duplicated" in a sink that holds it once. One row per event (see the report).
-            mark = time.perf_counter()
-            self.con.execute("CREATE OR REPLACE TABLE published AS SELECT * FROM published "
-                             "QUALIFY row_number() OVER (PARTITION BY run_id, event_id) = 1")  # fmt: skip
-            spent = time.perf_counter() - mark
-            worked_around.append(f"`published` kept to one row per (run_id, event_id), in {spent:.2f} s")
 
     class Job:
         def __init__(self, rows: list[dict[str, Any]]) -> None:
@@ -773,7 +755,6 @@ def contract_child(run: dict[str, Any], design: str, workarounds: tuple[str, ...
             return Job(self.engine.run(sql))
 
     spec = run["designs"][design]
-    worked_around: list[str] = []
     statements: dict[str, list[float]] = {}  # label -> [count, seconds]
 
     @contextlib.contextmanager
@@ -804,10 +785,8 @@ def contract_child(run: dict[str, Any], design: str, workarounds: tuple[str, ...
         engine.close()
     return {"seconds": done - start, "import_s": import_s, "store_s": stored - began,
             "phases": _contract_phases(start, stamps, done), "peak_mb": _peak_rss_mb(),
-            "contract": report.contract, "entries": report.entries,
-            "altered_fields": _by_event(report.altered_fields), "worked_around": worked_around,
-            "statements": statements,
-            **_summary(report)}  # fmt: skip
+            "contract": report.contract, "entries": report.entries, "statements": statements,
+            "altered_fields": _by_event(report.altered_fields), **_summary(report)}  # fmt: skip
 
 
 def _statement(sql: str) -> str:
@@ -1238,9 +1217,6 @@ def print_contracts(run: dict[str, Any], contracts: dict[str, Any], broken: dict
         f"({flat['gcs_bytes'] / 2**20:,.0f} MiB) beside the built-in's {run['files']:,} JSON-lines files. "
         f"Both: {built_in['headline']}"
     )
-    for name, result in ((BUILT_IN, built_in), (FLATTENED, flattened)):
-        for note in dict.fromkeys(result["worked_around"]):
-            console.print(f"[yellow]{name}: worked around in the benchmark[/]: {note}")
     if broken and "flattened" in broken:
         found = broken["flattened"]
         console.print(
@@ -1260,8 +1236,6 @@ def main() -> None:
     parser.add_argument("--no-emulator", action="store_true", help="skip the BigQuery emulator fetch measurement")
     parser.add_argument("--emulator-rows", type=int, default=20_000, help="messages of the emulator-fetch run")
     parser.add_argument("--no-contracts", action="store_true", help="skip the sink-contract runs")
-    parser.add_argument("--no-workarounds", action="store_true",
-                        help="reconcile's published table as it is (WORKAROUNDS)")  # fmt: skip
     parser.add_argument("--contracts-only", action="store_true",
                         help="only the sink-contract runs (no baseline, no emulator fetch)")  # fmt: skip
     args = parser.parse_args()
@@ -1286,13 +1260,7 @@ def main() -> None:
                 contracts = {"build_s": build_designs(run)}
             for design in (BUILT_IN, FLATTENED):
                 with console.status(f"reconcile through the {design} contract (DuckDB, BigQuery simulated)"):
-                    contracts[design] = in_child(
-                        contract_child, run, design, () if args.no_workarounds else WORKAROUNDS
-                    )
-            if args.no_workarounds:
-                for design in (BUILT_IN, FLATTENED):
-                    console.print(f"{design}: exit {contracts[design]['exit_code']}: {contracts[design]['headline']}")
-                return
+                    contracts[design] = in_child(contract_child, run, design)
             check_contracts(run, contracts[BUILT_IN], contracts[FLATTENED])
         if classic:
             with console.status("reconcile (DuckDB engine)"):
