@@ -98,6 +98,7 @@ class DuckDBEngine:
         if memory_limit:
             self.con.execute(f"SET memory_limit = '{memory_limit}'")
         self.tables = {name: name for name in TABLES}
+        self._typed: set[str] = set()
         self.reset()
 
     def reset(self) -> None:
@@ -106,6 +107,7 @@ class DuckDBEngine:
         self.con.execute(f"CREATE OR REPLACE TABLE dead_letters ({self._columns(DEAD_LETTER_COLUMNS)})")
         self.con.execute(f"CREATE OR REPLACE TABLE files ({self._columns(FILE_COLUMNS)})")
         self.con.execute(f"CREATE OR REPLACE TABLE published ({self._columns(PUBLISHED_COLUMNS)})")
+        self._typed.clear()
         self.con.execute(f"CREATE OR REPLACE TABLE expected ({self._columns(EXPECTED_COLUMNS)})")
 
     arrays = "lambda"  # how the canonical SQL spells records fields here (eventmodel.canonical.ARRAY_STYLES)
@@ -183,13 +185,16 @@ class DuckDBEngine:
         from reconcile import contract_sql
 
         name = f"published_{event_type}"
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {name} AS {contract_sql.published_typed_duckdb(event_type, 'published')}"
-        )
+        if name not in self._typed:  # typed once per type, for every sink of it (JSON parsing is the cost)
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {name} AS {contract_sql.published_typed_duckdb(event_type, 'published')}"
+            )
+            self._typed.add(name)
         return f"SELECT * FROM {name}"
 
     def load_published(self, csv_paths: dict[str, list[Path]]) -> None:
         """The `event` column of the manifests of each run (run id -> its events-*.csv) into `published`."""
+        self._typed.clear()  # typed_published reads `published` again
         for run_id, paths in csv_paths.items():
             if not paths:
                 continue
