@@ -232,6 +232,7 @@ def generate(folder: Path, events: int, seed: int, full_rows: bool = False,
                 ("event_type", m.event_type), ("container_type", m.event_type), ("event_minute", minute),
                 ("container_minute", None), ("name_ok", True), ("canonical_digest", m.canonical_digest),
                 ("entry", f"bigquery:{table}"), ("key_digest", None), ("event_time", event_time),
+                ("expected_digest", None),
             ):  # fmt: skip
                 sink_events[column].append(value)
             if full_rows:

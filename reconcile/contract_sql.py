@@ -202,7 +202,8 @@ SELECT '{Q.BIGQUERY}' AS sink, '{table.table}' AS location, l.{META}event_id AS 
        l.{META}landed_time AS landed_time, {event_type_expr} AS event_type, '{event_type}' AS container_type,
        FORMAT_TIMESTAMP('%Y%m%d%H%M', {time}) AS event_minute, CAST(NULL AS STRING) AS container_minute,
        TRUE AS name_ok, {canonical_sql(event_type, "l.", how=how)} AS canonical_digest,
-       '{table.entry}' AS entry, {key} AS key_digest, {time} AS event_time
+       '{table.entry}' AS entry, {key} AS key_digest, {time} AS event_time,
+       CAST(NULL AS STRING) AS expected_digest
 FROM ({typed_table_sql(table, fqn, bound)}) AS l
 WHERE {_time_bound(table, how, event_times)}{scope}"""
 
@@ -288,7 +289,8 @@ SELECT '{Q.GCS}' AS sink, l.path AS location, l.{META}event_id AS event_id, l.{M
        l.{META}run_id AS run_id, l.{META}publish_time AS publish_time, f.updated AS landed_time, l.event_type,
        f.container_type, {minute} AS event_minute, f.container_minute, f.name_ok,
        {canonical_sql(event_type, "l.", arrays, how)} AS canonical_digest,
-       '{gcs.entry(event_type)}' AS entry, {key} AS key_digest, {time} AS event_time
+       '{gcs.entry(event_type)}' AS entry, {key} AS key_digest, {time} AS event_time,
+       CAST(NULL AS STRING) AS expected_digest
 FROM {source} AS l JOIN {files} AS f ON f.path = l.path"""
 
 

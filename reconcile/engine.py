@@ -39,6 +39,9 @@ SINK_EVENT_COLUMNS: dict[str, str] = {
     "entry": "STRING",  # the contract entry the row came from (reconcile.contract: gcs, bigquery:TABLE)
     "key_digest": "STRING",  # the natural key's digest, for a sink that keeps no event id (else NULL)
     "event_time": "TIMESTAMP",  # the event's own time as the sink holds it
+    # the canonical digest of the published event as this sink keeps it (its declared conversions), set when
+    # identities are resolved (reconcile.run._resolve_identities); NULL: the manifest's canonical_digest applies
+    "expected_digest": "STRING",
 }
 DEAD_LETTER_COLUMNS: dict[str, str] = {
     "sink": "STRING",

@@ -151,12 +151,11 @@ held AS (
                  OR (e.sink = '{gcs}' AND (e.container_minute IS NULL OR e.event_minute IS NULL
                                             OR e.container_minute != e.event_minute OR NOT e.name_ok)))
            AS misplaced,
-         -- against the event as this sink keeps it (its declared conversions: expected), else the manifest's digest
-         COUNTIF(e.canonical_digest IS NULL OR e.canonical_digest != COALESCE(x.digest, s.canonical_digest))
+         -- against the event as this sink keeps it (its declared conversions: expected_digest), else the manifest's
+         COUNTIF(e.canonical_digest IS NULL OR e.canonical_digest != COALESCE(e.expected_digest, s.canonical_digest))
            AS altered,
          MIN(e.location) AS location
   FROM sent AS s JOIN {t[sink_events]} AS e ON e.event_id = s.event_id
-  LEFT JOIN {t[expected]} AS x ON x.entry = e.entry AND x.event_id = e.event_id AND x.run_id = {run_id}
   WHERE e.run_id IS NULL OR e.run_id = {run_id}
   GROUP BY s.event_id, e.sink
 ),
@@ -339,10 +338,9 @@ ORDER BY sink, message_id"""
 ENTRY_COUNTS = """
 SELECT e.entry, COUNT(*) AS rows, COUNT(DISTINCT IF(e.run_id = {run_id}, e.event_id, NULL)) AS events,
        COUNTIF(e.run_id = {run_id} AND (e.canonical_digest IS NULL
-               OR e.canonical_digest != COALESCE(x.digest, m.canonical_digest))) AS altered,
+               OR e.canonical_digest != COALESCE(e.expected_digest, m.canonical_digest))) AS altered,
        COUNTIF(e.event_id IS NULL OR e.run_id IS NULL) AS unexplained
 FROM {t[sink_events]} AS e
-LEFT JOIN {t[expected]} AS x ON x.entry = e.entry AND x.event_id = e.event_id AND x.run_id = {run_id}
 LEFT JOIN (SELECT event_id, ANY_VALUE(canonical_digest) AS canonical_digest FROM {t[manifest]}
            GROUP BY event_id) AS m ON m.event_id = e.event_id
 GROUP BY e.entry

@@ -30,7 +30,7 @@ from reconcile import sources
 from reconcile.altered import altered_fields
 from reconcile.bounds import ReadBounds, files_written_since, folder_prefixes, manifest_event_times, read_bounds
 from reconcile.contract import Contract
-from reconcile.engine import DEAD_LETTER_COLUMNS, DuckDBEngine
+from reconcile.engine import DEAD_LETTER_COLUMNS, SINK_EVENT_COLUMNS, DuckDBEngine
 from reconcile.errors import ReconcileError
 from reconcile.locations import check_locations
 from reconcile.report import Report
@@ -511,11 +511,19 @@ def _resolve_identities(engine: Any, contract: Contract, manifest: dict[str, Any
             select = contract_sql.expected_select(sink, contract, event_type, typed, engine.arrays)
             engine.run(f"INSERT INTO {engine.tables['expected']} {select}")
     t = engine.tables
+    # One rewrite of sink_events, not an UPDATE (DuckDB rewrites every updated row; this is a hash join): a row
+    # with no event id takes the id and run of the one published event with its key; every row takes the digest
+    # of its event as its sink keeps it, so the comparison needs no join with `expected` per row.
+    columns = {"event_id": "COALESCE(e.event_id, k.event_id)", "run_id": "COALESCE(e.run_id, k.run_id)",
+               "expected_digest": "COALESCE(k.digest, x.digest)"}  # fmt: skip
+    select = ", ".join(f"{columns.get(c, f'e.{c}')} AS {c}" for c in SINK_EVENT_COLUMNS)
     engine.run(
-        f"UPDATE {t['sink_events']} AS e SET event_id = x.event_id, run_id = x.run_id FROM ("
-        f"SELECT entry, key_digest, MIN(event_id) AS event_id, MIN(run_id) AS run_id FROM {t['expected']} "
-        "GROUP BY entry, key_digest HAVING COUNT(DISTINCT event_id) = 1) AS x "
-        "WHERE e.event_id IS NULL AND e.key_digest IS NOT NULL AND e.entry = x.entry AND e.key_digest = x.key_digest"
+        f"CREATE OR REPLACE TABLE {t['sink_events']} AS SELECT {select} FROM {t['sink_events']} AS e "
+        f"LEFT JOIN (SELECT entry, key_digest, MIN(event_id) AS event_id, MIN(run_id) AS run_id, MIN(digest) AS digest "
+        f"FROM {t['expected']} GROUP BY entry, key_digest HAVING COUNT(DISTINCT event_id) = 1) AS k "
+        "ON e.event_id IS NULL AND k.entry = e.entry AND k.key_digest = e.key_digest "
+        f"LEFT JOIN (SELECT * FROM {t['expected']} WHERE run_id = {Q.literal(manifest['run_id'])}) AS x "
+        "ON e.event_id IS NOT NULL AND x.entry = e.entry AND x.event_id = e.event_id"
     )
 
 
