@@ -521,9 +521,10 @@ def _resolve_identities(engine: Any, contract: Contract, manifest: dict[str, Any
         f"CREATE OR REPLACE TABLE {t['sink_events']} AS SELECT {select} FROM {t['sink_events']} AS e "
         f"LEFT JOIN (SELECT entry, key_digest, MIN(event_id) AS event_id, MIN(run_id) AS run_id, MIN(digest) AS digest "
         f"FROM {t['expected']} GROUP BY entry, key_digest HAVING COUNT(DISTINCT event_id) = 1) AS k "
-        "ON e.event_id IS NULL AND k.entry = e.entry AND k.key_digest = e.key_digest "
+        # equalities only, so both are hash joins: a row keyed by id has no key digest, a keyless row no event id
+        "ON k.entry = e.entry AND k.key_digest = e.key_digest "
         f"LEFT JOIN (SELECT * FROM {t['expected']} WHERE run_id = {Q.literal(manifest['run_id'])}) AS x "
-        "ON e.event_id IS NOT NULL AND x.entry = e.entry AND x.event_id = e.event_id"
+        "ON x.entry = e.entry AND x.event_id = e.event_id"
     )
 
 
