@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from eventmodel.resources import http_endpoint
 from publisher import objects as layout
 from publisher.errors import PublishError
-from publisher.manifest import iter_events, iter_objects, load_manifest, payload_digest
+from publisher.manifest import MANIFEST_VERSION, iter_events, iter_objects, load_manifest, payload_digest
 from publisher.s3 import PART_SIZE, S3Sink, S3Target, SinkContext
 from workbench.cli import cli
 from workbench.localstack.ports import free_port
@@ -76,7 +76,7 @@ def check_run(client, bucket: str, run_id: str) -> dict:
     """Every row is at its object, line and index with its exact bytes; every record of every object is a row;
     objects-0.csv agrees with S3. Returns what was found, for the shape checks."""
     manifest = load_manifest(run_id)
-    assert manifest["status"] == "completed" and manifest["manifest_version"] == 3
+    assert manifest["status"] == "completed" and manifest["manifest_version"] == MANIFEST_VERSION == 4
     rows = list(iter_events(run_id))
     assert len(rows) == manifest["totals"]["published"] == manifest["plan"]["count"]
     assert all(r["outcome"] == "published" for r in rows)
