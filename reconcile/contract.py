@@ -34,7 +34,6 @@ CONTRACT_VERSION = 1
 SCHEMA_FILE = "sink_contract.schema.json"
 DEDUPLICATED, AT_LEAST_ONCE = "deduplicated", "at_least_once"
 DEAD_LETTERED, DROPPED_OK = "dead_lettered", "dropped_ok"
-PLACEMENTS = ("event_time", "publish_time", "processing_time", "unchecked")
 # The assessment's folder tree and file name (pipeline.core.file_path writes exactly this).
 DEFAULT_PATH = "{type}/{YYYY}/{MM}/{DD}/{HH}/{mm}/{type}_{YYYY}{MM}{DD}{HH}{mm}{NNNN}.json"
 # Time tokens of a path template, coarsest first, with the strftime directive each stands for.
@@ -104,15 +103,6 @@ class TableSink:
     def by_event_id(self) -> bool:
         return bool(self.metadata.get("event_id"))
 
-    def value_of(self, path: str) -> Value:
-        """The declared conversion of a field path (a child's member paths are "items.price")."""
-        if path in self.columns:
-            return self.columns[path].value
-        for child in self.children:
-            if path.startswith(f"{child.field}.") and path[len(child.field) + 1 :] in child.columns:
-                return child.columns[path[len(child.field) + 1 :]].value
-        return PLAIN
-
     def values(self) -> dict[str, Value]:
         found = {p: c.value for p, c in self.columns.items() if c.value != PLAIN}
         for child in self.children:
@@ -169,10 +159,6 @@ class PathTemplate:
         """What every name of the template ends with (".json")."""
         return self.text.rsplit("}", 1)[-1] if "}" in self.text else self.text
 
-    @property
-    def has_sequence(self) -> bool:
-        return any(set(t) == {"N"} for t in _TOKEN.findall(self.text))
-
     def match(self, relative: str, event_type: str) -> tuple[str | None, bool] | None:
         """(the file's time at the template's grain, e.g. "202502081309", or None; whether every repeat of a
         token agrees) for a path relative to the root; None when the path is not this type's template."""
@@ -220,9 +206,6 @@ class GcsSink:
     @property
     def by_event_id(self) -> bool:
         return bool(self.metadata.get("event_id"))
-
-    def value_of(self, path: str) -> Value:
-        return self.values.get(path, PLAIN)
 
 
 @dataclass(frozen=True)

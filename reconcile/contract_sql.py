@@ -23,10 +23,9 @@ from eventmodel.schema import EVENT_TIME_FIELD, SCHEMAS, Field
 from reconcile import queries as Q
 from reconcile.contract import ChildTable, Contract, DeadLetterTable, GcsSink, TableSink, Value
 
-# Prefix of the metadata columns a typed SELECT carries beside the event's own: none, their names (event_id,
-# message_id, run_id, publish_time, landed_time, event_time) are the comparison's and no event field has them, so
-# a reconcile's scope (run.py _scope) applies to a typed row as it is.
-META = ""
+# The metadata columns a typed SELECT carries beside the event's own keep the comparison's names (event_id,
+# message_id, run_id, publish_time, landed_time, event_time): no event field has them, so a reconcile's scope
+# (run.py _scope) applies to a typed row as it is.
 METADATA_KEYS = ("event_id", "message_id", "run_id", "publish_time", "landed_time")
 _BQ_TYPES = {"timestamp": "TIMESTAMP", "number": "NUMERIC", "integer": "INT64"}
 
@@ -150,7 +149,7 @@ def _parent_column(table: TableSink, path: str, src: str) -> str:
 
 def typed_table_sql(table: TableSink, fqn: Callable[[str], str],
                     bound: Callable[[TableSink | ChildTable], str | None]) -> str:  # fmt: skip
-    """A SELECT of a table's rows in the event's own shape (ddl/ column names and types), plus META-prefixed
+    """A SELECT of a table's rows in the event's own shape (ddl/ column names and types), plus the
     metadata columns; `bound` gives each table's partition filter (or None)."""
     src = "src"
     children = {c.field: f"child{i}" for i, c in enumerate(table.children)}
@@ -166,7 +165,7 @@ def typed_table_sql(table: TableSink, fqn: Callable[[str], str],
     for key in METADATA_KEYS:
         column = table.metadata.get(key)
         kind = "TIMESTAMP" if key in ("publish_time", "landed_time") else "STRING"
-        fields.append(f"{f'{src}.`{column}`' if column else f'CAST(NULL AS {kind})'} AS {META}{key}")
+        fields.append(f"{f'{src}.`{column}`' if column else f'CAST(NULL AS {kind})'} AS {key}")
     joins = " ".join(_child_join(table, c, children[c.field], src, fqn, bound) for c in table.children)
     where = bound(table)
     return f"SELECT {', '.join(fields)} FROM {fqn(table.table)} AS {src} {joins}{f' WHERE {where}' if where else ''}"
@@ -197,9 +196,9 @@ def table_select(table: TableSink, contract: Contract, fqn: Callable[[str], str]
     time = _event_time(event_type, "l.", how)
     event_type_expr = "l.event_type" if "event_type" not in how.omit else f"'{event_type}'"
     return f"""
-SELECT '{Q.BIGQUERY}' AS sink, '{table.table}' AS location, l.{META}event_id AS event_id,
-       l.{META}message_id AS message_id, l.{META}run_id AS run_id, l.{META}publish_time AS publish_time,
-       l.{META}landed_time AS landed_time, {event_type_expr} AS event_type, '{event_type}' AS container_type,
+SELECT '{Q.BIGQUERY}' AS sink, '{table.table}' AS location, l.event_id AS event_id,
+       l.message_id AS message_id, l.run_id AS run_id, l.publish_time AS publish_time,
+       l.landed_time AS landed_time, {event_type_expr} AS event_type, '{event_type}' AS container_type,
        FORMAT_TIMESTAMP('%Y%m%d%H%M', {time}) AS event_minute, CAST(NULL AS STRING) AS container_minute,
        TRUE AS name_ok, {canonical_sql(event_type, "l.", how=how)} AS canonical_digest,
        '{table.entry}' AS entry, {key} AS key_digest, {time} AS event_time,
@@ -229,7 +228,7 @@ def gcs_event_path(gcs: GcsSink) -> str:
 
 
 def gcs_typed_duckdb(gcs: GcsSink, event_type: str, docs: str) -> str:
-    """DuckDB SQL: the records of `docs` (path, doc JSON) typed as the event table, plus META metadata columns."""
+    """DuckDB SQL: the records of `docs` (path, doc JSON) typed as the event table, plus the metadata columns."""
     from reconcile.engine import _duck_value
 
     event = f"json_extract(doc, '{gcs_event_path(gcs)}')"
@@ -240,8 +239,8 @@ def gcs_typed_duckdb(gcs: GcsSink, event_type: str, docs: str) -> str:
     for key in ("event_id", "message_id", "run_id", "publish_time"):
         where = gcs.metadata.get(key)
         text = f"json_extract_string(doc, '{_json_path(where)}')" if where else "NULL"
-        meta.append(f"TRY_CAST({text} AS TIMESTAMPTZ) AS {META}{key}" if key == "publish_time"
-                    else f"{text} AS {META}{key}")  # fmt: skip
+        meta.append(f"TRY_CAST({text} AS TIMESTAMPTZ) AS {key}" if key == "publish_time"
+                    else f"{text} AS {key}")  # fmt: skip
     return f"SELECT path, {', '.join(meta)},\n       {typed}\nFROM {docs}"
 
 
@@ -250,7 +249,7 @@ def _quoted_path(name: str) -> str:
 
 
 def gcs_typed_bigquery(gcs: GcsSink, event_type: str, lines: str) -> str:
-    """BigQuery SQL: (path, line) records typed as the event table, plus META metadata columns."""
+    """BigQuery SQL: (path, line) records typed as the event table, plus the metadata columns."""
     from reconcile.engine import _bq_value
 
     base = gcs_event_path(gcs)
@@ -262,9 +261,9 @@ def gcs_typed_bigquery(gcs: GcsSink, event_type: str, lines: str) -> str:
     for key in ("event_id", "message_id", "run_id", "publish_time"):
         where = gcs.metadata.get(key)
         text = f"JSON_VALUE(doc, '{_json_path(where)}')" if where else "CAST(NULL AS STRING)"
-        meta.append(f"SAFE.TIMESTAMP({text}) AS {META}{key}" if key == "publish_time" and where
-                    else f"CAST(NULL AS TIMESTAMP) AS {META}{key}" if key == "publish_time"
-                    else f"{text} AS {META}{key}")  # fmt: skip
+        meta.append(f"SAFE.TIMESTAMP({text}) AS {key}" if key == "publish_time" and where
+                    else f"CAST(NULL AS TIMESTAMP) AS {key}" if key == "publish_time"
+                    else f"{text} AS {key}")  # fmt: skip
     return f"""(
 SELECT path, {", ".join(meta)},
        {typed}
@@ -279,14 +278,14 @@ def gcs_select(gcs: GcsSink, contract: Contract, event_type: str, source: str, f
     how = comparison(gcs)
     template = gcs.paths[event_type]
     time = _event_time(event_type, "l.", how)
-    placed = {"event_time": time, "publish_time": f"l.{META}publish_time"}.get(gcs.placed_by)
+    placed = {"event_time": time, "publish_time": "l.publish_time"}.get(gcs.placed_by)
     minute = f"FORMAT_TIMESTAMP('{template.time_format}', {placed})" if placed else "f.container_minute"
     key = (
         "CAST(NULL AS STRING)" if gcs.by_event_id else key_sql(event_type, contract.natural_keys[event_type], "l.", how)
     )
     return f"""
-SELECT '{Q.GCS}' AS sink, l.path AS location, l.{META}event_id AS event_id, l.{META}message_id AS message_id,
-       l.{META}run_id AS run_id, l.{META}publish_time AS publish_time, f.updated AS landed_time, l.event_type,
+SELECT '{Q.GCS}' AS sink, l.path AS location, l.event_id AS event_id, l.message_id AS message_id,
+       l.run_id AS run_id, l.publish_time AS publish_time, f.updated AS landed_time, l.event_type,
        f.container_type, {minute} AS event_minute, f.container_minute, f.name_ok,
        {canonical_sql(event_type, "l.", arrays, how)} AS canonical_digest,
        '{gcs.entry(event_type)}' AS entry, {key} AS key_digest, {time} AS event_time,
