@@ -171,6 +171,7 @@ class OutgoingMessage:
     event_time: str | None  # the event's own timestamp string (valid events), for GCS minute folders
     duplicate: bool  # True for a re-send of an earlier event_id
     canonical_digest: str | None = None  # eventmodel.canonical digest of the event (valid events only)
+    scenario: str = ""  # the `workbench check` scenario that made it ("" outside one), for the run manifest
 
 
 class _WeightedChoice:
@@ -202,12 +203,14 @@ class EventStream:
         worker: int = 0,
         workers: int = 1,
         clock: Callable[[], float] = time.time,
+        scenario: str = "",
     ) -> None:
         config.validate()
         if not 0 <= worker < workers:
             raise ValueError(f"worker must be in 0..{workers - 1} for {workers} workers, got {worker}")
         self.config = config
         self.run_id = run_id
+        self.scenario = scenario
         self.universe = build_universe(config.seed, config.customers, config.products, config.warehouses, config.users)
         # A substream per worker: the string seed is hashed with SHA-512, stable across processes and runs.
         rng = self._rng = random.Random(f"events:{config.seed}:worker:{worker}")
@@ -272,6 +275,7 @@ class EventStream:
             event[EVENT_TIME_FIELD[event_type]],
             False,
             canonical_digest(event_type, event),
+            self.scenario,
         )
         recent = self._recent
         if len(recent) < DUPLICATE_WINDOW:
@@ -294,6 +298,7 @@ class EventStream:
             original.event_time,
             True,
             original.canonical_digest,
+            self.scenario,
         )
 
     def _malformed_message(self) -> OutgoingMessage:
@@ -305,7 +310,19 @@ class EventStream:
         attributes = {ATTR_EVENT_ID: event_id, ATTR_RUN_ID: self.run_id, ATTR_SCHEMA_VERSION: SCHEMA_VERSION}
         if kind.claims_type:
             attributes[ATTR_EVENT_TYPE] = event_type
-        return OutgoingMessage(data, attributes, event_id, DEAD_LETTER, kind.reason, kind.name, event_type, None, False)
+        return OutgoingMessage(
+            data,
+            attributes,
+            event_id,
+            DEAD_LETTER,
+            kind.reason,
+            kind.name,
+            event_type,
+            None,
+            False,
+            None,
+            self.scenario,
+        )
 
     def _type_chooser(self, kind: MalformedKind) -> _WeightedChoice:
         """Which type of event a kind corrupts: by type_weights among the types it applies to (all equal when

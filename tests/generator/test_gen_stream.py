@@ -62,6 +62,25 @@ def test_a_replay_sends_the_earlier_runs_ids_with_the_same_events():
     ]
 
 
+def test_every_message_carries_the_streams_scenario_tag():
+    tagged = EventStream(
+        GeneratorConfig(**SMALL, seed=8, malformed_rate=0.2, duplicate_rate=0.2),
+        "run-test",
+        clock=frozen_clock,
+        scenario="burst",
+    ).take(2_000)
+    assert {m.scenario for m in tagged} == {"burst"}
+    assert {("dead_letter" if m.expected == "dead_letter" else "dup" if m.duplicate else "valid") for m in tagged} == {
+        "dead_letter",
+        "dup",
+        "valid",
+    }
+    assert {m.scenario for m in stream(seed=8, malformed_rate=0.2, duplicate_rate=0.2).take(500)} == {""}
+    # The tag is metadata for the manifest only: it changes no byte that is published.
+    plain = stream(seed=8, malformed_rate=0.2, duplicate_rate=0.2).take(2_000)
+    assert [(m.data, m.attributes) for m in tagged] == [(m.data, m.attributes) for m in plain]
+
+
 def test_iteration_and_take_agree():
     iterated = stream(seed=9)
     it = iter(iterated)
