@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "loadtest": "workbench.cli.loadtest:loadtest",
     "exec": "workbench.cli.exec:exec_command",
     "sinks": "workbench.cli.sinks:sinks",
+    "check": "workbench.cli.check:check",
 }
 
 

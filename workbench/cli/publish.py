@@ -188,7 +188,7 @@ def publish(
     elif to is not None:
         target = FileTarget(to)
     else:
-        target = _pubsub_target(project, topic, emulator)
+        target = pubsub_target(project, topic, emulator)
     generator_config = GeneratorConfig(
         seed=seed,
         malformed_rate=malformed_rate,
@@ -263,7 +263,7 @@ def publish(
         sys.exit(128 + stopped_by)  # the shell's convention: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
 
 
-def _pubsub_target(project: str | None, topic: str, emulator: str | None) -> PubSubTarget:
+def pubsub_target(project: str | None, topic: str, emulator: str | None) -> PubSubTarget:
     """Where a Pub/Sub publish goes, found as run-pipeline and reconcile find it: --emulator, else
     PUBSUB_EMULATOR_HOST, else real Pub/Sub when --project names a project, else the running local stack, else real
     Pub/Sub with the project from the environment. Says which it chose."""

@@ -9,7 +9,6 @@ mismatch and never a file that could not be written.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from eventmodel.resources import DATASET
 from workbench.cli.params import DURATION
 from workbench.errors import WorkbenchError
 from workbench.output_root import output_root_option
+from workbench.report_files import check_output
 
 
 @click.command()
@@ -232,40 +232,6 @@ def check_outputs(json_path: Path | None, html_path: Path | None) -> None:
         check_output(option, Path(path))
 
 
-def check_output(option: str, path: Path) -> None:
-    if path.is_dir():
-        raise WorkbenchError(
-            f"{option} {path} is a folder, not a file",
-            f"name a file in it, e.g. {option} {path / ('report' + _suffix(option))}",
-        )
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):  # a part of the folder's path is a regular file
-        blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
-        raise WorkbenchError(
-            f"{option} {path}: cannot create the folder {folder}: {blocker} is a file",
-            f"write the report elsewhere, e.g. {option} {Path.cwd() / path.name}",
-        ) from None
-    except OSError as exc:
-        raise WorkbenchError(
-            f"{option} {path}: cannot create the folder {folder}: {exc.strerror or exc}",
-            f"write the report to a folder you can write to, e.g. {option} {Path.cwd() / path.name}",
-        ) from None
-    try:
-        if path.exists():
-            with path.open("ab"):  # opened to append, nothing written: the report replaces it later
-                pass
-        else:
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", delete=True):
-                pass
-    except OSError as exc:
-        raise WorkbenchError(
-            f"{option} {path} cannot be written: {exc.strerror or exc}",
-            f"write the report to a folder you can write to, e.g. {option} {Path.cwd() / path.name}",
-        ) from None
-
-
 def write_outputs(
     data: dict, json_path: Path | None, html_path: Path | None
 ) -> tuple[list[str], WorkbenchError | None]:
@@ -300,7 +266,3 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 def _same_file(a: Path | None, b: Path | None) -> bool:
     return bool(a and b) and os.path.abspath(a) == os.path.abspath(b)
-
-
-def _suffix(option: str) -> str:
-    return ".json" if option == "--json" else ".html"
