@@ -5,6 +5,8 @@ Layout, under $WORKBENCH_HOME/runs/<run_id>/ (WORKBENCH_HOME defaults to ./.work
                         publishing process (publisher: pid, host, start ticks) and, for a run stopped early, how
                         it stopped (stop: signal, forced); rewritten atomically about once a second, so it is
                         consistent at any moment. run_state() reads a "running" whose process is gone as dead.
+                        A run of phases also has "phases", one entry per phase in publishing order (see
+                        publisher.run: settings, started_at / finished_at, sent, published, failed).
     events-<W>.csv      one line per message worker W handed to its sink, appended when the outcome is known:
                         event_id, expected destination, event type, reason code, malformed kind, event time,
                         duplicate flag, outcome (published | failed), Pub/Sub message id, the MD5 of the
@@ -14,7 +16,9 @@ Layout, under $WORKBENCH_HOME/runs/<run_id>/ (WORKBENCH_HOME defaults to ./.work
                         to S3 also where the event sits: object_uri (s3://BUCKET/KEY), object_line (the
                         1-based line of the uncompressed object its record starts on) and object_index (the
                         0-based record number in that object: ndjson line - 1, array element, 0 for an object
-                        of its own); empty for Pub/Sub and file runs
+                        of its own); empty for Pub/Sub and file runs; and scenario: the phase of the run
+                        that sent it (publisher.run.Phase, a `workbench check` scenario), empty for a run
+                        without phases
     objects-<W>.csv     S3 runs only: one line per object worker W wrote or tried to write (OBJECT_COLUMNS)
 
 MD5 because both reconcile engines compute it natively (BigQuery MD5, DuckDB md5), so reconcile compares
@@ -60,12 +64,15 @@ EVENT_COLUMNS = (
     "object_line",
     "object_index",
     "event",
+    "scenario",
 )
 # 2: payload_digest is MD5 (was BLAKE2b-64) and canonical_digest exists.
 # 3: object_uri, object_line and object_index exist (a version 2 CSV lacks columns a reader of 3 names).
 # 4: event exists: the event's JSON as published (a JSON object payload up to EVENT_TEXT_LIMIT bytes), which a
 #    sink contract needs to find events by natural key and to compare converted values (reconcile.contract).
-MANIFEST_VERSION = 4
+# 5: scenario exists: the phase of the run (a `workbench check` scenario) that sent the event, empty for a run
+#    without phases; a run of phases has "phases" in manifest.json (publisher.run).
+MANIFEST_VERSION = 5
 # The oldest manifest reconcile reads with the built-in contract (which needs no `event`).
 MIN_RECONCILE_VERSION = 3
 # A payload larger than this is not kept in `event` (a malformed oversize payload: its MD5 identifies it).
@@ -199,6 +206,8 @@ class EventLog:
             message.canonical_digest or "",
             *where,
             event,
+            # A Placed (object store) and the messages of older callers carry no tag: no scenario.
+            getattr(message, "scenario", ""),
         )
         with self._lock:
             if self._file.closed:  # an outcome that came after a forced stop: the run counts it as in flight
@@ -255,13 +264,16 @@ def count(counts: Counter[str], outcome: str, expected: str, event_type: str, ki
             counts["duplicates"] += 1
 
 
-def tally(run_id: str) -> Counter[str]:
+def tally(run_id: str, scenarios: dict[str, Counter[str]] | None = None) -> Counter[str]:
     """The counts of a run from its events CSVs, for a manifest written by a process that published nothing
-    itself (the Locust master, or `workbench loadtest` after its processes ended)."""
+    itself (the Locust master, or `workbench loadtest` after its processes ended). scenarios, when given, gets
+    the outcomes (published, failed) of each scenario tag in the same pass (a manifest older than 5 has none)."""
     counts: Counter[str] = Counter()
     for row in iter_events(run_id):
         count(counts, row["outcome"], row["expected"], row["event_type"], row["kind"], row["reason"],
               row["duplicate"] == "1")  # fmt: skip
+        if scenarios is not None and row.get("scenario"):
+            scenarios.setdefault(row["scenario"], Counter())[row["outcome"]] += 1
     return counts
 
 
@@ -363,11 +375,13 @@ def run_state(manifest: dict[str, Any]) -> str:
     return status
 
 
-def recount(run_id: str, sent: int) -> tuple[dict[str, int], dict[str, int]]:
+def recount(
+    run_id: str, sent: int, scenarios: dict[str, Counter[str]] | None = None
+) -> tuple[dict[str, int], dict[str, int]]:
     """Totals and counts of a run from what its events-*.csv hold, for a run stopped before its workers could
     report their last numbers: published and failed are what the CSVs say; in flight is the rest of `sent` (the
-    messages handed to a sink whose outcome was never recorded)."""
-    counts = tally(run_id)
+    messages handed to a sink whose outcome was never recorded). scenarios: as tally's."""
+    counts = tally(run_id, scenarios)
     published, failed = counts.get(PUBLISHED, 0), counts.get(FAILED, 0)
     sent = max(sent, published + failed)
     totals = {"sent": sent, "published": published, "failed": failed, "in_flight": sent - published - failed}

@@ -3,6 +3,10 @@
 Latencies go into a fixed log-scale histogram (about 2.3% wide buckets from 10 µs to 100 s), so p50/p99
 come out of a few hundred integers however many messages were sent, and N workers' snapshots merge by
 adding counts.
+
+A run of phases (publisher.run.Phase) also reports, per worker, the phase it is in and, per phase, when it began
+and ended it (epoch seconds) and what it sent, got published and saw fail; merge_phases() gives the run's view of
+each phase: the first worker's start, the last worker's end, the sums.
 """
 
 from __future__ import annotations
@@ -81,10 +85,54 @@ class WorkerSnapshot:
     finished: bool = False
     error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)  # by destination, type, kind (see manifest.EventLog)
+    # A run of phases: the phase this worker is publishing ("" before its first and after its last), and per phase
+    # name, when this worker began pacing it and when it left it (its last message handed to the sink, or a stop),
+    # in epoch seconds, and its messages sent, published and failed (outcomes are counted by the message's tag).
+    phase: str = ""
+    phase_started: dict[str, float] = field(default_factory=dict)
+    phase_finished: dict[str, float] = field(default_factory=dict)
+    phase_sent: dict[str, int] = field(default_factory=dict)
+    phase_published: dict[str, int] = field(default_factory=dict)
+    phase_failed: dict[str, int] = field(default_factory=dict)
 
     @property
     def in_flight(self) -> int:
         return self.sent - self.published - self.failed
+
+
+@dataclass
+class PhaseTotals:
+    """One phase of a run, over every worker."""
+
+    name: str
+    started: float | None = None  # epoch seconds: the first worker's start of the phase
+    finished: float | None = None  # epoch seconds: the last worker's end of it, once no worker can still be in it
+    sent: int = 0
+    published: int = 0
+    failed: int = 0
+
+
+def merge_phases(names: list[str], snapshots: list[WorkerSnapshot], workers: int) -> list[PhaseTotals]:
+    """Each phase over the workers' latest snapshots, in the order of `names`.
+
+    A phase has finished when every worker has left it or ended without entering it (a stop in an earlier phase):
+    until then, a worker still to reach it, or still in it, may send more of it."""
+    merged = []
+    for name in names:
+        phase = PhaseTotals(name)
+        starts = [s.phase_started[name] for s in snapshots if name in s.phase_started]
+        ends = [s.phase_finished[name] for s in snapshots if name in s.phase_finished]
+        phase.started = min(starts) if starts else None
+        settled = len(snapshots) == workers and all(
+            name in s.phase_finished or (name not in s.phase_started and s.finished) for s in snapshots
+        )
+        phase.finished = max(ends) if ends and settled else None
+        for s in snapshots:
+            phase.sent += s.phase_sent.get(name, 0)
+            phase.published += s.phase_published.get(name, 0)
+            phase.failed += s.phase_failed.get(name, 0)
+        merged.append(phase)
+    return merged
 
 
 @dataclass

@@ -76,7 +76,7 @@ def check_run(client, bucket: str, run_id: str) -> dict:
     """Every row is at its object, line and index with its exact bytes; every record of every object is a row;
     objects-0.csv agrees with S3. Returns what was found, for the shape checks."""
     manifest = load_manifest(run_id)
-    assert manifest["status"] == "completed" and manifest["manifest_version"] == MANIFEST_VERSION == 4
+    assert manifest["status"] == "completed" and manifest["manifest_version"] == MANIFEST_VERSION == 5
     rows = list(iter_events(run_id))
     assert len(rows) == manifest["totals"]["published"] == manifest["plan"]["count"]
     assert all(r["outcome"] == "published" for r in rows)
