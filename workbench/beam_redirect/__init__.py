@@ -15,6 +15,10 @@ import os
 
 
 def activate() -> None:
+    from workbench.beam_redirect.settings import OWN_PIPELINE_ENV
+
+    if os.environ.get(OWN_PIPELINE_ENV):
+        return
     from workbench.beam_redirect.isolation import ours_first
 
     with ours_first():  # the workbench's `pipeline`, `eventmodel` ... never take the user's module names

@@ -14,6 +14,8 @@ from eventmodel import resources as names
 ACTIVE_ENV = "WORKBENCH_EXEC"  # "1" in every process exec starts
 READ_ENV = "WORKBENCH_EXEC_READ"  # "fast": the workbench's local reader; "stock": Beam's own
 IDLE_ENV = "WORKBENCH_EXEC_STOP_WHEN_IDLE"  # seconds without a message before the fast reader drains; "" never
+# "1" in the workbench's own pipeline (`workbench run-pipeline`), which needs no redirect: activate() stands aside.
+OWN_PIPELINE_ENV = "WORKBENCH_OWN_PIPELINE"
 MAX_UNACKED_ENV = "WORKBENCH_EXEC_MAX_UNACKED"  # messages one run reads (and holds unacknowledged) at most
 PYTHONPATH_ENV = "PYTHONPATH"
 

@@ -150,6 +150,11 @@ def run_pipeline(
     workbench run-pipeline --runner DataflowRunner --project P --region europe-west1 \\
         --temp-location gs://B/tmp --output-root gs://B/output
     """
+    from workbench.beam_redirect.settings import OWN_PIPELINE_ENV
+
+    # Before Beam is imported: under `workbench exec` (e.g. `workbench check --pipeline "workbench run-pipeline"`) the
+    # redirect stands aside, since this pipeline has the same local glue built in (workbench.pipeline_run).
+    os.environ[OWN_PIPELINE_ENV] = "1"
     from eventmodel.resources import resolve_project
     from workbench.pipeline_run.run import LocalSettings, refuse_dropped_dead_letters, run
 
