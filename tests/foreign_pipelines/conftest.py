@@ -24,11 +24,9 @@ from collections.abc import Iterator
 
 import pytest
 from foreign_support import (
-    BUCKET,
     BUGGY_KINDS,
     LOCAL_TZ,
     ForeignRun,
-    Stack,
     every_kind_weights,
     make_dataset,
     manifest_lines,
@@ -36,6 +34,7 @@ from foreign_support import (
     render_contract,
     run_pipeline,
 )
+from stack_support import BUCKET, Stack
 
 from workbench.localstack.ports import free_port, free_port_pair
 

@@ -23,7 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from foreign_support import BUCKET, BUGGY_DROPPED_KINDS, HERE, LOCAL_TZ
+from foreign_support import BUGGY_DROPPED_KINDS, HERE, LOCAL_TZ
+from stack_support import BUCKET
 
 PIPELINES = ("flattened", "whole_event", "buggy")
 
