@@ -79,6 +79,9 @@ MAX_BATCH = 1000  # messages generated per pacing step: large enough to amortise
 DRAIN_TIMEOUT_S = 60.0  # how long a stopping worker waits for the sink to confirm what it already sent
 # After a forced stop: how long the parent waits for the workers' last numbers before it ends without them.
 ABORT_WAIT_S = 3.0
+# Worker processes of a run of phases start pacing together; a worker that died while building its streams never
+# arrives, so the others go after this long.
+START_WAIT_S = 120.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -264,11 +267,14 @@ def run_worker(
     clock: Callable[[], float] = time.time,
     abort: Any = None,
     parent_alive: Callable[[], bool] | None = None,
+    ready: Any = None,
 ) -> None:
     """Publish one worker's share of the plan. Never raises: an error ends the worker and is reported.
 
     stop: drain and end. abort (set together with stop): close the events file first, without waiting for what
-    is in flight. parent_alive: a worker process checks it a few times a second and drains when it says False."""
+    is in flight. parent_alive: a worker process checks it a few times a second and drains when it says False.
+    ready: a shared count of the workers ready to pace (a run of phases with worker processes): each waits for the
+    others, so that a phase starts at once on every worker and its rate is the sum of theirs from its start."""
     snapshot = WorkerSnapshot(worker=worker)
     latency = LatencyHistogram()
     log = EventLog(run_dir(plan.run_id), worker)
@@ -352,6 +358,7 @@ def run_worker(
                     snapshot.phase = ""
 
     sink = None
+    ready_counted = False
     try:
         legs = plan.legs(worker)
         # Every leg's stream (and its universe, about a second each) is built before the first starts, so one phase
@@ -364,6 +371,10 @@ def run_worker(
                                        scenario=leg.name))  # fmt: skip
         context = SinkContext(plan.run_id, run_dir(plan.run_id), plan.worker_quota(worker), plan.generator.seed, worker)
         sink = make_sink(plan.target, on_done, context)
+        if ready is not None:
+            _arrive(ready)
+            ready_counted = True
+            _wait_for_workers(ready, plan.workers, stop, parent_alive)
         started = time.monotonic()
         next_report = started
         for leg, stream in zip(legs, streams, strict=False):  # fewer streams when stopped while building them
@@ -372,6 +383,8 @@ def run_worker(
     except BaseException as exc:  # report and end this worker; the parent marks the run failed
         snapshot.error = f"{type(exc).__name__}: {exc}"
     finally:
+        if ready is not None and not ready_counted:
+            _arrive(ready)  # a worker that failed while getting ready holds nobody back
         drain_until = time.monotonic() + DRAIN_TIMEOUT_S
         if sink is not None and isinstance(plan.target, PubSubTarget):
             # Wait for the outcomes here rather than inside close(), so that a forced stop can cut the wait short.
@@ -398,13 +411,26 @@ def _set(event: Any) -> bool:
     return event is not None and event.is_set()
 
 
-def _process_worker(plan: PublishPlan, worker: int, reports: Any, stop: Any, abort: Any) -> None:
+def _arrive(ready: Any) -> None:
+    with ready.get_lock():
+        ready.value += 1
+
+
+def _wait_for_workers(ready: Any, workers: int, stop: Any, parent_alive: Callable[[], bool] | None) -> None:
+    deadline = time.monotonic() + START_WAIT_S
+    while ready.value < workers and not stop.is_set() and time.monotonic() < deadline:
+        if parent_alive is not None and not parent_alive():
+            return
+        time.sleep(0.005)
+
+
+def _process_worker(plan: PublishPlan, worker: int, reports: Any, stop: Any, abort: Any, ready: Any) -> None:
     # The parent owns the stop signals: it sets `stop` (or `abort`) so that children drain instead of dying
     # mid-batch. A terminal's Ctrl-C or hang-up and `timeout`'s SIGTERM reach the whole process group.
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
-    run_worker(plan, worker, reports, stop, abort=abort, parent_alive=parent.is_alive if parent else None)
+    run_worker(plan, worker, reports, stop, abort=abort, parent_alive=parent.is_alive if parent else None, ready=ready)
 
 
 class Publisher:
@@ -438,10 +464,12 @@ class Publisher:
             self._reports = context.Queue()
             self._stop = context.Event()
             self._abort = context.Event()
+            # Held here: the children take it over only when they start (a local would be gone by then).
+            self._ready = context.Value("i", 0) if plan.phases else None
             self._workers = [
                 context.Process(
                     target=_process_worker,
-                    args=(plan, i, self._reports, self._stop, self._abort),
+                    args=(plan, i, self._reports, self._stop, self._abort, self._ready),
                     name=f"publish-worker-{i}",
                     daemon=True,
                 )
