@@ -346,8 +346,8 @@ def test_to_dict_is_plain_json_with_every_row() -> None:
     assert shape["scenarios"][-1] == RUN_SCENARIO
     row = next(r for r in shape["rows"] if r["status"] == FAIL)
     assert set(row) == {"scenario", "property", "status", "title", "summary", "counts", "samples", "fix"}
-    assert row["samples"][0] == {"event_id": ids["steady"][0], "finding": "missing",
-                                 "last_seen": "published as message m-steady-0, seen in no sink", "detail": None}  # fmt: skip
+    seen = "published as message m-steady-0, seen in no sink"
+    assert row["samples"][0] == {"event_id": ids["steady"][0], "finding": "missing", "last_seen": seen, "detail": None}
 
 
 def test_evidence_lines_give_counts_then_each_event() -> None:
