@@ -55,6 +55,12 @@ class Scenario:
     phase: Callable[[BatterySettings, int], Phase]  # (settings, seed) -> what to publish
 
 
+def _count(s: BatterySettings, seconds: float, least: int) -> int:
+    """A scenario's size: `seconds` at the steady rate, at least `least` messages (a slow check still meets each
+    case): 2,000 at 500/s for 4 s."""
+    return max(least, round(s.rate * seconds))
+
+
 def _steady(s: BatterySettings, seed: int) -> Phase:
     return Phase("steady", s.rate, None, s.duration_s, GeneratorConfig(seed=seed))
 
@@ -68,17 +74,18 @@ def _malformed(s: BatterySettings, seed: int) -> Phase:
 
 def _duplicates(s: BatterySettings, seed: int) -> Phase:
     # Re-sends of events published a little earlier: the same event_id and bytes, a new Pub/Sub message.
-    return Phase("duplicates", s.rate, 2_000, None, GeneratorConfig(seed=seed, duplicate_rate=0.2))
+    return Phase("duplicates", s.rate, _count(s, 4.0, 100), None, GeneratorConfig(seed=seed, duplicate_rate=0.2))
 
 
 def _late(s: BatterySettings, seed: int) -> Phase:
     config = GeneratorConfig(seed=seed, late_rate=1.0, late_lags_s=LATE_LAGS_S)
-    return Phase("late", s.rate, 700, None, config)
+    return Phase("late", s.rate, _count(s, 1.4, 10 * len(LATE_LAGS_S)), None, config)
 
 
 def _out_of_order(s: BatterySettings, seed: int) -> Phase:
     # Episodes lagging by 1-5 s: each such event is earlier than events of its type published just before it.
-    return Phase("out-of-order", s.rate, 2_000, None, GeneratorConfig(seed=seed, out_of_order_rate=0.5))
+    config = GeneratorConfig(seed=seed, out_of_order_rate=0.5)
+    return Phase("out-of-order", s.rate, _count(s, 4.0, 100), None, config)
 
 
 def _oversize(s: BatterySettings, seed: int) -> Phase:
