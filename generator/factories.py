@@ -169,6 +169,14 @@ class OrderBook:
             )
         return event
 
+    def bulk_base(self) -> Event:
+        """A new pending order that joins no pool (it never advances): the start of a bulk order, whose lines the
+        caller replaces (generator.bulk). Late and out of order like any new order."""
+        event = self._new_base()
+        event[ORDER_DATE] = self._fmt(self._timeline.first(self._timeline.lag()))
+        event[STATUS] = PENDING
+        return event
+
     def sample_event(self) -> Event:
         """A valid order event in any status that touches no open order (material for malformed kinds)."""
         event = self._new_base()

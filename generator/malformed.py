@@ -43,7 +43,18 @@ from eventmodel.schema import (
     Field,
 )
 from eventmodel.validate import parse_timestamp
-from generator.factories import EVENT_TYPE, ITEMS, PRICE, QUANTITY, QUANTITY_CHANGE, REASON, TOTAL_AMOUNT
+from generator.bulk import grow_order
+from generator.factories import (
+    EVENT_TYPE,
+    ITEMS,
+    PRICE,
+    PRODUCT_ID,
+    PRODUCT_NAME,
+    QUANTITY,
+    QUANTITY_CHANGE,
+    REASON,
+    TOTAL_AMOUNT,
+)
 from generator.ids import uuid4_str
 
 Event = dict[str, Any]
@@ -140,6 +151,18 @@ def oversize_batch(rng: random.Random, event: Event) -> bytes:
     # A producer that flushes its whole buffer as one message: an array of events past the size limit.
     one = _dumps(event)
     return b"[" + b",".join([one] * (MAX_PAYLOAD_BYTES // (len(one) + 1) + 2)) + b"]"
+
+
+OVERSIZE_EVENT_MAX_BYTES = 2 * MAX_PAYLOAD_BYTES  # far enough past the limit; Pub/Sub itself takes 10 MB
+
+
+def oversize_event(rng: random.Random, event: Event) -> bytes:
+    # A producer that never caps an order's lines: one valid-looking order just past the size limit (the first
+    # byte too many, a quarter of the time) or up to twice it.
+    low = MAX_PAYLOAD_BYTES + 1
+    size = low if rng.random() < 0.25 else rng.randint(low + 1, OVERSIZE_EVENT_MAX_BYTES)
+    lines = [(item[PRODUCT_ID], item[PRODUCT_NAME], item[PRICE]) for item in event[ITEMS]]
+    return grow_order(event, size, lines, rng)
 
 
 # Text a Windows-1252 producer writes with bytes that are not UTF-8.
@@ -515,6 +538,7 @@ KINDS: tuple[MalformedKind, ...] = (
     _kind("empty_body", R.EMPTY_PAYLOAD, empty_body, "no bytes at all", **_NO_TYPE),
     _kind("whitespace_body", R.EMPTY_PAYLOAD, whitespace_body, "only spaces or newlines", **_NO_TYPE),
     _kind("oversize_batch", R.OVERSIZE_PAYLOAD, oversize_batch, "a whole buffer of events as one message, > 1 MB"),
+    _kind("oversize_event", R.OVERSIZE_PAYLOAD, oversize_event, "one order of thousands of lines, 1-2 MB", _O),
     _kind("cp1252_encoded", R.INVALID_UTF8, cp1252_encoded, "accented text written as Windows-1252, not UTF-8"),
     _kind("utf16_encoded", R.INVALID_UTF8, utf16_encoded, "the JSON written as UTF-16 with a byte-order mark"),
     _kind("cut_off_write", R.TRUNCATED_JSON, cut_off_write, "the JSON cut off at a random point"),

@@ -36,7 +36,16 @@ import orjson
 
 from eventmodel.canonical import canonical_digest
 from eventmodel.resources import ATTR_EVENT_ID, ATTR_EVENT_TYPE, ATTR_RUN_ID, ATTR_SCHEMA_VERSION
-from eventmodel.schema import EVENT_TIME_FIELD, EVENT_TYPES, INVENTORY, ORDER, SCHEMA_VERSION, USER_ACTIVITY
+from eventmodel.schema import (
+    EVENT_TIME_FIELD,
+    EVENT_TYPES,
+    INVENTORY,
+    MAX_PAYLOAD_BYTES,
+    ORDER,
+    SCHEMA_VERSION,
+    USER_ACTIVITY,
+)
+from generator.bulk import BULK_MIN_BYTES, grow_order
 from generator.factories import InventoryFeed, OrderBook, SessionPool
 from generator.ids import TimestampFormatter, uuid4_str
 from generator.malformed import CATALOGUE, MalformedKind
@@ -45,6 +54,9 @@ from generator.universe import build_universe
 
 DEAD_LETTER = "dead_letter"  # OutgoingMessage.expected of a malformed message
 DUPLICATE_WINDOW = 512  # a duplicate re-sends one of the last this-many valid messages: "a little later"
+# Bulk order sizes when GeneratorConfig.large_sizes is empty: half the limit, 90 %, one byte under, the limit itself.
+DEFAULT_LARGE_SIZES = (MAX_PAYLOAD_BYTES // 2, MAX_PAYLOAD_BYTES * 9 // 10, MAX_PAYLOAD_BYTES - 1, MAX_PAYLOAD_BYTES)
+MALFORMED_ORDERS = ("random", "cycle")
 
 
 def _default_type_weights() -> dict[str, float]:
@@ -71,12 +83,26 @@ class GeneratorConfig:
     users: int = 3_000
     open_orders: int = 200
     open_sessions: int = 100
+    # Knobs of the `workbench check` scenarios; the defaults leave the stream as it always was.
+    # Late episodes lag by one of these (seconds, + up to 1 s of jitter) instead of 0.1-1 x max_lateness_s.
+    late_lags_s: tuple[float, ...] = ()
+    # "random": kinds drawn by weight; "cycle": taken in turn (sorted by name, weight > 0), each as often as the next.
+    malformed_order: str = "random"
+    # Share of valid order events sent as bulk orders of exactly the next of large_sizes bytes (in turn).
+    large_rate: float = 0.0
+    large_sizes: tuple[int, ...] = ()  # empty: DEFAULT_LARGE_SIZES
+
+    def __post_init__(self) -> None:
+        # A list (JSON, a caller's literal) is kept as a tuple: the config stays hashable and equal to its round trip.
+        for name in ("late_lags_s", "large_sizes"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def validate(self) -> None:
         """Raise ValueError naming the fix for the first bad value."""
         if type(self.seed) is not int:
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
-        for name in ("malformed_rate", "duplicate_rate", "late_rate", "out_of_order_rate"):
+        for name in ("malformed_rate", "duplicate_rate", "late_rate", "out_of_order_rate", "large_rate"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a share between 0 and 1 (e.g. 0.05 for 5%), got {value!r}")
@@ -111,6 +137,31 @@ class GeneratorConfig:
                 raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
         if self.products < max(OrderBook.LINE_COUNTS):
             raise ValueError(f"products must be at least {max(OrderBook.LINE_COUNTS)} (the largest order's lines)")
+        self._validate_scenario_knobs()
+
+    def _validate_scenario_knobs(self) -> None:
+        lags = self.late_lags_s
+        if not isinstance(lags, tuple) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in lags
+        ):
+            raise ValueError(f"late_lags_s must be positive numbers of seconds, e.g. (90, 7200, 93600), got {lags!r}")
+        if self.malformed_order not in MALFORMED_ORDERS:
+            raise ValueError(
+                f"malformed_order must be one of {', '.join(MALFORMED_ORDERS)}, got {self.malformed_order!r}"
+            )
+        sizes = self.large_sizes
+        if not isinstance(sizes, tuple) or not all(type(v) is int for v in sizes):
+            raise ValueError(f"large_sizes must be whole numbers of bytes, e.g. (500000, 1000000), got {sizes!r}")
+        for size in sizes:
+            if size > MAX_PAYLOAD_BYTES:
+                raise ValueError(
+                    f"large_sizes: {size} is past the payload limit ({MAX_PAYLOAD_BYTES} bytes), so not a valid event: "
+                    "send it as the malformed kind oversize_event instead"
+                )
+            if size < BULK_MIN_BYTES:
+                raise ValueError(f"large_sizes: {size} is below {BULK_MIN_BYTES} bytes, the smallest bulk order")
+        if self.large_rate > 0 and not self.type_weights.get(ORDER, 0) > 0:
+            raise ValueError("large_rate applies to order events: give order a type weight above 0, or set it to 0")
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form, for run manifests."""
@@ -120,6 +171,8 @@ class GeneratorConfig:
             data["malformed_weights"] = dict(self.malformed_weights)
         if self.history is not None:
             data["history"] = [t.isoformat() for t in self.history]
+        data["late_lags_s"] = list(self.late_lags_s)
+        data["large_sizes"] = list(self.large_sizes)
         return data
 
     @classmethod
@@ -129,6 +182,9 @@ class GeneratorConfig:
         values = {k: v for k, v in data.items() if k in known}
         if values.get("history") is not None:
             values["history"] = tuple(datetime.fromisoformat(t) for t in values["history"])
+        for name in ("late_lags_s", "large_sizes"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
         return cls(**values)
 
 
@@ -216,7 +272,13 @@ class EventStream:
         rng = self._rng = random.Random(f"events:{config.seed}:worker:{worker}")
         self._ids = random.Random(f"event-ids:{config.seed}:{config.ids_of or run_id}:worker:{worker}")
         timeline = Timeline(
-            rng, clock, config.history, config.late_rate, config.max_lateness_s, config.out_of_order_rate
+            rng,
+            clock,
+            config.history,
+            config.late_rate,
+            config.max_lateness_s,
+            config.out_of_order_rate,
+            config.late_lags_s,
         )
         fmt = TimestampFormatter()
         feed = InventoryFeed(self.universe, rng, timeline, fmt)
@@ -229,6 +291,13 @@ class EventStream:
         self._pick_type = _WeightedChoice(config.type_weights)
         weights = config.malformed_weights
         self._pick_kind = _WeightedChoice(weights if weights is not None else dict.fromkeys(CATALOGUE, 1.0))
+        # "cycle": the kinds _WeightedChoice would draw from (weight > 0, sorted by name), taken in turn.
+        self._kind_cycle = self._pick_kind._items if config.malformed_order == "cycle" else ()
+        self._kind_at = 0
+        self._large = config.large_rate
+        self._large_sizes = config.large_sizes or DEFAULT_LARGE_SIZES
+        self._large_at = 0
+        self._lines = tuple((p.product_id, p.name, p.price) for p in self.universe.products)
         self._malformed = config.malformed_rate
         self._resend = config.malformed_rate + config.duplicate_rate
         self._kind_types = {name: self._type_chooser(kind) for name, kind in CATALOGUE.items()}
@@ -257,10 +326,17 @@ class EventStream:
     def _valid(self) -> OutgoingMessage:
         rng = self._rng
         event_type = self._pick_type(rng)
-        event = self._next_of[event_type]()
+        # Drawn only when bulk orders are asked for, so that every other stream stays byte for byte what it was.
+        if event_type == ORDER and self._large and rng.random() < self._large:
+            event = self._factories[ORDER].bulk_base()
+            data = grow_order(event, self._large_sizes[self._large_at % len(self._large_sizes)], self._lines, rng)
+            self._large_at += 1
+        else:
+            event = self._next_of[event_type]()
+            data = orjson.dumps(event)
         event_id = uuid4_str(self._ids)
         message = OutgoingMessage(
-            orjson.dumps(event),
+            data,
             {
                 ATTR_EVENT_ID: event_id,
                 ATTR_RUN_ID: self.run_id,
@@ -303,7 +379,12 @@ class EventStream:
 
     def _malformed_message(self) -> OutgoingMessage:
         rng = self._rng
-        kind: MalformedKind = CATALOGUE[self._pick_kind(rng)]
+        if self._kind_cycle:
+            name = self._kind_cycle[self._kind_at % len(self._kind_cycle)]
+            self._kind_at += 1
+        else:
+            name = self._pick_kind(rng)
+        kind: MalformedKind = CATALOGUE[name]
         event_type = self._kind_types[kind.name](rng)
         data = kind.build(rng, self._factories[event_type].sample_event())
         event_id = uuid4_str(self._ids)

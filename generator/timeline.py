@@ -9,6 +9,8 @@ order or session is at least 1 ms after the one before, whatever the mode:
 Lateness and disorder are decided per episode, when it starts, so they never break an episode's order:
 - a late episode lags the clock by between a tenth of max_lateness and max_lateness (a device that was
   offline, an outbox that drained late); its events are late relative to everything around them;
+  With explicit late lags (GeneratorConfig.late_lags_s), a late episode lags instead by one of them, chosen by
+  the seeded rng, plus up to 1 s of jitter: lags chosen to cross minute, hour, day and month boundaries;
 - an out-of-order episode lags by 1-5 s: each of its events is a few seconds earlier than the events of
   the same type published just before it.
 In history mode the lag is applied the same way and clamped at `start`.
@@ -22,6 +24,7 @@ from datetime import datetime
 
 OUT_OF_ORDER_LAG_MS = (1_000, 5_000)
 LATE_MIN_SHARE = 0.1  # a late event lags by at least this share of max_lateness: less is just jitter
+LATE_JITTER_MS = 1_000  # added to an explicit late lag, so that events of one lag do not all share one instant
 
 
 def to_ms(moment: datetime) -> int:
@@ -29,7 +32,7 @@ def to_ms(moment: datetime) -> int:
 
 
 class Timeline:
-    __slots__ = ("_clock", "_end", "_late", "_late_lag", "_ooo", "_rng", "_start")
+    __slots__ = ("_clock", "_end", "_late", "_late_lag", "_late_lags", "_ooo", "_rng", "_start")
 
     def __init__(
         self,
@@ -39,6 +42,7 @@ class Timeline:
         late_rate: float = 0.0,
         max_lateness_s: float = 600.0,
         out_of_order_rate: float = 0.0,
+        late_lags_s: tuple[float, ...] = (),
     ) -> None:
         self._rng = rng
         self._clock = clock
@@ -47,12 +51,15 @@ class Timeline:
         self._ooo = late_rate + out_of_order_rate
         max_lag = int(max_lateness_s * 1000)
         self._late_lag = (max(1, int(max_lag * LATE_MIN_SHARE)), max(1, max_lag))
+        self._late_lags = tuple(int(lag * 1000) for lag in late_lags_s)
 
     def lag(self) -> int:
         """The lag of a new episode in ms: 0 for most, late or out-of-order for the configured shares."""
         r = self._rng.random()
         if r >= self._ooo:
             return 0
+        if r < self._late and self._late_lags:
+            return self._rng.choice(self._late_lags) + self._rng.randint(0, LATE_JITTER_MS)
         low, high = self._late_lag if r < self._late else OUT_OF_ORDER_LAG_MS
         return self._rng.randint(low, high)
 
