@@ -500,6 +500,10 @@ class Publisher:
     def totals(self) -> RunTotals:
         return RunTotals.merge(list(self._snapshots.values()))
 
+    def snapshots(self) -> list[WorkerSnapshot]:
+        """Each worker's latest report, by worker number."""
+        return [self._snapshots[w] for w in sorted(self._snapshots)]
+
     def phases(self) -> list[PhaseTotals]:
         """Each phase of the plan over every worker (empty for a run without phases)."""
         names = [phase.name for phase in self.plan.phases]
