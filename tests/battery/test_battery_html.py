@@ -29,13 +29,20 @@ class _Page(HTMLParser):
         self.section = ""
         self.stack: list[str] = []
         self.unbalanced: list[str] = []
+        self.svg_texts: dict[str, list[tuple[dict[str, str | None], str]]] = {}  # chart class -> its <text>s
         self._in_h2 = False
+        self._chart = ""
+        self._text_attrs: dict[str, str | None] = {}
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = dict(attrs)
         if tag == "h2":
             self._in_h2 = True
             self.section = found.get("id") or ""
+        if tag == "svg":
+            self._chart = found.get("class") or ""
+        if tag == "text":
+            self._text_attrs = found
         self.elements.append((tag, found, self.section))
         if tag not in VOID:
             self.stack.append(tag)
@@ -46,6 +53,8 @@ class _Page(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "h2":
             self._in_h2 = False
+        if tag == "svg":
+            self._chart = ""
         if not self.stack or self.stack.pop() != tag:
             self.unbalanced.append(tag)
 
@@ -55,6 +64,8 @@ class _Page(HTMLParser):
             if not self.section:
                 self.section = data
         self.text.setdefault(self.section, []).append(data)
+        if self._chart and self.stack and self.stack[-1] == "text":
+            self.svg_texts.setdefault(self._chart, []).append((self._text_attrs, data))
 
     def find(self, tag: str, **attrs: str) -> list[dict[str, str | None]]:
         return [a for t, a, _ in self.elements if t == tag and all(a.get(k) == v for k, v in attrs.items())]
@@ -153,6 +164,11 @@ def test_the_latency_plot_has_a_point_per_second_per_sink_and_the_budget_line() 
         # each point's height above the axis is its p95, every sink on one scale (coordinates keep 0.1 px)
         assert all(abs(BOTTOM_Y - y - v * scale) <= 0.1 for (_, y), v in zip(points, values, strict=True))
     assert max(p.p95_ms for p in series["gcs"]) == 12_000  # the burst's slow copies, plotted
+    # the y axis's labels (seconds) sit where a point of that value would: the plot reads true against its axis
+    ticks = [(float(t), float(a["y"])) for a, t in page.svg_texts["chart latency latency-run"]
+             if a.get("text-anchor") == "end" and a.get("x") == str(LEFT - 7)]  # fmt: skip
+    assert len(ticks) >= 3 and ticks[0][0] == 0 and ticks[-1][1] - 4 == TOP  # the axis spans the plot's height
+    assert all(abs(BOTTOM_Y - (y - 4) - seconds * 1000 * scale) <= 0.15 for seconds, y in ticks)
     assert page.find("line", **{"class": "limit"}), "the 1.5 s budget is within the plot"
     labels = [t for t in page.text["Publish → sink latency over the run (p95 per second, per sink)"]]
     assert "p95 publish → landed (s)" in labels and "seconds since the run's first publish (by publish time)" in labels

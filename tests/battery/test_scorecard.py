@@ -260,6 +260,7 @@ def test_rows_of_no_scenario_fail_the_run_row() -> None:
     run, _ = full_battery()
     run.unexpected.append({"sink": "gcs", "event_id": "never-sent-1", "message_id": "m-x", "event_type": "order",
                            "location": "output/order/2026/12/01/10/20/order_2026120110200002.json"})  # fmt: skip
+    assert _failing(S.score(run.data())) == {(RUN_SCENARIO, UNEXPECTED)}
     run.foreign.append({"sink": "bigquery", "message_id": "m-foreign", "event_id": None, "event_type": "order",
                         "run_id": None, "location": "events.orders"})  # fmt: skip
     card = S.score(run.data())
