@@ -69,6 +69,11 @@ class LiveView:
         grid.add_column(style="bold")
         grid.add_column(justify="right")
         grid.add_row("run", plan.run_id, "to", describe_target(plan.target, plan.run_id))
+        if plan.phases:  # a run of phases (`workbench check`): which one is publishing now, of how many
+            names = [phase.name for phase in plan.phases]
+            current = self.publisher.current_phase()
+            where = f"{names.index(current) + 1} of {len(names)}" if current else f"{len(names)} phases"
+            grid.add_row("phase", current or "-", "", where)
         grid.add_row("target rate", f"{totals.target_rate:,.0f}/s", "achieved", f"{recent_rate:,.0f}/s")
         active = totals.active_s
         grid.add_row("elapsed", f"{elapsed:,.1f} s", "average", f"{totals.sent / active if active else 0:,.0f}/s")
@@ -80,7 +85,10 @@ class LiveView:
         elif self.publisher.stopping:
             grid.add_row("[yellow]stopping[/yellow]", "draining in-flight messages (again to stop at once)", "", "")
         parts: list = [grid]
-        if plan.count or plan.duration:
+        if plan.phases:
+            done = totals.sent / (plan.total() or 1)
+            parts.append(ProgressBar(total=1.0, completed=min(done, 1.0), width=60))
+        elif plan.count or plan.duration:
             done = totals.sent / plan.count if plan.count else totals.active_s / plan.duration
             parts.append(ProgressBar(total=1.0, completed=min(done, 1.0), width=60))
         return Group(*parts)

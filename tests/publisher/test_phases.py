@@ -316,3 +316,28 @@ def test_a_stop_in_the_second_phase_leaves_the_third_unpublished(home, workbench
         sum(r["outcome"] == o for r in rows["second"]) for o in ("published", "failed")
     ]
     assert manifest["totals"]["published"] == first["published"] + second["published"]
+
+
+def test_the_live_view_names_the_phase_being_published(home):
+    import io
+
+    from rich.console import Console
+
+    from workbench.publish_view import LiveView
+
+    plan = PublishPlan(run_id="viewed", target=FileTarget(str(home / "out.jsonl")),
+                       phases=phases(("warm-up", 200, 150), ("flood", 300, 300)))  # fmt: skip
+    home.mkdir(parents=True, exist_ok=True)
+    publisher = Publisher(plan)
+    view = LiveView(publisher)  # never entered: nothing is drawn on the terminal
+    screens = []
+
+    def capture(p: Publisher) -> None:
+        console = Console(file=io.StringIO(), width=160, color_system=None)
+        console.print(view._render())
+        screens.append(console.file.getvalue())
+
+    assert run_with_signals(publisher, capture).status == "completed"
+    phase_rows = [line.split() for screen in screens for line in screen.splitlines() if line.startswith("phase")]
+    assert ["phase", "warm-up", "1", "of", "2"] in phase_rows and ["phase", "flood", "2", "of", "2"] in phase_rows
+    assert phase_rows[-1] == ["phase", "-", "2", "phases"]  # every worker has left the last phase
