@@ -239,14 +239,28 @@ class _Facts:
         self.lags: dict[str, list[Lag]] = defaultdict(list)
         for lag in data.lags:
             self.lags[lag.event_id].append(lag)
-        self.raw = {r["event_id"]: r for r in report.get("raw_duplicates") or [] if r.get("event_id")}
+        # Copies per event and sink where there are more than one: from each copy's lag, or reconcile's raw
+        # duplicates when the sink records no landed time (the larger of the two: a copy without a lag is a copy).
+        held = Counter((lag.event_id, lag.sink) for lag in data.lags)
+        self.copies: dict[str, dict[str, int]] = defaultdict(dict)
+        for (event_id, sink), n in held.items():
+            if n > 1:
+                self.copies[event_id][sink] = n
+        for raw in report.get("raw_duplicates") or []:
+            for sink in EVENT_SINKS:
+                n = int(raw.get(f"{sink}_copies") or 0)
+                if n > max(1, held[(raw.get("event_id"), sink)]):
+                    self.copies[raw.get("event_id")][sink] = n
+        self._ids: dict[tuple[str, bool | None], list[str]] = {}
         self.message_of = {e.event_id: e.message_id for e in data.events if e.message_id and not e.duplicate}
 
     def ids(self, scenario: str, malformed: bool | None = None) -> list[str]:
         """The scenario's distinct event ids in publish order; malformed: only those (True) or only valid (False)."""
-        events = self.by_scenario.get(scenario, [])
-        chosen = (e.event_id for e in events if malformed is None or (e.expected == DEAD_LETTER) == malformed)
-        return list(dict.fromkeys(chosen))
+        if (scenario, malformed) not in self._ids:
+            events = self.by_scenario.get(scenario, [])
+            chosen = (e.event_id for e in events if malformed is None or (e.expected == DEAD_LETTER) == malformed)
+            self._ids[(scenario, malformed)] = list(dict.fromkeys(chosen))
+        return self._ids[(scenario, malformed)]
 
     def property_of(self, event_id: str, finding: str, judged: Iterable[str]) -> str:
         """The property a finding of this event counts against, among those its scenario is judged on."""
@@ -362,18 +376,8 @@ def _findings_row(facts: _Facts, scenario: str, prop: str, failing: dict[str, li
 
 
 def _extra_copies(facts: _Facts, event_ids: list[str]) -> dict[str, dict[str, int]]:
-    """Copies beyond the first, per event and sink: from each copy's lag, or reconcile's raw duplicates when the
-    sink records no landed time (the larger of the two: a copy without a lag is still a copy)."""
-    extra: dict[str, dict[str, int]] = {}
-    for event_id in event_ids:
-        held = Counter(lag.sink for lag in facts.lags.get(event_id, []))
-        raw = facts.raw.get(event_id) or {}
-        for sink in EVENT_SINKS:
-            held[sink] = max(held[sink], int(raw.get(f"{sink}_copies") or 0))
-        more = {sink: n - 1 for sink, n in held.items() if n > 1}
-        if more:
-            extra[event_id] = more
-    return extra
+    """Copies beyond the first, per event and sink."""
+    return {e: {sink: n - 1 for sink, n in facts.copies[e].items()} for e in event_ids if e in facts.copies}
 
 
 def _once_row(facts: _Facts, scenario: str, failing: dict[str, list[str]]) -> PropertyResult:
