@@ -367,7 +367,9 @@ def _findings_row(facts: _Facts, scenario: str, prop: str, failing: dict[str, li
         counts["fields"] = sum(len(facts.altered.get(e, [])) for e in failing)
     if not failing:
         return _row(facts, scenario, prop, PASS, HOLDS[prop].format(n=n), counts)
-    summary = f"{len(failing):,} of {n:,} events {NOUNS[prop]}: {_by_finding(per_finding)}"
+    summary = f"{len(failing):,} of {n:,} events {NOUNS[prop]}"
+    if set(per_finding) != {NOUNS[prop]}:  # which findings, when they say more than the noun
+        summary += f": {_by_finding(per_finding)}"
     if prop == UNCHANGED:
         fields = Counter(f"{a.get('sink')} {a.get('field')}" for e in failing for a in facts.altered.get(e, []))
         if fields:
