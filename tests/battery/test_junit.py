@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -106,3 +109,23 @@ def test_the_schema_refuses_what_ci_tools_would_not_read() -> None:
 def test_times_fit_the_schema(elapsed: float) -> None:
     run, _ = full_battery()
     SCHEMA.validate(to_junit(score(run.data()), run.run_id, elapsed_s=elapsed))
+
+
+def test_the_schema_copy_accepts_what_pytest_itself_writes(tmp_path: Path) -> None:
+    # pytest's --junitxml conforms to this schema (src/_pytest/junitxml.py says so): its output for a passing, a
+    # failing and a skipped test validating here shows that the copy is the schema CI tools read.
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_sample.py").write_text(
+        "import pytest\n\ndef test_ok():\n    pass\n\ndef test_bad():\n    assert 1 == 2\n\n"
+        "@pytest.mark.skip(reason='not here')\ndef test_skipped():\n    pass\n"
+    )
+    report = tmp_path / "junit.xml"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", "test_sample.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr  # the failing test, nothing else
+    SCHEMA.validate(str(report))
+    root = ET.parse(report).getroot()
+    assert [len(list(root.iter(tag))) for tag in ("testcase", "failure", "skipped")] == [3, 1, 1]
