@@ -30,13 +30,15 @@ the row was handed to BigQuery (streaming inserts are queryable seconds after th
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+import orjson
 from apache_beam import pvalue
 from apache_beam.transforms.window import GlobalWindows
 
@@ -54,6 +56,14 @@ from pipeline.retrying import RetryBudget
 _LOG = logging.getLogger(__name__)
 
 BATCH_SIZE = 500  # rows per insertAll request (BigQuery recommends up to 500)
+# BigQuery's streaming insert limits (https://cloud.google.com/bigquery/quotas#streaming_inserts, "Streaming
+# inserts"): 10 MB per HTTP request and per row, 50,000 rows per request. Events go up to MAX_PAYLOAD_BYTES (1 MB)
+# and a dead-letter row holds up to 1 MB of payload as base64 (1.33 MB): 500 such rows would be a request of
+# hundreds of MB. So a batch is sent as requests of at most this many bytes, below the 10 MB with room for the
+# request's envelope (apache_beam's own streaming-insert sink keeps 9 MB for the same reason,
+# apache_beam/io/gcp/bigquery.py MAX_INSERT_PAYLOAD_SIZE).
+MAX_REQUEST_BYTES = 9_000_000
+_NON_ASCII = bytes(range(128))  # bytes.translate(None, this) leaves only the non-ASCII bytes
 REQUEST_TIMEOUT_S = 30.0
 
 
@@ -129,6 +139,32 @@ def _describe_errors(errors: Any) -> str:
         return str(errors)[:900]
 
 
+def request_bytes(entry: tuple) -> int:
+    """At least the bytes an entry (row, insert id, ...) takes in an insertAll body as google-cloud-bigquery writes
+    it: json.dumps with ", " and ": " between tokens (one byte per comma or colon more than orjson's) and every
+    non-ASCII character as \\uXXXX (at most 2 bytes more per UTF-8 byte), plus the insertId and stamp it adds."""
+    data = orjson.dumps(entry[0])
+    return len(data) + data.count(b",") + data.count(b":") + 2 * len(data.translate(None, _NON_ASCII)) + 128
+
+
+def request_batches(entries: Sequence[tuple], limit: int = MAX_REQUEST_BYTES) -> list[list[tuple]]:
+    """entries cut, in order, into runs whose request_bytes stay within `limit`. A single entry larger than the
+    limit goes alone: BigQuery then refuses that row only (a content error, dead-lettered), not its neighbours."""
+    batches: list[list[tuple]] = []
+    current: list[tuple] = []
+    size = 0
+    for entry in entries:
+        n = request_bytes(entry)
+        if current and size + n > limit:
+            batches.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += n
+    if current:
+        batches.append(current)
+    return batches
+
+
 class InsertOutcome(NamedTuple):
     """One insert of a batch: committed entries, [(entry, detail)] rejected for good, entries to send again, the
     error that makes them wait, and its kind (bigquery_errors.THROTTLED or TRANSIENT; None when none waits)."""
@@ -167,6 +203,13 @@ class RowInserter:
         return self.insert(table, entries)[:4]
 
     def insert(self, table: str, entries: list[tuple]) -> InsertOutcome:
+        """One insertAll per run of request_batches: a batch of large rows goes as several requests."""
+        batches = request_batches(entries)
+        if len(batches) == 1:
+            return self._request(table, batches[0])
+        return functools.reduce(_merged, (self._request(table, batch) for batch in batches))
+
+    def _request(self, table: str, entries: list[tuple]) -> InsertOutcome:
         sent = self._stamped(entries)
         try:
             errors = self.client.insert_rows_json(
@@ -203,7 +246,7 @@ class RowInserter:
         detail = f"{table}: insert failed, {E.describe(exc)} ({named}): {type(exc).__name__}: {exc}"[:900]
         if kind == E.CONTENT and len(sent) > 1:  # one row at fault refuses the request: find it, insert the rest
             middle = len(sent) // 2
-            return _merged(self.insert(table, sent[:middle]), self.insert(table, sent[middle:]))
+            return _merged(self._request(table, sent[:middle]), self._request(table, sent[middle:]))
         if kind in (E.CONTENT, E.FATAL):
             return InsertOutcome([], [(entry, detail) for entry in sent], [], None, None)
         return InsertOutcome([], [], list(sent), detail, kind)
