@@ -24,7 +24,7 @@ list) are one row of RUN_SCENARIO, property UNEXPECTED. Exit code: 0 when nothin
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -608,7 +608,7 @@ class LatencyPoint:
 
 @dataclass(frozen=True, slots=True)
 class BacklogPoint:
-    second: int  # epoch second; the counts are as at its end
+    second: int  # epoch second; the counts are as at its first instant (epoch ms second * 1000)
     published: int
     landed: int
 
@@ -645,8 +645,9 @@ def timeline(data: CheckData) -> tuple[int, int]:
 
 
 def backlog_series(data: CheckData, scenario: str | None = None) -> dict[str, list[BacklogPoint]]:
-    """Per sink that records landed times, per second of the whole run: how many of the scenario's events (all, for
-    None) were published so far and how many had landed in that sink. An event counts once (its first copy); its
+    """Per sink that records landed times, at each whole second of the run (from the second of its first publish to
+    the one after its last landing): how many of the scenario's events (all, for None) were published by then and
+    how many had landed in that sink. An event counts once (its first copy); its
     publish time is its earliest copy's in any sink, or, landed nowhere, its phase's end (it was published by
     then): so an event never landed stays in the backlog to the end, as it should. Valid events are expected in
     the event sinks, malformed messages in the dead-letter sinks."""
@@ -671,8 +672,7 @@ def backlog_series(data: CheckData, scenario: str | None = None) -> dict[str, li
         pub = sorted(published.get(e) or ends.get(scenario_of[e]) or first * 1000 for e in ids)
         got = sorted(landed[sink][e] for e in ids if e in landed[sink])
         series[sink] = [
-            BacklogPoint(s, bisect_left(pub, (s + 1) * 1000), bisect_left(got, (s + 1) * 1000))
-            for s in range(first, last + 1)
+            BacklogPoint(s, bisect_right(pub, s * 1000), bisect_right(got, s * 1000)) for s in range(first, last + 2)
         ]
     return series
 

@@ -314,9 +314,11 @@ def test_backlog_series_rises_with_the_burst_and_drains_to_zero() -> None:
     run.slow(burst[5:], "gcs", 4_000)
     series = S.backlog_series(run.data(), "burst")
     gcs = [(p.second - T0 // 1000, p.published, p.landed, p.backlog) for p in series["gcs"]]
-    assert gcs[0] == (0, 10, 0, 10)  # all published in the first second, none landed yet (2 s)
-    assert gcs[2] == (2, 10, 5, 5)
-    assert gcs[-1][3] == 0
+    # (seconds since the first publish, published by then, landed by then, backlog)
+    assert gcs[0] == (0, 1, 0, 1)  # the first event is published at the run's first instant
+    assert gcs[1] == (1, 10, 0, 10)  # all published within the first second, none landed yet (2 s)
+    assert gcs[3] == (3, 10, 5, 5)  # the first five landed 2 s after their publish, the others take 4 s
+    assert gcs[-1] == (5, 10, 10, 0)  # the second after the last landing: drained
     assert "dead_letter_table" not in series  # no malformed messages to hold
 
 
