@@ -341,3 +341,26 @@ def test_the_live_view_names_the_phase_being_published(home):
     phase_rows = [line.split() for screen in screens for line in screen.splitlines() if line.startswith("phase")]
     assert ["phase", "warm-up", "1", "of", "2"] in phase_rows and ["phase", "flood", "2", "of", "2"] in phase_rows
     assert phase_rows[-1] == ["phase", "-", "2", "phases"]  # every worker has left the last phase
+
+
+def test_the_scenario_column_is_read_beside_events_csvs_of_version_4(home):
+    import csv
+
+    from publisher.manifest import recount
+
+    directory = run_dir("mixed")
+    directory.mkdir(parents=True)
+    row = {"event_id": "e1", "expected": "order", "event_type": "order", "outcome": "published", "event": "{}"}
+    for worker, columns, scenario in ((0, EVENT_COLUMNS, "steady"), (1, EVENT_COLUMNS[:-1], None)):
+        with (directory / f"events-{worker}.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, columns, restval="")
+            writer.writeheader()
+            writer.writerow({**row, "event_id": f"e{worker}", **({"scenario": scenario} if scenario else {})})
+            writer.writerow({**row, "event_id": f"f{worker}", "outcome": "failed"})
+    assert [(r["event_id"], r.get("scenario")) for r in iter_events("mixed")] == [
+        ("e0", "steady"), ("f0", ""), ("e1", None), ("f1", None)]  # fmt: skip
+    scenarios: dict = {}
+    totals, counts = recount("mixed", sent=5, scenarios=scenarios)
+    assert counts["expected:order"] == 2
+    assert totals == {"sent": 5, "published": 2, "failed": 2, "in_flight": 1}
+    assert scenarios == {"steady": Counter(published=1)}
