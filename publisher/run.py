@@ -18,17 +18,18 @@ for a constant rate), split between the workers like --count.
 
 Phases (`workbench check`'s battery of scenarios as ONE run, so one reconcile judges it and splits its verdict by
 scenario): a plan with `phases` publishes them one after the other. Each phase has its own rate and profile, paced
-from its own start; its own bound (count, duration or both, as a run's), split between the workers like --count;
-and its own generator settings (a seed of its own: see PublishPlan.check). Every message carries the phase's name
-as its scenario tag (the events CSVs' `scenario` column). The plan's own rate, profile, count, duration and
-generator do not apply. Workers move on to the next phase on their own, without waiting for each other. A stop
-works as in any run: the phase in progress ends where it is, the later phases are never published, and the manifest
-ends "interrupted". manifest.json's "phases" lists, per phase in order: name, rate, profile, count, duration_s,
-planned (the messages it sends unless stopped), seed, generator (GeneratorConfig.as_dict), started_at (the first
-worker's start of it) and finished_at (the last worker's end of it: its last message handed to the sink, or the
-stop; null while a worker may still send for it), both ISO-8601 UTC wall clock, and its sent, published and
-failed. For a run of phases, "plan" holds only the workers (the other keys are null) and "generator" only the
-run's id namespace (ids_of); each phase's settings are in its entry.
+from its own start; its own bound (count, duration or both, as a run's), split between the workers like --count; and
+its own generator settings (a seed of its own: see PublishPlan.check). Every message carries the phase's name as its
+scenario tag (the events CSVs' `scenario` column). The plan's own rate, profile, count, duration and generator do
+not apply. Worker processes build every phase's stream first and start the first phase together; after that each
+moves on to the next phase on its own, without waiting for the others. A stop works as in any run: the phase in
+progress ends where it is, the later phases are never published, and the manifest ends "interrupted".
+manifest.json's "phases" lists, per phase in order: name, rate, profile, count, duration_s, planned (the messages it
+sends unless stopped), seed, generator (GeneratorConfig.as_dict), started_at (the first worker's start of it) and
+finished_at (the last worker's end of it: its last message handed to the sink, or the stop; null while a worker may
+still send for it), both ISO-8601 UTC wall clock, and its sent, published and failed. For a run of phases, "plan"
+holds only the workers (the other keys are null) and "generator" only the run's id namespace (ids_of); each phase's
+settings are in its entry.
 
     plan = PublishPlan(run_id=new_run_id(), rate=500, count=10_000, target=PubSubTarget(...))
     result = publish(plan)            # blocks; result.totals, result.status
