@@ -46,6 +46,7 @@ from typing import Any
 import orjson
 
 from eventmodel.resources import workbench_home
+from eventmodel.schema import MAX_PAYLOAD_BYTES
 from publisher.errors import PublishError
 
 EVENT_COLUMNS = (
@@ -75,8 +76,15 @@ EVENT_COLUMNS = (
 MANIFEST_VERSION = 5
 # The oldest manifest reconcile reads with the built-in contract (which needs no `event`).
 MIN_RECONCILE_VERSION = 3
-# A payload larger than this is not kept in `event` (a malformed oversize payload: its MD5 identifies it).
-EVENT_TEXT_LIMIT = 64 * 1024
+# A payload larger than this is not kept in `event` (a malformed oversize payload: its MD5 identifies it). Every
+# valid event is kept, up to the largest the pipeline accepts: a natural-key sink contract finds a near-limit event
+# by its JSON here like any other.
+EVENT_TEXT_LIMIT = MAX_PAYLOAD_BYTES
+# The csv module refuses a field longer than 131,072 characters by default (_csv.Error "field larger than field
+# limit"), and `event` now holds up to EVENT_TEXT_LIMIT. Every Python reader of events-*.csv (iter_events, tally,
+# recount here; reconcile.engine, workbench.check_run, loadtest.run_manifest) imports this module, so the limit is
+# raised here, once for the process, with room to spare (it counts characters; a payload has at most as many).
+csv.field_size_limit(max(csv.field_size_limit(), 2 * EVENT_TEXT_LIMIT))
 PUBLISHED = "published"
 FAILED = "failed"
 OBJECT_COLUMNS = (
