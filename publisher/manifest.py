@@ -403,7 +403,8 @@ def stop_note(manifest: dict[str, Any]) -> str | None:
     stop = manifest.get("stop") or {}
     how = f" by {stop['signal']}" if stop.get("signal") else ""
     published = (manifest.get("totals") or {}).get("published", 0)
-    planned = (manifest.get("plan") or {}).get("count")
+    phases = manifest.get("phases") or []  # a run of phases plans each phase's messages, not a count
+    planned = (manifest.get("plan") or {}).get("count") or sum(p.get("planned") or 0 for p in phases)
     of = f" of the {planned:,} planned" if planned else ""
     return (
         f"run {manifest.get('run_id')} was interrupted{how}: {published:,}{of} messages were published before the "

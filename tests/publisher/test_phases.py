@@ -364,3 +364,11 @@ def test_the_scenario_column_is_read_beside_events_csvs_of_version_4(home):
     assert counts["expected:order"] == 2
     assert totals == {"sent": 5, "published": 2, "failed": 2, "in_flight": 1}
     assert scenarios == {"steady": Counter(published=1)}
+
+
+def test_an_interrupted_run_of_phases_says_how_many_its_phases_planned():
+    from publisher.manifest import stop_note
+
+    manifest = {"run_id": "r", "status": "interrupted", "stop": {"signal": "SIGINT"}, "totals": {"published": 250},
+                "plan": {"count": None}, "phases": [{"planned": 300}, {"planned": 700}]}  # fmt: skip
+    assert "250 of the 1,000 planned messages were published before the stop" in stop_note(manifest)
