@@ -510,12 +510,16 @@ def _burst_row(facts: _Facts, scenario: str) -> PropertyResult:
     by_sink = {s: [g for g in lags if g.event_id not in facts.malformed_ids]
                for s, lags in _scenario_lags(facts, scenario).items() if s in EVENT_SINKS}  # fmt: skip
     by_sink = {s: lags for s, lags in by_sink.items() if lags}
-    if not by_sink:
-        why = "no landed time known for the burst's events in any sink, so the drain cannot be timed"
-        return _row(facts, scenario, BURST, SKIP, why, counts, fix=NO_LAG_FIX)
     # An event still missing from a sink means its backlog never drained there, whatever the time says.
     missing = {e: found for e in ids if (found := [f for f in facts.findings.get(e, []) if f in MISSING_FINDINGS])}
     counts["missing"] = len(missing)
+    if not by_sink and missing:
+        per_finding, samples = _evidence(facts, missing)
+        summary = f"{len(missing):,} of {len(ids):,} burst events never landed ({_by_finding(per_finding)})"
+        return _row(facts, scenario, BURST, FAIL, summary, counts, samples)
+    if not by_sink:
+        why = "no landed time known for the burst's events in any sink, so the drain cannot be timed"
+        return _row(facts, scenario, BURST, SKIP, why, counts, fix=NO_LAG_FIX)
     late, shown = [], []
     for sink, lags in by_sink.items():
         drain = max(0, max(g.landed_ms for g in lags) - phase.finished_ms)

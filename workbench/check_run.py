@@ -293,7 +293,6 @@ def settle(run_id: str, target: Any, options: CheckOptions, events: list[SentEve
     """Reconcile until the run matches, the sinks stop changing, the pipeline started here has ended (and a
     reconcile after its end has run), or options.wait_s ran out; then the last report and each event's lags."""
     from battery.scorecard import missing_by_scenario
-
     from reconcile.run import STABLE_FOR_S
 
     deadline = time.monotonic() + options.wait_s

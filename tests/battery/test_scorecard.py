@@ -249,6 +249,14 @@ def test_without_landed_times_latency_and_burst_are_skipped_with_the_fix() -> No
     assert card.exit_code == 0  # a skip is not a failure
 
 
+def test_without_landed_times_a_burst_whose_events_never_landed_still_fails() -> None:
+    run, ids = full_battery(with_lags=False)
+    run.find("missing", ids["burst"][2])
+    row = S.score(run.data()).get("burst", BURST)
+    assert row.status == FAIL and row.counts["missing"] == 1
+    assert row.summary.startswith("1 of 30 burst events never landed") and row.samples[0].event_id == ids["burst"][2]
+
+
 def test_a_sink_without_landed_times_is_named_beside_those_measured() -> None:
     run, _ = full_battery()
     run.lags = [g for g in run.lags if g.sink != "bigquery"]
