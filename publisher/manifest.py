@@ -18,7 +18,9 @@ Layout, under $WORKBENCH_HOME/runs/<run_id>/ (WORKBENCH_HOME defaults to ./.work
                         0-based record number in that object: ndjson line - 1, array element, 0 for an object
                         of its own); empty for Pub/Sub and file runs; and scenario: the phase of the run
                         that sent it (publisher.run.Phase, a `workbench check` scenario), empty for a run
-                        without phases
+                        without phases; outcome_ms: when the outcome was known (epoch ms; for Pub/Sub the
+                        publish acknowledged, just after the server's publish_time), the publish time of any
+                        sink that keeps none (`workbench check` times those sinks' latency with it)
     objects-<W>.csv     S3 runs only: one line per object worker W wrote or tried to write (OBJECT_COLUMNS)
 
 MD5 because both reconcile engines compute it natively (BigQuery MD5, DuckDB md5), so reconcile compares
@@ -36,6 +38,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,13 +69,15 @@ EVENT_COLUMNS = (
     "object_index",
     "event",
     "scenario",
+    "outcome_ms",
 )
 # 2: payload_digest is MD5 (was BLAKE2b-64) and canonical_digest exists.
 # 3: object_uri, object_line and object_index exist (a version 2 CSV lacks columns a reader of 3 names).
 # 4: event exists: the event's JSON as published (a JSON object payload up to EVENT_TEXT_LIMIT bytes), which a
 #    sink contract needs to find events by natural key and to compare converted values (reconcile.contract).
 # 5: scenario exists: the phase of the run (a `workbench check` scenario) that sent the event, empty for a run
-#    without phases; a run of phases has "phases" in manifest.json (publisher.run).
+#    without phases; a run of phases has "phases" in manifest.json (publisher.run); and outcome_ms, when the
+#    outcome was known (epoch milliseconds).
 MANIFEST_VERSION = 5
 # The oldest manifest reconcile reads with the built-in contract (which needs no `event`).
 MIN_RECONCILE_VERSION = 3
@@ -216,6 +221,7 @@ class EventLog:
             event,
             # A Placed (object store) and the messages of older callers carry no tag: no scenario.
             getattr(message, "scenario", ""),
+            str(time.time_ns() // 1_000_000),
         )
         with self._lock:
             if self._file.closed:  # an outcome that came after a forced stop: the run counts it as in flight

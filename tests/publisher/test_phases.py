@@ -124,8 +124,8 @@ def test_merging_phase_reports_takes_the_first_start_and_the_last_end_once_no_wo
     assert (c.started, c.finished) == (None, None)
 
 
-def test_the_events_csvs_end_with_the_scenario_column():
-    assert EVENT_COLUMNS[-1] == "scenario" and EVENT_COLUMNS[:-1][-1] == "event"
+def test_the_events_csvs_end_with_the_scenario_and_outcome_time_columns():
+    assert EVENT_COLUMNS[-3:] == ("event", "scenario", "outcome_ms")
 
 
 # ---- on a real Pub/Sub emulator ----
@@ -243,6 +243,13 @@ def test_three_phases_on_pubsub_each_tagged_counted_and_timed(home, workbench_em
     ids = {name: {r["event_id"] for r in phase_rows} for name, phase_rows in rows.items()}
     assert not (ids["steady"] & ids["malformed"] or ids["steady"] & ids["burst"] or ids["malformed"] & ids["burst"])
 
+    # Each outcome's time (outcome_ms: the publish acknowledged) falls within its phase, give or take the drain.
+    for phase in manifest["phases"]:
+        began, ended = (datetime.fromisoformat(phase[k].replace("Z", "+00:00")).timestamp() * 1000
+                        for k in ("started_at", "finished_at"))  # fmt: skip
+        stamps = [int(r["outcome_ms"]) for r in rows[phase["name"]]]
+        assert began <= min(stamps) and max(stamps) <= ended + 5_000, (phase["name"], began, ended, stamps[:3])
+
     # What the topic holds is what the manifest says, message by message.
     received = pulled(workbench_emulator.target, project, 870)
     recorded = {r["message_id"]: r["event_id"] for phase_rows in rows.values() for r in phase_rows}
@@ -351,7 +358,7 @@ def test_the_scenario_column_is_read_beside_events_csvs_of_version_4(home):
     directory = run_dir("mixed")
     directory.mkdir(parents=True)
     row = {"event_id": "e1", "expected": "order", "event_type": "order", "outcome": "published", "event": "{}"}
-    for worker, columns, scenario in ((0, EVENT_COLUMNS, "steady"), (1, EVENT_COLUMNS[:-1], None)):
+    for worker, columns, scenario in ((0, EVENT_COLUMNS, "steady"), (1, EVENT_COLUMNS[:-2], None)):
         with (directory / f"events-{worker}.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, columns, restval="")
             writer.writeheader()
