@@ -31,10 +31,10 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if k not in CLIENT_ENV}
         return {**env, "WORKBENCH_HOME": str(self.home), "NO_GCE_CHECK": "true", "COLUMNS": "120"}
 
-    def workbench(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None):
-        """`python -m workbench.cli ARGS` from the repository, as a user runs it; output in .text."""
+    def workbench(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None, cwd: Path = REPO):
+        """`python -m workbench.cli ARGS`, as a user runs it (from the repository unless `cwd`); output in .text."""
         argv = [sys.executable, "-m", "workbench.cli", *args]
-        done = subprocess.run(argv, cwd=REPO, env={**self.env, **(env or {})}, capture_output=True, text=True,
+        done = subprocess.run(argv, cwd=cwd, env={**self.env, **(env or {})}, capture_output=True, text=True,
                               timeout=timeout)  # fmt: skip
         done.text = done.stdout + done.stderr  # type: ignore[attr-defined]
         return done
