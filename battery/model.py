@@ -45,6 +45,7 @@ class SentEvent:
     event_time: str | None  # ISO-8601 as published
     duplicate: bool  # a re-send of an earlier event (same event_id, new message)
     message_id: str | None
+    published_ms: int | None = None  # when the publish was acknowledged (manifest outcome_ms; none before version 5)
 
 
 @dataclass(frozen=True, slots=True)

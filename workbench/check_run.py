@@ -296,12 +296,13 @@ def settle(run_id: str, target: Any, options: CheckOptions, events: list[SentEve
     from reconcile.run import STABLE_FOR_S
 
     deadline = time.monotonic() + options.wait_s
+    published = first_published(events)
     last: tuple | None = None
     stable_since = time.monotonic()
     with view.waiting() as live:
         while True:
             ended = pipeline is not None and pipeline.process.poll() is not None
-            report, lags = reconcile_with_lags(run_id, target)
+            report, lags = reconcile_with_lags(run_id, target, published)
             remaining = deadline - time.monotonic()
             signature = (tuple(sorted(report.sizes.items())), tuple(sorted(report.problem_counts.items())))
             if signature != last:
@@ -337,7 +338,7 @@ def _settle_note(report: Any, ended: bool, stable: bool, remaining: float, pipel
     return "waiting for the pipeline" if pipeline else "waiting for the sinks"
 
 
-def reconcile_with_lags(run_id: str, target: Any) -> tuple[Any, list[Lag]]:
+def reconcile_with_lags(run_id: str, target: Any, published: dict[str, int]) -> tuple[Any, list[Lag]]:
     """One reconcile of the run, and from the same engine each copy's publish and landed time per sink."""
     from reconcile.errors import ReconcileError
     from reconcile.queries import LAGS, render
@@ -352,8 +353,27 @@ def reconcile_with_lags(run_id: str, target: Any) -> tuple[Any, list[Lag]]:
         rows = engine.run(render(LAGS, engine.tables, report.run_id, report.checked))
     finally:
         engine.close()
-    lags = [Lag(r["event_id"], r["sink"], int(r["publish_ms"]), int(r["landed_ms"])) for r in rows]
-    return report, lags
+    return report, lags_of(rows, published)
+
+
+def lags_of(rows: list[dict[str, Any]], published: dict[str, int]) -> list[Lag]:
+    """Each copy's Lag; a sink that keeps no publish time is timed from the publisher's acknowledgement of the
+    event's first message (`published`: event id -> epoch ms), and a copy with neither is left out."""
+    lags = []
+    for r in rows:
+        start = r["publish_ms"] if r["publish_ms"] is not None else published.get(r["event_id"])
+        if start is not None:
+            lags.append(Lag(r["event_id"], r["sink"], int(start), int(r["landed_ms"])))
+    return lags
+
+
+def first_published(events: list[SentEvent]) -> dict[str, int]:
+    """Event id -> when its first message's publish was acknowledged (a re-send's copy counts from the first)."""
+    found: dict[str, int] = {}
+    for e in events:
+        if e.published_ms is not None and (e.event_id not in found or e.published_ms < found[e.event_id]):
+            found[e.event_id] = e.published_ms
+    return found
 
 
 # --- the run's manifest ------------------------------------------------------------------------------------------
@@ -372,6 +392,7 @@ def sent_events(run_id: str) -> list[SentEvent]:
             event_time=row["event_time"] or None,
             duplicate=row["duplicate"] == "1",
             message_id=row["message_id"] or None,
+            published_ms=int(row["outcome_ms"]) if row.get("outcome_ms") else None,
         )
         for row in iter_events(run_id)
         if row["outcome"] == "published"
