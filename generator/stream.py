@@ -45,7 +45,7 @@ from eventmodel.schema import (
     SCHEMA_VERSION,
     USER_ACTIVITY,
 )
-from generator.bulk import BULK_MIN_BYTES, grow_order
+from generator.bulk import BULK_MIN_BYTES, bulk_lines, grow_order
 from generator.factories import InventoryFeed, OrderBook, SessionPool
 from generator.ids import TimestampFormatter, uuid4_str
 from generator.malformed import CATALOGUE, MalformedKind
@@ -297,7 +297,7 @@ class EventStream:
         self._large = config.large_rate
         self._large_sizes = config.large_sizes or DEFAULT_LARGE_SIZES
         self._large_at = 0
-        self._lines = tuple((p.product_id, p.name, p.price) for p in self.universe.products)
+        self._lines = bulk_lines([(p.product_id, p.name, p.price) for p in self.universe.products])
         self._malformed = config.malformed_rate
         self._resend = config.malformed_rate + config.duplicate_rate
         self._kind_types = {name: self._type_chooser(kind) for name, kind in CATALOGUE.items()}
