@@ -20,6 +20,9 @@ from workbench import terminal
     help=f"Also start the S3 server (moto, in memory) with bucket {names.HISTORY_BUCKET}, for history in s3://.",
 )
 @click.option("--no-bigquery", is_flag=True, help="Leave out the BigQuery emulator.")
+@click.option("--dataset", "datasets", multiple=True, metavar="NAME",
+              help="Also create this empty BigQuery dataset (repeat the option for several; one that exists is kept): "
+              "your pipeline's, since Beam creates tables but not datasets.")  # fmt: skip
 @click.option("--project", default=names.DEFAULT_PROJECT, show_default=True)
 @click.option("--pubsub-port", type=int, default=names.PUBSUB_EMULATOR_PORT, show_default=True)
 @click.option("--bigquery-port", type=int, default=names.BIGQUERY_EMULATOR_PORT, show_default=True)
@@ -48,7 +51,7 @@ from workbench import terminal
     is_flag=True,
     help="Restart a Pub/Sub emulator running with other settings even though its unread messages are lost.",
 )
-def up(with_gcs, with_s3, no_bigquery, project, pubsub_port, bigquery_port, gcs_port, s3_port, data_dir,
+def up(with_gcs, with_s3, no_bigquery, datasets, project, pubsub_port, bigquery_port, gcs_port, s3_port, data_dir,
        bigquery_in_memory, bigquery_time_travel, pubsub_admin, restart):  # fmt: skip
     """Start the local emulators in the background and create the topics and subscriptions.
 
@@ -71,6 +74,7 @@ def up(with_gcs, with_s3, no_bigquery, project, pubsub_port, bigquery_port, gcs_
         data_dir=data_dir,
         bigquery_persistent=not bigquery_in_memory,
         pubsub_admin=pubsub_admin,
+        datasets=tuple(dict.fromkeys(datasets)),
     )
     with terminal.console.status("starting the local stack") as spinner:
         stack.up(config, on_step=lambda message: (spinner.update(message), terminal.info(message)), restart=restart)

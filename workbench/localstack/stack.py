@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ class StackConfig:
     # The Pub/Sub emulator's admin service (fault injection at run time) is off unless asked for: the chaos demo
     # and fault-injection tests turn it on; `workbench up --pubsub-admin` from the command line.
     pubsub_admin: bool = False
+    # Empty BigQuery datasets to create beside the workbench's own: a user's pipeline writes its tables with Beam's
+    # CREATE_IF_NEEDED, which creates tables, never the dataset they go in (`workbench up --dataset NAME`).
+    datasets: tuple[str, ...] = ()
 
     def services(self) -> list[Service]:
         # Absolute: the emulator runs in a working folder of its own, where a relative path means somewhere else.
@@ -131,6 +135,7 @@ def up(
     A service whose optional install is missing stops the start before anything runs (WorkbenchError naming
     `pip install 'event-workbench[local]'`); a host other than loopback is allowed, with a warning.
     """
+    check_datasets(config)
     for service in config.services():
         if service.extra:
             extras.require(service.extra, f"the local stack's {service.name} emulator", *service.modules)
@@ -186,12 +191,47 @@ def up(
             f"BigQuery dataset {names.DATASET}: {len(applied.applied)} DDL statements applied"
             + (f", {len(applied.skipped)} the emulator cannot run skipped" if applied.skipped else "")
         )
+        if config.datasets:
+            create_datasets(f"{config.host}:{config.bigquery_port}", config.project, config.datasets)
+            on_step(f"BigQuery dataset(s) {', '.join(config.datasets)} ready (empty unless they were there before)")
     if config.with_s3:
         from workbench.localstack.clients import create_buckets, s3_client
 
         create_buckets(s3_client(f"{config.host}:{config.s3_port}"), [names.HISTORY_BUCKET])
         on_step(f"S3 bucket {names.HISTORY_BUCKET} ready (in memory: `down` empties it)")
     return state
+
+
+# BigQuery's dataset names: letters, digits and underscores, at most 1,024 characters
+# (https://cloud.google.com/bigquery/docs/datasets#dataset-naming).
+DATASET_NAME = re.compile(r"[A-Za-z0-9_]{1,1024}")
+
+
+def check_datasets(config: StackConfig) -> None:
+    """Refuse, before anything starts, a --dataset BigQuery would refuse, or one with no BigQuery emulator."""
+    if config.datasets and not config.with_bigquery:
+        raise WorkbenchError(
+            f"--dataset {config.datasets[0]} needs the BigQuery emulator, and --no-bigquery leaves it out",
+            "drop --no-bigquery, or drop --dataset",
+        )
+    for name in config.datasets:
+        if not DATASET_NAME.fullmatch(name):
+            raise WorkbenchError(
+                f"--dataset {name!r} is not a BigQuery dataset name (letters, digits and underscores only)",
+                f"write e.g. --dataset {re.sub(r'[^A-Za-z0-9_]', '_', name)[:1024] or 'shop'}",
+            )
+
+
+def create_datasets(emulator: str, project: str, datasets: tuple[str, ...] | list[str]) -> None:
+    """Each dataset, empty, in the emulator's project; one that exists is left as it is (idempotent)."""
+    from workbench.localstack.clients import bigquery_client
+
+    client = bigquery_client(project, emulator, "US")
+    try:
+        for name in datasets:
+            client.create_dataset(f"{project}.{name}", exists_ok=True, timeout=30)
+    finally:
+        client.close()
 
 
 def restart_would_discard(entry: dict[str, Any]) -> str | None:
