@@ -159,8 +159,10 @@ def finish(data: CheckData, options: CheckOptions, view: CheckView) -> int:
     from battery.scorecard import score
 
     card = score(data)
-    view.scorecard(card, data)
-    write_reports(card, data, options)
+    try:
+        view.scorecard(card, data)
+    finally:  # the reports are what CI keeps: written even when the terminal is gone
+        write_reports(card, data, options, on_written=view.step)
     return card.exit_code
 
 

@@ -107,5 +107,7 @@ def evidence(row: Any) -> Table:
     table.add_column("finding")
     table.add_column("last seen", overflow="fold")
     for sample in row.samples:
-        table.add_row(sample["event_id"], sample["finding"], sample["last_seen"])
+        table.add_row(
+            sample.event_id, sample.finding, sample.last_seen + (f" ({sample.detail})" if sample.detail else "")
+        )
     return table
