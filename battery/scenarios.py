@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from eventmodel.errors import FixableError
-from eventmodel.schema import ORDER
+from eventmodel.schema import MAX_PAYLOAD_BYTES, ORDER
 from generator.malformed import CATALOGUE
 from generator.stream import GeneratorConfig
 from publisher.run import Phase
@@ -89,11 +89,13 @@ def _out_of_order(s: BatterySettings, seed: int) -> Phase:
 
 
 def _oversize(s: BatterySettings, seed: int) -> Phase:
-    # Bulk orders of exactly half, 90%, the limit minus one and the limit (accepted), and messages over it
-    # (rejected OVERSIZE_PAYLOAD): a single event just past the limit and a producer's whole buffer in one message.
-    config = GeneratorConfig(seed=seed, large_rate=1.0, type_weights={ORDER: 1.0}, malformed_rate=0.3,
+    # Bulk orders of exactly the limit minus one byte and the limit (accepted), and messages over it (rejected
+    # OVERSIZE_PAYLOAD): a single event just past the limit and a producer's whole buffer in one message. Few: an
+    # order at the limit has some 14,000 line items, which a design with a row per item writes one by one.
+    config = GeneratorConfig(seed=seed, large_rate=1.0, large_sizes=(MAX_PAYLOAD_BYTES - 1, MAX_PAYLOAD_BYTES),
+                             type_weights={ORDER: 1.0}, malformed_rate=0.5, malformed_order="cycle",
                              malformed_weights={"oversize_event": 1.0, "oversize_batch": 1.0})  # fmt: skip
-    return Phase("oversize", min(s.rate, OVERSIZE_RATE), 24, None, config)
+    return Phase("oversize", min(s.rate, OVERSIZE_RATE), 4, None, config)
 
 
 def _burst(s: BatterySettings, seed: int) -> Phase:

@@ -75,7 +75,8 @@ class CheckView:
         return contextlib.nullcontext(None)
 
     def waiting(self) -> Any:
-        """A context whose value has poll(missing_by_scenario, report, remaining_s, note)."""
+        """A context whose value has poll(missing_by_scenario, report, remaining_s, note) and
+        unreadable(message, remaining_s)."""
         return contextlib.nullcontext(None)
 
     def scorecard(self, card: Any, data: CheckData) -> None: ...
@@ -304,7 +305,17 @@ def settle(run_id: str, target: Any, options: CheckOptions, events: list[SentEve
     with view.waiting() as live:
         while True:
             ended = pipeline is not None and pipeline.process.poll() is not None
-            report, lags = reconcile_with_lags(run_id, target, published)
+            try:
+                report, lags = reconcile_with_lags(run_id, target, published)
+            except NotYetReadable as exc:
+                # A pipeline creates its tables and folders as it writes: until then its sinks cannot be read. Given
+                # up on once the pipeline started here has ended, or the wait ran out.
+                if ended or time.monotonic() >= deadline:
+                    raise
+                if live:
+                    live.unreadable(exc.message, max(0.0, deadline - time.monotonic()))
+                time.sleep(min(target.poll_interval(), max(0.0, deadline - time.monotonic())))
+                continue
             remaining = deadline - time.monotonic()
             signature = (tuple(sorted(report.sizes.items())), tuple(sorted(report.problem_counts.items())))
             if signature != last:
@@ -340,6 +351,10 @@ def _settle_note(report: Any, ended: bool, stable: bool, remaining: float, pipel
     return "waiting for the pipeline" if pipeline else "waiting for the sinks"
 
 
+class NotYetReadable(WorkbenchError):
+    """A sink the contract names cannot be read (yet): a table or folder the pipeline has not created so far."""
+
+
 def reconcile_with_lags(run_id: str, target: Any, published: dict[str, int]) -> tuple[Any, list[Lag]]:
     """One reconcile of the run, and from the same engine each copy's publish and landed time per sink."""
     from reconcile.errors import ReconcileError
@@ -351,7 +366,7 @@ def reconcile_with_lags(run_id: str, target: Any, published: dict[str, int]) -> 
         try:
             report = reconcile(run_id, target, engine=engine)
         except ReconcileError as exc:
-            raise WorkbenchError(exc.message, exc.fix) from None
+            raise NotYetReadable(exc.message, exc.fix) from None
         rows = engine.run(render(LAGS, engine.tables, report.run_id, report.checked))
     finally:
         engine.close()

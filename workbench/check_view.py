@@ -75,6 +75,10 @@ class _Waiting:
         with contextlib.suppress(OSError):
             self._live.__exit__(*exc)
 
+    def unreadable(self, message: str, remaining: float) -> None:
+        with contextlib.suppress(OSError):
+            self._live.update(Text(f"the sinks cannot be read yet ({message}); {remaining:.0f} s left", style="dim"))
+
     def poll(self, missing: dict[str, int], report: Any, remaining: float, note: str) -> None:
         table = Table(title="waiting for the sinks", title_justify="left", expand=False)
         table.add_column("scenario")
