@@ -50,6 +50,13 @@ def runs_sharing_ids(manifest: dict[str, Any], manifests: Iterable[dict[str, Any
 def replay_config(origin: dict[str, Any]) -> GeneratorConfig:
     """The generator settings that send `origin`'s events again under its ids."""
     generator = origin.get("generator")
+    if origin.get("phases"):
+        # Each phase drew its events from settings of its own: one generator cannot send them again.
+        raise PublishError(
+            f"run {origin.get('run_id')} is a run of phases (`workbench check`'s scenarios), which one publish "
+            "cannot replay",
+            "run the battery again with `workbench check` and the same --seed (the same events under new ids)",
+        )
     if not generator or "ids_of" not in generator:
         raise PublishError(
             f"run {origin.get('run_id')} was recorded by an older workbench, whose event ids cannot be drawn again",

@@ -298,3 +298,19 @@ def test_help_names_the_s3_flags(home):
     text = invoke("publish", "--help").output
     for flag in ("s3://BUCKET/PREFIX", "--format", "--compression", "--gzip", "--objects", "--split-by-type"):
         assert flag in text
+
+
+def test_a_run_of_phases_is_not_replayed_and_the_battery_is_named(home):
+    from generator.stream import GeneratorConfig
+    from publisher.run import Phase, PublishPlan, publish
+    from publisher.sinks import FileTarget
+
+    phases = (Phase("steady", 1000, 20, generator=GeneratorConfig(seed=1)),
+              Phase("late", 1000, 10, generator=GeneratorConfig(seed=2, late_rate=1.0)))  # fmt: skip
+    assert publish(PublishPlan(run_id="battery", target=FileTarget(str(home / "b.jsonl")), phases=phases)).status == (
+        "completed"
+    )
+    result = _main("publish", "--to", str(home / "x.jsonl"), "--replay", "battery")
+    assert result.returncode == 2, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "run battery is a run of phases" in said and "workbench check" in said
