@@ -64,6 +64,7 @@ def malformed_of_every_kind() -> list:
     # Equal weights but oversize_batch (1 MB each) rarer; the seed makes coverage deterministic, asserted below.
     weights = {name: 1.0 for name in CATALOGUE}
     weights["oversize_batch"] = 0.1
+    weights["oversize_event"] = 0.1  # 1-2 MB each, like oversize_batch
     return generated(1500, seed=5, malformed_rate=1.0, malformed_weights=weights)
 
 
