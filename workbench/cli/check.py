@@ -49,12 +49,19 @@ _SCENARIO_HELP = "; ".join(f"{s.name}: {s.summary}" for s in SCENARIOS)
 @click.option("--project", help="GCP project (else PUBSUB_PROJECT_ID, GOOGLE_CLOUD_PROJECT, or the local default).")
 @click.option("--emulator", metavar="HOST:PORT", help="Pub/Sub emulator address (else $PUBSUB_EMULATOR_HOST).")
 @click.option("--allow-foreign", is_flag=True, help="Events of no known run (other producers) do not fail the check.")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "duckdb", "bigquery"]),
+    default="auto",
+    show_default=True,
+    help="Where reconcile compares: auto = inside BigQuery for real BigQuery, DuckDB on the local stack.",
+)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the scorecard and the reconcile.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write a visual report with plots.")
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path),
               help="Write JUnit XML: a testcase per property per scenario, for CI.")  # fmt: skip
 def check(sinks_path, pipeline, scenarios, rate, duration_s, burst_s, repeats, seed, latency_budget, drain_budget,
-          wait_s, idle_s, output_root, dataset, project, emulator, allow_foreign, json_path, html_path,
+          wait_s, idle_s, output_root, dataset, project, emulator, allow_foreign, engine, json_path, html_path,
           junit_path):  # fmt: skip
     """Throw the standard battery at a pipeline and score it: exit 0 every property holds, 1 one does not, 2 the
     check could not run.
@@ -87,6 +94,7 @@ def check(sinks_path, pipeline, scenarios, rate, duration_s, burst_s, repeats, s
         wait_s=wait_s,
         idle_s=idle_s,
         allow_foreign=allow_foreign,
+        engine=engine,
         json_path=json_path,
         html_path=html_path,
         junit_path=junit_path,
