@@ -126,7 +126,9 @@ def _sql_scalar(field: Field, column: str, value: Any = None) -> str:
     if field.kind == "timestamp":
         text = f"CAST(UNIX_MICROS({column}) AS STRING)"
     elif field.kind == "number":
-        text = f"CAST(CAST({column} * 1000000000 AS INT64) AS STRING)"
+        # Through BIGNUMERIC: DuckDB (bqemulator, the local engine) keeps NUMERIC as DECIMAL(18,3), which overflows
+        # at 1,000,000 x 10^9; BigQuery's NUMERIC holds it, and BIGNUMERIC changes nothing there.
+        text = f"CAST(CAST(CAST({column} AS BIGNUMERIC) * 1000000000 AS INT64) AS STRING)"
     elif field.kind == "integer":
         text = (
             f"CAST(CAST({column} AS INT64) AS STRING)"

@@ -23,8 +23,14 @@ from reconcile.queries import partition_bound
 
 
 def valid_events(count: int = 600, seed: int = 5) -> list[tuple[str, dict]]:
+    """`count` messages' valid events, and one order of a million and more: NUMERIC past DuckDB's DECIMAL(18,3)
+    once scaled to 10^-9 units (the canonical form's)."""
     stream = EventStream(GeneratorConfig(seed=seed, late_rate=0.1, out_of_order_rate=0.1), run_id="canon")
-    return [(m.event_type, orjson.loads(m.data)) for m in stream.take(count) if m.expected != DEAD_LETTER]
+    events = [(m.event_type, orjson.loads(m.data)) for m in stream.take(count) if m.expected != DEAD_LETTER]
+    big = dict(next(e for t, e in events if t == "order"))
+    big["items"] = [{**big["items"][0], "quantity": 2, "price": 617283.95}]
+    big["total_amount"] = 1234567.9
+    return [*events, ("order", big)]
 
 
 def leaf_paths(event: dict, prefix: tuple = ()) -> list[tuple]:
