@@ -118,8 +118,9 @@ def _run_check(options: CheckOptions, view: CheckView, signals: Any) -> int:
         plan.check()
     except ValueError as exc:
         raise WorkbenchError(f"the battery cannot be published: {exc}", "see the option it names") from None
-    view.step(f"battery {', '.join(p.name for p in plan_phases)} as run {run_id} to {_where(pubsub)}; sinks judged "
-              f"by {contract.name}")  # fmt: skip
+    view.step(f"battery {', '.join(p.name for p in plan_phases)} (seed {options.battery.seed}: --seed "
+              f"{options.battery.seed} repeats it) as run {run_id} to {_where(pubsub)}; sinks judged by "
+              f"{contract.name}")  # fmt: skip
     pipeline = start_pipeline(options, run_id, view) if options.pipeline else None
     try:
         publisher = Publisher(plan)
