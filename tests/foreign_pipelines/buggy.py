@@ -3,7 +3,7 @@
 Its contract (buggy.sinks.yaml) says what its author believes it does: nested BigQuery tables (orders with
 items and shipping_address as records, inventory, user_activity with a metadata record), the assessment's file
 layout OUTPUT/<type>/YYYY/MM/DD/HH/mm/<type>_YYYYMMDDHHmmss.json placed by the event's time, a `bad_events`
-dead-letter table (for an unknown event_type or an event time it cannot read), prices kept to the cent, and no
+dead-letter table (for an unknown event_type, or an event time or items it cannot read), prices kept to the cent, and no
 duplicates. What it really does (each marked BUG below):
 1. a message that is not JSON is dropped without a trace (`except ValueError: return`);
 2. a file is named by the second of its event, so events of a type within one second overwrite each other;
@@ -93,12 +93,17 @@ def parse(data: bytes):
         event = json.loads(data)
     except ValueError:
         return None  # BUG 1: "can't parse it, nothing to do" - the message vanishes
-    if not isinstance(event, dict) or event.get("event_type") not in TIME_FIELD:
+    if (
+        not isinstance(event, dict)
+        or not isinstance(event.get("event_type"), str)
+        or (event["event_type"] not in TIME_FIELD)
+    ):
         return (BAD, {"payload": data.decode("utf-8", "replace"), "reason": "unknown event_type"})
     try:
         event_seconds(event)
+        clean(event)
     except (KeyError, TypeError, ValueError, AttributeError):
-        return (BAD, {"payload": data.decode("utf-8", "replace"), "reason": "no readable event time"})
+        return (BAD, {"payload": data.decode("utf-8", "replace"), "reason": "no readable event time or items"})
     return event
 
 
