@@ -3,14 +3,16 @@
 Its contract (buggy.sinks.yaml) says what its author believes it does: nested BigQuery tables (orders with
 items and shipping_address as records, inventory, user_activity with a metadata record), the assessment's file
 layout OUTPUT/<type>/YYYY/MM/DD/HH/mm/<type>_YYYYMMDDHHmmss.json placed by the event's time, a `bad_events`
-dead-letter table (for an unknown event_type, or an event time or items it cannot read), prices kept to the cent, and no
-duplicates. What it really does (each marked BUG below):
+dead-letter table (for an unknown event_type, or an event time or items it cannot read), prices kept to the cent, and
+no duplicates. What it really does (each marked BUG below):
 1. a message that is not JSON is dropped without a trace (`except ValueError: return`);
 2. a file is named by the second of its event, so events of a type within one second overwrite each other;
 3. the folder and file times come from datetime.fromtimestamp(), the machine's local time, so every folder is
    shifted by the time zone's offset (run it with TZ=Asia/Kolkata to see +05:30);
 4. item prices are "cleaned" with round(price, 1): one decimal;
-5. nothing is deduplicated, though Pub/Sub delivers at least once and producers re-send.
+5. nothing is deduplicated, though Pub/Sub delivers at least once and producers re-send;
+6. nothing else is validated: a malformed event of a known type (an unknown status, a negative quantity, a number
+   sent as a string...) goes into the files and tables as if it were valid.
 
     TZ=Asia/Kolkata python buggy.py --streaming --runner DirectRunner --project PROJECT \
         --subscription projects/PROJECT/subscriptions/backend-events-topic-sub --dataset shop --output ./out
@@ -88,7 +90,7 @@ TABLE_OF = {"order": "orders", "inventory": "inventory", "user_activity": "user_
 
 
 def parse(data: bytes):
-    """The event, a ("bad", row) for an event of no known type, or None."""
+    """The event, a ("bad", row) for an event of no known type, or None. BUG 6: no other check."""
     try:
         event = json.loads(data)
     except ValueError:
