@@ -41,6 +41,7 @@ def test_this_projects_pipeline_passes_the_whole_battery(check_stack, tmp_path):
 
 @pytest.mark.slow
 def test_with_no_pipeline_reading_the_battery_fails_and_junit_names_each_failure(check_stack, tmp_path):
+    (tmp_path / "output").mkdir()  # where a pipeline wrote before (now stopped or crashed)
     done, reports = _check(check_stack, tmp_path, "--scenario", "malformed", "--scenario", "late", "--wait", "10s")
     # Last in this module: what it published stays in the subscription until the module's stack goes down.
     assert done.returncode == 1, done.text[-6000:]
