@@ -278,16 +278,12 @@ def log_tail(log: Path, lines: int = LOG_TAIL) -> str:
     return "\n".join("  " + line for line in (text.splitlines()[-lines:] or ["(no output)"]))
 
 
-def stop_pipeline(process: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM to the pipeline's group (`workbench exec` passes it on: the pipeline drains), SIGKILL after timeout."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+def stop_pipeline(process: subprocess.Popen) -> None:
+    """SIGTERM to the pipeline's group (`workbench exec` passes it on: the pipeline drains), SIGKILL after
+    STOP_TIMEOUT_S: the demo's way, with the time a slow pipeline needs to drain."""
+    from workbench.demo import stop_pipeline as stop
+
+    stop(process, STOP_TIMEOUT_S)
 
 
 # --- waiting for the sinks -------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from battery.scenarios import SCENARIOS
-from workbench.cli.params import DURATION
+from workbench.cli.params import DURATION, ENGINE
 from workbench.output_root import output_root_option
 
 _SCENARIO_HELP = "; ".join(f"{s.name}: {s.summary}" for s in SCENARIOS)
@@ -52,13 +52,7 @@ _SCENARIO_HELP = "; ".join(f"{s.name}: {s.summary}" for s in SCENARIOS)
 @click.option("--project", help="GCP project (else PUBSUB_PROJECT_ID, GOOGLE_CLOUD_PROJECT, or the local default).")
 @click.option("--emulator", metavar="HOST:PORT", help="Pub/Sub emulator address (else $PUBSUB_EMULATOR_HOST).")
 @click.option("--allow-foreign", is_flag=True, help="Events of no known run (other producers) do not fail the check.")
-@click.option(
-    "--engine",
-    type=click.Choice(["auto", "duckdb", "bigquery"]),
-    default="auto",
-    show_default=True,
-    help="Where reconcile compares: auto = inside BigQuery for real BigQuery, DuckDB on the local stack.",
-)
+@ENGINE
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the scorecard and the reconcile.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write a visual report with plots.")
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path),

@@ -26,3 +26,13 @@ class Duration(click.ParamType):
 
 
 DURATION = Duration()
+
+
+# --engine, as reconcile and check spell it (reconcile.run.ReconcileTarget.engine).
+ENGINE = click.option(
+    "--engine",
+    type=click.Choice(["auto", "duckdb", "bigquery"]),
+    default="auto",
+    show_default=True,
+    help="Where the comparison runs: auto = inside BigQuery for real BigQuery, DuckDB on the local stack.",
+)

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from eventmodel.resources import DATASET
-from workbench.cli.params import DURATION
+from workbench.cli.params import DURATION, ENGINE
 from workbench.errors import WorkbenchError
 from workbench.output_root import output_root_option
 from workbench.report_files import check_output
@@ -43,13 +43,7 @@ from workbench.report_files import check_output
 @click.option("--no-dead-letter-topic", is_flag=True, help="Do not read the dead-letter topic.")
 @click.option("--project", help="GCP project (else PUBSUB_PROJECT_ID, GOOGLE_CLOUD_PROJECT, or the local default).")
 @click.option("--allow-foreign", is_flag=True, help="Events of no known run (other producers) do not fail the run.")
-@click.option(
-    "--engine",
-    type=click.Choice(["auto", "duckdb", "bigquery"]),
-    default="auto",
-    show_default=True,
-    help="Where the comparison runs: auto = inside BigQuery for real BigQuery, DuckDB on the local stack.",
-)
+@ENGINE
 @click.option(
     "--scratch-dataset",
     default=f"{DATASET}_reconcile",
