@@ -76,3 +76,20 @@ def stop_session(session: int) -> None:
                 os.kill(int(entry.name), signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             continue
+
+
+def processes_under(*folders: Path) -> list[tuple[int, str]]:
+    """Processes whose working folder is inside one of `folders` (the emulators run in HOME/stack/work/*, the
+    pipeline in the checkout)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:160]
+        except OSError:
+            continue
+        if any(cwd == f or f in cwd.parents for f in folders):
+            found.append((int(entry.name), command))
+    return found

@@ -30,7 +30,7 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from stack_support import CLIENT_ENV, REPO, stop_session
+from stack_support import CLIENT_ENV, REPO, processes_under, stop_session
 
 from workbench.localstack.ports import free_port, free_port_pair
 
@@ -154,23 +154,6 @@ def _label(step: dict) -> str:
     return step.get("name") or step.get("uses") or step["run"].splitlines()[0]
 
 
-def _processes_under(*folders: Path) -> list[tuple[int, str]]:
-    """Processes whose working folder is inside one of `folders` (the emulators run in HOME/stack/work/*, the
-    pipeline in the checkout)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cwd = Path(os.readlink(entry / "cwd"))
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:160]
-        except OSError:
-            continue
-        if any(cwd == f or f in cwd.parents for f in folders):
-            found.append((int(entry.name), command))
-    return found
-
-
 def _checkout(folder: Path, dataset: str, root: str) -> Path:
     """The team's repository as actions/checkout leaves it: the pipeline, its contract, its requirements."""
     sys.path.insert(0, str(FOREIGN))
@@ -227,7 +210,7 @@ def test_the_check_job_runs_here_as_written_and_passes_a_correct_pipeline(tmp_pa
             step_env = {**env, **{k: substitute(str(v), expressions) for k, v in step.get("env", {}).items()}}
             runs.append(_run_step(label, script, workspace, step_env))
             failed = failed or runs[-1].outcome == "failure"
-        left = _processes_under(home, workspace)
+        left = processes_under(home, workspace)
     finally:
         _clean_up(home, workspace, env)
 
@@ -283,7 +266,7 @@ def _clean_up(home: Path, workspace: Path, env: dict[str, str]) -> None:
     """Whatever the recipe left (a failed run): the stack by `workbench down`, then any process of this run."""
     if (home / "stack" / "state.json").exists():
         subprocess.run([sys.executable, "-m", "workbench.cli", "down"], env=env, capture_output=True, timeout=120)
-    for pid, _ in _processes_under(home, workspace):
+    for pid, _ in processes_under(home, workspace):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
