@@ -13,6 +13,9 @@ import pytest
 
 from battery.scenarios import NAMES
 
+# A whole battery through a pipeline: minutes, not pytest's default 300 s per test.
+pytestmark = pytest.mark.timeout(900)
+
 PIPELINE = shlex.join([sys.executable, "-m", "workbench.cli", "run-pipeline", "--stop-when-idle", "20s"])
 SMALL = ("--rate", "100", "--duration", "5s", "--burst-for", "3s", "--repeats", "1")
 

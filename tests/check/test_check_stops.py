@@ -15,6 +15,9 @@ import orjson
 import pytest
 from stack_support import processes_under, stop_session
 
+# A whole battery through a pipeline: minutes, not pytest's default 300 s per test.
+pytestmark = pytest.mark.timeout(600)
+
 PIPELINE = shlex.join([sys.executable, "-m", "workbench.cli", "run-pipeline", "--stop-when-idle", "60s"])
 STOP_WITHIN_S = 150.0  # the pipeline drains what it read, then exits
 

@@ -34,6 +34,9 @@ from stack_support import CLIENT_ENV, REPO, processes_under, stop_session
 
 from workbench.localstack.ports import free_port, free_port_pair
 
+# A whole battery through a pipeline: minutes, not pytest's default 300 s per test.
+pytestmark = pytest.mark.timeout(900)
+
 WORKFLOW = REPO / "docs" / "ci" / "pipeline-check.yml"
 FOREIGN = REPO / "tests" / "foreign_pipelines"
 JUNIT_XSD = REPO / "tests" / "battery" / "junit-10.xsd"

@@ -18,6 +18,9 @@ from stack_support import BUCKET, PROJECT
 from battery import model as M
 from battery.scenarios import NAMES
 
+# A whole battery through a pipeline: minutes, not pytest's default 300 s per test.
+pytestmark = pytest.mark.timeout(900)
+
 SMALL = ("--rate", "20", "--duration", "5s", "--burst-for", "3s", "--repeats", "1", "--stop-when-idle", "10s")
 
 

@@ -25,7 +25,7 @@ from publisher.sinks import PubSubTarget
 from reconcile.run import ReconcileTarget, reconcile
 from workbench.pipeline_run.run import LocalSettings, run
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 RUN = "it-oversize"
 # Seed 8 sends, in 40 messages, one bulk order of each default size, a duplicate of one of them, and both oversize
