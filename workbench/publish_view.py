@@ -49,6 +49,8 @@ class LiveView:
         # After SIGHUP the terminal may be gone; the run's outcome is in the manifest whatever the screen shows.
         with contextlib.suppress(OSError):
             self._live.__exit__(*exc)
+            if not terminal.console.is_terminal:
+                terminal.console.line()  # off a terminal (CI logs) rich leaves its last frame without a line end
 
     def update(self, publisher: Publisher) -> None:
         self._recent.append((time.monotonic(), publisher.totals().sent))

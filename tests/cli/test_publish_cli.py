@@ -314,3 +314,11 @@ def test_a_run_of_phases_is_not_replayed_and_the_battery_is_named(home):
     assert result.returncode == 2, result.stderr
     said = " ".join(result.stderr.split())
     assert "run battery is a run of phases" in said and "workbench check" in said
+
+
+def test_off_a_terminal_the_live_views_last_frame_ends_its_line(home):
+    # CI logs: rich leaves a Live's last frame without a line end when the output is not a terminal.
+    result = _main("publish", "--count", "20", "--to", str(home / "x.jsonl"))
+    assert result.returncode == 0, result.stderr
+    bar = next(line for line in result.stderr.splitlines() if "━" in line)  # the views write to stderr
+    assert "completed" not in bar, bar
