@@ -93,3 +93,4 @@ class CheckData:
     budgets: Budgets = field(default_factory=Budgets)
     pipeline: str | None = None  # the --pipeline command, or None for a pipeline running elsewhere
     notes: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0  # the whole check, wall clock (JUnit's time)

@@ -103,6 +103,7 @@ def _run_check(options: CheckOptions, view: CheckView, signals: Any) -> int:
     from publisher.run import Publisher, PublishPlan, run_with_signals
     from reconcile.contract import ContractError
 
+    began = time.monotonic()
     chosen = _scenarios(options)
     plan_phases = S.phases(options.battery, chosen)
     check_report_paths(options)
@@ -153,6 +154,7 @@ def _run_check(options: CheckOptions, view: CheckView, signals: Any) -> int:
         budgets=options.budgets,
         pipeline=options.pipeline,
         notes=list(report.notes),
+        elapsed_s=round(time.monotonic() - began, 3),
     )
     return finish(data, options, view)
 
@@ -437,7 +439,7 @@ def write_reports(card: Any, data: CheckData, options: CheckOptions,
     from battery.html import write_html
     from battery.junit import to_junit
 
-    elapsed = float(data.report.get("elapsed_s") or 0.0)
+    elapsed = data.elapsed_s
     writers = (
         ("--json", options.json_path, lambda p: p.write_bytes(orjson.dumps(
             {"run_id": data.run_id, "scorecard": card.to_dict(), "reconcile": data.report},
