@@ -1,17 +1,14 @@
-"""Load shapes, chosen with --shape, meaning what `workbench publish --profile` means, in users over time.
+"""Locust's LoadTestShape for --shape, on Locust's common options (-u users, -r spawn rate, -t run time).
 
-They use Locust's common options (-u users, -r spawn rate, -t run time) as the scale:
-    steady   -u users for the whole run (after ramping at -r)
-    step     a quarter of -u more every quarter of the run
-    ramp     from one user to -u linearly over the run
-    spike    -u / 4 users, with -u for the middle fifth of the run
+What each shape means (users over the run, as `workbench publish --profile` means it) is written once, in the
+pure loadtest/shape_curves.py; this class only asks it, every tick.
 """
 
 from __future__ import annotations
 
 from locust import LoadTestShape
 
-from loadtest.profiles import users_at
+from loadtest.shape_curves import users_at
 
 DEFAULT_RUN_TIME_S = 60
 

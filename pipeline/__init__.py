@@ -1,6 +1,6 @@
 """The streaming pipeline, the code that runs on Dataflow's workers (launching it is workbench.pipeline_run's).
 
-One module per stage, in the order the data flows (pipeline.main lays them out):
+One module per stage, in the order the data flows (pipeline.stream lays them out):
 
     read -> validate -> dedup -> files
                |              -> bigquery

@@ -40,7 +40,7 @@ def figures(counts: dict[str, int]) -> dict[str, int]:
 
 
 class BackfillView:
-    """A rich Live grid fed by workbench.pipeline_run.backfill's progress callback (twice a second)."""
+    """A rich Live grid fed by workbench.pipeline_run.backfill_launcher's progress callback (twice a second)."""
 
     def __init__(self, source: str, sinks: str) -> None:
         self.source, self.sinks = source, sinks

@@ -6,7 +6,7 @@ package's own modules (core, options, ...) must not turn into top-level modules.
 
 import logging
 
-from pipeline.main import run
+from pipeline.stream import run
 
 if __name__ == "__main__":
     logging.getLogger().setLevel(logging.INFO)

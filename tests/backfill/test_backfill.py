@@ -281,7 +281,7 @@ def test_dataflow_dry_run_takes_private_workers_on_a_subnetwork(tmp_path, monkey
     the job translates with workers on private addresses on that subnetwork."""
     from apache_beam.options.pipeline_options import WorkerOptions
 
-    from workbench.pipeline_run import backfill as launcher
+    from workbench.pipeline_run import backfill_launcher as launcher
 
     monkeypatch.setenv("NO_GCE_CHECK", "true")
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))

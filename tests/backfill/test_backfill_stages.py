@@ -33,7 +33,7 @@ def valid_events(n: int, seed: int = 3) -> list[Accepted]:
 
 def run_backfill(history_dir: Path, output: Path, *extra: str) -> dict[str, int]:
     from pipeline.backfill import run
-    from workbench.pipeline_run.backfill import final_counts
+    from workbench.pipeline_run.backfill_launcher import final_counts
 
     result = run(["--runner", "DirectRunner", "--project", PROJECT, "--history_uri", str(history_dir),
                   "--output_root", str(output), "--dataset", "", "--dead_letter_topic", names.DEAD_LETTER_TOPIC,

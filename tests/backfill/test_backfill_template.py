@@ -162,7 +162,7 @@ def test_the_template_takes_a_value_exactly_when_the_backfill_does(name):
 
 FREE_TEXT = {  # options argparse takes as any text: the rule is the regex's, stated here
     "history_uri": (["s3://workbench-history/exports", "gs://b-1/x/y", "s3://bucket"],
-                    # Dataflow's workers cannot read this machine's disk (workbench.pipeline_run.backfill refuses it).
+                    # Dataflow's workers cannot read this machine's disk (the backfill launcher refuses it).
                     ["./history", "/tmp/history", "file:///tmp/h", "s3:/b/x", "https://s3.amazonaws.com/b/x", "s3://"]),
     "output_root": (["gs://my-bucket/output", "gs://b-1/x/y"], ["./output", "s3://b/x", "gs://"]),
     "aws_credentials_secret": (["projects/my-project/secrets/aws-history-reader/versions/3",

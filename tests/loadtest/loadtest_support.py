@@ -31,7 +31,7 @@ def failures(run_id: str) -> list[dict[str, str]]:
 
 
 def drain_and_reconcile(stack, run_id: str):
-    from workbench.pipeline_run.run import LocalSettings, run
+    from workbench.pipeline_run.stream_launcher import LocalSettings, run
 
     args = ["--project", stack["project"], "--output_root", str(stack["output"]), "--dataset", names.DATASET,
             "--bigquery_emulator_host", stack["bigquery"], "--file_flush_seconds", "1"]  # fmt: skip

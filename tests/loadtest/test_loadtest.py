@@ -91,7 +91,7 @@ def test_a_hundred_users_for_a_minute_never_crash(stack, tmp_path):
 
 
 def test_the_shapes_mean_what_publish_profiles_mean():
-    from loadtest.profiles import users_at  # pure: importing Locust here would gevent-patch pytest
+    from loadtest.shape_curves import users_at  # pure: importing Locust here would gevent-patch pytest
 
     assert [users_at("steady", p, 40) for p in (0, 0.5, 0.99)] == [40, 40, 40]
     assert [users_at("step", p, 40) for p in (0, 0.3, 0.6, 0.9)] == [10, 20, 30, 40]

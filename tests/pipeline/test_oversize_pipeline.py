@@ -23,7 +23,7 @@ from publisher.manifest import iter_events, payload_digest
 from publisher.run import PublishPlan, publish
 from publisher.sinks import PubSubTarget
 from reconcile.run import ReconcileTarget, reconcile
-from workbench.pipeline_run.run import LocalSettings, run
+from workbench.pipeline_run.stream_launcher import LocalSettings, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.pipeline_run.run import run
+from workbench.pipeline_run.stream_launcher import run
 
 ROOT = Path(__file__).resolve().parents[2]
 NOWHERE = "leave the dead letters nowhere: a rejected message would be lost"

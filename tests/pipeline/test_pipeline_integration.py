@@ -26,7 +26,7 @@ from publisher.manifest import iter_events, payload_digest
 from publisher.run import PublishPlan, publish
 from publisher.sinks import PubSubTarget
 from workbench.errors import WorkbenchError
-from workbench.pipeline_run.run import LocalSettings, run
+from workbench.pipeline_run.stream_launcher import LocalSettings, run
 
 pytestmark = pytest.mark.integration
 

@@ -273,8 +273,8 @@ def test_failing_acks_are_one_log_line_per_outage_and_count_as_pubsub_down(caplo
 def test_the_waiting_loop_gives_up_once_the_limit_is_reached():
     from workbench.pipeline_run.direct_runner import ReadControl
     from workbench.pipeline_run.progress import outage_note
-    from workbench.pipeline_run.run import _give_up_on_a_lost_source
     from workbench.pipeline_run.source_health import SourceHealth
+    from workbench.pipeline_run.stream_launcher import _give_up_on_a_lost_source
 
     clock = FakeClock()
     control = ReadControl(source=SourceHealth(clock), source_retry_seconds=10)

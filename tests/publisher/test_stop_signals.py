@@ -267,8 +267,8 @@ def test_an_interrupted_run_reconciles_to_exit_0_when_the_sinks_hold_what_was_pu
 ):
     from ddl.apply import apply_ddl
     from eventmodel import resources as names
-    from workbench.pipeline_run.run import LocalSettings
-    from workbench.pipeline_run.run import run as run_pipeline
+    from workbench.pipeline_run.stream_launcher import LocalSettings
+    from workbench.pipeline_run.stream_launcher import run as run_pipeline
 
     project, run_id, output = "stops-e2e", "stopped-e2e", tmp_path / "output"
     create_pubsub_resources(workbench_emulator.target, project)

@@ -58,7 +58,7 @@ class Stack:
         return list(self.client.query(statement).result())
 
     def run_pipeline(self) -> None:
-        from workbench.pipeline_run.run import LocalSettings, run
+        from workbench.pipeline_run.stream_launcher import LocalSettings, run
 
         args = ["--project", PROJECT, "--output_root", str(self.output), "--dataset", names.DATASET,
                 "--bigquery_emulator_host", self.bigquery.endpoint, "--file_flush_seconds", "1"]  # fmt: skip

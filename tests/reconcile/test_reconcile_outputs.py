@@ -61,8 +61,8 @@ def run(workbench_emulator, tmp_path_factory) -> Run:
     from publisher.run import PublishPlan, publish
     from publisher.sinks import PubSubTarget
     from workbench.localstack.stack import create_pubsub_resources
-    from workbench.pipeline_run.run import LocalSettings
-    from workbench.pipeline_run.run import run as run_pipeline
+    from workbench.pipeline_run.stream_launcher import LocalSettings
+    from workbench.pipeline_run.stream_launcher import run as run_pipeline
 
     home = tmp_path_factory.mktemp("home")
     output = tmp_path_factory.mktemp("tree") / "output"

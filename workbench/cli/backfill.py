@@ -56,8 +56,8 @@ def backfill(history_uri, since, until, output_root, dataset, dead_letter_topic,
     """
     from eventmodel.resources import resolve_project
     from pipeline.options import TIMESTAMP
-    from workbench.pipeline_run.backfill import DATAFLOW
-    from workbench.pipeline_run.backfill import backfill as run_backfill
+    from workbench.pipeline_run.backfill_launcher import DATAFLOW
+    from workbench.pipeline_run.backfill_launcher import backfill as run_backfill
 
     for flag, value in (("--since", since), ("--until", until)):
         if value:

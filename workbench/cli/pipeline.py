@@ -156,7 +156,7 @@ def run_pipeline(
     # redirect stands aside, since this pipeline has the same local glue built in (workbench.pipeline_run).
     os.environ[OWN_PIPELINE_ENV] = "1"
     from eventmodel.resources import resolve_project
-    from workbench.pipeline_run.run import LocalSettings, refuse_dropped_dead_letters, run
+    from workbench.pipeline_run.stream_launcher import LocalSettings, refuse_dropped_dead_letters, run
 
     if stop_when_idle is not None and stop_when_idle <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--stop-when-idle")

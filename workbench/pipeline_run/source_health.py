@@ -1,9 +1,9 @@
 """Whether the local run's Pub/Sub still answers: an outage is ridden out for a grace period, then the run ends.
 
 The reader's pulls and the ack ledger's acks and lease extensions report every call here. Any answer ends an
-outage; a failure starts one (or continues it). `workbench.pipeline_run.run` stops the run once an outage has lasted
-`--source-retry-seconds`: a restart of the emulator (durable mode) is waited out, an emulator gone for good ends
-the run in bounded time instead of retrying forever.
+outage; a failure starts one (or continues it). The stream's launcher (stream_launcher.py) stops the run once an
+outage has lasted `--source-retry-seconds`: a restart of the emulator (durable mode) is waited out, an emulator
+gone for good ends the run in bounded time instead of retrying forever.
 
     health = SourceHealth()
     health.failed("ServiceUnavailable: 503 Connection refused")

@@ -31,8 +31,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
-from pipeline.main import build_pipeline, make_options
 from pipeline.options import EventPipelineOptions
+from pipeline.stream import build_pipeline, make_options
 from workbench.errors import WorkbenchError
 from workbench.localstack.clients import use_anonymous_beam_credentials
 from workbench.pipeline_run.direct_runner import (

@@ -1,7 +1,7 @@
 """The streaming pipeline: Pub/Sub -> validate -> dedup -> GCS files + BigQuery rows, dead letters beside.
 
-    python -m pipeline.main --runner DirectRunner --streaming --project workbench-local ...   # see docs/pipeline.md
-    python -m pipeline.main --runner DataflowRunner --project P --region R --temp_location gs://B/tmp \\
+    python -m pipeline.stream --runner DirectRunner --streaming --project workbench-local ...   # see docs/pipeline.md
+    python -m pipeline.stream --runner DataflowRunner --project P --region R --temp_location gs://B/tmp \\
         --output_root gs://B/output --streaming
 
 `build_pipeline` lays the transforms onto a Pipeline and returns nothing else; `run` parses arguments, builds,

@@ -33,7 +33,7 @@ from pipeline.history_read import s3_client_settings
 from pipeline.options import EventPipelineOptions, HistoryOptions, resource_path
 from workbench.errors import WorkbenchError
 from workbench.pipeline_run.preflight import check_bigquery, check_output_root, check_pubsub
-from workbench.pipeline_run.run import submit
+from workbench.pipeline_run.stream_launcher import submit
 
 DIRECT, DATAFLOW = "DirectRunner", "DataflowRunner"
 POLL_S = 0.5
