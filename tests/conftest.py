@@ -17,10 +17,12 @@ registry is a fresh folder per session. `strict_bigquery` is a strict client on 
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -101,3 +103,37 @@ def s3_emulator() -> Iterator[Emulator]:
     `.exports` the AWS variables for a child process. Each test creates and names its own bucket."""
     with start_s3_emulator() as emulator:
         yield emulator
+
+
+# The pipeline's and the launcher's integration tests: every test in its own project id (so its own topic,
+# subscription and dead-letter topic) and its own dataset, so that tests never see each other's messages or rows.
+_projects = itertools.count(1)
+
+
+@dataclass
+class LocalStack:
+    project: str
+    pubsub: str  # host:port
+    bigquery: str  # http://host:port
+    bigquery_host_port: str
+    dataset: str
+
+
+@pytest.fixture
+def stack(workbench_emulator, bigquery_emulator, monkeypatch, tmp_path) -> LocalStack:
+    """Resources for one test: topic, subscription, dead-letter pair, dataset."""
+    from ddl.apply import apply_ddl
+    from workbench.localstack.stack import create_pubsub_resources
+
+    n = next(_projects)
+    project = f"pipeline-it-{n}"
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", workbench_emulator.target)
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
+    create_pubsub_resources(workbench_emulator.target, project)
+    dataset = f"events_{n}"
+    # The emulator serves any project id; tables live under the project the client names.
+    result = apply_ddl(project=project, dataset=dataset, emulator=bigquery_emulator.host_port)
+    assert not [s for s, _ in result.skipped if "TABLE" in s.sql.upper() and "SNAPSHOT" not in s.sql.upper()]
+    bigquery = bigquery_emulator
+    return LocalStack(project, workbench_emulator.target, bigquery.endpoint, bigquery.host_port, dataset)

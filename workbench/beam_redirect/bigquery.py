@@ -5,8 +5,8 @@ insert client is built without one (apache/beam #23598, open; #28149 and #28841,
 by #32153, which added an endpoint option to the Java SDK only: Beam 2.77's Python SDK has none, neither in
 apache_beam/options nor in io/gcp/bigquery*.py). Every hook below therefore replaces a
 private part of Beam 2.77 (read from apache_beam/io/gcp/bigquery_tools.py and bigquery_file_loads.py);
-tests/exec/test_beam_redirect_hooks.py pins each one, so a Beam upgrade that moves one fails there by name instead
-of as a pipeline that writes to real BigQuery or hangs asking for credentials.
+tests/workbench/exec/test_beam_redirect_hooks.py pins each one, so a Beam upgrade that moves one fails there by
+name instead of as a pipeline that writes to real BigQuery or hangs asking for credentials.
 
 - `BigqueryV2` (apitools: tables get/insert, load and copy jobs, job polling): its class attribute BASE_URL is the
   only place the URL lives, and `get_credentials=False` keeps it from starting oauth2client's interactive browser

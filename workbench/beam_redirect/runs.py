@@ -1,7 +1,7 @@
 """A user's pipeline run under `workbench exec`: the checks before it starts, the workbench's local Pub/Sub reader
 while it runs, and the drain and acknowledgements at its end.
 
-Two private hooks, each pinned by tests/exec/test_beam_redirect_hooks.py against Beam 2.77:
+Two private hooks, each pinned by tests/workbench/exec/test_beam_redirect_hooks.py against Beam 2.77:
 - `Pipeline.run` (the outermost call; Beam re-enters it for its runner-API round trip): refuses a runner that
   cannot run here, reports Dataflow-only options, and with the fast reader gives a streaming pipeline that reads
   Pub/Sub the BundleBasedDirectRunner directly. Beam's DirectRunner would first try Prism, which it downloads

@@ -71,7 +71,7 @@ def use_anonymous_beam_credentials() -> None:
 
     Beam 2.77 has no public switch for this: --no_auth is read only by the Dataflow API client, and gcsio asks
     apache_beam.internal.gcp.auth for credentials (None = anonymous). So the cached answer is set to None; a
-    canary test (tests/pipeline/test_beam_private_hooks.py) fails when Beam renames what this writes.
+    canary test (tests/workbench/pipeline_run/test_beam_private_hooks.py) fails when Beam renames what this writes.
     """
     os.environ["NO_GCE_CHECK"] = "true"
     from apache_beam.internal.gcp import auth

@@ -5,7 +5,7 @@ role lacks the permission: the backfill's "unreadable object" and "bucket it may
     ...     s3 = reader.client()                                  # may do everything else, as a backfill's role
     ...     s3.get_object(Bucket="workbench-history", Key="history/part-0003.ndjson")   # ClientError AccessDenied
 
-What really works in server mode (tried with moto 5.2.5; tests/localstack/test_s3_permissions.py holds it):
+What really works in server mode (tried with moto 5.2.5; tests/workbench/localstack/test_s3_permissions.py holds it):
 
 - moto checks no signature and no permission by default. Its IAM enforcement turns on once the server has
   answered INITIAL_NO_AUTH_ACTION_COUNT requests; a running server takes a new count over HTTP,

@@ -1,7 +1,7 @@
 """Local-mode glue for Beam's DirectRunner: its Pub/Sub read, and credentials. Used only on the local stack.
 
-Each override replaces a private hook of Beam 2.77's DirectRunner; tests/pipeline/test_beam_private_hooks.py
-fails when Beam moves one.
+Each override replaces a private hook of Beam 2.77's DirectRunner;
+tests/workbench/pipeline_run/test_beam_private_hooks.py fails when Beam moves one.
 
 Why each override exists (each measured on this project's machines):
 - The DirectRunner's Pub/Sub read (`_PubSubReadEvaluator`) pulls at most 10 messages per bundle with a 30 s

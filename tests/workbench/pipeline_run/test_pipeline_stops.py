@@ -19,7 +19,7 @@ from pipeline_support import files_under, generated, lines_of
 
 from eventmodel import resources as names
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class Pipeline:

@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from workbench.errors import WorkbenchError
 from workbench.pipeline_run.preflight import bucket_problem, check_dataflow
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 GOOD = {
     "--project": "my-project",
     "--region": "europe-west1",

@@ -16,7 +16,7 @@ import pytest
 from workbench.localstack.ports import free_port_pair
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def workbench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ import pytest
 
 from publisher.manifest import write_manifest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from eventmodel import resources as names
 from workbench.localstack import stack
 from workbench.localstack.services import Service
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

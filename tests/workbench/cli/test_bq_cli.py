@@ -66,14 +66,16 @@ def test_render_of_an_unknown_file_lists_the_packaged_ones():
 
 
 @pytest.mark.integration
-def test_apply_to_the_emulator(bq_emulator):
-    result = run("bq", "apply", "--project", PROJECT, "--dataset", "cli_events", "--emulator", bq_emulator.host_port)
+def test_apply_to_the_emulator(bigquery_emulator):
+    result = run(
+        "bq", "apply", "--project", PROJECT, "--dataset", "cli_events", "--emulator", bigquery_emulator.host_port
+    )
     assert result.exit_code == 0, result.output
     assert f"applied {len(load_statements(project=PROJECT, dataset='cli_events'))} statement(s)" in result.output
 
 
 @pytest.mark.integration
-def test_statements_the_emulator_cannot_run_are_skipped_and_reported(bq_emulator, tmp_path):
+def test_statements_the_emulator_cannot_run_are_skipped_and_reported(bigquery_emulator, tmp_path):
     (tmp_path / "00_model.sql").write_text(
         "CREATE SCHEMA IF NOT EXISTS `${project}.${dataset}`;\n"
         "CREATE TABLE IF NOT EXISTS `${project}.${dataset}.t` (x INT64);\n"
@@ -84,7 +86,7 @@ def test_statements_the_emulator_cannot_run_are_skipped_and_reported(bq_emulator
     result = apply_ddl(
         project=PROJECT,
         dataset="gaps",
-        emulator=bq_emulator.host_port,
+        emulator=bigquery_emulator.host_port,
         ddl_dir=tmp_path,
         progress=lambda statement, outcome: seen.append((statement.label, outcome)),
     )
@@ -95,12 +97,12 @@ def test_statements_the_emulator_cannot_run_are_skipped_and_reported(bq_emulator
 
 
 @pytest.mark.integration
-def test_any_other_failure_stops_the_apply(bq_emulator, tmp_path):
+def test_any_other_failure_stops_the_apply(bigquery_emulator, tmp_path):
     from workbench.errors import WorkbenchError
 
     (tmp_path / "00_bad.sql").write_text("CREATE TABLE `${project}.${dataset}.t` (x NOT_A_TYPE);\n")
     with pytest.raises(WorkbenchError, match=r"00_bad\.sql#1 failed"):
-        apply_ddl(project=PROJECT, dataset="bad", emulator=bq_emulator.host_port, ddl_dir=tmp_path)
+        apply_ddl(project=PROJECT, dataset="bad", emulator=bigquery_emulator.host_port, ddl_dir=tmp_path)
 
 
 def test_real_bigquery_without_credentials_says_how_to_log_in(tmp_path, monkeypatch, capsys):

@@ -12,7 +12,7 @@ import pytest
 from workbench.errors import WorkbenchError
 from workbench.pipeline_run.stream_launcher import run
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NOWHERE = "leave the dead letters nowhere: a rejected message would be lost"
 
 

@@ -18,7 +18,7 @@ from publisher.manifest import iter_events, list_runs, payload_digest
 from workbench.cli import cli
 from workbench.localstack.ports import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

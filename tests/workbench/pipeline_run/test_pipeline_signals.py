@@ -39,7 +39,7 @@ from eventmodel import resources as names
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COUNT = 2000
 ACK_DEADLINE_S = 10  # what a forced stop held comes back to the next run within this
 # Flow control keeps the run from reading the whole backlog at once: it reads PULL_SIZE at a time while fewer than

@@ -16,7 +16,7 @@ from pipeline_support import files_under, generated, lines_of
 from eventmodel import resources as names
 from workbench.cli import cli
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def invoke(*args: str):
