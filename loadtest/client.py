@@ -108,7 +108,7 @@ class PubSubClient:
             try:
                 response = self._publish(request, timeout=timeout, metadata=self._metadata)
             except grpc.RpcError as exc:
-                error = PublishError(exc)
+                error = RpcFailure(exc)
             else:
                 self._settle(messages, list(response.message_ids), None, first)
                 return
@@ -121,7 +121,7 @@ class PubSubClient:
             self._settle(messages, [], error, first, attempt)
             return
 
-    def _retried(self, messages: list[Any], error: PublishError, attempt: int, attempt_ms: float,
+    def _retried(self, messages: list[Any], error: RpcFailure, attempt: int, attempt_ms: float,
                  wait_s: float) -> None:  # fmt: skip
         fire = self._request_event.fire
         for message in messages:
@@ -130,7 +130,7 @@ class PubSubClient:
             fire(request_type=RETRY_TYPE, name=message.kind or message.event_type, response_time=attempt_ms,
                  response_length=len(message.data), exception=error, context={})  # fmt: skip
 
-    def _settle(self, messages: list[Any], ids: list[str], error: PublishError | None, first: float,
+    def _settle(self, messages: list[Any], ids: list[str], error: RpcFailure | None, first: float,
                 attempt: int = 0) -> None:  # fmt: skip
         """The final outcome of every message of one request: in the manifest, and as Locust's publish event."""
         elapsed_ms = (time.perf_counter() - first) * 1000
@@ -149,8 +149,11 @@ class PubSubClient:
         self._channel.close()
 
 
-class PublishError(Exception):
-    """A failed Publish as Locust shows it: the gRPC status code and the server's message."""
+class RpcFailure(Exception):
+    """A failed Publish RPC as Locust's failure table shows it: the gRPC status code and the server's message.
+
+    Not publisher.errors.PublishError, which is a user's mistake with a fix (exit 2): this is the service's answer
+    to one request, counted and retried by the load test."""
 
     def __init__(self, error: grpc.RpcError) -> None:
         code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
