@@ -8,7 +8,7 @@ scenarios judged on their latency.
     >>> [s.name for s in select(["late", "steady"])]
     ['steady', 'late']
     >>> phases(BatterySettings(rate=100, duration_s=10), ["burst"])[0].rate
-    1000.0
+    1000
 """
 
 from __future__ import annotations

@@ -8,9 +8,12 @@ Pure Python (orjson only): it runs on Dataflow workers. Rows are JSON-serialisab
 BigQuery's insertAll and JSON load jobs take (Beam WriteToBigQuery's STREAMING_INSERTS and FILE_LOADS):
 TIMESTAMP as RFC 3339 UTC text, NUMERIC as exact decimal text, BYTES as base64, JSON as JSON text.
 
+    >>> import orjson
     >>> from eventmodel.validate import validate
-    >>> accepted = validate(b'{"event_type": "inventory", ...}')               # doctest: +SKIP
-    >>> row = event_row(accepted, message_id="123", publish_time=published, attributes={})   # doctest: +SKIP
+    >>> some_id = "6f1c3c8e-7d0a-4b8e-9d51-3f0e2c1b5a77"
+    >>> accepted = validate(orjson.dumps({"event_type": "inventory", "inventory_id": some_id, "product_id": some_id,
+    ...     "warehouse_id": some_id, "quantity_change": -3, "reason": "sale", "timestamp": "2025-01-01T00:00:00Z"}))
+    >>> row = event_row(accepted, message_id="123", publish_time="2025-01-01T00:00:01Z", attributes={})
     >>> row["event_id"]                       # no event_id attribute: the message id identifies the event
     '123'
 """

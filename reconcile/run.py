@@ -2,7 +2,7 @@
 
     >>> target = ReconcileTarget.local(output_root="./output")     # doctest: +SKIP
     >>> report = reconcile("latest", target)                       # doctest: +SKIP
-    >>> report = reconcile_waiting("latest", target, wait_s=60)    # poll until the sinks stop changing
+    >>> report = reconcile_waiting("latest", target, wait_s=60)    # polls until the sinks stop changing  # doctest: +SKIP
 
 Only the run's own rows are compared: those with its run_id, plus rows of no known run published during the
 run (a foreign producer on the same topic), which are reported apart by message id.
