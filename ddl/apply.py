@@ -11,7 +11,7 @@ Library use: `apply_ddl(...)`; the CLI is `workbench bq apply` (workbench/cli/bq
 
 The emulator (bqemulator 1.4.0) cannot run every statement BigQuery can. Statements it is known not to support
 are listed in EMULATOR_GAPS with the reason; against the emulator they are skipped and reported, never silently.
-Any other failure stops the apply with a WorkbenchError.
+Any other failure stops the apply with a DdlError (ddl/errors.py; the CLI shows it with its fix, exit status 2).
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from ddl.errors import DdlError
+from endpoints.bigquery import bigquery_client
+from endpoints.sql_statements import split_statements as split_statements
+from endpoints.sql_statements import strip_comments as strip_comments
 from eventmodel.resources import BIGQUERY_EMULATOR_PORT, DATASET, DEFAULT_PROJECT, LOCAL_HOST
 from eventmodel.schema import SCHEMA_VERSION
-from workbench.errors import WorkbenchError
-from workbench.localstack.clients import bigquery_client
 
 
 def _ddl_dir() -> Path:
@@ -64,11 +66,6 @@ EMULATOR_GAPS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-# Scripting loops, whose bodies hold statements of their own (split_statements keeps a loop whole).
-_LOOP_OPENERS = frozenset({"FOR", "WHILE", "LOOP", "REPEAT"})
-_LOOP_CLOSER = re.compile(r"\s+(FOR|WHILE|LOOP|REPEAT)\b", re.I)
-
-
 @dataclass(frozen=True, slots=True)
 class Statement:
     file: str
@@ -89,85 +86,6 @@ class ApplyResult:
     dry_run: bool = False
 
 
-def split_statements(sql: str) -> list[str]:
-    """Split a SQL script on top-level semicolons, keeping each statement's text (comments included) as written.
-
-    Quotes ('', "", ``, triple quotes) and comments (--, #, /* */) are skipped over, so a semicolon inside them
-    does not split. A scripting loop (FOR ... DO ... END FOR, WHILE ... END WHILE, LOOP ... END LOOP,
-    REPEAT ... END REPEAT) stays one statement with the statements in its body. Statements that are only
-    comments are dropped.
-    """
-    statements: list[str] = []
-    start = i = 0
-    n = len(sql)
-    depth = 0  # open loops
-    fresh = True  # nothing but white space and comments since the last statement began
-    while i < n:
-        c = sql[i]
-        if c.isalpha() or c == "_":
-            j = i
-            while j < n and (sql[j].isalnum() or sql[j] == "_"):
-                j += 1
-            word = sql[i:j].upper()
-            if fresh and word in _LOOP_OPENERS:
-                depth += 1
-            elif word == "END" and depth:
-                closing = _LOOP_CLOSER.match(sql, j)
-                if closing:
-                    depth -= 1
-                    j = closing.end()
-            fresh = word in ("DO", "LOOP", "REPEAT")  # a loop body's first statement begins after these
-            i = j
-        elif sql.startswith(("--", "#"), i):
-            end = sql.find("\n", i)
-            i = n if end < 0 else end + 1
-        elif sql.startswith("/*", i):
-            end = sql.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-        elif c in "'\"`":
-            quote = sql[i : i + 3] if sql[i : i + 3] in ("'''", '"""') else c
-            i += len(quote)
-            while i < n and not sql.startswith(quote, i):
-                i += 2 if sql[i] == "\\" else 1
-            i += len(quote)
-        elif c == ";":
-            if depth == 0:
-                statements.append(sql[start:i])
-                start = i + 1
-            i += 1
-            fresh = True
-        else:
-            fresh = fresh and c.isspace()
-            i += 1
-    statements.append(sql[start:])
-    return [s.strip() for s in statements if strip_comments(s).strip()]
-
-
-def strip_comments(sql: str) -> str:
-    """The statement without -- / # / /* */ comments (quotes respected); used to classify statements."""
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        if sql.startswith(("--", "#"), i):
-            end = sql.find("\n", i)
-            i = n if end < 0 else end
-        elif sql.startswith("/*", i):
-            end = sql.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-        elif sql[i] in "'\"`":
-            quote = sql[i : i + 3] if sql[i : i + 3] in ("'''", '"""') else sql[i]
-            j = i + len(quote)
-            while j < n and not sql.startswith(quote, j):
-                j += 2 if sql[j] == "\\" else 1
-            j += len(quote)
-            out.append(sql[i:j])
-            i = j
-        else:
-            out.append(sql[i])
-            i += 1
-    return "".join(out)
-
-
 def render(sql: str, **values: str) -> str:
     """Fill ${name} placeholders; a placeholder without a value is an error, not an empty string.
 
@@ -177,7 +95,7 @@ def render(sql: str, **values: str) -> str:
     def fill(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in values:
-            raise WorkbenchError(
+            raise DdlError(
                 f"the SQL uses ${{{name}}} but no value was given for it",
                 f"give it one (CLI: --set {name}=VALUE; library: render_file(..., {name}=...))",
             )
@@ -191,9 +109,9 @@ def placeholders(project: str, dataset: str = DATASET, location: str = DEFAULT_L
     if not re.fullmatch(
         r"[A-Za-z0-9_\-.:]+", project or ""
     ):  # emulators take any id; real ones are checked by BigQuery
-        raise WorkbenchError(f"project {project!r} is not a valid Google Cloud project id", "pass a valid --project")
+        raise DdlError(f"project {project!r} is not a valid Google Cloud project id", "pass a valid --project")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,1000}", dataset or ""):
-        raise WorkbenchError(
+        raise DdlError(
             f"dataset {dataset!r} is not a valid BigQuery dataset id (letters, digits, underscores)",
             "pass a valid --dataset",
         )
@@ -212,7 +130,7 @@ def find_sql_file(name: str | Path, ddl_dir: Path = DDL_DIR) -> Path:
         if candidate.is_file():
             return candidate
     known = sorted(f.relative_to(ddl_dir).as_posix() for f in ddl_dir.rglob("*.sql"))
-    raise WorkbenchError(
+    raise DdlError(
         f"no SQL file {str(name)!r} here or among the packaged ones ({ddl_dir})",
         f"give a path, or one of: {', '.join(known) or 'none (reinstall the package)'}",
     )
@@ -231,7 +149,7 @@ def load_statements(
     """Every statement of ddl_dir/*.sql (not sub-folders: ddl/ops holds run-books, not schema), in apply order."""
     files = sorted(ddl_dir.glob("*.sql"))
     if not files:
-        raise WorkbenchError(
+        raise DdlError(
             f"no DDL files in {ddl_dir}",
             "reinstall the package (its wheel carries ddl/*.sql as package data), or pass the folder (ddl_dir=...)",
         )
@@ -256,11 +174,11 @@ def _check_reachable(emulator: str) -> None:
     address = emulator.split("://", 1)[-1].rstrip("/")
     host, _, port = address.rpartition(":")
     if not port.isdigit():
-        raise WorkbenchError(f"--emulator {emulator!r} is not HOST:PORT", f"e.g. --emulator {DEFAULT_EMULATOR}")
+        raise DdlError(f"--emulator {emulator!r} is not HOST:PORT", f"e.g. --emulator {DEFAULT_EMULATOR}")
     try:
         socket.create_connection((host.strip("[]") or LOCAL_HOST, int(port)), timeout=2).close()
     except OSError as exc:
-        raise WorkbenchError(
+        raise DdlError(
             f"no BigQuery emulator answers at {address}: {exc.strerror or exc}",
             "start the local stack (`workbench up`), or pass --emulator HOST:PORT of a running emulator, "
             "or --bigquery to apply to BigQuery",
@@ -307,12 +225,12 @@ def apply_ddl(
             kwargs = {"job_retry": None, "retry": retry} if retry else {}
             client.query(statement.sql, **kwargs).result(timeout=120)
         except GoogleAPICallError as exc:
-            raise WorkbenchError(
+            raise DdlError(
                 f"{statement.label} failed on {target}: {getattr(exc, 'message', exc)}",
                 f"fix the statement in ddl/{statement.file}, or check that the target is reachable",
             ) from None
         except (OSError, ConnectionError) as exc:
-            raise WorkbenchError(
+            raise DdlError(
                 f"cannot reach {target}: {exc}",
                 "start the local stack (`workbench up`) or pass --emulator HOST:PORT of a running emulator",
             ) from None

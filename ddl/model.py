@@ -3,7 +3,7 @@ partitioning, clustering and options, read with sqlglot's BigQuery dialect.
 
 The DDL text is the one source of truth for what bqemulator does not keep (partitioning, clustering and table
 options are not in its metadata): the data-model tests, the diagram (scripts/render_data_model.py) and the strict
-BigQuery client (eventmodel/bigquery_strict.py) all read it through here.
+BigQuery client (endpoints/bigquery_strict.py, given partition_rules() by tests/conftest.py) all read it through here.
 
     >>> partition_filter_columns(parse_model())
     {'user_activity': 'timestamp'}
@@ -11,6 +11,7 @@ BigQuery client (eventmodel/bigquery_strict.py) all read it through here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,3 +103,10 @@ def partition_filter_columns(model: dict[str, Table]) -> dict[str, str]:
         for name, table in model.items()
         if table.partition_column and table.options.get("require_partition_filter", "").upper() == "TRUE"
     }
+
+
+@functools.cache
+def partition_rules() -> dict[str, str]:
+    """The packaged DDL's partition_filter_columns: the rules strict BigQuery mode holds reads to
+    (endpoints.bigquery_strict, through wrap(rules=...) or WORKBENCH_BIGQUERY_STRICT_RULES)."""
+    return partition_filter_columns(parse_model())

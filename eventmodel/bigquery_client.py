@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventmodel.bigquery_strict import maybe_strict
-from eventmodel.resources import http_endpoint
+from endpoints import http_endpoint
+from endpoints.bigquery_strict import maybe_strict
 
 
 def bigquery_client(project: str, endpoint: str | None, location: str | None = None) -> Any:

@@ -8,6 +8,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# How to reach a service is the bottom layer's (endpoints/); named here too, where every part has read them.
+from endpoints import http_endpoint as http_endpoint
+from endpoints.s3 import LOCAL_S3_ACCESS_KEY_ID as LOCAL_S3_ACCESS_KEY_ID
+from endpoints.s3 import LOCAL_S3_REGION as LOCAL_S3_REGION
+from endpoints.s3 import LOCAL_S3_SECRET_ACCESS_KEY as LOCAL_S3_SECRET_ACCESS_KEY
+
 # Pub/Sub
 TOPIC = "backend-events-topic"
 SUBSCRIPTION = "backend-events-topic-sub"
@@ -60,11 +66,8 @@ AWS_ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 AWS_ACCESS_KEY_ID_ENV = "AWS_ACCESS_KEY_ID"
 AWS_SECRET_ACCESS_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
 AWS_REGION_ENV = "AWS_DEFAULT_REGION"
-# The local server's credentials and region: moto's documented placeholders, accepted by any local S3 server and
-# by no real account (so they are no secret, and `workbench env` prints them in clear).
-LOCAL_S3_ACCESS_KEY_ID = "testing"
-LOCAL_S3_SECRET_ACCESS_KEY = "testing"
-LOCAL_S3_REGION = "us-east-1"
+# The local server's credentials and region (LOCAL_S3_*, imported above) are defined beside boto3's factory,
+# endpoints/s3.py.
 # Where `workbench publish --history` writes and `workbench backfill` reads by default; `workbench up --s3` creates it.
 HISTORY_BUCKET = "workbench-history"
 # The object metadata a history run stamps its run id in (x-amz-meta-workbench-run-id; boto3 strips the prefix).
@@ -83,11 +86,6 @@ def workbench_home() -> Path:
     state files read from other folders; `~` is expanded since a quoted or `=`-joined value reaches us unexpanded.
     """
     return Path(os.environ.get(HOME_ENV_VAR) or DEFAULT_HOME).expanduser().absolute()
-
-
-def http_endpoint(host_or_url: str) -> str:
-    """An emulator's REST endpoint: HOST:PORT as users write it becomes http://HOST:PORT; a URL stays as given."""
-    return host_or_url if "://" in host_or_url else f"http://{host_or_url}"
 
 
 def resolve_project(explicit: str | None, default: str = DEFAULT_PROJECT) -> str:

@@ -8,7 +8,7 @@ workbench's own toolkit (workbench.localstack.emulators: free loopback ports, re
 - `gcs_emulator`: a fresh in-memory GCS emulator per test (it slows as objects pile up).
 - `s3_emulator`: moto's S3 server (in memory); each test makes its own bucket.
 
-The whole suite runs in strict BigQuery mode (eventmodel/bigquery_strict.py): every BigQuery client the workbench
+The whole suite runs in strict BigQuery mode (endpoints/bigquery_strict.py): every BigQuery client the workbench
 builds refuses what real BigQuery refuses and bqemulator forgives. The variables are set here, at import, so that
 xdist workers and every process a test spawns (the pipeline, the `workbench` CLI) inherit them; the used-job-id
 registry is a fresh folder per session. `strict_bigquery` is a strict client on the session's emulator.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import os
 import shutil
 import tempfile
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from eventmodel import bigquery_strict
+from ddl.model import partition_rules
+from endpoints import bigquery_strict
 from workbench.localstack.emulators import (
     Emulator,
     official_pubsub_missing,
@@ -40,6 +42,8 @@ from workbench.localstack.emulators import (
 PROJECT = "p"  # the Pub/Sub tests' project on the shared emulators
 
 os.environ[bigquery_strict.STRICT_ENV] = "1"
+# The tables strict mode holds to a partition filter, from the DDL (the client's bottom-layer package cannot read it).
+os.environ[bigquery_strict.RULES_ENV] = json.dumps(partition_rules())
 if not os.environ.get(bigquery_strict.JOBS_ENV):  # the xdist controller makes it; its workers inherit it
     _jobs = tempfile.mkdtemp(prefix="workbench-strict-jobs-")
     os.environ[bigquery_strict.JOBS_ENV] = _jobs

@@ -98,10 +98,10 @@ def test_statements_the_emulator_cannot_run_are_skipped_and_reported(bigquery_em
 
 @pytest.mark.integration
 def test_any_other_failure_stops_the_apply(bigquery_emulator, tmp_path):
-    from workbench.errors import WorkbenchError
+    from ddl.errors import DdlError
 
     (tmp_path / "00_bad.sql").write_text("CREATE TABLE `${project}.${dataset}.t` (x NOT_A_TYPE);\n")
-    with pytest.raises(WorkbenchError, match=r"00_bad\.sql#1 failed"):
+    with pytest.raises(DdlError, match=r"00_bad\.sql#1 failed"):
         apply_ddl(project=PROJECT, dataset="bad", emulator=bigquery_emulator.host_port, ddl_dir=tmp_path)
 
 
