@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from endpoints.storage import storage_client
 from reconcile.errors import ReconcileError
 
 # BigQuery's multi-regions and the one region in each whose buckets an external table reads without transfer
@@ -86,7 +87,7 @@ def bucket_location(target: Any, bucket: str) -> tuple[str, str, tuple[str, ...]
     (needs storage.buckets.get: roles/storage.legacyBucketReader or a custom role, docs/reconcile.md)."""
     from google.api_core.exceptions import GoogleAPICallError
 
-    client = storage_client(target)
+    client = storage_client(target.project, target.storage_emulator)
     try:
         found = client.get_bucket(bucket)
     except GoogleAPICallError as exc:
@@ -95,17 +96,3 @@ def bucket_location(target: Any, bucket: str) -> tuple[str, str, tuple[str, ...]
             "grant storage.buckets.get on it (roles/storage.legacyBucketReader), or reconcile with --engine duckdb",
         ) from None
     return found.location or "", found.location_type or "", tuple(getattr(found, "data_locations", None) or ())
-
-
-def storage_client(target: Any) -> Any:
-    from google.cloud import storage
-
-    if target.storage_emulator:
-        from google.auth.credentials import AnonymousCredentials
-
-        return storage.Client(
-            project=target.project,
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": target.storage_emulator},
-        )
-    return storage.Client(project=target.project)

@@ -77,9 +77,7 @@ class ReconcileTarget:
         from workbench.localstack.stack import local_endpoints
 
         found = local_endpoints()
-        base = cls(
-            bigquery_emulator=found["bigquery"], pubsub_emulator=found["pubsub"], storage_emulator=found["storage"]
-        )
+        base = cls(bigquery_emulator=found.bigquery, pubsub_emulator=found.pubsub, storage_emulator=found.storage)
         return replace(base, **overrides)
 
     def engine_name(self) -> str:
@@ -568,7 +566,7 @@ def _load_gcs(engine: Any, target: ReconcileTarget, contract: Contract, scope: s
             "pass the --output-root the pipeline wrote to (run-pipeline's default is ./output)",
         )
     if root.startswith("gs://") and target.storage_emulator:
-        from workbench.localstack.clients import use_anonymous_beam_credentials
+        from endpoints.storage import use_anonymous_beam_credentials
 
         # Beam's gs:// filesystem finds the GCS emulator through the environment, as the pipeline's run does.
         os.environ["STORAGE_EMULATOR_HOST"] = target.storage_emulator
@@ -745,7 +743,7 @@ def _check_local_stack(target: ReconcileTarget) -> None:
 
 
 def _bigquery_client(target: ReconcileTarget, location: str | None = None) -> Any:
-    from workbench.localstack.clients import bigquery_client
+    from endpoints.bigquery import bigquery_client
 
     if target.bigquery_emulator and not _reachable(target.bigquery_emulator):
         raise ReconcileError(

@@ -493,7 +493,7 @@ def read_dead_letter_topic(
     from google.api_core import exceptions
     from google.protobuf import timestamp_pb2
 
-    from workbench.localstack.clients import subscriber_client
+    from endpoints.pubsub import subscriber_client
 
     subscriber = subscriber_client(emulator)
     try:

@@ -396,15 +396,13 @@ def _run_demo(options: DemoOptions, on_step: Callable[[str], None], signals: Sto
     log = workbench_home() / "demo" / f"pipeline-{run_id}.log"
     with local_stack(options, on_step) as started:
         endpoints = local_endpoints()
-        os.environ.update(
-            {"PUBSUB_EMULATOR_HOST": endpoints["pubsub"], "BIGQUERY_EMULATOR_HOST": endpoints["bigquery"]}
-        )
+        os.environ.update({"PUBSUB_EMULATOR_HOST": endpoints.pubsub, "BIGQUERY_EMULATOR_HOST": endpoints.bigquery})
         from workbench.localstack.stack import read_state
 
         project = read_state().get("project", names.DEFAULT_PROJECT)
         # A pipeline of the user's already reading the subscription would split the demo's messages with it.
         refuse_if_claimed(project, names.SUBSCRIPTION)
-        disturb = chaos(endpoints["pubsub"], project, options.seed, on_step) if options.chaos else None
+        disturb = chaos(endpoints.pubsub, project, options.seed, on_step) if options.chaos else None
         idle_s = CHAOS_IDLE_S if options.chaos else IDLE_S
         with disturb or contextlib.nullcontext():
             pipeline = start_pipeline(options.output_root, idle_s, log)

@@ -52,7 +52,7 @@ def loadtest(users, spawn_rate, run_time, shape, workers, batch_size, user_rate,
     from workbench.localstack.stack import local_endpoints
 
     extras.require("loadtest", "`workbench loadtest`")  # before anything is printed or started
-    endpoint = local_endpoints(pubsub=emulator)["pubsub"]
+    endpoint = local_endpoints(pubsub=emulator).pubsub
     # Locust reads whole seconds written 20, 20s or 1h20m: every duration this CLI accepts, in a form it reads.
     run_time = f"{max(1, round(run_time))}s"
     options = LoadtestOptions(users, spawn_rate, run_time, shape, workers, batch_size, user_rate, malformed_rate,

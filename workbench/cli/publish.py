@@ -277,8 +277,8 @@ def pubsub_target(project: str | None, topic: str, emulator: str | None) -> PubS
         host, source = None, "--project"
     else:
         stack = local_endpoints()  # what `workbench up` started, in the project it created the topics in
-        host, source = stack["pubsub"], "the running local stack (`workbench up`)"
-        resolved = (stack["project"] or resolved) if host else resolved
+        host, source = stack.pubsub, "the running local stack (`workbench up`)"
+        resolved = (stack.project or resolved) if host else resolved
     if host is None and resolved == DEFAULT_PROJECT:
         raise WorkbenchError(
             "no Pub/Sub emulator is running and no GCP project is named",

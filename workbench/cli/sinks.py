@@ -80,11 +80,11 @@ def show(output_root: str, dataset: str, as_schema: bool) -> None:
 
 def _client(project: str | None) -> tuple[Any, str]:
     """A BigQuery client of the local stack's emulator when one is known, else of real BigQuery; and the project."""
+    from endpoints.bigquery import bigquery_client
     from eventmodel.resources import DEFAULT_PROJECT, resolve_project
-    from workbench.localstack.clients import bigquery_client
     from workbench.localstack.stack import local_endpoints
 
-    endpoint = local_endpoints()["bigquery"]
+    endpoint = local_endpoints().bigquery
     project = resolve_project(project, DEFAULT_PROJECT)
     if endpoint and not _reachable(endpoint):  # else the client retries a refused connection for minutes
         raise WorkbenchError(
@@ -146,10 +146,10 @@ def _local_gcs(root: str) -> None:
     """Beam's gs:// filesystem finds the local stack's GCS emulator through the environment, as reconcile's does."""
     if not root.startswith("gs://"):
         return
-    from workbench.localstack.clients import use_anonymous_beam_credentials
+    from endpoints.storage import use_anonymous_beam_credentials
     from workbench.localstack.stack import local_endpoints
 
-    storage = local_endpoints()["storage"]
+    storage = local_endpoints().storage
     if storage:
         os.environ["STORAGE_EMULATOR_HOST"] = storage
         use_anonymous_beam_credentials()

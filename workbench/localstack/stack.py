@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from endpoints import Endpoints, http_endpoint
 from eventmodel import resources as names
 from eventmodel.exposure import warn_if_exposed
 from eventmodel.resources import workbench_home
@@ -394,12 +395,12 @@ STORAGE_ENV = names.STORAGE_EMULATOR_ENV
 S3_ENV = names.AWS_ENDPOINT_ENV
 
 
-def local_endpoints(pubsub: str | None = None, bigquery: str | None = None) -> dict[str, str | None]:
+def local_endpoints(pubsub: str | None = None, bigquery: str | None = None) -> Endpoints:
     """Where the local emulators are: the argument, else the environment, else what `workbench up` started.
 
-    {"pubsub": HOST:PORT, "bigquery": http://HOST:PORT, "storage": http://HOST:PORT, "s3": http://HOST:PORT,
-    "project": the project `workbench up` created its topics in}; None for what is not known (then the caller talks
-    to real Google Cloud or AWS, or says what to start).
+    Pub/Sub as HOST:PORT, BigQuery, storage and S3 as http://HOST:PORT, and the project `workbench up` created its
+    topics in; None for what is not known (then the caller talks to real Google Cloud or AWS, or says what to
+    start). Resolved once, here, by the CLI; the libraries are handed the value.
     """
     try:
         exports = env_exports()
@@ -407,15 +408,14 @@ def local_endpoints(pubsub: str | None = None, bigquery: str | None = None) -> d
         exports = {}
     pubsub = pubsub or os.environ.get(PUBSUB_ENV) or exports.get(PUBSUB_ENV)
     bigquery = bigquery or os.environ.get(BIGQUERY_ENV) or exports.get(BIGQUERY_ENV)
-    storage = os.environ.get(STORAGE_ENV) or exports.get(STORAGE_ENV)
-    s3_endpoint = os.environ.get(S3_ENV) or exports.get(S3_ENV)
-    return {
-        "pubsub": pubsub,
-        "bigquery": names.http_endpoint(bigquery) if bigquery else None,
-        "storage": storage,
-        "s3": s3_endpoint,
-        "project": exports.get(names.PROJECT_ENV_VARS[0]),
-    }
+    return Endpoints(
+        project=exports.get(names.PROJECT_ENV_VARS[0]),
+        pubsub=pubsub,
+        bigquery=http_endpoint(bigquery) if bigquery else None,
+        storage=os.environ.get(STORAGE_ENV) or exports.get(STORAGE_ENV),
+        s3=os.environ.get(S3_ENV) or exports.get(S3_ENV),
+        s3_region=os.environ.get(names.AWS_REGION_ENV) or exports.get(names.AWS_REGION_ENV),
+    )
 
 
 def env_exports() -> dict[str, str]:

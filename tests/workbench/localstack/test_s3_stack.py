@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from endpoints.s3 import s3_client
 from eventmodel import resources as names
 from workbench.cli import cli
 from workbench.localstack import processes, stack
-from workbench.localstack.clients import s3_client
 from workbench.localstack.ports import free_port, port_in_use
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ def test_up_s3_starts_the_server_with_the_history_bucket_and_is_idempotent(home)
     assert state["s3"]["host"] == "127.0.0.1"
     endpoint = f"http://127.0.0.1:{cfg.s3_port}"
     assert stack.env_exports()["AWS_ENDPOINT_URL"] == endpoint
-    assert stack.local_endpoints()["s3"] == endpoint
+    assert stack.local_endpoints().s3 == endpoint
     s3 = s3_client(endpoint)
     assert names.HISTORY_BUCKET in {b["Name"] for b in s3.list_buckets()["Buckets"]}
     s3.put_object(Bucket=names.HISTORY_BUCKET, Key="kept", Body=b"1")
