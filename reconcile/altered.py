@@ -19,6 +19,7 @@ from eventmodel.canonical import FIELD_SEPARATOR, NULL_MARK, RECORD_SEPARATOR, p
 from eventmodel.schema import EVENT_TYPES, Field, field_paths
 from reconcile import contract_sql
 from reconcile.contract import Contract, GcsSink, TableSink
+from reconcile.engine import Engine
 
 MAX_EVENTS = 5_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -64,7 +65,7 @@ def differences(event_type: str, published: list[str | None], held: list[str | N
     return found
 
 
-def altered_fields(engine: Any, contract: Contract, run_id: str, csvs: list[Path], event_times: tuple,
+def altered_fields(engine: Engine, contract: Contract, run_id: str, csvs: list[Path], event_times: tuple,
                    bigquery: Any = None, project: str | None = None) -> tuple[list[dict], list[str]]:  # fmt: skip
     """[{event_id, event_type, sink, field, published, held}] for the altered events of the run (after
     EVENT_STATUS), and notes on what could not be explained. `bigquery`: the reconcile's BigQuerySession."""
@@ -113,14 +114,14 @@ def altered_fields(engine: Any, contract: Contract, run_id: str, csvs: list[Path
     return found, notes
 
 
-def _published_parts(engine: Any, contract: Contract, sink: Any, event_type: str, ids: list[str],
+def _published_parts(engine: Engine, contract: Contract, sink: Any, event_type: str, ids: list[str],
                      run_id: str) -> dict[str, dict[str, Any]]:  # fmt: skip
     typed = f"({engine.typed_published(event_type)})"
     select = contract_sql.parts_select(sink, contract, event_type, typed, engine.arrays, ids, [], by_key=False)
     return {r["event_id"]: r for r in engine.run(f"{select} AND l.run_id = '{run_id}'")}
 
 
-def _held_parts(engine: Any, contract: Contract, sink: Any, event_type: str, ids: list[str], keys: list[str],
+def _held_parts(engine: Engine, contract: Contract, sink: Any, event_type: str, ids: list[str], keys: list[str],
                 event_times: tuple, bigquery: Any, project: str | None, notes: list[str]) -> list[dict]:  # fmt: skip
     if isinstance(sink, GcsSink):
         t = engine.tables
@@ -130,11 +131,13 @@ def _held_parts(engine: Any, contract: Contract, sink: Any, event_type: str, ids
             f"SELECT DISTINCT location FROM {t['sink_events']} WHERE entry = '{entry}' AND event_id IN ({in_list})"
         )]  # fmt: skip
         paths = [p for p in paths if p and "://" not in p and Path(p).exists()]
-        if not paths or not hasattr(engine, "gcs_parts"):
-            if paths:
-                notes.append("which field was altered: not read again from GCS on the BigQuery engine")
+        if not paths:
             return []
-        return engine.gcs_parts(sink, contract, event_type, paths, ids, keys)
+        parts = engine.gcs_parts(sink, contract, event_type, paths, ids, keys)
+        if parts is None:
+            notes.append("which field was altered: not read again from GCS on the BigQuery engine")
+            return []
+        return parts
     if bigquery is None:
         return []
     sql = contract_sql.table_parts_select(

@@ -12,7 +12,7 @@ import secrets
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -86,10 +86,55 @@ def _create_empty(columns: dict[str, str]) -> str:
     return ", ".join(f"{name} {kind}" for name, kind in columns.items())
 
 
+class Engine(Protocol):
+    """What a reconcile asks of the engine it compares on (reconcile.run, reconcile.altered): the tables of
+    reconcile.queries filled in bulk, then the comparison's statements run. DuckDBEngine and BigQueryEngine are the
+    two; ReconcileTarget.make_engine picks one."""
+
+    name: str  # the report's `engine`
+    tables: dict[str, str]  # each table of TABLES as a statement names it here
+    arrays: str  # how the canonical SQL spells records fields here (eventmodel.canonical.ARRAY_STYLES)
+    # Reads the GCS tree where it lies (BigQuery's external tables over gs:// folders): no local copies are made,
+    # and only JSON lines can be read so.
+    external: bool
+
+    def run(self, sql: str) -> list[dict[str, Any]]:
+        """One statement in BigQuery SQL; its rows."""
+        ...
+
+    def load_manifest(self, csv_paths: list[Path]) -> None: ...
+
+    def load_known_runs(self, run_ids: Iterable[str]) -> None: ...
+
+    def load_files(self, files: list[dict[str, Any]]) -> None: ...
+
+    def load_gcs_lines(self, event_type: str, paths: list[str], scope: str, root: str | None = None,
+                       prefixes: list[str] = (), gcs: Any = None, contract: Any = None) -> None: ...  # fmt: skip
+
+    def load_select(self, table: str, sql: str, client: Any, location: str | None = None) -> None:
+        """Rows of a SELECT over BigQuery's own tables into sink_events or dead_letters."""
+        ...
+
+    def load_dead_letter_rows(self, rows: list[dict[str, Any]]) -> None: ...
+
+    def load_published(self, csv_paths: dict[str, list[Path]]) -> None: ...
+
+    def typed_published(self, event_type: str) -> str: ...
+
+    def gcs_parts(self, gcs: Any, contract: Any, event_type: str, paths: list[str], ids: list[str],
+                  keys: list[str]) -> list[dict[str, Any]] | None:  # fmt: skip
+        """The canonical parts of some events' copies in local GCS files (reconcile.altered); None: this engine
+        does not read files again."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class DuckDBEngine:
     """The local engine: one in-memory DuckDB database per reconcile (spilling to a temporary folder)."""
 
     name = "duckdb"
+    external = False  # the GCS tree is read from local files (copies of gs:// objects)
 
     def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
         import duckdb
@@ -514,6 +559,12 @@ class BigQueryEngine:
     def load_dead_letter_rows(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             self.load_rows("dead_letters", rows, DEAD_LETTER_COLUMNS, append=True)
+
+    def gcs_parts(self, gcs: Any, contract: Any, event_type: str, paths: list[str], ids: list[str],
+                  keys: list[str]) -> None:  # fmt: skip
+        """None: the altered events' files are not loaded again here (a load job per file set, for a note's
+        detail); reconcile.altered says which field only for the event tables then."""
+        return None
 
     def close(self) -> None:
         """Drop this reconcile's scratch tables (the dataset stays for the next one)."""

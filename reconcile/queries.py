@@ -25,10 +25,13 @@ from __future__ import annotations
 import functools
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventmodel import reasons as R
 from eventmodel.schema import EVENT_TIME_FIELD
+
+if TYPE_CHECKING:  # reconcile.engine imports this module
+    from reconcile.engine import Engine
 
 # Sink names: the columns of the report and the values of sink_events.sink / dead_letters.sink.
 GCS = "gcs"
@@ -385,6 +388,31 @@ SELECT sink, CASE {buckets} ELSE 999999999 END AS upper_ms, COUNT(*) AS n
 FROM lags GROUP BY sink, upper_ms ORDER BY sink, upper_ms"""
 
 HISTOGRAM_BUCKETS_MS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 60_000, 120_000, 600_000)
+
+
+# The comparison's results, each one statement over event_status (which EVENT_STATUS builds first), by the name the
+# report gives it (reconcile.report.Report; entry_counts and findings are shaped there from these rows).
+RESULTS: dict[str, str] = {
+    "by_type": BY_TYPE,
+    "by_kind": BY_KIND,
+    "problems": PROBLEMS,
+    "raw_duplicates": RAW_DUPLICATES,
+    "unexpected": UNEXPECTED,
+    "foreign": FOREIGN,
+    "latency": LATENCY,
+    "histogram": LATENCY_HISTOGRAM,
+    "entry_counts": ENTRY_COUNTS,
+    "findings": FINDINGS,
+}
+
+
+def compare(engine: Engine, run_id: str, checked: dict[str, bool], replay: bool = False,
+            contract: Any = None) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+    """The comparison on an engine whose tables are loaded: EVENT_STATUS, then every statement of RESULTS, their
+    rows by name. The one sequence reconcile.run and the tests run."""
+    engine.run(render(EVENT_STATUS, engine.tables, run_id, checked, replay, contract))
+    return {name: engine.run(render(sql, engine.tables, run_id, checked, replay, contract))
+            for name, sql in RESULTS.items()}  # fmt: skip
 
 
 def render(sql: str, tables: dict[str, str], run_id: str, checked: dict[str, bool], replay: bool = False,

@@ -2,7 +2,7 @@
 
     >>> target = ReconcileTarget.local(output_root="./output")     # doctest: +SKIP
     >>> report = reconcile("latest", target)                       # doctest: +SKIP
-    >>> report = reconcile_waiting("latest", target, wait_s=60)    # polls until the sinks stop changing  # doctest: +SKIP
+    >>> report = reconcile_waiting("latest", target, wait_s=60)    # doctest: +SKIP
 
 Only the run's own rows are compared: those with its run_id, plus rows of no known run published during the
 run (a foreign producer on the same topic), which are reported apart by message id.
@@ -30,8 +30,8 @@ from reconcile import sources
 from reconcile.altered import altered_fields
 from reconcile.bounds import ReadBounds, files_written_since, folder_prefixes, manifest_event_times, read_bounds
 from reconcile.contract import Contract
-from reconcile.engine import DEAD_LETTER_COLUMNS, SINK_EVENT_COLUMNS, DuckDBEngine
-from reconcile.errors import ReconcileError
+from reconcile.engine import DEAD_LETTER_COLUMNS, SINK_EVENT_COLUMNS, DuckDBEngine, Engine
+from reconcile.errors import NotYetReadable, ReconcileError, StillPublishing
 from reconcile.locations import check_locations
 from reconcile.report import Report
 
@@ -97,7 +97,7 @@ class ReconcileTarget:
         SELECTs there), at once on the local stack."""
         return BIGQUERY_POLL_INTERVAL_S if self.reads_real_bigquery() else POLL_INTERVAL_S
 
-    def make_engine(self, session: BigQuerySession | None = None) -> Any:
+    def make_engine(self, session: BigQuerySession | None = None) -> Engine:
         if self.engine_name() == "duckdb":
             return DuckDBEngine()
         from reconcile.engine import BigQueryEngine
@@ -166,7 +166,7 @@ def bigquery_session(target: ReconcileTarget) -> BigQuerySession:
         try:
             location = client.get_dataset(f"{target.project}.{target.dataset}").location
         except NotFound:
-            raise ReconcileError(
+            raise NotYetReadable(
                 f"BigQuery dataset {target.project}.{target.dataset} not found",
                 "apply the model (`workbench bq apply`), or name the pipeline's dataset with --dataset",
             ) from None
@@ -178,12 +178,12 @@ def bigquery_session(target: ReconcileTarget) -> BigQuerySession:
     return BigQuerySession(client, location)
 
 
-def resolve_run(run_id: str, running_ok: bool = False) -> dict[str, Any]:
+def resolve_run(run_id: str) -> dict[str, Any]:
     """The manifest of run_id ("latest": the newest run), checked to be reconcilable.
 
     A completed run is; an interrupted one is too when every message it sent has a recorded outcome (a drained
-    stop: Ctrl-C, SIGTERM or SIGHUP once); refused are a run still publishing (unless running_ok: the caller
-    waits), a dead one (its manifest says running, its process is gone), a failed one, and an interrupted one
+    stop: Ctrl-C, SIGTERM or SIGHUP once); refused are a run still publishing (StillPublishing: a caller may
+    wait for it), a dead one (its manifest says running, its process is gone), a failed one, and an interrupted one
     with messages in flight at the stop (published or not, nobody knows)."""
     from publisher.manifest import COMPLETED, DEAD, INTERRUPTED, RUNNING, run_state
 
@@ -221,10 +221,11 @@ def resolve_run(run_id: str, running_ok: bool = False) -> dict[str, Any]:
             "last second of outcomes are unknown; waiting would not change that",
             "publish the run again; a publish stopped once (Ctrl-C, SIGTERM) ends interrupted and reconcilable",
         )
-    if state == RUNNING and not running_ok:
-        raise ReconcileError(
+    if state == RUNNING:
+        raise StillPublishing(
             f"run {rid} is still publishing (its manifest says running)",
             "wait for the publish to end, or pass --wait SECONDS to wait for it",
+            run_id=rid,
         )
     if state == INTERRUPTED:
         totals = manifest.get("totals") or {}
@@ -316,7 +317,9 @@ def _reachable(endpoint: str) -> bool:
         return False
 
 
-def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: None, engine: Any = None) -> Report:
+def reconcile(
+    run_id: str, target: ReconcileTarget, on_step: Step = lambda _: None, engine: Engine | None = None
+) -> Report:
     """One reconcile of a finished run against every sink `target` names. ReconcileError when impossible."""
     began = time.monotonic()
     manifest = resolve_run(run_id)
@@ -386,36 +389,35 @@ def reconcile(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: No
         on_step("comparing")
         checked = {**target.checked(), Q.DEAD_LETTER_TOPIC: topic_read}
         replay = replays(manifest) is not None
-        render = lambda sql: Q.render(sql, engine.tables, run_id, checked, replay, contract)  # noqa: E731
-        engine.run(render(Q.EVENT_STATUS))
-        for table, name in (("sink_events", "sink"), ("dead_letters", "sink")):
-            for row in engine.run(f"SELECT {name}, COUNT(*) AS n FROM {engine.tables[table]} GROUP BY {name}"):
-                sizes[row[name]] = int(row["n"])
-        by_type, by_kind = engine.run(render(Q.BY_TYPE)), engine.run(render(Q.BY_KIND))
+        found = Q.compare(engine, run_id, checked, replay, contract)
+        for table in ("sink_events", "dead_letters"):
+            for row in engine.run(f"SELECT sink, COUNT(*) AS n FROM {engine.tables[table]} GROUP BY sink"):
+                sizes[row["sink"]] = int(row["n"])
         on_step("finding which fields were altered")
         altered, altered_notes = altered_fields(engine, contract, run_id, csvs, bounds.event_times, session,
                                                 target.project)  # fmt: skip
         notes.extend(altered_notes)
+        by_type, by_kind = found["by_type"], found["by_kind"]
         report = Report(
             run_id=run_id,
             run={k: manifest.get(k) for k in ("status", "started_at", "finished_at", "target", "totals", "plan")},
             checked=checked,
             by_type=by_type,
             by_kind=by_kind,
-            problems=engine.run(render(Q.PROBLEMS)),
-            raw_duplicates=engine.run(render(Q.RAW_DUPLICATES)),
-            unexpected=engine.run(render(Q.UNEXPECTED)),
-            foreign=engine.run(render(Q.FOREIGN)),
-            latency=engine.run(render(Q.LATENCY)),
-            histogram=engine.run(render(Q.LATENCY_HISTOGRAM)),
+            problems=found["problems"],
+            raw_duplicates=found["raw_duplicates"],
+            unexpected=found["unexpected"],
+            foreign=found["foreign"],
+            latency=found["latency"],
+            histogram=found["histogram"],
             sizes=sizes,
             allow_foreign=target.allow_foreign,
             engine=engine.name,
             notes=notes,
             contract=contract.name,
-            entries=entry_counts(contract, engine.run(render(Q.ENTRY_COUNTS)), by_type, by_kind, altered),
+            entries=entry_counts(contract, found["entry_counts"], by_type, by_kind, altered),
             altered_fields=altered,
-            findings=_findings(engine.run(render(Q.FINDINGS))),
+            findings=_findings(found["findings"]),
         )
     finally:
         if own_engine:
@@ -481,7 +483,7 @@ def entry_counts(contract: Contract, rows: list[dict[str, Any]], by_type: list[d
     return out
 
 
-def _resolve_identities(engine: Any, contract: Contract, manifest: dict[str, Any], plan: Plan) -> None:
+def _resolve_identities(engine: Engine, contract: Contract, manifest: dict[str, Any], plan: Plan) -> None:
     """Give each sink row that keeps no event id of ours the event it holds, by its natural key: the published
     events of this run and of the runs whose times overlap it (their rows are theirs, not foreign) are keyed as
     each sink keeps them (contract_sql.expected_select), and a row whose key one event has takes that event's id
@@ -526,7 +528,7 @@ def _resolve_identities(engine: Any, contract: Contract, manifest: dict[str, Any
     )
 
 
-def _claim_by_event_id(engine: Any, run_id: str) -> None:
+def _claim_by_event_id(engine: Engine, run_id: str) -> None:
     """Rows with one of the run's event ids but no run id (a pipeline that carries the event_id attribute and
     not run_id) are the run's: its manifest explains them, so they are neither foreign nor another run's."""
     t = engine.tables
@@ -537,7 +539,7 @@ def _claim_by_event_id(engine: Any, run_id: str) -> None:
         )
 
 
-def _resolve_dead_letters(engine: Any, run_id: str) -> None:
+def _resolve_dead_letters(engine: Engine, run_id: str) -> None:
     """Give a dead letter kept with no event id (a pipeline's own table or files) the run's event it holds: the one
     whose published bytes have its MD5. Events sent with the same bytes share its copies."""
     t = engine.tables
@@ -556,12 +558,12 @@ def _resolve_dead_letters(engine: Any, run_id: str) -> None:
     )
 
 
-def _load_gcs(engine: Any, target: ReconcileTarget, contract: Contract, scope: str, bounds: ReadBounds,
+def _load_gcs(engine: Engine, target: ReconcileTarget, contract: Contract, scope: str, bounds: ReadBounds,
               on_step: Step) -> int:  # fmt: skip
     gcs = contract.gcs
     root = gcs.root
     if "://" not in root and not Path(root).is_dir():
-        raise ReconcileError(
+        raise NotYetReadable(
             f"the output root {root} does not exist",
             "pass the --output-root the pipeline wrote to (run-pipeline's default is ./output)",
         )
@@ -571,7 +573,7 @@ def _load_gcs(engine: Any, target: ReconcileTarget, contract: Contract, scope: s
         # Beam's gs:// filesystem finds the GCS emulator through the environment, as the pipeline's run does.
         os.environ["STORAGE_EMULATOR_HOST"] = target.storage_emulator
         use_anonymous_beam_credentials()
-    if getattr(engine, "external", False) and (gcs.format != "jsonl" or gcs.gzip):
+    if engine.external and (gcs.format != "jsonl" or gcs.gzip):
         raise ReconcileError(
             f"the BigQuery engine reads gs:// files through external tables of JSON lines, and {contract.name} says "
             f"its files are {gcs.format}{' gzipped' if gcs.gzip else ''}",
@@ -582,7 +584,7 @@ def _load_gcs(engine: Any, target: ReconcileTarget, contract: Contract, scope: s
     # copied from gs://), and the external tables name only their folders.
     files = files_written_since(sources.list_event_files(root, gcs), bounds.files_since)
     # An engine that reads the tree where it lies (BigQuery's external tables) needs no local copies.
-    where = contextlib.nullcontext({f.uri: f.uri for f in files}) if getattr(engine, "external", False) else None
+    where = contextlib.nullcontext({f.uri: f.uri for f in files}) if engine.external else None
     with where or sources.local_copies(files) as local:
         engine.load_files(
             [
@@ -629,7 +631,7 @@ def bigquery_statements(target: ReconcileTarget, scope: str, bounds: ReadBounds,
     return statements
 
 
-def _load_bigquery(engine: Any, target: ReconcileTarget, contract: Contract, scope: str, letter_scope: str,
+def _load_bigquery(engine: Engine, target: ReconcileTarget, contract: Contract, scope: str, letter_scope: str,
                    bounds: ReadBounds, session: BigQuerySession, on_step: Step) -> None:  # fmt: skip
     from google.api_core.exceptions import GoogleAPICallError, NotFound
 
@@ -638,7 +640,7 @@ def _load_bigquery(engine: Any, target: ReconcileTarget, contract: Contract, sco
         try:
             engine.load_select(table, sql, session.client, session.location)
         except NotFound as exc:
-            raise ReconcileError(
+            raise NotYetReadable(
                 f"BigQuery table {target.project}.{contract.dataset}.{source} not found: {exc.message}",
                 "apply the model (`workbench bq apply`), or name the dataset the pipeline wrote to with --dataset",
             ) from None
@@ -764,16 +766,19 @@ def reconcile_waiting(
     """Reconcile, and again every target.poll_interval() until it matches, nothing changed for STABLE_FOR_S, or
     wait_s ran out; then return the last report. A run still publishing is waited for too, as long as its
     publisher lives: a dead one (publisher.manifest.run_state) is refused at once, since it will never finish."""
-    from publisher.manifest import RUNNING, run_state
-
     deadline = time.monotonic() + wait_s
-    while run_state(manifest := resolve_run(run_id, running_ok=True)) == RUNNING:  # the publish first
-        if time.monotonic() >= deadline:
-            raise ReconcileError(
-                f"run {manifest.get('run_id', run_id)} is still publishing after {wait_s:g} s of waiting (its "
-                "publisher is alive)",
-                "wait for the publish to end, or pass a longer --wait",
-            )
+    while True:  # the publish first
+        try:
+            resolve_run(run_id)
+            break
+        except StillPublishing as publishing:
+            if time.monotonic() >= deadline:
+                raise StillPublishing(
+                    f"run {publishing.run_id} is still publishing after {wait_s:g} s of waiting (its publisher is "
+                    "alive)",
+                    "wait for the publish to end, or pass a longer --wait",
+                    run_id=publishing.run_id,
+                ) from None
         on_poll(None, deadline - time.monotonic(), "waiting for the publish to finish")
         time.sleep(min(POLL_INTERVAL_S, max(0.05, deadline - time.monotonic())))
     last: tuple | None = None

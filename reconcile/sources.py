@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from eventmodel import resources as names
-from reconcile.errors import ReconcileError
+from reconcile.errors import NotYetReadable, ReconcileError
 
 # How long a pull may wait for more dead letters once the backlog looks empty.
 PULL_TIMEOUT_S = 3.0
@@ -501,7 +501,7 @@ def read_dead_letter_topic(
             try:
                 subscription = ensure_reconcile_subscription(subscriber, project, on_step)
             except exceptions.NotFound:
-                raise ReconcileError(
+                raise NotYetReadable(
                     f"the dead-letter topic {names.DEAD_LETTER_TOPIC} does not exist in project {project}",
                     "create the resources (`workbench up` locally; docs/pipeline.md for GCP), "
                     "or pass --no-dead-letter-topic",

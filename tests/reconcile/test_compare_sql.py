@@ -92,20 +92,20 @@ EXPECTED_PROBLEMS = {
 
 
 def compare(engine) -> dict:
-    render = lambda sql: Q.render(sql, engine.tables, RUN, CHECKED)  # noqa: E731
-    engine.run(render(Q.EVENT_STATUS))
+    found = Q.compare(engine, RUN, CHECKED)  # the sequence reconcile.run runs
     return {
-        "problems": {r["event_id"]: r["problem"] for r in engine.run(render(Q.PROBLEMS))},
-        "first": engine.run(render(Q.PROBLEMS))[0]["problem"],
+        "problems": {r["event_id"]: r["problem"] for r in found["problems"]},
+        "first": found["problems"][0]["problem"],
         "by_type": {
-            r["event_type"]: {k: int(v or 0) for k, v in r.items() if k != "event_type"}
-            for r in engine.run(render(Q.BY_TYPE))
+            r["event_type"]: {k: int(v or 0) for k, v in r.items() if k != "event_type"} for r in found["by_type"]
         },
-        "kinds": {r["kind"]: (int(r["sent"]), int(r["ok"] or 0)) for r in engine.run(render(Q.BY_KIND))},
-        "raw": [r["event_id"] for r in engine.run(render(Q.RAW_DUPLICATES))],
-        "unexpected": [(r["sink"], r["event_id"]) for r in engine.run(render(Q.UNEXPECTED))],
-        "foreign": [(r["sink"], r["message_id"]) for r in engine.run(render(Q.FOREIGN))],
-        "latency": {r["sink"]: (int(r["n"]), int(r["max"])) for r in engine.run(render(Q.LATENCY))},
+        "kinds": {r["kind"]: (int(r["sent"]), int(r["ok"] or 0)) for r in found["by_kind"]},
+        "raw": [r["event_id"] for r in found["raw_duplicates"]],
+        "unexpected": [(r["sink"], r["event_id"]) for r in found["unexpected"]],
+        "foreign": [(r["sink"], r["message_id"]) for r in found["foreign"]],
+        "latency": {r["sink"]: (int(r["n"]), int(r["max"])) for r in found["latency"]},
+        "histogram": {r["sink"] for r in found["histogram"]},
+        "findings": {r["finding"] for r in found["findings"]},
     }
 
 
@@ -123,6 +123,8 @@ def check(result: dict) -> None:
     assert result["unexpected"] == [(Q.GCS, "u1")]
     assert result["foreign"] == [(Q.BIGQUERY, "foreign-1")]
     assert result["latency"][Q.GCS][1] == 250 and result["latency"][Q.DEAD_LETTER_TABLE][1] == 100
+    assert result["histogram"] == {Q.GCS, Q.BIGQUERY}  # the run's own copies (f1 is foreign)
+    assert result["findings"] == set(EXPECTED_PROBLEMS.values())  # each problem is a finding of its event
 
 
 def test_the_comparison_on_duckdb(tmp_path):
@@ -168,8 +170,7 @@ def test_a_sink_left_out_is_not_missing(tmp_path):
         engine.load_known_runs([RUN])
         engine._insert_rows("sink_events", [held("a", Q.GCS)], SINK_EVENT_COLUMNS)
         checked = {Q.GCS: True, Q.BIGQUERY: False, Q.DEAD_LETTER_TABLE: False, Q.DEAD_LETTER_TOPIC: False}
-        engine.run(Q.render(Q.EVENT_STATUS, engine.tables, RUN, checked))
-        problems = engine.run(Q.render(Q.PROBLEMS, engine.tables, RUN, checked))
+        problems = Q.compare(engine, RUN, checked)["problems"]
         assert {r["event_id"]: r["problem"] for r in problems} == {"b": "missing"}
     finally:
         engine.close()
@@ -191,11 +192,10 @@ REPLAY_DEAD_LETTERS = [
 
 
 def replay_verdict(engine, replay: bool) -> tuple[dict, dict, dict]:
-    render = lambda sql: Q.render(sql, engine.tables, RUN, CHECKED, replay)  # noqa: E731
-    engine.run(render(Q.EVENT_STATUS))
-    problems = {r["event_id"]: r["problem"] for r in engine.run(render(Q.PROBLEMS))}
-    by_type = {r["event_type"]: r for r in engine.run(render(Q.BY_TYPE))}
-    by_kind = {r["kind"]: r for r in engine.run(render(Q.BY_KIND))}
+    found = Q.compare(engine, RUN, CHECKED, replay)
+    problems = {r["event_id"]: r["problem"] for r in found["problems"]}
+    by_type = {r["event_type"]: r for r in found["by_type"]}
+    by_kind = {r["kind"]: r for r in found["by_kind"]}
     return problems, by_type, by_kind
 
 

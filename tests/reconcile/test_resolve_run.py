@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from publisher.manifest import write_manifest
-from reconcile.errors import ReconcileError
+from reconcile.errors import ReconcileError, StillPublishing
 from reconcile.run import resolve_run
 
 
@@ -76,16 +76,17 @@ def test_a_running_run_waits_and_a_dead_one_is_refused_naming_its_pid(home):
     from publisher.manifest import this_process
 
     write_manifest("live", run_manifest("live", "running", publisher=this_process()))
-    with pytest.raises(ReconcileError, match="still publishing"):
-        resolve_run("live")
-    assert resolve_run("live", running_ok=True)["run_id"] == "live"
+    with pytest.raises(StillPublishing, match="still publishing") as raised:
+        resolve_run("latest")
+    assert raised.value.run_id == "live"  # the run "latest" named, for the caller that waits for it
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
     pid = int(gone.stdout)
     assert pid != os.getpid()
     write_manifest("dead", run_manifest("dead", "running", publisher={"pid": pid, "host": socket.gethostname()}))
     with pytest.raises(ReconcileError, match=rf"run dead is dead: .* \(pid {pid} on ") as raised:
-        resolve_run("dead", running_ok=True)  # waiting would not bring it back
+        resolve_run("dead")
+    assert not isinstance(raised.value, StillPublishing)  # waiting would not bring it back
     assert "publish the run again" in raised.value.fix
 
 
@@ -93,3 +94,34 @@ def test_a_failed_run_is_refused(home):
     write_manifest("f1", run_manifest("f1", "failed"))
     with pytest.raises(ReconcileError, match="ended failed"):
         resolve_run("f1")
+
+
+def test_waiting_for_a_publish_gives_up_still_publishing_and_a_dead_run_is_not_waited_for(home):
+    """reconcile_waiting waits for a live publisher (polling, told to on_poll) by the error's type, and ends with
+    StillPublishing when the wait runs out; a dead run is refused at once, however long the wait."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from publisher.manifest import this_process
+    from reconcile.run import ReconcileTarget, reconcile_waiting
+
+    target = ReconcileTarget(output_root=None, dataset=None, read_dead_letter_topic=False)
+    write_manifest("live", run_manifest("live", "running", publisher=this_process()))
+    polls: list[str] = []
+    began = time.monotonic()
+    with pytest.raises(StillPublishing, match=r"run live is still publishing after 0.3 s of waiting") as raised:
+        reconcile_waiting("live", target, wait_s=0.3, on_poll=lambda report, left, what: polls.append(what))
+    assert raised.value.run_id == "live" and "longer --wait" in raised.value.fix
+    assert polls and set(polls) == {"waiting for the publish to finish"}
+    assert time.monotonic() - began < 5
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    write_manifest("dead", run_manifest("dead", "running", publisher={"pid": int(gone.stdout),
+                                                                      "host": socket.gethostname()}))  # fmt: skip
+    began = time.monotonic()
+    with pytest.raises(ReconcileError, match="run dead is dead") as refused:
+        reconcile_waiting("dead", target, wait_s=20)
+    assert not isinstance(refused.value, StillPublishing)
+    assert time.monotonic() - began < 5
