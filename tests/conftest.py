@@ -17,15 +17,15 @@ registry is a fresh folder per session. `strict_bigquery` is a strict client on 
 from __future__ import annotations
 
 import atexit
-import itertools
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
+import stack_support
+from stack_support import LocalStack
 
 from ddl.model import partition_rules
 from endpoints import bigquery_strict
@@ -93,7 +93,7 @@ def strict_bigquery(bigquery_emulator) -> Iterator[bigquery_strict.StrictClient]
 def gcs_emulator(monkeypatch) -> Iterator[str]:
     """Yields the bucket URL gs://workbench-test and points STORAGE_EMULATOR_HOST (and Beam's gs:// filesystem,
     anonymously) at a fresh emulator."""
-    from workbench.localstack.clients import use_anonymous_beam_credentials
+    from endpoints.storage import use_anonymous_beam_credentials
 
     with start_gcs_emulator(bucket="workbench-test") as emulator:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.endpoint)
@@ -109,35 +109,18 @@ def s3_emulator() -> Iterator[Emulator]:
         yield emulator
 
 
-# The pipeline's and the launcher's integration tests: every test in its own project id (so its own topic,
-# subscription and dead-letter topic) and its own dataset, so that tests never see each other's messages or rows.
-_projects = itertools.count(1)
-
-
-@dataclass
-class LocalStack:
-    project: str
-    pubsub: str  # host:port
-    bigquery: str  # http://host:port
-    bigquery_host_port: str
-    dataset: str
+@pytest.fixture(scope="session")
+def make_stack():
+    """The one factory of "a stack with resources" (tests/stack_support.py): `make_stack(request, name, ...)`, in
+    a fixture of any scope or in a test, gives a LocalStack (a project of its own with the pipeline's topics and
+    subscriptions, the BigQuery model, optionally an S3 bucket, WORKBENCH_HOME and the emulator variables set) and
+    deletes it when the scope of `request` ends."""
+    return stack_support.make_stack
 
 
 @pytest.fixture
-def stack(workbench_emulator, bigquery_emulator, monkeypatch, tmp_path) -> LocalStack:
-    """Resources for one test: topic, subscription, dead-letter pair, dataset."""
-    from ddl.apply import apply_ddl
-    from workbench.localstack.stack import create_pubsub_resources
-
-    n = next(_projects)
-    project = f"pipeline-it-{n}"
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", workbench_emulator.target)
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
-    create_pubsub_resources(workbench_emulator.target, project)
-    dataset = f"events_{n}"
-    # The emulator serves any project id; tables live under the project the client names.
-    result = apply_ddl(project=project, dataset=dataset, emulator=bigquery_emulator.host_port)
-    assert not [s for s, _ in result.skipped if "TABLE" in s.sql.upper() and "SNAPSHOT" not in s.sql.upper()]
-    bigquery = bigquery_emulator
-    return LocalStack(project, workbench_emulator.target, bigquery.endpoint, bigquery.host_port, dataset)
+def stack(make_stack, request) -> LocalStack:
+    """The pipeline's and the launcher's integration tests: every test in its own project (so its own topic,
+    subscription and dead-letter pair) with the model in a dataset that is not the default one (so that a test
+    sees whether --dataset was honoured)."""
+    return make_stack(request, "pipeline-it", dataset="events_it")
