@@ -35,9 +35,10 @@ import grpc
 import grpc.experimental.gevent
 from google.pubsub_v1.types import PublishRequest, PublishResponse, PubsubMessage
 
+from endpoints.pubsub import pubsub_channel
 from loadtest.policy import LIBRARY_PUBLISH, backoff_delay, retryable, split_requests
 from publisher.manifest import FAILED, PUBLISHED
-from publisher.pubsub import PUBLISH_METHOD, BatchSettings, open_channel
+from publisher.pubsub import PUBLISH_METHOD, BatchSettings
 
 # gRPC's cooperative mode for gevent: must run before the first channel of the process is created.
 grpc.experimental.gevent.init_gevent()
@@ -56,7 +57,7 @@ class PubSubClient:
                  attempt_log: Any = None, settings: BatchSettings = LIBRARY_PUBLISH,
                  rng: random.Random | None = None) -> None:  # fmt: skip
         self.topic_path = topic_path
-        self._channel = open_channel(emulator_host)
+        self._channel = pubsub_channel(emulator_host)
         self._publish = self._channel.unary_unary(
             PUBLISH_METHOD,
             request_serializer=_RequestPb.SerializeToString,

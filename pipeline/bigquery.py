@@ -42,9 +42,9 @@ import orjson
 from apache_beam import pvalue
 from apache_beam.transforms.window import GlobalWindows
 
+from endpoints.bigquery import bigquery_client
 from eventmodel import reasons as R
 from eventmodel import rows
-from eventmodel.bigquery_client import bigquery_client
 from eventmodel.validate import Accepted
 from pipeline import bigquery_errors as E
 from pipeline import core, delivery

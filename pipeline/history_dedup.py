@@ -84,7 +84,7 @@ class ReadBigQueryKeysFn(beam.DoFn):
         self.project, self.dataset, self.endpoint = project, dataset, endpoint
 
     def setup(self) -> None:
-        from pipeline.bigquery import bigquery_client
+        from endpoints.bigquery import bigquery_client
         from pipeline.bigquery_load import dataset_location
 
         self._client = bigquery_client(self.project, self.endpoint)
@@ -219,7 +219,7 @@ class ReadRecordedLettersFn(beam.DoFn):
     def process(self, prefix: str) -> Iterator[tuple[str, None]]:
         from google.cloud import bigquery
 
-        from pipeline.bigquery import bigquery_client
+        from endpoints.bigquery import bigquery_client
         from pipeline.bigquery_load import dataset_location
 
         client = bigquery_client(self.project, self.endpoint)

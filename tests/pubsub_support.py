@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from workbench.localstack.clients import publisher_client, subscriber_client
+from endpoints.pubsub import publisher_client, subscriber_client
 
 
 def pull_all(subscription: str, emulator_host: str, expected: int, timeout: float = 30.0) -> list:

@@ -18,7 +18,8 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that
 
 from backfill.bigquery_faults import ERRORS, BigQueryFaults
-from eventmodel import bigquery_strict, history, rows
+from endpoints import bigquery_strict
+from eventmodel import history, rows
 from eventmodel import reasons as R
 from eventmodel.validate import Accepted, validate
 from generator.stream import DEAD_LETTER, EventStream, GeneratorConfig
@@ -73,7 +74,7 @@ def load(endpoint: str, entries: list[tuple], *, table: str = "inventory", retry
          run_id: str = "load-test", launch: str | None = None) -> tuple[list[core.DeadLetter], float]:  # fmt: skip
     """One load group through LoadRowsFn as a worker runs it: setup, process, teardown. -> (dead letters, s).
 
-    Its client is the pipeline's, strict (eventmodel.bigquery_strict) and with no location of its own: a job call
+    Its client is the pipeline's, strict (endpoints.bigquery_strict) and with no location of its own: a job call
     that names no location is refused, and so is a job id used before (409, as BigQuery answers)."""
     client = bigquery_strict.wrap(bigquery_client(PROJECT, endpoint))
     fn = LoadRowsFn(PROJECT, "events", endpoint, retry_seconds, run_id, launch, client=client)

@@ -30,9 +30,9 @@ def bq_emulator(bigquery_emulator):
 
 @pytest.fixture(scope="session")
 def bq_client(bigquery_emulator):
-    from workbench.localstack.clients import bigquery_client
+    from endpoints.bigquery import bigquery_client
 
-    return bigquery_client(PROJECT, bigquery_emulator.host_port)
+    return bigquery_client(PROJECT, bigquery_emulator.host_port, "US")
 
 
 _datasets = itertools.count(1)

@@ -14,9 +14,9 @@ from events import MINUTE, T0, activity, inventory, order, uid
 from google.api_core.retry import Retry
 
 from ddl.apply import apply_ddl, render_file
+from ddl.model import partition_rules
 from eventmodel import reasons
 from eventmodel import rows as R
-from eventmodel.bigquery_strict import ddl_partition_rules
 from eventmodel.schema import EVENT_TYPES
 from eventmodel.validate import Accepted, validate
 
@@ -39,7 +39,7 @@ def insert(client, dataset: str, table: str, rows: list[dict]) -> None:
 def every_partition(table: str) -> str:
     """A WHERE that keeps every row and still names the partitioning column: BigQuery refuses a read of
     user_activity (require_partition_filter) without one, and so does the suite's strict mode."""
-    column = ddl_partition_rules().get(table)
+    column = partition_rules().get(table)
     return f" WHERE {column} >= TIMESTAMP '1970-01-01'" if column else ""
 
 

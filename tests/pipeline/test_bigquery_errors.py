@@ -189,8 +189,8 @@ def test_describe_says_quota_for_a_throttled_error():
 
 
 def test_a_call_the_workbench_refuses_itself_is_fatal_not_retried():
-    """Strict mode (eventmodel.bigquery_strict) refuses a job call that names no location: a mistake in the code,
+    """Strict mode (endpoints.bigquery_strict) refuses a job call that names no location: a mistake in the code,
     which no retry mends; retried, it would only turn into dead letters after the budget."""
-    from eventmodel.bigquery_strict import StrictModeError
+    from endpoints.bigquery_strict import StrictModeError
 
     assert E.kind(StrictModeError("load_table_from_file names no location", "pass location=")) == E.FATAL

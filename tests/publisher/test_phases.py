@@ -154,7 +154,7 @@ def pulled(emulator: str, project: str, expected: int, timeout_s: float = 30.0) 
     import time
 
     from eventmodel.resources import ATTR_EVENT_ID, SUBSCRIPTION
-    from workbench.localstack.clients import subscriber_client
+    from endpoints.pubsub import subscriber_client
 
     subscriber = subscriber_client(emulator)
     path = subscriber.subscription_path(project, SUBSCRIPTION)

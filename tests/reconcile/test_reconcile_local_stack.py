@@ -333,7 +333,7 @@ def test_a_topic_the_subscription_cannot_cover_is_left_out_with_a_note(stack):
     from google.protobuf import field_mask_pb2
 
     from reconcile.sources import CREATED_LABEL
-    from workbench.localstack.clients import subscriber_client
+    from endpoints.pubsub import subscriber_client
 
     subscriber = subscriber_client(stack.pubsub)
     path = subscriber.subscription_path(PROJECT, names.DEAD_LETTER_RECONCILE_SUBSCRIPTION)

@@ -26,7 +26,7 @@ import pytest
 
 from eventmodel import resources as names
 from reconcile import sources
-from workbench.localstack.clients import publisher_client, subscriber_client
+from endpoints.pubsub import publisher_client, subscriber_client
 from workbench.localstack.emulators import Emulator
 from workbench.localstack.stack import create_pubsub_resources
 

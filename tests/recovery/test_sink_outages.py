@@ -46,7 +46,7 @@ def own_bigquery(tmp_path):
 @pytest.fixture
 def own_gcs(tmp_path, monkeypatch):
     """A GCS emulator with its objects on disk (they survive the kill), pointed at by STORAGE_EMULATOR_HOST."""
-    from workbench.localstack.clients import use_anonymous_beam_credentials
+    from endpoints.storage import use_anonymous_beam_credentials
     from workbench.localstack.emulators import start_gcs_emulator
 
     storage = tmp_path / "gcs-data"

@@ -24,7 +24,7 @@ def activate() -> None:
     with ours_first():  # the workbench's `pipeline`, `eventmodel` ... never take the user's module names
         from workbench.beam_redirect import bigquery, runs
         from workbench.beam_redirect.settings import ExecSettings
-        from workbench.localstack.clients import use_anonymous_beam_credentials
+        from endpoints.storage import use_anonymous_beam_credentials
         from workbench.pipeline_run import direct_runner
 
     settings = ExecSettings.from_environment()

@@ -6,6 +6,8 @@ publisher.rate.parse_duration reads: 90, 90s, 5m, 1h, 1m30s, 2.5s.
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from publisher.rate import parse_duration
@@ -36,3 +38,10 @@ ENGINE = click.option(
     show_default=True,
     help="Where the comparison runs: auto = inside BigQuery for real BigQuery, DuckDB on the local stack.",
 )
+
+
+def exit_with(status: int) -> None:
+    """End a command with the exit status its library function returned: 0 returns normally, so that a caller of
+    `cli.main(standalone_mode=False)` sees no SystemExit for a success."""
+    if status:
+        sys.exit(status)

@@ -33,7 +33,7 @@ def disable_auto_snapshots() -> None:
 def forget_strict_job_ids(argv: list[str]) -> None:
     """Strict BigQuery mode remembers the job ids used on an endpoint (BigQuery refuses one twice). An emulator
     without --persistent starts with no jobs, so the ids used on an earlier one at this address are free again."""
-    from eventmodel import bigquery_strict
+    from endpoints import bigquery_strict
     from eventmodel.resources import BIGQUERY_EMULATOR_PORT, LOCAL_HOST
 
     if "--persistent" in argv or not bigquery_strict.strict_enabled():

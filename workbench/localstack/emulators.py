@@ -77,13 +77,13 @@ class Emulator:
 
     def client(self, location: str | None = "US"):
         """A google-cloud-bigquery client for this (BigQuery) emulator, with anonymous credentials."""
-        from workbench.localstack.clients import bigquery_client
+        from endpoints.bigquery import bigquery_client
 
         return bigquery_client(self.project, self.host_port, location)
 
     def s3_client(self) -> Any:
         """A boto3 S3 client for this (S3) server, with its placeholder credentials."""
-        from workbench.localstack.clients import s3_client
+        from endpoints.s3 import s3_client
 
         return s3_client(self.endpoint)
 
@@ -236,7 +236,7 @@ def start_s3_emulator(
 ) -> Emulator:
     """moto's S3 server on `port` (a free one when None) with `buckets` created, in memory. Its `exports` are the
     AWS variables (AWS_ENDPOINT_URL and the placeholder keys) for a child process; `s3_client()` is boto3's."""
-    from workbench.localstack.clients import create_buckets
+    from endpoints.s3 import create_buckets
 
     emulator = start(services.s3(host, port or free_port(host)), host, timeout=timeout)
     try:

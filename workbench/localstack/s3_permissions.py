@@ -114,7 +114,7 @@ def s3_reads_denied(endpoint: str, bucket: str, key: str | None = None) -> Itera
     read `key` of `bucket` (with key None: anything with that bucket). The previous state is back on exit."""
     endpoint = http_endpoint(endpoint)
     reader_name = f"workbench-reader-{uuid.uuid4().hex[:8]}"
-    from workbench.localstack.clients import s3_client
+    from endpoints.s3 import s3_client
 
     admin = s3_client(endpoint)
     iam = _iam_client(admin)

@@ -196,7 +196,7 @@ def up(
             create_datasets(f"{config.host}:{config.bigquery_port}", config.project, config.datasets)
             on_step(f"BigQuery dataset(s) {', '.join(config.datasets)} ready (empty unless they were there before)")
     if config.with_s3:
-        from workbench.localstack.clients import create_buckets, s3_client
+        from endpoints.s3 import create_buckets, s3_client
 
         create_buckets(s3_client(f"{config.host}:{config.s3_port}"), [names.HISTORY_BUCKET])
         on_step(f"S3 bucket {names.HISTORY_BUCKET} ready (in memory: `down` empties it)")
@@ -225,7 +225,7 @@ def check_datasets(config: StackConfig) -> None:
 
 def create_datasets(emulator: str, project: str, datasets: tuple[str, ...] | list[str]) -> None:
     """Each dataset, empty, in the emulator's project; one that exists is left as it is (idempotent)."""
-    from workbench.localstack.clients import bigquery_client
+    from endpoints.bigquery import bigquery_client
 
     client = bigquery_client(project, emulator, "US")
     try:
@@ -316,7 +316,7 @@ def create_pubsub_resources(emulator_host: str, project: str, ack_deadline_secon
     """
     from google.api_core import exceptions
 
-    from workbench.localstack.clients import publisher_client, subscriber_client
+    from endpoints.pubsub import publisher_client, subscriber_client
 
     # Clients on an explicit loopback channel: the caller's PUBSUB_EMULATOR_HOST is neither needed nor changed.
     publisher = publisher_client(emulator_host)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 
 from pipeline import delivery
-from workbench.localstack.clients import subscriber_client
+from endpoints.pubsub import subscriber_client
 from workbench.pipeline_run.ack_ledger import AckLedger
 from workbench.pipeline_run.source_health import DEFAULT_SOURCE_RETRY_S, SourceHealth
 

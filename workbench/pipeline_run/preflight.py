@@ -17,7 +17,8 @@ from eventmodel import rows
 from eventmodel.resources import DEFAULT_PROJECT
 from pipeline.options import EventPipelineOptions, resource_path
 from workbench.errors import WorkbenchError
-from workbench.localstack.clients import bigquery_client, publisher_client, subscriber_client
+from endpoints.bigquery import bigquery_client
+from endpoints.pubsub import publisher_client, subscriber_client
 
 
 def preflight(options: PipelineOptions) -> None:

@@ -34,7 +34,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline.options import EventPipelineOptions
 from pipeline.stream import build_pipeline, make_options
 from workbench.errors import WorkbenchError
-from workbench.localstack.clients import use_anonymous_beam_credentials
+from endpoints.storage import use_anonymous_beam_credentials
 from workbench.pipeline_run.direct_runner import (
     DEFAULT_MAX_OUTSTANDING,
     DEFAULT_PULL_SIZE,

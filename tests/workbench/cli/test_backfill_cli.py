@@ -31,9 +31,9 @@ PROJECT = "backfill-it"
 def every_partition(table: str) -> str:
     """A condition that keeps every row and names the partitioning column of a table that requires it
     (user_activity): BigQuery refuses a read without one, and so does the suite's strict mode."""
-    from eventmodel.bigquery_strict import ddl_partition_rules
+    from ddl.model import partition_rules
 
-    column = ddl_partition_rules().get(table)
+    column = partition_rules().get(table)
     return f" AND {column} >= TIMESTAMP '1970-01-01'" if column else ""
 
 

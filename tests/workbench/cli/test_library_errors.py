@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 
 import workbench.cli as cli_module
+from ddl.errors import DdlError
 from emulator.pubsub.errors import EmulatorError
+from endpoints.errors import EndpointError
 from publisher.errors import PublishError
 
 
-@pytest.mark.parametrize("error", [EmulatorError, PublishError])
+@pytest.mark.parametrize("error", [EmulatorError, PublishError, DdlError, EndpointError])
 def test_a_library_error_is_shown_with_its_fix(error, monkeypatch, capsys):
     def fails(**_: object) -> None:
         raise error("the thing broke", "do this instead")

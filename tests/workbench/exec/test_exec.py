@@ -23,7 +23,8 @@ import pytest
 
 from emulator.pubsub.admin import AdminClient
 from eventmodel import resources as names
-from workbench.localstack.clients import bigquery_client, publisher_client
+from endpoints.bigquery import bigquery_client
+from endpoints.pubsub import publisher_client
 from workbench.localstack.ports import free_port, free_port_pair
 
 PIPELINE = Path(__file__).with_name("stock_pipeline.py")
@@ -106,7 +107,7 @@ def publish(stack: Stack, prefix: str, count: int, attributes=lambda i: {}) -> s
 
 
 def table_keys(stack: Stack, table: str) -> list[str]:
-    client = bigquery_client(PROJECT, stack.bigquery)
+    client = bigquery_client(PROJECT, stack.bigquery, "US")
     try:
         query = f"SELECT key FROM `{PROJECT}.{names.DATASET}.{table}`"
         return [row.key for row in client.query(query, location="US").result()]
@@ -270,7 +271,7 @@ def _keys_or_none(stack: Stack, table: str) -> list[str]:
 def test_read_from_bigquery_direct_read_and_every_dataset_survives_it(stack, tmp_path):
     """ReadFromBigQuery(DIRECT_READ) reads through the emulator's Storage Read service; its cleanup step deletes
     every dataset a label-filtered list returns, and the bare emulator ignores the filter (it lost them all)."""
-    client = bigquery_client(PROJECT, stack.bigquery)
+    client = bigquery_client(PROJECT, stack.bigquery, "US")
     try:
         client.query(f"CREATE TABLE `{PROJECT}.{names.DATASET}.exec_source` AS SELECT 'a' AS key UNION ALL SELECT 'b'",
                      location="US").result()  # fmt: skip

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from eventmodel import resources as names
-from workbench.localstack.clients import publisher_client
+from endpoints.pubsub import publisher_client
 from workbench.localstack.ports import free_port_pair
 
 PIPELINE = Path(__file__).with_name("dedup_pipeline.py")

@@ -66,7 +66,7 @@ def test_boto3_writes_reads_and_deletes_objects(s3_emulator, bucket):
 
 def test_the_exports_alone_point_boto3_at_the_server(s3_emulator, bucket, monkeypatch):
     """AWS_ENDPOINT_URL and the placeholder keys are all a client needs (`eval "$(workbench env)"`)."""
-    from workbench.localstack.clients import s3_client
+    from endpoints.s3 import s3_client
 
     for key, value in s3_emulator.exports.items():
         monkeypatch.setenv(key, value)

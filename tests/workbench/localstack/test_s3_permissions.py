@@ -70,7 +70,7 @@ def test_beams_s3_filesystem_gets_the_403(s3_emulator, history):
 
 
 def test_the_reader_exports_are_a_complete_aws_environment(s3_emulator, history, monkeypatch):
-    from workbench.localstack.clients import s3_client
+    from endpoints.s3 import s3_client
 
     with s3_reads_denied(s3_emulator.endpoint, history, "h/locked.ndjson") as reader:
         for key, value in reader.exports.items():

@@ -197,17 +197,17 @@ def test_cli_env_prints_exports_and_status_shows_the_table(home):
 
 
 def _rows(cfg: stack.StackConfig) -> list[str]:
-    from workbench.localstack.clients import bigquery_client
+    from endpoints.bigquery import bigquery_client
 
-    client = bigquery_client(cfg.project, f"127.0.0.1:{cfg.bigquery_port}")
+    client = bigquery_client(cfg.project, f"127.0.0.1:{cfg.bigquery_port}", "US")
     return [r["event_id"] for r in client.query(f"SELECT event_id FROM `{cfg.project}.events.dead_letters`").result()]
 
 
 def _insert(cfg: stack.StackConfig, event_id: str) -> None:
+    from endpoints.bigquery import bigquery_client
     from eventmodel import rows
-    from workbench.localstack.clients import bigquery_client
 
-    client = bigquery_client(cfg.project, f"127.0.0.1:{cfg.bigquery_port}")
+    client = bigquery_client(cfg.project, f"127.0.0.1:{cfg.bigquery_port}", "US")
     row = rows.dead_letter_row(b"x", reason="NOT_JSON", detail="d", stage="validate", message_id=event_id,
                                publish_time=None, attributes={"event_id": event_id})  # fmt: skip
     assert not client.insert_rows_json(f"{cfg.project}.events.dead_letters", [row])

@@ -12,7 +12,7 @@ import pytest
 
 from eventmodel import resources as names
 from workbench.localstack import stack
-from workbench.localstack.clients import bigquery_client
+from endpoints.bigquery import bigquery_client
 from workbench.localstack.ports import free_port_pair
 
 pytestmark = pytest.mark.integration

@@ -50,7 +50,7 @@ def test_anonymous_credentials_are_what_gcsio_asks_for(monkeypatch):
     from apache_beam.internal.gcp import auth
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from workbench.localstack.clients import use_anonymous_beam_credentials
+    from endpoints.storage import use_anonymous_beam_credentials
 
     for name in ("_credentials_lock", "_credentials", "_credentials_init"):
         assert hasattr(auth._Credentials, name), f"apache_beam.internal.gcp.auth._Credentials.{name} is gone"
