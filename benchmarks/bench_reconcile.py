@@ -686,9 +686,9 @@ def _contract_phases(began: float, stamps: list[tuple[float, str]], done: float)
         elif text.startswith("finding events by natural key"):
             name = "identity by natural key (published events keyed)"
         elif text.startswith("comparing"):
-            name = "compare (EVENT_STATUS, sizes, per type and kind)"
-        elif text.startswith("finding which fields"):  # and every query of the report after it
-            name = "report (altered fields, problems, latency, entries, findings)"
+            name = "compare (queries.compare: EVENT_STATUS and every report query; sizes)"
+        elif text.startswith("finding which fields"):
+            name = "altered fields"
         else:
             name = text
         phases[name] = phases.get(name, 0.0) + following - at
@@ -818,11 +818,12 @@ def emulator_reconcile_child(run: dict[str, Any], endpoint: str) -> dict[str, An
     import apache_beam.io.filesystems  # noqa: F401
     import google.cloud.bigquery  # noqa: F401
 
+    from endpoints import Endpoints
     from eventmodel import resources as names
     from reconcile.run import ReconcileTarget, reconcile
 
     target = ReconcileTarget(output_root=run["output"], project=PROJECT, dataset=names.DATASET,
-                             bigquery_emulator=endpoint, read_dead_letter_topic=False)  # fmt: skip
+                             endpoints=Endpoints(bigquery=endpoint), read_dead_letter_topic=False)  # fmt: skip
     stamps: list[tuple[float, str]] = []
     began = time.perf_counter()
     report = reconcile(run["run_id"], target, lambda text: stamps.append((time.perf_counter(), text)))

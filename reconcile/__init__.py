@@ -1,7 +1,9 @@
 """Reconcile: the proof that every event a run published arrived exactly where it belongs, once and unchanged.
 
-    >>> from reconcile.run import ReconcileTarget, reconcile      # doctest: +SKIP
-    >>> report = reconcile("latest", ReconcileTarget.local())     # doctest: +SKIP
+    >>> from endpoints import Endpoints
+    >>> from reconcile.run import ReconcileTarget, reconcile
+    >>> local = Endpoints(pubsub="127.0.0.1:8085", bigquery="http://127.0.0.1:9050")  # workbench resolves these
+    >>> report = reconcile("latest", ReconcileTarget(endpoints=local))                 # doctest: +SKIP
     >>> report.exit_code                                          # doctest: +SKIP
     0
 

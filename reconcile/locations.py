@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from endpoints.storage import storage_client
 from reconcile.errors import ReconcileError
 
 # BigQuery's multi-regions and the one region in each whose buckets an external table reads without transfer
@@ -87,7 +86,7 @@ def bucket_location(target: Any, bucket: str) -> tuple[str, str, tuple[str, ...]
     (needs storage.buckets.get: roles/storage.legacyBucketReader or a custom role, docs/reconcile.md)."""
     from google.api_core.exceptions import GoogleAPICallError
 
-    client = storage_client(target.project, target.storage_emulator)
+    client = target.storage_client()
     try:
         found = client.get_bucket(bucket)
     except GoogleAPICallError as exc:

@@ -1,6 +1,6 @@
 """Reconcile one run: load its manifest and every sink into the engine, run the comparison, build the report.
 
-    >>> target = ReconcileTarget.local(output_root="./output")     # doctest: +SKIP
+    >>> target = ReconcileTarget(endpoints=Endpoints(bigquery="127.0.0.1:9050", pubsub="127.0.0.1:8085"))
     >>> report = reconcile("latest", target)                       # doctest: +SKIP
     >>> report = reconcile_waiting("latest", target, wait_s=60)    # doctest: +SKIP
 
@@ -11,15 +11,17 @@ run (a foreign producer on the same topic), which are reported apart by message 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from endpoints import Endpoints
+from endpoints.bigquery import bigquery_client
+from endpoints.storage import storage_client
 from eventmodel import resources as names
 from eventmodel import rows
 from eventmodel.schema import EVENT_TYPES
@@ -53,14 +55,14 @@ Step = Callable[[str], None]
 
 @dataclass(frozen=True)
 class ReconcileTarget:
-    """Which sinks to read and where. Emulator endpoints of None mean real Google Cloud (ADC)."""
+    """Which sinks to read and where."""
 
     output_root: str | None = "./output"
     project: str = names.DEFAULT_PROJECT
     dataset: str | None = names.DATASET
-    bigquery_emulator: str | None = None  # http://HOST:PORT
-    pubsub_emulator: str | None = None  # HOST:PORT
-    storage_emulator: str | None = None  # http://HOST:PORT, for a gs:// output root on the local stack
+    # Where BigQuery, Pub/Sub and Cloud Storage are: an emulator's address each, None for Google Cloud itself (ADC).
+    # The workbench resolves it (workbench.localstack.stack.local_endpoints) and hands it here.
+    endpoints: Endpoints = field(default_factory=Endpoints)
     read_dead_letter_topic: bool = True
     allow_foreign: bool = False
     # Where the comparison runs: "duckdb" (in this process), "bigquery" (inside BigQuery, scratch tables in
@@ -71,31 +73,26 @@ class ReconcileTarget:
     # the built-in contract, over output_root, dataset and the dead-letter topic.
     sinks: str | None = None
 
-    @classmethod
-    def local(cls, **overrides: Any) -> ReconcileTarget:
-        """The local stack's endpoints (environment, else what `workbench up` started)."""
-        from workbench.localstack.stack import local_endpoints
-
-        found = local_endpoints()
-        base = cls(bigquery_emulator=found.bigquery, pubsub_emulator=found.pubsub, storage_emulator=found.storage)
-        return replace(base, **overrides)
-
     def engine_name(self) -> str:
         if self.engine != "auto":
             return self.engine
-        return "bigquery" if self.dataset and not self.bigquery_emulator else "duckdb"
+        return "bigquery" if self.dataset and not self.endpoints.bigquery else "duckdb"
 
     def external(self) -> bool:
         """The BigQuery engine reads a gs:// tree through external tables (real BigQuery only)."""
-        return bool(self.output_root and self.output_root.startswith("gs://") and not self.bigquery_emulator)
+        return bool(self.output_root and self.output_root.startswith("gs://") and not self.endpoints.bigquery)
 
     def reads_real_bigquery(self) -> bool:
-        return bool((self.dataset or self.engine_name() == "bigquery") and not self.bigquery_emulator)
+        return bool((self.dataset or self.engine_name() == "bigquery") and not self.endpoints.bigquery)
 
     def poll_interval(self) -> float:
         """--wait's poll: a minute apart when each poll queries real BigQuery (either engine sends the event-table
         SELECTs there), at once on the local stack."""
         return BIGQUERY_POLL_INTERVAL_S if self.reads_real_bigquery() else POLL_INTERVAL_S
+
+    def storage_client(self) -> Any:
+        """google-cloud-storage's client for a gs:// tree: the emulator's, or GCS's (ADC)."""
+        return storage_client(self.project, self.endpoints.storage)
 
     def make_engine(self, session: BigQuerySession | None = None) -> Engine:
         if self.engine_name() == "duckdb":
@@ -364,7 +361,7 @@ def reconcile(
         if topic_read:
             since = window[0] - timedelta(minutes=1)
             try:
-                letters = sources.read_dead_letter_topic(target.project, target.pubsub_emulator, since, on_step)
+                letters = sources.read_dead_letter_topic(target.project, target.endpoints.pubsub, since, on_step)
             except sources.DeadLetterTopicGap as gap:
                 # Retention, or a subscription younger than the run, dropped some of its dead letters: the topic is
                 # left out of this verdict, as with --no-dead-letter-topic, and the report says why.
@@ -378,9 +375,10 @@ def reconcile(
                                               if r["run_id"] == run_id or r["run_id"] in sharing])  # fmt: skip
         if contract.dead_letters.gcs:
             on_step(f"reading dead letters under {contract.dead_letters.gcs.prefix}")
-            engine.load_dead_letter_rows(
-                sources.read_dead_letter_files(contract.dead_letters.gcs, window[0] - timedelta(minutes=1))
-            )
+            spec = contract.dead_letters.gcs
+            storage = target.storage_client() if spec.prefix.startswith("gs://") else None
+            since = window[0] - timedelta(minutes=1)
+            engine.load_dead_letter_rows(sources.read_dead_letter_files(spec, since, storage))
         if contract.needs_published_events():
             on_step("finding events by natural key")
             _resolve_identities(engine, contract, manifest, plan)
@@ -567,12 +565,9 @@ def _load_gcs(engine: Engine, target: ReconcileTarget, contract: Contract, scope
             f"the output root {root} does not exist",
             "pass the --output-root the pipeline wrote to (run-pipeline's default is ./output)",
         )
-    if root.startswith("gs://") and target.storage_emulator:
-        from endpoints.storage import use_anonymous_beam_credentials
-
-        # Beam's gs:// filesystem finds the GCS emulator through the environment, as the pipeline's run does.
-        os.environ["STORAGE_EMULATOR_HOST"] = target.storage_emulator
-        use_anonymous_beam_credentials()
+    # Read through a client made for the target's storage endpoint (Beam's gs:// filesystem would find an emulator
+    # only through the process environment: apache_beam/io/gcp/gcsio.py create_storage_client takes no endpoint).
+    storage = target.storage_client() if root.startswith("gs://") else None
     if engine.external and (gcs.format != "jsonl" or gcs.gzip):
         raise ReconcileError(
             f"the BigQuery engine reads gs:// files through external tables of JSON lines, and {contract.name} says "
@@ -582,10 +577,10 @@ def _load_gcs(engine: Engine, target: ReconcileTarget, contract: Contract, scope
     on_step(f"listing {root}")
     # Only the files written since the runs compared began can hold their events: older ones are not read (nor
     # copied from gs://), and the external tables name only their folders.
-    files = files_written_since(sources.list_event_files(root, gcs), bounds.files_since)
+    files = files_written_since(sources.list_event_files(root, gcs, storage), bounds.files_since)
     # An engine that reads the tree where it lies (BigQuery's external tables) needs no local copies.
     where = contextlib.nullcontext({f.uri: f.uri for f in files}) if engine.external else None
-    with where or sources.local_copies(files) as local:
+    with where or sources.local_copies(files, storage) as local:
         engine.load_files(
             [
                 {
@@ -699,12 +694,13 @@ def estimate(run_id: str, target: ReconcileTarget, on_step: Step = lambda _: Non
                      else f"event times {low} .. {high}")  # fmt: skip
             dry(f"read {target.dataset}.{source}", f"the partitions of {reads}", sql)
     notes: list[str] = []
-    if target.bigquery_emulator:  # bqemulator has no cost model: its dry runs validate each statement, 0 bytes
+    if target.endpoints.bigquery:  # bqemulator has no cost model: its dry runs validate each statement, 0 bytes
         notes.append("the BigQuery emulator answers 0 bytes to every dry run (it has no cost model)")
     if target.output_root and engine_name == "bigquery" and target.external():
         on_step(f"listing {target.output_root}")
         files = files_written_since(
-            sources.list_event_files(target.output_root, target.contract().gcs), plan.bounds.files_since
+            sources.list_event_files(target.output_root, target.contract().gcs, target.storage_client()),
+            plan.bounds.files_since,
         )
         root = target.output_root.rstrip("/")
         for event_type in EVENT_TYPES:
@@ -733,8 +729,8 @@ def _check_local_stack(target: ReconcileTarget) -> None:
     if target.project != names.DEFAULT_PROJECT:
         return
     down = [name for name, wanted, known in (
-        ("BigQuery", target.dataset, target.bigquery_emulator),
-        ("Pub/Sub", target.read_dead_letter_topic, target.pubsub_emulator),
+        ("BigQuery", target.dataset, target.endpoints.bigquery),
+        ("Pub/Sub", target.read_dead_letter_topic, target.endpoints.pubsub),
     ) if wanted and not known]  # fmt: skip
     if down:
         raise ReconcileError(
@@ -745,15 +741,14 @@ def _check_local_stack(target: ReconcileTarget) -> None:
 
 
 def _bigquery_client(target: ReconcileTarget, location: str | None = None) -> Any:
-    from endpoints.bigquery import bigquery_client
-
-    if target.bigquery_emulator and not _reachable(target.bigquery_emulator):
+    emulator = target.endpoints.bigquery
+    if emulator and not _reachable(emulator):
         raise ReconcileError(
-            f"no BigQuery emulator answers at {target.bigquery_emulator}",
+            f"no BigQuery emulator answers at {emulator}",
             "start the local stack (`workbench up`), or pass --no-bigquery to reconcile without BigQuery",
         )
     # Built first with no location, to read the events dataset's (bigquery_session); then with it, for the jobs.
-    return bigquery_client(target.project, target.bigquery_emulator, location=location)
+    return bigquery_client(target.project, emulator, location=location)
 
 
 def reconcile_waiting(

@@ -1,8 +1,10 @@
 """Where reconcile reads each sink: the GCS tree, the BigQuery tables and the dead-letter topic.
 
-- The GCS tree (a local directory or gs://) is listed and read through Beam's FileSystems, the code the
-  pipeline writes with. Each file's place in the tree is judged here, once per file (not per line): its type
-  folder, its minute folder, and whether its name is `<type>_<YYYYMMDDHHmm><NNNN>.json` of that folder.
+- The GCS tree (a local directory, or gs:// read through the google-cloud-storage client the caller passes:
+  endpoints.storage.storage_client, for the emulator or GCS) is listed as Beam's FileSystems.match(root/**) lists
+  it: every file under the root, its size and last update. Each file's place in the tree is judged here, once per
+  file (not per line): its type folder, its minute folder, and whether its name is
+  `<type>_<YYYYMMDDHHmm><NNNN>.json` of that folder.
 - The BigQuery tables are read by the comparison's own SELECTs (reconcile.queries), run by BigQuery itself.
 - The dead-letter topic is read through a subscription of reconcile's own (DEAD_LETTER_RECONCILE_SUBSCRIPTION,
   retaining acked messages, never expiring): reconcile seeks it back to the run's start and pulls, so it consumes
@@ -34,6 +36,75 @@ from reconcile.errors import NotYetReadable, ReconcileError
 # How long a pull may wait for more dead letters once the backlog looks empty.
 PULL_TIMEOUT_S = 3.0
 PULL_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """One file under a root: a local path or a gs:// URI, its size and when it was last written."""
+
+    path: str
+    size: int
+    updated: datetime | None
+
+
+def list_tree(root: str, storage: Any = None) -> list[StoredFile]:
+    """Every file under root, at any depth: a local folder (none when it does not exist), or gs://BUCKET[/PREFIX]
+    through `storage`, a google-cloud-storage client (none when the bucket does not exist).
+
+    The objects are those Beam's FileSystems.match([f"{root}/**"]) gives (the pipeline writes with Beam): for gs://
+    every object named under "PREFIX/", for a folder every file os.walk finds, each path joined to the root as
+    given. ReconcileError when the store cannot be listed.
+    """
+    base = root.rstrip("/")
+    if not base.startswith("gs://"):
+        if "://" in base:
+            raise ReconcileError(f"{root}: reconcile reads a local folder or gs:// only",
+                                 "name the folder, or gs://BUCKET/PREFIX, the pipeline wrote to")  # fmt: skip
+        return list(_walk(base or "/"))
+    if storage is None:
+        raise ReconcileError(f"no Cloud Storage client to list {root}", "pass one (endpoints.storage.storage_client)")
+    from google.api_core.exceptions import GoogleAPICallError, NotFound
+
+    bucket, _, prefix = base[len("gs://") :].partition("/")
+    try:
+        blobs = list(storage.list_blobs(bucket, prefix=f"{prefix}/" if prefix else None))
+    except NotFound:  # no such bucket: nothing was written there
+        return []
+    except (GoogleAPICallError, OSError) as exc:  # requests' ConnectionError is an OSError
+        raise ReconcileError(
+            f"cannot list the GCS tree at {root}: {getattr(exc, 'message', exc)}",
+            "check --output-root (and, for gs:// on the local stack, that `workbench up --gcs` runs)",
+        ) from None
+    return [StoredFile(f"gs://{bucket}/{b.name}", int(b.size or 0), b.updated) for b in blobs]
+
+
+def _walk(folder: str) -> Iterator[StoredFile]:
+    for where, _, names_here in os.walk(folder):
+        for name in names_here:
+            path = os.path.join(where, name)
+            try:
+                stat = os.stat(path)
+            except OSError:  # gone since it was listed
+                continue
+            yield StoredFile(path, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
+
+
+def read_stored(path: str, storage: Any = None) -> bytes:
+    """A file's bytes as stored (a gzip file stays gzipped): a local path, or a gs:// object through `storage`."""
+    if not path.startswith("gs://"):
+        return Path(path).read_bytes()
+    return _blob(path, storage).download_as_bytes(raw_download=RAW_DOWNLOAD)
+
+
+# The stored bytes, never decompressed on the way (an object with Content-Encoding: gzip too), as Beam's gs:// reads
+# them (apache_beam/io/gcp/gcsio.py, BeamBlobReader: raw_download=True, "we always request to retrieve raw data
+# from GCS even if the object meets the criteria of decompressive transcoding"); gzip is undone by its magic bytes.
+RAW_DOWNLOAD = True
+
+
+def _blob(uri: str, storage: Any) -> Any:
+    bucket, _, name = uri[len("gs://") :].partition("/")
+    return storage.bucket(bucket).blob(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,37 +152,24 @@ def _default_gcs() -> Any:
     return default_contract().gcs
 
 
-def list_event_files(root: str, gcs: Any = None) -> list[EventFile]:
+def list_event_files(root: str, gcs: Any = None, storage: Any = None) -> list[EventFile]:
     """Every file under root that a path template of the contract's GCS sink places, with its place and its last
-    update time. Placed by processing time, a file whose place is further than the tolerance from its update time
-    is judged misplaced here (name_ok false): no record says when it was processed."""
-    from apache_beam.io.filesystems import FileSystems
-
+    update time (`storage`: the client for a gs:// root, list_tree). Placed by processing time, a file whose place
+    is further than the tolerance from its update time is judged misplaced here (name_ok false): no record says
+    when it was processed."""
     gcs = gcs or _default_gcs()
     found: list[EventFile] = []
-    pattern = f"{root.rstrip('/')}/**"
-    try:
-        matches = FileSystems.match([pattern])[0].metadata_list
-    except Exception as exc:  # BeamIOError wraps "nothing matched" and unreachable stores alike
-        if _nothing_matched(exc):
-            return found
-        raise ReconcileError(
-            f"cannot list the GCS tree at {root}: {exc}",
-            "check --output-root (and, for gs:// on the local stack, that `workbench up --gcs` runs)",
-        ) from None
-    for meta in matches:
-        place = place_of(root, meta.path, gcs)
+    for stored in list_tree(root, storage):
+        place = place_of(root, stored.path, gcs)
         if place is None:
             continue
         event_type, when, consistent = place
-        updated_s = getattr(meta, "last_updated_in_seconds", None)
-        updated = datetime.fromtimestamp(updated_s, UTC) if updated_s else None
         name_ok = consistent and when is not None
         if gcs.placed_by == "processing_time" and name_ok:
-            name_ok = _within(when, gcs.paths[event_type].time_format, updated, gcs.tolerance_s)
+            name_ok = _within(when, gcs.paths[event_type].time_format, stored.updated, gcs.tolerance_s)
         elif gcs.placed_by == "unchecked":
             name_ok = consistent
-        found.append(EventFile(meta.path, event_type, when, name_ok, updated, meta.size_in_bytes))
+        found.append(EventFile(stored.path, event_type, when, name_ok, stored.updated, stored.size))
     return found
 
 
@@ -133,28 +191,28 @@ def _grain_s(time_format: str) -> float:
 
 
 def _nothing_matched(exc: Exception) -> bool:
+    """Whether a Beam FileSystems.match error says only that nothing is there (workbench.cli.sinks lists with Beam
+    still; reconcile's own listing, list_tree, needs no such guess)."""
     text = str(exc).lower()
     return "no such file" in text or "not found" in text or "matched no files" in text or "404" in text
 
 
 @contextlib.contextmanager
-def local_copies(files: list[EventFile]) -> Iterator[dict[str, str]]:
-    """{uri: local path} for the files: local files as they are, gs:// objects downloaded (in parallel) into a
-    temporary folder that is removed afterwards. DuckDB reads local files in bulk; its httpfs is not offline."""
+def local_copies(files: list[EventFile], storage: Any = None) -> Iterator[dict[str, str]]:
+    """{uri: local path} for the files: local files as they are, gs:// objects downloaded through `storage` (in
+    parallel) into a temporary folder that is removed afterwards. DuckDB reads local files in bulk; its httpfs is
+    not offline."""
     remote = [f for f in files if "://" in f.uri]
     mapping = {f.uri: f.uri for f in files if "://" not in f.uri}
     if not remote:
         yield mapping
         return
-    from apache_beam.io.filesystems import FileSystems
-
     folder = Path(tempfile.mkdtemp(prefix="reconcile-gcs-"))
 
     def fetch(item: tuple[int, EventFile]) -> tuple[str, str]:
         index, file = item
         target = folder / f"{index:08d}.json"
-        with FileSystems.open(file.uri, compression_type="uncompressed") as source, target.open("wb") as sink:
-            shutil.copyfileobj(source, sink, 1 << 20)
+        _blob(file.uri, storage).download_to_filename(str(target), raw_download=RAW_DOWNLOAD)
         return file.uri, str(target)
 
     try:
@@ -168,37 +226,31 @@ def local_copies(files: list[EventFile]) -> Iterator[dict[str, str]]:
 # ------------------------------------------------------------------------------------------ dead-letter files
 
 
-def read_dead_letter_files(spec: Any, since: datetime) -> list[dict[str, Any]]:
+def read_dead_letter_files(spec: Any, since: datetime, storage: Any = None) -> list[dict[str, Any]]:
     """dead_letters rows of a prefix of files holding rejected payloads (reconcile.contract.DeadLetterFiles),
     written since `since`: one per record (a JSON line, a JSON object file, or a raw file's whole body), with the
-    MD5 of the payload bytes, which identifies the published message (a pipeline's own files keep no id of ours)."""
+    MD5 of the payload bytes, which identifies the published message (a pipeline's own files keep no id of ours).
+    `storage`: the client for a gs:// prefix (list_tree)."""
     import base64
 
     import orjson
-    from apache_beam.io.filesystems import FileSystems
 
     from eventmodel.history import gunzipped
     from reconcile.queries import DEAD_LETTER_FILES
 
     prefix = spec.prefix.rstrip("/")
-    if "://" not in prefix and not Path(prefix).is_dir():
-        return []
     try:
-        matches = FileSystems.match([f"{prefix}/**"])[0].metadata_list
-    except Exception as exc:
-        if _nothing_matched(exc):
-            return []
-        raise ReconcileError(f"cannot list the dead-letter files under {prefix}: {exc}",
+        listed = list_tree(prefix, storage)
+    except ReconcileError as exc:
+        raise ReconcileError(f"cannot list the dead-letter files under {prefix}: {exc.message}",
                              "check dead_letters/gcs/prefix in the contract") from None  # fmt: skip
     rows: list[dict[str, Any]] = []
     entry = f"dead_letters:gcs:{spec.prefix}"
-    for meta in matches:
-        updated_s = getattr(meta, "last_updated_in_seconds", None)
-        updated = datetime.fromtimestamp(updated_s, UTC) if updated_s else None
+    for stored in listed:
+        updated = stored.updated
         if updated is not None and updated < since:
             continue
-        with FileSystems.open(meta.path, compression_type="uncompressed") as f:
-            body = b"".join(gunzipped([f.read()]))
+        body = b"".join(gunzipped([read_stored(stored.path, storage)]))
         records = [body] if spec.format != "jsonl" else [line for line in body.splitlines() if line.strip()]
         for record in records:
             reason = None
@@ -219,7 +271,7 @@ def read_dead_letter_files(spec: Any, since: datetime) -> list[dict[str, Any]]:
                     payload = value.encode("utf-8") if isinstance(value, str) else orjson.dumps(value)
             digest = hashlib.md5(payload, usedforsecurity=False).hexdigest() if payload is not None else None
             rows.append({
-                "sink": DEAD_LETTER_FILES, "location": meta.path, "event_id": None, "source_message_id": None,
+                "sink": DEAD_LETTER_FILES, "location": stored.path, "event_id": None, "source_message_id": None,
                 "run_id": None, "reason": reason, "stage": None,
                 "payload_digest": digest,
                 "payload_cut": False, "publish_time": None, "landed_time": updated, "entry": entry,

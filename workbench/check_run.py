@@ -202,6 +202,7 @@ def reconcile_target(options: CheckOptions) -> Any:
     from eventmodel.resources import DATASET, DEFAULT_PROJECT, resolve_project
     from reconcile.contract import load_contract
     from reconcile.run import ReconcileTarget
+    from workbench.localstack.stack import local_endpoints
 
     output_root, dataset = options.output_root, options.dataset
     if options.sinks:
@@ -211,9 +212,9 @@ def reconcile_target(options: CheckOptions) -> Any:
     else:
         output_root, dataset = output_root or "./output", dataset or DATASET
     project = resolve_project(options.project, DEFAULT_PROJECT)
-    return ReconcileTarget.local(output_root=output_root, project=project, dataset=dataset,
-                                 sinks=str(options.sinks) if options.sinks else None,
-                                 allow_foreign=options.allow_foreign, engine=options.engine)  # fmt: skip
+    return ReconcileTarget(endpoints=local_endpoints(), output_root=output_root, project=project, dataset=dataset,
+                           sinks=str(options.sinks) if options.sinks else None,
+                           allow_foreign=options.allow_foreign, engine=options.engine)  # fmt: skip
 
 
 def check_report_paths(options: CheckOptions) -> None:

@@ -15,6 +15,7 @@ import pytest
 from pipeline_support import files_under
 from pubsub_support import pull_all
 
+from endpoints import Endpoints
 from eventmodel import resources as names
 from eventmodel import rows
 from eventmodel.schema import MAX_PAYLOAD_BYTES
@@ -57,7 +58,7 @@ def test_near_limit_orders_land_unchanged_and_oversize_messages_are_dead_lettere
     report = reconcile(
         RUN,
         ReconcileTarget(output_root=output_root, project=stack.project, dataset=stack.dataset,
-                        bigquery_emulator=stack.bigquery, pubsub_emulator=stack.pubsub),
+                        endpoints=Endpoints(bigquery=stack.bigquery, pubsub=stack.pubsub)),
     )  # fmt: skip
     assert report.exit_code == 0, report.headline()
     assert not report.problems

@@ -25,6 +25,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from endpoints import Endpoints
 from eventmodel.canonical import canonical_digest
 from eventmodel.rows import event_row
 from eventmodel.schema import EVENT_TIME_FIELD
@@ -148,11 +149,12 @@ def test_bucket_colocation_follows_the_documented_rule(dataset, bucket, kind, re
 
 
 def test_wait_polls_a_minute_apart_on_real_bigquery_and_at_once_locally():
-    assert R.ReconcileTarget(bigquery_emulator="http://127.0.0.1:1").poll_interval() == R.POLL_INTERVAL_S == 2.0
-    assert R.ReconcileTarget(bigquery_emulator=None).poll_interval() == R.BIGQUERY_POLL_INTERVAL_S == 60.0
-    duckdb_on_bigquery = R.ReconcileTarget(bigquery_emulator=None, engine="duckdb")
+    emulator = Endpoints(bigquery="http://127.0.0.1:1")
+    assert R.ReconcileTarget(endpoints=emulator).poll_interval() == R.POLL_INTERVAL_S == 2.0
+    assert R.ReconcileTarget().poll_interval() == R.BIGQUERY_POLL_INTERVAL_S == 60.0
+    duckdb_on_bigquery = R.ReconcileTarget(engine="duckdb")
     assert duckdb_on_bigquery.poll_interval() == 60.0  # its SELECTs still go to BigQuery
-    assert R.ReconcileTarget(bigquery_emulator=None, dataset=None, engine="duckdb").poll_interval() == 2.0
+    assert R.ReconcileTarget(dataset=None, engine="duckdb").poll_interval() == 2.0
 
 
 def test_csvs_concatenate_into_one_headerless_body_in_column_order(tmp_path):
@@ -249,8 +251,8 @@ def bounded_run(bigquery_emulator, tmp_path_factory):
 
 
 def bounds_target(run, **changes) -> R.ReconcileTarget:
-    base = R.ReconcileTarget(output_root=None, project=PROJECT, dataset="events",
-                             bigquery_emulator=run.emulator.endpoint, read_dead_letter_topic=False)  # fmt: skip
+    base = R.ReconcileTarget(output_root=None, project=PROJECT, dataset="events", read_dead_letter_topic=False,
+                             endpoints=Endpoints(bigquery=run.emulator.endpoint))  # fmt: skip
     return R.replace(base, **changes)
 
 
@@ -304,7 +306,8 @@ def test_a_scratch_dataset_in_another_location_is_refused_before_any_query(bound
 
 @pytest.mark.integration
 def test_the_bucket_location_is_read_through_the_gcs_client(gcs_emulator):
-    target = R.ReconcileTarget(output_root=f"{gcs_emulator}/out", storage_emulator=os.environ["STORAGE_EMULATOR_HOST"])
+    storage = Endpoints(storage=os.environ["STORAGE_EMULATOR_HOST"])
+    target = R.ReconcileTarget(output_root=f"{gcs_emulator}/out", endpoints=storage)
     location, kind, _ = L.bucket_location(target, gcs_emulator.split("://", 1)[1])
     assert location and kind  # what the emulator answers for a bucket made without one
     with pytest.raises(ReconcileError, match="cannot read the location of the bucket gs://no-such-bucket"):

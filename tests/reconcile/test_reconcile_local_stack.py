@@ -15,7 +15,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from stack_support import LocalStack
 
+from endpoints import Endpoints
 from eventmodel import resources as names
 from eventmodel import rows
 from generator.stream import DEAD_LETTER, GeneratorConfig
@@ -28,31 +30,32 @@ from workbench.cli import main
 
 pytestmark = pytest.mark.integration
 
-PROJECT = "reconcile-it"
 RUN = "reconcile-it-run"
 
 
 class Stack:
-    def __init__(self, pubsub: str, bigquery, home: Path, output: Path) -> None:
-        self.pubsub = pubsub
-        self.bigquery = bigquery
-        self.home = home
-        self.output = output
-        self.client = bigquery.client()
+    """The module's LocalStack (tests/conftest.py's `make_stack`) with what the tests do to it."""
+
+    def __init__(self, resources: LocalStack) -> None:
+        self.project = resources.project
+        self.pubsub = resources.pubsub
+        self.bigquery = resources.bigquery_emulator
+        self.home = resources.home
+        self.output = resources.output
+        self.client = resources.bigquery_client()
 
     def target(self, output: Path | None = None, **overrides) -> ReconcileTarget:
         base = ReconcileTarget(
             output_root=str(output or self.output),
-            project=PROJECT,
+            project=self.project,
             dataset=names.DATASET,
-            bigquery_emulator=self.bigquery.endpoint,
-            pubsub_emulator=self.pubsub,
+            endpoints=Endpoints(bigquery=self.bigquery.endpoint, pubsub=self.pubsub),
             allow_foreign=True,
         )
         return ReconcileTarget(**{**base.__dict__, **overrides})
 
     def table(self, name: str) -> str:
-        return f"`{PROJECT}.{names.DATASET}.{name}`"
+        return f"`{self.project}.{names.DATASET}.{name}`"
 
     def sql(self, statement: str) -> list:
         return list(self.client.query(statement).result())
@@ -60,7 +63,7 @@ class Stack:
     def run_pipeline(self) -> None:
         from workbench.pipeline_run.stream_launcher import LocalSettings, run
 
-        args = ["--project", PROJECT, "--output_root", str(self.output), "--dataset", names.DATASET,
+        args = ["--project", self.project, "--output_root", str(self.output), "--dataset", names.DATASET,
                 "--bigquery_emulator_host", self.bigquery.endpoint, "--file_flush_seconds", "1"]  # fmt: skip
         assert run(args, LocalSettings(stop_when_idle=3)).state == "DONE"
 
@@ -69,7 +72,7 @@ def publish_bare(stack: Stack, bodies: list[bytes], attributes: dict[str, str] |
     from google.cloud import pubsub_v1
 
     publisher = pubsub_v1.PublisherClient()
-    topic = f"projects/{PROJECT}/topics/{names.TOPIC}"
+    topic = f"projects/{stack.project}/topics/{names.TOPIC}"
     try:
         return [publisher.publish(topic, body, **(attributes or {})).result(timeout=10) for body in bodies]
     finally:
@@ -77,31 +80,21 @@ def publish_bare(stack: Stack, bodies: list[bytes], attributes: dict[str, str] |
 
 
 @pytest.fixture(scope="module")
-def stack(workbench_emulator, bigquery_emulator, tmp_path_factory):
-    from ddl.apply import apply_ddl
-    from workbench.localstack.stack import create_pubsub_resources
-
-    home = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("PUBSUB_EMULATOR_HOST", workbench_emulator.target)
-        env.setenv("NO_GCE_CHECK", "true")
-        env.setenv("WORKBENCH_HOME", str(home))
-        create_pubsub_resources(workbench_emulator.target, PROJECT)
-        apply_ddl(project=PROJECT, emulator=bigquery_emulator.host_port)
-        it = Stack(workbench_emulator.target, bigquery_emulator, home, tmp_path_factory.mktemp("tree") / "output")
-        plan = PublishPlan(
-            run_id=RUN,
-            target=PubSubTarget(PROJECT, names.TOPIC, workbench_emulator.target),
-            rate=3000,
-            count=1500,
-            generator=GeneratorConfig(seed=31, malformed_rate=0.08, duplicate_rate=0.03, late_rate=0.05),
-        )
-        assert publish(plan).status == "completed"
-        # Production producers set no attributes: two such events during the run are foreign to every manifest.
-        valid = [orjson.loads(b) for b in _valid_bodies(2)]
-        it.foreign_ids = publish_bare(it, [orjson.dumps(v) for v in valid])
-        it.run_pipeline()
-        yield it
+def stack(make_stack, request):
+    it = Stack(make_stack(request, "reconcile-it"))
+    plan = PublishPlan(
+        run_id=RUN,
+        target=PubSubTarget(it.project, names.TOPIC, it.pubsub),
+        rate=3000,
+        count=1500,
+        generator=GeneratorConfig(seed=31, malformed_rate=0.08, duplicate_rate=0.03, late_rate=0.05),
+    )
+    assert publish(plan).status == "completed"
+    # Production producers set no attributes: two such events during the run are foreign to every manifest.
+    valid = [orjson.loads(b) for b in _valid_bodies(2)]
+    it.foreign_ids = publish_bare(it, [orjson.dumps(v) for v in valid])
+    it.run_pipeline()
+    return it
 
 
 def _valid_bodies(count: int) -> list[bytes]:
@@ -170,7 +163,7 @@ def test_the_comparison_inside_bigquery_gives_the_same_verdicts(stack, tmp_path)
     victim.write_bytes(b"".join([*lines[:-1], orjson.dumps(line) + b"\n", b"{not json\n"]))
     broken = reconcile(RUN, stack.target(tree, engine="bigquery"))
     assert problems_of(broken) == {line["event_id"]: "altered"}
-    left = stack.sql(f"SELECT table_name FROM `{PROJECT}.{names.DATASET}_reconcile.INFORMATION_SCHEMA.TABLES`")
+    left = stack.sql(f"SELECT table_name FROM `{stack.project}.{names.DATASET}_reconcile.INFORMATION_SCHEMA.TABLES`")
     assert not left  # every scratch table dropped
 
 
@@ -274,7 +267,8 @@ def test_a_gs_tree_is_read_through_the_pipelines_filesystem(stack, gcs_emulator)
     for path in files(stack.output):
         with FileSystems.create(f"{root}/{path.relative_to(stack.output)}") as sink:
             sink.write(path.read_bytes())
-    target = stack.target(storage_emulator=os.environ["STORAGE_EMULATOR_HOST"])
+    gcs = os.environ["STORAGE_EMULATOR_HOST"]
+    target = stack.target(endpoints=Endpoints(bigquery=stack.bigquery.endpoint, pubsub=stack.pubsub, storage=gcs))
     target = ReconcileTarget(**{**target.__dict__, "output_root": root})
     report = reconcile(RUN, target)
     assert report.exit_code == 0, report.headline()
@@ -332,11 +326,11 @@ def test_a_topic_the_subscription_cannot_cover_is_left_out_with_a_note(stack):
     received the run's first dead letters: the verdict leaves the topic out and says why, never 'missing'."""
     from google.protobuf import field_mask_pb2
 
-    from reconcile.sources import CREATED_LABEL
     from endpoints.pubsub import subscriber_client
+    from reconcile.sources import CREATED_LABEL
 
     subscriber = subscriber_client(stack.pubsub)
-    path = subscriber.subscription_path(PROJECT, names.DEAD_LETTER_RECONCILE_SUBSCRIPTION)
+    path = subscriber.subscription_path(stack.project, names.DEAD_LETTER_RECONCILE_SUBSCRIPTION)
 
     def label(created: str) -> None:
         subscription = subscriber.get_subscription(subscription=path, timeout=10)
@@ -398,13 +392,16 @@ def test_the_cli_exits_0_and_writes_the_reports(stack, tmp_path, monkeypatch, ca
     _point_cli_at(stack, monkeypatch)
     json_path, html_path = tmp_path / "r.json", tmp_path / "r.html"
     with pytest.raises(SystemExit) as exit_:
-        main(["reconcile", RUN, "--output-root", str(stack.output), "--project", PROJECT, "--allow-foreign",
+        main(["reconcile", RUN, "--output-root", str(stack.output), "--project", stack.project, "--allow-foreign",
               "--json", str(json_path), "--html", str(html_path)])  # fmt: skip
     assert exit_.value.code == 0
     report = orjson.loads(json_path.read_bytes())
     assert report["verdict"] == "matched" and report["exit_code"] == 0
     assert "<svg" in html_path.read_text()
-    assert "all" in capsys.readouterr().err
+    unique = len({r["event_id"] for r in sent_rows()})
+    sinks = "gcs, bigquery, dead_letter_topic, dead_letter_table"
+    said = " ".join(capsys.readouterr().err.split())  # as one line, however the terminal wrapped it
+    assert f"run {RUN}: all {unique:,} events accounted for ({sinks})" in said, said
 
 
 def test_the_cli_exits_1_naming_the_event(stack, tmp_path, monkeypatch, capsys):
@@ -414,7 +411,7 @@ def test_the_cli_exits_1_naming_the_event(stack, tmp_path, monkeypatch, capsys):
     lines = victim.read_bytes().splitlines(keepends=True)
     victim.write_bytes(b"".join(lines[1:]))
     with pytest.raises(SystemExit) as exit_:
-        main(["reconcile", RUN, "--output-root", str(tree), "--project", PROJECT, "--allow-foreign"])
+        main(["reconcile", RUN, "--output-root", str(tree), "--project", stack.project, "--allow-foreign"])
     assert exit_.value.code == 1
     printed = capsys.readouterr()
     assert orjson.loads(lines[0])["event_id"] in printed.out
@@ -424,11 +421,11 @@ def test_the_cli_exits_1_naming_the_event(stack, tmp_path, monkeypatch, capsys):
 def test_the_cli_exits_2_when_it_cannot_reconcile(stack, monkeypatch, capsys):
     _point_cli_at(stack, monkeypatch)
     with pytest.raises(SystemExit) as exit_:
-        main(["reconcile", "no-such-run", "--project", PROJECT])
+        main(["reconcile", "no-such-run", "--project", stack.project])
     assert exit_.value.code == 2
     assert "workbench runs" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
-        main(["reconcile", RUN, "--project", PROJECT, "--output-root", "/nonexistent/tree"])
+        main(["reconcile", RUN, "--project", stack.project, "--output-root", "/nonexistent/tree"])
     assert exit_.value.code == 2
     for name in ("PUBSUB_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST"):  # the local project, and no stack up
         monkeypatch.delenv(name)
@@ -439,7 +436,7 @@ def test_the_cli_exits_2_when_it_cannot_reconcile(stack, monkeypatch, capsys):
     _point_cli_at(stack, monkeypatch)
     monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens on port 9
     with pytest.raises(SystemExit) as exit_:
-        main(["reconcile", RUN, "--project", PROJECT, "--output-root", str(stack.output)])
+        main(["reconcile", RUN, "--project", stack.project, "--output-root", str(stack.output)])
     assert exit_.value.code == 2
     assert "no BigQuery emulator answers" in capsys.readouterr().err
 

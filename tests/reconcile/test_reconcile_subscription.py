@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from endpoints.pubsub import publisher_client, subscriber_client
 from eventmodel import resources as names
 from reconcile import sources
-from endpoints.pubsub import publisher_client, subscriber_client
 from workbench.localstack.emulators import Emulator
 from workbench.localstack.stack import create_pubsub_resources
 

@@ -4,7 +4,6 @@ subprocess (so that it can be killed), a publish run in a thread, reconcile's ta
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 import signal
 import subprocess
@@ -13,6 +12,9 @@ import threading
 import time
 from pathlib import Path
 
+from stack_support import LocalStack
+
+from endpoints import Endpoints
 from eventmodel import resources as names
 from generator.stream import GeneratorConfig
 from publisher.run import PublishPlan, publish
@@ -23,17 +25,18 @@ ROOT = Path(__file__).resolve().parents[2]
 ACK_DEADLINE_S = 10
 RATE = 500
 FLUSH_S = 2.0
-_projects = itertools.count(1)
 
 
 class Run:
-    def __init__(self, pubsub: str, bigquery, home: Path, tmp_path: Path) -> None:
-        self.pubsub = pubsub
-        self.bigquery = bigquery
-        self.home = home
-        self.project = f"recovery-{next(_projects)}"
-        self.output = tmp_path / "output"
-        self.logs = tmp_path
+    """A LocalStack (tests/conftest.py's `make_stack`) with the recovery tests' pipeline, publisher and target."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.pubsub = stack.pubsub
+        self.bigquery = stack.bigquery_emulator  # a test that restarts its emulator puts the new one here
+        self.home = stack.home
+        self.project = stack.project
+        self.output = stack.output
+        self.logs = stack.output.parent
 
     def pipeline(self, name: str, *extra: str) -> subprocess.Popen:
         argv = [sys.executable, "-m", "workbench.cli", "run-pipeline", "--project", self.project,
@@ -74,24 +77,14 @@ class Run:
             output_root=str(self.output),
             project=self.project,
             dataset=names.DATASET,
-            bigquery_emulator=self.bigquery.endpoint,
-            pubsub_emulator=self.pubsub,
+            endpoints=Endpoints(bigquery=self.bigquery.endpoint, pubsub=self.pubsub),
         )
 
 
-def prepare(pubsub: str, bigquery, tmp_path: Path, monkeypatch) -> Run:
-    """A Run with its topic, subscription (ack deadline ACK_DEADLINE_S) and tables."""
-    from ddl.apply import apply_ddl
-    from workbench.localstack.stack import create_pubsub_resources
-
-    home = tmp_path / "home"
-    monkeypatch.setenv("WORKBENCH_HOME", str(home))
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub)
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-    it = Run(pubsub, bigquery, home, tmp_path)
-    create_pubsub_resources(pubsub, it.project, ack_deadline_seconds=ACK_DEADLINE_S)
-    apply_ddl(project=it.project, emulator=bigquery.host_port)
-    return it
+def prepare(make_stack, request, pubsub=None, bigquery=True) -> Run:
+    """A Run in a project of its own: topic, subscription (ack deadline ACK_DEADLINE_S) and tables, on the session's
+    emulators or on those given (make_stack's `pubsub` and `bigquery`)."""
+    return Run(make_stack(request, "recovery", pubsub=pubsub, bigquery=bigquery, ack_deadline_s=ACK_DEADLINE_S))
 
 
 def digests(root: Path) -> dict[str, str]:

@@ -211,10 +211,11 @@ def _target(output_root: str | None, dataset: str | None, project: str | None, e
     """The ReconcileTarget the command's options name (a reconcile and its --dry-run read the same sinks)."""
     from eventmodel.resources import DEFAULT_PROJECT, resolve_project
     from reconcile.run import ReconcileTarget
+    from workbench.localstack.stack import local_endpoints
 
-    return ReconcileTarget.local(output_root=output_root, project=resolve_project(project, DEFAULT_PROJECT),
-                                 dataset=dataset or None, engine=engine, scratch_dataset=scratch_dataset,
-                                 sinks=str(sinks) if sinks else None, **options)  # fmt: skip
+    return ReconcileTarget(endpoints=local_endpoints(), output_root=output_root,
+                           project=resolve_project(project, DEFAULT_PROJECT), dataset=dataset or None, engine=engine,
+                           scratch_dataset=scratch_dataset, sinks=str(sinks) if sinks else None, **options)  # fmt: skip
 
 
 def check_outputs(json_path: Path | None, html_path: Path | None) -> None:

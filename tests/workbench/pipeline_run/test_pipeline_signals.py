@@ -223,6 +223,7 @@ def unacked_in(text: str) -> int:
 
 def finish_and_reconcile(world: Workbench, run_id: str, publisher: subprocess.Popen) -> None:
     """The next run starts (the lock was released), reads the rest and what came back, and the run reconciles."""
+    from endpoints import Endpoints
     from reconcile.run import ReconcileTarget, reconcile
 
     assert world.wait_exit(publisher, f"publish-{run_id}", 120) == 0, world.log(f"publish-{run_id}")[-3000:]
@@ -231,7 +232,7 @@ def finish_and_reconcile(world: Workbench, run_id: str, publisher: subprocess.Po
     assert code == 0, world.log("again")[-3000:]
     assert "everything read was written and acknowledged" in world.log("again")
     target = ReconcileTarget(output_root=str(world.output), project=world.project, dataset=names.DATASET,
-                             bigquery_emulator=world.bigquery.endpoint, pubsub_emulator=world.pubsub)  # fmt: skip
+                             endpoints=Endpoints(bigquery=world.bigquery.endpoint, pubsub=world.pubsub))  # fmt: skip
     report = reconcile(run_id, target)
     assert report.exit_code == 0, (report.problems[:10], report.notes)
 
