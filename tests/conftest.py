@@ -7,6 +7,9 @@ workbench's own toolkit (workbench.localstack.emulators: free loopback ports, re
 - `bigquery_emulator`: bqemulator; any project id works on it, so each test names its own project or dataset.
 - `gcs_emulator`: a fresh in-memory GCS emulator per test (it slows as objects pile up).
 - `s3_emulator`: moto's S3 server (in memory); each test makes its own bucket.
+- `make_stack`: the one factory of a "stack with resources" on those emulators (a project, dataset and bucket of
+  the test's or the module's own, deleted after it); `stack` is the pipeline tests' stack made with it.
+- `home`: a WORKBENCH_HOME of the test's own; `cli_runner`: click's CliRunner for in-process `workbench` commands.
 
 The whole suite runs in strict BigQuery mode (endpoints/bigquery_strict.py): every BigQuery client the workbench
 builds refuses what real BigQuery refuses and bqemulator forgives. The variables are set here, at import, so that
@@ -22,9 +25,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import stack_support
+from click.testing import CliRunner, Result
 from stack_support import LocalStack
 
 from ddl.model import partition_rules
@@ -107,6 +112,34 @@ def s3_emulator() -> Iterator[Emulator]:
     `.exports` the AWS variables for a child process. Each test creates and names its own bucket."""
     with start_s3_emulator() as emulator:
         yield emulator
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A WORKBENCH_HOME of the test's own, empty (tmp_path/home): runs, the stack's state and its logs go there, never
+    to the user's. NO_GCE_CHECK too: nothing here asks Google's metadata server for credentials."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    return home
+
+
+class WorkbenchRunner(CliRunner):
+    """click's CliRunner, as Hatch's tests hold theirs: `cli_runner("publish", "--count", "5")` runs the `workbench`
+    command in this process and lets an unexpected exception through (a crash is not an exit status);
+    `cli_runner.invoke(command, args)` is CliRunner's own, for any click command."""
+
+    def __call__(self, *args: str, **kwargs) -> Result:
+        from workbench.cli import cli
+
+        kwargs.setdefault("catch_exceptions", False)
+        return self.invoke(cli, list(args), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def cli_runner() -> WorkbenchRunner:
+    return WorkbenchRunner()
 
 
 @pytest.fixture(scope="session")

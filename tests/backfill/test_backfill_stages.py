@@ -48,13 +48,10 @@ def lines_under(root: Path) -> dict[str, list[dict]]:
 
 
 @pytest.fixture
-def dead_letter_topic(workbench_emulator, monkeypatch) -> str:
+def dead_letter_topic(make_stack, request) -> str:
     """The Pub/Sub emulator's dead-letter topic: a backfill must leave its dead letters somewhere, and these runs
     have no BigQuery dataset (pipeline.dead_letters.require_a_dead_letter_sink)."""
-    from workbench.localstack.stack import create_pubsub_resources
-
-    create_pubsub_resources(workbench_emulator.target, PROJECT)
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", workbench_emulator.target)
+    make_stack(request, "backfill-stages", bigquery=False, project=PROJECT)
     return names.DEAD_LETTER_TOPIC
 
 

@@ -273,9 +273,15 @@ def test_subscribe_streaming_receives_everything(pubsub):
     assert pubsub.redelivered_after_nack(sub, ack_ids) == []
 
 
+ACK_DEADLINE_S = 10  # a subscription's default, the minimum
+
+
 def test_streaming_flow_control_limits_outstanding(pubsub):
+    """Five held unacknowledged stay five, and stay this client's, past the ack deadline: the client's lease
+    extensions (modacks) keep them, and nothing more is handed over while they are held. A shorter look could not
+    fail: no message comes back before its deadline."""
     topic = pubsub.topic()
-    sub = pubsub.subscription(topic)
+    sub = pubsub.subscription(topic, ack_deadline_seconds=ACK_DEADLINE_S)
     pubsub.publish(topic, *[b"f%d" % i for i in range(50)])
     held: list = []
     lock = threading.Lock()
@@ -290,9 +296,11 @@ def test_streaming_flow_control_limits_outstanding(pubsub):
         deadline = time.monotonic() + 15
         while len(held) < 5 and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(1.5)  # would more arrive?
+        time.sleep(ACK_DEADLINE_S + 3)  # past the deadline a held message would be delivered again after
+        elsewhere = pubsub.pull(sub, 50, timeout=3, ack=False)  # a second reader of the subscription, now
         with lock:
             assert len(held) == 5
+            assert not {m.message.message_id for m in elsewhere} & {m.message_id for m in held}, "a held one came back"
             for message in held:
                 message.ack()
     finally:

@@ -1,35 +1,20 @@
-"""The load test's local stack: a project of its own on a Pub/Sub emulator (the shared one, or one with the admin
-service for fault injection) and the BigQuery model, with WORKBENCH_HOME in the test's folder."""
+"""The load test's local stack (tests/conftest.py's `make_stack`): a project of its own on a Pub/Sub emulator (the
+shared one, or one with the admin service for fault injection) and the BigQuery model, with WORKBENCH_HOME in the
+test's folder."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 
 import pytest
+from stack_support import LocalStack
 
 from workbench.localstack.emulators import Emulator, start_pubsub_emulator
 
-_projects = itertools.count(1)
-
-
-def prepare(pubsub_target: str, bigquery_emulator: Emulator, tmp_path, monkeypatch) -> dict:
-    from ddl.apply import apply_ddl
-    from workbench.localstack.stack import create_pubsub_resources
-
-    project = f"loadtest-it-{next(_projects)}"
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_target)
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-    create_pubsub_resources(pubsub_target, project)
-    apply_ddl(project=project, emulator=bigquery_emulator.host_port)
-    return {"project": project, "pubsub": pubsub_target, "bigquery": bigquery_emulator.endpoint,
-            "output": tmp_path / "output"}  # fmt: skip
-
 
 @pytest.fixture
-def stack(workbench_emulator, bigquery_emulator, tmp_path, monkeypatch):
-    return prepare(workbench_emulator.target, bigquery_emulator, tmp_path, monkeypatch)
+def stack(make_stack, request) -> LocalStack:
+    return make_stack(request, "loadtest-it")
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +25,10 @@ def admin_emulator() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def fault_stack(admin_emulator, bigquery_emulator, tmp_path, monkeypatch):
+def fault_stack(make_stack, request, admin_emulator) -> Iterator[LocalStack]:
     from emulator.pubsub.admin import AdminClient
 
-    stack = prepare(admin_emulator.target, bigquery_emulator, tmp_path, monkeypatch)
+    stack = make_stack(request, "loadtest-it", pubsub=admin_emulator)
     yield stack
     with AdminClient(admin_emulator.target) as admin:
         admin.clear_faults()

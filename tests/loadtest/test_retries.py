@@ -39,7 +39,7 @@ def rows_of_type(run_id: str, request_type: str) -> dict[str, int]:
 
 
 def topic_of(stack) -> str:
-    return f"projects/{stack['project']}/topics/{names.TOPIC}"
+    return f"projects/{stack.project}/topics/{names.TOPIC}"
 
 
 def assert_waits_within_the_backoff(attempts: list[dict[str, str]]) -> None:
@@ -59,7 +59,7 @@ def seed_failing_first(topic: str, rate: float) -> int:
 
 def test_unavailable_is_retried_with_backoff_until_confirmed(fault_stack):
     topic = topic_of(fault_stack)
-    with AdminClient(fault_stack["pubsub"]) as admin:
+    with AdminClient(fault_stack.pubsub) as admin:
         admin.set_faults(topic=topic, publish_failure_rate=0.4, seed=seed_failing_first(topic, 0.4))
         run_id, code = run_loadtest(options(fault_stack, users=1, spawn_rate=1, run_time="4s"))
         injected = admin.faults()["counts"]["publish_failure"]
@@ -91,7 +91,7 @@ def test_deadline_exceeded_and_resource_exhausted_are_retried_and_the_copies_rec
     """DEADLINE_EXCEEDED after the emulator stored the batch: the retry stores it again under new message ids. The
     manifest records one published line per message (the confirmed id); the pipeline deduplicates the copies by
     event id and reconcile finds every event once."""
-    with FaultProxy(fault_stack["pubsub"], [FAIL_AFTER, REFUSE_BEFORE, FAIL_AFTER]) as proxy:
+    with FaultProxy(fault_stack.pubsub, [FAIL_AFTER, REFUSE_BEFORE, FAIL_AFTER]) as proxy:
         run_id, code = run_loadtest(options(fault_stack, users=1, spawn_rate=1, run_time="6s", emulator=proxy.target))
         actions = Counter(action for action, _ in proxy.calls)
     assert code == 1 and actions[FAIL_AFTER] == 2 and actions[REFUSE_BEFORE] == 1
@@ -101,7 +101,7 @@ def test_deadline_exceeded_and_resource_exhausted_are_retried_and_the_copies_rec
     assert summary["retried"] == {"DEADLINE_EXCEEDED": 2 * 5, "RESOURCE_EXHAUSTED": 1 * 5}  # 5 messages a batch
     assert summary["confirmed_after_retry"] == len({a["event_id"] for a in iter_attempts(run_id)})
     published = manifest_of(run_id)["totals"]["published"]
-    with AdminClient(fault_stack["pubsub"]) as admin:
+    with AdminClient(fault_stack.pubsub) as admin:
         topic_stats = admin.stats()["topics"][topic_of(fault_stack)]
     assert topic_stats["published"] == published + 2 * 5  # the copies exist in Pub/Sub
     report = drain_and_reconcile(fault_stack, run_id)
@@ -111,7 +111,7 @@ def test_deadline_exceeded_and_resource_exhausted_are_retried_and_the_copies_rec
 
 def test_when_locust_stops_a_user_its_retries_end_and_the_last_code_is_recorded(fault_stack):
     """Every attempt refused: nothing is confirmed, and the stop (not the 600 s retry deadline) ends the run."""
-    with AdminClient(fault_stack["pubsub"]) as admin:
+    with AdminClient(fault_stack.pubsub) as admin:
         admin.set_faults(topic=topic_of(fault_stack), publish_failure_rate=1.0)
         started = time.monotonic()
         run_id, code = run_loadtest(options(fault_stack, users=2, run_time="8s"))
@@ -136,7 +136,7 @@ def test_a_batch_over_10_mb_is_split_into_requests_within_the_limit(fault_stack)
     """15 messages of about 1 MB each (the catalogue's oversize_batch kind): one 15 MB request would be refused
     (INVALID_ARGUMENT from the emulator, as from Pub/Sub); split, every message is published."""
     extra = ["--malformed-kinds", "oversize_batch=1"]
-    with FaultProxy(fault_stack["pubsub"], []) as proxy:
+    with FaultProxy(fault_stack.pubsub, []) as proxy:
         run_id, code = run_loadtest(options(fault_stack, users=1, spawn_rate=1, run_time="5s", batch_size=15,
                                             user_rate=1, malformed_rate=1.0, duplicate_rate=0.0, emulator=proxy.target,
                                             extra=extra))  # fmt: skip

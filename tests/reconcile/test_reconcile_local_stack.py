@@ -399,7 +399,7 @@ def test_the_cli_exits_0_and_writes_the_reports(stack, tmp_path, monkeypatch, ca
     assert report["verdict"] == "matched" and report["exit_code"] == 0
     assert "<svg" in html_path.read_text()
     unique = len({r["event_id"] for r in sent_rows()})
-    sinks = "gcs, bigquery, dead_letter_topic, dead_letter_table"
+    sinks = "gcs, bigquery, dead_letter_table, dead_letter_topic"
     said = " ".join(capsys.readouterr().err.split())  # as one line, however the terminal wrapped it
     assert f"run {RUN}: all {unique:,} events accounted for ({sinks})" in said, said
 

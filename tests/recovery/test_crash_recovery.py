@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def run(workbench_emulator, bigquery_emulator, tmp_path, monkeypatch) -> Run:
-    return prepare(workbench_emulator.target, bigquery_emulator, tmp_path, monkeypatch)
+def run(make_stack, request) -> Run:
+    return prepare(make_stack, request)
 
 
 def test_kill_9_mid_run_then_a_restart_loses_nothing_and_overwrites_nothing(run):
@@ -65,15 +65,14 @@ def test_kill_9_mid_run_then_a_restart_loses_nothing_and_overwrites_nothing(run)
     assert len(again) <= RATE * (FLUSH_S + 2), len(again)
 
 
-def test_the_pubsub_emulator_restarted_in_durable_mode_loses_nothing_confirmed(bigquery_emulator, tmp_path,
-                                                                               monkeypatch):  # fmt: skip
+def test_the_pubsub_emulator_restarted_in_durable_mode_loses_nothing_confirmed(make_stack, request, tmp_path):
     from workbench.localstack.emulators import start_pubsub_emulator
 
     data = tmp_path / "pubsub-data"
     emulator = start_pubsub_emulator(data_dir=data)
     port = emulator.port
     try:
-        run = prepare(emulator.target, bigquery_emulator, tmp_path, monkeypatch)
+        run = prepare(make_stack, request, pubsub=emulator)
         pipeline = run.pipeline("pipeline", "--stop-when-idle", "5")  # a restart drops the leases: redelivered at once
         try:
             run.wait_reading("pipeline", pipeline)

@@ -90,10 +90,8 @@ def _run_through_outage(run, sinks, count: int, down_s: float, limit_s: float, m
     return reconcile("outage-run", run.target())
 
 
-def test_bigquery_down_30_s_within_the_limit_is_retried_and_loses_nothing(
-    workbench_emulator, own_bigquery, tmp_path, monkeypatch
-):
-    run = prepare(workbench_emulator.target, own_bigquery["emulator"], tmp_path, monkeypatch)
+def test_bigquery_down_30_s_within_the_limit_is_retried_and_loses_nothing(make_stack, request, own_bigquery):
+    run = prepare(make_stack, request, bigquery=own_bigquery["emulator"])
     restart = own_bigquery["restart"]
     own_bigquery["restart"] = lambda: (restart(), setattr(run, "bigquery", own_bigquery["emulator"]))
     # Valid events only: a dead letter's table insert would meet the outage first and hold the pipeline in its
@@ -106,10 +104,8 @@ def test_bigquery_down_30_s_within_the_limit_is_retried_and_loses_nothing(
     assert sum(r["sink_gave_up"] or 0 for r in report.by_type) == 0
 
 
-def test_gcs_down_30_s_with_a_gs_output_root_loses_nothing(
-    workbench_emulator, bigquery_emulator, own_gcs, tmp_path, monkeypatch
-):
-    run = prepare(workbench_emulator.target, bigquery_emulator, tmp_path, monkeypatch)
+def test_gcs_down_30_s_with_a_gs_output_root_loses_nothing(make_stack, request, own_gcs):
+    run = prepare(make_stack, request)
     run.output = "gs://workbench-test/outage"
     report = _run_through_outage(run, [own_gcs], count=4000, down_s=30, limit_s=120)
     assert report.exit_code == 0, (report.problems[:10], report.notes)
@@ -119,9 +115,9 @@ def test_gcs_down_30_s_with_a_gs_output_root_loses_nothing(
 
 
 def test_bigquery_down_past_the_limit_dead_letters_the_rows_and_reconcile_counts_them(
-    workbench_emulator, own_bigquery, tmp_path, monkeypatch
+    make_stack, request, own_bigquery
 ):
-    run = prepare(workbench_emulator.target, own_bigquery["emulator"], tmp_path, monkeypatch)
+    run = prepare(make_stack, request, bigquery=own_bigquery["emulator"])
     pipeline = run.pipeline("pipeline", "--sink-retry-seconds", "3", "--stop-when-idle", "5")
     try:
         run.wait_reading("pipeline", pipeline)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import CliRunner
+from stack_support import LocalStack
 
 from eventmodel import reasons as R
 from eventmodel import resources as names
@@ -24,8 +24,6 @@ from eventmodel import rows
 from workbench.cli import cli
 
 pytestmark = pytest.mark.integration
-
-PROJECT = "backfill-it"
 
 
 def every_partition(table: str) -> str:
@@ -38,59 +36,51 @@ def every_partition(table: str) -> str:
 
 
 class Stack:
-    def __init__(self, pubsub, bigquery, s3, home: Path, output: Path, bucket: str) -> None:
-        self.pubsub, self.bigquery, self.s3, self.home, self.output, self.bucket = (
-            pubsub, bigquery, s3, home, output, bucket)  # fmt: skip
-        self.client = bigquery.client()
+    """The module's LocalStack (tests/conftest.py's `make_stack`, with an S3 bucket) and the history seeded in it."""
+
+    def __init__(self, resources: LocalStack, runner) -> None:
+        self.project, self.home, self.output, self.bucket = (
+            resources.project, resources.home, resources.output, resources.bucket)  # fmt: skip
+        self.pubsub, self.bigquery, self.s3 = (
+            resources.pubsub_emulator, resources.bigquery_emulator, resources.s3_emulator)  # fmt: skip
+        self.client = resources.bigquery_client()
+        self.runner = runner
 
     def flags(self, output: Path | None = None) -> list[str]:
-        return ["--project", PROJECT, "--output-root", str(output or self.output),
+        return ["--project", self.project, "--output-root", str(output or self.output),
                 "--bigquery-emulator", self.bigquery.endpoint, "--emulator", self.pubsub.target]  # fmt: skip
 
     def backfill(self, uri: str, *extra: str, output: Path | None = None) -> tuple[int, str]:
-        result = CliRunner().invoke(cli, ["backfill", uri, *self.flags(output), *extra], catch_exceptions=False)
+        result = self.runner("backfill", uri, *self.flags(output), *extra)
         return result.exit_code, result.output
 
     def reconcile(self, run_id: str, output: Path | None = None) -> tuple[int, str]:
-        result = CliRunner().invoke(
-            cli, ["reconcile", run_id, "--project", PROJECT, "--output-root", str(output or self.output)]
+        result = self.runner.invoke(
+            cli, ["reconcile", run_id, "--project", self.project, "--output-root", str(output or self.output)]
         )
         return result.exit_code, result.output
 
     def count(self, table: str, where: str = "TRUE") -> int:
-        sql = f"SELECT COUNT(*) AS n FROM `{PROJECT}.{names.DATASET}.{table}` WHERE ({where}){every_partition(table)}"
+        table_path = f"`{self.project}.{names.DATASET}.{table}`"
+        sql = f"SELECT COUNT(*) AS n FROM {table_path} WHERE ({where}){every_partition(table)}"
         return next(iter(self.client.query(sql).result()))["n"]
 
     def letters(self, where: str) -> list[dict]:
         sql = (f"SELECT reason, stage, payload, event_id, TO_JSON_STRING(attributes) AS attributes "
-               f"FROM `{PROJECT}.{names.DATASET}.dead_letters` WHERE {where}")  # fmt: skip
+               f"FROM `{self.project}.{names.DATASET}.dead_letters` WHERE {where}")  # fmt: skip
         return [dict(r.items()) for r in self.client.query(sql).result()]
 
 
 @pytest.fixture(scope="module")
-def stack(workbench_emulator, bigquery_emulator, s3_emulator, tmp_path_factory):
-    from ddl.apply import apply_ddl
-    from workbench.localstack.stack import create_pubsub_resources
-
-    home = tmp_path_factory.mktemp("home")
-    bucket = f"history-{uuid.uuid4().hex[:10]}"
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in {**s3_emulator.exports, "PUBSUB_EMULATOR_HOST": workbench_emulator.target,
-                            "BIGQUERY_EMULATOR_HOST": bigquery_emulator.endpoint, "NO_GCE_CHECK": "true",
-                            "WORKBENCH_HOME": str(home)}.items():  # fmt: skip
-            env.setenv(name, value)
-        create_pubsub_resources(workbench_emulator.target, PROJECT)
-        apply_ddl(project=PROJECT, emulator=bigquery_emulator.host_port)
-        s3_emulator.s3_client().create_bucket(Bucket=bucket)
-        it = Stack(workbench_emulator, bigquery_emulator, s3_emulator, home, tmp_path_factory.mktemp("tree") / "out",
-                   bucket)  # fmt: skip
-        seeded = CliRunner().invoke(cli, [
-            "publish", "--history", "2025-01-01..2025-03-01", "--count", "1500", "--malformed-rate", "0.06",
-            "--duplicate-rate", "0.03", "--seed", "11", "--to", f"s3://{bucket}/exports", "--format", "mixed",
-            "--compression", "mixed", "--objects", "24"], catch_exceptions=False)  # fmt: skip
-        assert seeded.exit_code == 0, seeded.output
-        it.run_id = sorted((home / "runs").iterdir())[-1].name
-        yield it
+def stack(make_stack, request, cli_runner):
+    it = Stack(make_stack(request, "backfill-it", s3=True), cli_runner)
+    seeded = cli_runner(
+        "publish", "--history", "2025-01-01..2025-03-01", "--count", "1500", "--malformed-rate", "0.06",
+        "--duplicate-rate", "0.03", "--seed", "11", "--to", f"s3://{it.bucket}/exports", "--format", "mixed",
+        "--compression", "mixed", "--objects", "24")  # fmt: skip
+    assert seeded.exit_code == 0, seeded.output
+    it.run_id = sorted((it.home / "runs").iterdir())[-1].name
+    return it
 
 
 def _objects_file(stack: Stack) -> list[dict]:
@@ -142,7 +132,7 @@ def test_rows_deleted_after_a_backfill_are_loaded_again_by_the_next_one(stack, b
     table, where = rows.TABLES["order"], f"run_id = '{stack.run_id}'"
     loaded = stack.count(table, where)
     assert loaded > 100
-    stack.client.query(f"DELETE FROM `{PROJECT}.{names.DATASET}.{table}` WHERE {where}").result()
+    stack.client.query(f"DELETE FROM `{stack.project}.{names.DATASET}.{table}` WHERE {where}").result()
     assert stack.count(table, where) == 0
     code, output = stack.backfill(f"s3://{stack.bucket}/exports")
     assert code == 0, output
@@ -153,10 +143,9 @@ def test_rows_deleted_after_a_backfill_are_loaded_again_by_the_next_one(stack, b
 
 def test_a_history_run_with_a_name_of_its_own_is_found_by_its_objects_metadata(stack, tmp_path):
     """`publish --run-id` may be any name: the backfill reads the run from x-amz-meta-workbench-run-id."""
-    seeded = CliRunner().invoke(cli, [
+    seeded = stack.runner(
         "publish", "--history", "2024-06-01..2024-06-03", "--count", "120", "--malformed-rate", "0.05",
-        "--seed", "4", "--run-id", "june-history", "--to", f"s3://{stack.bucket}/named", "--objects", "3"],
-        catch_exceptions=False)  # fmt: skip
+        "--seed", "4", "--run-id", "june-history", "--to", f"s3://{stack.bucket}/named", "--objects", "3")  # fmt: skip
     assert seeded.exit_code == 0, seeded.output
     code, output = stack.backfill(f"s3://{stack.bucket}/named", output=tmp_path / "out")
     assert code == 0, output
@@ -166,10 +155,9 @@ def test_a_history_run_with_a_name_of_its_own_is_found_by_its_objects_metadata(s
 
 def test_more_objects_than_one_listing_page_are_all_read(stack, tmp_path):
     """S3 lists at most 1,000 keys a page: an object per event, 1,100 of them, all come back (and reconcile)."""
-    seeded = CliRunner().invoke(cli, [
+    seeded = stack.runner(
         "publish", "--history", "2024-03-01..2024-03-02", "--count", "1100", "--seed", "9", "--to",
-        f"s3://{stack.bucket}/one-each", "--format", "per-event", "--objects", "1100"],
-        catch_exceptions=False)  # fmt: skip
+        f"s3://{stack.bucket}/one-each", "--format", "per-event", "--objects", "1100")  # fmt: skip
     assert seeded.exit_code == 0, seeded.output
     run_id = sorted((stack.home / "runs").iterdir(), key=lambda p: p.stat().st_mtime)[-1].name
     output = tmp_path / "out"
@@ -252,7 +240,7 @@ def test_a_missing_bucket_or_an_empty_prefix_is_refused_before_anything_runs(sta
     import os
 
     env = {**os.environ, **stack.s3.exports, "WORKBENCH_HOME": str(tmp_path)}
-    flags = ["--project", PROJECT, "--output-root", str(tmp_path / "out"), "--bigquery-emulator",
+    flags = ["--project", stack.project, "--output-root", str(tmp_path / "out"), "--bigquery-emulator",
              stack.bigquery.endpoint, "--emulator", stack.pubsub.target]  # fmt: skip
     done = _cli("backfill", "s3://no-such-bucket-here/x", *flags, env=env)
     assert done.returncode == 2, done.stderr
@@ -263,10 +251,8 @@ def test_a_missing_bucket_or_an_empty_prefix_is_refused_before_anything_runs(sta
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.json"))
 
 
-def test_dataflow_dry_run_translates_the_backfill_offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
-    result = CliRunner().invoke(cli, [
+def test_dataflow_dry_run_translates_the_backfill_offline(home, cli_runner):
+    result = cli_runner.invoke(cli, [
         "backfill", "s3://history/exports", "--runner", "DataflowRunner", "--project", "my-project",
         "--region", "europe-west1", "--temp-location", "gs://my-bucket/tmp",
         "--output-root", "gs://my-bucket/output",
@@ -276,18 +262,16 @@ def test_dataflow_dry_run_translates_the_backfill_offline(tmp_path, monkeypatch)
     assert "dry run" in result.output and "transforms translated" in result.output
 
 
-def test_dataflow_dry_run_takes_private_workers_on_a_subnetwork(tmp_path, monkeypatch):
+def test_dataflow_dry_run_takes_private_workers_on_a_subnetwork(home, cli_runner, monkeypatch):
     """docs/backfill.md's command for workers without public IPs (behind Cloud NAT) is handed to Beam whole, and
     the job translates with workers on private addresses on that subnetwork."""
     from apache_beam.options.pipeline_options import WorkerOptions
 
     from workbench.pipeline_run import backfill_launcher as launcher
 
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
     seen, submit = [], launcher.submit  # the real submit, watched for the options it is given
     monkeypatch.setattr(launcher, "submit", lambda options, build: seen.append(options) or submit(options, build))
-    result = CliRunner().invoke(cli, [
+    result = cli_runner.invoke(cli, [
         "backfill", "s3://history/exports", "--runner", "DataflowRunner", "--project", "my-project",
         "--region", "europe-west1", "--temp-location", "gs://my-bucket/tmp", "--output-root", "gs://my-bucket/output",
         "--dry-run", "--no_auth",
@@ -298,20 +282,34 @@ def test_dataflow_dry_run_takes_private_workers_on_a_subnetwork(tmp_path, monkey
     assert workers.use_public_ips is False and workers.subnetwork == "regions/europe-west1/subnetworks/private"
 
 
-def test_dataflow_refuses_a_history_on_this_machine(tmp_path, monkeypatch):
+def one_line(text: str) -> str:
+    """What the terminal showed, as one line however it wrapped."""
+    return " ".join(text.split())
+
+
+def test_dataflow_refuses_a_history_on_this_machine(home, tmp_path, monkeypatch, capsys):
     from workbench.cli import main
 
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exited:
         main(["backfill", str(tmp_path), "--runner", "DataflowRunner", "--project", "my-project", "--region",
               "europe-west1", "--temp-location", "gs://b/tmp", "--output-root", "gs://b/out"])  # fmt: skip
     assert exited.value.code == 2
+    said = one_line(capsys.readouterr().err)
+    assert f"history {tmp_path} is on this machine: Dataflow's workers cannot read it" in said, said
+    assert "s3://BUCKET/PREFIX" in said, said
 
 
-def test_no_dead_letter_sink_at_all_is_refused(tmp_path, monkeypatch):
+def test_no_dead_letter_sink_at_all_is_refused(home, tmp_path, monkeypatch, capsys):
+    """Refused before anything runs: were the check gone, the backfill would write into ./output, and this test runs
+    where that is its own folder."""
     from workbench.cli import main
 
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exited:
         main(["backfill", str(tmp_path), "--dataset", "", "--dead-letter-topic", ""])
     assert exited.value.code == 2
+    said = one_line(capsys.readouterr().err)
+    assert "--dataset '' and --dead-letter-topic '' leave the dead letters nowhere" in said, said
+    assert "keep the dead_letters table (a --dataset) or a --dead-letter-topic" in said, said
+    assert not (tmp_path / "output").exists()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import CliRunner
 
 from publisher.manifest import iter_events, list_runs, payload_digest
 from workbench.cli import cli
@@ -22,23 +21,20 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
+def home(home: Path, monkeypatch) -> Path:
+    """tests/conftest.py's home (the runs' manifests and the published files go there), and no emulator from the
+    caller's shell: a PUBSUB_EMULATOR_HOST it exported would take these runs."""
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
-    return tmp_path
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return home
 
 
 def read_lines(path: Path) -> list[dict]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
-def test_publish_to_a_file_writes_every_message_and_a_manifest(home):
+def test_publish_to_a_file_writes_every_message_and_a_manifest(home, cli_runner):
     target = home / "events.jsonl"
-    result = invoke(
+    result = cli_runner(
         "publish",
         "--rate",
         "5000",
@@ -69,8 +65,8 @@ def test_publish_to_a_file_writes_every_message_and_a_manifest(home):
     assert runs[0]["counts"]["expected:dead_letter"] == sum(r["expected"] == "dead_letter" for r in rows) > 0
 
 
-def _publish_file(home: Path, name: str, *args: str):
-    return invoke("publish", "--rate", "5000", "--to", str(home / f"{name}.jsonl"), "--run-id", name, *args)
+def _publish_file(cli_runner, home: Path, name: str, *args: str):
+    return cli_runner("publish", "--rate", "5000", "--to", str(home / f"{name}.jsonl"), "--run-id", name, *args)
 
 
 def _payloads(lines: list[dict]) -> list[bytes]:
@@ -81,30 +77,32 @@ def _payloads(lines: list[dict]) -> list[bytes]:
 HISTORY = ("--history", "2025-01-01..2025-01-02")
 
 
-def test_same_seed_same_events_under_new_ids(home):
+def test_same_seed_same_events_under_new_ids(home, cli_runner):
     """A rerun with the same seed sends the same events, but as new events: ids of its own (a pipeline that
     deduplicates by event id would otherwise drop the whole rerun as repeats)."""
     for name in ("a", "b"):
-        published = _publish_file(home, name, "--count", "200", "--seed", "9", "--malformed-rate", "0.1", *HISTORY)
+        published = _publish_file(
+            cli_runner, home, name, "--count", "200", "--seed", "9", "--malformed-rate", "0.1", *HISTORY
+        )
         assert published.exit_code == 0, published.output
     first, second = read_lines(home / "a.jsonl"), read_lines(home / "b.jsonl")
     assert _payloads(first) == _payloads(second)
     assert not {x["attributes"]["event_id"] for x in first} & {x["attributes"]["event_id"] for x in second}
 
 
-def test_replay_sends_the_runs_events_under_its_ids(home):
+def test_replay_sends_the_runs_events_under_its_ids(home, cli_runner):
     args = ("--count", "300", "--seed", "9", "--malformed-rate", "0.1", "--duplicate-rate", "0.05", *HISTORY)
-    assert _publish_file(home, "original", *args).exit_code == 0
-    replayed = _publish_file(home, "again", "--replay", "original")  # its seed, shares and count
+    assert _publish_file(cli_runner, home, "original", *args).exit_code == 0
+    replayed = _publish_file(cli_runner, home, "again", "--replay", "original")  # its seed, shares and count
     assert replayed.exit_code == 0, replayed.output
     first, again = read_lines(home / "original.jsonl"), read_lines(home / "again.jsonl")
     assert [x["attributes"]["event_id"] for x in again] == [x["attributes"]["event_id"] for x in first]
     assert _payloads(again) == _payloads(first)
     assert {x["attributes"]["run_id"] for x in again} == {"again"}
-    manifest = orjson.loads((home / "home" / "runs" / "again" / "manifest.json").read_bytes())
+    manifest = orjson.loads((home / "runs" / "again" / "manifest.json").read_bytes())
     assert manifest["generator"]["ids_of"] == "original"
     # A replay of the replay draws the same ids again: the namespace is the original's.
-    assert _publish_file(home, "third", "--replay", "again", "--count", "50").exit_code == 0
+    assert _publish_file(cli_runner, home, "third", "--replay", "again", "--count", "50").exit_code == 0
     third = read_lines(home / "third.jsonl")
     assert [x["attributes"]["event_id"] for x in third] == [x["attributes"]["event_id"] for x in first[:50]]
 
@@ -119,8 +117,8 @@ def test_replay_sends_the_runs_events_under_its_ids(home):
         (["--replay", "original", "--workers", "2"], "drop --workers 2 to replay it"),
     ],
 )
-def test_a_replay_that_would_send_other_events_is_refused(home, args, says):
-    assert _publish_file(home, "original", "--count", "20", "--malformed-rate", "0.1").exit_code == 0
+def test_a_replay_that_would_send_other_events_is_refused(home, args, says, cli_runner):
+    assert _publish_file(cli_runner, home, "original", "--count", "20", "--malformed-rate", "0.1").exit_code == 0
     result = _main("publish", "--to", str(home / "x.jsonl"), *args)
     assert result.returncode == 2, result.stderr
     assert says in " ".join(result.stderr.split())
@@ -138,15 +136,15 @@ def test_no_emulator_no_stack_and_no_project_says_what_to_start(home, monkeypatc
     assert "workbench up" in text and "--project" in text
 
 
-def test_to_stdout_streams_json_lines(home):
-    result = CliRunner().invoke(cli, ["publish", "--count", "20", "--rate", "1000", "--to", "-"])
+def test_to_stdout_streams_json_lines(home, cli_runner):
+    result = cli_runner.invoke(cli, ["publish", "--count", "20", "--rate", "1000", "--to", "-"])
     assert result.exit_code == 0
     data_lines = [line for line in result.stdout.splitlines() if line.startswith('{"data"')]
     assert len(data_lines) == 20
 
 
-def test_runs_lists_nothing_yet_with_a_hint(home):
-    result = invoke("runs")
+def test_runs_lists_nothing_yet_with_a_hint(home, cli_runner):
+    result = cli_runner("runs")
     assert "no runs yet" in result.output and "workbench publish" in result.output
 
 
@@ -165,10 +163,13 @@ def test_runs_shows_where_each_run_went(home):
     assert "s3://hist/exports/r-s3/" in listed.stdout and "events.jsonl" in listed.stdout
 
 
-def test_runs_never_cuts_a_run_id_on_a_narrow_terminal(home):
+def test_runs_never_cuts_a_run_id_on_a_narrow_terminal(home, cli_runner):
     """The run id is what people copy: a 40-column terminal wraps the other columns, never the id."""
     out = home / "e.jsonl"
-    assert invoke("publish", "--count", "5", "--to", str(out), "--run-id", "20261201-081344-fd45-narrow").exit_code == 0
+    assert (
+        cli_runner("publish", "--count", "5", "--to", str(out), "--run-id", "20261201-081344-fd45-narrow").exit_code
+        == 0
+    )
     listed = subprocess.run(
         [sys.executable, "-m", "workbench.cli", "runs"], capture_output=True, text=True, timeout=60, cwd=ROOT,
         env={**os.environ, "COLUMNS": "40", "NO_GCE_CHECK": "true"},
@@ -194,8 +195,8 @@ def test_runs_never_cuts_a_run_id_on_a_narrow_terminal(home):
         (["--workers", "2"], "--workers applies to Pub/Sub"),
     ],
 )
-def test_bad_flags_say_what_to_write_instead(home, args, says):
-    result = CliRunner().invoke(cli, ["publish", *args, "--to", str(home / "x.jsonl")])
+def test_bad_flags_say_what_to_write_instead(home, args, says, cli_runner):
+    result = cli_runner.invoke(cli, ["publish", *args, "--to", str(home / "x.jsonl")])
     assert result.exit_code == 2
     assert says in result.output
 
@@ -286,16 +287,16 @@ def test_ctrl_c_stops_cleanly_with_a_consistent_manifest(home):
         (["--count", "5", "--objects", "3", "--to", "x.jsonl"], "--objects apply to --to s3://BUCKET/PREFIX only"),
     ],
 )
-def test_bad_s3_flags_say_what_to_write_instead(home, args, says):
+def test_bad_s3_flags_say_what_to_write_instead(home, args, says, cli_runner):
     """Refused before any S3 call (no server runs here) and before the run exists."""
-    result = CliRunner().invoke(cli, ["publish", *args])
+    result = cli_runner.invoke(cli, ["publish", *args])
     assert result.exit_code == 2
     assert says in result.output
-    assert not (home / "home" / "runs").exists()
+    assert not (home / "runs").exists()
 
 
-def test_help_names_the_s3_flags(home):
-    text = invoke("publish", "--help").output
+def test_help_names_the_s3_flags(home, cli_runner):
+    text = cli_runner("publish", "--help").output
     for flag in ("s3://BUCKET/PREFIX", "--format", "--compression", "--gzip", "--objects", "--split-by-type"):
         assert flag in text
 

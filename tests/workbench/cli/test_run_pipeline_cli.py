@@ -10,39 +10,39 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from pipeline_support import files_under, generated, lines_of
 
 from eventmodel import resources as names
-from workbench.cli import cli
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
 @pytest.fixture
-def no_stack(tmp_path, monkeypatch):
-    """No emulator anywhere: not in the environment, not in the stack's state."""
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
+def no_stack(home, monkeypatch):
+    """No emulator anywhere: not in the environment, not in the stack's state (an empty home)."""
     for name in ("PUBSUB_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):
         monkeypatch.delenv(name, raising=False)
 
 
-def test_the_command_is_registered_with_its_help():
-    result = invoke("run-pipeline", "--help")
+def test_the_command_is_registered_with_its_help(cli_runner):
+    result = cli_runner("run-pipeline", "--help")
     assert result.exit_code == 0
     assert "--stop-when-idle" in result.output and "DataflowRunner" in result.output
 
 
-def test_without_a_local_stack_it_says_to_start_one(no_stack):
-    with pytest.raises(SystemExit) as exited:
-        from workbench.cli import main
+def one_line(text: str) -> str:
+    """What the terminal showed, as one line however it wrapped."""
+    return " ".join(text.split())
 
+
+def test_without_a_local_stack_it_says_to_start_one(no_stack, capsys):
+    from workbench.cli import main
+
+    with pytest.raises(SystemExit) as exited:
         main(["run-pipeline", "--stop-when-idle", "1"])
     assert exited.value.code == 2
+    said = one_line(capsys.readouterr().err)
+    assert "no Pub/Sub emulator is known" in said and "start it with `workbench up`" in said, said
 
 
 def test_errors_name_the_fix(no_stack, capsys):
@@ -59,19 +59,27 @@ def test_errors_name_the_fix(no_stack, capsys):
     assert "GCS emulator" in err and "workbench up --gcs" in err
 
 
-def test_bad_values_are_usage_errors(no_stack):
-    assert invoke("run-pipeline", "--stop-when-idle", "0").exit_code == 2
-    assert invoke("run-pipeline", "--pull-size", "5000").exit_code == 2
-    for flag in ("--dedup-ttl", "--flush-seconds"):  # 0 would divide by zero, or never flush
-        result = invoke("run-pipeline", flag, "0")
-        assert result.exit_code == 2 and flag in result.output, result.output
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--stop-when-idle", "0", "must be more than 0 seconds"),
+        ("--pull-size", "5000", "must be between 1 and 1000 (Pub/Sub's limit per pull)"),
+        ("--dedup-ttl", "0", "must be more than 0 seconds"),  # 0 would divide by zero
+        ("--flush-seconds", "0", "must be more than 0 seconds"),  # or never flush
+    ],
+)
+def test_bad_values_are_usage_errors_that_name_the_flag(no_stack, cli_runner, flag, value, says):
+    result = cli_runner("run-pipeline", flag, value)
+    assert result.exit_code == 2, result.output
+    said = one_line(result.output)
+    assert f"Invalid value for {flag}: {says}" in said, said
 
 
 @pytest.mark.integration
-def test_a_local_run_until_idle_prints_what_it_wrote(stack, tmp_path):
+def test_a_local_run_until_idle_prints_what_it_wrote(stack, tmp_path, cli_runner):
     _publish(stack, count=300, malformed_rate=0.1)
     output = tmp_path / "output"
-    result = invoke(
+    result = cli_runner(
         "run-pipeline",
         "--project", stack.project,
         "--output-root", str(output),
@@ -180,9 +188,9 @@ def _subscription(stack) -> dict:
     return stats[f"projects/{stack.project}/subscriptions/{names.SUBSCRIPTION}"]
 
 
-def test_dataflow_dry_run_through_the_cli(no_stack, monkeypatch):
+def test_dataflow_dry_run_through_the_cli(no_stack, monkeypatch, cli_runner):
     monkeypatch.setenv("NO_GCE_CHECK", "true")
-    result = invoke(
+    result = cli_runner(
         "run-pipeline", "--runner", "DataflowRunner", "--project", "my-project", "--region", "europe-west1",
         "--temp-location", "gs://my-bucket/tmp", "--output-root", "gs://my-bucket/output", "--dry-run", "--no_auth",
     )  # fmt: skip
@@ -190,9 +198,12 @@ def test_dataflow_dry_run_through_the_cli(no_stack, monkeypatch):
     assert "dry run" in result.output and "transforms translated" in result.output
 
 
-def test_dataflow_without_a_temp_location_names_the_flag(no_stack):
+def test_dataflow_without_a_temp_location_names_the_flag(no_stack, capsys):
     from workbench.cli import main
 
     with pytest.raises(SystemExit) as exited:
-        main(["run-pipeline", "--runner", "DataflowRunner", "--project", "my-project", "--region", "r"])
+        main(["run-pipeline", "--runner", "DataflowRunner", "--project", "my-project", "--region", "europe-west1"])
     assert exited.value.code == 2
+    said = one_line(capsys.readouterr().err)
+    assert "Dataflow needs --temp-location gs://BUCKET/tmp" in said, said  # the flag as this command spells it
+    assert "pass a gs:// folder in a bucket the job's service account can write" in said, said

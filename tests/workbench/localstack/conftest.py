@@ -1,7 +1,10 @@
-"""The local-stack tests' own home: state, logs and data of `workbench up` in a temporary folder, and whatever a
-test left running stopped after it."""
+"""The local-stack tests' own home (tests/conftest.py's `home`: state, logs and data of `workbench up` in a
+temporary folder), and whatever a test left running stopped after it."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -9,8 +12,6 @@ from workbench.localstack import stack
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-    yield tmp_path
+def home(home: Path) -> Iterator[Path]:
+    yield home
     stack.down()  # whatever a test left running
