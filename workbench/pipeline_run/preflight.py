@@ -55,19 +55,25 @@ def check_pubsub(emulator: str, subscription: str | None, dead_letter_topic: str
         ) from None
     subscriber = subscriber_client(emulator)
     publisher = publisher_client(emulator)
+    # Which one is missing is known by the call that said NotFound, not by the words of its message.
+    lookups = (
+        ("subscription", subscription, lambda: subscriber.get_subscription(
+            request={"subscription": subscription}, timeout=5, retry=None)),
+        ("dead-letter topic", dead_letter_topic, lambda: publisher.get_topic(
+            request={"topic": dead_letter_topic}, timeout=5, retry=None)),
+    )  # fmt: skip
     try:
-        if subscription:
-            subscriber.get_subscription(request={"subscription": subscription}, timeout=5, retry=None)
-        if dead_letter_topic:
-            publisher.get_topic(request={"topic": dead_letter_topic}, timeout=5, retry=None)
-    except exceptions.NotFound as exc:
-        missing = "subscription" if "ubscription" in str(exc) else "dead-letter topic"
-        name = subscription if missing == "subscription" else dead_letter_topic
-        raise WorkbenchError(
-            f"the {missing} {name} does not exist on the Pub/Sub emulator at {emulator}",
-            "run `workbench up` (it creates the topic, subscription and dead-letter topic), or pass the right "
-            "--project / --subscription",
-        ) from None
+        for missing, name, lookup in lookups:
+            if not name:
+                continue
+            try:
+                lookup()
+            except exceptions.NotFound:
+                raise WorkbenchError(
+                    f"the {missing} {name} does not exist on the Pub/Sub emulator at {emulator}",
+                    "run `workbench up` (it creates the topic, subscription and dead-letter topic), or pass the right "
+                    "--project / --subscription",
+                ) from None
     except (exceptions.DeadlineExceeded, exceptions.ServiceUnavailable, exceptions.RetryError) as exc:
         raise WorkbenchError(
             f"no Pub/Sub emulator answers at {emulator} ({type(exc).__name__})",
