@@ -6,7 +6,8 @@ the libraries below never read the environment to find an emulator. One factory 
 values so that the pipeline's DoFns can call them on Dataflow workers from option strings:
 
 - endpoints/bigquery.py   bigquery_client(project, emulator, location): google-cloud-bigquery, strict when
-                          WORKBENCH_BIGQUERY_STRICT=1 (endpoints/bigquery_strict.py)
+                          WORKBENCH_BIGQUERY_STRICT=1 (endpoints/bigquery_strict.py, which reads scripts with
+                          endpoints/sql_statements.py when sqlglot cannot)
 - endpoints/pubsub.py     pubsub_channel, publisher_client, subscriber_client
 - endpoints/storage.py    storage_client (google-cloud-storage), use_anonymous_beam_credentials (Beam's gs://)
 - endpoints/s3.py         s3_client (boto3, bounded timeouts and retries), create_buckets

@@ -35,8 +35,16 @@ def environment_endpoint() -> str | None:
     return next((os.environ[name] for name in ENDPOINT_ENV if os.environ.get(name)), None)
 
 
-def s3_client(endpoint: str | None = None, region: str | None = None, **settings: Any) -> Any:
-    """boto3's S3 client, with bounded timeouts and retries.
+def s3_client(
+    endpoint: str | None = None,
+    region: str | None = None,
+    *,
+    read_timeout_s: float = READ_TIMEOUT_S,
+    attempts: int = MAX_ATTEMPTS,
+    **settings: Any,
+) -> Any:
+    """boto3's S3 client, with bounded timeouts and retries (a reader of large objects may want a longer read
+    timeout, a worker more attempts).
 
     `endpoint` (http://HOST:PORT or HOST:PORT) is a local server: its placeholder keys and region unless given.
     `settings` are boto3's client arguments (endpoint_url, region_name, aws_access_key_id, verify, ...), as Beam's
@@ -54,8 +62,8 @@ def s3_client(endpoint: str | None = None, region: str | None = None, **settings
         settings.setdefault("region_name", region)
     config = Config(
         connect_timeout=CONNECT_TIMEOUT_S,
-        read_timeout=READ_TIMEOUT_S,
-        retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+        read_timeout=read_timeout_s,
+        retries={"mode": "standard", "total_max_attempts": attempts},
         # A local server answers at one host name: bucket.host would not resolve.
         s3={"addressing_style": "path"} if settings.get("endpoint_url") or environment_endpoint() else None,
     )

@@ -3,7 +3,7 @@
 boto3 is configured the usual AWS way and only that way: credentials from the environment, a profile or an
 instance role; the region from AWS_REGION / AWS_DEFAULT_REGION; the endpoint from AWS_ENDPOINT_URL or
 AWS_ENDPOINT_URL_S3 (boto3 reads both itself), which is how the local S3 server is reached. One client per
-run; every call has a connect and read timeout and at most MAX_ATTEMPTS attempts.
+run, made by endpoints/s3.py: every call has a connect and read timeout and a bounded number of attempts.
 
     check_s3(S3Target("s3://history/exports"))        # PublishError with the fix, before anything is written
     sink = S3Sink(target, on_done, SinkContext(run_id, directory, count=10_000, seed=7))
@@ -19,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
-import os
 import tempfile
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from endpoints.s3 import environment_endpoint as endpoint_url
+from endpoints.s3 import s3_client as make_s3_client
 from eventmodel import history
 from eventmodel.resources import S3_RUN_ID_METADATA
 from publisher import objects as layout
@@ -33,11 +34,7 @@ from publisher.manifest import FAILED, PUBLISHED, ObjectLog, Placed
 
 PART_SIZE = 8 * 1024 * 1024  # S3's multipart parts are 5 MiB..5 GiB (the last may be smaller)
 MAX_PARTS = 10_000  # S3's limit: with 8 MiB parts an object may reach 80 GB
-CONNECT_TIMEOUT_S = 3.0
-READ_TIMEOUT_S = 60.0  # one 8 MiB part on a slow link
-MAX_ATTEMPTS = 3  # botocore's standard retry mode: throttling and 5xx are retried with backoff
 SPILL_IN_MEMORY = 1 << 20  # an object's pending manifest rows stay in memory up to 1 MB, then go to disk
-ENDPOINT_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 RUN_ID_METADATA = S3_RUN_ID_METADATA  # x-amz-meta-workbench-run-id on every object
 
 
@@ -74,28 +71,14 @@ class SinkContext:
     worker: int = 0
 
 
-def endpoint_url() -> str | None:
-    """The endpoint boto3 will use, when the environment names one (None: AWS's own)."""
-    return next((os.environ[name] for name in ENDPOINT_ENV if os.environ.get(name)), None)
-
-
 def s3_client(**settings: Any) -> Any:
-    """A boto3 S3 client from the usual AWS environment, with bounded timeouts and retries; `settings` (boto3's
-    client arguments: endpoint_url, region_name, keys) override the environment, as Beam's --s3_* flags do."""
+    """endpoints.s3's client from the usual AWS environment; `settings` (boto3's client arguments: endpoint_url,
+    region_name, keys) override the environment, as Beam's --s3_* flags do. PublishError with the fix when boto3
+    cannot make one."""
     try:
-        import boto3
-        from botocore.config import Config
+        return make_s3_client(**settings)
     except ImportError:
         raise PublishError("--to s3:// needs boto3, which is not installed", "pip install boto3") from None
-    config = Config(
-        connect_timeout=CONNECT_TIMEOUT_S,
-        read_timeout=READ_TIMEOUT_S,
-        retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
-        # A local server (AWS_ENDPOINT_URL) answers at one host name: bucket.host would not resolve.
-        s3={"addressing_style": "path"} if endpoint_url() or settings.get("endpoint_url") else None,
-    )
-    try:
-        return boto3.session.Session().client("s3", config=config, **settings)
     except Exception as exc:  # a missing profile, a malformed config file: botocore's own words, with the fix
         raise PublishError(f"cannot configure the S3 client: {exc}", _CREDENTIALS_HINT) from None
 

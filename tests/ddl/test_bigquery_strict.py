@@ -1,5 +1,8 @@
-"""Strict BigQuery mode (eventmodel/bigquery_strict.py): each rule fires on a bad statement and lets a good one
-through, as pure functions and against a real bqemulator, which itself accepts every one of the bad statements."""
+"""Strict BigQuery mode (endpoints/bigquery_strict.py): each rule fires on a bad statement and lets a good one
+through, as pure functions and against a real bqemulator, which itself accepts every one of the bad statements.
+
+Here, beside the DDL tests, because its partition rules are the DDL's (ddl.model.partition_rules, injected by
+tests/conftest.py) and every DDL and run-book statement must pass them; tests/endpoints/ has the factories."""
 
 from __future__ import annotations
 
@@ -19,10 +22,11 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 
 from ddl.apply import DDL_DIR
-from ddl.model import parse_model, partition_filter_columns
-from eventmodel import bigquery_strict as strict
+from ddl.model import parse_model, partition_filter_columns, partition_rules
+from endpoints import bigquery_strict as strict
+from endpoints.bigquery import bigquery_client
+from endpoints.bigquery_strict import StrictClient, StrictModeError, partition_filter_problems
 from eventmodel import rows as R
-from eventmodel.bigquery_strict import StrictClient, StrictModeError, partition_filter_problems
 
 RULES = {"user_activity": "timestamp"}
 FAST = Retry(initial=0.2, maximum=1.0, deadline=10.0)
@@ -103,7 +107,9 @@ def test_the_table_is_named_with_the_default_project_when_the_sql_leaves_it_out(
 
 
 def test_the_rules_are_read_from_the_ddl(tmp_path):
-    assert strict.ddl_partition_rules() == partition_filter_columns(parse_model()) == {"user_activity": "timestamp"}
+    assert partition_rules() == partition_filter_columns(parse_model()) == {"user_activity": "timestamp"}
+    # tests/conftest.py hands them to every strict client of the suite (and of the processes it starts).
+    assert strict.rules_from_environment() == partition_rules()
     # A table whose DDL turns the option on becomes a rule, with its own partitioning column.
     for path in DDL_DIR.glob("*.sql"):
         (tmp_path / path.name).write_text(path.read_text().replace("= FALSE", "= TRUE"), encoding="utf-8")
@@ -119,7 +125,7 @@ def test_every_ddl_and_run_book_statement_passes_the_rule():
 
     for path in sql_files():
         text = render_file(path, project="p", dataset="events", history_uri="gs://b/h")
-        assert partition_filter_problems(text, strict.ddl_partition_rules(), "p") == [], path.name
+        assert partition_filter_problems(text, partition_rules(), "p") == [], path.name
 
 
 def test_location_rule_names_the_rule():
@@ -148,8 +154,6 @@ def test_the_registry_claims_an_id_once_per_project_and_location(tmp_path):
 
 
 def test_one_emulator_is_one_registry_endpoint_however_its_address_is_written():
-    from workbench.localstack.clients import bigquery_client
-
     written = ("127.0.0.1:9050", "http://127.0.0.1:9050", "http://127.0.0.1:9050/")
     assert {strict.endpoint_of(bigquery_client("p", address)) for address in written} == {"http://127.0.0.1:9050"}
 
@@ -255,8 +259,6 @@ def test_an_insert_that_failed_leaves_its_id_free(tmp_path, monkeypatch):
     BigQuery takes a retry of the id if it made none: strict mode frees the id rather than answer the retry 409."""
     import socket
 
-    from eventmodel.bigquery_client import bigquery_client
-
     monkeypatch.setenv(strict.JOBS_ENV, str(tmp_path))
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
@@ -276,8 +278,8 @@ def test_a_job_id_used_in_one_process_is_a_409_in_another(bigquery_emulator, str
     _query(strict_bigquery, "SELECT 1", job_id=job_id)
     child = textwrap.dedent(f"""
         from google.api_core.exceptions import Conflict
-        from workbench.localstack.clients import bigquery_client
-        client = bigquery_client({strict_bigquery.project!r}, {bigquery_emulator.host_port!r})
+        from endpoints.bigquery import bigquery_client
+        client = bigquery_client({strict_bigquery.project!r}, {bigquery_emulator.host_port!r}, "US")
         try:
             client.query("SELECT 1", job_id={job_id!r}, job_retry=None).result(timeout=60)
         except Conflict as exc:
