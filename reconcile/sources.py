@@ -96,9 +96,11 @@ def read_stored(path: str, storage: Any = None) -> bytes:
     return _blob(path, storage).download_as_bytes(raw_download=RAW_DOWNLOAD)
 
 
-# The stored bytes, never decompressed on the way (an object with Content-Encoding: gzip too), as Beam's gs:// reads
-# them (apache_beam/io/gcp/gcsio.py, BeamBlobReader: raw_download=True, "we always request to retrieve raw data
-# from GCS even if the object meets the criteria of decompressive transcoding"); gzip is undone by its magic bytes.
+# The stored bytes, never decompressed on the way: GCS serves an object with Content-Encoding: gzip decompressed
+# unless the request asks for gzip (cloud.google.com/storage/docs/transcoding, "Decompressive transcoding"), and
+# Beam's gs:// reads raw (apache_beam/io/gcp/gcsio.py, BeamBlobReader: raw_download=True, "we always request to
+# retrieve raw data from GCS even if the object meets the criteria of decompressive transcoding"). gzip is undone
+# afterwards by its magic bytes (eventmodel.history.gunzipped), as for a local file.
 RAW_DOWNLOAD = True
 
 
