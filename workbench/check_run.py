@@ -189,7 +189,7 @@ def _pubsub(options: CheckOptions) -> Any:
     """The topic the battery is published to, found as `workbench publish` finds it (its refusal when there is
     neither an emulator nor a project says what to do), and checked before anything is sent."""
     from publisher.sinks import check_pubsub
-    from workbench.cli.publish import pubsub_target
+    from workbench.publish_run import pubsub_target
 
     target = pubsub_target(options.project, TOPIC, options.emulator)
     check_pubsub(target)

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -41,6 +41,9 @@ from eventmodel import resources as names
 from eventmodel.resources import workbench_home
 from publisher.manifest import new_run_id
 from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.publish_run import PublishSettings
 
 # Chaos on the pipeline's own topic and subscription (never the dead-letter ones, which reconcile reads).
 CHAOS_SUBSCRIPTION = {"duplicate_rate": 0.02, "lost_ack_rate": 0.02, "delay_ms": 20.0, "jitter_ms": 50.0}
@@ -63,9 +66,14 @@ class DemoOptions:
     seed: int = 1
     chaos: bool = False
     output_root: str = "./output"
-    extra_publish_args: list[str] = field(default_factory=list)
+    # Further `workbench publish` options the user gave (PublishSettings fields): they win over the demo's own.
+    publish_options: dict[str, Any] = field(default_factory=dict)
     pubsub_port: int = names.PUBSUB_EMULATOR_PORT  # used when the demo starts the stack
     bigquery_port: int = names.BIGQUERY_EMULATOR_PORT
+
+    def __post_init__(self) -> None:
+        if self.duration:  # a run for this long, whatever the count
+            self.count = None
 
 
 def _stack_running() -> bool:
@@ -386,11 +394,27 @@ def run_demo(options: DemoOptions, on_step: Callable[[str], None]) -> int:
             raise
 
 
+def publish_settings(options: DemoOptions, run_id: str, project: str) -> PublishSettings:
+    """The demo's publish: its own rate, shares and seed, under its run id, with the user's further options over
+    them (each counts as given, as on a command line: a --replay refuses what differs from its run)."""
+    from workbench.publish_run import PublishSettings
+
+    own: dict[str, Any] = {"rate": options.rate, "malformed_rate": options.malformed_rate,
+                           "duplicate_rate": options.duplicate_rate, "seed": options.seed, "run_id": run_id,
+                           "project": project}  # fmt: skip
+    if options.duration:
+        own["duration"] = options.duration
+    elif options.count:
+        own["count"] = options.count
+    chosen = {**own, **options.publish_options}
+    return PublishSettings(**chosen, given=frozenset(chosen))
+
+
 def _run_demo(options: DemoOptions, on_step: Callable[[str], None], signals: StopSignals) -> int:
-    from workbench.cli.publish import publish
-    from workbench.cli.reconcile import run_reconcile
     from workbench.localstack.stack import local_endpoints
     from workbench.pipeline_run.subscription_lock import refuse_if_claimed
+    from workbench.publish_run import run_publish
+    from workbench.reconcile_run import run_reconcile
 
     run_id = new_run_id()
     log = workbench_home() / "demo" / f"pipeline-{run_id}.log"
@@ -412,19 +436,11 @@ def _run_demo(options: DemoOptions, on_step: Callable[[str], None], signals: Sto
                 wait_until_reading(pipeline, log)
                 if options.chaos:
                     crash = PipelineCrash(options, idle_s, log, on_step).arm(pipeline)
-                args = ["--rate", str(options.rate), "--malformed-rate", str(options.malformed_rate),
-                        "--duplicate-rate", str(options.duplicate_rate), "--seed", str(options.seed),
-                        "--run-id", run_id, "--project", project]  # fmt: skip
-                if options.duration:
-                    args += ["--duration", f"{options.duration:g}s"]
-                elif options.count:
-                    args += ["--count", str(options.count)]
-                try:
-                    publish.main(args=args + options.extra_publish_args, standalone_mode=False)
-                except SystemExit as exit_:
-                    if isinstance(exit_.code, int) and exit_.code > 128:  # the publish was stopped by a signal
-                        signals.stopping(exit_.code - 128)
-                    raise
+                status = run_publish(publish_settings(options, run_id, project))
+                if status:
+                    if status > 128:  # the publish was stopped by a signal
+                        signals.stopping(status - 128)
+                    raise SystemExit(status)
                 if crash is not None:
                     pipeline = crash.restarted()
                 on_step("published; waiting for the pipeline to drain and stop")

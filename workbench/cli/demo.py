@@ -6,12 +6,13 @@ import click
 
 from eventmodel import resources as names
 from workbench import terminal
-from workbench.cli.params import DURATION
+from workbench.cli.params import DURATION, positive
+from workbench.cli.publish import publish_options
 from workbench.output_root import output_root_option
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.option("--rate", type=float, default=500.0, show_default=True, help="Messages per second.")
+@click.option("--rate", type=float, default=500.0, show_default=True, callback=positive, help="Messages per second.")
 @click.option("--count", type=int, default=5000, show_default=True, help="Messages to publish.")
 @click.option("--duration", type=DURATION, help="Publish for this long instead of --count (90s, 5m, 1m30).")
 @click.option("--malformed-rate", type=float, default=0.05, show_default=True, help="Share of malformed messages.")
@@ -39,9 +40,9 @@ from workbench.output_root import output_root_option
     show_default=True,
     help="BigQuery emulator port, when the demo starts the stack.",
 )
-@click.argument("publish_args", nargs=-1, type=click.UNPROCESSED)
-def demo(rate, count, duration, malformed_rate, duplicate_rate, seed, chaos, output_root, pubsub_port, bigquery_port,
-         publish_args):  # fmt: skip
+@click.argument("publish_options", metavar="[PUBLISH_ARGS]...", nargs=-1, type=click.UNPROCESSED,
+                callback=lambda ctx, param, args: publish_options(args))  # fmt: skip
+def demo(**options):
     """Stack up, pipeline in the background, publish a run, drain, reconcile; exit status is reconcile's.
 
     Further options go to `workbench publish` (e.g. --late-rate 0.05). A stack that was already up stays up.
@@ -53,8 +54,4 @@ def demo(rate, count, duration, malformed_rate, duplicate_rate, seed, chaos, out
     """
     from workbench.demo import DemoOptions, run_demo
 
-    if rate <= 0:
-        raise click.BadParameter("must be more than 0", param_hint="--rate")
-    options = DemoOptions(rate, None if duration else count, duration, malformed_rate, duplicate_rate, seed, chaos,
-                          output_root, list(publish_args), pubsub_port, bigquery_port)  # fmt: skip
-    raise SystemExit(run_demo(options, on_step=terminal.info))
+    raise SystemExit(run_demo(DemoOptions(**options), on_step=terminal.info))

@@ -71,7 +71,7 @@ def loadtest(users, spawn_rate, run_time, shape, workers, batch_size, user_rate,
             + ("" if output_root == "./output" else f" --output-root {output_root}")
         )
         raise SystemExit(code)
-    from workbench.cli.reconcile import run_reconcile
+    from workbench.reconcile_run import run_reconcile
 
     report = run_reconcile(run_id, output_root=output_root, project=options.project, wait_s=60)
     raise SystemExit(report.exit_code)

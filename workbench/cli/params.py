@@ -45,3 +45,18 @@ def exit_with(status: int) -> None:
     `cli.main(standalone_mode=False)` sees no SystemExit for a success."""
     if status:
         sys.exit(status)
+
+
+def given_options() -> frozenset[str]:
+    """The options of the running command that the user typed (neither defaults nor the environment)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return frozenset(name for name in ctx.params if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE)
+
+
+def positive(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """A callback for a number that must be more than 0."""
+    if value is not None and value <= 0:
+        raise click.BadParameter("must be more than 0", param_hint=param.opts[0])
+    return value

@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import signal
-import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
 import click
 
-from eventmodel.resources import DEFAULT_PROJECT, TOPIC, resolve_project
+from eventmodel.resources import TOPIC
 from publisher import objects as layout
-from publisher.errors import PublishError
-from publisher.manifest import new_run_id, run_dir
 from publisher.rate import PROFILE_HELP
-from publisher.s3 import S3Target, check_s3
-from publisher.sinks import FileTarget, PubSubTarget, check_pubsub, open_for_append
-from workbench import terminal
-from workbench.cli.params import DURATION
-from workbench.errors import WorkbenchError
-
-if TYPE_CHECKING:
-    from generator.stream import GeneratorConfig
-
-EMULATOR_ENV = "PUBSUB_EMULATOR_HOST"
-DEFAULT_RATE = 100.0
-# History written to S3 is not paced unless --rate says so: far above what one process can write.
-UNPACED_RATE = 1e9
+from workbench.cli.params import DURATION, exit_with, given_options
+from workbench.publish_run import DEFAULT_RATE, EMULATOR_ENV
 
 
 def _weights(ctx, param, value: str | None) -> dict[str, float] | None:
@@ -118,32 +101,7 @@ def _history(ctx, param, value: str | None) -> tuple[datetime, datetime] | None:
     "unless --count/--duration/--rate say otherwise): a deduplicating pipeline drops what it holds, and reconcile "
     "reports those events as held by the earlier run. Without it every run has event ids of its own.",
 )
-def publish(
-    rate,
-    profile,
-    duration,
-    count,
-    malformed_rate,
-    malformed_kinds,
-    duplicate_rate,
-    late_rate,
-    max_lateness,
-    out_of_order_rate,
-    history,
-    seed,
-    to,
-    object_format,
-    compression,
-    gzip_objects,
-    objects,
-    split_by_type,
-    project,
-    topic,
-    emulator,
-    workers,
-    run_id,
-    replay,
-):
+def publish(**options):
     """Publish generated events at a controlled rate.
 
     Without --to, publishes to the topic on the emulator named by --emulator or PUBSUB_EMULATOR_HOST, or to real
@@ -162,193 +120,15 @@ def publish(
     workbench publish --history 2025-01-01..2025-02-01 --count 100000 --malformed-rate 0.02 \\
         --to s3://history/exports --format mixed --compression mixed --objects 40
     """
-    from generator.stream import GeneratorConfig
-    from publisher.run import Publisher, PublishPlan, run_with_sigint
-    from workbench.publish_view import LiveView, describe_target, summary
+    from workbench.publish_run import PublishSettings, run_publish
 
-    s3_flags = {
-        "--format": object_format,
-        "--compression": compression,
-        "--gzip": gzip_objects or None,
-        "--objects": objects,
-        "--split-by-type": split_by_type or None,
-    }
-    if to is not None and to.startswith("s3://"):
-        if gzip_objects and compression not in (None, layout.GZIP):
-            raise click.UsageError(f"--gzip is --compression gzip: drop one of --gzip and --compression {compression}")
-        target = S3Target(
-            to,
-            format=object_format or layout.NDJSON,
-            compression=layout.GZIP if gzip_objects else compression or layout.NONE,
-            objects=1 if objects is None else objects,
-            split_by_type=split_by_type,
-        )
-    elif given := [flag for flag, value in s3_flags.items() if value is not None]:
-        raise click.UsageError(f"{', '.join(given)} apply to --to s3://BUCKET/PREFIX only")
-    elif to is not None:
-        target = FileTarget(to)
-    else:
-        target = pubsub_target(project, topic, emulator)
-    generator_config = GeneratorConfig(
-        seed=seed,
-        malformed_rate=malformed_rate,
-        malformed_weights=malformed_kinds,
-        duplicate_rate=duplicate_rate,
-        late_rate=late_rate,
-        max_lateness_s=max_lateness,
-        out_of_order_rate=out_of_order_rate,
-        history=history,
-    )
-    if rate is None:
-        rate = UNPACED_RATE if isinstance(target, S3Target) else DEFAULT_RATE
-    if replay:
-        generator_config, rate, profile, count, workers = _replaying(
-            replay, generator_config, rate, profile, count, duration, workers
-        )
-    plan = PublishPlan(
-        run_id=run_id or new_run_id(),
-        target=target,
-        rate=rate,
-        profile=profile,
-        count=count,
-        duration=duration,
-        workers=workers,
-        generator=generator_config,
-    )
-    try:
-        plan.check()
-    except ValueError as exc:
-        raise click.UsageError(_as_flags(str(exc))) from None
-    if run_dir(plan.run_id).exists():
-        raise WorkbenchError(f"run {plan.run_id!r} already exists", "choose another --run-id, or leave it out")
-    # The preflight's PublishError reaches the user as it is: main() shows every FixableError with its fix.
-    if isinstance(target, PubSubTarget):
-        check_pubsub(target)
-    elif isinstance(target, S3Target):
-        check_s3(target)
-    elif target.path != "-":
-        open_for_append(target.path).close()  # unwritable paths fail here, before the run starts
-
-    terminal.info(f"publishing run [bold]{plan.run_id}[/bold] to {describe_target(target, plan.run_id)}")
-    publisher = Publisher(plan)
-    with LiveView(publisher) as view:
-        result = run_with_sigint(publisher, view.update)
-    # After SIGHUP the terminal may be gone: the manifest is written, so a summary that cannot be shown is no error.
-    with contextlib.suppress(OSError):
-        for table in summary(result):
-            terminal.console.print(table)
-        terminal.info(f"manifest: {run_dir(plan.run_id) / 'manifest.json'}")
-    if result.status == "failed":
-        raise WorkbenchError(
-            "the run failed: " + "; ".join(result.totals.errors or ["a worker ended early"]),
-            "see the errors above; the manifest records everything that was published",
-        )
-    if result.totals.failed:
-        terminal.warning(f"{result.totals.failed:,} messages failed after retries (recorded as failed)")
-    if result.status == "interrupted":
-        stopped_by = publisher.stop_signal or signal.SIGINT
-        name, in_flight = signal.Signals(stopped_by).name, result.totals.in_flight
-        how = f"stopped at once ({name}, then a second signal)" if publisher.aborting else f"interrupted ({name})"
-        with contextlib.suppress(OSError):
-            if in_flight:
-                terminal.warning(
-                    f"{how}: {in_flight:,} messages were in flight and their outcome is unknown, so reconcile refuses "
-                    f"this run; {result.totals.published:,} published are recorded in the manifest"
-                )
-            else:
-                terminal.warning(
-                    f"{how}: everything sent before the stop has its outcome in the manifest; "
-                    f"`workbench reconcile {result.run_id}` checks it"
-                )
-        sys.exit(128 + stopped_by)  # the shell's convention: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
+    exit_with(run_publish(PublishSettings(**options, given=given_options())))
 
 
-def pubsub_target(project: str | None, topic: str, emulator: str | None) -> PubSubTarget:
-    """Where a Pub/Sub publish goes, found as run-pipeline and reconcile find it: --emulator, else
-    PUBSUB_EMULATOR_HOST, else real Pub/Sub when --project names a project, else the running local stack, else real
-    Pub/Sub with the project from the environment. Says which it chose."""
-    from workbench.localstack.stack import local_endpoints
-
-    resolved = resolve_project(project, DEFAULT_PROJECT)
-    if emulator or os.environ.get(EMULATOR_ENV):
-        host = emulator or os.environ[EMULATOR_ENV]
-        source = "--emulator" if emulator else EMULATOR_ENV
-    elif project:
-        host, source = None, "--project"
-    else:
-        stack = local_endpoints()  # what `workbench up` started, in the project it created the topics in
-        host, source = stack.pubsub, "the running local stack (`workbench up`)"
-        resolved = (stack.project or resolved) if host else resolved
-    if host is None and resolved == DEFAULT_PROJECT:
-        raise WorkbenchError(
-            "no Pub/Sub emulator is running and no GCP project is named",
-            "start the local stack (`workbench up`), pass --emulator HOST:PORT, or name a project with --project P",
-        )
-    where = f"the emulator at {host}" if host else f"real Pub/Sub in project {resolved}"
-    terminal.info(f"target: {where} (from {source if host or project else 'the environment'})")
-    return PubSubTarget(resolved, topic, host)
-
-
-# Options a replay takes from the run it replays (option -> GeneratorConfig field): a different value would send
-# other events.
-_REPLAYED = {"seed": "seed", "malformed_rate": "malformed_rate", "malformed_kinds": "malformed_weights",
-             "duplicate_rate": "duplicate_rate", "late_rate": "late_rate", "max_lateness": "max_lateness_s",
-             "out_of_order_rate": "out_of_order_rate", "history": "history"}  # fmt: skip
-
-
-def _replaying(run: str, asked: GeneratorConfig, rate: float, profile: str, count: int | None,
-               duration: float | None, workers: int):  # fmt: skip
-    """The generator settings, rate, profile, count and workers of a replay of `run`."""
+def publish_options(args: Sequence[str]) -> dict[str, Any]:
+    """The options of `workbench publish` that `args` give, by PublishSettings field: the demo hands its further
+    options to the publish it runs. Refused as the command refuses them."""
     from click.core import ParameterSource
 
-    from publisher.manifest import load_manifest
-    from publisher.replay import replay_config
-
-    context = click.get_current_context()
-    given = lambda name: context.get_parameter_source(name) == ParameterSource.COMMANDLINE  # noqa: E731
-    origin = load_manifest(run)
-    if origin is None:
-        raise WorkbenchError(f"no run {run!r} to replay under {run_dir(run).parent}", "list the runs: `workbench runs`")
-    try:
-        config = replay_config(origin)
-    except PublishError as exc:
-        raise WorkbenchError(exc.message, exc.fix) from None
-    clashing = [
-        f"--{name.replace('_', '-')}"
-        for name, field_name in _REPLAYED.items()
-        if given(name) and getattr(asked, field_name) != getattr(config, field_name)
-    ]
-    if clashing:
-        raise click.UsageError(
-            f"--replay {run} sends that run's events with its own generator settings: drop {', '.join(clashing)}"
-        )
-    plan = origin.get("plan") or {}
-    if given("workers") and workers != plan.get("workers", 1):
-        raise click.UsageError(
-            f"run {run} was published by {plan.get('workers', 1)} worker(s), each with its own ids: "
-            f"drop --workers {workers} to replay it"
-        )
-    if count is None and duration is None:
-        count = (origin.get("totals") or {}).get("sent") or plan.get("count")
-    if not given("rate"):
-        rate, profile = plan.get("rate", rate), plan.get("profile", profile)
-    return config, rate, profile, count, plan.get("workers", 1)
-
-
-# GeneratorConfig speaks in field names; users typed flags.
-_FLAGS = {
-    "malformed_weights": "--malformed-kinds",
-    "malformed_rate": "--malformed-rate",
-    "duplicate_rate": "--duplicate-rate",
-    "out_of_order_rate": "--out-of-order-rate",
-    "late_rate": "--late-rate",
-    "max_lateness_s": "--max-lateness",
-    "history": "--history",
-    "seed": "--seed",
-}
-
-
-def _as_flags(message: str) -> str:
-    for field_name, flag in _FLAGS.items():
-        message = re.sub(rf"(?<![\w-]){field_name}\b", flag, message)
-    return message
+    with publish.make_context("publish", list(args)) as ctx:
+        return {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
