@@ -21,15 +21,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline import metrics as M
-from pipeline.bigquery_load import LoadEventRows
-from pipeline.dead_letters import WriteDeadLetters
-from pipeline.files import WriteEventFilesBatch
 from pipeline.history_dedup import DropLoadedHistory, DropRecordedLetters
 from pipeline.history_read import ReadHistory, s3_client_settings
-from pipeline.options import EventPipelineOptions, HistoryOptions, resource_path
+from pipeline.options import EventPipelineOptions, HistoryOptions
+from pipeline.runners import DIRECT, runner_for
+from pipeline.sinks import DEAD_LETTERS, FILES, LABEL, ROWS, WriteToSinks, sink_settings
 from pipeline.validate import ParseAndValidate
 
 
@@ -58,17 +57,13 @@ class _InWindow:
 
 def build_backfill(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
     """Lay the backfill onto `pipeline`; returns its main PCollections by name (for tests)."""
-    app = options.view_as(EventPipelineOptions)
     hist = options.view_as(HistoryOptions)
     if not hist.history_uri:
         raise ValueError("a backfill needs --history_uri s3://BUCKET/PREFIX")
-    project = options.view_as(GoogleCloudOptions).project
-    dead_letter_topic = resource_path("topics", app.dead_letter_topic, project) if app.dead_letter_topic else None
-    bigquery_project = app.bigquery_project or project
-    endpoint = app.bigquery_emulator_host or None
-    retry = app.sink_retry_seconds
-    dataset = app.dataset or None
+    settings = sink_settings(options)
+    project, dataset, endpoint = settings.bigquery_project, settings.dataset, settings.endpoint
     run_id = hist.backfill_run_id or default_run_id()
+    sinks = WriteToSinks.batch(settings, options.view_as(EventPipelineOptions).file_max_lines, run_id)
 
     messages, unreadable = pipeline | "ReadHistory" >> ReadHistory(
         hist.history_uri,
@@ -79,26 +74,17 @@ def build_backfill(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     valid, invalid = messages | "ParseAndValidate" >> ParseAndValidate()
     if hist.since or hist.until:
         valid = valid | "InWindow" >> beam.Filter(_InWindow(hist.since, hist.until))
-    to_files, to_rows = valid | "DropLoaded" >> DropLoadedHistory(app.output_root, bigquery_project, dataset, endpoint)
-    files, file_failures = to_files | "WriteEventFiles" >> WriteEventFilesBatch(
-        app.output_root, app.file_max_lines, retry
-    )
+    to_files, to_rows = valid | "DropLoaded" >> DropLoadedHistory(settings.output_root, project, dataset, endpoint)
     record_letters = (invalid, unreadable) | "RecordDeadLetters" >> beam.Flatten()
     if dataset:
         record_letters = record_letters | "DropRecorded" >> DropRecordedLetters(
-            hist.history_uri, bigquery_project, dataset, endpoint
+            hist.history_uri, project, dataset, endpoint
         )
-    failures = [record_letters, file_failures]
+    branches = {FILES: to_files, DEAD_LETTERS: record_letters}
     if to_rows is not None:
-        # The run id goes into the load jobs' ids (with a nonce of this graph): a rerun never meets the jobs of an
-        # earlier backfill, whose rows may have been deleted since.
-        load = LoadEventRows(bigquery_project, dataset, endpoint, retry, run_id=run_id)
-        failures.append(to_rows | "LoadEventRows" >> load)
-    dead_letters = tuple(failures) | "AllDeadLetters" >> beam.Flatten()
-    dead_letters | "WriteDeadLetters" >> WriteDeadLetters(
-        dead_letter_topic, bigquery_project, dataset, endpoint=endpoint, retry_seconds=retry
-    )
-    return {"messages": messages, "valid": valid, "files": files, "dead_letters": dead_letters}
+        branches[ROWS] = to_rows
+    written = branches | LABEL >> sinks
+    return {"messages": messages, "valid": valid, "files": written[FILES], "dead_letters": written[DEAD_LETTERS]}
 
 
 def make_options(argv: Sequence[str] | None) -> PipelineOptions:
@@ -107,12 +93,12 @@ def make_options(argv: Sequence[str] | None) -> PipelineOptions:
     return options
 
 
-def run(argv: Sequence[str] | None = None, default_runner: str = "DirectRunner") -> beam.runners.runner.PipelineResult:
+def run(argv: Sequence[str] | None = None, default_runner: str = DIRECT) -> beam.runners.runner.PipelineResult:
     """Parse the command line, build the backfill and start it (Dataflow returns once the job is submitted)."""
     options = make_options(argv)
     if options.view_as(StandardOptions).runner is None:
-        options.view_as(StandardOptions).runner = default_runner  # unnamed, Beam tries to download Prism
-    pipeline = beam.Pipeline(options=options)
+        options.view_as(StandardOptions).runner = default_runner  # named: runner_for keeps it off Prism
+    pipeline = beam.Pipeline(runner=runner_for(options.view_as(StandardOptions).runner), options=options)
     build_backfill(pipeline, options)
     return pipeline.run()
 

@@ -65,6 +65,7 @@ BATCH_SIZE = 500  # rows per insertAll request (BigQuery recommends up to 500)
 MAX_REQUEST_BYTES = 9_000_000
 _NON_ASCII = bytes(range(128))  # bytes.translate(None, this) leaves only the non-ASCII bytes
 REQUEST_TIMEOUT_S = 30.0
+MAX_DETAIL_CHARS = 2000  # a dead letter's detail, as far as a BigQuery sink writes it
 
 
 def table_spec(project: str, dataset: str, table: str) -> str:
@@ -75,7 +76,7 @@ def table_id(project: str, dataset: str, table: str) -> str:
     return f"{project}.{dataset}.{table}"
 
 
-class _Source:
+class RowSource:
     """What a failed row needs to become a dead letter: the original message, not the row."""
 
     __slots__ = ("attributes", "data", "event_id", "message_id", "publish_time")
@@ -91,15 +92,43 @@ class _Source:
         return _source_from, (self.data, self.attributes, self.message_id, self.event_id, self.publish_time)
 
 
-def _source_from(data, attributes, message_id, event_id, publish_time) -> _Source:
-    source = _Source.__new__(_Source)
+def _source_from(data, attributes, message_id, event_id, publish_time) -> RowSource:
+    source = RowSource.__new__(RowSource)
     source.data, source.attributes, source.message_id = data, attributes, message_id
     source.event_id, source.publish_time = event_id, publish_time
     return source
 
 
+class RowEntry(NamedTuple):
+    """One row on its way to a table. `source` is what its outcome goes back to: the event's RowSource for the
+    event tables, the dead letter's own state for the dead_letters table (pipeline.dead_letters)."""
+
+    row: dict[str, Any]
+    insert_id: str  # the event id: BigQuery's insertId, and the order of a load job's rows
+    source: Any
+
+
+def insert_failed_letter(source: RowSource, detail: str) -> DeadLetter:
+    """The BIGQUERY_INSERT_FAILED dead letter of a row that neither streaming inserts nor a load job could write.
+
+    The source message id is "" when the event has none (a backfilled event: pipeline.history_dedup.named_by_key
+    clears it): every other dead letter of a backfill carries "" too (pipeline.validate), and the id goes out as
+    the topic copy's dlq_source_message_id attribute, which Pub/Sub takes as text only. Reconcile matches dead
+    letters by event_id (reconcile/queries.py), never by this id."""
+    return DeadLetter(
+        source.data,
+        source.attributes,
+        R.BIGQUERY_INSERT_FAILED,
+        detail[:MAX_DETAIL_CHARS],
+        core.STAGE_BIGQUERY,
+        source.message_id or "",
+        source.event_id,
+        source.publish_time,
+    )
+
+
 class BuildEventRowFn(beam.DoFn):
-    """ValidEvent -> (table id, (row, insert id = event_id, source)), or a PROCESSING_ERROR dead letter."""
+    """ValidEvent -> (table id, RowEntry(row, insert id = event_id, source)), or a PROCESSING_ERROR dead letter."""
 
     def __init__(self, project: str, dataset: str) -> None:
         self.project = project
@@ -116,7 +145,7 @@ class BuildEventRowFn(beam.DoFn):
                 publish_time=event.publish_time,
                 attributes=event.attributes,
             )
-            yield self._tables[event.event_type], (row, event.event_id, _Source(event))
+            yield self._tables[event.event_type], RowEntry(row, event.event_id, RowSource(event))
         except Exception as exc:  # a row the model cannot build is a poison message: dead letter, keep going
             yield pvalue.TaggedOutput(
                 DEAD_LETTER,
@@ -139,19 +168,19 @@ def _describe_errors(errors: Any) -> str:
         return str(errors)[:900]
 
 
-def request_bytes(entry: tuple) -> int:
+def request_bytes(entry: RowEntry) -> int:
     """At least the bytes an entry (row, insert id, ...) takes in an insertAll body as google-cloud-bigquery writes
     it: json.dumps with ", " and ": " between tokens (one byte per comma or colon more than orjson's) and every
     non-ASCII character as \\uXXXX (at most 2 bytes more per UTF-8 byte), plus the insertId and stamp it adds."""
-    data = orjson.dumps(entry[0])
+    data = orjson.dumps(entry.row)
     return len(data) + data.count(b",") + data.count(b":") + 2 * len(data.translate(None, _NON_ASCII)) + 128
 
 
-def request_batches(entries: Sequence[tuple], limit: int = MAX_REQUEST_BYTES) -> list[list[tuple]]:
+def request_batches(entries: Sequence[RowEntry], limit: int = MAX_REQUEST_BYTES) -> list[list[RowEntry]]:
     """entries cut, in order, into runs whose request_bytes stay within `limit`. A single entry larger than the
     limit goes alone: BigQuery then refuses that row only (a content error, dead-lettered), not its neighbours."""
-    batches: list[list[tuple]] = []
-    current: list[tuple] = []
+    batches: list[list[RowEntry]] = []
+    current: list[RowEntry] = []
     size = 0
     for entry in entries:
         n = request_bytes(entry)
@@ -198,24 +227,24 @@ class RowInserter:
         self.stamp = stamp
         self.clock = clock or (lambda: datetime.now(UTC))
 
-    def attempt(self, table: str, entries: list[tuple]) -> tuple[list, list, list, str | None]:
-        """entries are (row, insert id, source); returns (committed, [(entry, detail)] rejected, retry, error)."""
+    def attempt(self, table: str, entries: list[RowEntry]) -> tuple[list, list, list, str | None]:
+        """Returns (committed, [(entry, detail)] rejected, retry, error)."""
         return self.insert(table, entries)[:4]
 
-    def insert(self, table: str, entries: list[tuple]) -> InsertOutcome:
+    def insert(self, table: str, entries: list[RowEntry]) -> InsertOutcome:
         """One insertAll per run of request_batches: a batch of large rows goes as several requests."""
         batches = request_batches(entries)
         if len(batches) == 1:
             return self._request(table, batches[0])
         return functools.reduce(_merged, (self._request(table, batch) for batch in batches))
 
-    def _request(self, table: str, entries: list[tuple]) -> InsertOutcome:
+    def _request(self, table: str, entries: list[RowEntry]) -> InsertOutcome:
         sent = self._stamped(entries)
         try:
             errors = self.client.insert_rows_json(
                 table,
-                [entry[0] for entry in sent],
-                row_ids=[entry[1] for entry in sent],
+                [entry.row for entry in sent],
+                row_ids=[entry.insert_id for entry in sent],
                 retry=None,  # the sink's own budget decides how long to retry, not the client's 600 s default
                 timeout=REQUEST_TIMEOUT_S,
             )
@@ -239,7 +268,7 @@ class RowInserter:
         kind = E.THROTTLED if E.THROTTLED in kinds else (E.TRANSIENT if retry else None)
         return InsertOutcome(committed, rejected, retry, error, kind)
 
-    def _refused(self, table: str, sent: list[tuple], exc: Exception) -> InsertOutcome:
+    def _refused(self, table: str, sent: list[RowEntry], exc: Exception) -> InsertOutcome:
         """A whole request failed: split it (content), reject it (fatal), or send it again (throttled, transient)."""
         kind = E.kind(exc)
         named = ", ".join(dict.fromkeys(E.reasons(exc))) or f"HTTP {E.status_of(exc) or 'none'}"
@@ -251,15 +280,15 @@ class RowInserter:
             return InsertOutcome([], [(entry, detail) for entry in sent], [], None, None)
         return InsertOutcome([], [], list(sent), detail, kind)
 
-    def _stamped(self, entries: list[tuple]) -> list[tuple]:
+    def _stamped(self, entries: list[RowEntry]) -> list[RowEntry]:
         if self.stamp is None:
             return entries
         now = rows.rfc3339(self.clock())
-        return [({**entry[0], self.stamp: now}, *entry[1:]) for entry in entries]
+        return [entry._replace(row={**entry.row, self.stamp: now}) for entry in entries]
 
 
 class InsertRowsFn(beam.DoFn):
-    """(table id, (row, insert id, source)) -> rows in BigQuery; what cannot be inserted -> dead letters.
+    """(table id, RowEntry) -> rows in BigQuery; what cannot be inserted -> dead letters.
 
     Buffers up to BATCH_SIZE rows per table and inserts them when a batch is full and when the bundle ends.
     Counts rows written per table, retries, failures, and the worst publish-to-insert lag of each batch.
@@ -286,9 +315,9 @@ class InsertRowsFn(beam.DoFn):
         self._lag = M.gauge(M.BIGQUERY_LAG_MS)
 
     def start_bundle(self) -> None:
-        self._buffer: dict[str, list[tuple]] = {}
+        self._buffer: dict[str, list[RowEntry]] = {}
 
-    def process(self, element: tuple[str, tuple]) -> Iterator[Any]:
+    def process(self, element: tuple[str, RowEntry]) -> Iterator[Any]:
         table, entry = element
         batch = self._buffer.setdefault(table, [])
         batch.append(entry)
@@ -307,17 +336,17 @@ class InsertRowsFn(beam.DoFn):
         if client is not None and self.client is None and hasattr(client, "close"):
             client.close()
 
-    def _insert(self, table: str, batch: list[tuple]) -> Iterator[pvalue.TaggedOutput]:
+    def _insert(self, table: str, batch: list[RowEntry]) -> Iterator[pvalue.TaggedOutput]:
         budget = RetryBudget(self.retry_seconds)
         pending, dead = batch, []
-        oldest = min((e[2].publish_time for e in batch if e[2].publish_time), default=None)
+        oldest = min((e.source.publish_time for e in batch if e.source.publish_time), default=None)
         written = 0
         while pending:
             with delivery.watch(delivery.BIGQUERY, f"inserting {len(pending)} rows into {table}"):
                 committed, rejected, retry, error, kind = self._inserter.insert(table, pending)
             if committed:
                 written += len(committed)
-                delivery.release(entry[2].message_id for entry in committed)
+                delivery.release(entry.source.message_id for entry in committed)
             dead += rejected
             pending = retry
             if not pending:
@@ -339,20 +368,7 @@ class InsertRowsFn(beam.DoFn):
             delivery.trouble(delivery.BIGQUERY, None)
         self._count(table, written, len(dead), oldest)
         for entry, detail in dead:
-            source = entry[2]
-            yield pvalue.TaggedOutput(
-                DEAD_LETTER,
-                DeadLetter(
-                    source.data,
-                    source.attributes,
-                    R.BIGQUERY_INSERT_FAILED,
-                    detail,
-                    core.STAGE_BIGQUERY,
-                    source.message_id,
-                    source.event_id,
-                    source.publish_time,
-                ),
-            )
+            yield pvalue.TaggedOutput(DEAD_LETTER, insert_failed_letter(entry.source, detail))
 
     def _count(self, table: str, written: int, failed: int, oldest: datetime | None) -> None:
         self._written.inc(table.rsplit(".", 1)[-1], written)

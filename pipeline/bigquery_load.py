@@ -55,15 +55,13 @@ import apache_beam as beam
 import orjson
 from apache_beam import pvalue
 
-from eventmodel import reasons as R
 from eventmodel import rows
 from eventmodel.schema import EVENT_TIME_FIELD
 from pipeline import bigquery_errors as E
 from pipeline import core
 from pipeline import metrics as M
-from pipeline.bigquery import REQUEST_TIMEOUT_S, BuildEventRowFn, bigquery_client
+from pipeline.bigquery import REQUEST_TIMEOUT_S, BuildEventRowFn, RowEntry, bigquery_client, insert_failed_letter
 from pipeline.constants import DEAD_LETTER, DEFAULT_RETRY_SECONDS
-from pipeline.core import DeadLetter
 from pipeline.retrying import RetryBudget
 
 _LOG = logging.getLogger(__name__)
@@ -122,9 +120,9 @@ def plan_month(day_counts: Iterable[tuple[str, int]], target: int = SHARD_ROWS) 
     return plan
 
 
-def _by_table_day(element: tuple[str, tuple]) -> tuple[tuple[str, str], tuple]:
+def _by_table_day(element: tuple[str, RowEntry]) -> tuple[tuple[str, str], RowEntry]:
     table, entry = element
-    return (table, partition_day(table, entry[0])), entry
+    return (table, partition_day(table, entry.row)), entry
 
 
 def _by_table_month(element: tuple[tuple[str, str], int]) -> tuple[tuple[str, str], tuple[str, int]]:
@@ -138,10 +136,10 @@ def _month_plans(element: tuple[tuple[str, str], Iterable[tuple[str, int]]], tar
         yield (table, day), groups
 
 
-def _load_group(element: tuple[tuple[str, str], tuple], plans: dict) -> tuple[tuple[str, str, int], tuple]:
+def _load_group(element: tuple[tuple[str, str], RowEntry], plans: dict) -> tuple[tuple[str, str, int], RowEntry]:
     (table, day), entry = element
     first, spread = plans[(table, day)]
-    return (table, day[:7], first + zlib.crc32(entry[1].encode("utf-8")) % spread), entry
+    return (table, day[:7], first + zlib.crc32(entry.insert_id.encode("utf-8")) % spread), entry
 
 
 def dataset_location(client: Any, project: str, dataset: str) -> str | None:
@@ -158,7 +156,7 @@ class _Failure(NamedTuple):
 
 
 class LoadRowsFn(beam.DoFn):
-    """((table, month, group), [(row, insert id, source)]) -> the rows loaded; what cannot be -> dead letters.
+    """((table, month, group), [RowEntry]) -> the rows loaded; what cannot be -> dead letters.
 
     `run_id` names the backfill (the jobs' label and part of their ids); `launch` makes the ids of two runs
     differ even under the same run id (drawn here when not given, so fixed once the graph is built).
@@ -186,11 +184,11 @@ class LoadRowsFn(beam.DoFn):
 
     def process(self, element: tuple[tuple, Any]) -> Iterator[Any]:
         table = element[0][0]
-        entries = sorted(element[1], key=lambda e: e[1])  # the same rows in the same jobs on every attempt
+        entries = sorted(element[1], key=lambda e: e.insert_id)  # the same rows in the same jobs on every attempt
         for start in range(0, len(entries), LOAD_ROWS):
             yield from self._load(table, entries[start : start + LOAD_ROWS])
 
-    def _load(self, table: str, entries: list[tuple]) -> Iterator[Any]:
+    def _load(self, table: str, entries: list[RowEntry]) -> Iterator[Any]:
         from google.cloud import bigquery
 
         budget = RetryBudget(self.retry_seconds)
@@ -202,13 +200,13 @@ class LoadRowsFn(beam.DoFn):
             max_bad_records=0,
             labels={RUN_LABEL: run_label(self.run_id)},
         )
-        ids = [entry[1] for entry in entries]
+        ids = [entry.insert_id for entry in entries]
         attempt = 0
         while True:
             # ingest_time says when the rows were handed to BigQuery (this job), not when they were built: the
             # stream stamps each insertAll request the same way (pipeline.bigquery.RowInserter).
             now = rows.rfc3339(datetime.now(UTC))
-            body = b"".join(orjson.dumps({**entry[0], rows.INGEST_TIME: now}) + b"\n" for entry in entries)
+            body = b"".join(orjson.dumps({**entry.row, rows.INGEST_TIME: now}) + b"\n" for entry in entries)
             name = job_id(self._run, table, ids, attempt)
             failure = self._run_job(table, name, body, config)
             if failure is None:
@@ -275,22 +273,10 @@ class LoadRowsFn(beam.DoFn):
                 return _failure_of(job, f"load job {name} failed", spent=True, exc=exc)
             return _failure_of(exc, f"waiting for load job {name}", spent=False)
 
-    def _dead(self, entries: list[tuple], detail: str) -> Iterator[Any]:
+    def _dead(self, entries: list[RowEntry], detail: str) -> Iterator[Any]:
         self._failed.inc(len(entries))
-        for _, _, source in entries:
-            yield pvalue.TaggedOutput(
-                DEAD_LETTER,
-                DeadLetter(
-                    source.data,
-                    source.attributes,
-                    R.BIGQUERY_INSERT_FAILED,
-                    detail[:2000],
-                    core.STAGE_BIGQUERY,
-                    source.message_id or "",
-                    source.event_id,
-                    source.publish_time,
-                ),
-            )
+        for entry in entries:
+            yield pvalue.TaggedOutput(DEAD_LETTER, insert_failed_letter(entry.source, detail))
 
 
 def _failure_of(error: Any, what: str, *, spent: bool, exc: BaseException | None = None) -> _Failure:
@@ -303,7 +289,7 @@ def _cut(detail: str) -> str:
 
 
 class GroupForLoad(beam.PTransform):
-    """(table, (row, insert id, source)) -> ((table, month, group), [entries]): the rows of each load job.
+    """(table, RowEntry) -> ((table, month, group), [RowEntry]): the rows of each load job.
 
     Rows are counted per table and day of event time, each month's days are planned into groups of about
     `target` rows (plan_month: a side input of one small entry per table and day), and rows are grouped by

@@ -18,7 +18,7 @@ from eventmodel import rows
 from pipeline import bigquery_errors as E
 from pipeline import core, delivery
 from pipeline import metrics as M
-from pipeline.bigquery import BATCH_SIZE, REQUEST_TIMEOUT_S, RowInserter, bigquery_client, table_id
+from pipeline.bigquery import BATCH_SIZE, REQUEST_TIMEOUT_S, RowEntry, RowInserter, bigquery_client, table_id
 from pipeline.constants import DEFAULT_RETRY_SECONDS
 from pipeline.core import DeadLetter
 from pipeline.retrying import RetryBudget
@@ -64,9 +64,9 @@ class _Letter:
 
     __slots__ = ("letter", "row", "table", "topic")
 
-    def __init__(self, letter: DeadLetter, row: tuple | None, topic: bool, table: bool) -> None:
+    def __init__(self, letter: DeadLetter, row: RowEntry | None, topic: bool, table: bool) -> None:
         self.letter = letter
-        self.row = row  # (row, insert id, None) for the table
+        self.row = row  # for the table; its source is filled in when it is sent
         self.topic = PENDING if topic else NONE
         self.table = PENDING if table and row is not None else (GAVE_UP if table else NONE)
 
@@ -131,7 +131,7 @@ class WriteDeadLettersFn(beam.DoFn):
         if self._inserter is not None:
             try:
                 built, insert_id = dead_letter_table_row(letter)
-                row = (built, insert_id, None)
+                row = RowEntry(built, insert_id, None)
             except Exception as exc:  # the topic copy still goes out
                 self._rows_failed.inc()
                 _LOG.error("dead-letter row for message %s failed: %s", letter.source_message_id, exc)
@@ -217,13 +217,13 @@ class WriteDeadLettersFn(beam.DoFn):
 
     def _insert(self, items: list[_Letter]) -> str | None:
         # Each entry carries its letter in the source slot: the inserter stamps copies of the rows it sends.
-        outcome = self._inserter.insert(self._table, [(*item.row[:2], item) for item in items])
+        outcome = self._inserter.insert(self._table, [item.row._replace(source=item) for item in items])
         committed, rejected, error = outcome.committed, outcome.rejected, outcome.error
         self._throttled = outcome.kind == E.THROTTLED  # a quota or rate limit: wait longer before the next try
         for entry in committed:
-            entry[2].table = DONE
+            entry.source.table = DONE
         for entry, detail in rejected:  # refused for good: the topic copy is the one that counts
-            item = entry[2]
+            item = entry.source
             item.table = GAVE_UP
             self._rows_failed.inc()
             _LOG.error("dead-letter row for message %s not inserted: %s", item.letter.source_message_id, detail)

@@ -9,7 +9,8 @@ Pub/Sub publish to the sink write), so a view polling them sees lag now, not an 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from apache_beam.metrics import Metrics
 
@@ -136,3 +137,46 @@ class CounterFamily:
 
 def gauge(name: str):
     return Metrics.gauge(NAMESPACE, name)
+
+
+# ------------------------------------------------------------------------------------------- reading them back
+
+
+def metric_value(result: Any) -> Any:
+    """One metric's value in a pipeline result (a MetricResult): the one rule of the live view and the summaries.
+
+    Committed where the runner reports it, attempted where it does not (committed None): Beam's MetricResult keeps
+    both, "committed" being the updates of successfully completed work and "attempted" every update made
+    (apache_beam/metrics/execution.py, MetricResult; the Java SDK's MetricResult.getCommitted says "not all runners
+    will support committed metrics"). Where both are numbers (a counter, a gauge's value: gauges carry (value,
+    timestamp)), the larger of the two: the BundleBasedDirectRunner (a local stream) commits some updates, from
+    timer callbacks and bundle finishes, only into `attempted`; the FnApiRunner (a local backfill) reports the two
+    equal. Only local runs are read this way (Dataflow's own monitoring shows a submitted job's counters)."""
+    committed = _plain(result.committed)
+    attempted = _plain(result.attempted)
+    if committed is None:
+        return attempted
+    if isinstance(committed, int) and isinstance(attempted, int):
+        return max(committed, attempted)
+    return committed
+
+
+def _plain(value: Any) -> Any:
+    return value.value if hasattr(value, "value") else value
+
+
+def workbench_metrics(pipeline_result: Any) -> dict[str, list]:
+    """The workbench's metrics in a (running or finished) pipeline result, as Beam's query returns them
+    ({"counters": [...], "gauges": [...], ...}); raises what the runner raises while it has none yet."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    return pipeline_result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+
+
+def counter_totals(results: Iterable[Any]) -> dict[str, int]:
+    """Counter name -> its value (metric_value) summed over the steps that update it."""
+    totals: dict[str, int] = {}
+    for result in results:
+        name = result.key.metric.name
+        totals[name] = totals.get(name, 0) + int(metric_value(result) or 0)
+    return totals

@@ -19,24 +19,19 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
-from pipeline.bigquery import WriteEventRows
-from pipeline.dead_letters import WriteDeadLetters
 from pipeline.dedup import DeduplicateByEventId
-from pipeline.files import WriteEventFiles
 from pipeline.options import EventPipelineOptions, resource_path
 from pipeline.read import ReadEvents
+from pipeline.runners import DIRECT, runner_for
+from pipeline.sinks import DEAD_LETTERS, FILES, LABEL, ROWS, WriteToSinks, sink_settings
 from pipeline.validate import ParseAndValidate
 
 
 def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
     """Lay the whole graph onto `pipeline`; returns its main PCollections by name (for tests and views)."""
     app = options.view_as(EventPipelineOptions)
-    project = options.view_as(GoogleCloudOptions).project
-    subscription = resource_path("subscriptions", app.subscription, project)
-    dead_letter_topic = resource_path("topics", app.dead_letter_topic, project) if app.dead_letter_topic else None
-    bigquery_project = app.bigquery_project or project
-    endpoint = app.bigquery_emulator_host or None
-    retry = app.sink_retry_seconds
+    subscription = resource_path("subscriptions", app.subscription, options.view_as(GoogleCloudOptions).project)
+    sinks = WriteToSinks.streaming(sink_settings(options), app.file_flush_seconds, app.file_max_lines)
 
     messages = pipeline | "ReadEvents" >> ReadEvents(subscription)
     valid, invalid = messages | "ParseAndValidate" >> ParseAndValidate()
@@ -45,18 +40,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[st
     unique = valid | "DeduplicateByEventId" >> DeduplicateByEventId(
         app.dedup_ttl_seconds, app.dedup_shards, copies=copies, journal=app.dedup_journal
     )
-    files, file_failures = unique | "WriteEventFiles" >> WriteEventFiles(
-        app.output_root, app.file_flush_seconds, app.file_max_lines, retry_seconds=retry
-    )
-    failures = [invalid, file_failures]
-    if app.dataset:
-        row_failures = unique | "WriteEventRows" >> WriteEventRows(bigquery_project, app.dataset, endpoint, retry)
-        failures.append(row_failures)
-    dead_letters = tuple(failures) | "AllDeadLetters" >> beam.Flatten()
-    dead_letters | "WriteDeadLetters" >> WriteDeadLetters(
-        dead_letter_topic, bigquery_project, app.dataset or None, endpoint=endpoint, retry_seconds=retry
-    )
-    return {"messages": messages, "valid": unique, "files": files, "dead_letters": dead_letters}
+    written = {FILES: unique, ROWS: unique, DEAD_LETTERS: invalid} | LABEL >> sinks
+    return {"messages": messages, "valid": unique, "files": written[FILES], "dead_letters": written[DEAD_LETTERS]}
 
 
 def make_options(argv: Sequence[str] | None) -> PipelineOptions:
@@ -65,16 +50,16 @@ def make_options(argv: Sequence[str] | None) -> PipelineOptions:
     return options
 
 
-def run(argv: Sequence[str] | None = None, default_runner: str = "DirectRunner") -> beam.runners.runner.PipelineResult:
+def run(argv: Sequence[str] | None = None, default_runner: str = DIRECT) -> beam.runners.runner.PipelineResult:
     """Parse the command line, build the pipeline and start it (Dataflow returns once the job is submitted)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wait", action="store_true", help="Block until the job ends.")
     known, pipeline_args = parser.parse_known_args(argv)
     options = make_options(pipeline_args)
     if options.view_as(StandardOptions).runner is None:
-        # Unnamed, Beam first tries to download the Prism runner (fails offline): always name it.
+        # Named, so that the job options say which runner ran it; runner_for keeps the DirectRunner off Prism.
         options.view_as(StandardOptions).runner = default_runner
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(runner=runner_for(options.view_as(StandardOptions).runner), options=options)
     build_pipeline(pipeline, options)
     result = pipeline.run()
     if known.wait:

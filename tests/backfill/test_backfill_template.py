@@ -226,9 +226,9 @@ def test_the_launcher_translates_the_batch_job_with_every_parameter(monkeypatch)
     result = launch(_launch_flags())
     job = result.job
     assert job.proto.type == 1, "JOB_TYPE_BATCH"
-    top_level = {t.unique_name for t in job.proto_pipeline.components.transforms.values() if "/" not in t.unique_name}
-    assert {"ReadHistory", "ParseAndValidate", "InWindow", "DropLoaded", "WriteEventFiles", "LoadEventRows",
-            "WriteDeadLetters"} <= top_level  # fmt: skip
+    names = {t.unique_name for t in job.proto_pipeline.components.transforms.values() if t.unique_name.count("/") <= 1}
+    assert {"ReadHistory", "ParseAndValidate", "InWindow", "DropLoaded", "WriteToSinks", "WriteToSinks/WriteEventFiles",
+            "WriteToSinks/LoadEventRows", "WriteToSinks/WriteDeadLetters"} <= names  # fmt: skip
     options = job.options.get_all_options()
     assert options["runner"] == "DataflowRunner", "the launcher's default when the template names no runner"
     assert options["history_uri"] == VALID["history_uri"] and options["s3_region_name"] == "us-east-1"

@@ -24,8 +24,9 @@ from eventmodel import reasons as R
 from eventmodel.validate import Accepted, validate
 from generator.stream import DEAD_LETTER, EventStream, GeneratorConfig
 from pipeline import core
-from pipeline.bigquery import _Source, bigquery_client
+from pipeline.bigquery import InsertRowsFn, RowEntry, RowSource, bigquery_client
 from pipeline.bigquery_load import GroupForLoad, LoadRowsFn, dataset_location, job_id, partition_day, plan_month
+from pipeline.runners import local_runner
 
 PROJECT = "backfill-load"
 HISTORY = (datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 5, 1, tzinfo=UTC))  # events over two months
@@ -37,16 +38,16 @@ def valid_events(n: int, seed: int = 3) -> list[Accepted]:
     return [v for v in found if isinstance(v, Accepted)][:n]
 
 
-def entry(accepted: Accepted) -> tuple:
+def entry(accepted: Accepted) -> RowEntry:
     event_id = history.history_event_id(accepted.event_type, accepted.event)
     attributes = {"event_id": event_id, "run_id": "load"}
     row = rows.event_row(accepted, message_id=None, publish_time=None, attributes=attributes)
     event = core.ValidEvent(accepted.event_type, accepted.event, accepted.event_time, event_id, None, None,
                             attributes, orjson.dumps(accepted.event))  # fmt: skip
-    return row, event_id, _Source(event)
+    return RowEntry(row, event_id, RowSource(event))
 
 
-def inventory_entries(n: int, seed: int) -> list[tuple]:
+def inventory_entries(n: int, seed: int) -> list[RowEntry]:
     found = [entry(e) for e in valid_events(n * 8, seed=seed) if e.event_type == "inventory"][:n]
     assert len(found) == n
     return found
@@ -66,11 +67,11 @@ def count(bigquery, table: str, where: str = "TRUE") -> int:
     return next(iter(bigquery.client().query(sql).result()))["n"]
 
 
-def ids_in(entries: list[tuple]) -> str:
-    return "event_id IN (" + ", ".join(f"'{e[1]}'" for e in entries) + ")"
+def ids_in(entries: list[RowEntry]) -> str:
+    return "event_id IN (" + ", ".join(f"'{e.insert_id}'" for e in entries) + ")"
 
 
-def load(endpoint: str, entries: list[tuple], *, table: str = "inventory", retry_seconds: float = 0,
+def load(endpoint: str, entries: list[RowEntry], *, table: str = "inventory", retry_seconds: float = 0,
          run_id: str = "load-test", launch: str | None = None) -> tuple[list[core.DeadLetter], float]:  # fmt: skip
     """One load group through LoadRowsFn as a worker runs it: setup, process, teardown. -> (dead letters, s).
 
@@ -134,16 +135,16 @@ def test_load_groups_hold_one_table_and_one_month_and_their_number_follows_the_r
     def check(groups):
         seen = Counter()
         for (table, month, _), entries in groups:
-            assert {partition_day(table, e[0])[:7] for e in entries} == {month}, "a job writes one month"
+            assert {partition_day(table, e.row)[:7] for e in entries} == {month}, "a job writes one month"
             seen[(table, month)] += 1
             assert len(entries) <= 3 * target
-        per_month = Counter((t, partition_day(t, e[0])[:7]) for t, e in built)
+        per_month = Counter((t, partition_day(t, e.row)[:7]) for t, e in built)
         assert sum(len(e) for _, e in groups) == len(built), "every row in exactly one group"
         for key, n in per_month.items():
             assert seen[key] >= -(-n // target), f"{key}: {n} rows in {seen[key]} groups"
         assert len({m for _, m in per_month}) == 2, "the history spans two months"
 
-    with BeamTestPipeline() as pipeline:
+    with BeamTestPipeline(runner=local_runner()) as pipeline:
         groups = pipeline | beam.Create(built) | GroupForLoad(target) | beam.MapTuple(lambda k, v: (k, list(v)))
         assert_that(groups, check)
 
@@ -154,7 +155,7 @@ def test_load_groups_hold_one_table_and_one_month_and_their_number_follows_the_r
 def test_a_load_refused_for_one_row_loads_the_others_and_dead_letters_that_one(bigquery):
     entries = inventory_entries(9, seed=8)
     bad_row, bad_id, bad_source = entries[4]
-    entries[4] = ({**bad_row, "event_type": None}, bad_id, bad_source)  # the live table requires it
+    entries[4] = entries[4]._replace(row={**bad_row, "event_type": None})  # the live table requires it
     letters, _ = load(bigquery.endpoint, entries)
     assert count(bigquery, "inventory", ids_in(entries)) == len(entries) - 1
     assert [(d.reason, d.stage, d.event_id, d.data) for d in letters] == [
@@ -187,7 +188,7 @@ def test_a_quota_that_does_not_lift_dead_letters_the_rows_saying_so_without_spli
     entries = inventory_entries(9, seed=50)
     with BigQueryFaults(bigquery.host_port, failures=1000, where="job") as faults:
         letters, elapsed = load(faults.endpoint, entries, retry_seconds=3)
-    assert sorted(d.event_id for d in letters) == sorted(e[1] for e in entries)
+    assert sorted(d.event_id for d in letters) == sorted(e.insert_id for e in entries)
     assert all(d.reason == R.BIGQUERY_INSERT_FAILED and "quota" in d.detail.lower() for d in letters)
     assert all(u["rows"] == 9 for u in faults.uploads) and 2 <= len(faults.uploads) <= 5, faults.uploads
     assert elapsed < 15
@@ -201,10 +202,38 @@ def test_a_fatal_error_dead_letters_the_rows_at_once_unsplit_and_unretried(bigqu
     entries = inventory_entries(4, seed=60 + len(where))
     with BigQueryFaults(bigquery.host_port, failures=1000, where=where, reason=reason) as faults:
         letters, elapsed = load(faults.endpoint, entries, retry_seconds=60)
-    assert sorted(d.event_id for d in letters) == sorted(e[1] for e in entries)
+    assert sorted(d.event_id for d in letters) == sorted(e.insert_id for e in entries)
     assert len(faults.uploads) == 1 and elapsed < 20, (faults.uploads, elapsed)
     cause = ERRORS[reason][1][:30]
     assert all("refused until someone acts" in d.detail and cause in d.detail for d in letters), letters[0].detail
+
+
+def test_a_row_neither_sink_can_write_is_the_same_dead_letter_from_inserts_and_from_load_jobs(bigquery):
+    """BIGQUERY_INSERT_FAILED is built once (pipeline.bigquery.insert_failed_letter): a backfilled event, which has
+    no Pub/Sub message id, gives the same letter through streaming inserts as through a load job, with "" as its
+    source message id, so that its topic copy's attributes are all text, as Pub/Sub takes them."""
+    entries = inventory_entries(2, seed=70)
+    table = "no_such_table"  # bqemulator refuses its rows (as invalid, where BigQuery answers notFound)
+    loaded, _ = load(bigquery.endpoint, entries, table=table)
+    fn = InsertRowsFn(PROJECT, bigquery.endpoint, retry_seconds=0)
+    fn.setup()
+    try:
+        inserted = [o.value for o in fn._insert(f"{PROJECT}.events.{table}", entries)]
+    finally:
+        fn.teardown()
+    ids = sorted(e.insert_id for e in entries)
+    for letters in (loaded, inserted):
+        assert sorted(d.event_id for d in letters) == ids
+        assert {(d.reason, d.stage, d.source_message_id) for d in letters} == {
+            (R.BIGQUERY_INSERT_FAILED, core.STAGE_BIGQUERY, "")
+        }
+        for letter in letters:
+            assert all(isinstance(v, str) for v in core.dead_letter_attributes(letter).values()), letter
+
+    def same(letters):
+        return sorted((d._replace(detail="") for d in letters), key=lambda d: d.event_id)
+
+    assert same(loaded) == same(inserted), "the two sinks' letters differ only in what they say went wrong"
 
 
 # ------------------------------------------------------------------------------------------ job ids and location

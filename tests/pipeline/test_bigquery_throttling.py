@@ -24,6 +24,7 @@ from eventmodel.resources import ATTR_EVENT_ID
 from generator.stream import DEAD_LETTER
 from pipeline import bigquery_errors as E
 from pipeline.bigquery import WriteEventRows, bigquery_client
+from pipeline.runners import local_runner
 from pipeline.validate import ParseAndValidate
 
 _projects = itertools.count(1)
@@ -45,7 +46,7 @@ def _write(project: str, dataset: str, endpoint: str, messages, retry_seconds: f
     """Run the sink over the messages; returns the dead letters as (event id, reason, detail)."""
     path = tmp_path / "dead.txt"
     path.touch()
-    with BeamTestPipeline(options=streaming_options(), blocking=True) as p:
+    with BeamTestPipeline(runner=local_runner(), options=streaming_options(), blocking=True) as p:
         valid, _ = p | beam.Create(as_pubsub(messages)) | ParseAndValidate()
         dead = valid | WriteEventRows(project, dataset, endpoint=endpoint, retry_seconds=retry_seconds)
         collect(dead | beam.Map(lambda d: (d.event_id, d.reason, d.detail)), str(path), "Dead")
@@ -156,7 +157,7 @@ def test_a_rate_limited_dead_letters_table_backs_off_like_the_event_tables(bigqu
     apply_ddl(project=project, dataset="events", emulator=bigquery_emulator.host_port)
     malformed = [m for m in generated(200, seed=23, malformed_rate=0.5) if m.expected == DEAD_LETTER][:12]
     proxy = FaultProxy(bigquery_emulator.endpoint, throttle=2)
-    with proxy, BeamTestPipeline(options=streaming_options(), blocking=True) as p:
+    with proxy, BeamTestPipeline(runner=local_runner(), options=streaming_options(), blocking=True) as p:
         _, dead = p | beam.Create(as_pubsub(malformed)) | ParseAndValidate()
         _ = dead | WriteDeadLetters(None, project, "events", endpoint=proxy.endpoint, retry_seconds=120)
     statuses = proxy.statuses()

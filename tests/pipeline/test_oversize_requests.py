@@ -28,11 +28,13 @@ from eventmodel.validate import validate
 from pipeline.bigquery import (
     BATCH_SIZE,
     MAX_REQUEST_BYTES,
+    RowEntry,
     WriteEventRows,
     bigquery_client,
     request_batches,
     request_bytes,
 )
+from pipeline.runners import local_runner
 from pipeline.validate import ParseAndValidate
 
 BIGQUERY_REQUEST_LIMIT = 10 * 1024 * 1024  # "10 MB" as BigQuery counts it (the larger reading: the check is <=)
@@ -43,16 +45,17 @@ NOW = datetime(2025, 2, 8, 13, 9, 1, tzinfo=UTC)
 _projects = itertools.count(1)
 
 
-def _entry(message, i: int) -> tuple:
-    """(row, insert id, source) as BuildEventRowFn makes it, for a valid generated message."""
+def _entry(message, i: int) -> RowEntry:
+    """The entry BuildEventRowFn makes of a valid generated message (no source: nothing here fails)."""
     row = rows.event_row(validate(message.data), message_id=f"m{i}", publish_time=NOW, attributes=message.attributes)
-    return row, message.event_id, None
+    return RowEntry(row, message.event_id, None)
 
 
-def _client_body(entries: list[tuple]) -> bytes:
+def _client_body(entries: list[RowEntry]) -> bytes:
     """The insertAll body google-cloud-bigquery sends for these entries (Client.insert_rows_json, then
     google.cloud._http's json.dumps), with the ingest_time stamp RowInserter adds."""
-    stamped = [{"insertId": e[1], "json": {**e[0], rows.INGEST_TIME: "2025-02-08T13:09:02.123456Z"}} for e in entries]
+    stamp = {rows.INGEST_TIME: "2025-02-08T13:09:02.123456Z"}
+    stamped = [{"insertId": e.insert_id, "json": {**e.row, **stamp}} for e in entries]
     return json.dumps({"rows": stamped}).encode()
 
 
@@ -65,8 +68,8 @@ def near_limit_orders():
 def test_request_bytes_is_never_below_what_the_client_sends():
     base = generated(1, seed=32, type_weights={"order": 1.0})[0]
     entry = _entry(base, 0)
-    odd = {**entry[0], "payload_like": 'é中😀\x00\n\t"\\/ , : ,:', "nested": [{"a": "ü" * 50, "b": [1, 2.5, None]}]}
-    for candidate in (entry, (odd, "id-2", None)):
+    odd = {**entry.row, "payload_like": 'é中😀\x00\n\t"\\/ , : ,:', "nested": [{"a": "ü" * 50, "b": [1, 2.5, None]}]}
+    for candidate in (entry, RowEntry(odd, "id-2", None)):
         exact = len(_client_body([candidate])) - len(_client_body([]))
         assert request_bytes(candidate) >= exact
 
@@ -82,7 +85,7 @@ def test_a_batch_of_near_limit_rows_is_cut_into_requests_within_the_limit(near_l
     small = [_entry(m, i) for i, m in enumerate(generated(BATCH_SIZE, seed=33, type_weights={"order": 1.0}))]
     assert request_batches(small) == [small]
     # A row larger than the limit on its own goes alone, its neighbours together.
-    huge = ({"blob": "x" * (MAX_REQUEST_BYTES + 1)}, "huge", None)
+    huge = RowEntry({"blob": "x" * (MAX_REQUEST_BYTES + 1)}, "huge", None)
     assert request_batches([small[0], huge, small[1], small[2]]) == [[small[0]], [huge], [small[1], small[2]]]
 
 
@@ -127,7 +130,7 @@ def test_near_limit_rows_reach_bigquery_in_requests_it_accepts(bigquery_emulator
     dead_path.touch()
     with (
         SizeLimitProxy(bigquery_emulator.endpoint) as proxy,
-        BeamTestPipeline(options=streaming_options(), blocking=True) as p,
+        BeamTestPipeline(runner=local_runner(), options=streaming_options(), blocking=True) as p,
     ):
         valid, _ = p | beam.Create(as_pubsub(near_limit_orders)) | ParseAndValidate()
         dead = valid | WriteEventRows(project, dataset, endpoint=proxy.endpoint, retry_seconds=30)

@@ -209,15 +209,19 @@ def test_the_dataflow_job_builds_and_translates_offline(monkeypatch):
     assert summary.state == "DRY_RUN"
     job = summary.translated
     assert job.proto.type == 2, "JOB_TYPE_STREAMING"
-    top_level = {t.unique_name for t in job.proto_pipeline.components.transforms.values() if "/" not in t.unique_name}
+    # The step names an update of a running job matches (docs/pipeline.md, "A new version"): the stages, then the
+    # sink tail, one composite in the stream and the backfill alike (pipeline/sinks.py).
+    names = {t.unique_name for t in job.proto_pipeline.components.transforms.values() if t.unique_name.count("/") <= 1}
     assert {
         "ReadEvents",
         "ParseAndValidate",
         "DeduplicateByEventId",
-        "WriteEventFiles",
-        "WriteEventRows",
-        "WriteDeadLetters",
-    } <= top_level
+        "WriteToSinks",
+        "WriteToSinks/WriteEventFiles",
+        "WriteToSinks/WriteEventRows",
+        "WriteToSinks/AllDeadLetters",
+        "WriteToSinks/WriteDeadLetters",
+    } <= names
     transforms = " ".join(t.spec.urn for t in job.proto_pipeline.components.transforms.values())
     assert "pubsub" in transforms.lower(), "the read is Dataflow's native Pub/Sub source"
 
@@ -228,6 +232,7 @@ def test_gcs_files_follow_the_tree_and_a_second_run_never_overwrites(gcs_emulato
     from pipeline_support import as_pubsub, generated, stream_clock, streaming_options
 
     from pipeline.files import WriteEventFiles
+    from pipeline.runners import local_runner
     from pipeline.validate import ParseAndValidate
     from workbench.pipeline_run.preflight import check_output_root
 
@@ -235,7 +240,7 @@ def test_gcs_files_follow_the_tree_and_a_second_run_never_overwrites(gcs_emulato
     check_output_root(root)  # the probe object is written and removed
     messages = generated(120, seed=41)
     for first in (0, 60):  # two runs (no shared state) over events of the same minutes
-        with beam.Pipeline(options=streaming_options()) as p:
+        with beam.Pipeline(runner=local_runner(), options=streaming_options()) as p:
             valid, _ = p | beam.Create(as_pubsub(messages[first : first + 60], start=first)) | ParseAndValidate()
             _ = valid | WriteEventFiles(root, clock=stream_clock)
     found = sorted(m.path for m in FileSystems.match([f"{root}/**"])[0].metadata_list)

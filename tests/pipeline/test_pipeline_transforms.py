@@ -44,12 +44,13 @@ from pipeline.bigquery import WriteEventRows
 from pipeline.dead_letters import WriteDeadLetters, to_pubsub_message
 from pipeline.dedup import DeduplicateByEventId
 from pipeline.files import WriteEventFiles
+from pipeline.runners import local_runner
 from pipeline.validate import ParseAndValidate
 from workbench.pipeline_run.direct_runner import per_bundle_metrics
 
 
 def streaming_pipeline() -> BeamTestPipeline:
-    return BeamTestPipeline(options=streaming_options(), blocking=True)
+    return BeamTestPipeline(runner=local_runner(), options=streaming_options(), blocking=True)
 
 
 def counter_value(result, name: str) -> int:
@@ -105,7 +106,7 @@ def test_without_attributes_the_message_id_is_the_event_id():
 
 def test_validation_counts_per_type_and_dead_letters_per_reason(tmp_path):
     messages = generated(400, seed=4, malformed_rate=0.2)
-    p = BeamTestPipeline(options=streaming_options())
+    p = BeamTestPipeline(runner=local_runner(), options=streaming_options())
     _, dead = p | beam.Create(as_pubsub(messages)) | ParseAndValidate()
     _ = dead | WriteDeadLetters(None, "proj", "events", client=RecordingClient(str(tmp_path / "calls.txt")))
     result = p.run()
@@ -155,7 +156,7 @@ def test_the_dedup_window_is_bounded_and_counted_in_publish_time(tmp_path):
     stream = BeamTestStream()
     for step in steps:
         stream = stream.add_elements(step)
-    p = BeamTestPipeline(options=streaming_options())
+    p = BeamTestPipeline(runner=local_runner(), options=streaming_options())
     valid, _ = p | stream.advance_watermark_to_infinity() | ParseAndValidate()
     unique = valid | DeduplicateByEventId(ttl_seconds=60, shards=4)
     collect(unique | beam.Map(lambda e: e.message_id), str(out), "Passed")
@@ -193,7 +194,7 @@ def _event_at(moment: datetime, message_id: str, seed: int = 8, event_id: str | 
 
 
 def run_files(root: str, elements, flush_seconds: float = 5.0, max_lines: int = 5000) -> None:
-    with BeamTestPipeline(options=streaming_options()) as p:
+    with BeamTestPipeline(runner=local_runner(), options=streaming_options()) as p:
         valid, _ = p | elements | ParseAndValidate()
         _ = valid | WriteEventFiles(root, flush_seconds, max_lines, clock=stream_clock)
 
@@ -269,7 +270,7 @@ def test_the_writer_releases_each_minute_an_hour_after_and_still_never_overwrite
         .advance_processing_time(6)
         .advance_watermark_to_infinity()
     )
-    p = BeamTestPipeline(options=streaming_options())
+    p = BeamTestPipeline(runner=local_runner(), options=streaming_options())
     valid, _ = p | stream | ParseAndValidate()
     _ = valid | WriteEventFiles(root, flush_seconds=5, clock=stream_clock)
     with per_bundle_metrics():
@@ -472,7 +473,7 @@ def _count_metric_probe(element: int) -> int:
 
 def _probe_count(patched: bool) -> int:
     stream = BeamTestStream().add_elements(list(range(10))).advance_processing_time(1).add_elements(list(range(5)))
-    p = BeamTestPipeline(options=streaming_options())
+    p = BeamTestPipeline(runner=local_runner(), options=streaming_options())
     _ = p | stream.advance_watermark_to_infinity() | beam.Map(_count_metric_probe)
     if patched:
         with per_bundle_metrics():
@@ -539,7 +540,7 @@ def test_dedup_fails_open_an_event_it_cannot_judge_passes_and_is_counted(tmp_pat
     out = tmp_path / "passed.txt"
     event = core.ValidEvent("inventory", {}, NOW, "plain-id", "m1", NOW, {}, b"{}")
     poison = event._replace(event_id=ExplodingId("boom"), message_id="m2")
-    p = BeamTestPipeline(options=streaming_options())
+    p = BeamTestPipeline(runner=local_runner(), options=streaming_options())
     passed = p | beam.Create([("0", event), ("0", poison)]) | beam.ParDo(DropRepeatedIdsFn(60))
     collect(passed | beam.Map(lambda e: e.message_id), str(out), "Passed")
     with per_bundle_metrics():
@@ -554,7 +555,7 @@ def test_events_without_any_id_are_never_deduplicated_and_are_counted(tmp_path):
 
     out = tmp_path / "passed.txt"
     nameless = [core.ValidEvent("inventory", {}, NOW, "", "", NOW, {}, b"%d" % i) for i in range(3)]
-    p = BeamTestPipeline(options=streaming_options())
+    p = BeamTestPipeline(runner=local_runner(), options=streaming_options())
     passed = p | beam.Create([("0", e) for e in nameless]) | beam.ParDo(DropRepeatedIdsFn(60))
     collect(passed | beam.Map(lambda e: e.data), str(out), "Passed")
     with per_bundle_metrics():
@@ -569,7 +570,7 @@ def _dedup_run(tmp_path, journal: str | None, events: list, name: str) -> list[s
     from pipeline.dedup import DropRepeatedIdsFn
 
     out = tmp_path / f"{name}.txt"
-    p = BeamTestPipeline(options=streaming_options())
+    p = BeamTestPipeline(runner=local_runner(), options=streaming_options())
     passed = p | beam.Create([("0", e) for e in events]) | beam.ParDo(DropRepeatedIdsFn(600, journal=journal))
     collect(passed | beam.Map(lambda e: e.message_id), str(out), "Passed")
     p.run().wait_until_finish()

@@ -31,11 +31,11 @@ from pipeline import metrics as M
 from pipeline.backfill import build_backfill, make_options
 from pipeline.history_read import s3_client_settings
 from pipeline.options import EventPipelineOptions, HistoryOptions, resource_path
+from pipeline.runners import DATAFLOW, DIRECT, local_runner
 from workbench.errors import WorkbenchError
 from workbench.pipeline_run.preflight import check_bigquery, check_output_root, check_pubsub
 from workbench.pipeline_run.stream_launcher import submit
 
-DIRECT, DATAFLOW = "DirectRunner", "DataflowRunner"
 POLL_S = 0.5
 Progress = Callable[[dict[str, int], float], None]
 
@@ -130,7 +130,7 @@ def _run_here(options: PipelineOptions, on_progress: Progress | None) -> Backfil
 
     def work() -> None:
         try:
-            pipeline = beam.Pipeline(options=options)
+            pipeline = beam.Pipeline(runner=local_runner(), options=options)  # never Prism (pipeline.runners)
             build_backfill(pipeline, options)
             result = pipeline.run()
             outcome["state"] = str(result.wait_until_finish())
@@ -160,11 +160,5 @@ def _run_here(options: PipelineOptions, on_progress: Progress | None) -> Backfil
 
 
 def final_counts(result: Any) -> dict[str, int]:
-    """Every counter of the workbench's namespace in a finished result, summed over steps."""
-    from apache_beam.metrics.metric import MetricsFilter
-
-    counts: dict[str, int] = {}
-    for counter in result.metrics().query(MetricsFilter().with_namespace(M.NAMESPACE))["counters"]:
-        value = counter.committed if counter.committed is not None else counter.attempted
-        counts[counter.key.metric.name] = counts.get(counter.key.metric.name, 0) + int(value or 0)
-    return counts
+    """Every counter of the workbench's namespace in a finished result, summed over steps (pipeline.metrics' rule)."""
+    return M.counter_totals(M.workbench_metrics(result)["counters"])

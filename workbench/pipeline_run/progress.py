@@ -38,28 +38,24 @@ class Progress:
 
 
 def progress_of(result: Any, started: float, control: ReadControl | None = None) -> Progress:
-    """Current Progress from a (running or finished) pipeline result's metrics."""
-    from apache_beam.metrics.metric import MetricsFilter
-
+    """Current Progress from a (running or finished) pipeline result's metrics (read by pipeline.metrics' rule)."""
     progress = Progress(elapsed=time.monotonic() - started)
     try:
-        found = result.metrics().query(MetricsFilter().with_namespace(M.NAMESPACE))
+        found = M.workbench_metrics(result)
     except Exception:  # metrics not available yet (or on this runner)
         return progress
-    for counter in found["counters"]:
-        name, value = counter.key.metric.name, _value(counter)
+    for name, value in M.counter_totals(found["counters"]).items():
         if name == M.READ:
             progress.read += value
         elif name.startswith("valid_"):
             progress.valid += value
-            progress.per_type[name.removeprefix("valid_")] = progress.per_type.get(name[6:], 0) + value
+            progress.per_type[name.removeprefix("valid_")] = value
         elif name == M.DUPLICATES:
             progress.duplicates += value
         elif name == M.DEAD_LETTERS:
             progress.dead_lettered += value
         elif name.startswith(M.DEAD_LETTERS + "_"):
-            reason = name.removeprefix(M.DEAD_LETTERS + "_")
-            progress.per_reason[reason] = progress.per_reason.get(reason, 0) + value
+            progress.per_reason[name.removeprefix(M.DEAD_LETTERS + "_")] = value
         elif name == M.GCS_FILES:
             progress.gcs_files += value
         elif name.startswith(M.GCS_LINES + "_"):
@@ -71,10 +67,9 @@ def progress_of(result: Any, started: float, control: ReadControl | None = None)
         elif name == M.BIGQUERY_FAILED:
             progress.bigquery_failed += value
         elif name in _RETRY_COUNTERS:
-            sink = _RETRY_COUNTERS[name]
-            progress.retries[sink] = progress.retries.get(sink, 0) + value
+            progress.retries[_RETRY_COUNTERS[name]] = value
     for gauge in found["gauges"]:
-        value = _value(gauge)
+        value = M.metric_value(gauge)
         if gauge.key.metric.name == M.GCS_LAG_MS:
             progress.gcs_lag_ms = value
         elif gauge.key.metric.name == M.BIGQUERY_LAG_MS:
@@ -104,15 +99,3 @@ def outage_note(down_for: float, limit: float | None) -> str | None:
 
 
 _RETRY_COUNTERS = {M.GCS_RETRIES: "gcs", M.BIGQUERY_RETRIES: "bigquery", M.DEAD_LETTER_RETRIES: "dead letters"}
-
-
-def _value(result: Any) -> Any:
-    """A metric's value: committed where the runner reports it, else attempted (the DirectRunner commits some
-    updates, from timer callbacks and bundle finishes, only into `attempted`)."""
-    value = result.committed if result.committed is not None else result.attempted
-    if hasattr(value, "value"):  # gauges carry (value, timestamp)
-        value = value.value
-    attempted = result.attempted.value if hasattr(result.attempted, "value") else result.attempted
-    if isinstance(value, int) and isinstance(attempted, int):
-        return max(value, attempted)
-    return value if value is not None else attempted
