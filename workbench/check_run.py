@@ -66,6 +66,26 @@ class CheckOptions:
     junit_path: Path | None = None
 
 
+def check_options(*, sinks_path: Path | None, rate: float, duration_s: float, burst_s: float, repeats: int,
+                  seed: int | None, latency_budget: float, drain_budget: float, wait_s: float, idle_s: float,
+                  scenarios: tuple[str, ...], **options: Any) -> CheckOptions:  # fmt: skip
+    """The CheckOptions of `workbench check`'s options (names as the command reads them), each time limit refused
+    in the command's words unless it is more than 0; no --seed draws one (the report names it)."""
+    import secrets
+
+    import click
+
+    for option, value in (("--wait", wait_s), ("--latency-budget", latency_budget), ("--drain-budget", drain_budget),
+                          ("--stop-when-idle", idle_s)):  # fmt: skip
+        if value <= 0:
+            raise click.BadParameter("must be more than 0 seconds", param_hint=option)
+    if seed is None:
+        seed = secrets.randbelow(1_000_000)
+    battery = S.BatterySettings(rate=rate, duration_s=duration_s, burst_s=burst_s, seed=seed, repeats=repeats)
+    return CheckOptions(sinks=sinks_path, scenarios=tuple(scenarios), battery=battery, wait_s=wait_s, idle_s=idle_s,
+                        budgets=Budgets(latency_s=latency_budget, drain_s=drain_budget), **options)  # fmt: skip
+
+
 class CheckView:
     """What the check shows while it runs; workbench.check_view draws it, tests pass a silent one."""
 

@@ -119,6 +119,41 @@ def run_loadtest(options: LoadtestOptions) -> tuple[str, int]:
     return run_id, code
 
 
+def loadtest_as_asked(*, then_reconcile: bool, output_root: str, run_time: float, project: str | None,
+                      emulator: str | None, locust_args: tuple[str, ...], **settings) -> int:  # fmt: skip
+    """`workbench loadtest`: the load test with the command's options (run_time in seconds; the rest of
+    `settings` are LoadtestOptions fields), its reports named, then reconciled if asked; the exit status (Locust's,
+    or the reconcile's)."""
+    from eventmodel.resources import resolve_project
+    from workbench import terminal
+    from workbench.localstack.stack import local_endpoints
+
+    extras.require("loadtest", "`workbench loadtest`")  # before anything is printed or started
+    endpoint = local_endpoints(pubsub=emulator).pubsub
+    # Locust reads whole seconds written 20, 20s or 1h20m: every duration this CLI accepts, in a form it reads.
+    whole_seconds = f"{max(1, round(run_time))}s"
+    options = LoadtestOptions(**settings, run_time=whole_seconds, emulator=endpoint, extra=list(locust_args),
+                              project=resolve_project(project, names.DEFAULT_PROJECT))  # fmt: skip
+    where = f"emulator {endpoint}" if endpoint else "real Pub/Sub (Application Default Credentials)"
+    terminal.info(f"Locust: {options.users} users, {options.shape}, {whole_seconds}, "
+                  f"{options.workers or 'no'} workers, to {options.topic} on {where}")  # fmt: skip
+    run_id, code = run_loadtest(options)
+    folder = run_dir(run_id)
+    terminal.info(f"reports: {folder / 'locust.html'} and {folder}/locust_stats.csv; manifest: {folder}")
+    if code != 0:
+        terminal.warning("Locust saw failures (see the statistics above); reconcile tells what reached the sinks")
+    if not then_reconcile:
+        terminal.info(
+            f"check it end to end once the pipeline has drained: workbench reconcile {run_id} --wait 60"
+            + ("" if output_root == "./output" else f" --output-root {output_root}")
+        )
+        return code
+    from workbench.reconcile_run import run_reconcile
+
+    report = run_reconcile(run_id, output_root=output_root, project=options.project, wait_s=60)
+    return report.exit_code
+
+
 def complete_manifest(run_id: str) -> None:
     """Recount the run from every process's events CSV now that all of them are closed."""
     manifest = load_manifest(run_id)

@@ -15,7 +15,6 @@ import os
 import click
 
 from eventmodel import resources as names
-from workbench import terminal
 
 
 def _default_project() -> str:
@@ -61,30 +60,9 @@ def apply(project: str, dataset: str, location: str, emulator: str, real: bool, 
 
     Statements the emulator cannot run (known gaps of bqemulator) are skipped and listed, never silently.
     """
-    from ddl.apply import apply_ddl
+    from workbench.bq_run import apply_model
 
-    def progress(statement, outcome: str) -> None:
-        if outcome == "applied":
-            terminal.info(f"  {statement.label}: {_first_line(statement.sql)}")
-
-    result = apply_ddl(
-        project=project,
-        dataset=dataset,
-        location=location,
-        emulator=None if real else emulator,
-        dry_run=dry_run,
-        progress=progress,
-    )
-    if dry_run:
-        for statement in result.statements:
-            click.echo(f"-- {statement.label}\n{statement.sql};\n")  # plain text: no wrapping, pipe-able
-        return
-    for statement, why in result.skipped:
-        terminal.warning(f"skipped {statement.label} ({_first_line(statement.sql)}): {why}")
-    terminal.success(
-        f"applied {len(result.applied)} statement(s) to {result.target}, dataset {dataset}"
-        + (f"; skipped {len(result.skipped)} the emulator cannot run" if result.skipped else "")
-    )
+    apply_model(project, dataset, location, None if real else emulator, dry_run)
 
 
 @bq.command()
@@ -100,20 +78,6 @@ def render(path: str, project: str, dataset: str, location: str, extra: tuple[st
 
     PATH is a file, or the name of a packaged one (ops/snapshots.sql, snapshots), found wherever it is installed.
     """
-    from ddl.apply import find_sql_file, render_file
-    from workbench.errors import WorkbenchError
+    from workbench.bq_run import render_sql
 
-    values = {}
-    for item in extra:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise WorkbenchError(f"--set {item!r} is not NAME=VALUE", "e.g. --set history_uri=gs://bucket/history")
-        values[name] = value
-    click.echo(render_file(find_sql_file(path), project=project, dataset=dataset, location=location, **values))
-
-
-def _first_line(sql: str) -> str:
-    from ddl.apply import strip_comments
-
-    line = next((ln.strip() for ln in strip_comments(sql).splitlines() if ln.strip()), "")
-    return line if len(line) <= 90 else line[:87] + "..."
+    click.echo(render_sql(path, project, dataset, location, extra))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 import click
@@ -57,9 +56,7 @@ _SCENARIO_HELP = "; ".join(f"{s.name}: {s.summary}" for s in SCENARIOS)
 @click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write a visual report with plots.")
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path),
               help="Write JUnit XML: a testcase per property per scenario, for CI.")  # fmt: skip
-def check(sinks_path, pipeline, scenarios, rate, duration_s, burst_s, repeats, seed, latency_budget, drain_budget,
-          wait_s, idle_s, output_root, dataset, project, emulator, allow_foreign, engine, json_path, html_path,
-          junit_path):  # fmt: skip
+def check(**options):
     """Throw the standard battery at a pipeline and score it: exit 0 every property holds, 1 one does not, 2 the
     check could not run.
 
@@ -69,33 +66,7 @@ def check(sinks_path, pipeline, scenarios, rate, duration_s, burst_s, repeats, s
     workbench check --scenario late --scenario burst --html check.html
     workbench check --sinks my.sinks.yaml --project P --output-root gs://B/out   # your pipeline on Dataflow
     """
-    from battery.model import Budgets
-    from battery.scenarios import BatterySettings
-    from workbench.check_run import CheckOptions, run_check
+    from workbench.check_run import check_options, run_check
     from workbench.check_view import TerminalCheckView
 
-    for option, value in (("--wait", wait_s), ("--latency-budget", latency_budget), ("--drain-budget", drain_budget),
-                          ("--stop-when-idle", idle_s)):  # fmt: skip
-        if value <= 0:
-            raise click.BadParameter("must be more than 0 seconds", param_hint=option)
-    if seed is None:
-        seed = secrets.randbelow(1_000_000)
-    options = CheckOptions(
-        sinks=sinks_path,
-        pipeline=pipeline,
-        scenarios=tuple(scenarios),
-        battery=BatterySettings(rate=rate, duration_s=duration_s, burst_s=burst_s, seed=seed, repeats=repeats),
-        budgets=Budgets(latency_s=latency_budget, drain_s=drain_budget),
-        project=project,
-        emulator=emulator,
-        output_root=output_root,
-        dataset=dataset,
-        wait_s=wait_s,
-        idle_s=idle_s,
-        allow_foreign=allow_foreign,
-        engine=engine,
-        json_path=json_path,
-        html_path=html_path,
-        junit_path=junit_path,
-    )
-    raise SystemExit(run_check(options, TerminalCheckView()))
+    raise SystemExit(run_check(check_options(**options), TerminalCheckView()))

@@ -18,26 +18,10 @@ pipeline, a second cancels it. The command runs in a process group of its own, s
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-from collections.abc import Sequence
-
 import click
 
-from workbench.beam_redirect.settings import (
-    DEFAULT_IDLE_SECONDS,
-    DEFAULT_MAX_UNACKED,
-    FAST,
-    STOCK,
-    ExecSettings,
-    child_environment,
-)
+from workbench.beam_redirect.settings import DEFAULT_IDLE_SECONDS, DEFAULT_MAX_UNACKED
 from workbench.cli.params import DURATION
-from workbench.errors import WorkbenchError
-
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -64,7 +48,7 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     help="Messages one run reads at most: all stay unacknowledged until the run has drained.",
 )
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_command(stock_read, stop_when_idle, no_idle_stop, max_unacked, command):
+def exec_command(**options):
     """Run COMMAND (e.g. your Beam pipeline) against the local stack `workbench up` started.
 
     \b
@@ -72,51 +56,6 @@ def exec_command(stock_read, stop_when_idle, no_idle_stop, max_unacked, command)
     workbench exec --stop-when-idle 10s -- python my_pipeline.py --streaming
     workbench exec --stock-read -- python my_pipeline.py --streaming   # Beam's own Pub/Sub reader
     """
-    if stop_when_idle <= 0:
-        raise click.BadParameter("must be more than 0 seconds", param_hint="--stop-when-idle")
-    settings = ExecSettings(
-        read=STOCK if stock_read else FAST,
-        idle_seconds=None if no_idle_stop else stop_when_idle,
-        max_unacked=max_unacked,
-    )
-    env = exec_environment(settings)
-    raise SystemExit(run_forwarding_signals(list(command), env))
+    from workbench.exec_run import run_exec
 
-
-def exec_environment(settings: ExecSettings) -> dict[str, str]:
-    """The child's environment, or WorkbenchError when no local stack runs."""
-    from eventmodel.resources import PUBSUB_EMULATOR_ENV, workbench_home
-    from workbench.localstack.stack import env_exports, read_state
-
-    exports = env_exports()
-    if PUBSUB_EMULATOR_ENV not in exports:
-        raise WorkbenchError(
-            f"no local stack is running for WORKBENCH_HOME={workbench_home()}, so there is nothing to run the "
-            "command against",
-            "start it with `workbench up` (add --gcs for gs:// paths), then run `workbench exec -- ...` again",
-        )
-    return child_environment(os.environ, exports, read_state().get("project"), settings)
-
-
-def run_forwarding_signals(command: Sequence[str], env: dict[str, str]) -> int:
-    """Run `command` in a process group of its own, pass SIGINT/SIGTERM/SIGHUP on to that group, and return its
-    exit status (128 + N when signal N ended it)."""
-    try:
-        child = subprocess.Popen(command, env=env, process_group=0)
-    except OSError as exc:  # not found, not executable
-        raise WorkbenchError(
-            f"cannot start {command[0]!r}: {exc.strerror or exc}",
-            "check the command's name (or give its path) after `workbench exec --`",
-        ) from None
-
-    def forward(signum: int, frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):  # already gone
-            os.killpg(child.pid, signum)
-
-    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
-    try:
-        code = child.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return 128 - code if code < 0 else code
+    raise SystemExit(run_exec(**options))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from eventmodel import resources as names
-from workbench import terminal
 from workbench.cli.params import DURATION
 from workbench.output_root import output_root_option
 
@@ -34,8 +33,7 @@ from workbench.output_root import output_root_option
 @click.option("--output-root", default="./output", show_default=True, callback=output_root_option,
               help="--reconcile: the GCS tree the pipeline writes (a directory or gs://...).")  # fmt: skip
 @click.argument("locust_args", nargs=-1, type=click.UNPROCESSED)
-def loadtest(users, spawn_rate, run_time, shape, workers, batch_size, user_rate, malformed_rate, duplicate_rate, seed,
-             run_id, topic, project, emulator, then_reconcile, output_root, locust_args):  # fmt: skip
+def loadtest(**options):
     """Run the Locust load test against the local stack (or real Pub/Sub) and record a reconcilable run.
 
     Further flags go to Locust (the local process, or the master; workers take their settings from it).
@@ -45,33 +43,6 @@ def loadtest(users, spawn_rate, run_time, shape, workers, batch_size, user_rate,
     workbench loadtest --users 50 --spawn-rate 10 --run-time 60s
     workbench loadtest --users 100 --workers 2 --shape spike --reconcile
     """
-    from eventmodel.resources import resolve_project
-    from publisher.manifest import run_dir
-    from workbench import extras
-    from workbench.loadtest_run import LoadtestOptions, run_loadtest
-    from workbench.localstack.stack import local_endpoints
+    from workbench.loadtest_run import loadtest_as_asked
 
-    extras.require("loadtest", "`workbench loadtest`")  # before anything is printed or started
-    endpoint = local_endpoints(pubsub=emulator).pubsub
-    # Locust reads whole seconds written 20, 20s or 1h20m: every duration this CLI accepts, in a form it reads.
-    run_time = f"{max(1, round(run_time))}s"
-    options = LoadtestOptions(users, spawn_rate, run_time, shape, workers, batch_size, user_rate, malformed_rate,
-                              duplicate_rate, seed, run_id, topic, resolve_project(project, names.DEFAULT_PROJECT),
-                              endpoint, list(locust_args))  # fmt: skip
-    where = f"emulator {endpoint}" if endpoint else "real Pub/Sub (Application Default Credentials)"
-    terminal.info(f"Locust: {users} users, {shape}, {run_time}, {workers or 'no'} workers, to {topic} on {where}")
-    run_id, code = run_loadtest(options)
-    folder = run_dir(run_id)
-    terminal.info(f"reports: {folder / 'locust.html'} and {folder}/locust_stats.csv; manifest: {folder}")
-    if code != 0:
-        terminal.warning("Locust saw failures (see the statistics above); reconcile tells what reached the sinks")
-    if not then_reconcile:
-        terminal.info(
-            f"check it end to end once the pipeline has drained: workbench reconcile {run_id} --wait 60"
-            + ("" if output_root == "./output" else f" --output-root {output_root}")
-        )
-        raise SystemExit(code)
-    from workbench.reconcile_run import run_reconcile
-
-    report = run_reconcile(run_id, output_root=output_root, project=options.project, wait_s=60)
-    raise SystemExit(report.exit_code)
+    raise SystemExit(loadtest_as_asked(**options))

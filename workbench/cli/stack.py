@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import click
 
 from eventmodel import resources as names
-from workbench import terminal
+from workbench.stack_run import print_env, show_status, start_stack, stop_stack
 
 
 @click.command()
@@ -51,62 +50,27 @@ from workbench import terminal
     is_flag=True,
     help="Restart a Pub/Sub emulator running with other settings even though its unread messages are lost.",
 )
-def up(with_gcs, with_s3, no_bigquery, datasets, project, pubsub_port, bigquery_port, gcs_port, s3_port, data_dir,
-       bigquery_in_memory, bigquery_time_travel, pubsub_admin, restart):  # fmt: skip
+def up(**options):
     """Start the local emulators in the background and create the topics and subscriptions.
 
     Idempotent: what already runs with these settings is left alone; a service with other settings is restarted,
     except a Pub/Sub emulator holding messages it would lose (refused unless --restart). Point other tools at it
     with: eval "$(workbench env)".
     """
-    from workbench.localstack import stack
-
-    config = stack.StackConfig(
-        project=project,
-        pubsub_port=pubsub_port,
-        bigquery_port=bigquery_port,
-        gcs_port=gcs_port,
-        s3_port=s3_port,
-        with_gcs=with_gcs,
-        with_s3=with_s3,
-        with_bigquery=not no_bigquery,
-        bigquery_time_travel=bigquery_time_travel,
-        data_dir=data_dir,
-        bigquery_persistent=not bigquery_in_memory,
-        pubsub_admin=pubsub_admin,
-        datasets=tuple(dict.fromkeys(datasets)),
-    )
-    with terminal.console.status("starting the local stack") as spinner:
-        stack.up(config, on_step=lambda message: (spinner.update(message), terminal.info(message)), restart=restart)
-    terminal.success('local stack up; point your shell at it with: eval "$(workbench env)"')
+    start_stack(**options)
 
 
 @click.command()
 @click.option("--reset", is_flag=True, help="Also delete the BigQuery emulator's kept tables: the next `up` is empty.")
 def down(reset):
     """Stop the services `workbench up` started (by pid; nothing else is touched). Tables are kept unless --reset."""
-    from workbench.localstack import stack
-
-    stopped = stack.down(on_step=terminal.info, reset=reset)
-    terminal.success(f"stopped {len(stopped)} service(s)" if stopped else "nothing was running")
+    stop_stack(reset)
 
 
 @click.command()
 def status():
     """Show what the local stack runs, where, and since when."""
-    from workbench.localstack import stack
-
-    rows = stack.status()
-    if not rows:
-        terminal.info("the local stack is not running; start it with `workbench up`")
-        return
-    terminal.out.print(
-        terminal.table(
-            "local stack",
-            ["service", "state", "pid", "endpoint", "started (UTC)", "log"],
-            [[r["service"], r["state"], r["pid"] or "-", r["endpoint"], r["started_at"][:19], r["log"]] for r in rows],
-        )
-    )
+    show_status()
 
 
 @click.command()
@@ -117,17 +81,4 @@ def env():
     which open no real account: printed in clear, so that eval gives boto3 and Beam all they need); any other
     variable whose name or value looks secret would be printed as a comment with its value masked, never in clear.
     """
-    from workbench.localstack import stack
-    from workbench.localstack.services import S3_TEST_CREDENTIALS
-    from workbench.redact import masked_value
-
-    exports = stack.env_exports()
-    if not exports:
-        terminal.warning("the local stack is not running; start it with `workbench up`")
-        return
-    for key, value in sorted(exports.items()):
-        shown = value if S3_TEST_CREDENTIALS.get(key) == value else masked_value(key, value)
-        if shown != value:
-            terminal.out.print(f"# {key}={shown} (a secret: not printed; set it yourself)", markup=False)
-            continue
-        terminal.out.print(f"export {key}={shlex.quote(value)}", markup=False)
+    print_env()
