@@ -3,11 +3,12 @@ the validate stage takes exactly as it takes Pub/Sub's.
 
 Objects are listed with Beam's filesystem (for s3://, apache_beam.io.aws: boto3's ListObjectsV2 with its
 continuation tokens, configured by the --s3_* flags or the usual AWS environment), spread over workers
-(Reshuffle), and each is read as raw bytes (s3://: one GetObject through boto3, configured from the same flags
-and environment as Beam's filesystem; ReadObjectRecordsFn._open says why not through it) and cut into records by
-eventmodel.history's rule, gunzipped by its magic bytes. A record becomes a PubsubMessage with no message id and
-no publish time, and attributes that say where it came from: source_object, source_line, the run it belongs to
-(run_id) and, until validation names it by its natural key, event_id = its place (s3://BUCKET/KEY#INDEX).
+(Reshuffle), and each is read as raw bytes (s3://: one GetObject through boto3, a client of endpoints.s3
+configured from the same flags and environment as Beam's filesystem; ReadObjectRecordsFn._open says why not
+through it) and cut into records by eventmodel.history's rule, gunzipped by its magic bytes. A record becomes a
+PubsubMessage with no message id and no publish time, and attributes that say where it came from: source_object,
+source_line, the run it belongs to (run_id) and, until validation names it by its natural key, event_id = its
+place (s3://BUCKET/KEY#INDEX).
 
 An object that cannot be read (access refused, a gzip stream cut off) becomes one SOURCE_UNREADABLE dead
 letter naming the object; the records read before the failure go on. Nothing stops the rest of the backfill.
@@ -39,6 +40,7 @@ _LOG = logging.getLogger(__name__)
 STAGE_READ = "read"
 READ_CHUNK = 8 * 1024 * 1024  # bytes per read of an object's body
 READ_TIMEOUT_S = 120.0  # one chunk of a large object on a slow link
+READ_ATTEMPTS = 5  # a worker's GetObject: more than the factory's default, a backfill has no one to retry it
 
 
 def object_key(uri: str) -> str:
@@ -148,12 +150,10 @@ class ReadObjectRecordsFn(beam.DoFn):
         if not uri.startswith("s3://"):
             return self._beam_chunks(uri), None
         bucket, _, key = uri[len("s3://") :].partition("/")
-        if self._s3 is None:
-            import boto3
-            from botocore.config import Config
+        if self._s3 is None:  # the one S3 client factory, given the --s3_* flags as Beam's filesystem takes them
+            from endpoints.s3 import s3_client
 
-            config = Config(retries={"mode": "standard", "total_max_attempts": 5}, read_timeout=READ_TIMEOUT_S)
-            self._s3 = boto3.session.Session().client("s3", config=config, **self.s3_settings)
+            self._s3 = s3_client(read_timeout_s=READ_TIMEOUT_S, attempts=READ_ATTEMPTS, **self.s3_settings)
         answer = self._s3.get_object(Bucket=bucket, Key=key)
         stamped = (answer.get("Metadata") or {}).get(S3_RUN_ID_METADATA) or None
         return self._counted(answer["Body"].iter_chunks(READ_CHUNK)), stamped
