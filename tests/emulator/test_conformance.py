@@ -277,9 +277,10 @@ ACK_DEADLINE_S = 10  # a subscription's default, the minimum
 
 
 def test_streaming_flow_control_limits_outstanding(pubsub):
-    """Five held unacknowledged stay five, and stay this client's, past the ack deadline: the client's lease
-    extensions (modacks) keep them, and nothing more is handed over while they are held. A shorter look could not
-    fail: no message comes back before its deadline."""
+    """Five held unacknowledged stay the only five delivered, past their ack deadline: the stream hands over nothing
+    more while they are held, and the client's lease extensions (modacks) keep them. A look shorter than the
+    deadline could not fail: no message comes back before it. The stream's deadline is the client's
+    stream_ack_deadline_seconds (60 s unless max_duration_per_lease_extension bounds it: 10 s here)."""
     topic = pubsub.topic()
     sub = pubsub.subscription(topic, ack_deadline_seconds=ACK_DEADLINE_S)
     pubsub.publish(topic, *[b"f%d" % i for i in range(50)])
@@ -290,17 +291,26 @@ def test_streaming_flow_control_limits_outstanding(pubsub):
         with lock:
             held.append(message)  # never acked while we look
 
-    flow = pubsub_v1.types.FlowControl(max_messages=5)
+    flow = pubsub_v1.types.FlowControl(max_messages=5, max_duration_per_lease_extension=ACK_DEADLINE_S)
     future = pubsub.subscriber.subscribe(sub, callback, flow_control=flow)
     try:
         deadline = time.monotonic() + 15
         while len(held) < 5 and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(ACK_DEADLINE_S + 3)  # past the deadline a held message would be delivered again after
+        delivered = None
+        if not pubsub.official:  # the official emulator serves no counters, and leases all 50 to the stream
+            from emulator.pubsub.admin import AdminClient
+
+            with AdminClient(pubsub.emulator.target) as admin:
+                delivered = admin.stats()["subscriptions"][sub]["delivered"]
         elsewhere = pubsub.pull(sub, 50, timeout=3, ack=False)  # a second reader of the subscription, now
         with lock:
             assert len(held) == 5
             assert not {m.message.message_id for m in elsewhere} & {m.message_id for m in held}, "a held one came back"
+            if not pubsub.official:
+                assert delivered == 5, f"{delivered} deliveries: more than the five held, or one of them again"
+                assert len(elsewhere) == 45, "the rest waited in the subscription"
             for message in held:
                 message.ack()
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 import pytest
-from click.testing import CliRunner
 
 from workbench.output_root import OutputRootError, check_output_root, output_root_option
 
@@ -55,27 +54,27 @@ def test_an_unexpanded_tilde_is_refused_with_both_spellings_that_work():
     assert "folder named ~alice" in refused.value.message and "--out ~alice/out (with a space)" in refused.value.fix
 
 
-def test_the_click_callback_makes_it_a_usage_error_naming_the_option():
+def test_the_click_callback_makes_it_a_usage_error_naming_the_option(cli_runner):
     @click.command()
     @click.option("--output-root", default="./output", callback=output_root_option)
     def command(output_root):
         click.echo(f"root={output_root}")
 
-    refused = CliRunner().invoke(command, ["--output-root", "gs:/bucket"])
+    refused = cli_runner.invoke(command, ["--output-root", "gs:/bucket"])
     assert refused.exit_code == 2
     assert "Invalid value for '--output-root': gs:/bucket looks like a GCS URL with one slash" in refused.output
     assert "write --output-root gs://bucket" in refused.output
-    accepted = CliRunner().invoke(command, [])
+    accepted = cli_runner.invoke(command, [])
     assert accepted.exit_code == 0 and "root=./output" in accepted.output
 
 
 @pytest.mark.parametrize("command", [["run-pipeline"], ["backfill", "s3://workbench-history/exports"]])
-def test_run_pipeline_and_backfill_refuse_a_misspelt_root_as_a_usage_error(command, tmp_path, monkeypatch):
+def test_run_pipeline_and_backfill_refuse_a_misspelt_root_as_a_usage_error(command, tmp_path, monkeypatch, cli_runner):
     from workbench.cli import cli
 
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(cli, [*command, "--output-root", "gcs://bucket/out"])
+    result = cli_runner.invoke(cli, [*command, "--output-root", "gcs://bucket/out"])
     assert result.exit_code == 2, result.output
     assert "gcs:// is not a scheme Beam knows" in result.output and "gs://bucket/out" in result.output
     assert not [path for path in tmp_path.iterdir() if path.name != "home"], "no folder named after the typo"

@@ -5,19 +5,16 @@ from __future__ import annotations
 import socket
 
 import pytest
-from click.testing import CliRunner
 from ddl_helpers import PROJECT
 
 from ddl.apply import EMULATOR_GAPS, apply_ddl, load_statements
-from workbench.cli import cli, main
+from workbench.cli import main
 
 
-def run(*args: str):
-    return CliRunner().invoke(cli, list(args))
-
-
-def test_dry_run_prints_every_statement_in_order_and_connects_to_nothing():
-    result = run("bq", "apply", "--dry-run", "--project", "my-proj", "--dataset", "ev", "--emulator", "127.0.0.1:1")
+def test_dry_run_prints_every_statement_in_order_and_connects_to_nothing(cli_runner):
+    result = cli_runner(
+        "bq", "apply", "--dry-run", "--project", "my-proj", "--dataset", "ev", "--emulator", "127.0.0.1:1"
+    )
     assert result.exit_code == 0, result.output
     statements = load_statements(project="my-proj", dataset="ev")
     labels = [line[3:] for line in result.output.splitlines() if line.startswith("-- ") and "#" in line[:40]]
@@ -37,37 +34,37 @@ def test_no_emulator_is_a_clear_error_in_a_moment(capsys):
     assert "no BigQuery emulator answers" in err and "workbench up" in err
 
 
-def test_a_bad_dataset_name_is_refused():
-    result = run("bq", "apply", "--dry-run", "--dataset", "bad-name")
+def test_a_bad_dataset_name_is_refused(cli_runner):
+    result = cli_runner("bq", "apply", "--dry-run", "--dataset", "bad-name", catch_exceptions=True)
     assert result.exit_code != 0 and "not a valid BigQuery dataset id" in str(result.exception)
 
 
-def test_render_fills_placeholders_and_asks_for_missing_ones():
-    result = run("bq", "render", "ddl/ops/history_load.sql", "--project", "p", "--set", "history_uri=gs://b/h")
+def test_render_fills_placeholders_and_asks_for_missing_ones(cli_runner):
+    result = cli_runner("bq", "render", "ddl/ops/history_load.sql", "--project", "p", "--set", "history_uri=gs://b/h")
     assert (
         result.exit_code == 0 and "gs://b/h/order/*" in result.output and "`p.events.history_orders`" in result.output
     )
-    missing = run("bq", "render", "ddl/ops/history_load.sql")
+    missing = cli_runner("bq", "render", "ddl/ops/history_load.sql", catch_exceptions=True)
     assert missing.exit_code != 0 and "history_uri" in str(missing.exception)
 
 
 @pytest.mark.parametrize("name", ["ops/snapshots.sql", "snapshots", "ddl/ops/snapshots"])
-def test_render_finds_a_packaged_run_book_from_any_folder(name, tmp_path, monkeypatch):
+def test_render_finds_a_packaged_run_book_from_any_folder(name, tmp_path, monkeypatch, cli_runner):
     monkeypatch.chdir(tmp_path)  # no ddl/ here: the installed package's copy is used
-    result = run("bq", "render", name, "--project", "p")
+    result = cli_runner("bq", "render", name, "--project", "p")
     assert result.exit_code == 0, result.output
     assert "`p.events." in result.output
 
 
-def test_render_of_an_unknown_file_lists_the_packaged_ones():
-    result = run("bq", "render", "nope.sql")
+def test_render_of_an_unknown_file_lists_the_packaged_ones(cli_runner):
+    result = cli_runner("bq", "render", "nope.sql", catch_exceptions=True)
     assert result.exit_code != 0
     assert "ops/snapshots.sql" in result.exception.fix and "10_orders.sql" in result.exception.fix
 
 
 @pytest.mark.integration
-def test_apply_to_the_emulator(bigquery_emulator):
-    result = run(
+def test_apply_to_the_emulator(bigquery_emulator, cli_runner):
+    result = cli_runner(
         "bq", "apply", "--project", PROJECT, "--dataset", "cli_events", "--emulator", bigquery_emulator.host_port
     )
     assert result.exit_code == 0, result.output
