@@ -5,7 +5,6 @@ eventmodel.resources."""
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
 
 from emulator.pubsub import server
 from emulator.pubsub.__main__ import main
@@ -43,7 +42,7 @@ EVERY_FLAG = [
 
 
 @pytest.mark.parametrize("argv", [[], EVERY_FLAG], ids=["defaults", "every-flag"])
-def test_both_front_ends_start_the_emulator_alike(argv, monkeypatch):
+def test_both_front_ends_start_the_emulator_alike(argv, monkeypatch, cli_runner):
     calls: list[dict] = []
 
     def start(**arguments):
@@ -53,7 +52,7 @@ def test_both_front_ends_start_the_emulator_alike(argv, monkeypatch):
     monkeypatch.setattr(server, "start", start)
     monkeypatch.setattr(server, "tune_gc", lambda: None)
     assert main(argv) == 2
-    result = CliRunner().invoke(pubsub, [*argv, "--no-live"])
+    result = cli_runner.invoke(pubsub, [*argv, "--no-live"])
     assert isinstance(result.exception, WorkbenchError) and result.exception.fix == "this is a test"
     from_module, from_cli = calls
     assert from_module == from_cli
@@ -66,9 +65,9 @@ def test_defaults_are_the_resource_defaults():
     assert arguments["fault_overrides"] == {}
 
 
-def test_out_of_range_values_are_refused_by_both(capsys):
+def test_out_of_range_values_are_refused_by_both(capsys, cli_runner):
     with pytest.raises(SystemExit) as exited:
         parser().parse_args(["--duplicate-rate", "2"])
     assert exited.value.code == 2
     assert "not between 0 and 1" in capsys.readouterr().err
-    assert CliRunner().invoke(pubsub, ["--duplicate-rate", "2"]).exit_code == 2
+    assert cli_runner.invoke(pubsub, ["--duplicate-rate", "2"]).exit_code == 2

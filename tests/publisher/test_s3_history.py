@@ -15,7 +15,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import CliRunner
 
 from eventmodel.resources import http_endpoint
 from publisher import objects as layout
@@ -42,8 +41,8 @@ def s3(s3_emulator, tmp_path, monkeypatch):
     return client, bucket
 
 
-def publish(*args: str):
-    result = CliRunner().invoke(cli, ["publish", "--history", HISTORY, *args], catch_exceptions=False)
+def publish(cli_runner, *args: str):
+    result = cli_runner.invoke(cli, ["publish", "--history", HISTORY, *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result
 
@@ -110,11 +109,11 @@ def check_run(client, bucket: str, run_id: str) -> dict:
     return {"manifest": manifest, "rows": rows, "objects": written, "heads": heads, "found": found}
 
 
-def test_a_mixed_history_is_found_row_by_row_at_its_object_and_position(s3):
+def test_a_mixed_history_is_found_row_by_row_at_its_object_and_position(s3, cli_runner):
     """Every shape at once: ndjson, arrays, objects of one event, gzip and plain, many small objects and a few large
     ones, malformed bytes of every kind and duplicates."""
     client, bucket = s3
-    publish("--count", "1500", "--seed", "11", "--malformed-rate", "0.3", "--duplicate-rate", "0.05",
+    publish(cli_runner, "--count", "1500", "--seed", "11", "--malformed-rate", "0.3", "--duplicate-rate", "0.05",
             "--to", f"s3://{bucket}/exports/2025", "--format", "mixed", "--compression", "mixed",
             "--objects", "60", "--run-id", "mixed-run")  # fmt: skip
     seen = check_run(client, bucket, "mixed-run")
@@ -153,9 +152,9 @@ def test_a_mixed_history_is_found_row_by_row_at_its_object_and_position(s3):
         (("--objects", "300"), "one-per-object"),
     ],
 )
-def test_each_input_shape_by_its_flags(s3, flags, shape):
+def test_each_input_shape_by_its_flags(s3, flags, shape, cli_runner):
     client, bucket = s3
-    publish("--count", "300", "--seed", "2", "--malformed-rate", "0.2", "--to", f"s3://{bucket}/h", *flags,
+    publish(cli_runner, "--count", "300", "--seed", "2", "--malformed-rate", "0.2", "--to", f"s3://{bucket}/h", *flags,
             "--run-id", "shape")  # fmt: skip
     seen = check_run(client, bucket, "shape")
     objects, rows = seen["objects"], seen["rows"]
@@ -188,11 +187,11 @@ def test_each_input_shape_by_its_flags(s3, flags, shape):
         assert len(objects) == 300 and all(o["records"] == "1" for o in objects.values())
 
 
-def test_same_seed_same_objects_byte_for_byte(s3):
+def test_same_seed_same_objects_byte_for_byte(s3, cli_runner):
     client, bucket = s3
 
     def bodies(run_id: str, seed: str) -> dict[str, bytes]:
-        publish("--count", "400", "--seed", seed, "--malformed-rate", "0.1", "--to", f"s3://{bucket}/d",
+        publish(cli_runner, "--count", "400", "--seed", seed, "--malformed-rate", "0.1", "--to", f"s3://{bucket}/d",
                 "--format", "mixed", "--compression", "mixed", "--objects", "12", "--run-id", run_id)  # fmt: skip
         prefix = f"d/{run_id}/"
         keys = [o["key"] for o in iter_objects(run_id)]
@@ -212,9 +211,9 @@ def test_same_seed_same_objects_byte_for_byte(s3):
     assert rows("a") == rows("b")
 
 
-def test_a_large_object_goes_up_in_parts(s3):
+def test_a_large_object_goes_up_in_parts(s3, cli_runner):
     client, bucket = s3
-    publish("--count", "12", "--malformed-rate", "1", "--malformed-kinds", "oversize_batch=1",
+    publish(cli_runner, "--count", "12", "--malformed-rate", "1", "--malformed-kinds", "oversize_batch=1",
             "--to", f"s3://{bucket}/big", "--run-id", "big")  # fmt: skip
     seen = check_run(client, bucket, "big")
     ((key, written),) = seen["objects"].items()

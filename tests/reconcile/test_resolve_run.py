@@ -10,12 +10,6 @@ from reconcile.errors import ReconcileError, StillPublishing
 from reconcile.run import resolve_run
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
-    return tmp_path
-
-
 def test_a_run_that_does_not_exist_names_the_runs_command(home):
     with pytest.raises(ReconcileError, match="no run 'nope'") as raised:
         resolve_run("nope")

@@ -4,7 +4,6 @@ and `workbench env` never prints a secret-looking variable in clear."""
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
 
 from workbench import terminal
 from workbench.errors import WorkbenchError
@@ -64,7 +63,7 @@ def test_the_cli_masks_a_workbench_error_carrying_a_secret(capsys, monkeypatch):
     assert "abcdEFGHijklMNOP" not in err and MASK in err
 
 
-def test_env_prints_addresses_and_masks_anything_secret(monkeypatch):
+def test_env_prints_addresses_and_masks_anything_secret(monkeypatch, cli_runner):
     from workbench.cli.stack import env
     from workbench.localstack import stack
 
@@ -73,7 +72,7 @@ def test_env_prints_addresses_and_masks_anything_secret(monkeypatch):
         "env_exports",
         lambda: {"PUBSUB_EMULATOR_HOST": "127.0.0.1:8085", "SOME_SERVICE_TOKEN": "tok-12345678", "X": "y"},
     )
-    result = CliRunner().invoke(env)
+    result = cli_runner.invoke(env)
     assert result.exit_code == 0
     assert "export PUBSUB_EMULATOR_HOST=127.0.0.1:8085" in result.output
     assert "tok-12345678" not in result.output

@@ -4,7 +4,6 @@ bucket created at start, the AWS variables exported, everything stopped by `down
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
 
 from endpoints.s3 import s3_client
 from eventmodel import resources as names
@@ -38,9 +37,9 @@ def test_up_s3_starts_the_server_with_the_history_bucket_and_is_idempotent(home)
     assert not port_in_use("127.0.0.1", cfg.s3_port)
 
 
-def test_cli_up_s3_env_exports_the_aws_variables_and_down_stops_it(home):
+def test_cli_up_s3_env_exports_the_aws_variables_and_down_stops_it(home, cli_runner):
     pubsub_port, s3_port = free_port(), free_port()
-    runner = CliRunner()
+    runner = cli_runner
     result = runner.invoke(
         cli, ["up", "--s3", "--no-bigquery", "--pubsub-port", str(pubsub_port), "--s3-port", str(s3_port)]
     )
@@ -62,14 +61,14 @@ def test_cli_up_s3_env_exports_the_aws_variables_and_down_stops_it(home):
     assert not port_in_use("127.0.0.1", s3_port)
 
 
-def test_env_still_masks_real_aws_keys(monkeypatch):
+def test_env_still_masks_real_aws_keys(monkeypatch, cli_runner):
     """Only the local placeholders are printed in clear; a real key under the same names stays masked."""
     from workbench.cli.stack import env
     from workbench.redact import MASK
 
     real = {"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCY"}
     monkeypatch.setattr(stack, "env_exports", lambda: {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", **real})
-    output = CliRunner().invoke(env).output
+    output = cli_runner.invoke(env).output
     assert "export AWS_ENDPOINT_URL=http://127.0.0.1:5000" in output
     for key, value in real.items():
         assert value not in output

@@ -9,7 +9,6 @@ import socket
 import time
 
 import pytest
-from click.testing import CliRunner
 
 from eventmodel import resources as names
 from workbench.cli import cli
@@ -181,9 +180,9 @@ def test_down_never_signals_a_process_it_did_not_start(home):
         stranger.wait()
 
 
-def test_cli_env_prints_exports_and_status_shows_the_table(home):
+def test_cli_env_prints_exports_and_status_shows_the_table(home, cli_runner):
     cfg = config(with_bigquery=False)
-    runner = CliRunner()
+    runner = cli_runner
     result = runner.invoke(cli, ["up", "--no-bigquery", "--pubsub-port", str(cfg.pubsub_port)])
     assert result.exit_code == 0, result.output
     result = runner.invoke(cli, ["env"])

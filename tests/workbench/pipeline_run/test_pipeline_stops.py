@@ -344,25 +344,23 @@ def test_the_lock_names_its_holder_and_is_free_again_once_released(tmp_path):
 
 
 @pytest.mark.parametrize("idle", ["10s", "1m", "1m30s", "10", "2.5"])
-def test_stop_when_idle_takes_a_duration(idle, tmp_path, monkeypatch):
+def test_stop_when_idle_takes_a_duration(idle, tmp_path, monkeypatch, cli_runner):
     from workbench.cli import cli
 
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
     for name in ("PUBSUB_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):
         monkeypatch.delenv(name, raising=False)
-    from click.testing import CliRunner
 
-    result = CliRunner().invoke(cli, ["run-pipeline", "--stop-when-idle", idle, "--dedup-ttl", "10m"])
+    result = cli_runner.invoke(cli, ["run-pipeline", "--stop-when-idle", idle, "--dedup-ttl", "10m"])
     # Past the options: it stops only because no local stack runs here.
     assert "Invalid value" not in result.output, result.output
     assert "no Pub/Sub emulator is known" in str(result.exception) + result.output
 
 
-def test_a_bad_duration_is_a_usage_error_saying_what_to_write():
-    from click.testing import CliRunner
+def test_a_bad_duration_is_a_usage_error_saying_what_to_write(cli_runner):
 
     from workbench.cli import cli
 
-    result = CliRunner().invoke(cli, ["run-pipeline", "--stop-when-idle", "ten"])
+    result = cli_runner.invoke(cli, ["run-pipeline", "--stop-when-idle", "ten"])
     assert result.exit_code == 2 and "Invalid value for '--stop-when-idle'" in result.output
     assert "5m" in result.output
