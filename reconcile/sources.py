@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import shlex
 import shutil
@@ -47,9 +48,10 @@ class StoredFile:
     updated: datetime | None
 
 
-def list_tree(root: str, storage: Any = None) -> list[StoredFile]:
-    """Every file under root, at any depth: a local folder (none when it does not exist), or gs://BUCKET[/PREFIX]
-    through `storage`, a google-cloud-storage client (none when the bucket does not exist).
+def list_tree(root: str, storage: Any = None, limit: int | None = None) -> list[StoredFile]:
+    """Every file under root, at any depth (the first `limit` of them, when given): a local folder (none when it
+    does not exist), or gs://BUCKET[/PREFIX] through `storage`, a google-cloud-storage client (none when the bucket
+    does not exist).
 
     The objects are those Beam's FileSystems.match([f"{root}/**"]) gives (the pipeline writes with Beam): for gs://
     every object named under "PREFIX/", for a folder every file os.walk finds, each path joined to the root as
@@ -60,14 +62,15 @@ def list_tree(root: str, storage: Any = None) -> list[StoredFile]:
         if "://" in base:
             raise ReconcileError(f"{root}: reconcile reads a local folder or gs:// only",
                                  "name the folder, or gs://BUCKET/PREFIX, the pipeline wrote to")  # fmt: skip
-        return list(_walk(base or "/"))
+        return list(itertools.islice(_walk(base or "/"), limit))
     if storage is None:
         raise ReconcileError(f"no Cloud Storage client to list {root}", "pass one (endpoints.storage.storage_client)")
     from google.api_core.exceptions import GoogleAPICallError, NotFound
 
     bucket, _, prefix = base[len("gs://") :].partition("/")
     try:
-        blobs = list(storage.list_blobs(bucket, prefix=f"{prefix}/" if prefix else None))
+        listing = storage.list_blobs(bucket, prefix=f"{prefix}/" if prefix else None, max_results=limit)
+        blobs = list(itertools.islice(listing, limit))  # the GCS emulator sends more than maxResults asks
     except NotFound:  # no such bucket: nothing was written there
         return []
     except (GoogleAPICallError, OSError) as exc:  # requests' ConnectionError is an OSError
@@ -190,13 +193,6 @@ def _grain_s(time_format: str) -> float:
     """How long one value of the template's finest time token lasts (a minute folder holds a whole minute)."""
     finest = time_format[-2:]
     return {"%S": 1, "%M": 60, "%H": 3600, "%d": 86400, "%m": 31 * 86400, "%Y": 366 * 86400}.get(finest, 0)
-
-
-def _nothing_matched(exc: Exception) -> bool:
-    """Whether a Beam FileSystems.match error says only that nothing is there (workbench.cli.sinks lists with Beam
-    still; reconcile's own listing, list_tree, needs no such guess)."""
-    text = str(exc).lower()
-    return "no such file" in text or "not found" in text or "matched no files" in text or "404" in text
 
 
 @contextlib.contextmanager

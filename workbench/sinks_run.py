@@ -13,7 +13,6 @@ and guessing are pure functions in reconcile.contract_check and reconcile.contra
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,60 +202,59 @@ def fetch_tables(client: Any, project: str, dataset: str, wanted: Iterable[str] 
     return found
 
 
-def _local_gcs(root: str) -> None:
-    """Beam's gs:// filesystem finds the local stack's GCS emulator through the environment, as reconcile's does."""
+def _storage(root: str) -> Any:
+    """google-cloud-storage's client for a gs:// root (the local stack's GCS emulator when it runs, else GCS with
+    ADC), None for a local folder: reconcile.sources lists and reads through it, and no variable is set for it."""
     if not root.startswith("gs://"):
-        return
-    from endpoints.storage import use_anonymous_beam_credentials
+        return None
+    from endpoints.storage import storage_client
     from workbench.localstack.stack import local_endpoints
 
-    storage = local_endpoints().storage
-    if storage:
-        os.environ["STORAGE_EMULATOR_HOST"] = storage
-        use_anonymous_beam_credentials()
+    found = local_endpoints()
+    project = (found.project or names.DEFAULT_PROJECT) if found.storage else None  # GCS: ADC's own project
+    return storage_client(project, found.storage)
 
 
 def sample_tree(root: str, folders: Iterable[str]) -> tuple[list[str], dict[str, int]]:
     """(up to SAMPLE_FILES paths relative to root, from the root and from each folder; {relative: size})."""
-    from apache_beam.io.filesystems import FileSystems
+    from reconcile.errors import ReconcileError
+    from reconcile.sources import list_tree
 
-    from reconcile.sources import _nothing_matched
-
-    _local_gcs(root)
     base = root.rstrip("/")
     if "://" not in base and not Path(base).is_dir():
         return [], {}
-    patterns = [f"{base}/**", *(f"{base}/{f.strip('/')}/**" for f in folders if f.strip("/"))]
-    share = max(SAMPLE_FILES // len(patterns), 20)
+    prefixes = [base, *(f"{base}/{f.strip('/')}" for f in folders if f.strip("/"))]
+    share = max(SAMPLE_FILES // len(prefixes), 20)
+    storage = _storage(root)
     sizes: dict[str, int] = {}
-    for pattern in patterns:
+    for prefix in prefixes:
         try:
-            found = FileSystems.match([pattern], limits=[share])[0].metadata_list
-        except Exception as exc:  # BeamIOError wraps "nothing matched" and unreachable stores alike
-            if _nothing_matched(exc):
-                continue
-            raise WorkbenchError(f"cannot list {pattern}: {exc}", "check the GCS root (and `workbench up --gcs` for "
-                                 "gs:// on the local stack)") from None  # fmt: skip
-        for meta in found:
-            if meta.path.startswith(base + "/") and len(sizes) < SAMPLE_FILES:
-                sizes[meta.path[len(base) + 1 :]] = meta.size_in_bytes
+            found = list_tree(prefix, storage, limit=share)
+        except ReconcileError as exc:
+            raise WorkbenchError(f"cannot list {prefix}/**: {exc.message}", "check the GCS root (and `workbench up "
+                                 "--gcs` for gs:// on the local stack)") from None  # fmt: skip
+        for stored in found:
+            if stored.path.startswith(base + "/") and len(sizes) < SAMPLE_FILES:
+                sizes[stored.path[len(base) + 1 :]] = stored.size
     return sorted(sizes), sizes
 
 
 def read_bodies(root: str, relatives: Iterable[str], sizes: dict[str, int]) -> dict[str, bytes]:
-    from apache_beam.io.filesystems import FileSystems
+    from google.api_core.exceptions import GoogleAPICallError
 
+    from reconcile.sources import read_stored
+
+    storage = _storage(root)
     bodies = {}
     for relative in relatives:
         if sizes.get(relative, 0) > SAMPLE_BYTES:
             continue
         uri = f"{root.rstrip('/')}/{relative}"
         try:
-            with FileSystems.open(uri, compression_type="uncompressed") as handle:
-                bodies[relative] = handle.read()
-        except Exception as exc:  # BeamIOError, a refused or vanished object
-            raise WorkbenchError(f"cannot read {uri}: {exc}", "check your access to the files (roles/storage."
-                                 "objectViewer on a bucket)") from None  # fmt: skip
+            bodies[relative] = read_stored(uri, storage)
+        except (OSError, GoogleAPICallError) as exc:  # a refused or vanished object
+            raise WorkbenchError(f"cannot read {uri}: {getattr(exc, 'message', exc)}", "check your access to the "
+                                 "files (roles/storage.objectViewer on a bucket)") from None  # fmt: skip
     return bodies
 
 

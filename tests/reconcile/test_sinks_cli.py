@@ -164,7 +164,8 @@ def test_check_shows_a_contract_error_as_it_is(tmp_path):
 
 def test_init_and_check_read_a_gs_tree_on_the_gcs_emulator(gcs_emulator, bigquery_emulator, tmp_path):
     """Gzipped objects, one event per object in an `event` field, Hive-style hour folders (whole_event.py's layout),
-    in the GCS emulator: init guesses the layout from them, and check reads them back through Beam's gs://."""
+    in the GCS emulator: init guesses the layout from them, and check reads them back (reconcile.sources, through
+    google-cloud-storage made for the emulator's endpoint)."""
     import gzip
 
     from google.auth.credentials import AnonymousCredentials

@@ -74,6 +74,7 @@ def test_a_local_tree_is_listed_at_every_depth_with_sizes_and_update_times(tmp_p
     assert set(listed) == {f"{root}/{PLACED}", f"{root}/order/stray.json", f"{root}/notes/readme.txt"}
     assert listed[f"{root}/{PLACED}"].size == 9 and listed[f"{root}/{PLACED}"].updated == when
     assert sources.list_tree(str(tmp_path / "missing")) == []  # nothing written yet
+    assert len(sources.list_tree(root, limit=2)) == 2  # a sample stops listing early
 
     found = {f.uri: f for f in sources.list_event_files(root + "/", GCS)}  # the stranger is left out
     assert set(found) == {f"{root}/{PLACED}", f"{root}/order/stray.json"}
@@ -224,6 +225,7 @@ def test_a_gs_tree_is_listed_and_copied_through_the_client_given(bucket, tmp_pat
     listed = sources.list_tree(f"{root}/out/", client)
     assert {f.path for f in listed} == {f"{root}/out/{PLACED}", f"{root}/out/notes/readme.txt"}
     assert all(f.updated and abs(f.updated - datetime.now(UTC)) < timedelta(minutes=5) for f in listed)
+    assert len(sources.list_tree(f"{root}/out", client, limit=1)) == 1
 
     files = sources.list_event_files(f"{root}/out", GCS, client)
     assert [(f.uri, f.container_minute, f.name_ok, f.size) for f in files] == [
