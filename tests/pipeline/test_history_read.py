@@ -154,13 +154,15 @@ def test_a_folder_is_listed_without_its_markers_and_read_whole_through_beam(buck
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
 
+    from pipeline.runners import local_runner
+
     name, client, flags = bucket
     client.put_object(Bucket=name, Key="h/a.jsonl", Body=b'{"a": 1}\n{"a": 2}\n')
     client.put_object(Bucket=name, Key="h/sub/b.json", Body=b'[{"b": 1}]')
     client.put_object(Bucket=name, Key="h/_SUCCESS", Body=b"")
     root = f"s3://{name}/h"
     options = PipelineOptions(["--runner", "DirectRunner", *flags])
-    with TestPipeline(options=options) as pipeline:
+    with TestPipeline(runner=local_runner(), options=options) as pipeline:  # local_runner: no beam-temp left
         messages, letters = pipeline | ReadHistory(root, BACKFILL_RUN, s3_settings=s3_client_settings(options))
         places = messages | beam.Map(lambda m: (m.attributes[ATTR_EVENT_ID], m.data))
         assert_that(places, equal_to([(f"{root}/a.jsonl#0", b'{"a": 1}'), (f"{root}/a.jsonl#1", b'{"a": 2}'),
