@@ -84,8 +84,8 @@ class Stack:
 class LocalStack:
     """One test's (or one module's) resources on the local emulators: a project of its own on the Pub/Sub emulator
     (the pipeline's topic and subscription, the dead-letter pair, reconcile's subscription), the BigQuery model in
-    a dataset of that project, an S3 bucket; a WORKBENCH_HOME and an output folder of its own. While it lives, the
-    environment points at it (`env`), as `eval "$(workbench env)"` would."""
+    a dataset of that project, an S3 bucket, a GCS bucket; a WORKBENCH_HOME and an output folder of its own. While
+    it lives, the environment points at it (`env`), as `eval "$(workbench env)"` would."""
 
     project: str
     home: Path
@@ -95,6 +95,13 @@ class LocalStack:
     dataset: str | None = None
     s3_emulator: Any = None  # None: no bucket
     bucket: str | None = None
+    gcs_emulator: Any = None  # None: no GCS bucket
+    gcs_bucket: str | None = None
+
+    @property
+    def gcs_root(self) -> str:
+        """gs://BUCKET of the stack's GCS bucket, for an --output-root on the emulator."""
+        return f"gs://{self.gcs_bucket}"
 
     @property
     def pubsub(self) -> str:
@@ -117,6 +124,8 @@ class LocalStack:
             env["BIGQUERY_EMULATOR_HOST"] = self.bigquery
         if self.s3_emulator:
             env.update(self.s3_emulator.exports)
+        if self.gcs_emulator:
+            env["STORAGE_EMULATOR_HOST"] = self.gcs_emulator.endpoint
         return env
 
     def bigquery_client(self) -> Any:
@@ -134,6 +143,7 @@ def make_stack(
     bigquery: Any = True,
     dataset: str = names.DATASET,
     s3: bool = False,
+    gcs: Any = None,
     ack_deadline_s: int | None = None,
     project: str | None = None,
 ) -> LocalStack:
@@ -143,7 +153,9 @@ def make_stack(
     pubsub: the Pub/Sub emulator (default the session's `workbench_emulator`). bigquery: True for the session's
     `bigquery_emulator`, an emulator of the test's own, or False for none; the DDL (ddl/*.sql) is applied to
     `dataset` in the stack's project. s3: a bucket of its own on the session's `s3_emulator`, and the AWS variables
-    that reach it. ack_deadline_s: the subscriptions' ack deadline (the local stack's default otherwise).
+    that reach it. gcs: a GCS emulator (the test's own: the emulator slows as objects pile up, and a test may kill
+    it) on which the stack makes a bucket, with STORAGE_EMULATOR_HOST and Beam's anonymous gs:// access.
+    ack_deadline_s: the subscriptions' ack deadline (the local stack's default otherwise).
     project: a fixed project id, for a module whose helpers name it (unique per test all the same: the emulators
     are the session's, and the stack is deleted before the next test makes it again).
     """
@@ -166,6 +178,8 @@ def make_stack(
         dataset=dataset if bigquery else None,
         s3_emulator=request.getfixturevalue("s3_emulator") if s3 else None,
         bucket=f"{name}-{suffix}" if s3 else None,
+        gcs_emulator=gcs,
+        gcs_bucket=f"{name}-{suffix}" if gcs else None,
     )
     request.addfinalizer(lambda: delete_resources(stack))  # before anything is made: a half-made stack goes too
     for variable, value in stack.env.items():
@@ -179,6 +193,11 @@ def make_stack(
         assert not skipped, f"the emulator refused tables of the model: {skipped}"
     if s3:
         stack.s3_emulator.s3_client().create_bucket(Bucket=stack.bucket)
+    if gcs:
+        from endpoints.storage import storage_client, use_anonymous_beam_credentials
+
+        storage_client(stack.project, gcs.endpoint).create_bucket(stack.gcs_bucket)
+        use_anonymous_beam_credentials()
     return stack
 
 
@@ -193,40 +212,51 @@ def answers(host_port: str) -> bool:
 
 
 def delete_resources(stack: LocalStack) -> None:
-    """Delete what lives in the stack's project and bucket (its own: nothing else lives there) on every emulator
-    that still answers; a stopped emulator took its resources with it."""
+    """Delete what lives in the stack's project and buckets (its own: nothing else lives there) on every emulator
+    that still answers; a stopped emulator took its resources with it. Deleting twice is no error."""
+    if answers(stack.pubsub):
+        _delete_pubsub_resources(stack)
+    if stack.bigquery_emulator and answers(stack.bigquery_host_port):
+        with stack.bigquery_client() as client:
+            for dataset in client.list_datasets(project=stack.project, timeout=30):
+                client.delete_dataset(dataset.reference, delete_contents=True, not_found_ok=True, timeout=60)
+    if stack.bucket and answers(stack.s3_emulator.host_port):
+        _delete_s3_bucket(stack.s3_emulator.s3_client(), stack.bucket)
+    if stack.gcs_bucket and answers(stack.gcs_emulator.host_port):
+        from google.api_core import exceptions
+
+        from endpoints.storage import storage_client
+
+        with contextlib.suppress(exceptions.NotFound):
+            storage_client(stack.project, stack.gcs_emulator.endpoint).get_bucket(stack.gcs_bucket).delete(force=True)
+
+
+def _delete_pubsub_resources(stack: LocalStack) -> None:
     from google.api_core import exceptions
 
     from endpoints.pubsub import publisher_client, subscriber_client
 
-    if answers(stack.pubsub):
-        publisher, subscriber = publisher_client(stack.pubsub), subscriber_client(stack.pubsub)
-        try:
-            place = {"project": f"projects/{stack.project}"}
-            for subscription in subscriber.list_subscriptions(request=place, timeout=10):
-                with contextlib.suppress(exceptions.NotFound):
-                    subscriber.delete_subscription(subscription=subscription.name, timeout=10)
-            for topic in publisher.list_topics(request=place, timeout=10):
-                with contextlib.suppress(exceptions.NotFound):
-                    publisher.delete_topic(topic=topic.name, timeout=10)
-        finally:
-            publisher.transport.close()
-            subscriber.close()
-    if stack.bigquery_emulator and answers(stack.bigquery_host_port):
-        client = stack.bigquery_client()
-        try:
-            for dataset in client.list_datasets(project=stack.project, timeout=30):
-                client.delete_dataset(dataset.reference, delete_contents=True, not_found_ok=True, timeout=60)
-        finally:
-            client.close()
-    if stack.bucket and answers(stack.s3_emulator.host_port):
-        s3 = stack.s3_emulator.s3_client()
-        if stack.bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
-            return  # deleted already (by the test, or by an earlier call)
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket):
-            for item in page.get("Contents", []):
-                s3.delete_object(Bucket=stack.bucket, Key=item["Key"])
-        s3.delete_bucket(Bucket=stack.bucket)
+    publisher, subscriber = publisher_client(stack.pubsub), subscriber_client(stack.pubsub)
+    try:
+        place = {"project": f"projects/{stack.project}"}
+        for subscription in subscriber.list_subscriptions(request=place, timeout=10):
+            with contextlib.suppress(exceptions.NotFound):
+                subscriber.delete_subscription(subscription=subscription.name, timeout=10)
+        for topic in publisher.list_topics(request=place, timeout=10):
+            with contextlib.suppress(exceptions.NotFound):
+                publisher.delete_topic(topic=topic.name, timeout=10)
+    finally:
+        publisher.transport.close()
+        subscriber.close()
+
+
+def _delete_s3_bucket(s3: Any, bucket: str) -> None:
+    if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        return  # deleted already (by the test, or by an earlier call)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"])
+    s3.delete_bucket(Bucket=bucket)
 
 
 def stop_session(session: int) -> None:

@@ -17,12 +17,6 @@ def run(capsys, *argv: str) -> tuple[int, str]:
     return exited.value.code, capsys.readouterr().err
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def hide(monkeypatch, *modules: str) -> None:
     for name in modules:
         monkeypatch.setitem(sys.modules, name, None)

@@ -134,12 +134,6 @@ PROJECT = "phases"
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
 def project(workbench_emulator, request) -> str:
     """A project of the test's own, so that its subscription holds this test's messages only."""
     from workbench.localstack.stack import create_pubsub_resources

@@ -173,12 +173,6 @@ def _reconcile(tmp_path: Path, **changes):
     return R.reconcile(RUN, target)
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
-    return tmp_path
-
-
 def test_a_pipeline_of_json_arrays_without_ids_reconciles_by_natural_key(home):
     events = _events(6)
     _write_run([_sent(i, e) for i, e in events])

@@ -17,13 +17,6 @@ from publisher.manifest import write_manifest
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("WORKBENCH_HOME", str(home))
-    return home
-
-
 def runs(home: Path, columns: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "WORKBENCH_HOME": str(home), "COLUMNS": str(columns), "NO_GCE_CHECK": "true"}
     return subprocess.run([sys.executable, "-m", "workbench.cli", "runs"], capture_output=True, text=True,
