@@ -55,12 +55,13 @@ import apache_beam as beam
 import orjson
 from apache_beam import pvalue
 
+from endpoints.bigquery import bigquery_client
 from eventmodel import rows
 from eventmodel.schema import EVENT_TIME_FIELD
 from pipeline import bigquery_errors as E
 from pipeline import core
 from pipeline import metrics as M
-from pipeline.bigquery import REQUEST_TIMEOUT_S, BuildEventRowFn, RowEntry, bigquery_client, insert_failed_letter
+from pipeline.bigquery import REQUEST_TIMEOUT_S, BuildEventRowFn, RowEntry, insert_failed_letter
 from pipeline.constants import DEAD_LETTER, DEFAULT_RETRY_SECONDS
 from pipeline.retrying import RetryBudget
 

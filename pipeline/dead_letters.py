@@ -14,11 +14,12 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
 
+from endpoints.bigquery import bigquery_client
 from eventmodel import rows
 from pipeline import bigquery_errors as E
 from pipeline import core, delivery
 from pipeline import metrics as M
-from pipeline.bigquery import BATCH_SIZE, REQUEST_TIMEOUT_S, RowEntry, RowInserter, bigquery_client, table_id
+from pipeline.bigquery import BATCH_SIZE, REQUEST_TIMEOUT_S, RowEntry, RowInserter, table_id
 from pipeline.constants import DEFAULT_RETRY_SECONDS
 from pipeline.core import DeadLetter
 from pipeline.retrying import RetryBudget

@@ -19,12 +19,13 @@ from apache_beam.testing.util import assert_that
 
 from backfill.bigquery_faults import ERRORS, BigQueryFaults
 from endpoints import bigquery_strict
+from endpoints.bigquery import bigquery_client
 from eventmodel import history, rows
 from eventmodel import reasons as R
 from eventmodel.validate import Accepted, validate
 from generator.stream import DEAD_LETTER, EventStream, GeneratorConfig
 from pipeline import core
-from pipeline.bigquery import InsertRowsFn, RowEntry, RowSource, bigquery_client
+from pipeline.bigquery import InsertRowsFn, RowEntry, RowSource
 from pipeline.bigquery_load import GroupForLoad, LoadRowsFn, dataset_location, job_id, partition_day, plan_month
 from pipeline.runners import local_runner
 

@@ -18,12 +18,13 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from bigquery_fault_proxy import FaultProxy
 from pipeline_support import as_pubsub, collect, generated, streaming_options
 
+from endpoints.bigquery import bigquery_client
 from eventmodel import reasons as R
 from eventmodel import rows
 from eventmodel.resources import ATTR_EVENT_ID
 from generator.stream import DEAD_LETTER
 from pipeline import bigquery_errors as E
-from pipeline.bigquery import WriteEventRows, bigquery_client
+from pipeline.bigquery import WriteEventRows
 from pipeline.runners import local_runner
 from pipeline.validate import ParseAndValidate
 

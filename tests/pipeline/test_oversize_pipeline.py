@@ -104,6 +104,6 @@ def test_near_limit_orders_land_unchanged_and_oversize_messages_are_dead_lettere
 
 
 def stack_client(stack):
-    from pipeline.bigquery import bigquery_client
+    from endpoints.bigquery import bigquery_client
 
     return bigquery_client(stack.project, stack.bigquery)

@@ -22,6 +22,7 @@ from bigquery_fault_proxy import FaultProxy
 from loopback_http import bigquery_error
 from pipeline_support import as_pubsub, collect, generated, streaming_options
 
+from endpoints.bigquery import bigquery_client
 from eventmodel import rows
 from eventmodel.schema import MAX_PAYLOAD_BYTES
 from eventmodel.validate import validate
@@ -30,7 +31,6 @@ from pipeline.bigquery import (
     MAX_REQUEST_BYTES,
     RowEntry,
     WriteEventRows,
-    bigquery_client,
     request_batches,
     request_bytes,
 )
