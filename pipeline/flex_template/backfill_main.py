@@ -11,10 +11,11 @@ import logging
 from collections.abc import Sequence
 
 from pipeline.backfill import run
+from pipeline.runners import DATAFLOW
 
 
 def launch(argv: Sequence[str] | None = None):
-    return run(argv, default_runner="DataflowRunner")
+    return run(argv, default_runner=DATAFLOW)
 
 
 if __name__ == "__main__":

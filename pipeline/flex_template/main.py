@@ -6,8 +6,9 @@ package's own modules (core, options, ...) must not turn into top-level modules.
 
 import logging
 
+from pipeline.runners import DATAFLOW
 from pipeline.stream import run
 
 if __name__ == "__main__":
     logging.getLogger().setLevel(logging.INFO)
-    run(default_runner="DataflowRunner")
+    run(default_runner=DATAFLOW)

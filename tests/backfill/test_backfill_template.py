@@ -258,11 +258,9 @@ def test_the_launcher_returns_once_submitted():
     attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
     assert "wait_until_finish" not in attributes
     calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "run"]
-    assert [ast.literal_eval(k.value) for c in calls for k in c.keywords if k.arg == "default_runner"] == [
-        "DataflowRunner"
-    ]
+    assert [ast.unparse(k.value) for c in calls for k in c.keywords if k.arg == "default_runner"] == ["DATAFLOW"]
     imports = {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
-    assert ("pipeline.backfill", "run") in imports
+    assert {("pipeline.backfill", "run"), ("pipeline.runners", "DATAFLOW")} <= imports
 
 
 # --- The image: one Dockerfile, the stream's and the backfill's templates as stages on one `workers` stage ---

@@ -12,6 +12,8 @@ import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub, WriteToPubSub
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.runners import local_runner
+
 
 def tag(message: PubsubMessage) -> PubsubMessage:
     attributes = dict(message.attributes or {})
@@ -25,7 +27,7 @@ def run(argv: list[str] | None = None) -> None:
     parser.add_argument("--topic", required=True)
     args, beam_args = parser.parse_known_args(argv)
     options = PipelineOptions([*beam_args, "--runner=DirectRunner", "--streaming", "--project=p"])
-    with beam.Pipeline(options=options) as pipeline:
+    with beam.Pipeline(runner=local_runner(), options=options) as pipeline:  # no beam-temp* left behind
         (
             pipeline
             | "Read" >> ReadFromPubSub(subscription=args.subscription, with_attributes=True)

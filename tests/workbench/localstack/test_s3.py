@@ -133,10 +133,12 @@ def test_a_beam_pipeline_writes_and_reads_s3_text(s3_emulator, bucket, tmp_path)
     import apache_beam as beam
     from apache_beam.testing.util import assert_that, equal_to
 
+    from pipeline.runners import local_runner
+
     lines = [f'{{"event_id": "e-{i}"}}' for i in range(50)]
-    with beam.Pipeline(options=beam_options(s3_emulator)) as pipeline:
+    with beam.Pipeline(runner=local_runner(), options=beam_options(s3_emulator)) as pipeline:
         _ = pipeline | beam.Create(lines) | beam.io.WriteToText(f"s3://{bucket}/out/part", file_name_suffix=".json")
-    with beam.Pipeline(options=beam_options(s3_emulator)) as pipeline:
+    with beam.Pipeline(runner=local_runner(), options=beam_options(s3_emulator)) as pipeline:
         read = pipeline | beam.io.ReadFromText(f"s3://{bucket}/out/part*")
         assert_that(read, equal_to(lines))
     written = s3_emulator.s3_client().list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"]
