@@ -169,4 +169,4 @@ def test_the_worker_package_holds_the_clients_the_event_model_and_the_pipeline_o
 
 def test_the_flex_entry_point_defaults_to_dataflow():
     text = (FLEX / "main.py").read_text()
-    assert 'run(default_runner="DataflowRunner")' in text
+    assert "from pipeline.runners import DATAFLOW" in text and "run(default_runner=DATAFLOW)" in text
