@@ -32,8 +32,6 @@ _RequestPb = PublishRequest.pb()
 _ResponsePb = PublishResponse.pb()
 
 PUBLISH_METHOD = "/google.pubsub.v1.Publisher/Publish"
-PUBSUB_ENDPOINT = "pubsub.googleapis.com:443"
-PUBSUB_SCOPES = ("https://www.googleapis.com/auth/pubsub",)
 # The codes google-cloud-pubsub retries for Publish.
 RETRYABLE = frozenset(
     {
@@ -76,18 +74,6 @@ class _Batch:
         self.opened = time.monotonic()
         self.attempt = 0
         self.deadline = 0.0
-
-
-def open_channel(emulator_host: str | None) -> grpc.Channel:
-    """An insecure loopback channel to an emulator, or an authenticated one to real Pub/Sub (ADC)."""
-    options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-    if emulator_host:
-        return grpc.insecure_channel(emulator_host, options=options)
-    import google.auth
-    from google.api_core import grpc_helpers
-
-    credentials, _ = google.auth.default(scopes=PUBSUB_SCOPES)
-    return grpc_helpers.create_channel(PUBSUB_ENDPOINT, credentials=credentials, options=options)
 
 
 class BatchPublisher:

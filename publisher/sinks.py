@@ -100,9 +100,10 @@ class PubSubSink:
     """
 
     def __init__(self, target: PubSubTarget, on_done: OnDone) -> None:
-        from publisher.pubsub import BatchPublisher, BatchSettings, open_channel
+        from endpoints.pubsub import pubsub_channel
+        from publisher.pubsub import BatchPublisher, BatchSettings
 
-        self._channel = open_channel(target.emulator_host)
+        self._channel = pubsub_channel(target.emulator_host)
         self._publisher = BatchPublisher(
             self._channel,
             f"projects/{target.project}/topics/{target.topic}",
@@ -157,14 +158,14 @@ def check_pubsub(target: PubSubTarget, timeout: float = PREFLIGHT_TIMEOUT_S) -> 
     from google.cloud import pubsub_v1
     from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 
-    from publisher.pubsub import open_channel
+    from endpoints.pubsub import pubsub_channel
 
     topic_path = f"projects/{target.project}/topics/{target.topic}"
     where = f"the emulator at {target.emulator_host}" if target.emulator_host else f"project {target.project}"
     channel = None
     try:
         # The same channel the sink will use: an emulator is reached without touching PUBSUB_EMULATOR_HOST.
-        channel = open_channel(target.emulator_host)
+        channel = pubsub_channel(target.emulator_host)
         client = pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=channel))
         client.get_topic(request={"topic": topic_path}, retry=None, timeout=timeout)
     except DefaultCredentialsError:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from publisher.pubsub import BatchPublisher, BatchSettings, open_channel
+from endpoints.pubsub import pubsub_channel
+from publisher.pubsub import BatchPublisher, BatchSettings
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +74,7 @@ def emulator_with():
 def create_topic(target: str, path: str) -> None:
     from google.pubsub_v1.types import Topic
 
-    channel = open_channel(target)
+    channel = pubsub_channel(target)
     channel.unary_unary(
         "/google.pubsub.v1.Publisher/CreateTopic",
         request_serializer=Topic.serialize,
@@ -85,7 +86,7 @@ def create_topic(target: str, path: str) -> None:
 def subscribe(target: str, topic: str, path: str) -> None:
     from google.pubsub_v1.types import Subscription
 
-    channel = open_channel(target)
+    channel = pubsub_channel(target)
     channel.unary_unary(
         "/google.pubsub.v1.Subscriber/CreateSubscription",
         request_serializer=Subscription.serialize,
@@ -98,7 +99,7 @@ def ids_received(target: str, subscription: str, expected: int, timeout: float =
     """message id -> attribute n of every message a subscriber pulls (and acknowledges)."""
     from google.pubsub_v1.types import AcknowledgeRequest, PullRequest, PullResponse
 
-    channel = open_channel(target)
+    channel = pubsub_channel(target)
     pull = channel.unary_unary(
         "/google.pubsub.v1.Subscriber/Pull",
         request_serializer=PullRequest.serialize,
@@ -121,7 +122,7 @@ def ids_received(target: str, subscription: str, expected: int, timeout: float =
 
 def publish_all(target: str, topic: str, count: int, settings: BatchSettings) -> Outcomes:
     outcomes = Outcomes()
-    channel = open_channel(target)
+    channel = pubsub_channel(target)
     publisher = BatchPublisher(channel, topic, outcomes, settings)
     for i in range(count):
         publisher.send(Message(f'{{"n": {i}}}'.encode(), {"n": str(i)}))
@@ -175,7 +176,7 @@ def test_flow_control_bounds_unconfirmed_bytes(emulator_with):
     topic = "projects/bench/topics/large"
     create_topic(emulator.target, topic)
     outcomes = Outcomes()
-    channel = open_channel(emulator.target)
+    channel = pubsub_channel(emulator.target)
     budget = 3 * 1024 * 1024
     publisher = BatchPublisher(channel, topic, outcomes, BatchSettings(max_messages=2, max_outstanding_bytes=budget))
     peak = 0
