@@ -37,6 +37,8 @@ class Run:
         self.project = stack.project
         self.output = stack.output
         self.logs = stack.output.parent
+        self.storage = stack.gcs_emulator.endpoint if stack.gcs_emulator else None
+        self.gcs_root = stack.gcs_root if stack.gcs_emulator else None
 
     def pipeline(self, name: str, *extra: str) -> subprocess.Popen:
         argv = [sys.executable, "-m", "workbench.cli", "run-pipeline", "--project", self.project,
@@ -77,14 +79,15 @@ class Run:
             output_root=str(self.output),
             project=self.project,
             dataset=names.DATASET,
-            endpoints=Endpoints(bigquery=self.bigquery.endpoint, pubsub=self.pubsub),
+            endpoints=Endpoints(bigquery=self.bigquery.endpoint, pubsub=self.pubsub, storage=self.storage),
         )
 
 
-def prepare(make_stack, request, pubsub=None, bigquery=True) -> Run:
+def prepare(make_stack, request, pubsub=None, bigquery=True, gcs=None) -> Run:
     """A Run in a project of its own: topic, subscription (ack deadline ACK_DEADLINE_S) and tables, on the session's
-    emulators or on those given (make_stack's `pubsub` and `bigquery`)."""
-    return Run(make_stack(request, "recovery", pubsub=pubsub, bigquery=bigquery, ack_deadline_s=ACK_DEADLINE_S))
+    emulators or on those given (make_stack's `pubsub`, `bigquery` and `gcs`)."""
+    stack = make_stack(request, "recovery", pubsub=pubsub, bigquery=bigquery, gcs=gcs, ack_deadline_s=ACK_DEADLINE_S)
+    return Run(stack)
 
 
 def digests(root: Path) -> dict[str, str]:

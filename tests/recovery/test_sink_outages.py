@@ -105,13 +105,13 @@ def test_bigquery_down_30_s_within_the_limit_is_retried_and_loses_nothing(make_s
 
 
 def test_gcs_down_30_s_with_a_gs_output_root_loses_nothing(make_stack, request, own_gcs):
-    run = prepare(make_stack, request)
-    run.output = "gs://workbench-test/outage"
+    run = prepare(make_stack, request, gcs=own_gcs["emulator"])
+    run.output = f"{run.gcs_root}/outage"
     report = _run_through_outage(run, [own_gcs], count=4000, down_s=30, limit_s=120)
     assert report.exit_code == 0, (report.problems[:10], report.notes)
     log = run.log("pipeline")
     assert R.GCS_WRITE_FAILED not in log
-    assert "gcs: writing gs://workbench-test/outage/" in log and "no answer" in log, "the outage was visible"
+    assert f"gcs: writing {run.output}/" in log and "no answer" in log, "the outage was visible"
 
 
 def test_bigquery_down_past_the_limit_dead_letters_the_rows_and_reconcile_counts_them(
