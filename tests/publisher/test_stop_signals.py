@@ -35,12 +35,6 @@ DRAIN_EXIT_S = 30.0  # a drained stop: what is in flight gets its outcome, then 
 FORCED_EXIT_S = 15.0  # a second signal: ABORT_WAIT_S at most, the CSV recount, the exit
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 @pytest.fixture(scope="module")
 def emulator(workbench_emulator) -> Emulator:
     create_pubsub_resources(workbench_emulator.target, PROJECT)
