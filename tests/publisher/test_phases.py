@@ -130,25 +130,20 @@ def test_the_events_csvs_end_with_the_scenario_and_outcome_time_columns():
 
 # ---- on a real Pub/Sub emulator ----
 
-PROJECT = "phases"
-
 
 @pytest.fixture
-def project(workbench_emulator, request) -> str:
-    """A project of the test's own, so that its subscription holds this test's messages only."""
-    from workbench.localstack.stack import create_pubsub_resources
-
-    name = f"{PROJECT}-{request.node.name.replace('[', '-').replace(']', '')}"[:60].lower()
-    create_pubsub_resources(workbench_emulator.target, name)
-    return name
+def project(make_stack, request) -> str:
+    """A project of the test's own on the session's emulator (`workbench_emulator`), so that its subscription holds
+    this test's messages only."""
+    return make_stack(request, "phases", bigquery=False).project
 
 
 def pulled(emulator: str, project: str, expected: int, timeout_s: float = 30.0) -> dict[str, str]:
     """message id -> event_id attribute of every message the topic's subscription holds (acknowledged)."""
     import time
 
-    from eventmodel.resources import ATTR_EVENT_ID, SUBSCRIPTION
     from endpoints.pubsub import subscriber_client
+    from eventmodel.resources import ATTR_EVENT_ID, SUBSCRIPTION
 
     subscriber = subscriber_client(emulator)
     path = subscriber.subscription_path(project, SUBSCRIPTION)
