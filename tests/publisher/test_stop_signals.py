@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from stack_support import LocalStack
 
 from generator.stream import GeneratorConfig
 from publisher.manifest import DEAD, INTERRUPTED, RUNNING, load_manifest, run_state, tally
@@ -24,35 +25,33 @@ from publisher.run import PublishPlan, publish
 from publisher.sinks import FileTarget
 from reconcile.errors import ReconcileError
 from reconcile.run import resolve_run
-from workbench.localstack.emulators import Emulator, start_pubsub_emulator
-from workbench.localstack.stack import create_pubsub_resources
+from workbench.localstack.emulators import start_pubsub_emulator
 
 pytestmark = pytest.mark.integration
 
-PROJECT = "stops"
 STARTED_TIMEOUT_S = 90.0  # the CLI's start (imports, the generator's universe) on a busy 2-core machine
 DRAIN_EXIT_S = 30.0  # a drained stop: what is in flight gets its outcome, then the process ends
 FORCED_EXIT_S = 15.0  # a second signal: ABORT_WAIT_S at most, the CSV recount, the exit
 
 
 @pytest.fixture(scope="module")
-def emulator(workbench_emulator) -> Emulator:
-    create_pubsub_resources(workbench_emulator.target, PROJECT)
-    return workbench_emulator
+def pubsub_stack(make_stack, request) -> LocalStack:
+    """The module's Pub/Sub resources on the session's emulator (no BigQuery: the publisher's tests read its CSVs)."""
+    return make_stack(request, "stops", bigquery=False)
 
 
 @pytest.fixture(scope="module")
-def faulty_emulator() -> Iterator[Emulator]:
-    """An emulator of its own with the admin service, to hold messages in flight (every publish fails)."""
-    with start_pubsub_emulator(project=PROJECT, admin=True) as emulator:
-        create_pubsub_resources(emulator.target, PROJECT)
-        yield emulator
+def faulty_stack(make_stack, request) -> Iterator[LocalStack]:
+    """Pub/Sub resources on an emulator of their own with the admin service, to hold messages in flight (every
+    publish fails)."""
+    with start_pubsub_emulator(project="stops", admin=True) as emulator:
+        yield make_stack(request, "stops-faulty", pubsub=emulator, bigquery=False)
 
 
-def start_publish(home: Path, emulator: Emulator, run_id: str, *args: str) -> subprocess.Popen:
+def start_publish(home: Path, stack: LocalStack, run_id: str, *args: str) -> subprocess.Popen:
     env = {**os.environ, "WORKBENCH_HOME": str(home), "NO_GCE_CHECK": "true", "COLUMNS": "120"}
     env.pop("PUBSUB_EMULATOR_HOST", None)
-    argv = [sys.executable, "-m", "workbench.cli", "publish", "--emulator", emulator.target, "--project", PROJECT,
+    argv = [sys.executable, "-m", "workbench.cli", "publish", "--emulator", stack.pubsub, "--project", stack.project,
             "--run-id", run_id, "--malformed-rate", "0.05", *args]  # fmt: skip
     home.mkdir(parents=True, exist_ok=True)
     log = (home / f"{run_id}.log").open("wb")
@@ -110,9 +109,9 @@ def assert_totals_are_the_csvs(run_id: str, manifest: dict) -> None:
     [(signal.SIGINT, "group"), (signal.SIGTERM, "pid"), (signal.SIGHUP, "pid")],
     ids=["SIGINT-once", "SIGTERM", "SIGHUP"],
 )
-def test_one_stop_signal_drains_and_leaves_a_reconcilable_run(home, emulator, signum, to):
+def test_one_stop_signal_drains_and_leaves_a_reconcilable_run(home, pubsub_stack, signum, to):
     run_id = f"once-{signum.name.lower()}"
-    process = start_publish(home, emulator, run_id, "--rate", "1500")
+    process = start_publish(home, pubsub_stack, run_id, "--rate", "1500")
     try:
         wait_publishing(process, home, run_id)
         send(process, signum, to)
@@ -136,16 +135,14 @@ def test_one_stop_signal_drains_and_leaves_a_reconcilable_run(home, emulator, si
     [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGINT, 2)],
     ids=["SIGINT-twice", "SIGINT-then-SIGTERM", "SIGINT-twice-2-workers"],
 )
-def test_a_second_signal_stops_at_once_and_the_manifest_counts_what_is_in_flight(
-    home, faulty_emulator, second, workers
-):
+def test_a_second_signal_stops_at_once_and_the_manifest_counts_what_is_in_flight(home, faulty_stack, second, workers):
     from emulator.pubsub.admin import AdminClient
 
     run_id = f"twice-{second.name.lower()}-{workers}"
-    topic = f"projects/{PROJECT}/topics/backend-events-topic"
-    process = start_publish(home, faulty_emulator, run_id, "--rate", "800", "--workers", str(workers))
+    topic = f"projects/{faulty_stack.project}/topics/backend-events-topic"
+    process = start_publish(home, faulty_stack, run_id, "--rate", "800", "--workers", str(workers))
     try:
-        with AdminClient(faulty_emulator.target) as admin:
+        with AdminClient(faulty_stack.pubsub) as admin:
             wait_publishing(process, home, run_id, at_least=200)
             admin.set_faults(topic=topic, publish_failure_rate=1.0)  # from now on nothing gets an outcome soon
             try:
@@ -174,9 +171,9 @@ def test_a_second_signal_stops_at_once_and_the_manifest_counts_what_is_in_flight
 
 
 @pytest.mark.parametrize("to", ["pid", "group"], ids=["SIGTERM-to-the-parent", "SIGTERM-to-the-group"])
-def test_two_worker_processes_drain_on_sigterm(home, emulator, to):
+def test_two_worker_processes_drain_on_sigterm(home, pubsub_stack, to):
     run_id = f"workers-{to}"
-    process = start_publish(home, emulator, run_id, "--rate", "2000", "--workers", "2")
+    process = start_publish(home, pubsub_stack, run_id, "--rate", "2000", "--workers", "2")
     try:
         wait_publishing(process, home, run_id, at_least=600)
         children = child_pids(process.pid)
@@ -209,9 +206,9 @@ def child_pids(parent: int) -> list[int]:
     return found
 
 
-def test_a_killed_publisher_is_dead_and_reconcile_does_not_wait_for_it(home, emulator):
+def test_a_killed_publisher_is_dead_and_reconcile_does_not_wait_for_it(home, pubsub_stack):
     run_id = "killed"
-    process = start_publish(home, emulator, run_id, "--rate", "1000")
+    process = start_publish(home, pubsub_stack, run_id, "--rate", "1000")
     try:
         running = wait_publishing(process, home, run_id)
         assert run_state(running) == RUNNING  # alive: its pid runs
@@ -257,18 +254,15 @@ def test_a_run_bounded_by_duration_publishes_exactly_the_integral(home, rate, pr
 
 @pytest.mark.slow
 def test_an_interrupted_run_reconciles_to_exit_0_when_the_sinks_hold_what_was_published(
-    home, workbench_emulator, bigquery_emulator, tmp_path, monkeypatch
+    home, make_stack, request, tmp_path
 ):
-    from ddl.apply import apply_ddl
-    from eventmodel import resources as names
     from workbench.pipeline_run.stream_launcher import LocalSettings
     from workbench.pipeline_run.stream_launcher import run as run_pipeline
 
-    project, run_id, output = "stops-e2e", "stopped-e2e", tmp_path / "output"
-    create_pubsub_resources(workbench_emulator.target, project)
-    apply_ddl(project=project, emulator=bigquery_emulator.host_port)
+    stack = make_stack(request, "stops-e2e")  # PUBSUB_EMULATOR_HOST too: the pipeline below runs in this process
+    project, run_id, output = stack.project, "stopped-e2e", stack.output
     process = subprocess.Popen(
-        [sys.executable, "-m", "workbench.cli", "publish", "--emulator", workbench_emulator.target, "--project",
+        [sys.executable, "-m", "workbench.cli", "publish", "--emulator", stack.pubsub, "--project",
          project, "--run-id", run_id, "--rate", "1000", "--malformed-rate", "0.05", "--duplicate-rate", "0.02"],
         cwd=tmp_path, env={**os.environ, "WORKBENCH_HOME": str(home), "NO_GCE_CHECK": "true"},
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -286,14 +280,12 @@ def test_an_interrupted_run_reconciles_to_exit_0_when_the_sinks_hold_what_was_pu
             process.wait(10)
     assert load_manifest(run_id)["status"] == INTERRUPTED
 
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", workbench_emulator.target)
-    args = ["--project", project, "--output_root", str(output), "--dataset", names.DATASET,
-            "--bigquery_emulator_host", bigquery_emulator.endpoint, "--file_flush_seconds", "1"]  # fmt: skip
+    args = ["--project", project, "--output_root", str(output), "--dataset", stack.dataset,
+            "--bigquery_emulator_host", stack.bigquery, "--file_flush_seconds", "1"]  # fmt: skip
     assert run_pipeline(args, LocalSettings(stop_when_idle=3)).state == "DONE"
 
     env = {**os.environ, "WORKBENCH_HOME": str(home), "NO_GCE_CHECK": "true", "COLUMNS": "200",
-           "PUBSUB_EMULATOR_HOST": workbench_emulator.target,
-           "BIGQUERY_EMULATOR_HOST": bigquery_emulator.endpoint}  # fmt: skip
+           "PUBSUB_EMULATOR_HOST": stack.pubsub, "BIGQUERY_EMULATOR_HOST": stack.bigquery}  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "workbench.cli", "reconcile", run_id, "--output-root", str(output), "--project",
          project, "--json", str(tmp_path / "report.json")],
