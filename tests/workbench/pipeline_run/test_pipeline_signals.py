@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
 import os
 import pty
 import re
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import pytest
 from pipeline_support import files_under
+from stack_support import LocalStack
 
 from eventmodel import resources as names
 
@@ -48,7 +48,6 @@ FLUSH_S, PULL_SIZE, MAX_OUTSTANDING = 1, 100, 300
 START_TIMEOUT_S = 150.0  # the CLI's start (Beam's imports, the preflight) on a busy 2-core machine
 DRAIN_EXIT_S = 60.0  # a drain: the reader stops, the buffers are written, the acks sent
 FORCED_EXIT_S = 30.0  # a second signal: the cancel, the last acks of what was committed (10 s at most)
-_projects = itertools.count(1)
 
 
 class Terminal:
@@ -92,11 +91,9 @@ class Workbench:
     """One test's world: its project on the session's emulators (topic, subscription, dead-letter pair, tables), its
     home, its output root, and the `workbench` processes it starts (killed at the end if still running)."""
 
-    def __init__(self, pubsub: str, bigquery, tmp_path: Path) -> None:
-        self.pubsub, self.bigquery, self.tmp = pubsub, bigquery, tmp_path
-        self.project = f"signals-{next(_projects)}"
-        self.home = tmp_path / "home"
-        self.output = tmp_path / "output"
+    def __init__(self, stack: LocalStack, tmp_path: Path) -> None:
+        self.pubsub, self.bigquery, self.tmp = stack.pubsub, stack.bigquery_emulator, tmp_path
+        self.project, self.home, self.output = stack.project, stack.home, stack.output
         self.processes: list[subprocess.Popen] = []
         self.terminals: list[Terminal] = []
 
@@ -161,34 +158,32 @@ class Workbench:
             tty.close()
 
 
-def prepare(pubsub: str, bigquery, tmp_path: Path, monkeypatch) -> Workbench:
-    from ddl.apply import apply_ddl
-    from workbench.localstack.stack import create_pubsub_resources
-
-    it = Workbench(pubsub, bigquery, tmp_path)
-    monkeypatch.setenv("WORKBENCH_HOME", str(it.home))  # reconcile, in this process, reads the run's manifest there
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-    create_pubsub_resources(it.pubsub, it.project, ack_deadline_seconds=ACK_DEADLINE_S)
-    apply_ddl(project=it.project, emulator=bigquery.host_port)
-    return it
+def prepare(make_stack, request: pytest.FixtureRequest, tmp_path: Path, bigquery=True) -> Workbench:
+    """The test's stack (its WORKBENCH_HOME set too: reconcile, in this process, reads the run's manifest there),
+    with the short ack deadline that brings back what a forced stop held."""
+    return Workbench(make_stack(request, "signals", bigquery=bigquery, ack_deadline_s=ACK_DEADLINE_S), tmp_path)
 
 
 @pytest.fixture
-def world(workbench_emulator, bigquery_emulator, tmp_path, monkeypatch) -> Iterator[Workbench]:
-    it = prepare(workbench_emulator.target, bigquery_emulator, tmp_path, monkeypatch)
+def world(make_stack, request, tmp_path) -> Iterator[Workbench]:
+    it = prepare(make_stack, request, tmp_path)
     yield it
     it.close()
 
 
 @pytest.fixture
-def world_with_its_own_bigquery(workbench_emulator, tmp_path, monkeypatch) -> Iterator[Workbench]:
+def world_with_its_own_bigquery(make_stack, request, tmp_path) -> Iterator[Workbench]:
     """A world whose BigQuery emulator the test may kill and start again (its tables on disk survive)."""
     from workbench.localstack.emulators import start_bigquery_emulator
 
     data = tmp_path / "bigquery-data"
     data.mkdir()
     bigquery = start_bigquery_emulator(project="signals", time_travel=False, data_dir=data)
-    it = prepare(workbench_emulator.target, bigquery, tmp_path, monkeypatch)
+    try:
+        it = prepare(make_stack, request, tmp_path, bigquery=bigquery)
+    except BaseException:
+        bigquery.stop()  # a stack that could not be made leaves no emulator behind
+        raise
 
     def restart_bigquery() -> None:
         it.bigquery = start_bigquery_emulator(project="signals", port=it.bigquery.port, time_travel=False,
