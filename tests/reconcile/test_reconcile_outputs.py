@@ -26,8 +26,8 @@ from eventmodel import resources as names
 from reconcile.pipeline_counters import read_pipeline_counts
 from reconcile.report import Report
 from workbench import reconcile_view
-from workbench.cli.reconcile import check_outputs, write_outputs
 from workbench.errors import WorkbenchError
+from workbench.reconcile_run import check_outputs, write_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "outputs-it"  # Beam wants 6+ characters

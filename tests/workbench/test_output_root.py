@@ -78,3 +78,21 @@ def test_run_pipeline_and_backfill_refuse_a_misspelt_root_as_a_usage_error(comma
     assert result.exit_code == 2, result.output
     assert "gcs:// is not a scheme Beam knows" in result.output and "gs://bucket/out" in result.output
     assert not [path for path in tmp_path.iterdir() if path.name != "home"], "no folder named after the typo"
+
+
+@pytest.mark.parametrize("command", [["run-pipeline"], ["backfill", "s3://workbench-history/exports"]])
+def test_a_local_run_to_gs_without_the_gcs_emulator_is_refused_by_both(command, home, monkeypatch, cli_runner):
+    """Local mode gives Beam's gs:// filesystem anonymous credentials (pipeline_run/local_mode.py): real Cloud
+    Storage would refuse every write, so the stream and the backfill both refuse before reading anything."""
+    from workbench.cli import cli
+    from workbench.errors import WorkbenchError
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.chdir(home)
+    known = ["--emulator", "127.0.0.1:9", "--bigquery-emulator", "127.0.0.1:9"]
+    result = cli_runner.invoke(cli, [*command, *known, "--output-root", "gs://bucket/out"])
+    refused = result.exception  # `workbench` (cli.main) prints it and exits 2
+    assert isinstance(refused, WorkbenchError), result.output
+    assert refused.message == "--output-root gs://bucket/out needs the GCS emulator in local mode"
+    assert "workbench up --gcs" in refused.fix
+    assert not (home / "bucket").exists() and "PUBSUB_EMULATOR_HOST" not in result.output

@@ -22,9 +22,9 @@ def activate() -> None:
     from workbench.beam_redirect.isolation import ours_first
 
     with ours_first():  # the workbench's `pipeline`, `eventmodel` ... never take the user's module names
+        from endpoints.storage import use_anonymous_beam_credentials
         from workbench.beam_redirect import bigquery, runs
         from workbench.beam_redirect.settings import ExecSettings
-        from endpoints.storage import use_anonymous_beam_credentials
         from workbench.pipeline_run import direct_runner
 
     settings = ExecSettings.from_environment()

@@ -72,6 +72,20 @@ def cli() -> None:
     """Event Workbench: load and correctness testing for Pub/Sub -> Beam -> GCS + BigQuery."""
 
 
+def _strict_rules_from_the_ddl() -> None:
+    """A user's WORKBENCH_BIGQUERY_STRICT=1 holds reads to the DDL's partition rules, as the test suite's does: the
+    rules live in ddl/, above the client factory that checks them (endpoints.bigquery_strict), so they are handed
+    down here, once, through the environment every child process (the pipeline) inherits."""
+    from endpoints.bigquery_strict import RULES_ENV, strict_enabled
+
+    if strict_enabled() and not os.environ.get(RULES_ENV):
+        import json
+
+        from ddl.model import partition_rules
+
+        os.environ[RULES_ENV] = json.dumps(partition_rules())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: a user error (WorkbenchError, or a library's own) becomes a two-line message
     and exit status 2.
@@ -85,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     # The home is resolved once, here: every child process (the pipeline, Locust, the emulators) inherits the same
     # absolute path whatever folder it runs in.
     os.environ[HOME_ENV_VAR] = str(workbench_home())
+    _strict_rules_from_the_ddl()
 
     try:
         cli.main(args=argv, standalone_mode=False)

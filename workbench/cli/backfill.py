@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from eventmodel.resources import DATASET, DEAD_LETTER_TOPIC
+from pipeline.runners import DIRECT, RUNNERS
 from workbench.cli.params import DURATION, exit_with
 from workbench.localstack.stack import BIGQUERY_ENV, PUBSUB_ENV
 from workbench.output_root import output_root_option
@@ -19,7 +20,7 @@ from workbench.output_root import output_root_option
               help="Local directory or gs://bucket/prefix.")  # fmt: skip
 @click.option("--dataset", default=DATASET, show_default=True, help="BigQuery dataset; '' to run without BigQuery.")
 @click.option("--dead-letter-topic", default=DEAD_LETTER_TOPIC, show_default=True, help="'' for none.")
-@click.option("--runner", type=click.Choice(["DirectRunner", "DataflowRunner"]), default="DirectRunner",
+@click.option("--runner", type=click.Choice(RUNNERS), default=DIRECT,
               show_default=True, help="Beam's embedded runner on the local stack, or Dataflow.")  # fmt: skip
 @click.option("--project", help="GCP project (else PUBSUB_PROJECT_ID, GOOGLE_CLOUD_PROJECT, or the local default).")
 @click.option("--region", help="Dataflow region (DataflowRunner).")

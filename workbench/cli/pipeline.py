@@ -17,6 +17,7 @@ from __future__ import annotations
 import click
 
 from eventmodel.resources import DATASET, DEAD_LETTER_TOPIC, SUBSCRIPTION
+from pipeline.runners import DIRECT, RUNNERS
 from workbench.cli.params import DURATION, exit_with
 from workbench.localstack.stack import BIGQUERY_ENV, PUBSUB_ENV
 from workbench.output_root import output_root_option
@@ -26,8 +27,8 @@ from workbench.pipeline_run.source_health import DEFAULT_SOURCE_RETRY_S
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.option(
     "--runner",
-    type=click.Choice(["DirectRunner", "DataflowRunner"]),
-    default="DirectRunner",
+    type=click.Choice(RUNNERS),
+    default=DIRECT,
     show_default=True,
     help="DirectRunner on the local stack, or DataflowRunner on Google Cloud.",
 )

@@ -16,9 +16,6 @@ from eventmodel.resources import DATASET
 from workbench.cli.params import DURATION, ENGINE, given_options
 from workbench.output_root import output_root_option
 
-# Until tests/reconcile/test_reconcile_outputs.py imports them from workbench.reconcile_run, where they live.
-from workbench.reconcile_run import check_outputs, write_outputs  # noqa: F401
-
 
 @click.command()
 @click.argument("run_id", default="latest")

@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING
 import click
 
 from eventmodel.resources import DATASET, DEAD_LETTER_TOPIC, DEFAULT_PROJECT
+from pipeline.runners import DATAFLOW, DIRECT
 from workbench import terminal
 from workbench.errors import WorkbenchError
 
 if TYPE_CHECKING:
     from endpoints import Endpoints
-
-DIRECT, DATAFLOW = "DirectRunner", "DataflowRunner"
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ def _here(s: BackfillSettings, project: str, args: list[str]) -> int:
     from workbench.pipeline_run.local_mode import enter_local_mode
 
     local = local_backfill_endpoints(s)
-    enter_local_mode(local, history_uri=s.history_uri)
+    enter_local_mode(local, s.output_root, history_uri=s.history_uri)
     if s.dataset:
         args += ["--bigquery_emulator_host", local.bigquery]  # type: ignore[list-item]
     sinks = s.output_root + (f", BigQuery {project}.{s.dataset}" if s.dataset else "")

@@ -37,8 +37,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
 
-from pipeline import delivery
 from endpoints.pubsub import subscriber_client
+from pipeline import delivery
 from workbench.pipeline_run.ack_ledger import AckLedger
 from workbench.pipeline_run.source_health import DEFAULT_SOURCE_RETRY_S, SourceHealth
 

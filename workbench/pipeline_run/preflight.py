@@ -13,12 +13,12 @@ import uuid
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
+from endpoints.bigquery import bigquery_client
+from endpoints.pubsub import publisher_client, subscriber_client
 from eventmodel import rows
 from eventmodel.resources import DEFAULT_PROJECT
 from pipeline.options import EventPipelineOptions, resource_path
 from workbench.errors import WorkbenchError
-from endpoints.bigquery import bigquery_client
-from endpoints.pubsub import publisher_client, subscriber_client
 
 
 def preflight(options: PipelineOptions) -> None:

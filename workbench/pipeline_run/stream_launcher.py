@@ -31,10 +31,11 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
+from endpoints.storage import use_anonymous_beam_credentials
 from pipeline.options import EventPipelineOptions
+from pipeline.runners import DATAFLOW, DIRECT, RUNNERS
 from pipeline.stream import build_pipeline, make_options
 from workbench.errors import WorkbenchError
-from endpoints.storage import use_anonymous_beam_credentials
 from workbench.pipeline_run.direct_runner import (
     DEFAULT_MAX_OUTSTANDING,
     DEFAULT_PULL_SIZE,
@@ -45,9 +46,6 @@ from workbench.pipeline_run.preflight import check_dataflow, preflight
 from workbench.pipeline_run.progress import Progress, progress_of
 from workbench.pipeline_run.source_health import DEFAULT_SOURCE_RETRY_S, gone
 
-DIRECT = "DirectRunner"
-DATAFLOW = "DataflowRunner"
-RUNNERS = (DIRECT, DATAFLOW)
 # After a stop, how long the drain may take before the run is cancelled, beyond the sinks' own retry limit
 # (a drain waits for a sink that is down). Cancelling loses nothing: what was not committed is not acked.
 DRAIN_MARGIN_S = 120.0
@@ -85,7 +83,7 @@ class RunSummary:
 
 def refuse_dropped_dead_letters(dataset: str | None, dead_letter_topic: str | None, topic_flag: str) -> None:
     """Neither a dead_letters table nor a dead-letter topic: every rejected message would be acknowledged and lost
-    without a word. Refused, in the backfill's words (workbench/cli/backfill.py), for both runners."""
+    without a word. Refused, in the backfill's words (workbench/pipeline_run/backfill_run.py), for both runners."""
     if not dataset and not dead_letter_topic:
         raise WorkbenchError(
             f"--dataset '' and {topic_flag} '' leave the dead letters nowhere: a rejected message would be lost",

@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING
 import click
 
 from eventmodel.resources import DATASET, DEAD_LETTER_TOPIC, DEFAULT_PROJECT, SUBSCRIPTION
+from pipeline.runners import DATAFLOW, DIRECT
 from workbench import terminal
 from workbench.errors import WorkbenchError
 
 if TYPE_CHECKING:
     from endpoints import Endpoints
 from workbench.pipeline_run.source_health import DEFAULT_SOURCE_RETRY_S
-
-DIRECT, DATAFLOW = "DirectRunner", "DataflowRunner"
 
 
 @dataclass(frozen=True)
@@ -122,11 +121,6 @@ def local_stream_endpoints(s: StreamSettings) -> Endpoints:
             "no BigQuery emulator is known for --dataset " + s.dataset,
             "start the local stack with BigQuery (`workbench up`), pass --bigquery-emulator, or --dataset ''",
         )
-    if s.output_root.startswith("gs://") and not local.storage:
-        raise WorkbenchError(
-            f"--output-root {s.output_root} needs the GCS emulator in local mode",
-            "start it with `workbench up --gcs` (or write to a local directory)",
-        )
     return local
 
 
@@ -137,7 +131,7 @@ def _here(s: StreamSettings, project: str, args: list[str]) -> int:
     from workbench.pipeline_view import PipelineView, output_may_fail, summary
 
     local = local_stream_endpoints(s)
-    enter_local_mode(local)
+    enter_local_mode(local, s.output_root)
     if s.dataset:
         args += ["--bigquery_emulator_host", local.bigquery]  # type: ignore[list-item]
     # The DirectRunner's state dies with the process: the dedup step's memory survives a restart in this file.

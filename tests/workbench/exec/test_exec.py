@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from emulator.pubsub.admin import AdminClient
-from eventmodel import resources as names
 from endpoints.bigquery import bigquery_client
 from endpoints.pubsub import publisher_client
+from eventmodel import resources as names
 from workbench.localstack.ports import free_port, free_port_pair
 
 PIPELINE = Path(__file__).with_name("stock_pipeline.py")

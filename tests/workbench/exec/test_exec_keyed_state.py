@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from eventmodel import resources as names
 from endpoints.pubsub import publisher_client
+from eventmodel import resources as names
 from workbench.localstack.ports import free_port_pair
 
 PIPELINE = Path(__file__).with_name("dedup_pipeline.py")

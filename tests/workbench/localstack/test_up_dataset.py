@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
+from endpoints.bigquery import bigquery_client
 from eventmodel import resources as names
 from workbench.localstack import stack
-from endpoints.bigquery import bigquery_client
 from workbench.localstack.ports import free_port_pair
 
 pytestmark = pytest.mark.integration
