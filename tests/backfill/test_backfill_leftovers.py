@@ -20,12 +20,10 @@ from pipeline import metrics as M
 PROJECT = "backfill-leftovers"
 
 
-def test_a_local_backfill_leaves_no_beam_temp_folder(workbench_emulator, monkeypatch, tmp_path: Path):
-    from workbench.localstack.stack import create_pubsub_resources
+def test_a_local_backfill_leaves_no_beam_temp_folder(make_stack, request, monkeypatch, tmp_path: Path):
     from workbench.pipeline_run.backfill_launcher import backfill
 
-    create_pubsub_resources(workbench_emulator.target, PROJECT)  # the dead letters' topic: no dataset here
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", workbench_emulator.target)
+    stack = make_stack(request, PROJECT, bigquery=False)  # the dead letters' topic (and PUBSUB_EMULATOR_HOST)
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))  # what tempfile.gettempdir() answers, Beam included
@@ -36,7 +34,7 @@ def test_a_local_backfill_leaves_no_beam_temp_folder(workbench_emulator, monkeyp
     (history / "part-00000.jsonl").write_bytes(b"\n".join(orjson.dumps(e.event) for e in events[:5]) + b"\n")
 
     before = sorted(temp.glob("beam-temp*"))
-    summary = backfill(["--project", PROJECT, "--history_uri", str(tmp_path / "history"),
+    summary = backfill(["--project", stack.project, "--history_uri", str(tmp_path / "history"),
                         "--output_root", str(tmp_path / "output"), "--dataset", "",
                         "--dead_letter_topic", names.DEAD_LETTER_TOPIC])  # fmt: skip
     assert summary.state == "DONE" and summary.counts[M.gcs_lines(events[0].event_type)] >= 1, summary
