@@ -16,18 +16,14 @@ from generator.stream import GeneratorConfig
 from publisher.manifest import iter_events, payload_digest, read_manifest
 from publisher.run import PublishPlan, publish
 from publisher.sinks import PubSubTarget
-from workbench.localstack.stack import create_pubsub_resources
 
 pytestmark = pytest.mark.integration
 
 PROJECT = "p"
 
 
-def test_everything_published_arrives_with_its_attributes_and_bytes(backend, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", backend.target)
-    project = f"{PROJECT}-{backend.name}"
-    create_pubsub_resources(backend.target, project)
+def test_everything_published_arrives_with_its_attributes_and_bytes(backend, make_stack, request):
+    project = make_stack(request, f"{PROJECT}-{backend.name}", pubsub=backend, bigquery=False).project
     plan = PublishPlan(
         run_id=f"it-{backend.name}",
         target=PubSubTarget(project, names.TOPIC, backend.target),
@@ -74,11 +70,11 @@ def test_everything_published_arrives_with_its_attributes_and_bytes(backend, tmp
             assert attributes[names.ATTR_EVENT_TYPE] == row["expected"]
 
 
-def test_several_worker_processes_share_the_rate_and_the_count(workbench_emulator, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", workbench_emulator.target)
-    project = "p-workers"
-    create_pubsub_resources(workbench_emulator.target, project)
+def test_several_worker_processes_share_the_rate_and_the_count(
+    workbench_emulator, make_stack, request, tmp_path, monkeypatch
+):
+    project = make_stack(request, f"{PROJECT}-workers", bigquery=False).project
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))  # after the stack's: the run is read from tmp_path/runs
     plan = PublishPlan(
         run_id="workers",
         target=PubSubTarget(project, names.TOPIC, workbench_emulator.target),
