@@ -43,12 +43,11 @@ def _user_credentials(folder: Path) -> Path:
     return path
 
 
-def test_a_local_backfill_to_gs_reconciles(workbench_emulator, s3_emulator, gcs_emulator, tmp_path):
-    from workbench.localstack.stack import create_pubsub_resources
-
-    create_pubsub_resources(workbench_emulator.target, PROJECT)
-    bucket = f"history-{uuid.uuid4().hex[:10]}"
-    s3_emulator.s3_client().create_bucket(Bucket=bucket)
+def test_a_local_backfill_to_gs_reconciles(
+    make_stack, request, workbench_emulator, s3_emulator, gcs_emulator, tmp_path
+):
+    stack = make_stack(request, PROJECT, bigquery=False, s3=True)  # the dead letters' topic, the history's bucket
+    bucket = stack.bucket
     env = {k: v for k, v in os.environ.items() if k not in NOT_A_USERS}
     env.update(s3_emulator.exports)
     env.update({"WORKBENCH_HOME": str(tmp_path / "home"), names.PUBSUB_EMULATOR_ENV: workbench_emulator.target,
@@ -59,12 +58,12 @@ def test_a_local_backfill_to_gs_reconciles(workbench_emulator, s3_emulator, gcs_
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
     output_root = f"{gcs_emulator}/out-{uuid.uuid4().hex[:8]}"
 
-    backfilled = _cli("backfill", f"s3://{bucket}/exports", "--project", PROJECT, "--output-root", output_root,
-                      "--dataset", "", env=env)  # fmt: skip
+    backfilled = _cli("backfill", f"s3://{bucket}/exports", "--project", stack.project, "--output-root",
+                      output_root, "--dataset", "", env=env)  # fmt: skip
     assert backfilled.returncode == 0, backfilled.stdout + backfilled.stderr
     assert "backfill done" in backfilled.stderr
 
-    reconciled = _cli("reconcile", "gcs-history", "--project", PROJECT, "--output-root", output_root,
-                      "--no-bigquery", env=env)  # fmt: skip
+    reconciled = _cli("reconcile", "gcs-history", "--project", stack.project, "--output-root",
+                      output_root, "--no-bigquery", env=env)  # fmt: skip
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
     assert "all 300 events accounted for" in reconciled.stdout + reconciled.stderr
