@@ -318,6 +318,7 @@ def settle(run_id: str, target: Any, options: CheckOptions, events: list[SentEve
     idle), or, for a pipeline running elsewhere, its sinks stop changing; at options.wait_s, a pipeline started here
     is stopped (it drains) and reconciled once more. Returns the last report and each event's lags."""
     from battery.scorecard import missing_by_scenario
+    from reconcile.errors import NotYetReadable
     from reconcile.run import STABLE_FOR_S
 
     deadline = time.monotonic() + options.wait_s
@@ -376,22 +377,14 @@ def _settle_note(report: Any, ended: bool, stable: bool, remaining: float, pipel
     return "waiting for the pipeline" if pipeline else "waiting for the sinks"
 
 
-class NotYetReadable(WorkbenchError):
-    """A sink the contract names cannot be read (yet): a table or folder the pipeline has not created so far."""
-
-
 def reconcile_with_lags(run_id: str, target: Any, published: dict[str, int]) -> tuple[Any, list[Lag]]:
     """One reconcile of the run, and from the same engine each copy's publish and landed time per sink."""
-    from reconcile.errors import ReconcileError
     from reconcile.queries import LAGS, render
     from reconcile.run import reconcile
 
     engine = target.make_engine()
     try:
-        try:
-            report = reconcile(run_id, target, engine=engine)
-        except ReconcileError as exc:
-            raise NotYetReadable(exc.message, exc.fix) from None
+        report = reconcile(run_id, target, engine=engine)
         rows = engine.run(render(LAGS, engine.tables, report.run_id, report.checked))
     finally:
         engine.close()
