@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from eventmodel.errors import FixableError
+from endpoints.errors import FixableError
 from eventmodel.schema import MAX_PAYLOAD_BYTES, ORDER
 from generator.malformed import CATALOGUE
 from generator.stream import GeneratorConfig

@@ -1,7 +1,7 @@
 """The shape every package's user-facing error shares: what went wrong, and what to do instead.
 
-Defined here, in the bottom layer, so that every package can raise its own subclass without importing a layer above
-it (eventmodel.errors re-exports it for the packages that have always imported it from there). The CLI shows any of
+Defined here, in the bottom layer, so that every package can raise its own subclass (WorkbenchError, EmulatorError,
+PublishError, ReconcileError, DdlError, ...) without importing a layer above it. The CLI shows any of
 them as a two-line message and exits with status 2.
 """
 

@@ -8,12 +8,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# How to reach a service is the bottom layer's (endpoints/); named here too, where every part has read them.
-from endpoints import http_endpoint as http_endpoint
-from endpoints.s3 import LOCAL_S3_ACCESS_KEY_ID as LOCAL_S3_ACCESS_KEY_ID
-from endpoints.s3 import LOCAL_S3_REGION as LOCAL_S3_REGION
-from endpoints.s3 import LOCAL_S3_SECRET_ACCESS_KEY as LOCAL_S3_SECRET_ACCESS_KEY
-
 # Pub/Sub
 TOPIC = "backend-events-topic"
 SUBSCRIPTION = "backend-events-topic-sub"
@@ -66,8 +60,7 @@ AWS_ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 AWS_ACCESS_KEY_ID_ENV = "AWS_ACCESS_KEY_ID"
 AWS_SECRET_ACCESS_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
 AWS_REGION_ENV = "AWS_DEFAULT_REGION"
-# The local server's credentials and region (LOCAL_S3_*, imported above) are defined beside boto3's factory,
-# endpoints/s3.py.
+# The local S3 server's credentials and region (LOCAL_S3_*) are the S3 client factory's: endpoints/s3.py.
 # Where `workbench publish --history` writes and `workbench backfill` reads by default; `workbench up --s3` creates it.
 HISTORY_BUCKET = "workbench-history"
 # The object metadata a history run stamps its run id in (x-amz-meta-workbench-run-id; boto3 strips the prefix).

@@ -46,7 +46,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from eventmodel.errors import FixableError
+from endpoints.errors import FixableError
 
 CONTENT = "content"
 THROTTLED = "throttled"

@@ -24,9 +24,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from endpoints.errors import FixableError
 from eventmodel import resources as names
 from eventmodel import rows
-from eventmodel.errors import FixableError
 from eventmodel.history import NATURAL_KEYS
 from eventmodel.schema import EVENT_TIME_FIELD, EVENT_TYPES, MAX_PAYLOAD_BYTES, SCHEMAS, Field, field_paths
 

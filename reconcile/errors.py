@@ -12,7 +12,7 @@ Each state a caller acts on has its own type, so that it decides by type and nev
 
 from __future__ import annotations
 
-from eventmodel.errors import FixableError
+from endpoints.errors import FixableError
 
 
 class ReconcileError(FixableError):

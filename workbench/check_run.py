@@ -33,7 +33,7 @@ import orjson
 
 from battery import scenarios as S
 from battery.model import Budgets, CheckData, Lag, Phase, SentEvent
-from eventmodel.errors import FixableError
+from endpoints.errors import FixableError
 from eventmodel.resources import TOPIC, workbench_home
 from publisher.manifest import iter_events, new_run_id, read_manifest, run_dir
 from workbench.errors import WorkbenchError

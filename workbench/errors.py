@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eventmodel.errors import FixableError
+from endpoints.errors import FixableError
 
 
 class WorkbenchError(FixableError):

@@ -16,7 +16,7 @@ import re
 
 import click
 
-from eventmodel.errors import FixableError
+from endpoints.errors import FixableError
 
 # A leading "scheme:" (RFC 3986 letters) with its slashes; a local path that merely contains a colon later on
 # (./run:1, out/a:b) does not match.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import grpc
 
-from eventmodel.errors import FixableError
+from endpoints.errors import FixableError
 
 
 class PubSubError(Exception):

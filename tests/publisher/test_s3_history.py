@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from eventmodel.resources import http_endpoint
+from endpoints import http_endpoint
 from publisher import objects as layout
 from publisher.errors import PublishError
 from publisher.manifest import MANIFEST_VERSION, iter_events, iter_objects, load_manifest, payload_digest

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from eventmodel.errors import FixableError
+from endpoints.errors import FixableError
 from eventmodel.resources import HOME_ENV_VAR, workbench_home
 
 # command name -> "module:attribute"; one line per command.

@@ -36,8 +36,9 @@ from typing import Any
 
 import orjson
 
+from endpoints import http_endpoint
+from endpoints.s3 import LOCAL_S3_ACCESS_KEY_ID, LOCAL_S3_REGION, LOCAL_S3_SECRET_ACCESS_KEY
 from eventmodel import resources as names
-from eventmodel.resources import http_endpoint
 
 POLICY_NAME = "s3-reads-denied"
 
@@ -57,7 +58,7 @@ class S3Reader:
             names.AWS_ENDPOINT_ENV: self.endpoint,
             names.AWS_ACCESS_KEY_ID_ENV: self.access_key_id,
             names.AWS_SECRET_ACCESS_KEY_ENV: self.secret_access_key,
-            names.AWS_REGION_ENV: names.LOCAL_S3_REGION,
+            names.AWS_REGION_ENV: LOCAL_S3_REGION,
         }
 
     @property
@@ -67,7 +68,7 @@ class S3Reader:
             f"--s3_endpoint_url={self.endpoint}",
             f"--s3_access_key_id={self.access_key_id}",
             f"--s3_secret_access_key={self.secret_access_key}",
-            f"--s3_region_name={names.LOCAL_S3_REGION}",
+            f"--s3_region_name={LOCAL_S3_REGION}",
         ]
 
     def client(self, service: str = "s3") -> Any:
@@ -76,7 +77,7 @@ class S3Reader:
         return boto3.session.Session().client(
             service,
             endpoint_url=self.endpoint,
-            region_name=names.LOCAL_S3_REGION,
+            region_name=LOCAL_S3_REGION,
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_access_key,
         )
@@ -140,7 +141,7 @@ def _iam_client(s3: Any) -> Any:
     return boto3.session.Session().client(
         "iam",
         endpoint_url=s3.meta.endpoint_url,
-        region_name=names.LOCAL_S3_REGION,
-        aws_access_key_id=names.LOCAL_S3_ACCESS_KEY_ID,
-        aws_secret_access_key=names.LOCAL_S3_SECRET_ACCESS_KEY,
+        region_name=LOCAL_S3_REGION,
+        aws_access_key_id=LOCAL_S3_ACCESS_KEY_ID,
+        aws_secret_access_key=LOCAL_S3_SECRET_ACCESS_KEY,
     )

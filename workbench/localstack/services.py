@@ -14,15 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from endpoints.s3 import LOCAL_S3_ACCESS_KEY_ID, LOCAL_S3_REGION, LOCAL_S3_SECRET_ACCESS_KEY
 from eventmodel import resources as names
 from eventmodel.resources import BIGQUERY_EMULATOR_PORT, BIGQUERY_GRPC_OFFSET, GCS_EMULATOR_PORT, PUBSUB_EMULATOR_PORT
 
 # What a client of the local S3 server needs besides its endpoint: moto's placeholder keys (any pair is accepted
 # while the server checks no signature; they open no real account) and a region (boto3 insists on one).
 S3_TEST_CREDENTIALS = {
-    names.AWS_ACCESS_KEY_ID_ENV: names.LOCAL_S3_ACCESS_KEY_ID,
-    names.AWS_SECRET_ACCESS_KEY_ENV: names.LOCAL_S3_SECRET_ACCESS_KEY,
-    names.AWS_REGION_ENV: names.LOCAL_S3_REGION,
+    names.AWS_ACCESS_KEY_ID_ENV: LOCAL_S3_ACCESS_KEY_ID,
+    names.AWS_SECRET_ACCESS_KEY_ENV: LOCAL_S3_SECRET_ACCESS_KEY,
+    names.AWS_REGION_ENV: LOCAL_S3_REGION,
 }
 
 

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from endpoints.s3 import LOCAL_S3_ACCESS_KEY_ID, LOCAL_S3_REGION, LOCAL_S3_SECRET_ACCESS_KEY
 from eventmodel import resources as names
 from workbench.localstack.emulators import Emulator
 
@@ -29,9 +30,9 @@ def beam_options(s3_emulator: Emulator, *extra: str):
     return PipelineOptions(
         [
             f"--s3_endpoint_url={s3_emulator.endpoint}",
-            f"--s3_access_key_id={names.LOCAL_S3_ACCESS_KEY_ID}",
-            f"--s3_secret_access_key={names.LOCAL_S3_SECRET_ACCESS_KEY}",
-            f"--s3_region_name={names.LOCAL_S3_REGION}",
+            f"--s3_access_key_id={LOCAL_S3_ACCESS_KEY_ID}",
+            f"--s3_secret_access_key={LOCAL_S3_SECRET_ACCESS_KEY}",
+            f"--s3_region_name={LOCAL_S3_REGION}",
             *extra,
         ]
     )
