@@ -25,8 +25,7 @@ from pathlib import Path
 
 from ddl.errors import DdlError
 from endpoints.bigquery import bigquery_client
-from endpoints.sql_statements import split_statements as split_statements
-from endpoints.sql_statements import strip_comments as strip_comments
+from endpoints.sql_statements import split_statements, strip_comments
 from eventmodel.resources import BIGQUERY_EMULATOR_PORT, DATASET, DEFAULT_PROJECT, LOCAL_HOST
 from eventmodel.schema import SCHEMA_VERSION
 

@@ -55,7 +55,7 @@ def render_sql(path: str, project: str, dataset: str, location: str, extra: tupl
 
 
 def _first_line(sql: str) -> str:
-    from ddl.apply import strip_comments
+    from endpoints.sql_statements import strip_comments
 
     line = next((ln.strip() for ln in strip_comments(sql).splitlines() if ln.strip()), "")
     return line if len(line) <= 90 else line[:87] + "..."

@@ -12,8 +12,9 @@ import sqlglot
 from ddl_helpers import OPS_DIR, REPO, sql_files
 from sqlglot import exp
 
-from ddl.apply import emulator_gap, render_file, split_statements, strip_comments
+from ddl.apply import emulator_gap, render_file
 from ddl.model import parse_model
+from endpoints.sql_statements import split_statements, strip_comments
 from eventmodel import reasons
 from eventmodel import rows as R
 from eventmodel import schema as S
