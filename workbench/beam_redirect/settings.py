@@ -63,6 +63,9 @@ def child_environment(
     # An emulator the stack does not run is no emulator at all: a stale export from another stack would otherwise
     # send the command there (and the redirect would point Beam at it).
     stale = {names.PUBSUB_EMULATOR_ENV, names.BIGQUERY_EMULATOR_ENV, names.STORAGE_EMULATOR_ENV} - set(exports)
+    # The workbench's own run-pipeline marks its own process (OWN_PIPELINE_ENV) before Beam loads; inherited from
+    # the caller (a run-pipeline earlier in the same process), it would turn the redirect off for the user's command.
+    stale.add(OWN_PIPELINE_ENV)
     env = {**{k: v for k, v in base.items() if k not in stale}, **exports}
     if project:
         env.setdefault(names.PROJECT_ENV_VARS[1], project)  # GOOGLE_CLOUD_PROJECT, when BigQuery did not export it

@@ -235,11 +235,13 @@ def test_the_settings_travel_through_the_environment():
 
 def test_the_child_environment_puts_the_stack_first_and_the_startup_folder_on_pythonpath():
     base = {"PUBSUB_EMULATOR_HOST": "elsewhere:1", "BIGQUERY_EMULATOR_HOST": "http://stale:1", "PYTHONPATH": "/mine",
-            "HOME": "/h"}  # fmt: skip
+            "HOME": "/h", settings.OWN_PIPELINE_ENV: "1"}  # fmt: skip
     exports = {"PUBSUB_EMULATOR_HOST": "127.0.0.1:8085", "PUBSUB_PROJECT_ID": "p"}
     env = settings.child_environment(base, exports, "p", settings.ExecSettings())
     assert env["PUBSUB_EMULATOR_HOST"] == "127.0.0.1:8085" and env["GOOGLE_CLOUD_PROJECT"] == "p"
     assert "BIGQUERY_EMULATOR_HOST" not in env  # not the stack's: dropped, so BigQuery IO is refused with the fix
+    # A run-pipeline earlier in the caller's process marked it: the user's command must still be redirected.
+    assert settings.OWN_PIPELINE_ENV not in env
     assert env["PYTHONPATH"].split(":") == [str(settings.STARTUP_DIR), "/mine"]
     assert env["NO_GCE_CHECK"] == "true" and env["HOME"] == "/h" and env[settings.ACTIVE_ENV] == "1"
     assert (settings.STARTUP_DIR / "sitecustomize.py").is_file()
